@@ -1,0 +1,3 @@
+"""Storage of the twin: settings, the embedded PostGIS cluster, migrations and every SQL statement."""
+
+STORAGE_SRID = 4326

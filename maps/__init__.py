@@ -1,0 +1,1 @@
+"""Folium maps for crews and planners (built by the maps issue)."""

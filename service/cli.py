@@ -1,0 +1,270 @@
+"""The ``twin`` command: the single entry point to the neighbourhood twin."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from geo.errors import TwinError
+from geo.settings import DatabaseSettings
+
+app = typer.Typer(
+    help="Neighbourhood Twin: streets, manholes, parking and compounds on PostGIS.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Manage the twin's database (the embedded cluster by default).",
+                     no_args_is_help=True)
+sample_app = typer.Typer(help="Generate and load synthetic neighbourhoods.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(sample_app, name="sample")
+
+console = Console()
+err_console = Console(stderr=True)
+
+DatabaseUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        envvar="TWIN_DATABASE_URL",
+        help="PostGIS database URL; without it twin runs its embedded database under TWIN_HOME.",
+        show_envvar=True,
+    ),
+]
+
+
+class _State:
+    database_url: str | None = None
+
+
+state = _State()
+
+
+@app.callback()
+def main(database_url: DatabaseUrlOption = None) -> None:
+    """Neighbourhood Twin: streets, manholes, parking and compounds on PostGIS."""
+    state.database_url = database_url
+
+
+def _settings() -> DatabaseSettings:
+    settings = DatabaseSettings()
+    if state.database_url:
+        settings = settings.model_copy(update={"database_url": state.database_url})
+    return settings
+
+
+def _fail(error: TwinError) -> typer.Exit:
+    err_console.print(f"[bold red]Error:[/] {error}", highlight=False, soft_wrap=True)
+    return typer.Exit(error.exit_code)
+
+
+def _embedded_only(settings: DatabaseSettings, command: str) -> None:
+    if settings.database_url:
+        raise TwinError(
+            f"`twin db {command}` manages the embedded database, but TWIN_DATABASE_URL "
+            f"points twin at an external one; unset it to manage the embedded database."
+        )
+
+
+def _cluster(settings: DatabaseSettings):
+    from geo.cluster import EmbeddedCluster
+
+    return EmbeddedCluster(settings.home, settings.cluster_user)
+
+
+def _engine(settings: DatabaseSettings, *, migrate: bool = True):
+    """Connect (starting the embedded cluster on demand) and bring the schema up to date."""
+    from geo import migrate as migrations
+    from geo.database import connect
+
+    engine = connect(settings)
+    if migrate and migrations.current_revision(engine) != migrations.head_revision():
+        with console.status("Migrating the database schema"):
+            migrations.upgrade(engine)
+    return engine
+
+
+@db_app.command("start")
+def db_start() -> None:
+    """Create (first time) and start the embedded PostGIS database."""
+    settings = _settings()
+    try:
+        _embedded_only(settings, "start")
+        cluster = _cluster(settings)
+        with console.status("Starting the embedded PostGIS database"):
+            started = cluster.start()
+    except TwinError as error:
+        raise _fail(error) from None
+    status = cluster.status()
+    if started:
+        console.print(f"[green]Started[/] the embedded database (pid {status.pid}) in "
+                      f"{status.data_dir}, socket in {status.socket_dir}.")
+    else:
+        console.print(f"[yellow]Already running:[/] the embedded database (pid {status.pid}) in "
+                      f"{status.data_dir}; nothing to do.")
+
+
+@db_app.command("stop")
+def db_stop() -> None:
+    """Stop the embedded database."""
+    settings = _settings()
+    try:
+        _embedded_only(settings, "stop")
+        stopped = _cluster(settings).stop()
+    except TwinError as error:
+        raise _fail(error) from None
+    console.print("[green]Stopped[/] the embedded database." if stopped
+                  else "The embedded database was not running; nothing to do.")
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """Tell whether the database is up, with PostgreSQL, PostGIS and schema versions."""
+    from geo import migrate as migrations
+    from geo.database import create_engine, describe, ensure_postgis, parse_database_url
+
+    settings = _settings()
+    table = Table(show_header=False, box=None)
+    try:
+        if settings.database_url:
+            url = parse_database_url(settings.database_url)
+            table.add_row("database", f"external: {describe(url)}")
+        else:
+            cluster = _cluster(settings)
+            status = cluster.status()
+            table.add_row("database", "embedded")
+            table.add_row("data directory", str(status.data_dir))
+            if not status.running:
+                table.add_row("state", "[yellow]stopped[/] (start it with `twin db start`)")
+                console.print(table)
+                raise typer.Exit(3)
+            table.add_row("state", f"[green]running[/] (pid {status.pid})")
+            table.add_row("socket", str(status.socket_dir))
+            url = cluster.url
+        engine = create_engine(url)
+        info = ensure_postgis(engine)
+        revision = migrations.current_revision(engine)
+    except TwinError as error:
+        raise _fail(error) from None
+    table.add_row("PostgreSQL", info.postgres_version)
+    table.add_row("PostGIS", info.postgis_version)
+    head = migrations.head_revision()
+    table.add_row("schema", f"{revision or 'empty'}"
+                  + ("" if revision == head else f" (newest is {head}: run `twin db migrate`)"))
+    console.print(table)
+
+
+@db_app.command("migrate")
+def db_migrate(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+) -> None:
+    """Upgrade the schema to the newest revision (or the one given)."""
+    from geo import migrate as migrations
+
+    try:
+        engine = _engine(_settings(), migrate=False)
+        before = migrations.current_revision(engine)
+        migrations.upgrade(engine, revision)
+        after = migrations.current_revision(engine)
+    except TwinError as error:
+        raise _fail(error) from None
+    console.print(f"Schema at revision [bold]{after}[/]"
+                  + (f" (was {before or 'empty'})." if before != after else "; nothing to do."))
+
+
+@db_app.command("downgrade")
+def db_downgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision; 'base' removes every table.")],
+) -> None:
+    """Downgrade the schema to an older revision."""
+    from geo import migrate as migrations
+
+    try:
+        engine = _engine(_settings(), migrate=False)
+        migrations.downgrade(engine, revision)
+        after = migrations.current_revision(engine)
+    except TwinError as error:
+        raise _fail(error) from None
+    console.print(f"Schema at revision [bold]{after or 'base (no twin tables)'}[/].")
+
+
+@db_app.command("reset")
+def db_reset(
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete all of the twin's data and start again with an empty, migrated schema."""
+    from geo import migrate as migrations
+
+    settings = _settings()
+    where = "the external database" if settings.database_url else f"{settings.home.absolute()}"
+    if not yes:
+        if not sys.stdin.isatty():
+            raise _fail(TwinError("`twin db reset` deletes all twin data; add --yes to confirm."))
+        typer.confirm(f"Delete all twin data in {where}?", abort=True)
+    try:
+        if settings.database_url:
+            engine = _engine(settings, migrate=False)
+            migrations.downgrade(engine, "base")
+        else:
+            with console.status("Deleting the embedded database"):
+                _cluster(settings).destroy()
+        with console.status("Creating an empty database"):
+            engine = _engine(settings)
+    except TwinError as error:
+        raise _fail(error) from None
+    console.print(f"[green]Reset:[/] empty schema at revision "
+                  f"{migrations.current_revision(engine)} in {where}.")
+
+
+@sample_app.command("generate")
+def sample_generate(
+    out: Annotated[Path, typer.Option("--out", help="Directory to write the sample into.")],
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same files.")] = 7,
+    scale: Annotated[float, typer.Option(
+        min=0.05, max=1000, help="1 is one neighbourhood; 100 is a city.")] = 1.0,
+    months: Annotated[int, typer.Option(min=1, max=240, help="Months of history.")] = 24,
+) -> None:
+    """Write a synthetic neighbourhood in real file formats, with its ground truth apart."""
+    from sample_data.generate import generate
+
+    try:
+        summary = generate(out, seed=seed, scale=scale, months=months, progress=console)
+    except TwinError as error:
+        raise _fail(error) from None
+    table = Table(title=f"Sample written to {out}")
+    table.add_column("file")
+    table.add_column("rows", justify="right")
+    for name, rows in summary.items():
+        table.add_row(name, f"{rows:,}")
+    console.print(table)
+
+
+@sample_app.command("load")
+def sample_load(
+    directory: Annotated[
+        Path | None,
+        typer.Argument(help="A directory written by `twin sample generate` (default: the "
+                       "committed sample)."),
+    ] = None,
+) -> None:
+    """Load a generated sample into the twin's database (starting and migrating it if needed)."""
+    from ingest.sample import load_sample
+    from sample_data import SAMPLE_DIR
+
+    try:
+        engine = _engine(_settings())
+        results = load_sample(engine, directory or SAMPLE_DIR, console=console)
+    except TwinError as error:
+        raise _fail(error) from None
+    table = Table(title="Loaded")
+    for column in ("layer", "read", "new", "updated", "unchanged"):
+        table.add_column(column, justify="right" if column != "layer" else "left")
+    for r in results:
+        table.add_row(r.layer, f"{r.rows_read:,}", f"{r.rows_new:,}", f"{r.rows_updated:,}",
+                      f"{r.rows_unchanged:,}")
+    console.print(table)
