@@ -31,6 +31,7 @@ START_TIMEOUT_S = 60
 MAX_SOCKET_DIR_LEN = 90
 # Where the cluster goes when running as root and the cluster account cannot reach TWIN_HOME.
 SHARED_CLUSTER_ROOT = Path("/var/lib/twin/clusters")
+DEBIAN_POSTGRES_ROOT = Path("/usr/lib/postgresql")
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ def find_postgres() -> PostgresInstall:
         When no ``initdb``/``pg_ctl``/``postgres`` triple is installed.
     """
     candidates = sorted(
-        Path("/usr/lib/postgresql").glob("*/bin"),
+        DEBIAN_POSTGRES_ROOT.glob("*/bin"),
         key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
         reverse=True,
     )

@@ -1,0 +1,79 @@
+import sqlalchemy as sa
+
+from geo import migrate
+from geo.database import create_engine
+
+TABLES = {
+    "streets", "manholes", "parking", "compounds", "road_damage", "debris_piles",
+    "metrics", "readings", "ingest_runs",
+}
+SPATIAL = {"streets", "manholes", "parking", "compounds", "road_damage", "debris_piles"}
+
+
+def _tables(conn) -> set[str]:
+    return set(conn.execute(sa.text(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition"
+    )).scalars()) - {"spatial_ref_sys", "alembic_version"}
+
+
+def test_upgrade_creates_every_table_with_spatial_index_and_downgrade_removes_them(make_database):
+    engine = create_engine(make_database())
+    with engine.connect() as conn:
+        assert _tables(conn) == set()
+
+    migrate.upgrade(engine)
+    assert migrate.current_revision(engine) == migrate.head_revision()
+    with engine.connect() as conn:
+        assert _tables(conn) == TABLES
+        gist = set(conn.execute(sa.text(
+            "SELECT tablename FROM pg_indexes WHERE indexdef LIKE '%USING gist (geom)%'"
+        )).scalars())
+        assert gist == SPATIAL
+        srids = dict(conn.execute(sa.text(
+            "SELECT f_table_name, srid FROM geometry_columns WHERE f_table_schema = 'public'"
+        )).all())
+        assert srids == {table: 4326 for table in SPATIAL}
+        unique = set(conn.execute(sa.text(
+            "SELECT conrelid::regclass::text FROM pg_constraint "
+            "WHERE contype = 'u' AND conname LIKE '%source_external_id'"
+        )).scalars())
+        assert unique == SPATIAL
+        assert conn.execute(sa.text(
+            "SELECT partstrat FROM pg_partitioned_table WHERE partrelid = 'readings'::regclass"
+        )).scalar() == "r"
+        metrics = dict(conn.execute(sa.text(
+            "SELECT name, higher_is_better FROM metrics"
+        )).all())
+        assert metrics["pci"] is True and metrics["iri_m_per_km"] is False
+        assert {"tilt_deg", "cover_open", "water_level_pct", "lel_pct", "h2s_ppm"} <= set(metrics)
+
+    migrate.downgrade(engine, "base")
+    assert migrate.current_revision(engine) is None
+    with engine.connect() as conn:
+        assert _tables(conn) == set()
+        assert conn.execute(sa.text("SELECT to_regclass('assets')")).scalar() is None
+
+    migrate.upgrade(engine)  # and back up again from base
+    with engine.connect() as conn:
+        assert _tables(conn) == TABLES
+    engine.dispose()
+
+
+def test_schema_refuses_what_the_domain_does_not_allow(engine):
+    with engine.connect() as conn:
+        for statement in (
+            "INSERT INTO manholes (source, external_id, kind, geom) "
+            "VALUES ('t', 'm1', 'lava', ST_SetSRID(ST_Point(108.5, 32.5), 4326))",
+            "INSERT INTO compounds (source, external_id, management_type, geom) VALUES "
+            "('t', 'c1', 'palace', ST_GeomFromText('POLYGON((0 0,1 0,1 1,0 0))', 4326))",
+            "INSERT INTO streets (source, external_id, road_class, geom) "
+            "VALUES ('t', 's1', 'primary', ST_SetSRID(ST_Point(108.5, 32.5), 4326))",
+        ):
+            try:
+                with conn.begin_nested():
+                    conn.execute(sa.text(statement))
+            except sa.exc.DBAPIError:
+                continue
+            raise AssertionError(f"accepted: {statement}")
+        conn.rollback()

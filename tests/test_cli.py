@@ -1,0 +1,82 @@
+"""The ``twin`` command as a user runs it: a real process, real exit codes, real output."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TWIN = str(Path(sys.executable).parent / "twin")
+
+
+def run(*args, home: Path, timeout=120, **env):
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("TWIN_")}
+    environment.update({"TWIN_HOME": str(home), "COLUMNS": "200", **env})
+    if "TWIN_CLUSTER_USER" in os.environ:
+        environment["TWIN_CLUSTER_USER"] = os.environ["TWIN_CLUSTER_USER"]
+    return subprocess.run([TWIN, *args], capture_output=True, text=True, timeout=timeout,
+                          env=environment, stdin=subprocess.DEVNULL)
+
+
+def test_help_lists_the_commands(tmp_path):
+    result = run("--help", home=tmp_path)
+    assert result.returncode == 0
+    for command in ("db", "sample"):
+        assert command in result.stdout
+
+
+def test_db_start_status_stop(tmp_path):
+    home = tmp_path / "home"
+    try:
+        started = run("db", "start", home=home)
+        assert started.returncode == 0, started.stderr
+        assert "Started" in started.stdout
+        again = run("db", "start", home=home)
+        assert again.returncode == 0 and "Already running" in again.stdout
+
+        status = run("db", "status", home=home)
+        assert status.returncode == 0, status.stderr
+        assert "running" in status.stdout
+        assert "PostGIS" in status.stdout and "3." in status.stdout
+
+        migrated = run("db", "migrate", home=home)
+        assert migrated.returncode == 0 and "0001" in migrated.stdout
+
+        stopped = run("db", "stop", home=home)
+        assert stopped.returncode == 0 and "Stopped" in stopped.stdout
+        after = run("db", "status", home=home)
+        assert after.returncode == 3 and "stopped" in after.stdout
+    finally:
+        run("db", "reset", "--yes", home=home)
+        run("db", "stop", home=home)
+
+
+def test_unreachable_database_url_is_one_clear_sentence(tmp_path):
+    result = run("db", "migrate", home=tmp_path,
+                 TWIN_DATABASE_URL="postgresql://twin:pw@127.0.0.1:1/twin")
+    assert result.returncode == 1
+    assert "Cannot connect to the database postgresql+psycopg://twin:***@127.0.0.1:1/twin" \
+        in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_embedded_commands_refuse_an_external_url(tmp_path):
+    result = run("db", "stop", home=tmp_path, TWIN_DATABASE_URL="postgresql://x@127.0.0.1:1/y")
+    assert result.returncode == 1 and "unset it" in result.stderr
+
+
+def test_reset_without_confirmation_is_refused(tmp_path):
+    result = run("db", "reset", home=tmp_path)
+    assert result.returncode == 1 and "--yes" in result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can hand a directory to another account")
+def test_data_directory_owned_by_someone_else(tmp_path):
+    data = tmp_path / "postgres" / "data"
+    data.mkdir(parents=True)
+    (data / "PG_VERSION").write_text("15\n")
+    os.chown(data, 65534, 65534)
+    result = run("db", "start", home=tmp_path)
+    assert result.returncode == 1
+    assert "belongs to 'nobody'" in result.stderr and "Traceback" not in result.stderr
