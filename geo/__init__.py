@@ -1,3 +1,3 @@
-"""Storage of the twin: settings, the embedded PostGIS cluster, migrations and every SQL statement."""
+"""Storage of the twin: settings, the embedded PostGIS cluster, migrations and all its SQL."""
 
 STORAGE_SRID = 4326

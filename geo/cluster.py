@@ -204,9 +204,10 @@ class EmbeddedCluster:
             ) from None
         if check and result.returncode != 0:
             detail = (result.stderr or result.stdout).strip().splitlines()
+            tool = " ".join([Path(args[0]).name, *args[1:2]])
             raise ClusterError(
-                f"`{Path(args[0]).name} {args[1] if len(args) > 1 else ''}` failed for the embedded "
-                f"database in {self.data_dir}: {detail[-1] if detail else 'no output'}"
+                f"`{tool}` failed for the embedded database in {self.data_dir}: "
+                f"{detail[-1] if detail else 'no output'}"
             )
         return result
 
@@ -216,8 +217,15 @@ class EmbeddedCluster:
         else:
             args = ["-m", "fast"]
         self._run(
-            [str(install.bindir / "pg_ctl"), action, "--wait", f"--timeout={START_TIMEOUT_S}",
-             "-D", str(self.data_dir), *args],
+            [
+                str(install.bindir / "pg_ctl"),
+                action,
+                "--wait",
+                f"--timeout={START_TIMEOUT_S}",
+                "-D",
+                str(self.data_dir),
+                *args,
+            ],
             timeout=START_TIMEOUT_S + 10,
         )
 
@@ -364,8 +372,16 @@ class EmbeddedCluster:
         socket_args = ["-h", str(self.socket_dir), "-U", SUPERUSER]
         self._run([str(install.bindir / "createdb"), *socket_args, DATABASE_NAME])
         self._run(
-            [str(install.bindir / "psql"), *socket_args, "-d", DATABASE_NAME, "-v",
-             "ON_ERROR_STOP=1", "-c", "CREATE EXTENSION IF NOT EXISTS postgis"]
+            [
+                str(install.bindir / "psql"),
+                *socket_args,
+                "-d",
+                DATABASE_NAME,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                "CREATE EXTENSION IF NOT EXISTS postgis",
+            ]
         )
         self._pg_ctl(install, "stop")
 

@@ -7,7 +7,6 @@ parameters.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -25,8 +24,8 @@ LAYER_COLUMNS: dict[str, tuple[str, ...]] = {
     "debris_piles": ("observed_at", "confidence", "pile_ref", "volume_m3", "material"),
 }
 ASSET_LAYERS = ("streets", "manholes", "parking", "compounds")
-OBSERVATION_LAYERS = ("road_damage", "debris_piles")
-READING_COLUMNS = ("asset_layer", "asset_external_id", "metric", "observed_at", "value", "source")
+READING_STAGE_COLUMNS = ("metric_id", "asset_id", "observed_at", "value", "source", "row_number")
+REJECT_STAGE_COLUMNS = ("row_number", "field", "value", "reason", "outcome")
 # A damage observation belongs to the nearest street within this distance (degrees, ~30 m).
 DAMAGE_STREET_SNAP_DEG = 0.0003
 
@@ -39,58 +38,71 @@ class UpsertCounts:
     rows_updated: int = 0
     rows_unchanged: int = 0
 
-    def add(self, other: UpsertCounts) -> None:
-        """Add the counts of another batch to these."""
-        self.rows_new += other.rows_new
-        self.rows_updated += other.rows_updated
-        self.rows_unchanged += other.rows_unchanged
-
 
 def copy_frame(conn: Connection, table: str, frame: pd.DataFrame) -> None:
     """Send a frame to a (staging) table with COPY in CSV form; NULLs travel as empty fields."""
+    if frame.empty:
+        return
     buffer = io.StringIO()
     frame.to_csv(buffer, index=False, header=False, lineterminator="\n")
-    columns = ", ".join(frame.columns)
     cursor = conn.connection.driver_connection.cursor()
-    with cursor.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT csv)") as copy:
+    with cursor.copy(f"COPY {table} ({', '.join(frame.columns)}) FROM STDIN (FORMAT csv)") as copy:
         copy.write(buffer.getvalue())
 
 
-def _counts(flags: Iterable[bool], total: int) -> UpsertCounts:
-    flags = list(flags)
-    new = sum(1 for inserted in flags if inserted)
-    updated = len(flags) - new
-    return UpsertCounts(rows_new=new, rows_updated=updated, rows_unchanged=total - new - updated)
+def _count_upsert(conn: Connection, statement: str, total: int, **params) -> UpsertCounts:
+    # Count on the server: xmax = 0 marks a row this statement inserted rather than updated.
+    new, changed = conn.execute(
+        sa.text(
+            f"WITH written AS ({statement} RETURNING (xmax = 0) AS inserted) "
+            f"SELECT count(*) FILTER (WHERE inserted), count(*) FROM written"
+        ),
+        params,
+    ).one()
+    return UpsertCounts(rows_new=new, rows_updated=changed - new, rows_unchanged=total - changed)
 
 
-def upsert_layer(conn: Connection, layer: str, frame: pd.DataFrame) -> UpsertCounts:
-    """Insert new features of a layer and update changed ones, keyed on (source, external_id).
+# -- layers ---------------------------------------------------------------------------------
 
-    ``frame`` holds ``source``, ``external_id``, ``properties`` (JSON text), ``geom``
-    (hex EWKB in SRID 4326) and the layer's columns. Unchanged rows are left alone, so
-    loading the same data twice changes nothing, ``updated_at`` included.
+
+def layer_stage_columns(table: str) -> tuple[str, ...]:
+    """Columns a layer's staging table takes, in COPY order."""
+    return ("source", "external_id", "properties", "geom", *LAYER_COLUMNS[table])
+
+
+def create_layer_stage(conn: Connection, table: str) -> str:
+    """Create this transaction's staging table for a layer and return its name."""
+    stage = f"stage_{table}"
+    conn.execute(
+        sa.text(
+            f"CREATE TEMP TABLE {stage} ON COMMIT DROP AS "
+            f"SELECT {', '.join(layer_stage_columns(table))} FROM {table} WITH NO DATA"
+        )
+    )
+    return stage
+
+
+def upsert_layer_from_stage(conn: Connection, table: str) -> UpsertCounts:
+    """Insert new features and update changed ones, keyed on (source, external_id).
+
+    Unchanged rows are left alone, so loading the same data twice changes nothing,
+    ``updated_at`` included.
     """
-    columns = ("source", "external_id", "properties", "geom", *LAYER_COLUMNS[layer])
-    stage = f"stage_{layer}"
-    conn.execute(sa.text(
-        f"CREATE TEMP TABLE {stage} ON COMMIT DROP AS "
-        f"SELECT {', '.join(columns)} FROM {layer} WITH NO DATA"
-    ))
-    copy_frame(conn, stage, frame[list(columns)])
+    stage = f"stage_{table}"
+    columns = layer_stage_columns(table)
     compared = [c for c in columns if c not in ("source", "external_id")]
-    assignments = ", ".join(f"{c} = EXCLUDED.{c}" for c in compared)
-    old = ", ".join(f"{layer}.{c}" for c in compared)
-    new = ", ".join(f"EXCLUDED.{c}" for c in compared)
-    flags = conn.execute(sa.text(
-        f"INSERT INTO {layer} ({', '.join(columns)}) "
+    total = conn.execute(sa.text(f"SELECT count(*) FROM {stage}")).scalar_one()
+    counts = _count_upsert(
+        conn,
+        f"INSERT INTO {table} ({', '.join(columns)}) "
         f"SELECT {', '.join(columns)} FROM {stage} "
-        f"ON CONFLICT (source, external_id) DO UPDATE SET {assignments}, updated_at = now() "
-        f"WHERE ({old}) IS DISTINCT FROM ({new}) "
-        f"RETURNING (xmax = 0) AS inserted"
-    )).scalars()
-    counts = _counts(flags, len(frame))
-    conn.execute(sa.text(f"DROP TABLE {stage}"))
-    if layer == "road_damage":
+        f"ON CONFLICT (source, external_id) DO UPDATE SET "
+        f"{', '.join(f'{c} = EXCLUDED.{c}' for c in compared)}, updated_at = now() "
+        f"WHERE ({', '.join(f'{table}.{c}' for c in compared)}) IS DISTINCT FROM "
+        f"({', '.join(f'EXCLUDED.{c}' for c in compared)})",
+        total,
+    )
+    if table == "road_damage":
         snap_damage_to_streets(conn)
     return counts
 
@@ -108,6 +120,50 @@ def snap_damage_to_streets(conn: Connection) -> None:
     )
 
 
+def twin_area(conn: Connection) -> tuple[float, float, float, float] | None:
+    """The lon/lat extent of every asset in the twin, or None while there are none."""
+    union = " UNION ALL ".join(
+        f"SELECT ST_Extent(geom)::geometry AS e FROM {t}" for t in ASSET_LAYERS
+    )
+    row = conn.execute(
+        sa.text(
+            f"SELECT ST_XMin(x), ST_YMin(x), ST_XMax(x), ST_YMax(x) "
+            f"FROM (SELECT ST_Extent(e) AS x FROM ({union}) parts) area"
+        )
+    ).one()
+    return None if row[0] is None else tuple(row)
+
+
+# -- readings -------------------------------------------------------------------------------
+
+
+def create_readings_stage(conn: Connection) -> None:
+    """Create this transaction's staging table for readings (already resolved to ids)."""
+    conn.execute(
+        sa.text(
+            "CREATE TEMP TABLE stage_readings (metric_id smallint, asset_id bigint,"
+            " observed_at timestamptz, value double precision, source text, row_number bigint)"
+            " ON COMMIT DROP"
+        )
+    )
+
+
+def take_duplicate_readings(conn: Connection) -> pd.DataFrame:
+    """Remove staged readings that repeat an earlier row's (metric, asset, time); list them."""
+    rows = conn.execute(
+        sa.text(
+            "WITH ranked AS ("
+            "  SELECT row_number, first_value(row_number) OVER ("
+            "    PARTITION BY metric_id, asset_id, observed_at ORDER BY row_number) AS first_row"
+            "  FROM stage_readings) "
+            "DELETE FROM stage_readings s USING ranked r "
+            "WHERE s.row_number = r.row_number AND r.first_row <> r.row_number "
+            "RETURNING s.row_number, r.first_row"
+        )
+    ).all()
+    return pd.DataFrame(rows, columns=["row_number", "first_row"])
+
+
 def ensure_reading_partitions(conn: Connection, first: datetime, last: datetime) -> None:
     """Create the monthly partitions of ``readings`` that hold ``first`` to ``last``."""
     month = pd.Timestamp(first).tz_convert("UTC").to_period("M")
@@ -115,94 +171,204 @@ def ensure_reading_partitions(conn: Connection, first: datetime, last: datetime)
     while month <= end:
         following = month + 1
         name = f"readings_y{month.year:04d}m{month.month:02d}"
-        conn.execute(sa.text(
-            f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF readings "
-            f"FOR VALUES FROM ('{month.start_time.date()} 00:00+00') "
-            f"TO ('{following.start_time.date()} 00:00+00')"
-        ))
+        conn.execute(
+            sa.text(
+                f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF readings "
+                f"FOR VALUES FROM ('{month.start_time.date()} 00:00+00') "
+                f"TO ('{following.start_time.date()} 00:00+00')"
+            )
+        )
         month = following
 
 
-def unknown_reading_keys(conn: Connection, asset_source: str) -> pd.DataFrame:
-    """Rows of the readings stage whose asset or metric the twin does not know."""
+def upsert_readings_from_stage(conn: Connection) -> UpsertCounts:
+    """Move staged readings into ``readings``, keyed on (metric, asset, observed_at)."""
+    total, first, last = conn.execute(
+        sa.text("SELECT count(*), min(observed_at), max(observed_at) FROM stage_readings")
+    ).one()
+    if total == 0:
+        return UpsertCounts()
+    ensure_reading_partitions(conn, first, last)
+    return _count_upsert(
+        conn,
+        "INSERT INTO readings (metric_id, asset_id, observed_at, value, source) "
+        "SELECT metric_id, asset_id, observed_at, value, source FROM stage_readings "
+        "ON CONFLICT (metric_id, asset_id, observed_at) DO UPDATE "
+        "SET value = EXCLUDED.value, source = EXCLUDED.source "
+        "WHERE (readings.value, readings.source) IS DISTINCT FROM "
+        "      (EXCLUDED.value, EXCLUDED.source)",
+        total,
+    )
+
+
+def asset_keys(conn: Connection) -> pd.DataFrame:
+    """Every asset's (layer, external_id) -> id; ids used by several sources are left out."""
     rows = conn.execute(
         sa.text(
-            "SELECT s.asset_layer, s.asset_external_id, s.metric, "
-            "       (m.id IS NULL) AS unknown_metric, (a.id IS NULL) AS unknown_asset "
-            "FROM stage_readings s "
-            "LEFT JOIN metrics m ON m.name = s.metric "
-            "LEFT JOIN assets a ON a.layer = s.asset_layer "
-            "  AND a.external_id = s.asset_external_id AND a.source = :asset_source "
-            "WHERE m.id IS NULL OR a.id IS NULL LIMIT 5"
-        ),
-        {"asset_source": asset_source},
+            "SELECT layer, external_id, min(id) FROM assets GROUP BY layer, external_id "
+            "HAVING count(*) = 1"
+        )
     ).all()
-    return pd.DataFrame(rows, columns=[
-        "asset_layer", "asset_external_id", "metric", "unknown_metric", "unknown_asset"])
+    return pd.DataFrame(rows, columns=["layer", "external_id", "id"])
 
 
-def stage_readings(conn: Connection, frame: pd.DataFrame) -> None:
-    """COPY a batch of long-form readings into this transaction's staging table."""
-    conn.execute(sa.text(
-        "CREATE TEMP TABLE IF NOT EXISTS stage_readings ("
-        " asset_layer text, asset_external_id text, metric text,"
-        " observed_at timestamptz, value double precision, source text) ON COMMIT DROP"
-    ))
-    copy_frame(conn, "stage_readings", frame[list(READING_COLUMNS)])
+# -- metrics --------------------------------------------------------------------------------
 
 
-def upsert_staged_readings(conn: Connection, asset_source: str, total: int) -> UpsertCounts:
-    """Move staged readings into ``readings``, keyed on (metric, asset, observed_at)."""
-    flags = conn.execute(
+def metric_ranges(conn: Connection) -> pd.DataFrame:
+    """Declared metrics, indexed by name, with id, unit, range and direction."""
+    rows = conn.execute(
         sa.text(
-            "INSERT INTO readings (metric_id, asset_id, observed_at, value, source) "
-            "SELECT m.id, a.id, s.observed_at, s.value, s.source FROM stage_readings s "
-            "JOIN metrics m ON m.name = s.metric "
-            "JOIN assets a ON a.layer = s.asset_layer "
-            "  AND a.external_id = s.asset_external_id AND a.source = :asset_source "
-            "ON CONFLICT (metric_id, asset_id, observed_at) DO UPDATE "
-            "SET value = EXCLUDED.value, source = EXCLUDED.source "
-            "WHERE (readings.value, readings.source) IS DISTINCT FROM "
-            "      (EXCLUDED.value, EXCLUDED.source) "
-            "RETURNING (xmax = 0) AS inserted"
+            "SELECT name, id, unit, min_value, max_value, higher_is_better, description "
+            "FROM metrics ORDER BY name"
+        )
+    ).all()
+    return pd.DataFrame(
+        rows,
+        columns=["name", "id", "unit", "min_value", "max_value", "higher_is_better", "description"],
+    ).set_index("name")
+
+
+def readings_outside(conn: Connection, name: str, min_value: float, max_value: float) -> int:
+    """How many stored readings of a metric fall outside a proposed range."""
+    return conn.execute(
+        sa.text(
+            "SELECT count(*) FROM readings r JOIN metrics m ON m.id = r.metric_id "
+            "WHERE m.name = :name AND (r.value < :lo OR r.value > :hi)"
         ),
-        {"asset_source": asset_source},
-    ).scalars()
-    return _counts(flags, total)
+        {"name": name, "lo": min_value, "hi": max_value},
+    ).scalar_one()
 
 
-def record_run(
+def upsert_metric(
+    conn: Connection,
+    *,
+    name: str,
+    unit: str,
+    min_value: float,
+    max_value: float,
+    higher_is_better: bool | None,
+    description: str | None,
+) -> bool:
+    """Declare a metric or change its declaration; return True if it is new."""
+    return conn.execute(
+        sa.text(
+            "INSERT INTO metrics (name, unit, min_value, max_value, higher_is_better, description) "
+            "VALUES (:name, :unit, :lo, :hi, :hib, :description) "
+            "ON CONFLICT (name) DO UPDATE SET unit = EXCLUDED.unit, min_value = EXCLUDED.min_value,"
+            " max_value = EXCLUDED.max_value, higher_is_better = EXCLUDED.higher_is_better,"
+            " description = COALESCE(EXCLUDED.description, metrics.description) "
+            "RETURNING (xmax = 0)"
+        ),
+        {
+            "name": name,
+            "unit": unit,
+            "lo": min_value,
+            "hi": max_value,
+            "hib": higher_is_better,
+            "description": description,
+        },
+    ).scalar_one()
+
+
+# -- runs and rejects -----------------------------------------------------------------------
+
+
+def backend_pid(conn: Connection) -> int:
+    """The server process serving this connection."""
+    return conn.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+
+
+def mark_interrupted_runs(conn: Connection) -> int:
+    """Mark runs left 'running' by a process that is gone; return how many."""
+    return conn.execute(
+        sa.text(
+            "UPDATE ingest_runs SET status = 'interrupted', finished_at = now(), "
+            " message = 'the load ended before it committed; none of its rows were kept' "
+            "WHERE status = 'running' AND backend_pid NOT IN (SELECT pid FROM pg_stat_activity)"
+        )
+    ).rowcount
+
+
+def start_run(
     conn: Connection,
     *,
     layer: str,
     source: str,
     path: str,
     checksum_sha256: str,
-    status: str,
-    started_at: datetime,
-    rows_read: int,
-    counts: UpsertCounts,
-    message: str | None = None,
+    mapping_path: str | None,
+    pid: int,
 ) -> int:
-    """Write one row of ``ingest_runs`` and return its id."""
+    """Record a run as 'running' (committed apart, so a run that dies is still on record)."""
     return conn.execute(
         sa.text(
-            "INSERT INTO ingest_runs (layer, source, path, checksum_sha256, status, started_at,"
-            " finished_at, rows_read, rows_new, rows_updated, rows_unchanged, message) "
-            "VALUES (:layer, :source, :path, :checksum, :status, :started_at, now(),"
-            " :rows_read, :rows_new, :rows_updated, :rows_unchanged, :message) RETURNING id"
+            "INSERT INTO ingest_runs (layer, source, path, checksum_sha256, status, mapping_path,"
+            " backend_pid) VALUES (:layer, :source, :path, :checksum, 'running', :mapping, :pid) "
+            "RETURNING id"
         ),
         {
             "layer": layer,
             "source": source,
             "path": path,
             "checksum": checksum_sha256,
-            "status": status,
-            "started_at": started_at,
-            "rows_read": rows_read,
-            "rows_new": counts.rows_new,
-            "rows_updated": counts.rows_updated,
-            "rows_unchanged": counts.rows_unchanged,
-            "message": message,
+            "mapping": mapping_path,
+            "pid": pid,
         },
     ).scalar_one()
+
+
+def finish_run(
+    conn: Connection,
+    run_id: int,
+    *,
+    status: str,
+    rows_read: int = 0,
+    counts: UpsertCounts | None = None,
+    rows_rejected: int = 0,
+    rows_repaired: int = 0,
+    message: str | None = None,
+) -> None:
+    """Record how a run ended."""
+    counts = counts or UpsertCounts()
+    conn.execute(
+        sa.text(
+            "UPDATE ingest_runs SET status = :status, finished_at = clock_timestamp(),"
+            " rows_read = :read, rows_new = :new, rows_updated = :updated,"
+            " rows_unchanged = :unchanged, rows_rejected = :rejected, rows_repaired = :repaired,"
+            " message = :message WHERE id = :id"
+        ),
+        {
+            "status": status,
+            "read": rows_read,
+            "new": counts.rows_new,
+            "updated": counts.rows_updated,
+            "unchanged": counts.rows_unchanged,
+            "rejected": rows_rejected,
+            "repaired": rows_repaired,
+            "message": message,
+            "id": run_id,
+        },
+    )
+
+
+def create_rejects_stage(conn: Connection) -> None:
+    """Create this transaction's staging table for rejected and repaired rows."""
+    conn.execute(
+        sa.text(
+            "CREATE TEMP TABLE stage_rejects (row_number bigint, field text, value text,"
+            " reason text, outcome text) ON COMMIT DROP"
+        )
+    )
+
+
+def save_rejects(conn: Connection, run_id: int) -> None:
+    """Keep the staged rejects with their run."""
+    conn.execute(
+        sa.text(
+            "INSERT INTO ingest_rejects (run_id, row_number, field, value, reason, outcome) "
+            "SELECT :run_id, row_number, field, value, reason, outcome FROM stage_rejects "
+            "ORDER BY row_number"
+        ),
+        {"run_id": run_id},
+    )

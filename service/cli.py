@@ -18,8 +18,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-db_app = typer.Typer(help="Manage the twin's database (the embedded cluster by default).",
-                     no_args_is_help=True)
+db_app = typer.Typer(
+    help="Manage the twin's database (the embedded cluster by default).", no_args_is_help=True
+)
 sample_app = typer.Typer(help="Generate and load synthetic neighbourhoods.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(sample_app, name="sample")
@@ -102,11 +103,15 @@ def db_start() -> None:
         raise _fail(error) from None
     status = cluster.status()
     if started:
-        console.print(f"[green]Started[/] the embedded database (pid {status.pid}) in "
-                      f"{status.data_dir}, socket in {status.socket_dir}.")
+        console.print(
+            f"[green]Started[/] the embedded database (pid {status.pid}) in "
+            f"{status.data_dir}, socket in {status.socket_dir}."
+        )
     else:
-        console.print(f"[yellow]Already running:[/] the embedded database (pid {status.pid}) in "
-                      f"{status.data_dir}; nothing to do.")
+        console.print(
+            f"[yellow]Already running:[/] the embedded database (pid {status.pid}) in "
+            f"{status.data_dir}; nothing to do."
+        )
 
 
 @db_app.command("stop")
@@ -118,8 +123,11 @@ def db_stop() -> None:
         stopped = _cluster(settings).stop()
     except TwinError as error:
         raise _fail(error) from None
-    console.print("[green]Stopped[/] the embedded database." if stopped
-                  else "The embedded database was not running; nothing to do.")
+    console.print(
+        "[green]Stopped[/] the embedded database."
+        if stopped
+        else "The embedded database was not running; nothing to do."
+    )
 
 
 @db_app.command("status")
@@ -154,8 +162,11 @@ def db_status() -> None:
     table.add_row("PostgreSQL", info.postgres_version)
     table.add_row("PostGIS", info.postgis_version)
     head = migrations.head_revision()
-    table.add_row("schema", f"{revision or 'empty'}"
-                  + ("" if revision == head else f" (newest is {head}: run `twin db migrate`)"))
+    table.add_row(
+        "schema",
+        f"{revision or 'empty'}"
+        + ("" if revision == head else f" (newest is {head}: run `twin db migrate`)"),
+    )
     console.print(table)
 
 
@@ -173,8 +184,10 @@ def db_migrate(
         after = migrations.current_revision(engine)
     except TwinError as error:
         raise _fail(error) from None
-    console.print(f"Schema at revision [bold]{after}[/]"
-                  + (f" (was {before or 'empty'})." if before != after else "; nothing to do."))
+    console.print(
+        f"Schema at revision [bold]{after}[/]"
+        + (f" (was {before or 'empty'})." if before != after else "; nothing to do.")
+    )
 
 
 @db_app.command("downgrade")
@@ -217,16 +230,19 @@ def db_reset(
             engine = _engine(settings)
     except TwinError as error:
         raise _fail(error) from None
-    console.print(f"[green]Reset:[/] empty schema at revision "
-                  f"{migrations.current_revision(engine)} in {where}.")
+    console.print(
+        f"[green]Reset:[/] empty schema at revision "
+        f"{migrations.current_revision(engine)} in {where}."
+    )
 
 
 @sample_app.command("generate")
 def sample_generate(
     out: Annotated[Path, typer.Option("--out", help="Directory to write the sample into.")],
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same files.")] = 7,
-    scale: Annotated[float, typer.Option(
-        min=0.05, max=1000, help="1 is one neighbourhood; 100 is a city.")] = 1.0,
+    scale: Annotated[
+        float, typer.Option(min=0.05, max=1000, help="1 is one neighbourhood; 100 is a city.")
+    ] = 1.0,
     months: Annotated[int, typer.Option(min=1, max=240, help="Months of history.")] = 24,
 ) -> None:
     """Write a synthetic neighbourhood in real file formats, with its ground truth apart."""
@@ -248,8 +264,9 @@ def sample_generate(
 def sample_load(
     directory: Annotated[
         Path | None,
-        typer.Argument(help="A directory written by `twin sample generate` (default: the "
-                       "committed sample)."),
+        typer.Argument(
+            help="A directory written by `twin sample generate` (default: the committed sample)."
+        ),
     ] = None,
 ) -> None:
     """Load a generated sample into the twin's database (starting and migrating it if needed)."""
@@ -258,13 +275,222 @@ def sample_load(
 
     try:
         engine = _engine(_settings())
-        results = load_sample(engine, directory or SAMPLE_DIR, console=console)
+        with _progress() as progress:
+            reports = load_sample(engine, directory or SAMPLE_DIR, progress=progress)
     except TwinError as error:
         raise _fail(error) from None
     table = Table(title="Loaded")
-    for column in ("layer", "read", "new", "updated", "unchanged"):
+    for column in ("layer", "read", "new", "updated", "unchanged", "rejected"):
         table.add_column(column, justify="right" if column != "layer" else "left")
-    for r in results:
-        table.add_row(r.layer, f"{r.rows_read:,}", f"{r.rows_new:,}", f"{r.rows_updated:,}",
-                      f"{r.rows_unchanged:,}")
+    for r in reports:
+        table.add_row(
+            r.layer,
+            f"{r.rows_read:,}",
+            f"{r.rows_new:,}",
+            f"{r.rows_updated:,}",
+            f"{r.rows_unchanged:,}",
+            f"{r.rows_rejected:,}",
+        )
     console.print(table)
+
+
+def _progress(disable: bool = False):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=disable or not err_console.is_terminal,
+    )
+
+
+metrics_app = typer.Typer(
+    help="Declare what can be measured, before readings of it land.", no_args_is_help=True
+)
+app.add_typer(metrics_app, name="metrics")
+
+LAYER_HELP = "streets, manholes, parking, compounds, road-damage, debris or readings"
+
+
+@app.command("ingest")
+def ingest(
+    layer: Annotated[
+        str,
+        typer.Argument(
+            help=LAYER_HELP + "; or `watch` to follow a sensor feed", show_default=False
+        ),
+    ],
+    path: Annotated[
+        str,
+        typer.Argument(
+            help="The file to load (for watch: mqtt://HOST:PORT/TOPIC).", show_default=False
+        ),
+    ],
+    mapping: Annotated[Path | None, typer.Option(help="TOML mapping of columns to fields.")] = None,
+    crs: Annotated[
+        str | None, typer.Option(help="CRS of a file that has none, e.g. EPSG:4545.")
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            help="Name of the source system (default: the mapping's, else the file's name)."
+        ),
+    ] = None,
+    layer_name: Annotated[str | None, typer.Option(help="Layer of a multi-layer file.")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Validate and count; keep nothing.")] = False,
+    rejects: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where to write rejected rows (default: <name>.rejects.csv beside the input)."
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary only.")] = False,
+) -> None:
+    """Load LAYER from PATH: validated, atomic, idempotent; rejected rows are explained.
+
+    Exit codes: 0 loaded (even with rejects), 2 input unusable (nothing written), 1 other error.
+    """
+    import json
+
+    from ingest.pipeline import ingest_file
+
+    progress = _progress(disable=as_json)
+    try:
+        engine = _engine(_settings())
+        with progress:
+            report = ingest_file(
+                engine,
+                layer,
+                Path(path),
+                mapping_path=mapping,
+                crs=crs,
+                source=source,
+                layer_name=layer_name,
+                dry_run=dry_run,
+                rejects_path=rejects,
+                progress=progress,
+            )
+    except TwinError as error:
+        if as_json:
+            print(json.dumps({"status": "error", "error": str(error)}))
+        raise _fail(error) from None
+    if as_json:
+        print(json.dumps(report.as_dict(), indent=2))
+        return
+    table = Table(title=f"{'Dry run of ' if dry_run else ''}{layer} from {path}", show_header=False)
+    for label, value in (
+        ("source", report.source),
+        ("read", report.rows_read),
+        ("new", report.rows_new),
+        ("updated", report.rows_updated),
+        ("unchanged", report.rows_unchanged),
+        ("rejected", report.rows_rejected),
+        ("repaired", report.rows_repaired),
+        ("seconds", f"{report.duration_s:.2f}"),
+    ):
+        table.add_row(label, f"{value:,}" if isinstance(value, int) else str(value))
+    console.print(table)
+    if report.rejects_path:
+        console.print(f"Rejected and repaired rows, with reasons: {report.rejects_path}")
+    if dry_run:
+        console.print("[yellow]Dry run:[/] nothing was kept.")
+
+
+@metrics_app.command("set")
+def metrics_set(
+    name: Annotated[str | None, typer.Argument(help="Metric name, e.g. pci.")] = None,
+    unit: Annotated[str | None, typer.Option(help="Unit, e.g. m/km.")] = None,
+    min_value: Annotated[float | None, typer.Option("--min", help="Smallest valid value.")] = None,
+    max_value: Annotated[float | None, typer.Option("--max", help="Largest valid value.")] = None,
+    higher_is_better: Annotated[
+        bool | None, typer.Option("--higher-is-better/--lower-is-better", help="Which way is good.")
+    ] = None,
+    description: Annotated[str | None, typer.Option(help="What it measures.")] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            help="A TOML file declaring many: [metrics.NAME] unit, min, max, higher_is_better."
+        ),
+    ] = None,
+) -> None:
+    """Declare a metric (or many from a TOML file), or change a declaration."""
+    from ingest.metrics import MetricDeclaration, declare_metrics, metrics_from_toml
+
+    try:
+        if file is not None:
+            if name is not None:
+                raise TwinError("Give either a metric NAME with its options or --file, not both.")
+            declarations = metrics_from_toml(file)
+        else:
+            if name is None:
+                raise TwinError("Name the metric, or give --file with many.")
+            declarations = [
+                MetricDeclaration.checked(
+                    name=name,
+                    unit=unit,
+                    min_value=min_value,
+                    max_value=max_value,
+                    higher_is_better=higher_is_better,
+                    description=description,
+                    where="the command",
+                )
+            ]
+        engine = _engine(_settings())
+        results = declare_metrics(engine, declarations)
+    except TwinError as error:
+        raise _fail(error) from None
+    for declaration, is_new in zip(declarations, results, strict=True):
+        console.print(
+            f"{'Declared' if is_new else 'Updated'} [bold]{declaration.name}[/] "
+            f"({declaration.unit}, {declaration.min_value:g} to "
+            f"{declaration.max_value:g})."
+        )
+
+
+@metrics_app.command("list")
+def metrics_list() -> None:
+    """Show the declared metrics."""
+    from geo import store
+
+    try:
+        engine = _engine(_settings())
+        with engine.connect() as conn:
+            metrics = store.metric_ranges(conn)
+    except TwinError as error:
+        raise _fail(error) from None
+    table = Table()
+    for column in ("metric", "unit", "min", "max", "better", "description"):
+        table.add_column(column)
+    for name, row in metrics.iterrows():
+        better = {True: "higher", False: "lower"}.get(row.higher_is_better, "-")
+        table.add_row(
+            name,
+            row.unit,
+            f"{row.min_value:g}",
+            f"{row.max_value:g}",
+            better,
+            row.description or "",
+        )
+    console.print(table)
+
+
+def run() -> None:
+    """Entry point of the ``twin`` script: a bug is reported in one line, not a traceback."""
+    import os
+
+    try:
+        app()
+    except Exception as error:  # noqa: BLE001 - the last line of defence for the user
+        if os.environ.get("TWIN_DEBUG"):
+            raise
+        err_console.print(
+            f"[bold red]Internal error[/] (a bug in twin, not in your input): "
+            f"{type(error).__name__}: {error}. Run again with TWIN_DEBUG=1 for the traceback.",
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(1)

@@ -44,7 +44,8 @@ def make_database(server_url) -> Iterator[Callable[..., URL]]:
     def make(*, postgis: bool = True, owner: str | None = None) -> URL:
         name = f"test_{uuid.uuid4().hex[:12]}"
         with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE {name}' + (f' OWNER "{owner}"' if owner else "")))
+            owned = f' OWNER "{owner}"' if owner else ""
+            conn.execute(sa.text(f"CREATE DATABASE {name}{owned}"))
         made.append(name)
         url = server_url.set(database=name)
         if postgis:

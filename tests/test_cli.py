@@ -15,8 +15,14 @@ def run(*args, home: Path, timeout=120, **env):
     environment.update({"TWIN_HOME": str(home), "COLUMNS": "200", **env})
     if "TWIN_CLUSTER_USER" in os.environ:
         environment["TWIN_CLUSTER_USER"] = os.environ["TWIN_CLUSTER_USER"]
-    return subprocess.run([TWIN, *args], capture_output=True, text=True, timeout=timeout,
-                          env=environment, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [TWIN, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=environment,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def test_help_lists_the_commands(tmp_path):
@@ -53,11 +59,14 @@ def test_db_start_status_stop(tmp_path):
 
 
 def test_unreachable_database_url_is_one_clear_sentence(tmp_path):
-    result = run("db", "migrate", home=tmp_path,
-                 TWIN_DATABASE_URL="postgresql://twin:pw@127.0.0.1:1/twin")
+    result = run(
+        "db", "migrate", home=tmp_path, TWIN_DATABASE_URL="postgresql://twin:pw@127.0.0.1:1/twin"
+    )
     assert result.returncode == 1
-    assert "Cannot connect to the database postgresql+psycopg://twin:***@127.0.0.1:1/twin" \
+    assert (
+        "Cannot connect to the database postgresql+psycopg://twin:***@127.0.0.1:1/twin"
         in result.stderr
+    )
     assert "Traceback" not in result.stderr
 
 

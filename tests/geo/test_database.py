@@ -17,8 +17,12 @@ def test_ensure_postgis_creates_the_extension_when_allowed(make_database):
     engine = create_engine(make_database(postgis=False))
     ensure_postgis(engine)
     with engine.connect() as conn:
-        assert conn.execute(sa.text(
-            "SELECT count(*) FROM pg_extension WHERE extname = 'postgis'")).scalar() == 1
+        assert (
+            conn.execute(
+                sa.text("SELECT count(*) FROM pg_extension WHERE extname = 'postgis'")
+            ).scalar()
+            == 1
+        )
 
 
 def test_database_without_postgis_and_no_right_to_create_it(make_database, server_url):

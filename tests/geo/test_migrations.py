@@ -4,17 +4,29 @@ from geo import migrate
 from geo.database import create_engine
 
 TABLES = {
-    "streets", "manholes", "parking", "compounds", "road_damage", "debris_piles",
-    "metrics", "readings", "ingest_runs",
+    "streets",
+    "manholes",
+    "parking",
+    "compounds",
+    "road_damage",
+    "debris_piles",
+    "metrics",
+    "readings",
+    "ingest_runs",
+    "ingest_rejects",
 }
 SPATIAL = {"streets", "manholes", "parking", "compounds", "road_damage", "debris_piles"}
 
 
 def _tables(conn) -> set[str]:
-    return set(conn.execute(sa.text(
-        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-        "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition"
-    )).scalars()) - {"spatial_ref_sys", "alembic_version"}
+    return set(
+        conn.execute(
+            sa.text(
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition"
+            )
+        ).scalars()
+    ) - {"spatial_ref_sys", "alembic_version"}
 
 
 def test_upgrade_creates_every_table_with_spatial_index_and_downgrade_removes_them(make_database):
@@ -26,25 +38,42 @@ def test_upgrade_creates_every_table_with_spatial_index_and_downgrade_removes_th
     assert migrate.current_revision(engine) == migrate.head_revision()
     with engine.connect() as conn:
         assert _tables(conn) == TABLES
-        gist = set(conn.execute(sa.text(
-            "SELECT tablename FROM pg_indexes WHERE indexdef LIKE '%USING gist (geom)%'"
-        )).scalars())
+        gist = set(
+            conn.execute(
+                sa.text(
+                    "SELECT tablename FROM pg_indexes WHERE indexdef LIKE '%USING gist (geom)%'"
+                )
+            ).scalars()
+        )
         assert gist == SPATIAL
-        srids = dict(conn.execute(sa.text(
-            "SELECT f_table_name, srid FROM geometry_columns WHERE f_table_schema = 'public'"
-        )).all())
+        srids = dict(
+            conn.execute(
+                sa.text(
+                    "SELECT f_table_name, srid FROM geometry_columns "
+                    "WHERE f_table_schema = 'public'"
+                )
+            ).all()
+        )
         assert srids == {table: 4326 for table in SPATIAL}
-        unique = set(conn.execute(sa.text(
-            "SELECT conrelid::regclass::text FROM pg_constraint "
-            "WHERE contype = 'u' AND conname LIKE '%source_external_id'"
-        )).scalars())
+        unique = set(
+            conn.execute(
+                sa.text(
+                    "SELECT conrelid::regclass::text FROM pg_constraint "
+                    "WHERE contype = 'u' AND conname LIKE '%source_external_id'"
+                )
+            ).scalars()
+        )
         assert unique == SPATIAL
-        assert conn.execute(sa.text(
-            "SELECT partstrat FROM pg_partitioned_table WHERE partrelid = 'readings'::regclass"
-        )).scalar() == "r"
-        metrics = dict(conn.execute(sa.text(
-            "SELECT name, higher_is_better FROM metrics"
-        )).all())
+        assert (
+            conn.execute(
+                sa.text(
+                    "SELECT partstrat FROM pg_partitioned_table "
+                    "WHERE partrelid = 'readings'::regclass"
+                )
+            ).scalar()
+            == "r"
+        )
+        metrics = dict(conn.execute(sa.text("SELECT name, higher_is_better FROM metrics")).all())
         assert metrics["pci"] is True and metrics["iri_m_per_km"] is False
         assert {"tilt_deg", "cover_open", "water_level_pct", "lel_pct", "h2s_ppm"} <= set(metrics)
 

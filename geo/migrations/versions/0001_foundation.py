@@ -45,7 +45,9 @@ def _asset_columns(geometry_type: str) -> list:
     # One sequence for all asset tables, so a reading's asset_id names one asset in the twin.
     return [
         sa.Column(
-            "id", sa.BigInteger, primary_key=True,
+            "id",
+            sa.BigInteger,
+            primary_key=True,
             server_default=sa.text("nextval('asset_id_seq')"),
         ),
         sa.Column("source", sa.Text, nullable=False),
@@ -56,10 +58,12 @@ def _asset_columns(geometry_type: str) -> list:
             Geometry(geometry_type, srid=SRID, spatial_index=False),
             nullable=False,
         ),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.now()),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.now()),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
+        sa.Column(
+            "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
     ]
 
 
@@ -76,10 +80,12 @@ def _observation_columns(geometry_type: str) -> list:
             Geometry(geometry_type, srid=SRID, spatial_index=False),
             nullable=False,
         ),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.now()),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.now()),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
+        sa.Column(
+            "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
     ]
 
 
@@ -145,8 +151,9 @@ def upgrade() -> None:
         ),
     )
     for table in ASSET_LAYERS:
-        op.create_unique_constraint(f"uq_{table}_source_external_id", table,
-                                    ["source", "external_id"])
+        op.create_unique_constraint(
+            f"uq_{table}_source_external_id", table, ["source", "external_id"]
+        )
         _spatial_index(table)
 
     op.create_table(
@@ -155,12 +162,11 @@ def upgrade() -> None:
         sa.Column("damage_class", sa.Text, nullable=False),
         sa.Column("severity", sa.Text),
         sa.Column("size_m2", sa.Float),
-        sa.Column("street_id", sa.BigInteger,
-                  sa.ForeignKey("streets.id", ondelete="SET NULL")),
-        sa.CheckConstraint("damage_class IN ('D00', 'D10', 'D20', 'D40')",
-                           name="ck_road_damage_class"),
-        sa.CheckConstraint("severity IN ('low', 'medium', 'high')",
-                           name="ck_road_damage_severity"),
+        sa.Column("street_id", sa.BigInteger, sa.ForeignKey("streets.id", ondelete="SET NULL")),
+        sa.CheckConstraint(
+            "damage_class IN ('D00', 'D10', 'D20', 'D40')", name="ck_road_damage_class"
+        ),
+        sa.CheckConstraint("severity IN ('low', 'medium', 'high')", name="ck_road_damage_severity"),
     )
     op.create_table(
         "debris_piles",
@@ -175,8 +181,9 @@ def upgrade() -> None:
         ),
     )
     for table in ("road_damage", "debris_piles"):
-        op.create_unique_constraint(f"uq_{table}_source_external_id", table,
-                                    ["source", "external_id"])
+        op.create_unique_constraint(
+            f"uq_{table}_source_external_id", table, ["source", "external_id"]
+        )
         _spatial_index(table)
         op.create_index(f"ix_{table}_observed_at", table, ["observed_at"])
     op.create_index("ix_road_damage_street_id", "road_damage", ["street_id"])
@@ -224,8 +231,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("metric_id", "asset_id", "observed_at", name="pk_readings"),
         postgresql_partition_by="RANGE (observed_at)",
     )
-    op.create_index("ix_readings_observed_at", "readings", ["observed_at"],
-                    postgresql_using="brin")
+    op.create_index("ix_readings_observed_at", "readings", ["observed_at"], postgresql_using="brin")
 
     op.create_table(
         "ingest_runs",
@@ -235,8 +241,9 @@ def upgrade() -> None:
         sa.Column("path", sa.Text, nullable=False),
         sa.Column("checksum_sha256", sa.Text, nullable=False),
         sa.Column("status", sa.Text, nullable=False),
-        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.now()),
+        sa.Column(
+            "started_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
         sa.Column("finished_at", sa.DateTime(timezone=True)),
         sa.Column("rows_read", sa.BigInteger, nullable=False, server_default="0"),
         sa.Column("rows_new", sa.BigInteger, nullable=False, server_default="0"),
@@ -244,8 +251,9 @@ def upgrade() -> None:
         sa.Column("rows_unchanged", sa.BigInteger, nullable=False, server_default="0"),
         sa.Column("rows_rejected", sa.BigInteger, nullable=False, server_default="0"),
         sa.Column("message", sa.Text),
-        sa.CheckConstraint("status IN ('running', 'succeeded', 'failed')",
-                           name="ck_ingest_runs_status"),
+        sa.CheckConstraint(
+            "status IN ('running', 'succeeded', 'failed')", name="ck_ingest_runs_status"
+        ),
     )
     op.create_index("ix_ingest_runs_checksum", "ingest_runs", ["checksum_sha256"])
 

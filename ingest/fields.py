@@ -1,0 +1,155 @@
+"""What each layer of the twin holds: its fields, their types and allowed values, its geometry.
+
+Validation checks rows against these before anything is written; the database's own check
+constraints stay as the last guard.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# The names users give on the command line, and the tables they load.
+LAYER_TABLES = {
+    "streets": "streets",
+    "manholes": "manholes",
+    "parking": "parking",
+    "compounds": "compounds",
+    "road-damage": "road_damage",
+    "debris": "debris_piles",
+}
+READINGS = "readings"
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a layer, as validation sees it."""
+
+    name: str
+    kind: str  # text, float, int, date, datetime
+    required: bool = False
+    choices: tuple[str, ...] | None = None
+    min_value: float | None = None
+    max_value: float | None = None
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """A layer's fields and the geometry types it accepts (single-part multis are unwrapped)."""
+
+    table: str
+    fields: tuple[Field, ...]
+    geometry_types: tuple[str, ...]
+    is_observation: bool = False
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Names of the layer's fields."""
+        return tuple(f.name for f in self.fields)
+
+
+EXTERNAL_ID = Field("external_id", "text", required=True)
+OBSERVED_AT = Field("observed_at", "datetime", required=True)
+CONFIDENCE = Field("confidence", "float", min_value=0, max_value=1)
+
+LAYERS: dict[str, LayerSpec] = {
+    "streets": LayerSpec(
+        "streets",
+        (
+            EXTERNAL_ID,
+            Field("name", "text"),
+            Field(
+                "road_class",
+                "text",
+                required=True,
+                choices=("primary", "secondary", "tertiary", "residential", "service"),
+            ),
+            Field("surface", "text"),
+            Field("width_m", "float", min_value=0.5, max_value=200),
+            Field("lanes", "int", min_value=1, max_value=20),
+            Field("resurfaced_on", "date"),
+        ),
+        ("LineString",),
+    ),
+    "manholes": LayerSpec(
+        "manholes",
+        (
+            EXTERNAL_ID,
+            Field(
+                "kind",
+                "text",
+                required=True,
+                choices=("sewer", "storm", "water", "power", "telecom", "gas"),
+            ),
+            Field("depth_m", "float", min_value=0.1, max_value=100),
+            Field("cover_state", "text", choices=("ok", "damaged", "missing", "open")),
+            Field("sensor_id", "text"),
+        ),
+        ("Point",),
+    ),
+    "parking": LayerSpec(
+        "parking",
+        (
+            EXTERNAL_ID,
+            Field("name", "text"),
+            Field("kind", "text", required=True, choices=("lot", "on_street")),
+            Field("capacity", "int", min_value=0, max_value=100_000),
+        ),
+        ("Point", "Polygon"),
+    ),
+    "compounds": LayerSpec(
+        "compounds",
+        (
+            EXTERNAL_ID,
+            Field("name", "text"),
+            Field(
+                "management_type",
+                "text",
+                required=True,
+                choices=("commodity", "resettlement", "old", "unmanaged"),
+            ),
+            Field("households", "int", min_value=0, max_value=1_000_000),
+            Field("built_year", "int", min_value=1000, max_value=2100),
+        ),
+        ("Polygon",),
+    ),
+    "road_damage": LayerSpec(
+        "road_damage",
+        (
+            EXTERNAL_ID,
+            OBSERVED_AT,
+            CONFIDENCE,
+            Field("damage_class", "text", required=True, choices=("D00", "D10", "D20", "D40")),
+            Field("severity", "text", choices=("low", "medium", "high")),
+            Field("size_m2", "float", min_value=0, max_value=10_000),
+        ),
+        ("Point",),
+        is_observation=True,
+    ),
+    "debris_piles": LayerSpec(
+        "debris_piles",
+        (
+            EXTERNAL_ID,
+            OBSERVED_AT,
+            CONFIDENCE,
+            Field("pile_ref", "text"),
+            Field("volume_m3", "float", min_value=0, max_value=1_000_000),
+            Field("material", "text"),
+        ),
+        ("Point", "Polygon"),
+        is_observation=True,
+    ),
+}
+
+# Long-form readings: one value of one metric of one asset at one time.
+READING_FIELDS = (
+    Field(
+        "asset_layer",
+        "text",
+        required=True,
+        choices=("streets", "manholes", "parking", "compounds"),
+    ),
+    Field("asset_external_id", "text", required=True),
+    Field("metric", "text", required=True),
+    OBSERVED_AT,
+    Field("value", "float", required=True),
+)

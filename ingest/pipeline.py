@@ -1,0 +1,386 @@
+"""One ingest run: read -> validate -> load, all of a file's accepted rows or none of them.
+
+A run is recorded in ``ingest_runs`` as 'running' before any data moves, in a transaction of
+its own; the data then goes through COPY into staging tables and one upsert, in a single
+transaction that also marks the run 'succeeded'. A run whose process dies leaves nothing
+but its 'running' record, which the next run marks 'interrupted'.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+from rich.progress import Progress
+from sqlalchemy.engine import Connection, Engine
+
+from geo import store
+from geo.errors import InvalidInput, TwinError
+from ingest import readers
+from ingest.fields import LAYER_TABLES, LAYERS, READING_FIELDS, READINGS
+from ingest.mapping import Mapping, identity_mapping, load_mapping
+from ingest.validate import (
+    REJECT_COLUMNS,
+    Area,
+    Checked,
+    ReadingContext,
+    melt_wide_readings,
+    to_storage_crs,
+    validate_layer,
+    validate_readings,
+)
+
+DEFAULT_CHUNK_ROWS = 50_000
+
+
+@dataclass
+class RunReport:
+    """What a run did, as ``twin ingest`` prints it (``--json`` prints these fields)."""
+
+    layer: str
+    path: str
+    source: str
+    status: str
+    dry_run: bool
+    run_id: int | None = None
+    rows_read: int = 0
+    rows_new: int = 0
+    rows_updated: int = 0
+    rows_unchanged: int = 0
+    rows_rejected: int = 0
+    rows_repaired: int = 0
+    duration_s: float = 0.0
+    rejects_path: str | None = None
+    checksum_sha256: str = ""
+
+    def as_dict(self) -> dict:
+        """The report as plain JSON-ready data."""
+        return asdict(self)
+
+
+def sha256_of(path: Path) -> str:
+    """Checksum of a file, read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def default_rejects_path(path: Path) -> Path:
+    """``<name>.rejects.csv`` next to the input (``streets.gpkg`` -> ``streets.rejects.csv``)."""
+    return path.with_name(f"{path.stem}.rejects.csv")
+
+
+class _RejectsFile:
+    """Rejected and repaired rows, spooled to a temporary file until the run is settled."""
+
+    def __init__(self) -> None:
+        self.handle = tempfile.NamedTemporaryFile(
+            "w+", suffix=".csv", delete=False, encoding="utf-8", newline=""
+        )
+        pd.DataFrame(columns=[*REJECT_COLUMNS, "outcome"]).to_csv(self.handle, index=False)
+        self.rejected_rows = 0
+        self.repaired_rows = 0
+
+    def add(self, conn: Connection | None, frame: pd.DataFrame, outcome: str) -> None:
+        if frame.empty:
+            return
+        frame = frame.assign(outcome=outcome)[[*REJECT_COLUMNS, "outcome"]]
+        frame.to_csv(self.handle, index=False, header=False, lineterminator="\n")
+        if conn is not None:
+            store.copy_frame(conn, "stage_rejects", frame)
+        rows = frame["row_number"].nunique()
+        if outcome == "rejected":
+            self.rejected_rows += rows
+        else:
+            self.repaired_rows += rows
+
+    def discard(self) -> None:
+        """Drop the spooled rows (the run failed; they describe nothing that happened)."""
+        self.handle.close()
+        os.unlink(self.handle.name)
+
+    def settle(self, target: Path) -> Path | None:
+        """Move the file to ``target`` when there is anything in it; else remove both."""
+        self.handle.close()
+        if self.rejected_rows + self.repaired_rows == 0:
+            os.unlink(self.handle.name)
+            target.unlink(missing_ok=True)  # an old report would now mislead
+            return None
+        try:
+            os.replace(self.handle.name, target)
+        except OSError:  # another file system, or a read-only input directory
+            try:
+                target.write_bytes(Path(self.handle.name).read_bytes())
+                os.unlink(self.handle.name)
+            except OSError:
+                return Path(self.handle.name)
+        return target
+
+
+def ingest_file(
+    engine: Engine,
+    layer: str,
+    path: Path,
+    *,
+    mapping_path: Path | None = None,
+    crs: str | None = None,
+    source: str | None = None,
+    layer_name: str | None = None,
+    dry_run: bool = False,
+    rejects_path: Path | None = None,
+    progress: Progress | None = None,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+) -> RunReport:
+    """Load one file into one layer of the twin (or readings), atomically.
+
+    Parameters
+    ----------
+    engine : Engine
+        A migrated twin database.
+    layer : str
+        One of ``streets``, ``manholes``, ``parking``, ``compounds``, ``road-damage``,
+        ``debris`` or ``readings``.
+    path : Path
+        The file to load.
+    mapping_path : Path, optional
+        A TOML mapping of the file's columns to the twin's fields.
+    crs : str, optional
+        The CRS of a file that declares none (``EPSG:N``).
+    source : str, optional
+        The source system's name, half of each row's natural key; by default the mapping's
+        ``source``, else the file's name without extension.
+    layer_name : str, optional
+        The layer of a multi-layer file (GeoPackage).
+    dry_run : bool
+        Validate and count, then roll back: nothing is kept, and no run is recorded.
+    rejects_path : Path, optional
+        Where to write rejected rows; ``<name>.rejects.csv`` next to the input by default.
+    progress : Progress, optional
+        A rich progress display to advance.
+    chunk_rows : int
+        Rows read and validated at a time; memory is bounded by it.
+
+    Raises
+    ------
+    InvalidInput
+        When the file, the mapping or an option is unusable; nothing is written.
+    """
+    started = time.monotonic()
+    path = Path(path)
+    if layer != READINGS and layer not in LAYER_TABLES:
+        raise InvalidInput(
+            f"Unknown layer '{layer}'; choose one of {', '.join([*LAYER_TABLES, READINGS])}."
+        )
+    mapping = load_mapping(mapping_path) if mapping_path else None
+    if mapping and mapping.layer and mapping.layer != layer:
+        raise InvalidInput(
+            f"Mapping file {mapping_path} is for layer '{mapping.layer}', not '{layer}'."
+        )
+    if not path.is_file():
+        raise InvalidInput(f"{path} does not exist or is not a file.")
+    source = source or (mapping.source if mapping else None) or path.stem
+    report = RunReport(
+        layer=layer,
+        path=str(path.absolute()),
+        source=source,
+        status="running",
+        dry_run=dry_run,
+        checksum_sha256=sha256_of(path),
+    )
+    if layer == READINGS:
+        chunks, total = _reading_chunks(path, mapping, chunk_rows)
+    else:
+        geometry = mapping.geometry if mapping else None
+        info = readers.open_layer(
+            path,
+            layer_name=layer_name,
+            crs=crs or (geometry.crs if geometry else None),
+            x_column=geometry.x if geometry else None,
+            y_column=geometry.y if geometry else None,
+            wkt_column=geometry.wkt if geometry else None,
+        )
+        chunks, total = readers.read_chunks(info, chunk_rows=chunk_rows), info.feature_count
+    task = progress.add_task(f"Loading {layer} from {path.name}", total=total) if progress else None
+
+    rejects = _RejectsFile()
+    run_id = None
+    if not dry_run:
+        with engine.begin() as conn:
+            store.mark_interrupted_runs(conn)
+    with engine.connect() as conn:
+        pid = store.backend_pid(conn)
+        conn.rollback()
+        if not dry_run:
+            with engine.begin() as bookkeeping:
+                run_id = store.start_run(
+                    bookkeeping,
+                    layer=layer,
+                    source=source,
+                    path=report.path,
+                    checksum_sha256=report.checksum_sha256,
+                    mapping_path=str(mapping_path) if mapping_path else None,
+                    pid=pid,
+                )
+        try:
+            with conn.begin() as transaction:
+                counts = _load(
+                    conn, layer, chunks, mapping, source, rejects, report, progress, task
+                )
+                report.rows_new, report.rows_updated = counts.rows_new, counts.rows_updated
+                report.rows_unchanged = counts.rows_unchanged
+                report.rows_rejected = rejects.rejected_rows
+                report.rows_repaired = rejects.repaired_rows
+                if dry_run:
+                    transaction.rollback()
+                else:
+                    store.save_rejects(conn, run_id)
+                    store.finish_run(
+                        conn,
+                        run_id,
+                        status="succeeded",
+                        rows_read=report.rows_read,
+                        counts=counts,
+                        rows_rejected=report.rows_rejected,
+                        rows_repaired=report.rows_repaired,
+                    )
+        except BaseException as error:
+            if run_id is not None:
+                message = (
+                    str(error)
+                    if isinstance(error, TwinError)
+                    else (f"{type(error).__name__}: {error}")
+                )
+                with engine.begin() as bookkeeping:
+                    store.finish_run(
+                        bookkeeping,
+                        run_id,
+                        status="failed",
+                        rows_read=report.rows_read,
+                        message=message,
+                    )
+            rejects.discard()
+            raise
+    report.run_id = run_id
+    report.status = "dry-run" if dry_run else "succeeded"
+    settled = rejects.settle(rejects_path or default_rejects_path(path))
+    report.rejects_path = str(settled) if settled else None
+    report.duration_s = round(time.monotonic() - started, 3)
+    return report
+
+
+def _load(conn, layer, chunks, mapping, source, rejects, report, progress, task):
+    store.create_rejects_stage(conn)
+    now = datetime.now(UTC)
+    if layer == READINGS:
+        store.create_readings_stage(conn)
+        context = ReadingContext(metrics=store.metric_ranges(conn), assets=store.asset_keys(conn))
+        for frame, chunk_mapping in chunks:
+            checked = validate_readings(frame, chunk_mapping, context, source=source, now=now)
+            _take(
+                conn,
+                "stage_readings",
+                checked,
+                rejects,
+                report,
+                len(frame["row_number"].unique()),
+                progress,
+                task,
+            )
+        duplicates = store.take_duplicate_readings(conn)
+        if len(duplicates):
+            rejects.add(
+                conn,
+                pd.DataFrame(
+                    {
+                        "row_number": duplicates["row_number"],
+                        "field": "observed_at",
+                        "value": "",
+                        "reason": "repeats the asset, metric and time of row "
+                        + duplicates["first_row"].astype(str),
+                    }
+                ),
+                "rejected",
+            )
+        return store.upsert_readings_from_stage(conn)
+
+    table = LAYER_TABLES[layer]
+    spec = LAYERS[table]
+    stage = store.create_layer_stage(conn, table)
+    area = Area(store.twin_area(conn))
+    seen: dict[str, int] = {}
+    for gdf in chunks:
+        gdf = to_storage_crs(gdf)
+        chunk_mapping = mapping or identity_mapping(list(gdf.columns), (*spec.columns, "source"))
+        check_columns(chunk_mapping, list(gdf.columns), (*spec.columns, "source"), report.path)
+        checked = validate_layer(
+            gdf, spec, chunk_mapping, source=source, area=area, seen_ids=seen, now=now
+        )
+        _take(conn, stage, checked, rejects, report, len(gdf), progress, task)
+    return store.upsert_layer_from_stage(conn, table)
+
+
+def _take(
+    conn,
+    stage: str,
+    checked: Checked,
+    rejects: _RejectsFile,
+    report: RunReport,
+    rows: int,
+    progress: Progress | None,
+    task,
+) -> None:
+    columns = (
+        store.READING_STAGE_COLUMNS
+        if stage == "stage_readings"
+        else store.layer_stage_columns(stage.removeprefix("stage_"))
+    )
+    store.copy_frame(
+        conn, stage, checked.accepted[[c for c in columns if c in checked.accepted.columns]]
+    )
+    rejects.add(conn, checked.rejects, "rejected")
+    rejects.add(conn, checked.repaired, "repaired")
+    report.rows_read += rows
+    if progress is not None:
+        progress.advance(task, rows)
+
+
+def check_columns(mapping: Mapping, columns: list[str], fields: tuple[str, ...], path: str) -> None:
+    """Refuse a mapping that names a column the file does not have."""
+    for field in fields:
+        rule = mapping.rule(field)
+        if rule is not None and rule.column is not None and rule.column not in columns:
+            raise InvalidInput(
+                f"{path} has no column '{rule.column}' for the field '{field}' "
+                f"(it has: {', '.join(c for c in columns if c != 'row_number')})."
+            )
+
+
+def _reading_chunks(
+    path: Path, mapping: Mapping | None, chunk_rows: int
+) -> tuple[Iterator[tuple[pd.DataFrame, Mapping]], None]:
+    names = tuple(f.name for f in READING_FIELDS) + ("source",)
+
+    def chunks():
+        for frame in readers.read_table_chunks(path, chunk_rows=chunk_rows):
+            chunk_mapping = mapping or identity_mapping(list(frame.columns), names)
+            if chunk_mapping.readings is not None:
+                try:
+                    frame, chunk_mapping = melt_wide_readings(frame, chunk_mapping)
+                except KeyError as missing:
+                    raise InvalidInput(
+                        f"{path} has no column {missing} that the mapping's "
+                        f"[readings.values] names."
+                    ) from None
+            check_columns(chunk_mapping, list(frame.columns), names, str(path))
+            yield frame, chunk_mapping
+
+    return chunks(), None

@@ -1,0 +1,108 @@
+"""The committed sample loads through the simplest loader: completely, once, and atomically."""
+
+import pandas as pd
+import pyogrio
+import pytest
+import sqlalchemy as sa
+
+from geo.errors import InvalidInput
+from ingest.fields import LAYER_TABLES
+from ingest.sample import load_sample
+from sample_data import SAMPLE_DIR
+
+LAYER_FILES = {
+    "streets": ("neighbourhood.gpkg", "streets"),
+    "manholes": ("neighbourhood.gpkg", "manholes"),
+    "parking": ("neighbourhood.gpkg", "parking"),
+    "compounds": ("neighbourhood.gpkg", "compounds"),
+    "road-damage": ("road_damage.geojson", None),
+    "debris": ("debris_piles.geojson", None),
+}
+
+
+@pytest.fixture(scope="module")
+def loaded(engine):
+    return {r.layer: r for r in load_sample(engine, SAMPLE_DIR)}
+
+
+def _count(engine, table):
+    with engine.connect() as conn:
+        return conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
+
+
+def test_every_feature_and_reading_of_the_sample_lands(engine, loaded):
+    for layer, (name, layer_name) in LAYER_FILES.items():
+        features = pyogrio.read_info(SAMPLE_DIR / name, layer=layer_name)["features"]
+        assert features > 0
+        assert loaded[layer].rows_new == features and loaded[layer].rows_rejected == 0
+        assert _count(engine, LAYER_TABLES[layer]) == features
+    readings = len(pd.read_csv(SAMPLE_DIR / "readings.csv"))
+    assert loaded["readings"].rows_new == readings == _count(engine, "readings")
+
+
+def test_features_land_where_the_file_puts_them(engine, loaded):
+    streets = pyogrio.read_dataframe(SAMPLE_DIR / "neighbourhood.gpkg", layer="streets")
+    first = streets.to_crs(4326).iloc[0]
+    with engine.connect() as conn:
+        distance = conn.execute(
+            sa.text(
+                "SELECT ST_Distance(geom::geography, ST_GeomFromText(:wkt, 4326)::geography) "
+                "FROM streets WHERE external_id = :id"
+            ),
+            {"wkt": first.geometry.wkt, "id": first.external_id},
+        ).scalar_one()
+        extent = conn.execute(
+            sa.text(
+                "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) "
+                "FROM (SELECT ST_Extent(geom) e FROM streets) x"
+            )
+        ).one()
+    assert distance < 0.01
+    # the hilly county town on the river: about 32.52 N, 108.54 E
+    assert 108.4 < extent[0] < extent[2] < 108.7 and 32.4 < extent[1] < extent[3] < 32.6
+
+
+def test_attributes_without_a_column_are_kept_in_properties(engine, loaded):
+    with engine.connect() as conn:
+        keys = (
+            conn.execute(sa.text("SELECT DISTINCT jsonb_object_keys(properties) FROM streets"))
+            .scalars()
+            .all()
+        )
+        snapped = conn.execute(
+            sa.text(
+                "SELECT count(*) FILTER (WHERE street_id IS NOT NULL)::float / count(*) "
+                "FROM road_damage"
+            )
+        ).scalar_one()
+    assert {"built_year", "grade_pct", "heavy_vehicles_per_day"} <= set(keys)
+    assert snapped > 0.95  # damage lies on streets, so nearly all of it finds its street
+
+
+def test_loading_again_changes_nothing(engine, loaded):
+    with engine.connect() as conn:
+        before = conn.execute(sa.text("SELECT max(updated_at) FROM streets")).scalar_one()
+    again = {r.layer: r for r in load_sample(engine, SAMPLE_DIR)}
+    for layer, result in again.items():
+        assert (result.rows_new, result.rows_updated) == (0, 0), layer
+        assert result.rows_unchanged == loaded[layer].rows_new
+    with engine.connect() as conn:
+        after = conn.execute(sa.text("SELECT max(updated_at) FROM streets")).scalar_one()
+        runs = conn.execute(
+            sa.text("SELECT count(*) FROM ingest_runs WHERE status = 'succeeded'")
+        ).scalar_one()
+    assert after == before
+    assert runs == 2 * len(again)
+
+
+def test_readings_are_partitioned_by_month(engine, loaded):
+    with engine.connect() as conn:
+        partitions = conn.execute(
+            sa.text("SELECT count(*) FROM pg_inherits WHERE inhparent = 'readings'::regclass")
+        ).scalar_one()
+    assert partitions >= 24
+
+
+def test_a_missing_file_is_named(engine, tmp_path):
+    with pytest.raises(InvalidInput, match="neighbourhood.gpkg is missing"):
+        load_sample(engine, tmp_path)
