@@ -166,8 +166,8 @@ def take_duplicate_readings(conn: Connection) -> pd.DataFrame:
 
 def ensure_reading_partitions(conn: Connection, first: datetime, last: datetime) -> None:
     """Create the monthly partitions of ``readings`` that hold ``first`` to ``last``."""
-    month = pd.Timestamp(first).tz_convert("UTC").to_period("M")
-    end = pd.Timestamp(last).tz_convert("UTC").to_period("M")
+    month = pd.Timestamp(first).tz_convert("UTC").tz_localize(None).to_period("M")
+    end = pd.Timestamp(last).tz_convert("UTC").tz_localize(None).to_period("M")
     while month <= end:
         following = month + 1
         name = f"readings_y{month.year:04d}m{month.month:02d}"
@@ -182,23 +182,35 @@ def ensure_reading_partitions(conn: Connection, first: datetime, last: datetime)
 
 
 def upsert_readings_from_stage(conn: Connection) -> UpsertCounts:
-    """Move staged readings into ``readings``, keyed on (metric, asset, observed_at)."""
+    """Move staged readings into ``readings``, keyed on (metric, asset, observed_at).
+
+    Two statements rather than one upsert: PostgreSQL cannot tell inserted from updated rows
+    of a partitioned table in RETURNING, and the counts are part of every run's record.
+    """
     total, first, last = conn.execute(
         sa.text("SELECT count(*), min(observed_at), max(observed_at) FROM stage_readings")
     ).one()
     if total == 0:
         return UpsertCounts()
     ensure_reading_partitions(conn, first, last)
-    return _count_upsert(
-        conn,
-        "INSERT INTO readings (metric_id, asset_id, observed_at, value, source) "
-        "SELECT metric_id, asset_id, observed_at, value, source FROM stage_readings "
-        "ON CONFLICT (metric_id, asset_id, observed_at) DO UPDATE "
-        "SET value = EXCLUDED.value, source = EXCLUDED.source "
-        "WHERE (readings.value, readings.source) IS DISTINCT FROM "
-        "      (EXCLUDED.value, EXCLUDED.source)",
-        total,
-    )
+    updated = conn.execute(
+        sa.text(
+            "UPDATE readings r SET value = s.value, source = s.source FROM stage_readings s "
+            "WHERE r.metric_id = s.metric_id AND r.asset_id = s.asset_id "
+            "  AND r.observed_at = s.observed_at "
+            "  AND r.observed_at BETWEEN :first AND :last "  # prunes to the file's months
+            "  AND (r.value, r.source) IS DISTINCT FROM (s.value, s.source)"
+        ),
+        {"first": first, "last": last},
+    ).rowcount
+    new = conn.execute(
+        sa.text(
+            "INSERT INTO readings (metric_id, asset_id, observed_at, value, source) "
+            "SELECT metric_id, asset_id, observed_at, value, source FROM stage_readings "
+            "ON CONFLICT (metric_id, asset_id, observed_at) DO NOTHING"
+        )
+    ).rowcount
+    return UpsertCounts(rows_new=new, rows_updated=updated, rows_unchanged=total - new - updated)
 
 
 def asset_keys(conn: Connection) -> pd.DataFrame:

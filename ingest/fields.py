@@ -30,6 +30,7 @@ class Field:
     choices: tuple[str, ...] | None = None
     min_value: float | None = None
     max_value: float | None = None
+    default: str | None = None  # for a missing value, as the column's default would give
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,9 @@ LAYERS: dict[str, LayerSpec] = {
                 choices=("sewer", "storm", "water", "power", "telecom", "gas"),
             ),
             Field("depth_m", "float", min_value=0.1, max_value=100),
-            Field("cover_state", "text", choices=("ok", "damaged", "missing", "open")),
+            Field(
+                "cover_state", "text", choices=("ok", "damaged", "missing", "open"), default="ok"
+            ),
             Field("sensor_id", "text"),
         ),
         ("Point",),

@@ -166,10 +166,21 @@ class Mapping(_Strict):
         }
 
 
+SHAPEFILE_NAME_LENGTH = 10
+
+
 def identity_mapping(columns: list[str], fields: tuple[str, ...]) -> Mapping:
-    """Map each twin field to the column of the same name (ignoring case), if there is one."""
+    """Map each twin field to the column of the same name (ignoring case), if there is one.
+
+    A shapefile cuts names to 10 characters, so ``external_i`` stands for ``external_id``.
+    """
     by_lower = {c.lower(): c for c in columns}
-    return Mapping(fields={f: by_lower[f] for f in fields if f in by_lower})
+    found = {}
+    for field in fields:
+        column = by_lower.get(field) or by_lower.get(field[:SHAPEFILE_NAME_LENGTH])
+        if column is not None:
+            found[field] = column
+    return Mapping(fields=found)
 
 
 def load_mapping(path: Path) -> Mapping:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -74,9 +75,14 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def default_rejects_path(path: Path) -> Path:
-    """``<name>.rejects.csv`` next to the input (``streets.gpkg`` -> ``streets.rejects.csv``)."""
-    return path.with_name(f"{path.stem}.rejects.csv")
+def default_rejects_path(path: Path, layer_name: str | None = None) -> Path:
+    """``<name>.rejects.csv`` next to the input, with the layer's name for multi-layer files.
+
+    ``streets.shp`` -> ``streets.rejects.csv``; layer ``manholes`` of ``city.gpkg`` ->
+    ``city.manholes.rejects.csv``.
+    """
+    stem = f"{path.stem}.{layer_name}" if layer_name else path.stem
+    return path.absolute().with_name(f"{stem}.rejects.csv")
 
 
 class _RejectsFile:
@@ -108,22 +114,29 @@ class _RejectsFile:
         self.handle.close()
         os.unlink(self.handle.name)
 
-    def settle(self, target: Path) -> Path | None:
-        """Move the file to ``target`` when there is anything in it; else remove both."""
+    def settle(self, target: Path, *, remove_stale: bool) -> Path | None:
+        """Write the rows to ``target`` if there are any; return where they are.
+
+        The rows are copied into ``target`` rather than the file moved there, so a target
+        such as /dev/null or a pipe stays what it is. Without rows, an old report at the
+        default place is removed, as it would now mislead.
+        """
         self.handle.close()
-        if self.rejected_rows + self.repaired_rows == 0:
-            os.unlink(self.handle.name)
-            target.unlink(missing_ok=True)  # an old report would now mislead
-            return None
+        spool = Path(self.handle.name)
         try:
-            os.replace(self.handle.name, target)
-        except OSError:  # another file system, or a read-only input directory
-            try:
-                target.write_bytes(Path(self.handle.name).read_bytes())
-                os.unlink(self.handle.name)
-            except OSError:
-                return Path(self.handle.name)
-        return target
+            if self.rejected_rows + self.repaired_rows == 0:
+                if remove_stale and target.is_file() and not target.is_symlink():
+                    target.unlink()
+                return None
+            with open(spool, "rb") as rows, open(target, "wb") as out:
+                shutil.copyfileobj(rows, out)
+            return target
+        except OSError:  # a read-only input directory, say: the rows stay in the spool
+            kept = spool.with_name(f"twin-{target.name}")
+            os.replace(spool, kept)
+            return kept
+        finally:
+            spool.unlink(missing_ok=True)
 
 
 def ingest_file(
@@ -271,7 +284,9 @@ def ingest_file(
             raise
     report.run_id = run_id
     report.status = "dry-run" if dry_run else "succeeded"
-    settled = rejects.settle(rejects_path or default_rejects_path(path))
+    settled = rejects.settle(
+        rejects_path or default_rejects_path(path, layer_name), remove_stale=rejects_path is None
+    )
     report.rejects_path = str(settled) if settled else None
     report.duration_s = round(time.monotonic() - started, 3)
     return report

@@ -160,6 +160,8 @@ def check_field(
     if spec.choices:
         wrong = ~missing & ~text.isin(spec.choices)
         problems.add(wrong, spec.name, raw, f"is not one of {', '.join(spec.choices)}")
+    if spec.default is not None:
+        text = text.astype(object).where(text.notna(), spec.default)
     return text
 
 
@@ -253,7 +255,8 @@ def check_geometry(
         reasons = pd.Series(
             shapely.is_valid_reason(geoms[invalid.to_numpy()]), index=gdf.index[invalid.to_numpy()]
         )
-        fixed = shapely.make_valid(geoms[invalid.to_numpy()])
+        fixed = [_keep_kind(g, spec.geometry_types)
+                 for g in shapely.make_valid(geoms[invalid.to_numpy()])]
         for position, (index, geom) in enumerate(zip(reasons.index, fixed, strict=True)):
             if _TYPE_NAMES.get(shapely.get_type_id(geom)) in spec.geometry_types:
                 geoms[gdf.index.get_loc(index)] = geom
@@ -273,6 +276,16 @@ def check_geometry(
         columns=REJECT_COLUMNS,
     )
     return geoms, repaired
+
+
+def _keep_kind(geom, kinds: tuple[str, ...]):
+    """Of a repaired geometry, keep its one part of the layer's kind.
+
+    make_valid turns a polygon's spike into a line beside the polygon; any other mix stays as
+    it is, to be rejected.
+    """
+    parts = [p for p in shapely.get_parts(geom) if _TYPE_NAMES[shapely.get_type_id(p)] in kinds]
+    return parts[0] if len(parts) == 1 else geom
 
 
 _TYPE_NAMES = {
