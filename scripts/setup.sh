@@ -9,14 +9,17 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${TWIN_VENV:-$ROOT/.venv}"
 EXTRAS="${1:-}"   # "test" also installs what the tests need
 
-packages=(python3-venv)
+packages=()
+# Debian's own python3 needs python3-venv for `python3 -m venv`; other Pythons bring ensurepip.
+python3 -c 'import ensurepip' 2>/dev/null || packages+=(python3-venv)
 if compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null; then
   major="$(ls /usr/lib/postgresql | sort -n | tail -n 1)"
   packages+=("postgresql-$major-postgis-3")
 else
   packages+=(postgresql postgresql-postgis)
 fi
-[ "$EXTRAS" = test ] && packages+=(gdal-bin)
+# Tests open exports with GDAL's ogrinfo and talk to a real MQTT broker.
+[ "$EXTRAS" = test ] && packages+=(gdal-bin mosquitto)
 
 missing=()
 for package in "${packages[@]}"; do
@@ -41,10 +44,12 @@ python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
 }
 
 [ -x "$VENV/bin/python" ] || { echo "==> Creating the virtual environment $VENV"; python3 -m venv "$VENV"; }
-# Reinstall only when the project's dependencies changed.
+# Reinstall only when the project's dependencies changed (an install with the test extras
+# serves a plain run too).
 stamp="$VENV/.twin-installed"
 want="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1) $EXTRAS"
-if [ ! -f "$stamp" ] || ! grep -qxF "$want" "$stamp"; then
+have="$(cat "$stamp" 2>/dev/null || true)"
+if [ "$have" != "$want" ] && { [ -n "$EXTRAS" ] || [ "${have%% *}" != "${want%% *}" ]; }; then
   echo "==> Installing the project into $VENV"
   target="$ROOT"
   [ -n "$EXTRAS" ] && target="$ROOT[$EXTRAS]"

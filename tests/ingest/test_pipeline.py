@@ -22,7 +22,9 @@ from ingest.metrics import MetricDeclaration, declare_metrics
 from ingest.pipeline import ingest_file
 
 TWIN = str(Path(sys.executable).parent / "twin")
-SANJOSE = Path(__file__).parents[3] / "shared" / "data" / "sanjose_illegal_dumping"
+# The team's shared data sits beside the checkout (as in CI), or where TWIN_SHARED_DIR says.
+SHARED = Path(os.environ.get("TWIN_SHARED_DIR", Path(__file__).parents[3] / "shared"))
+SANJOSE = SHARED / "data" / "sanjose_illegal_dumping"
 SANJOSE_CSV = SANJOSE / "illegal_dumping.csv"
 SANJOSE_MAPPING = Path(__file__).parents[2] / "sample_data" / "mappings" / (
     "sanjose_illegal_dumping.toml"
