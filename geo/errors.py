@@ -35,3 +35,7 @@ class ClusterError(TwinError):
 
 class SoftwareMissing(ClusterError):
     """PostgreSQL or PostGIS binaries are not installed on this machine."""
+
+
+class Conflict(TwinError):
+    """The request cannot be applied to the thing's current state."""

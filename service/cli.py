@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -10,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from geo.errors import TwinError
+from geo.errors import InvalidInput, TwinError
 from geo.settings import DatabaseSettings
 
 app = typer.Typer(
@@ -478,10 +479,93 @@ def metrics_list() -> None:
     console.print(table)
 
 
+keys_app = typer.Typer(help="API keys for the service: made once, shown once, stored hashed.",
+                       no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[str, typer.Option(help="viewer, crew, planner or admin.")],
+    name: Annotated[str, typer.Option(help="Who or what holds the key, e.g. crew-north.")],
+) -> None:
+    """Make an API key; it is printed once and only its hash is kept."""
+    from geo import keys
+
+    try:
+        if role not in keys.ROLES:
+            raise InvalidInput(f"Role '{role}' is not one of {', '.join(keys.ROLES)}.")
+        engine = _engine(_settings())
+        with engine.begin() as conn:
+            if keys.key_name_exists(conn, name):
+                raise InvalidInput(f"A key named '{name}' exists already; choose another name.")
+            key = keys.create_key(conn, name=name, role=role)
+    except TwinError as error:
+        raise _fail(error) from None
+    err_console.print(f"Key '{name}' with role '{role}' (shown once; keep it safe):")
+    print(key)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Show the keys' names, roles and dates (never the keys)."""
+    from geo import keys
+
+    try:
+        engine = _engine(_settings())
+        with engine.connect() as conn:
+            rows = keys.list_keys(conn)
+    except TwinError as error:
+        raise _fail(error) from None
+    table = Table()
+    for column in ("name", "role", "starts with", "created", "revoked"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row.name, row.role, row.key_prefix, f"{row.created_at:%Y-%m-%d %H:%M}",
+                      f"{row.revoked_at:%Y-%m-%d %H:%M}" if row.revoked_at else "")
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(name: Annotated[str, typer.Argument(help="The key's name.")]) -> None:
+    """Revoke a key at once."""
+    from geo import keys
+
+    try:
+        engine = _engine(_settings())
+        with engine.begin() as conn:
+            if not keys.revoke_key(conn, name):
+                raise InvalidInput(f"There is no live key named '{name}'.")
+    except TwinError as error:
+        raise _fail(error) from None
+    console.print(f"Revoked '{name}'.")
+
+
+@app.command("serve")
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
+) -> None:
+    """Serve tiles, OGC API Features, alerts, exports and sensor intake over HTTP."""
+    import uvicorn
+
+    try:
+        _engine(_settings())  # start and migrate before any worker needs the database
+    except TwinError as error:
+        raise _fail(error) from None
+    settings = _settings()
+    if settings.database_url is None:
+        from geo.cluster import EmbeddedCluster
+
+        url = EmbeddedCluster(settings.home, settings.cluster_user).url
+        os.environ["TWIN_DATABASE_URL"] = url.render_as_string(hide_password=False)
+    console.print(f"Serving on http://{host}:{port} (API documentation at /docs).")
+    uvicorn.run("service.asgi:app", host=host, port=port, workers=workers, log_level="info")
+
+
 def run() -> None:
     """Entry point of the ``twin`` script: a bug is reported in one line, not a traceback."""
-    import os
-
     try:
         app()
     except Exception as error:  # noqa: BLE001 - the last line of defence for the user

@@ -14,8 +14,12 @@ TABLES = {
     "readings",
     "ingest_runs",
     "ingest_rejects",
+    "api_keys",
+    "alerts",
+    "alert_events",
+    "layer_versions",
 }
-SPATIAL = {"streets", "manholes", "parking", "compounds", "road_damage", "debris_piles"}
+SPATIAL = {"streets", "manholes", "parking", "compounds", "road_damage", "debris_piles", "alerts"}
 
 
 def _tables(conn) -> set[str]:

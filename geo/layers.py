@@ -1,0 +1,159 @@
+"""The layers the twin publishes (tiles, OGC API collections, exports), defined once.
+
+Each layer is a SELECT with an ``id``, a ``geom`` in SRID 4326 and its properties, taking one
+bound parameter ``:as_of`` (the state of the twin at that time: the latest readings and the
+observations made by then). Tiles, features and exports wrap these queries; a new layer (say,
+forecasts) is a new entry here and appears in every interface without changing the service.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Property:
+    """A published property: name and a JSON-schema-like type."""
+
+    name: str
+    type: str  # string, number, integer, boolean, date, datetime
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One published layer."""
+
+    id: str
+    title: str
+    description: str
+    geometry_type: str  # Point, LineString, Polygon or Geometry (mixed)
+    select: str  # SELECT id, geom, <properties> ... using :as_of
+    properties: tuple[Property, ...]
+    time_property: str | None = None  # what `datetime` filters, for observations and alerts
+    table: str | None = None  # the table whose changes change this layer
+    depends_on: tuple[str, ...] = ()  # other tables whose changes change it too
+
+    @property
+    def property_names(self) -> tuple[str, ...]:
+        """Names of the layer's properties, in order."""
+        return tuple(p.name for p in self.properties)
+
+
+def _latest(metric: str, alias: str) -> str:
+    # The newest reading of a metric per asset as of :as_of; the readings key
+    # (metric, asset, time) makes this one index probe per partition.
+    return (
+        f"LEFT JOIN LATERAL (SELECT r.value, r.observed_at FROM readings r "
+        f"WHERE r.metric_id = (SELECT id FROM metrics WHERE name = '{metric}') "
+        f"AND r.asset_id = t.id AND r.observed_at <= :as_of "
+        f"ORDER BY r.observed_at DESC LIMIT 1) {alias} ON TRUE"
+    )
+
+
+_ASSET = (Property("external_id", "string", "Identifier in the source system"),
+          Property("source", "string", "Source system"))
+_ACTIVE_ALERTS = (
+    "LEFT JOIN LATERAL (SELECT count(*) AS n, max(CASE a.severity WHEN 'critical' THEN 4 "
+    "WHEN 'high' THEN 3 WHEN 'medium' THEN 2 WHEN 'low' THEN 1 END) AS worst FROM alerts a "
+    "WHERE a.asset_id = t.id AND a.status IN ('open', 'acknowledged', 'in_progress')) al ON TRUE"
+)
+_WORST = ("CASE al.worst WHEN 4 THEN 'critical' WHEN 3 THEN 'high' WHEN 2 THEN 'medium' "
+          "WHEN 1 THEN 'low' END")
+
+LAYERS: dict[str, Layer] = {
+    layer.id: layer
+    for layer in (
+        Layer(
+            "streets", "Streets",
+            "Street segments with their latest pavement condition (PCI) as of the time asked.",
+            "LineString",
+            "SELECT t.id, t.geom, t.external_id, t.source, t.name, t.road_class, t.surface, "
+            "t.width_m, t.lanes, t.resurfaced_on, pci.value AS pci, "
+            "pci.observed_at AS pci_observed_at FROM streets t " + _latest("pci", "pci"),
+            (*_ASSET, Property("name", "string"), Property("road_class", "string"),
+             Property("surface", "string"), Property("width_m", "number"),
+             Property("lanes", "integer"), Property("resurfaced_on", "date"),
+             Property("pci", "number", "Latest pavement condition index, 0-100"),
+             Property("pci_observed_at", "datetime", "When that PCI was observed")),
+            table="streets", depends_on=("readings",),
+        ),
+        Layer(
+            "manholes", "Manholes",
+            "Manholes with their cover state and the active alerts on them.",
+            "Point",
+            "SELECT t.id, t.geom, t.external_id, t.source, t.kind, t.depth_m, t.cover_state, "
+            "t.sensor_id, coalesce(al.n, 0) AS active_alerts, "
+            f"coalesce({_WORST}, 'none') AS status FROM manholes t " + _ACTIVE_ALERTS,
+            (*_ASSET, Property("kind", "string"), Property("depth_m", "number"),
+             Property("cover_state", "string"), Property("sensor_id", "string"),
+             Property("active_alerts", "integer"),
+             Property("status", "string", "Worst active alert: none, low ... critical")),
+            table="manholes", depends_on=("alerts",),
+        ),
+        Layer(
+            "parking", "Parking", "Parking lots and on-street bays, with the latest occupancy.",
+            "Geometry",
+            "SELECT t.id, t.geom, t.external_id, t.source, t.name, t.kind, t.capacity, "
+            "occ.value AS occupancy_pct, occ.observed_at AS occupancy_observed_at "
+            "FROM parking t " + _latest("occupancy_pct", "occ"),
+            (*_ASSET, Property("name", "string"), Property("kind", "string"),
+             Property("capacity", "integer"), Property("occupancy_pct", "number"),
+             Property("occupancy_observed_at", "datetime")),
+            table="parking", depends_on=("readings",),
+        ),
+        Layer(
+            "compounds", "Residential compounds",
+            "Residential compounds and their management type.",
+            "Polygon",
+            "SELECT t.id, t.geom, t.external_id, t.source, t.name, t.management_type, "
+            "t.households, t.built_year FROM compounds t",
+            (*_ASSET, Property("name", "string"), Property("management_type", "string"),
+             Property("households", "integer"), Property("built_year", "integer")),
+            table="compounds",
+        ),
+        Layer(
+            "road_damage", "Road damage",
+            "Damage observations (D00 longitudinal, D10 transverse, D20 alligator cracks, "
+            "D40 potholes) made by the time asked.",
+            "Point",
+            "SELECT t.id, t.geom, t.external_id, t.source, t.observed_at, t.damage_class, "
+            "t.severity, t.size_m2, t.confidence, t.street_id FROM road_damage t "
+            "WHERE t.observed_at <= :as_of",
+            (*_ASSET, Property("observed_at", "datetime"), Property("damage_class", "string"),
+             Property("severity", "string"), Property("size_m2", "number"),
+             Property("confidence", "number"), Property("street_id", "integer")),
+            time_property="observed_at", table="road_damage",
+        ),
+        Layer(
+            "debris_piles", "Debris piles",
+            "Observations of construction spoil and dumped waste made by the time asked.",
+            "Geometry",
+            "SELECT t.id, t.geom, t.external_id, t.source, t.observed_at, t.pile_ref, "
+            "t.volume_m3, t.material, t.confidence FROM debris_piles t "
+            "WHERE t.observed_at <= :as_of",
+            (*_ASSET, Property("observed_at", "datetime"), Property("pile_ref", "string"),
+             Property("volume_m3", "number"), Property("material", "string"),
+             Property("confidence", "number")),
+            time_property="observed_at", table="debris_piles",
+        ),
+        Layer(
+            "alerts", "Alerts",
+            "Alerts for crews: what, where, why, and their status.",
+            "Geometry",
+            "SELECT t.id, t.geom, t.kind, t.severity, t.status, t.reason, t.asset_layer, "
+            "t.asset_id, t.opened_at, t.updated_at FROM alerts t WHERE t.opened_at <= :as_of",
+            (Property("kind", "string"), Property("severity", "string"),
+             Property("status", "string"), Property("reason", "string"),
+             Property("asset_layer", "string"), Property("asset_id", "integer"),
+             Property("opened_at", "datetime"), Property("updated_at", "datetime")),
+            time_property="opened_at", table="alerts",
+        ),
+    )
+}
+
+
+def layers_changed_by(table: str) -> list[str]:
+    """The layers whose content a change to ``table`` may change."""
+    return [layer.id for layer in LAYERS.values()
+            if layer.table == table or table in layer.depends_on]

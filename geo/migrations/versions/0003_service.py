@@ -1,0 +1,123 @@
+"""Service: API keys with roles, and alerts with their history.
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-11-30
+"""
+
+import sqlalchemy as sa
+from alembic import op
+from geoalchemy2 import Geometry
+from sqlalchemy.dialects.postgresql import JSONB
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+ALERT_STATUSES = ("open", "acknowledged", "in_progress", "resolved", "dismissed")
+# Tables whose changes the service must learn of at once (tile caches, ETags, alert streams).
+WATCHED = ("streets", "manholes", "parking", "compounds", "road_damage", "debris_piles",
+           "readings", "alerts")
+
+
+def upgrade() -> None:
+    op.create_table(
+        "api_keys",
+        sa.Column("id", sa.Integer, sa.Identity(), primary_key=True),
+        sa.Column("name", sa.Text, nullable=False, unique=True),
+        sa.Column("role", sa.Text, nullable=False),
+        # Only a hash is kept; the key itself is shown once, when it is made.
+        sa.Column("key_hash", sa.Text, nullable=False, unique=True),
+        sa.Column("key_prefix", sa.Text, nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False,
+                  server_default=sa.func.now()),
+        sa.Column("revoked_at", sa.DateTime(timezone=True)),
+        sa.CheckConstraint("role IN ('viewer', 'crew', 'planner', 'admin')",
+                           name="ck_api_keys_role"),
+    )
+    op.create_table(
+        "alerts",
+        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        sa.Column("kind", sa.Text, nullable=False),
+        sa.Column("severity", sa.Text, nullable=False),
+        sa.Column("asset_layer", sa.Text),
+        sa.Column("asset_id", sa.BigInteger),
+        sa.Column("reason", sa.Text, nullable=False),
+        sa.Column("details", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+        sa.Column("status", sa.Text, nullable=False, server_default="open"),
+        sa.Column("opened_at", sa.DateTime(timezone=True), nullable=False,
+                  server_default=sa.func.now()),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False,
+                  server_default=sa.func.now()),
+        sa.Column("closed_at", sa.DateTime(timezone=True)),
+        sa.Column("geom", Geometry("GEOMETRY", srid=4326, spatial_index=False), nullable=False),
+        sa.CheckConstraint("severity IN ('low', 'medium', 'high', 'critical')",
+                           name="ck_alerts_severity"),
+        sa.CheckConstraint(f"status IN {ALERT_STATUSES}", name="ck_alerts_status"),
+    )
+    op.create_index("ix_alerts_geom", "alerts", ["geom"], postgresql_using="gist")
+    op.create_index("ix_alerts_status_updated", "alerts", ["status", "updated_at"])
+    # One open alert per asset and kind: "open" here is any state before resolved/dismissed.
+    op.create_index(
+        "uq_alerts_one_active_per_asset_kind", "alerts", ["asset_layer", "asset_id", "kind"],
+        unique=True, postgresql_where=sa.text("status NOT IN ('resolved', 'dismissed')"),
+    )
+    op.create_table(
+        "alert_events",
+        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        sa.Column("alert_id", sa.BigInteger, sa.ForeignKey("alerts.id", ondelete="CASCADE"),
+                  nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False,
+                  server_default=sa.func.clock_timestamp()),
+        sa.Column("actor", sa.Text, nullable=False),
+        sa.Column("from_status", sa.Text),
+        sa.Column("to_status", sa.Text, nullable=False),
+        sa.Column("note", sa.Text),
+    )
+    op.create_index("ix_alert_events_alert_id", "alert_events", ["alert_id", "at"])
+
+    # A version per layer, bumped by any statement that changes a row of it, by whatever
+    # process: ETags come from it, and a NOTIFY tells every service worker to drop its tiles.
+    op.create_table(
+        "layer_versions",
+        sa.Column("layer", sa.Text, primary_key=True),
+        sa.Column("version", sa.BigInteger, nullable=False, server_default="0"),
+        sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False,
+                  server_default=sa.func.now()),
+    )
+    op.execute(
+        "INSERT INTO layer_versions (layer) VALUES "
+        + ", ".join(f"('{table}')" for table in WATCHED)
+    )
+    op.execute("""
+        CREATE FUNCTION twin_layer_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF EXISTS (SELECT 1 FROM changed_rows) THEN
+                UPDATE layer_versions SET version = version + 1, changed_at = now()
+                WHERE layer = TG_TABLE_NAME;
+                PERFORM pg_notify('twin_layer_changed', TG_TABLE_NAME);
+            END IF;
+            RETURN NULL;
+        END $$
+    """)
+    for table in WATCHED:
+        # Transition tables allow one event per trigger; a statement that touches no row
+        # (an idempotent re-ingest) bumps nothing.
+        for event, transition in (("INSERT", "NEW"), ("UPDATE", "NEW"), ("DELETE", "OLD")):
+            op.execute(
+                f"CREATE TRIGGER {table}_{event.lower()}_changed AFTER {event} ON {table} "
+                f"REFERENCING {transition} TABLE AS changed_rows "
+                f"FOR EACH STATEMENT EXECUTE FUNCTION twin_layer_changed()"
+            )
+
+
+def downgrade() -> None:
+    for table in WATCHED:
+        for event in ("insert", "update", "delete"):
+            op.execute(f"DROP TRIGGER {table}_{event}_changed ON {table}")
+    op.execute("DROP FUNCTION twin_layer_changed()")
+    op.drop_table("layer_versions")
+    op.drop_table("alert_events")
+    op.drop_table("alerts")
+    op.drop_table("api_keys")

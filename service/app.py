@@ -1,0 +1,77 @@
+"""The FastAPI application: ``create_app`` opens the database in its lifespan and mounts routers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from prometheus_client import Counter, Histogram
+from sqlalchemy.engine import Engine
+
+from service.changes import LayerChanges
+from service.errors import install_error_handlers
+from service.routers import alerts, exports, health, ogc, readings, tiles
+from service.settings import ServiceSettings
+
+REQUESTS = Counter("twin_http_requests_total", "HTTP requests", ["route", "method", "status"])
+LATENCY = Histogram("twin_http_request_seconds", "HTTP request latency", ["route", "method"],
+                    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+
+
+def create_app(engine: Engine, settings: ServiceSettings | None = None) -> FastAPI:
+    """Build the service on a migrated twin database.
+
+    Parameters
+    ----------
+    engine : Engine
+        The twin's database (``geo.database.connect``); the app does not own its creation,
+        so the CLI, tests and benchmarks decide where the database is.
+    settings : ServiceSettings, optional
+        Read from ``TWIN_*`` environment variables when not given.
+    """
+    settings = settings or ServiceSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        changes = LayerChanges(engine.url)
+        app.state.changes = changes
+        for on_change in app.state.on_layer_change:
+            changes.subscribe(on_change)
+        changes.start()
+        try:
+            yield
+        finally:
+            changes.stop()
+
+    app = FastAPI(
+        title="Neighbourhood Twin",
+        summary="Streets, manholes, parking, compounds, damage, debris and alerts of a "
+        "neighbourhood: vector tiles, OGC API Features, alerts, exports and sensor intake.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.engine = engine
+    app.state.settings = settings
+    app.state.on_layer_change = []  # routers with caches register here
+    install_error_handlers(app, settings.retry_after_s)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+                           allow_methods=["GET", "POST"], allow_headers=["*"],
+                           expose_headers=["ETag"])
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next):
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        template = getattr(route, "path", "unmatched")
+        LATENCY.labels(template, request.method).observe(time.perf_counter() - started)
+        REQUESTS.labels(template, request.method, str(response.status_code)).inc()
+        return response
+
+    for module in (health, tiles, ogc, alerts, exports, readings):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,90 @@
+"""Dependencies shared by the routers: the database, the settings and who is asking."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from sqlalchemy.engine import Engine
+
+from geo import keys
+from service.errors import Forbidden, Unauthorized
+from service.settings import ServiceSettings
+
+ROLE_RANK = {role: rank for rank, role in enumerate(keys.ROLES)}
+
+
+def get_engine(request: Request) -> Engine:
+    """The engine the app opened in its lifespan."""
+    return request.app.state.engine
+
+
+def get_settings(request: Request) -> ServiceSettings:
+    """The settings the app was made with."""
+    return request.app.state.settings
+
+
+EngineDep = Annotated[Engine, Depends(get_engine)]
+SettingsDep = Annotated[ServiceSettings, Depends(get_settings)]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is asking: a named key with a role, or nobody (anonymous)."""
+
+    name: str | None
+    role: str | None
+
+    def has(self, role: str) -> bool:
+        """Whether the caller's role is ``role`` or above."""
+        return self.role is not None and ROLE_RANK[self.role] >= ROLE_RANK[role]
+
+
+def get_caller(
+    engine: EngineDep,
+    x_api_key: Annotated[str | None, Header(description="An API key made with "
+                                            "`twin keys create`.")] = None,
+    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Caller:
+    """Identify the caller from ``X-API-Key`` or ``Authorization: Bearer``."""
+    key = x_api_key
+    if key is None and authorization and authorization.lower().startswith("bearer "):
+        key = authorization[7:].strip()
+    if not key:
+        return Caller(None, None)
+    with engine.connect() as conn:
+        found = keys.role_of_key(conn, key)
+    if found is None:
+        raise Unauthorized("The API key is not valid (unknown or revoked).")
+    return Caller(*found)
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+def require(role: str):
+    """A dependency that lets through callers with ``role`` or above."""
+
+    def check(caller: CallerDep) -> Caller:
+        if caller.role is None:
+            raise Unauthorized(f"This needs an API key with the role '{role}' or above.")
+        if not caller.has(role):
+            raise Forbidden(f"The key '{caller.name}' has the role '{caller.role}'; this needs "
+                            f"'{role}' or above.")
+        return caller
+
+    return check
+
+
+def require_reader(caller: CallerDep, settings: SettingsDep) -> Caller:
+    """Let anyone read when reading is open; otherwise any valid key."""
+    if settings.open_read or caller.role is not None:
+        return caller
+    raise Unauthorized("Reading needs an API key on this service.")
+
+
+ReaderDep = Annotated[Caller, Depends(require_reader)]
+CrewDep = Annotated[Caller, Depends(require("crew"))]
+PlannerDep = Annotated[Caller, Depends(require("planner"))]
+AdminDep = Annotated[Caller, Depends(require("admin"))]

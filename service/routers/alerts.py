@@ -1,0 +1,5 @@
+"""Routes: alerts (being built)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,5 @@
+"""Routes: exports (being built)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

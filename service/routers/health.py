@@ -1,0 +1,34 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from geo.errors import DatabaseUnavailable
+from service.deps import EngineDep
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", summary="The process is alive")
+def healthz() -> dict:
+    """Answer while the process runs, whatever the database does."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="The database is reachable",
+            responses={503: {"description": "The database is not reachable."}})
+def readyz(engine: EngineDep) -> dict:
+    """Answer 200 when a query reaches the database, 503 with Retry-After otherwise."""
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except sa.exc.DBAPIError:
+        raise DatabaseUnavailable("The database is not reachable; try again shortly.") from None
+    return {"status": "ready"}
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+def metrics() -> Response:
+    """Request counts and latencies by route, in Prometheus' text format."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,5 @@
+"""Routes: ogc (being built)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,5 @@
+"""Routes: readings (being built)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,5 @@
+"""Routes: tiles (being built)."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

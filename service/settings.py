@@ -1,0 +1,23 @@
+"""Settings of the HTTP service, read from ``TWIN_*`` environment variables when built."""
+
+from typing import Literal
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    """How the service answers: who may read, from where, and how much at once."""
+
+    model_config = SettingsConfigDict(env_prefix="TWIN_", extra="ignore")
+
+    # Reading (tiles, features, alerts, exports) needs no key when True; writing always does.
+    open_read: bool = True
+    cors_origins: list[str] = []
+    # Features per page of OGC API items: the default and the most a client may ask for.
+    items_default_limit: int = 100
+    items_max_limit: int = 10_000
+    # Tiles kept in memory, shared by all layers; invalidated per layer when data changes.
+    tile_cache_mb: int = 256
+    # Seconds a client is told to wait when the database is away.
+    retry_after_s: int = 5
+    environment: Literal["development", "production"] = "development"
