@@ -67,7 +67,7 @@ def test_upgrade_creates_every_table_with_spatial_index_and_downgrade_removes_th
                 )
             ).scalars()
         )
-        assert unique == SPATIAL
+        assert unique == SPATIAL - {"alerts"}
         assert (
             conn.execute(
                 sa.text(
