@@ -7,6 +7,7 @@ parameters.
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -14,15 +15,6 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-# Columns each layer keeps besides source, external_id, properties and geom.
-LAYER_COLUMNS: dict[str, tuple[str, ...]] = {
-    "streets": ("name", "road_class", "surface", "width_m", "lanes", "resurfaced_on"),
-    "manholes": ("kind", "depth_m", "cover_state", "sensor_id"),
-    "parking": ("name", "kind", "capacity"),
-    "compounds": ("name", "management_type", "households", "built_year"),
-    "road_damage": ("observed_at", "confidence", "damage_class", "severity", "size_m2"),
-    "debris_piles": ("observed_at", "confidence", "pile_ref", "volume_m3", "material"),
-}
 ASSET_LAYERS = ("streets", "manholes", "parking", "compounds")
 READING_STAGE_COLUMNS = ("metric_id", "asset_id", "observed_at", "value", "source", "row_number")
 REJECT_STAGE_COLUMNS = ("row_number", "field", "value", "reason", "outcome")
@@ -65,31 +57,32 @@ def _count_upsert(conn: Connection, statement: str, total: int, **params) -> Ups
 # -- layers ---------------------------------------------------------------------------------
 
 
-def layer_stage_columns(table: str) -> tuple[str, ...]:
-    """Columns a layer's staging table takes, in COPY order."""
-    return ("source", "external_id", "properties", "geom", *LAYER_COLUMNS[table])
+def layer_stage_columns(fields: Sequence[str]) -> tuple[str, ...]:
+    """Columns a layer's staging table takes, in COPY order, for the layer's own fields."""
+    return ("source", "external_id", "properties", "geom",
+            *(f for f in fields if f != "external_id"))
 
 
-def create_layer_stage(conn: Connection, table: str) -> str:
-    """Create this transaction's staging table for a layer and return its name."""
+def create_layer_stage(conn: Connection, table: str, columns: Sequence[str]) -> str:
+    """Create this transaction's staging table for a layer, typed like it; return its name."""
     stage = f"stage_{table}"
     conn.execute(
         sa.text(
             f"CREATE TEMP TABLE {stage} ON COMMIT DROP AS "
-            f"SELECT {', '.join(layer_stage_columns(table))} FROM {table} WITH NO DATA"
+            f"SELECT {', '.join(columns)} FROM {table} WITH NO DATA"
         )
     )
     return stage
 
 
-def upsert_layer_from_stage(conn: Connection, table: str) -> UpsertCounts:
+def upsert_layer_from_stage(conn: Connection, table: str, columns: Sequence[str]
+                            ) -> UpsertCounts:
     """Insert new features and update changed ones, keyed on (source, external_id).
 
     Unchanged rows are left alone, so loading the same data twice changes nothing,
     ``updated_at`` included.
     """
     stage = f"stage_{table}"
-    columns = layer_stage_columns(table)
     compared = [c for c in columns if c not in ("source", "external_id")]
     total = conn.execute(sa.text(f"SELECT count(*) FROM {stage}")).scalar_one()
     counts = _count_upsert(

@@ -300,16 +300,9 @@ def _load(conn, layer, chunks, mapping, source, rejects, report, progress, task)
         context = ReadingContext(metrics=store.metric_ranges(conn), assets=store.asset_keys(conn))
         for frame, chunk_mapping in chunks:
             checked = validate_readings(frame, chunk_mapping, context, source=source, now=now)
-            _take(
-                conn,
-                "stage_readings",
-                checked,
-                rejects,
-                report,
-                len(frame["row_number"].unique()),
-                progress,
-                task,
-            )
+            rows = frame["row_number"].nunique()  # a wide row holds several readings
+            _take(conn, "stage_readings", store.READING_STAGE_COLUMNS, checked, rejects, report,
+                  rows, progress, task)
         duplicates = store.take_duplicate_readings(conn)
         if len(duplicates):
             rejects.add(
@@ -329,7 +322,8 @@ def _load(conn, layer, chunks, mapping, source, rejects, report, progress, task)
 
     table = LAYER_TABLES[layer]
     spec = LAYERS[table]
-    stage = store.create_layer_stage(conn, table)
+    columns = store.layer_stage_columns(spec.columns)
+    stage = store.create_layer_stage(conn, table, columns)
     area = Area(store.twin_area(conn))
     seen: dict[str, int] = {}
     for gdf in chunks:
@@ -339,13 +333,14 @@ def _load(conn, layer, chunks, mapping, source, rejects, report, progress, task)
         checked = validate_layer(
             gdf, spec, chunk_mapping, source=source, area=area, seen_ids=seen, now=now
         )
-        _take(conn, stage, checked, rejects, report, len(gdf), progress, task)
-    return store.upsert_layer_from_stage(conn, table)
+        _take(conn, stage, columns, checked, rejects, report, len(gdf), progress, task)
+    return store.upsert_layer_from_stage(conn, table, columns)
 
 
 def _take(
     conn,
     stage: str,
+    columns: tuple[str, ...],
     checked: Checked,
     rejects: _RejectsFile,
     report: RunReport,
@@ -353,14 +348,7 @@ def _take(
     progress: Progress | None,
     task,
 ) -> None:
-    columns = (
-        store.READING_STAGE_COLUMNS
-        if stage == "stage_readings"
-        else store.layer_stage_columns(stage.removeprefix("stage_"))
-    )
-    store.copy_frame(
-        conn, stage, checked.accepted[[c for c in columns if c in checked.accepted.columns]]
-    )
+    store.copy_frame(conn, stage, checked.accepted[list(columns)])
     rejects.add(conn, checked.rejects, "rejected")
     rejects.add(conn, checked.repaired, "repaired")
     report.rows_read += rows
