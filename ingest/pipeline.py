@@ -293,6 +293,7 @@ def ingest_file(
 
 
 def _load(conn, layer, chunks, mapping, source, rejects, report, progress, task):
+    store.tune_for_bulk_load(conn)
     store.create_rejects_stage(conn)
     now = datetime.now(UTC)
     if layer == READINGS:

@@ -156,7 +156,9 @@ def check_field(
         problems.add(bad, spec.name, raw, f"cannot be read as a date{_fmt_hint(rule)}")
         problems.add(values > pd.Timestamp(now), spec.name, raw, "is in the future")
         return values.dt.date if spec.kind == "date" else values
-    text = raw.where(~missing).astype(object).map(lambda v: v if pd.isna(v) else str(v).strip())
+    text = raw.where(~missing).astype(object)
+    present = text.notna()
+    text[present] = text[present].astype(str).str.strip()
     if spec.choices:
         wrong = ~missing & ~text.isin(spec.choices)
         problems.add(wrong, spec.name, raw, f"is not one of {', '.join(spec.choices)}")

@@ -76,9 +76,13 @@ class LayerChanges:
                         self._changed(layer)
                     self.ready.set()
                     while not self._stop.is_set():
-                        for notice in conn.notifies(timeout=1.0):
+                        # Collect first: the notifies generator holds the connection, so the
+                        # versions can be read only once it has returned.
+                        payloads = [n.payload for n in conn.notifies(timeout=1.0)]
+                        if payloads:
                             self.versions = self._reload(conn)
-                            self._changed(notice.payload)
+                            for layer in dict.fromkeys(payloads):
+                                self._changed(layer)
             except psycopg.Error as error:
                 log.warning("listening for layer changes failed (%s); retrying",
                             str(error).strip().splitlines()[:1])

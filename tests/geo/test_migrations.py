@@ -41,7 +41,7 @@ def test_upgrade_creates_every_table_with_spatial_index_and_downgrade_removes_th
     migrate.upgrade(engine)
     assert migrate.current_revision(engine) == migrate.head_revision()
     with engine.connect() as conn:
-        assert _tables(conn) == TABLES
+        assert TABLES <= _tables(conn)  # later migrations add tables of their own
         gist = set(
             conn.execute(
                 sa.text(
@@ -49,7 +49,7 @@ def test_upgrade_creates_every_table_with_spatial_index_and_downgrade_removes_th
                 )
             ).scalars()
         )
-        assert gist == SPATIAL
+        assert SPATIAL <= gist
         srids = dict(
             conn.execute(
                 sa.text(
@@ -58,7 +58,7 @@ def test_upgrade_creates_every_table_with_spatial_index_and_downgrade_removes_th
                 )
             ).all()
         )
-        assert srids == {table: 4326 for table in SPATIAL}
+        assert all(srids[table] == 4326 for table in SPATIAL) and set(srids.values()) == {4326}
         unique = set(
             conn.execute(
                 sa.text(
@@ -89,7 +89,7 @@ def test_upgrade_creates_every_table_with_spatial_index_and_downgrade_removes_th
 
     migrate.upgrade(engine)  # and back up again from base
     with engine.connect() as conn:
-        assert _tables(conn) == TABLES
+        assert TABLES <= _tables(conn)
     engine.dispose()
 
 

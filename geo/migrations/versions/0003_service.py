@@ -17,8 +17,11 @@ depends_on = None
 
 ALERT_STATUSES = ("open", "acknowledged", "in_progress", "resolved", "dismissed")
 # Tables whose changes the service must learn of at once (tile caches, ETags, alert streams).
+# Readings are left to their writers (geo.store.touch_layer): a trigger keeping a copy of
+# every row of a million-row load doubled its cost.
 WATCHED = ("streets", "manholes", "parking", "compounds", "road_damage", "debris_piles",
-           "readings", "alerts")
+           "alerts")
+VERSIONED = (*WATCHED, "readings")
 
 
 def upgrade() -> None:
@@ -88,15 +91,20 @@ def upgrade() -> None:
     )
     op.execute(
         "INSERT INTO layer_versions (layer) VALUES "
-        + ", ".join(f"('{table}')" for table in WATCHED)
+        + ", ".join(f"('{table}')" for table in VERSIONED)
     )
+    op.execute("""
+        CREATE FUNCTION twin_touch_layer(changed text) RETURNS void LANGUAGE sql AS $$
+            UPDATE layer_versions SET version = version + 1, changed_at = now()
+            WHERE layer = changed;
+            SELECT pg_notify('twin_layer_changed', changed);
+        $$
+    """)
     op.execute("""
         CREATE FUNCTION twin_layer_changed() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
             IF EXISTS (SELECT 1 FROM changed_rows) THEN
-                UPDATE layer_versions SET version = version + 1, changed_at = now()
-                WHERE layer = TG_TABLE_NAME;
-                PERFORM pg_notify('twin_layer_changed', TG_TABLE_NAME);
+                PERFORM twin_touch_layer(TG_TABLE_NAME);
             END IF;
             RETURN NULL;
         END $$
@@ -117,6 +125,7 @@ def downgrade() -> None:
         for event in ("insert", "update", "delete"):
             op.execute(f"DROP TRIGGER {table}_{event}_changed ON {table}")
     op.execute("DROP FUNCTION twin_layer_changed()")
+    op.execute("DROP FUNCTION twin_touch_layer(text)")
     op.drop_table("layer_versions")
     op.drop_table("alert_events")
     op.drop_table("alerts")
