@@ -564,6 +564,11 @@ def serve(
     uvicorn.run("service.asgi:app", host=host, port=port, workers=workers, log_level="info")
 
 
+from service.cli_export import export  # noqa: E402 - registered after the helpers it uses
+
+app.command("export")(export)
+
+
 def run() -> None:
     """Entry point of the ``twin`` script: a bug is reported in one line, not a traceback."""
     try:

@@ -32,9 +32,11 @@ STATUS = {
     Conflict: 409,
     DatabaseUnavailable: 503,
 }
-TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found",
-          405: "Method not allowed", 406: "Not acceptable", 409: "Conflict", 413: "Payload too large",
-          422: "Unprocessable request", 500: "Internal error", 503: "Service unavailable"}
+TITLES = {
+    400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found",
+    405: "Method not allowed", 406: "Not acceptable", 409: "Conflict", 413: "Payload too large",
+    422: "Unprocessable request", 500: "Internal error", 503: "Service unavailable",
+}
 
 
 def problem(status: int, detail: str, *, headers: dict | None = None, **extra) -> JSONResponse:

@@ -1,5 +1,121 @@
-"""Routes: exports (being built)."""
+"""Exports for GIS analysts: ``GET /exports/{layer}.{gpkg|geojson|csv|shp.zip|parquet}``."""
 
-from fastapi import APIRouter
+from __future__ import annotations
 
-router = APIRouter()
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, BinaryIO
+
+from fastapi import APIRouter, Query, Request
+from fastapi import Path as PathParam
+from fastapi.responses import StreamingResponse
+from starlette.background import BackgroundTask
+
+from geo.layers import LAYERS
+from service import exporting
+from service.deps import EngineDep, ReaderDep
+
+router = APIRouter(tags=["exports"])
+
+FILE_BLOCK_BYTES = 256 * 1024
+_PROBLEM = {"content": {"application/problem+json": {}}}
+_UNAUTHORIZED = {401: {"description": "Reading needs a valid API key here.", **_PROBLEM}}
+_FORMATS_TEXT = ", ".join(f"`{f.suffix}` ({f.title})" for f in exporting.FORMATS.values())
+
+
+def _disposition(filename: str) -> dict[str, str]:
+    return {"Content-Disposition": f'attachment; filename="{filename}"'}
+
+
+def _file_blocks(handle: BinaryIO) -> Iterator[bytes]:
+    try:
+        while block := handle.read(FILE_BLOCK_BYTES):
+            yield block
+    finally:
+        handle.close()
+
+
+@router.get("/exports", summary="What can be exported", responses=_UNAUTHORIZED)
+def list_exports(request: Request, caller: ReaderDep) -> dict:
+    """The layers and formats, with the link of each export."""
+    return {
+        "formats": [{"suffix": f.suffix, "title": f.title, "type": f.media_type}
+                    for f in exporting.FORMATS.values()],
+        "layers": [{
+            "id": layer.id, "title": layer.title, "description": layer.description,
+            "links": [{"href": str(request.url_for("export_layer", layer=layer.id,
+                                                   suffix=f.suffix)),
+                       "rel": "enclosure", "type": f.media_type, "title": f.title}
+                      for f in exporting.FORMATS.values()],
+        } for layer in LAYERS.values()],
+    }
+
+
+@router.get(
+    "/exports/{layer}.{suffix}",
+    name="export_layer",
+    summary="Download a layer as a file",
+    response_class=StreamingResponse,
+    responses={
+        200: {"description": "The file, as an attachment.",
+              "content": {f.media_type: {} for f in exporting.FORMATS.values()}},
+        400: {"description": "A bad bbox, datetime, properties or filter.", **_PROBLEM},
+        404: {"description": "No such layer or format.", **_PROBLEM},
+        **_UNAUTHORIZED,
+    },
+)
+def export_layer(
+    request: Request,
+    engine: EngineDep,
+    caller: ReaderDep,
+    layer: Annotated[str, PathParam(description="A layer id: " + ", ".join(LAYERS) + ".")],
+    suffix: Annotated[str, PathParam(description="The format: " + _FORMATS_TEXT + ".")],
+    bbox: Annotated[str | None, Query(
+        description="west,south,east,north in degrees (EPSG:4326): features intersecting it.",
+        examples=["108.53,32.515,108.54,32.52"])] = None,
+    datetime: Annotated[str | None, Query(
+        description="The state of the twin at this time (RFC 3339 with an offset; a date "
+                    "alone means the end of that day): the latest readings and the "
+                    "observations made by then. An interval `start/end` (`..` open) gives "
+                    "the state at its end with, for observations, only those made from "
+                    "its start.",
+        examples=["2025-06-01T00:00:00Z"])] = None,
+    properties: Annotated[str | None, Query(
+        description="Comma-separated properties to include, in this order (default: all; "
+                    "the id and geometry always come).")] = None,
+) -> StreamingResponse:
+    """Export a layer, whole or filtered, as GeoPackage, GeoJSON, CSV, Shapefile or GeoParquet.
+
+    Every format is in EPSG:4326 (longitude, latitude) with the layer's types kept:
+    integers, reals, dates and date-times as such where the format has them. Any other query
+    parameter named like one of the layer's properties keeps only the features whose property
+    equals the value (repeat it for any of several values), as in OGC API items.
+
+    GeoJSON and CSV are streamed while the rows are read from a server-side cursor;
+    GeoPackage, Shapefile and GeoParquet are built chunk by chunk in a temporary file which is
+    then streamed. Either way the service holds one chunk of 10,000 rows at a time, whatever
+    the layer's size.
+    """
+    found, fmt = exporting.split_file_name(f"{layer}.{suffix}")
+    filters = [(name, value) for name, value in request.query_params.multi_items()
+               if name not in exporting.EXPORT_PARAMETERS]
+    query = exporting.export_query(found, bbox=bbox, datetime_text=datetime,
+                                   properties=properties, filters=filters)
+    filename = f"{found.id}.{fmt.suffix}"
+    if fmt.streamed:
+        return StreamingResponse(exporting.stream_export(engine, query, fmt),
+                                 media_type=fmt.media_type, headers=_disposition(filename))
+    scratch = Path(tempfile.mkdtemp(prefix="twin-export-"))
+    try:
+        written = exporting.write_export(engine, query, fmt, scratch)
+        handle = open(written.path, "rb")  # noqa: SIM115 - closed by the response
+    finally:
+        # The open handle keeps the file's data until it is closed, so the temporary file is
+        # gone from disk now even if the client goes away before reading it all.
+        shutil.rmtree(scratch, ignore_errors=True)
+    headers = {**_disposition(filename), "Content-Length": str(os.fstat(handle.fileno()).st_size)}
+    return StreamingResponse(_file_blocks(handle), media_type=fmt.media_type, headers=headers,
+                             background=BackgroundTask(handle.close))

@@ -1,0 +1,71 @@
+"""``twin export``: write a layer to a file, as ``GET /exports`` does (registered by service.cli).
+
+Register with ``app.command("export")(export)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from geo.errors import InvalidInput, NotFound, TwinError
+from geo.layers import LAYERS
+
+# service.exporting (and SQLAlchemy with it) is imported when the command runs, so that
+# registering this command costs other `twin` commands nothing; a test checks this list
+# against exporting.FORMATS.
+FORMAT_HELP = "gpkg, geojson, csv, shp.zip or parquet"
+
+
+def export(
+    layer: Annotated[str, typer.Argument(
+        help=f"The layer: {', '.join(LAYERS)}.", show_default=False)],
+    out: Annotated[Path, typer.Option(
+        "--out", help="The file to write (replaced if it exists).", show_default=False)],
+    format_: Annotated[str | None, typer.Option(
+        "--format", help=f"{FORMAT_HELP} (default: from --out's name).")] = None,
+    bbox: Annotated[str | None, typer.Option(
+        help="west,south,east,north in degrees: features intersecting it.")] = None,
+    datetime_text: Annotated[str | None, typer.Option(
+        "--datetime", help="The state of the twin at this time (RFC 3339, e.g. "
+                           "2025-06-01T00:00:00Z; a date alone: the end of that day), or an "
+                           "interval START/END.")] = None,
+    where: Annotated[list[str] | None, typer.Option(
+        "--where", help="PROPERTY=VALUE: keep features whose property equals VALUE; "
+                        "repeat for more (one property repeated: any of its values).")] = None,
+    properties: Annotated[str | None, typer.Option(
+        help="Comma-separated properties to write, in this order (default: all).")] = None,
+) -> None:
+    """Export LAYER to a GeoPackage, GeoJSON, CSV, zipped Shapefile or GeoParquet file.
+
+    Types and the CRS (EPSG:4326) are kept; the file appears only once it is complete.
+
+    Exit codes: 0 written, 2 unusable input (nothing written), 1 other errors.
+    """
+    from service import exporting
+    from service.cli import _engine, _fail, _settings, console
+
+    try:
+        try:
+            found = exporting.find_layer(layer)
+            fmt = (exporting.find_format(format_) if format_ is not None
+                   else exporting.format_of_path(out))
+        except NotFound as error:  # a name the user typed: unusable input, exit 2
+            raise InvalidInput(str(error)) from None
+        filters = []
+        for item in where or []:
+            name, sep, value = item.partition("=")
+            if not sep or not name.strip():
+                raise InvalidInput(f"--where '{item}' is not PROPERTY=VALUE.")
+            filters.append((name.strip(), value))
+        query = exporting.export_query(found, bbox=bbox, datetime_text=datetime_text,
+                                       properties=properties, filters=filters)
+        engine = _engine(_settings())
+        written = exporting.write_export_to(engine, query, fmt, out)
+    except TwinError as error:
+        raise _fail(error) from None
+    features = f"{written.features:,} feature{'' if written.features == 1 else 's'}"
+    console.print(f"Wrote {features} of {found.id} to {out} ({fmt.title}, "
+                  f"{out.stat().st_size:,} bytes).", highlight=False)

@@ -1,0 +1,685 @@
+"""Exports of the twin's layers for GIS analysts, shared by ``GET /exports`` and ``twin export``.
+
+Formats: GeoPackage, GeoJSON (RFC 7946), CSV with a WKT column, zipped ESRI Shapefile and
+GeoParquet; every one in EPSG:4326 (longitude, latitude) with the layer's types kept.
+
+Memory
+------
+An export never holds the whole layer. Rows come from a server-side cursor in chunks of
+:data:`geo.exports.EXPORT_CHUNK_ROWS` (10,000) rows; GeoJSON and CSV are encoded chunk by chunk
+straight into the response (or file), and GeoPackage, Shapefile and GeoParquet are written
+chunk by chunk into a temporary file (pyogrio in append mode, pyarrow's ParquetWriter) that is
+then streamed. At any moment the process holds at most one chunk: its rows, their Arrow or
+text encoding and the write buffers of GDAL or Parquet, i.e. O(chunk size x feature size)
+(about 10-20 MB for the sample's layers) whatever the size of the layer.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+import math
+import os
+import shutil
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+
+from geo.errors import InvalidInput, NotFound
+from geo.exports import STORAGE_SRID, Column, ExportQuery, read_features
+from geo.layers import LAYERS, Layer
+
+_INT64 = 2**63
+MAX_VALUES_PER_PROPERTY = 100
+# The query parameters an export takes besides property filters.
+EXPORT_PARAMETERS = ("bbox", "datetime", "properties")
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """A file format an export can be written in."""
+
+    suffix: str  # in the file name: streets.<suffix>
+    title: str
+    media_type: str
+    streamed: bool  # rows go straight to the output; else a temporary file is built first
+
+
+FORMATS: dict[str, ExportFormat] = {
+    f.suffix: f
+    for f in (
+        ExportFormat("gpkg", "GeoPackage", "application/geopackage+sqlite3", False),
+        ExportFormat("geojson", "GeoJSON (RFC 7946)", "application/geo+json", True),
+        ExportFormat("csv", "CSV with a WKT geometry column", "text/csv; charset=utf-8", True),
+        ExportFormat("shp.zip", "ESRI Shapefile, zipped", "application/zip", False),
+        ExportFormat("parquet", "GeoParquet 1.0", "application/vnd.apache.parquet", False),
+    )
+}
+# Other file name endings the CLI recognises in --out.
+_SUFFIX_ALIASES = {"json": "geojson", "zip": "shp.zip", "geoparquet": "parquet"}
+
+
+# -- what the user asked ------------------------------------------------------------------------
+
+
+def find_layer(name: str) -> Layer:
+    """The published layer called ``name`` (``road-damage`` is read as ``road_damage``)."""
+    layer = LAYERS.get(name) or LAYERS.get(name.replace("-", "_"))
+    if layer is None:
+        raise NotFound(f"There is no layer '{name}'; the layers are: {', '.join(LAYERS)}.")
+    return layer
+
+
+def find_format(suffix: str) -> ExportFormat:
+    """The export format written with file name ending ``suffix`` (``gpkg``, ``shp.zip``...)."""
+    key = suffix.lower().lstrip(".")
+    found = FORMATS.get(key) or FORMATS.get(_SUFFIX_ALIASES.get(key, ""))
+    if found is None:
+        raise NotFound(f"'{suffix}' is not an export format; the formats are: "
+                       f"{', '.join(FORMATS)}.")
+    return found
+
+
+def split_file_name(name: str) -> tuple[Layer, ExportFormat]:
+    """Layer and format of an export's file name, e.g. ``streets.shp.zip``."""
+    for suffix in sorted(FORMATS, key=len, reverse=True):
+        if name.lower().endswith("." + suffix):
+            return find_layer(name[: -len(suffix) - 1]), FORMATS[suffix]
+    layer_name, _, suffix = name.partition(".")
+    find_layer(layer_name)
+    return find_format(suffix)  # raises NotFound naming the formats
+
+
+def format_of_path(path: Path) -> ExportFormat:
+    """The format a file name asks for by its ending (``.gpkg``, ``.shp.zip``, ``.json``...)."""
+    name = path.name.lower()
+    for suffix in sorted([*FORMATS, *_SUFFIX_ALIASES], key=len, reverse=True):
+        if name.endswith("." + suffix):
+            return find_format(suffix)
+    raise InvalidInput(f"Cannot tell the format from the name '{path.name}'; give --format "
+                       f"(one of: {', '.join(FORMATS)}).")
+
+
+def _finite(text: str, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise InvalidInput(f"{what}: '{text}' is not a number.") from None
+    if not math.isfinite(value):
+        raise InvalidInput(f"{what}: '{text}' is not a finite number.")
+    return value
+
+
+def parse_bbox(text: str) -> tuple[float, float, float, float]:
+    """Parse ``west,south,east,north`` in degrees (EPSG:4326 / CRS84 order).
+
+    Examples
+    --------
+    >>> parse_bbox("108.5,32.5,108.6,32.6")
+    (108.5, 32.5, 108.6, 32.6)
+    """
+    parts = text.split(",")
+    if len(parts) != 4:
+        raise InvalidInput(f"bbox: expected 4 numbers (west,south,east,north), got {len(parts)}.")
+    west, south, east, north = (_finite(p.strip(), "bbox") for p in parts)
+    if not (-180 <= west <= 180 and -180 <= east <= 180):
+        raise InvalidInput("bbox: longitudes must lie within -180..180.")
+    if not (-90 <= south <= 90 and -90 <= north <= 90):
+        raise InvalidInput("bbox: latitudes must lie within -90..90.")
+    if west > east:
+        raise InvalidInput("bbox: west is greater than east (boxes across the antimeridian "
+                           "are not supported).")
+    if south > north:
+        raise InvalidInput("bbox: south is greater than north.")
+    return west, south, east, north
+
+
+def parse_instant(text: str, what: str = "datetime", *, end_of_day: bool = False) -> datetime:
+    """Parse an RFC 3339 date-time with an offset, or a date (its start in UTC, or its end).
+
+    Examples
+    --------
+    >>> parse_instant("2025-06-01T08:00:00+08:00").isoformat()
+    '2025-06-01T00:00:00+00:00'
+    >>> parse_instant("2025-06-01", end_of_day=True).isoformat()
+    '2025-06-01T23:59:59.999999+00:00'
+    """
+    text = text.strip()
+    if len(text) == 10:
+        try:
+            day = date.fromisoformat(text)
+        except ValueError:
+            raise InvalidInput(f"{what}: '{text}' is not a date (YYYY-MM-DD).") from None
+        return datetime.combine(day, time.max if end_of_day else time.min, tzinfo=UTC)
+    if len(text) < 20 or text[10] not in "Tt ":
+        raise InvalidInput(f"{what}: '{text}' is not an RFC 3339 date-time "
+                           "(e.g. 2025-06-01T08:00:00Z).")
+    try:
+        moment = datetime.fromisoformat(text[:10] + "T" + text[11:])
+    except ValueError:
+        raise InvalidInput(f"{what}: '{text}' is not an RFC 3339 date-time.") from None
+    if moment.tzinfo is None:
+        raise InvalidInput(f"{what}: '{text}' has no time zone offset (add Z or +hh:mm).")
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput(f"{what}: '{text}' is out of range.") from None
+
+
+def parse_datetime(text: str, now: datetime) -> tuple[datetime, datetime | None]:
+    """Parse ``datetime`` into (as_of, since).
+
+    An instant is the state of the twin at that time (a date alone: at the end of that day).
+    An interval ``start/end`` (``..`` for an open end) is the state at its end, and for layers
+    in time only the observations made from its start.
+
+    Examples
+    --------
+    >>> now = datetime(2026, 1, 1, tzinfo=UTC)
+    >>> [t and t.date().isoformat() for t in parse_datetime("2025-01-01/..", now)]
+    ['2026-01-01', '2025-01-01']
+    """
+    if "/" not in text:
+        return parse_instant(text, end_of_day=True), None
+    if text.count("/") != 1:
+        raise InvalidInput("datetime: an interval is start/end, with '..' for an open end.")
+    first, second = (part.strip() for part in text.split("/"))
+    since = None if first in ("", "..") else parse_instant(first)
+    as_of = now if second in ("", "..") else parse_instant(second, end_of_day=True)
+    if since is not None and since > as_of:
+        raise InvalidInput("datetime: the interval starts after it ends.")
+    return as_of, since
+
+
+def parse_properties(layer: Layer, text: str) -> tuple[str, ...]:
+    """Parse ``properties``: the names to export, in the order given; empty for none."""
+    names: list[str] = []
+    for raw in text.split(","):
+        name = raw.strip()
+        if not name or name in names or name == "id":  # the id always comes
+            continue
+        if name not in layer.property_names:
+            raise InvalidInput(f"properties: '{name}' is not a property of '{layer.id}' "
+                               f"(one of: {', '.join(layer.property_names)}).")
+        names.append(name)
+    return tuple(names)
+
+
+def parse_value(layer: Layer, name: str, text: str) -> object:
+    """A filter value typed by the property's declared type."""
+    kind = next(p.type for p in layer.properties if p.name == name)
+    what = f"{name} ({kind})"
+    if "\x00" in text:
+        raise InvalidInput(f"{what}: the value contains a NUL character.")
+    if kind == "integer":
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise InvalidInput(f"{what}: '{text}' is not an integer.") from None
+        if not -_INT64 <= value < _INT64:
+            raise InvalidInput(f"{what}: '{text}' is out of range.")
+        return value
+    if kind == "number":
+        return _finite(text.strip(), what)
+    if kind == "boolean":
+        lowered = text.strip().lower()
+        if lowered not in ("true", "false"):
+            raise InvalidInput(f"{what}: '{text}' is not true or false.")
+        return lowered == "true"
+    if kind == "date":
+        try:
+            return date.fromisoformat(text.strip())
+        except ValueError:
+            raise InvalidInput(f"{what}: '{text}' is not a date (YYYY-MM-DD).") from None
+    if kind == "datetime":
+        return parse_instant(text, what)
+    return text
+
+
+def parse_filters(
+    layer: Layer, pairs: Iterable[tuple[str, str]]
+) -> tuple[tuple[str, tuple[object, ...]], ...]:
+    """Property equality filters from (name, value) pairs; repeated names are OR-ed."""
+    values: dict[str, list[object]] = {}
+    for name, text in pairs:
+        if name not in layer.property_names:
+            raise InvalidInput(f"'{name}' is not a property of '{layer.id}' to filter by "
+                               f"(one of: {', '.join(layer.property_names)}).")
+        values.setdefault(name, []).append(parse_value(layer, name, text))
+        if len(values[name]) > MAX_VALUES_PER_PROPERTY:
+            raise InvalidInput(f"{name}: give at most {MAX_VALUES_PER_PROPERTY} values.")
+    return tuple((name, tuple(v)) for name, v in values.items())
+
+
+def export_query(
+    layer: Layer,
+    *,
+    bbox: str | None = None,
+    datetime_text: str | None = None,
+    properties: str | None = None,
+    filters: Iterable[tuple[str, str]] = (),
+    now: datetime | None = None,
+) -> ExportQuery:
+    """Validate what a user asked of a layer (as typed) into an :class:`ExportQuery`.
+
+    Raises
+    ------
+    InvalidInput
+        With one sentence naming the parameter and what is wrong with it.
+    """
+    now = now or datetime.now(UTC)
+    as_of, since = (now, None) if datetime_text is None else parse_datetime(datetime_text, now)
+    return ExportQuery(
+        layer=layer,
+        as_of=as_of,
+        since=since,
+        bbox=None if bbox is None else parse_bbox(bbox),
+        equals=parse_filters(layer, filters),
+        properties=None if properties is None else parse_properties(layer, properties),
+    )
+
+
+# -- values ---------------------------------------------------------------------------------------
+
+
+def _iso_datetime(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _json_value(value: object) -> object:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, datetime):
+        return _iso_datetime(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def _text_value(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else ""
+    if isinstance(value, datetime):
+        return _iso_datetime(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+# -- streamed formats: GeoJSON and CSV -------------------------------------------------------------
+
+
+def _geojson_pieces(query: ExportQuery, columns: tuple[Column, ...],
+                    chunks: Iterator[list]) -> Iterator[bytes]:
+    # One piece per chunk; the first carries the head, so the first rows are read before
+    # anything is sent. "name" is a foreign member (RFC 7946, 6.1) GDAL takes as layer name;
+    # the id is repeated among the properties, where GIS software shows it as a field.
+    names = [c.name for c in columns[2:]]
+    head = '{"type":"FeatureCollection","name":' + json.dumps(query.layer.id) + ',"features":['
+    separator = "\n"
+    for chunk in chunks:
+        parts = [head]
+        head = ""
+        for row in chunk:
+            properties = {"id": row[0]}
+            properties.update((n, _json_value(v)) for n, v in zip(names, row[2:], strict=True))
+            text = json.dumps(properties, ensure_ascii=False, separators=(",", ":"))
+            parts.append(f'{separator}{{"type":"Feature","id":{row[0]},"geometry":{row[1]},'
+                         f'"properties":{text}}}')
+            separator = ",\n"
+        yield "".join(parts).encode()
+    yield (head + "\n]}\n").encode()
+
+
+def _csv_pieces(query: ExportQuery, columns: tuple[Column, ...],
+                chunks: Iterator[list]) -> Iterator[bytes]:
+    # The geometry column is called WKT, the name GDAL (and so QGIS) reads as geometry.
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(["WKT", "id", *(c.name for c in columns[2:])])
+    for chunk in chunks:
+        writer.writerows([row[1], *(_text_value(v) for v in (row[0], *row[2:]))]
+                         for row in chunk)
+        yield buffer.getvalue().encode()
+        buffer.seek(0)
+        buffer.truncate()
+    yield buffer.getvalue().encode()
+
+
+_PIECES: dict[str, tuple[str, Callable]] = {
+    "geojson": ("geojson", _geojson_pieces),
+    "csv": ("wkt", _csv_pieces),
+}
+
+
+def _pieces(engine: Engine, query: ExportQuery, fmt: ExportFormat,
+            counter: list[int] | None = None) -> Iterator[bytes]:
+    geometry, encode = _PIECES[fmt.suffix]
+    with engine.connect() as conn:
+        columns, chunks = read_features(conn, query, geometry=geometry)
+        if counter is not None:
+            chunks = _counted(chunks, counter)
+        yield from encode(query, columns, chunks)
+
+
+def _counted(chunks: Iterator[list], counter: list[int]) -> Iterator[list]:
+    for rows in chunks:
+        counter[0] += len(rows)
+        yield rows
+
+
+def stream_export(engine: Engine, query: ExportQuery, fmt: ExportFormat) -> Iterator[bytes]:
+    """The bytes of a GeoJSON or CSV export, produced while the rows are read.
+
+    The query runs and its first chunk is encoded before this returns, so an error in the
+    database surfaces here (as an exception) rather than in the middle of a response. The
+    connection is released when the iterator is exhausted, closed or collected.
+
+    Memory: one chunk of rows and its encoding at a time (see the module's docstring).
+    """
+    pieces = _pieces(engine, query, fmt)
+    first = next(pieces)
+    return itertools.chain((first,), pieces)
+
+
+# -- file formats: GeoPackage, Shapefile, GeoParquet ---------------------------------------------
+
+
+def _arrow_type(column: Column, *, datetime_as_text: bool = False):
+    import pyarrow as pa
+
+    if column.type == "integer":
+        return pa.int64() if column.wide else pa.int32()
+    return {
+        "number": pa.float64(),
+        "boolean": pa.bool_(),
+        "date": pa.date32(),
+        "datetime": pa.string() if datetime_as_text else pa.timestamp("us", tz="UTC"),
+        "geometry": pa.binary(),
+    }.get(column.type, pa.string())
+
+
+def _arrow_schema(columns: tuple[Column, ...], *, names: dict[str, str] | None = None,
+                  for_shapefile: bool = False, metadata: dict | None = None):
+    import pyarrow as pa
+
+    names = names or {}
+    fields = []
+    for column in columns:
+        kind = _arrow_type(column, datetime_as_text=for_shapefile)
+        # dBASE text fields are fixed width: GDAL's default of 80 would cut longer values.
+        width = ({"GDAL:OGR:width": "32" if column.type == "datetime" else "254"}
+                 if for_shapefile and kind == pa.string() else None)
+        fields.append(pa.field(names.get(column.name, column.name), kind, metadata=width))
+    return pa.schema(fields, metadata=metadata)
+
+
+def _arrow_table(schema, columns: tuple[Column, ...], rows: list, *,
+                 datetime_as_text: bool = False):
+    import pyarrow as pa
+
+    values = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
+    arrays = []
+    for column, field, column_values in zip(columns, schema, values, strict=True):
+        if datetime_as_text and column.type == "datetime":
+            column_values = [None if v is None else _iso_datetime(v) for v in column_values]
+        arrays.append(pa.array(column_values, type=field.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+_OGR_GEOMETRY_TYPES = {"Point": "Point", "LineString": "LineString", "Polygon": "Polygon"}
+
+
+def _write_gpkg(conn, query: ExportQuery, directory: Path) -> tuple[Path, int]:
+    import pyogrio
+
+    layer = query.layer
+    path = directory / f"{layer.id}.gpkg"
+    columns, chunks = read_features(conn, query)
+    schema = _arrow_schema(columns)
+
+    def write(rows: list, *, append: bool) -> None:
+        # Options apply when the file and layer are made; GeoPackage 1.2 is what GDAL >= 2.2,
+        # QGIS 3 and ArcGIS read without a warning (GDAL 3.9+ would write 1.4).
+        options = {} if append else {
+            "dataset_options": {"VERSION": "1.2"},
+            "layer_options": {"IDENTIFIER": layer.title, "DESCRIPTION": layer.description}}
+        pyogrio.write_arrow(
+            _arrow_table(schema, columns, rows), path, layer=layer.id, driver="GPKG",
+            geometry_name="geom", crs=f"EPSG:{STORAGE_SRID}",
+            geometry_type=_OGR_GEOMETRY_TYPES.get(layer.geometry_type, "Unknown"),
+            append=append, **options)
+
+    written = 0
+    for rows in chunks:
+        write(rows, append=written > 0)
+        written += len(rows)
+    if not written:  # nothing matched: an empty layer, with its fields
+        write([], append=False)
+    return path, written
+
+
+def shapefile_field_names(layer: Layer) -> dict[str, str]:
+    """Field names for the .dbf of a layer (at most 10 characters, unique ignoring case).
+
+    The mapping depends only on the layer's declared properties, in their order, so it is the
+    same for every export of a layer: a name of 10 characters or fewer is kept; a longer one
+    is cut to 10; a cut name already taken becomes its first 8 characters, ``_`` and a number
+    (``_1``, ``_2``..., the prefix shortening as the number grows).
+
+    Examples
+    --------
+    >>> shapefile_field_names(LAYERS["parking"])["occupancy_observed_at"]
+    'occupanc_1'
+    """
+    taken: set[str] = set()
+    mapping: dict[str, str] = {}
+    for name in ("id", *layer.property_names):
+        field = name[:10]
+        number = 0
+        while field.lower() in taken:
+            number += 1
+            field = f"{name[: 10 - len(str(number)) - 1]}_{number}"
+        taken.add(field.lower())
+        mapping[name] = field
+    return mapping
+
+
+# WKB type codes (ISO, 2D) -> the part of a mixed layer they go to: one Shapefile per part.
+_SHAPE_PARTS = {1: "points", 4: "multipoints", 2: "lines", 5: "lines", 3: "polygons",
+                6: "polygons"}
+_PART_TYPES = {"points": "Point", "multipoints": "MultiPoint", "lines": "LineString",
+               "polygons": "Polygon"}
+_LAYER_PARTS = {"Point": "points", "LineString": "lines", "Polygon": "polygons"}
+
+
+def _wkb_type(wkb: bytes) -> int:
+    order = "little" if wkb[0] == 1 else "big"
+    return int.from_bytes(wkb[1:5], order) % 1000
+
+
+def _shapefile_readme(query: ExportQuery, columns: tuple[Column, ...], names: dict[str, str],
+                      files: list[str], features: int) -> str:
+    layer = query.layer
+    descriptions = {p.name: p.description for p in layer.properties}
+    kinds = {"integer": "integer", "number": "real", "string": "text (up to 254 bytes)",
+             "boolean": "logical", "date": "date",
+             "datetime": "text: ISO 8601 date-time in UTC (dBASE has no date-time type)"}
+    lines = [
+        f"{layer.title} ({layer.id}) from Neighbourhood Twin",
+        "",
+        layer.description,
+        "",
+        f"Features:    {features:,}",
+        f"State as of: {_iso_datetime(query.as_of)}",
+        *([f"Since:       {_iso_datetime(query.since)}"] if query.since else []),
+        *([f"Bounding box (west, south, east, north): {query.bbox}"] if query.bbox else []),
+        *([f"Filter:      {n} = {' or '.join(map(str, v))}" for n, v in query.equals]),
+        "CRS:         EPSG:4326 (WGS 84), longitude/latitude in degrees (.prj)",
+        "Encoding:    UTF-8 (.cpg)",
+        f"Files:       {', '.join(files) or 'none (no features matched)'}",
+    ]
+    if layer.geometry_type not in _LAYER_PARTS:
+        lines.append("A Shapefile holds one kind of geometry, so this layer's features are split "
+                     "by kind into the files above.")
+    lines += ["", "Fields: dBASE field names are at most 10 characters; each property maps to "
+              "the same field name in every export of this layer.", "",
+              f"{'field':<12}{'property':<26}type"]
+    for column in columns:
+        if column.type == "geometry":
+            continue
+        note = descriptions.get(column.name, "The feature's id in the twin" if column.name == "id"
+                                else "")
+        lines.append(f"{names[column.name]:<12}{column.name:<26}{kinds[column.type]}"
+                     + (f" - {note}" if note else ""))
+    return "\n".join(lines) + "\n"
+
+
+def _write_shapefile_zip(conn, query: ExportQuery, directory: Path) -> tuple[Path, int]:
+    import pyogrio
+
+    layer = query.layer
+    parts_dir = directory / "shp"
+    parts_dir.mkdir()
+    names = shapefile_field_names(layer)
+    columns, chunks = read_features(conn, query)
+    schema = _arrow_schema(columns, names=names, for_shapefile=True)
+    fixed = _LAYER_PARTS.get(layer.geometry_type)
+    written = 0
+    created: set[str] = set()
+
+    def write(part: str, rows: list) -> None:
+        stem = layer.id if fixed else f"{layer.id}_{part}"
+        pyogrio.write_arrow(
+            _arrow_table(schema, columns, rows, datetime_as_text=True),
+            parts_dir / f"{stem}.shp", layer=stem, driver="ESRI Shapefile",
+            geometry_name="geom", geometry_type=_PART_TYPES[part], crs=f"EPSG:{STORAGE_SRID}",
+            encoding="UTF-8", append=part in created)
+        created.add(part)
+
+    for rows in chunks:
+        if fixed:
+            write(fixed, rows)
+        else:
+            by_part: dict[str, list] = {}
+            for row in rows:
+                part = _SHAPE_PARTS.get(_wkb_type(row[1]))
+                if part is None:
+                    raise InvalidInput(f"Feature {row[0]} of '{layer.id}' is a geometry "
+                                       "collection, which a Shapefile cannot hold; export "
+                                       "GeoPackage instead.")
+                by_part.setdefault(part, []).append(row)
+            for part, part_rows in sorted(by_part.items()):
+                write(part, part_rows)
+        written += len(rows)
+    if fixed and not created:  # nothing matched: an empty layer, with its fields
+        write(fixed, [])
+    files = sorted(p.name for p in parts_dir.iterdir())
+    readme = _shapefile_readme(query, columns, names, files, written)
+    path = directory / f"{layer.id}.shp.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name in files:
+            archive.write(parts_dir / name, arcname=name)
+        archive.writestr("README.txt", readme)
+    shutil.rmtree(parts_dir)
+    return path, written
+
+
+def geoparquet_metadata(layer: Layer, geometry_column: str = "geometry") -> dict:
+    """The GeoParquet 1.0 ``geo`` metadata of a layer's export: WKB, its types, EPSG:4326."""
+    from pyproj import CRS
+
+    known = _OGR_GEOMETRY_TYPES.get(layer.geometry_type)
+    return {
+        "version": "1.0.0",
+        "primary_column": geometry_column,
+        "columns": {geometry_column: {
+            "encoding": "WKB",
+            "geometry_types": [known] if known else [],
+            "crs": CRS.from_epsg(STORAGE_SRID).to_json_dict(),
+        }},
+    }
+
+
+def _write_parquet(conn, query: ExportQuery, directory: Path) -> tuple[Path, int]:
+    import pyarrow.parquet as pq
+
+    layer = query.layer
+    path = directory / f"{layer.id}.parquet"
+    columns, chunks = read_features(conn, query)
+    names = {"geom": "geometry"}
+    schema = _arrow_schema(columns, names=names, metadata={
+        "geo": json.dumps(geoparquet_metadata(layer))})
+    written = 0
+    with pq.ParquetWriter(path, schema, compression="snappy") as writer:
+        for rows in chunks:
+            writer.write_table(_arrow_table(schema, columns, rows))
+            written += len(rows)
+    return path, written
+
+
+_FILE_WRITERS: dict[str, Callable] = {
+    "gpkg": _write_gpkg,
+    "shp.zip": _write_shapefile_zip,
+    "parquet": _write_parquet,
+}
+
+
+@dataclass(frozen=True)
+class ExportFile:
+    """An export written to disk."""
+
+    path: Path
+    features: int
+
+
+def write_export(engine: Engine, query: ExportQuery, fmt: ExportFormat,
+                 directory: Path) -> ExportFile:
+    """Write an export as ``<layer>.<suffix>`` into ``directory`` (which the caller cleans up).
+
+    Memory: one chunk of rows at a time (see the module's docstring); the file grows on disk.
+    """
+    if fmt.streamed:
+        path = directory / f"{query.layer.id}.{fmt.suffix}"
+        counter = [0]
+        with open(path, "wb") as out:
+            for piece in _pieces(engine, query, fmt, counter):
+                out.write(piece)
+        return ExportFile(path, counter[0])
+    with engine.connect() as conn:
+        path, features = _FILE_WRITERS[fmt.suffix](conn, query, directory)
+    return ExportFile(path, features)
+
+
+def write_export_to(engine: Engine, query: ExportQuery, fmt: ExportFormat,
+                    out: Path) -> ExportFile:
+    """Write an export to ``out`` atomically: a temporary name beside it, renamed at the end.
+
+    On any failure nothing is left at ``out`` (an earlier file there is kept as it was).
+    """
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise InvalidInput(f"The directory '{parent}' of --out does not exist.")
+    if out.is_dir():
+        raise InvalidInput(f"'{out}' is a directory; give the path of a file to write.")
+    try:
+        scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
+    except OSError as error:
+        raise InvalidInput(f"Cannot write in '{parent}': {error.strerror}.") from None
+    try:
+        written = write_export(engine, query, fmt, scratch)
+        os.replace(written.path, out)
+        return ExportFile(out, written.features)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
