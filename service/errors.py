@@ -35,6 +35,7 @@ STATUS = {
 TITLES = {
     400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found",
     405: "Method not allowed", 406: "Not acceptable", 409: "Conflict", 413: "Payload too large",
+    415: "Unsupported media type",
     422: "Unprocessable request", 500: "Internal error", 503: "Service unavailable",
 }
 

@@ -1,0 +1,491 @@
+"""Vector tiles of the twin against TiPg on the same PostGIS tables, side by side in one run.
+
+    .venv/bin/python benchmarks/tiles_bench.py            # the full run (a few minutes)
+    .venv/bin/python benchmarks/tiles_bench.py --quick    # small sample, few tiles: a smoke check
+
+One embedded PostGIS cluster (``geo.cluster.EmbeddedCluster``) is started in a temporary
+TWIN_HOME and destroyed at the end; it holds a city-scale sample
+(``generate(out, seed=7, scale=10, months=3)`` loaded with ``ingest.sample.load_sample``).
+The twin runs under uvicorn (``service.asgi:app``, 1 and 2 workers, tile cache off and on);
+TiPg runs from its own virtualenv (``/tmp/tipg-venv``, made here when missing) as
+``tipg.main:app`` under uvicorn (1 and 2 workers) with ``DATABASE_URL`` on the same socket and
+``TIPG_TILE_BUFFER=64`` so both cut tiles alike. A small asyncio HTTP/1.1 keep-alive client
+(loopback only, bounded in requests and seconds) measures:
+
+1. uncached tiles/s: a fixed list of distinct tiles at z13-17 over the sample, each asked once
+   (twin with ``TWIN_TILE_CACHE_MB=0``; TiPg has no tile cache), after one untimed pass that
+   warms PostgreSQL's buffers for every server alike;
+2. warm tiles/s: the same list repeated (the twin's cache on and filled first);
+3. p50/p99 latency at 32 concurrent clients (every run above is at 32 clients);
+4. ``/ogc/collections/manholes/items?limit=1000`` against TiPg's
+   ``/collections/public.manholes/items?limit=1000``, when the twin serves it.
+
+Raw figures go to ``benchmarks/results/tiles.json`` (``tiles.quick.json`` with --quick).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import quote
+
+import morecantile
+import sqlalchemy as sa
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from geo import migrate  # noqa: E402
+from geo.cluster import EmbeddedCluster  # noqa: E402
+from geo.database import create_engine  # noqa: E402
+from ingest.sample import load_sample  # noqa: E402
+from sample_data.generate import generate  # noqa: E402
+
+RESULTS_DIR = REPO / "benchmarks" / "results"
+TIPG_VENV = Path("/tmp/tipg-venv")
+TIPG_SPEC = "tipg==1.6.*"
+HOST = "127.0.0.1"
+CLIENTS = 32
+SEED = 7
+ZOOMS = (13, 14, 15, 16, 17)
+FULL = {"scale": 10, "months": 3, "tiles": 500, "warm_requests": 3000, "tipg_repeat": 872,
+        "items_requests": 60, "layers": ("manholes", "streets", "compounds")}
+QUICK = {"scale": 1, "months": 3, "tiles": 80, "warm_requests": 400, "tipg_repeat": 160,
+         "items_requests": 10, "layers": ("manholes", "streets")}
+ROUNDS = 3  # each measurement, alternated between the servers; the median is kept
+RUN_CAP_S = 60.0  # no single measured run goes on longer than this
+# The table columns behind each twin layer, so TiPg puts the same table columns in its tiles.
+TIPG_PROPERTIES = {
+    "manholes": "external_id,source,kind,depth_m,cover_state,sensor_id",
+    "streets": "external_id,source,name,road_class,surface,width_m,lanes,resurfaced_on",
+    "compounds": "external_id,source,name,management_type,households,built_year",
+}
+
+
+def log(message: str) -> None:
+    """Print a timestamped progress line."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# -- the load generator -------------------------------------------------------------------
+
+async def _read_response(reader: asyncio.StreamReader, method: str) -> tuple[int, int]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ", 2)[1])
+    headers = {}
+    for line in lines[1:]:
+        if ":" in line:
+            name, value = line.split(":", 1)
+            headers[name.strip().lower()] = value.strip()
+    if status in (204, 304) or method == "HEAD":
+        return status, 0
+    if "content-length" in headers:
+        size = int(headers["content-length"])
+        await reader.readexactly(size)
+        return status, size
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        size = 0
+        while True:
+            chunk_head = await reader.readuntil(b"\r\n")
+            chunk = int(chunk_head.split(b";")[0], 16)
+            await reader.readexactly(chunk + 2)
+            size += chunk
+            if chunk == 0:
+                return status, size
+    raise RuntimeError(f"response without length (status {status})")
+
+
+async def _load(port: int, paths: list[str], clients: int, cap_s: float) -> dict:
+    """GET every path once over ``clients`` keep-alive connections; latencies in ms."""
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    errors = 0
+    total_bytes = 0
+    next_index = 0
+    deadline = time.perf_counter() + cap_s
+
+    async def worker() -> None:
+        nonlocal next_index, errors, total_bytes
+        reader = writer = None
+        while next_index < len(paths) and time.perf_counter() < deadline:
+            path = paths[next_index]
+            next_index += 1
+            try:
+                if writer is None:
+                    reader, writer = await asyncio.open_connection(HOST, port)
+                started = time.perf_counter()
+                writer.write(f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
+                             f"Accept: */*\r\n\r\n".encode())
+                status, size = await asyncio.wait_for(_read_response(reader, "GET"), 30)
+                latencies.append((time.perf_counter() - started) * 1000)
+                statuses[status] = statuses.get(status, 0) + 1
+                total_bytes += size
+            except (TimeoutError, OSError, asyncio.IncompleteReadError,
+                    asyncio.LimitOverrunError, RuntimeError, ValueError):
+                errors += 1
+                if writer is not None:
+                    writer.close()
+                reader = writer = None
+        if writer is not None:
+            writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    seconds = time.perf_counter() - started
+    ordered = sorted(latencies)
+
+    def pct(q: float) -> float | None:
+        if not ordered:
+            return None
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
+
+    return {
+        "requests": len(latencies), "errors": errors, "statuses": statuses,
+        "seconds": round(seconds, 3), "per_s": round(len(latencies) / seconds, 1),
+        "p50_ms": pct(0.50), "p90_ms": pct(0.90), "p99_ms": pct(0.99),
+        "mean_ms": round(statistics.fmean(ordered), 2) if ordered else None,
+        "bytes": total_bytes, "clients": clients,
+    }
+
+
+def load(port: int, paths: list[str], clients: int = CLIENTS, cap_s: float = RUN_CAP_S) -> dict:
+    """Run the load generator to completion (bounded by the list and ``cap_s``)."""
+    return asyncio.run(_load(port, paths, clients, cap_s))
+
+
+# -- servers --------------------------------------------------------------------------------
+
+def free_port() -> int:
+    """A free TCP port on the loopback address."""
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A uvicorn server started by this script, in its own process group."""
+
+    def __init__(self, name: str, argv: list[str], env: dict, ready_path: str, log_dir: Path
+                 ) -> None:
+        self.name, self.port = name, free_port()
+        self.log_path = log_dir / f"{name}.log"
+        argv = [*argv, "--host", HOST, "--port", str(self.port), "--log-level", "warning",
+                "--no-access-log"]
+        with open(self.log_path, "wb") as out:
+            self.process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, cwd=REPO,
+                                            start_new_session=True)
+        self._wait(ready_path)
+
+    def _wait(self, path: str) -> None:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited; see {self.log_path}:\n"
+                                   + self.log_path.read_text()[-2000:])
+            try:
+                if self.get(path)[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"{self.name} did not become ready; see {self.log_path}")
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        """One GET on a fresh connection: (status, body)."""
+        with socket.create_connection((HOST, self.port), timeout=30) as conn:
+            conn.sendall(f"GET {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n"
+                         .encode())
+            data = b""
+            while chunk := conn.recv(65536):
+                data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        return int(head.split(b" ", 2)[1]), body
+
+    def stop(self) -> None:
+        """Stop the server (its process group) and wait for it."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)  # the group this script started
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=5)
+
+
+def ensure_tipg() -> str:
+    """TiPg in its own virtualenv (made when missing); returns its version."""
+    python = TIPG_VENV / "bin" / "python"
+    if not (TIPG_VENV / "bin" / "uvicorn").exists():
+        log(f"installing {TIPG_SPEC} into {TIPG_VENV}")
+        subprocess.run(["python3", "-m", "venv", str(TIPG_VENV)], check=True)
+        subprocess.run([str(TIPG_VENV / "bin" / "pip"), "install", "-q", TIPG_SPEC, "uvicorn"],
+                       check=True)
+    return subprocess.run([str(python), "-c", "import tipg; print(tipg.__version__)"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+
+
+def package_version(name: str, python: Path) -> str:
+    """The installed version of a package in the environment of ``python``."""
+    return subprocess.run([str(python), "-c", f"import importlib.metadata as m; "
+                           f"print(m.version('{name}'))"], capture_output=True,
+                          text=True).stdout.strip()
+
+
+# -- the workload ---------------------------------------------------------------------------
+
+def pick_tiles(engine, count: int) -> list[morecantile.Tile]:
+    """A fixed, seeded list of distinct tiles at z13-17 over the sample's streets.
+
+    Every tile at z13-17 over the streets' extent, in a seeded order; a sample of ``count``
+    of them when there are more.
+    """
+    with engine.connect() as conn:
+        west, south, east, north = conn.execute(sa.text(
+            "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM "
+            "(SELECT ST_Extent(geom) AS e FROM streets) q")).one()
+    tms = morecantile.tms.get("WebMercatorQuad")
+    every = [t for z in ZOOMS for t in tms.tiles(west, south, east, north, [z])]
+    rng = random.Random(SEED)
+    return rng.sample(every, min(count, len(every)))
+
+
+def twin_paths(layer: str, tiles: list) -> list[str]:
+    """The twin's tile paths of a layer."""
+    return [f"/tiles/{layer}/{t.z}/{t.x}/{t.y}.mvt" for t in tiles]
+
+
+def tipg_paths(layer: str, tiles: list) -> list[str]:
+    """TiPg's tile paths of the same table, with the same table columns."""
+    return [f"/collections/public.{layer}/tiles/WebMercatorQuad/{t.z}/{t.x}/{t.y}"
+            f"?properties={TIPG_PROPERTIES[layer]}" for t in tiles]
+
+
+def repeated(paths: list[str], total: int) -> list[str]:
+    """The paths over and over, ``total`` in all."""
+    return (paths * (total // len(paths) + 1))[:total]
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The run with the median throughput, with every round's throughput beside it."""
+    ordered = sorted(runs, key=lambda r: r["per_s"])
+    return {**ordered[len(ordered) // 2], "rounds_per_s": [r["per_s"] for r in runs]}
+
+
+def bench_interleaved(tipg: Server, nocache: Server, cache: Server, cfg: dict, tiles: list,
+                      workers: int) -> dict:
+    """Every measurement alternated between the servers, ``ROUNDS`` times; medians kept.
+
+    Other work on the machine then weighs on TiPg and the twin alike.
+    """
+    out: dict = {tipg.name: {}, nocache.name: {}, cache.name: {}}
+    for layer in cfg["layers"]:
+        twin, other = twin_paths(layer, tiles), tipg_paths(layer, tiles)
+        for _ in range(workers):  # fill every worker's cache (not timed)
+            load(cache.port, twin)
+        rounds: dict = {"tipg": [], "tipg_repeat": [], "nocache": [], "warm": []}
+        for _ in range(ROUNDS):
+            rounds["tipg"].append(load(tipg.port, other))
+            rounds["nocache"].append(load(nocache.port, twin))
+            rounds["warm"].append(load(cache.port, repeated(twin, cfg["warm_requests"])))
+            rounds["tipg_repeat"].append(load(tipg.port, repeated(other, cfg["tipg_repeat"])))
+        out[tipg.name][layer] = {"uncached": median_run(rounds["tipg"]),
+                                 "warm": median_run(rounds["tipg_repeat"])}
+        out[nocache.name][layer] = {"uncached": median_run(rounds["nocache"])}
+        out[cache.name][layer] = {"warm": median_run(rounds["warm"])}
+        for name, key, run in ((tipg.name, "uncached", out[tipg.name][layer]["uncached"]),
+                               (nocache.name, "uncached", out[nocache.name][layer]["uncached"]),
+                               (tipg.name, "repeat", out[tipg.name][layer]["warm"]),
+                               (cache.name, "warm", out[cache.name][layer]["warm"])):
+            log(f"  {name} {layer} {key}: {run['per_s']} tiles/s (rounds "
+                f"{run['rounds_per_s']}), p50 {run['p50_ms']} p99 {run['p99_ms']} ms, "
+                f"statuses {run['statuses']}, errors {run['errors']}")
+    return out
+
+
+def bench_items(server: Server, path: str, requests: int) -> dict | None:
+    """Pages of 1,000 features at 4 clients, when the server has the path."""
+    status, _ = server.get(path)
+    if status != 200:
+        log(f"  {server.name}: {path} answered {status}; not measured")
+        return {"path": path, "status": status, "measured": False}
+    load(server.port, [path] * 4, clients=4)  # warm
+    result = load(server.port, [path] * requests, clients=4)
+    log(f"  {server.name} items: {result['per_s']} req/s, p50 {result['p50_ms']} "
+        f"p99 {result['p99_ms']} ms")
+    return {"path": path, "status": status, "measured": True, **result}
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    """The ratio of a to b, to two decimals (None without both)."""
+    return round(a / b, 2) if a and b else None
+
+
+def summarize(results: dict, cfg: dict) -> dict:
+    """Ratios against the issue's targets."""
+    runs, summary = results["runs"], {}
+    for workers in (1, 2):
+        tipg = runs[f"tipg-{workers}w"]
+        nocache = runs[f"twin-{workers}w-nocache"]
+        cache = runs[f"twin-{workers}w-cache"]
+        for layer in cfg["layers"]:
+            tipg_uncached = tipg[layer]["uncached"]["per_s"]
+            tipg_repeat = tipg[layer]["warm"]["per_s"]
+            twin_uncached = nocache[layer]["uncached"]["per_s"]
+            twin_warm = cache[layer]["warm"]["per_s"]
+            summary[f"{layer}-{workers}w"] = {
+                "tipg_uncached_per_s": tipg_uncached, "twin_uncached_per_s": twin_uncached,
+                "uncached_ratio": ratio(twin_uncached, tipg_uncached),
+                "uncached_met": (ratio(twin_uncached, tipg_uncached) or 0) >= 1.5,
+                "tipg_repeat_per_s": tipg_repeat, "twin_warm_per_s": twin_warm,
+                "warm_ratio": ratio(twin_warm, tipg_repeat),
+                "warm_met": (ratio(twin_warm, tipg_repeat) or 0) >= 10,
+                "twin_warm_p50_ms": cache[layer]["warm"]["p50_ms"],
+                "twin_warm_p99_ms": cache[layer]["warm"]["p99_ms"],
+                "p99_met": (cache[layer]["warm"]["p99_ms"] or 1e9) < 50,
+                "twin_uncached_p50_ms": nocache[layer]["uncached"]["p50_ms"],
+                "twin_uncached_p99_ms": nocache[layer]["uncached"]["p99_ms"],
+                "tipg_p50_ms": tipg[layer]["uncached"]["p50_ms"],
+                "tipg_p99_ms": tipg[layer]["uncached"]["p99_ms"],
+            }
+    items = results.get("items", {})
+    twin_items, tipg_items = items.get("twin"), items.get("tipg")
+    if twin_items and twin_items.get("measured") and tipg_items and tipg_items.get("measured"):
+        summary["items"] = {"twin_per_s": twin_items["per_s"], "tipg_per_s": tipg_items["per_s"],
+                            "ratio": ratio(twin_items["per_s"], tipg_items["per_s"]),
+                            "met": twin_items["per_s"] >= tipg_items["per_s"]}
+    else:
+        summary["items"] = {"measured": False,
+                            "twin_status": (twin_items or {}).get("status")}
+    return summary
+
+
+def main() -> int:
+    """Run everything and write the results."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small sample, few tiles")
+    parser.add_argument("--data-dir", type=Path, default=Path("/tmp/twin-tiles-bench-data"),
+                        help="where the generated sample is cached between runs")
+    args = parser.parse_args()
+    cfg = QUICK if args.quick else FULL
+    began = time.monotonic()
+    results: dict = {"started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                     "quick": args.quick, "config": {**cfg, "layers": list(cfg["layers"])},
+                     "clients": CLIENTS, "runs": {}, "timings_s": {},
+                     "load_average_at_start": os.getloadavg()}
+    tipg_version = ensure_tipg()
+    home = Path(tempfile.mkdtemp(prefix="twin-tiles-bench-"))
+    cluster = EmbeddedCluster(home, os.environ.get("TWIN_CLUSTER_USER", "postgres"))
+    servers: list[Server] = []
+    try:
+        started = time.monotonic()
+        cluster.start()
+        results["timings_s"]["cluster_start"] = round(time.monotonic() - started, 1)
+        sample = args.data_dir / f"sample-s{cfg['scale']}-m{cfg['months']}"
+        started = time.monotonic()
+        if not (sample / "manifest.json").exists():
+            generate(sample, seed=SEED, scale=cfg["scale"], months=cfg["months"])
+        results["timings_s"]["generate"] = round(time.monotonic() - started, 1)
+        engine = create_engine(cluster.url)
+        started = time.monotonic()
+        migrate.upgrade(engine)
+        load_sample(engine, sample)
+        with engine.begin() as conn:
+            conn.execute(sa.text("ANALYZE"))
+        results["timings_s"]["migrate_and_load"] = round(time.monotonic() - started, 1)
+        with engine.connect() as conn:
+            results["rows"] = {t: conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar()
+                               for t in ("streets", "manholes", "compounds", "parking",
+                                         "road_damage", "debris_piles", "readings")}
+            results["postgres"] = conn.execute(sa.text("SHOW server_version")).scalar()
+            results["postgis"] = conn.execute(sa.text("SELECT postgis_lib_version()")).scalar()
+        log(f"sample loaded: {results['rows']} ({results['timings_s']})")
+        tiles = pick_tiles(engine, cfg["tiles"])
+        results["tiles"] = {"count": len(tiles),
+                            "per_zoom": {z: sum(t.z == z for t in tiles) for z in ZOOMS}}
+        engine.dispose()
+        socket_dir = str(cluster.socket_dir)
+        db_url = f"postgresql://twin@/twin?host={socket_dir}"
+        # TiPg's settings want a host in the URL: the socket directory, percent-encoded.
+        tipg_url = f"postgresql://twin@{quote(socket_dir, safe='')}/twin"
+        results["database_urls"] = {"twin": db_url, "tipg": tipg_url}
+        venv_python = REPO / ".venv" / "bin" / "python"
+        results["versions"] = {
+            "python": platform.python_version(), "tipg": tipg_version,
+            "tipg_uvicorn": package_version("uvicorn", TIPG_VENV / "bin" / "python"),
+            "tipg_asyncpg": package_version("asyncpg", TIPG_VENV / "bin" / "python"),
+            "twin_uvicorn": package_version("uvicorn", venv_python),
+            "twin_fastapi": package_version("fastapi", venv_python),
+            "twin_psycopg": package_version("psycopg", venv_python),
+            "cpus": os.cpu_count(), "platform": platform.platform(),
+        }
+        base_env = {k: v for k, v in os.environ.items()
+                    if not k.startswith(("TWIN_", "TIPG_", "PG"))}
+        log_dir = home / "logs"
+        log_dir.mkdir()
+
+        def twin(workers: int, cache_mb: int) -> Server:
+            env = {**base_env, "TWIN_DATABASE_URL": db_url, "TWIN_TILE_CACHE_MB": str(cache_mb)}
+            name = f"twin-{workers}w-{'cache' if cache_mb else 'nocache'}"
+            return Server(name, [str(REPO / ".venv" / "bin" / "uvicorn"), "service.asgi:app",
+                                 "--workers", str(workers)], env, "/healthz", log_dir)
+
+        def tipg(workers: int) -> Server:
+            env = {**base_env, "DATABASE_URL": tipg_url, "TIPG_TILE_BUFFER": "64",
+                   "TIPG_DB_SCHEMAS": '["public"]', "TIPG_MAX_FEATURES_PER_TILE": "10000"}
+            return Server(f"tipg-{workers}w", [str(TIPG_VENV / "bin" / "uvicorn"),
+                                               "tipg.main:app", "--workers", str(workers)],
+                          env, "/healthz", log_dir)
+
+        for workers in (1, 2):
+            log(f"{workers} worker(s): TiPg {tipg_version}, twin cache off, twin cache on")
+            group = [tipg(workers), twin(workers, 0), twin(workers, 256)]
+            servers.extend(group)
+            if workers == 1:  # one untimed pass warms PostgreSQL's buffers for everyone
+                for layer in cfg["layers"]:
+                    load(group[0].port, tipg_paths(layer, tiles))
+                    load(group[1].port, twin_paths(layer, tiles))
+            results["runs"].update(bench_interleaved(*group, cfg, tiles, workers))
+            if workers == 1:
+                results["items"] = {
+                    "tipg": bench_items(group[0], "/collections/public.manholes/items?limit=1000",
+                                        cfg["items_requests"]),
+                    "twin": bench_items(group[1], "/ogc/collections/manholes/items?limit=1000",
+                                        cfg["items_requests"]),
+                }
+            for server in group:
+                server.stop()
+                servers.remove(server)
+        results["summary"] = summarize(results, cfg)
+    finally:
+        for server in servers:
+            server.stop()
+        cluster.destroy()
+        shutil.rmtree(home, ignore_errors=True)
+    results["timings_s"]["total"] = round(time.monotonic() - began, 1)
+    results["load_average_at_end"] = os.getloadavg()
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    out = RESULTS_DIR / ("tiles.quick.json" if args.quick else "tiles.json")
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    log(f"wrote {out} in {results['timings_s']['total']} s")
+    print(json.dumps(results["summary"], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,341 @@
+"""Vector tiles, TileJSON and styles against the sample twin in a real PostGIS."""
+
+import json
+import threading
+import time
+
+import mapbox_vector_tile
+import morecantile
+import pytest
+import sqlalchemy as sa
+
+from geo import tiles
+from geo.alerts import raise_alert
+from geo.layers import LAYERS
+from service.routers.tiles import TileCache
+
+TMS = morecantile.tms.get("WebMercatorQuad")
+MVT = "application/vnd.mapbox-vector-tile"
+
+
+def _decode(body: bytes) -> dict:
+    return mapbox_vector_tile.decode(body) if body else {}
+
+
+def _features(response, layer: str) -> list[dict]:
+    assert response.status_code in (200, 204), response.text
+    if response.status_code == 204:
+        return []
+    assert response.headers["content-type"] == MVT
+    return _decode(response.content).get(layer, {}).get("features", [])
+
+
+def _ids(response, layer: str) -> set[int]:
+    return {f["id"] for f in _features(response, layer)}
+
+
+def _tile_of(engine, table: str, z: int, where: str = "TRUE") -> morecantile.Tile:
+    """The tile at zoom z holding the first feature of a table (a point on it)."""
+    with engine.connect() as conn:
+        lon, lat = conn.execute(sa.text(
+            f"SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) AS p FROM {table} "
+            f"WHERE {where} ORDER BY id LIMIT 1) q")).one()
+    return TMS.tile(lon, lat, z)
+
+
+def _expected_ids(engine, layer_id: str, tile: morecantile.Tile, *, buffer: int = 64,
+                  as_of: str = "now()", extra: str = "TRUE", params: dict | None = None
+                  ) -> set[int]:
+    """Ids of the layer's rows whose geometry meets the tile grown by its buffer, in PostGIS."""
+    b = TMS.xy_bounds(tile)
+    grow = (b.right - b.left) * buffer / 4096
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            f"SELECT s.id FROM ({LAYERS[layer_id].select}) s WHERE ST_Intersects(s.geom, "
+            "ST_Transform(ST_MakeEnvelope(:w, :s, :e, :n, 3857), 4326)) AND " + extra
+        ), {"w": b.left - grow, "s": b.bottom - grow, "e": b.right + grow, "n": b.top + grow,
+            "as_of": conn.execute(sa.text(f"SELECT {as_of}::timestamptz")).scalar_one(),
+            **(params or {})}).scalars()
+        return set(rows)
+
+
+def _url(layer: str, tile: morecantile.Tile, query: str = "") -> str:
+    return f"/tiles/{layer}/{tile.z}/{tile.x}/{tile.y}.mvt" + (f"?{query}" if query else "")
+
+
+@pytest.mark.parametrize(("layer", "table", "z"), [
+    ("streets", "streets", 16), ("streets", "streets", 13), ("manholes", "manholes", 16),
+    ("manholes", "manholes", 13), ("compounds", "compounds", 14), ("parking", "parking", 15),
+    ("road_damage", "road_damage", 15), ("debris_piles", "debris_piles", 16),
+])
+def test_a_tile_holds_exactly_the_features_meeting_it(client, sample_engine, layer, table, z):
+    tile = _tile_of(sample_engine, table, z)
+    response = client.get(_url(layer, tile))
+    expected = _expected_ids(sample_engine, layer, tile)
+    assert expected, "the chosen tile should cover part of the sample"
+    assert _ids(response, layer) == expected
+    features = _features(response, layer)
+    assert set(features[0]["properties"]) <= set(LAYERS[layer].property_names)
+    assert response.headers["etag"] and "no-cache" in response.headers["cache-control"]
+
+
+def test_a_low_zoom_tile_holds_the_whole_sample(client, sample_engine):
+    tile = _tile_of(sample_engine, "streets", 10)
+    with sample_engine.connect() as conn:
+        total = conn.execute(sa.text("SELECT count(*) FROM streets")).scalar_one()
+    features = _features(client.get(_url("streets", tile)), "streets")
+    assert len(features) == total  # simplified, but no street vanishes
+    assert all(f["geometry"]["coordinates"] for f in features)
+
+
+def test_properties_choose_what_goes_in_the_tile(client, sample_engine):
+    tile = _tile_of(sample_engine, "streets", 16)
+    chosen = _features(client.get(_url("streets", tile, "properties=pci,name")), "streets")
+    assert chosen and all(set(f["properties"]) <= {"pci", "name"} for f in chosen)
+    assert any("pci" in f["properties"] for f in chosen)
+    bare = _features(client.get(_url("streets", tile, "properties=")), "streets")
+    assert bare and all(f["properties"] == {} for f in bare)
+    assert {f["id"] for f in bare} == {f["id"] for f in chosen}
+    every = _features(client.get(_url("streets", tile)), "streets")
+    assert any("road_class" in f["properties"] for f in every)
+    datetimes = [f["properties"]["pci_observed_at"] for f in every
+                 if "pci_observed_at" in f["properties"]]
+    assert datetimes and all("T" in d for d in datetimes)  # ISO 8601 text
+
+
+def test_limit_caps_the_features_of_a_tile(client, sample_engine):
+    tile = _tile_of(sample_engine, "manholes", 13)
+    assert len(_features(client.get(_url("manholes", tile, "limit=5")), "manholes")) == 5
+
+
+def test_datetime_gives_the_twin_as_of_then(client, sample_engine):
+    tile = _tile_of(sample_engine, "road_damage", 13)
+    with sample_engine.connect() as conn:
+        first, last = conn.execute(sa.text(
+            "SELECT min(observed_at), max(observed_at) FROM road_damage")).one()
+    middle = first + (last - first) / 2
+    now = _ids(client.get(_url("road_damage", tile)), "road_damage")
+    then = _ids(client.get(_url("road_damage", tile,
+                                f"datetime={middle.isoformat().replace('+', '%2B')}")),
+                "road_damage")
+    assert then and then < now
+    assert then == _expected_ids(sample_engine, "road_damage", tile,
+                                 as_of=f"'{middle.isoformat()}'")
+    before = client.get(_url("road_damage", tile, "datetime=2000-01-01"))
+    assert before.status_code == 204 and not before.content and before.headers["etag"]
+
+
+def test_alert_tiles_filter_by_status_severity_and_kind(client, sample_engine):
+    tile = _tile_of(sample_engine, "manholes", 16)
+    with sample_engine.begin() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT id, ST_AsEWKT(geom) FROM manholes ORDER BY id LIMIT 3")).all()
+        made = {}
+        for (asset, ewkt), (kind, severity) in zip(
+                rows, [("tilt", "low"), ("water_level", "high"), ("gas", "critical")],
+                strict=True):
+            made[severity] = raise_alert(conn, kind=kind, severity=severity,
+                                         asset_layer="manholes", asset_id=asset,
+                                         geom_ewkt=ewkt, reason=f"test {kind}")[0]
+    expected = _expected_ids(sample_engine, "alerts", tile)
+    assert expected and expected <= set(made.values())
+
+    def ids(query: str = "") -> set[int]:
+        deadline = time.monotonic() + 5  # the new alerts reach the tile once their version does
+        while True:
+            found = _ids(client.get(_url("alerts", tile, query)), "alerts")
+            if found or time.monotonic() > deadline:
+                return found
+            time.sleep(0.1)
+
+    assert ids() == expected
+    assert ids("severity=high,critical") == expected & {made["high"], made["critical"]}
+    assert ids("kind=tilt") == expected & {made["low"]}
+    assert ids("status=open&severity=low") == expected & {made["low"]}
+    assert _ids(client.get(_url("alerts", tile, "status=resolved")), "alerts") == set()
+    by_status = _features(client.get(_url("manholes", tile, "status=critical")), "manholes")
+    assert {f["properties"]["status"] for f in by_status} <= {"critical"}
+
+
+def test_etag_gives_304_and_follows_the_query(client, sample_engine):
+    tile = _tile_of(sample_engine, "compounds", 15)
+    first = client.get(_url("compounds", tile))
+    etag = first.headers["etag"]
+    again = client.get(_url("compounds", tile), headers={"If-None-Match": etag})
+    assert again.status_code == 304 and not again.content and again.headers["etag"] == etag
+    assert client.get(_url("compounds", tile),
+                      headers={"If-None-Match": f'"other", W/{etag}'}).status_code == 304
+    assert client.get(_url("compounds", tile),
+                      headers={"If-None-Match": '"stale"'}).status_code == 200
+    other = client.get(_url("compounds", tile, "properties=name"))
+    assert other.headers["etag"] != etag
+    # The same query written differently is the same tile.
+    same = client.get(_url("compounds", tile, "properties=name,,name&clip=true"))
+    assert same.headers["etag"] == other.headers["etag"]
+
+
+def test_an_insert_changes_the_tile_and_its_etag_without_restart(client, sample_engine):
+    tile = _tile_of(sample_engine, "manholes", 16)
+    before = client.get(_url("manholes", tile))
+    assert client.get(_url("manholes", tile)).headers["etag"] == before.headers["etag"]
+    cache = client.app.state.tile_cache
+    cached_before = len(cache)
+    b = TMS.bounds(tile)
+    with sample_engine.begin() as conn:
+        new_id = conn.execute(sa.text(
+            "INSERT INTO manholes (source, external_id, kind, geom) VALUES ('test', 'MH-NEW', "
+            "'storm', ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)) RETURNING id"),
+            {"lon": (b.left + b.right) / 2, "lat": (b.bottom + b.top) / 2}).scalar_one()
+    deadline = time.monotonic() + 5
+    after = client.get(_url("manholes", tile))
+    while after.headers["etag"] == before.headers["etag"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+        after = client.get(_url("manholes", tile))
+    assert after.headers["etag"] != before.headers["etag"]
+    assert new_id in _ids(after, "manholes") and new_id not in _ids(before, "manholes")
+    assert client.get(_url("manholes", tile),
+                      headers={"If-None-Match": before.headers["etag"]}).status_code == 200
+    # The stale manhole tiles left the cache the moment the new version was seen.
+    assert cached_before >= 1
+    assert all(key[1] == cache._versions["manholes"]
+               for key in cache._entries if key[0] == "manholes")
+
+
+def test_tilejson_describes_the_layer(client):
+    document = client.get("/tiles/streets/tilejson.json").json()
+    assert document["tilejson"] == "3.0.0"
+    assert document["tiles"] == ["http://testserver/tiles/streets/{z}/{x}/{y}.mvt"]
+    west, south, east, north = document["bounds"]
+    assert 108.4 < west < east < 108.7 and 32.4 < south < north < 32.7
+    assert document["minzoom"] == 0 and document["maxzoom"] >= 16
+    (vector_layer,) = document["vector_layers"]
+    assert vector_layer["id"] == "streets"
+    assert set(vector_layer["fields"]) == set(LAYERS["streets"].property_names)
+    assert vector_layer["fields"]["pci"].startswith("number")
+    assert {"minzoom", "maxzoom"} <= set(vector_layer)
+    chosen = client.get("/tiles/alerts/tilejson.json?severity=high&properties=kind").json()
+    assert chosen["tiles"][0].endswith("/tiles/alerts/{z}/{x}/{y}.mvt?severity=high"
+                                       "&properties=kind")
+    assert set(chosen["vector_layers"][0]["fields"]) == {"kind"}
+    empty = client.get("/tiles/road_damage/tilejson.json?datetime=2000-01-01").json()
+    assert empty["bounds"] == [-180.0, -85.0511287798066, 180.0, 85.0511287798066]
+
+
+def _strings(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def test_the_twin_style_uses_only_the_service(client):
+    style = client.get("/styles/twin.json").json()
+    assert style["version"] == 8
+    assert set(style["sources"]) == set(LAYERS)
+    for layer_id, source in style["sources"].items():
+        assert source == {"type": "vector",
+                          "url": f"http://testserver/tiles/{layer_id}/tilejson.json"}
+        assert client.get(source["url"]).status_code == 200
+    urls = [s for s in _strings(style) if "://" in s]
+    assert urls and all(u.startswith("http://testserver/") for u in urls)
+    assert "glyphs" not in style and "sprite" not in style
+    ids = [layer["id"] for layer in style["layers"]]
+    assert len(ids) == len(set(ids))
+    drawn = {layer.get("source") for layer in style["layers"]} - {None}
+    assert drawn == set(LAYERS)
+    assert all(layer.get("source-layer") == layer["source"]
+               for layer in style["layers"] if "source" in layer)
+    assert 108.4 < style["center"][0] < 108.7
+    streets = [x for x in style["layers"] if x.get("source") == "streets"]
+    assert "pci" in json.dumps(streets)
+
+
+@pytest.mark.parametrize(("path", "status"), [
+    ("/tiles/streets/25/0/0.mvt", 404),
+    ("/tiles/streets/2/4/0.mvt", 404),
+    ("/tiles/streets/2/0/4.mvt", 404),
+    ("/tiles/streets/-1/0/0.mvt", 404),
+    ("/tiles/streets/1/-1/0.mvt", 404),
+    ("/tiles/streets/1/0/-1.mvt", 404),
+    ("/tiles/streets/99999999999999999999/0/0.mvt", 404),
+    ("/tiles/nope/1/0/0.mvt", 404),
+    ("/tiles/nope/tilejson.json", 404),
+    ("/styles/nope.json", 404),
+    ("/tiles/streets/a/0/0.mvt", 400),
+    ("/tiles/streets/1/0/0.mvt?datetime=yesterday", 400),
+    ("/tiles/streets/1/0/0.mvt?datetime=2026-01-01/2026-02-01", 400),
+    ("/tiles/streets/1/0/0.mvt?datetime=2026-13-45", 400),
+    ("/tiles/streets/1/0/0.mvt?properties=pci,nope", 400),
+    ("/tiles/streets/1/0/0.mvt?status=open", 400),
+    ("/tiles/alerts/1/0/0.mvt?severity=high%27%3B%20DROP%20TABLE%20alerts%3B--", 400),
+    ("/tiles/alerts/1/0/0.mvt?status=", 400),
+    ("/tiles/streets/1/0/0.mvt?limit=0", 400),
+    ("/tiles/streets/1/0/0.mvt?limit=50001", 400),
+    ("/tiles/streets/1/0/0.mvt?buffer=-1", 400),
+    ("/tiles/streets/1/0/0.mvt?extent=10", 400),
+    ("/tiles/streets/1/0/0.mvt?clip=maybe", 400),
+    ("/tiles/streets/tilejson.json?properties=nope", 400),
+])
+def test_bad_requests_are_problems_not_500s(client, path, status):
+    response = client.get(path)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["status"] == status
+
+
+def test_sql_looking_text_is_only_a_value(client, sample_engine):
+    tile = _tile_of(sample_engine, "manholes", 13)
+    response = client.get(_url("manholes", tile, "kind=storm%27)%3B%20DROP%20TABLE%20manholes"
+                                                 "%3B--&properties=kind%22%2C%22source"))
+    assert response.status_code == 400  # no such property: a name, never SQL
+    response = client.get(_url("manholes", tile,
+                               "kind=storm%27)%3B%20DROP%20TABLE%20manholes%3B--"))
+    assert response.status_code == 204
+    with sample_engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM manholes")).scalar_one() > 0
+
+
+def test_the_openapi_document_describes_the_tile_parameters(client):
+    operation = client.get("/openapi.json").json()["paths"]["/tiles/{layer}/{z}/{x}/{y}.mvt"]
+    params = {p["name"]: p for p in operation["get"]["parameters"]}
+    for name in ("datetime", "properties", "status", "severity", "kind", "limit", "buffer",
+                 "clip", "extent"):
+        assert params[name].get("description"), name
+
+
+def test_the_tile_cache_is_a_bounded_lru_dropping_stale_versions():
+    cache = TileCache(max_bytes=3 * (1000 + 300))
+    for i in range(4):
+        cache.put("manholes", (1, 1), f"t{i}", ('"e"', b"x" * 1000))
+    assert cache.get("manholes", (1, 1), "t0") is None  # the oldest went first
+    assert cache.get("manholes", (1, 1), "t3") is not None
+    assert cache.size_bytes <= cache.max_bytes
+    cache.put("streets", (5,), "s", ('"e"', b"y"))
+    assert cache.get("manholes", (2, 1), "t3") is None  # newer data: manholes dropped
+    assert len(cache) == 1 and cache.get("streets", (5,), "s") is not None
+    cache.put("manholes", (1, 1), "late", ('"e"', b"z"))  # rendered before the change
+    assert cache.get("manholes", (2, 1), "late") is None and len(cache) == 1
+
+    def hammer(n: int) -> None:
+        for i in range(300):
+            cache.put("debris_piles", (n,), f"{i % 40}", ('"e"', b"d" * 200))
+            cache.get("debris_piles", (n,), f"{(i * 7) % 40}")
+
+    threads = [threading.Thread(target=hammer, args=(n,)) for n in (1, 2, 3, 4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert cache.size_bytes == sum(len(b) + 300 for _, b in cache._entries.values())
+    assert cache.size_bytes <= cache.max_bytes
+
+
+def test_tile_requests_are_validated_in_geo():
+    request = tiles.TileRequest.build("alerts", 3, 1, 2, filters={"severity": "high,low,high"},
+                                      datetime_text="2026-06-01")
+    assert request.filters == (("severity", ("high", "low")),)
+    assert request.as_of.isoformat() == "2026-06-01T00:00:00+00:00"
