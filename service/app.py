@@ -6,7 +6,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import Counter, Histogram
 from sqlalchemy.engine import Engine
@@ -19,6 +19,38 @@ from service.settings import ServiceSettings
 REQUESTS = Counter("twin_http_requests_total", "HTTP requests", ["route", "method", "status"])
 LATENCY = Histogram("twin_http_request_seconds", "HTTP request latency", ["route", "method"],
                     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+
+
+class MeasureRequests:
+    """Count requests and time them by route template.
+
+    Plain ASGI: Starlette's BaseHTTPMiddleware would wrap every response (every tile) in a
+    stream of its own.
+    """
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        """Pass the request on, noting its status and duration."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = [500]
+
+        async def send_and_note(message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            template = getattr(scope.get("route"), "path", "unmatched")
+            method = scope["method"]
+            LATENCY.labels(template, method).observe(time.perf_counter() - started)
+            REQUESTS.labels(template, method, str(status[0])).inc()
 
 
 def create_app(engine: Engine, settings: ServiceSettings | None = None) -> FastAPI:
@@ -62,16 +94,7 @@ def create_app(engine: Engine, settings: ServiceSettings | None = None) -> FastA
                            allow_methods=["GET", "POST"], allow_headers=["*"],
                            expose_headers=["ETag"])
 
-    @app.middleware("http")
-    async def measure(request: Request, call_next):
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
-        LATENCY.labels(template, request.method).observe(time.perf_counter() - started)
-        REQUESTS.labels(template, request.method, str(response.status_code)).inc()
-        return response
-
+    app.add_middleware(MeasureRequests)
     for module in (health, tiles, ogc, alerts, exports, readings):
         app.include_router(module.router)
     return app

@@ -15,12 +15,12 @@ from service.settings import ServiceSettings
 ROLE_RANK = {role: rank for rank, role in enumerate(keys.ROLES)}
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     """The engine the app opened in its lifespan."""
     return request.app.state.engine
 
 
-def get_settings(request: Request) -> ServiceSettings:
+async def get_settings(request: Request) -> ServiceSettings:
     """The settings the app was made with."""
     return request.app.state.settings
 
