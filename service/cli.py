@@ -564,9 +564,13 @@ def serve(
     uvicorn.run("service.asgi:app", host=host, port=port, workers=workers, log_level="info")
 
 
-from service.cli_export import export  # noqa: E402 - registered after the helpers it uses
+# Registered last: these modules import the helpers above.
+from service.cli_export import export  # noqa: E402
+from service.cli_predict import alerts_app, predict_app  # noqa: E402
 
 app.command("export")(export)
+app.add_typer(predict_app, name="predict")
+app.add_typer(alerts_app, name="alerts")
 
 
 def run() -> None:

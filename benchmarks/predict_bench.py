@@ -1,0 +1,110 @@
+"""Speed of road-wear training and scoring.
+
+    .venv/bin/python benchmarks/predict_bench.py                 # scale 10, 100,000 segments
+    .venv/bin/python benchmarks/predict_bench.py --scale 1 --segments 10000   # a smoke check
+
+1. A sample of ``--scale`` (seed 7, 24 months) is generated into ``--data-dir`` (cached) and
+   loaded through the real ingest into a fresh database of an embedded cluster that this
+   script starts in a temporary TWIN_HOME and destroys at the end (not timed).
+2. *Train*: reading the history and surroundings from PostGIS, building the training
+   examples, and fitting the model (``load_road_context`` + ``fit_road_model``), timed
+   together and apart.
+3. *Score*: a feature frame of ``--segments`` streets is synthesised by resampling the real
+   streets' features (seeded), and ``forecast`` is timed for horizons 30, 90 and 365 days with
+   days-to-threshold (the median path on a 6-point grid): 3 x 3 + 6 = 15 tree-ensemble
+   predictions per segment.
+
+Results are printed as JSON (recorded by hand in ``benchmarks/results/predict.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from geo import migrate  # noqa: E402
+from geo.cluster import EmbeddedCluster  # noqa: E402
+from geo.database import create_engine  # noqa: E402
+
+
+def main() -> None:
+    """Run the benchmark."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=float, default=10.0)
+    parser.add_argument("--segments", type=int, default=100_000)
+    parser.add_argument("--data-dir", type=Path, default=Path("/tmp/twin-predict-bench"))
+    args = parser.parse_args()
+
+    from ingest.sample import load_sample
+    from predict.features import load_road_context, road_features
+    from predict.road import as_utc, fit_road_model, forecast
+    from sample_data.generate import generate
+
+    sample_dir = args.data_dir / f"scale-{args.scale:g}"
+    if not (sample_dir / "manifest.json").is_file():
+        generate(sample_dir, seed=7, scale=args.scale, months=24)
+    home = Path(tempfile.mkdtemp(prefix="twin-predict-bench-"))
+    cluster = EmbeddedCluster(home, os.environ.get("TWIN_CLUSTER_USER", "postgres"))
+    cluster.start()
+    results: dict = {"scale": args.scale, "cpus": os.cpu_count(),
+                     "python": platform.python_version()}
+    try:
+        admin = create_engine(cluster.url.set(database="postgres"),
+                              isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.exec_driver_sql("CREATE DATABASE bench")
+        engine = create_engine(cluster.url.set(database="bench"))
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS postgis")
+        migrate.upgrade(engine)
+        t = time.perf_counter()
+        load_sample(engine, sample_dir)
+        results["load_sample_s"] = round(time.perf_counter() - t, 1)
+        with engine.connect() as conn:
+            as_of = as_utc(conn.exec_driver_sql(
+                "SELECT max(observed_at) FROM readings r JOIN metrics m ON m.id = r.metric_id "
+                "WHERE m.name = 'pci'").scalar())
+            counts = conn.exec_driver_sql(
+                "SELECT (SELECT count(*) FROM streets), (SELECT count(*) FROM readings r "
+                "JOIN metrics m ON m.id = r.metric_id WHERE m.name = 'pci')").one()
+        results["streets"], results["pci_readings"] = int(counts[0]), int(counts[1])
+
+        t0 = time.perf_counter()
+        with engine.connect() as conn:
+            ctx = load_road_context(conn, "pci", as_of.to_pydatetime())
+        t1 = time.perf_counter()
+        model = fit_road_model(ctx, as_of, random_state=0)
+        t2 = time.perf_counter()
+        results["train"] = {"read_s": round(t1 - t0, 2), "examples_and_fit_s": round(t2 - t1, 2),
+                            "total_s": round(t2 - t0, 2), "examples": model.rows}
+
+        features = road_features(ctx, as_of)
+        rng = np.random.default_rng(0)
+        big = features.iloc[rng.integers(0, len(features), args.segments)].copy()
+        big.index = pd.RangeIndex(args.segments, name="asset_id")
+        noise = rng.normal(0, 0.02, args.segments)
+        big["last_value"] = np.clip(big["last_value"] + noise, 0, 1)
+        t3 = time.perf_counter()
+        out = forecast(model, big, as_of, [30, 90, 365], threshold=55.0)
+        t4 = time.perf_counter()
+        results["score"] = {"segments": args.segments, "forecast_rows": int(len(out)),
+                            "seconds": round(t4 - t3, 2)}
+    finally:
+        cluster.destroy()
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

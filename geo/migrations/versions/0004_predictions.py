@@ -1,0 +1,85 @@
+"""Predictions: a registry of versioned models and the forecasts they score.
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-12-01
+"""
+
+import sqlalchemy as sa
+from alembic import op
+from geoalchemy2 import Geometry
+from sqlalchemy.dialects.postgresql import JSONB
+
+revision = "0004"
+down_revision = "0003"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "models",
+        sa.Column("version", sa.Text, primary_key=True),
+        sa.Column("target", sa.Text, nullable=False),  # road_wear, debris, ...
+        sa.Column("metric", sa.Text),  # the condition metric a road-wear model forecasts
+        sa.Column("trained_at", sa.DateTime(timezone=True), nullable=False,
+                  server_default=sa.func.now()),
+        # What the model saw: observations in [train_from, train_to] (train_to is the as-of).
+        sa.Column("train_from", sa.DateTime(timezone=True)),
+        sa.Column("train_to", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("rows", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("metrics", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+        sa.Column("features", JSONB, nullable=False, server_default=sa.text("'[]'::jsonb")),
+        sa.Column("params", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+        sa.Column("library_versions", JSONB, nullable=False,
+                  server_default=sa.text("'{}'::jsonb")),
+        # The estimator in skops format (never a bare pickle) and its checksum.
+        sa.Column("skops", sa.LargeBinary, nullable=False),
+        sa.Column("sha256", sa.Text, nullable=False),
+    )
+    op.create_index("ix_models_target_metric_trained", "models",
+                    ["target", "metric", sa.text("trained_at DESC")])
+
+    op.create_table(
+        "predictions",
+        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        sa.Column("run_id", sa.Text, nullable=False),
+        sa.Column("model_version", sa.Text,
+                  sa.ForeignKey("models.version", ondelete="CASCADE"), nullable=False),
+        sa.Column("target", sa.Text, nullable=False),
+        sa.Column("asset_layer", sa.Text),
+        sa.Column("asset_id", sa.BigInteger),
+        # What is forecast when it is not an asset: a grid cell or a debris pile's reference.
+        sa.Column("subject", sa.Text),
+        sa.Column("metric_id", sa.SmallInteger, sa.ForeignKey("metrics.id")),
+        sa.Column("as_of", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("target_date", sa.Date, nullable=False),
+        sa.Column("horizon_days", sa.Integer, nullable=False),
+        sa.Column("value", sa.Float, nullable=False),
+        sa.Column("lower", sa.Float),
+        sa.Column("upper", sa.Float),
+        # Days from as_of until the median forecast crosses the alert threshold (NULL: not
+        # within the look-ahead).
+        sa.Column("days_to_threshold", sa.Integer),
+        sa.Column("geom", Geometry("GEOMETRY", srid=4326, spatial_index=False)),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False,
+                  server_default=sa.func.now()),
+        sa.CheckConstraint("horizon_days > 0", name="ck_predictions_horizon_positive"),
+        sa.CheckConstraint("lower IS NULL OR upper IS NULL OR lower <= upper",
+                           name="ck_predictions_interval"),
+    )
+    # "The latest prediction per asset and horizon": one index probe per (asset, metric, horizon).
+    op.create_index("ix_predictions_latest_asset", "predictions",
+                    ["asset_id", "metric_id", "horizon_days", sa.text("as_of DESC"),
+                     sa.text("created_at DESC")])
+    op.create_index("ix_predictions_latest_subject", "predictions",
+                    ["target", "subject", "horizon_days", sa.text("as_of DESC"),
+                     sa.text("created_at DESC")])
+    op.create_index("ix_predictions_run", "predictions", ["run_id"])
+    op.create_index("ix_predictions_model_version", "predictions", ["model_version"])
+    op.create_index("ix_predictions_geom", "predictions", ["geom"], postgresql_using="gist")
+
+
+def downgrade() -> None:
+    op.drop_table("predictions")
+    op.drop_table("models")

@@ -1,0 +1,268 @@
+"""SQL of predictions: history as of a date, the model registry and scored forecasts.
+
+Every statement reads only rows observed at or before the ``until`` it is given, so what a
+forecast made "as of" a date sees is exactly what the twin knew then. Identifiers come from
+the constants below; values are bound parameters or COPY data.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from geo.store import copy_frame
+
+# Prefilter in degrees before the exact test in metres (1 degree >= ~50 km anywhere a town
+# lies below 60 degrees of latitude), so the GiST indexes do the work.
+_DEG_PER_M_BOUND = 1 / 50_000
+PREDICTION_COLUMNS = (
+    "run_id", "model_version", "target", "asset_layer", "asset_id", "subject", "metric_id",
+    "as_of", "target_date", "horizon_days", "value", "lower", "upper", "days_to_threshold",
+    "geom",
+)
+
+
+def _frame(result, columns: list[str] | None = None) -> pd.DataFrame:
+    rows = result.all()
+    return pd.DataFrame(rows, columns=columns or list(result.keys()))
+
+
+# -- history as of a date -------------------------------------------------------------------
+
+
+def metric_by_name(conn: Connection, name: str) -> dict | None:
+    """A declared metric's id, unit, range and direction, or None when it is not declared."""
+    row = conn.execute(sa.text(
+        "SELECT id, name, unit, min_value, max_value, higher_is_better FROM metrics "
+        "WHERE name = :name"), {"name": name}).mappings().first()
+    return dict(row) if row else None
+
+
+def layer_metrics(conn: Connection, layer: str) -> pd.DataFrame:
+    """The metrics with readings on assets of ``layer``, with their declarations."""
+    return _frame(conn.execute(sa.text(
+        "SELECT m.id, m.name, m.unit, m.min_value, m.max_value, m.higher_is_better "
+        "FROM metrics m WHERE EXISTS (SELECT 1 FROM readings r JOIN assets a "
+        "ON a.id = r.asset_id AND a.layer = :layer WHERE r.metric_id = m.id LIMIT 1) "
+        "ORDER BY m.name"), {"layer": layer}))
+
+
+def observation_span(conn: Connection, metric_id: int) -> tuple[datetime | None,
+                                                                 datetime | None]:
+    """First and last time a metric was observed."""
+    row = conn.execute(sa.text(
+        "SELECT min(observed_at), max(observed_at) FROM readings WHERE metric_id = :m"),
+        {"m": metric_id}).one()
+    return row[0], row[1]
+
+
+def last_observation(conn: Connection, table: str) -> datetime | None:
+    """The newest ``observed_at`` of an observation table (``road_damage``, ``debris_piles``)."""
+    if table not in ("road_damage", "debris_piles", "readings"):
+        raise ValueError(f"not an observation table: {table}")
+    return conn.execute(sa.text(f"SELECT max(observed_at) FROM {table}")).scalar()
+
+
+def street_attributes(conn: Connection) -> pd.DataFrame:
+    """Every street's attributes, length in metres, centre (lon/lat) and geometry as EWKT."""
+    return _frame(conn.execute(sa.text(
+        "SELECT id AS asset_id, external_id, road_class, surface, width_m, lanes, "
+        "resurfaced_on, properties, ST_Length(geom::geography) AS length_m, "
+        "ST_X(ST_Centroid(geom)) AS lon, ST_Y(ST_Centroid(geom)) AS lat, "
+        "ST_AsEWKT(geom) AS geom_ewkt FROM streets ORDER BY id")))
+
+
+def readings_until(conn: Connection, metric_ids: list[int], layer: str, until: datetime,
+                   since: datetime | None = None) -> pd.DataFrame:
+    """Readings of some metrics on one layer's assets observed in ``[since, until]``."""
+    return _frame(conn.execute(sa.text(
+        "SELECT r.metric_id, r.asset_id, r.observed_at, r.value FROM readings r "
+        "JOIN assets a ON a.id = r.asset_id AND a.layer = :layer "
+        "WHERE r.metric_id = ANY(:metrics) AND r.observed_at <= :until "
+        "AND r.observed_at >= coalesce(CAST(:since AS timestamptz), '-infinity') "
+        "ORDER BY r.asset_id, r.metric_id, r.observed_at"),
+        {"layer": layer, "metrics": list(metric_ids), "until": until, "since": since}),
+        ["metric_id", "asset_id", "observed_at", "value"])
+
+
+def readings_between(conn: Connection, metric_id: int, layer: str, start: datetime,
+                     end: datetime) -> pd.DataFrame:
+    """Readings of one metric on a layer observed in ``[start, end]`` (to score forecasts)."""
+    return _frame(conn.execute(sa.text(
+        "SELECT r.asset_id, r.observed_at, r.value FROM readings r "
+        "JOIN assets a ON a.id = r.asset_id AND a.layer = :layer "
+        "WHERE r.metric_id = :metric AND r.observed_at BETWEEN :start AND :end "
+        "ORDER BY r.asset_id, r.observed_at"),
+        {"layer": layer, "metric": metric_id, "start": start, "end": end}),
+        ["asset_id", "observed_at", "value"])
+
+
+def damage_on_streets(conn: Connection, until: datetime) -> pd.DataFrame:
+    """Road damage linked to a street and observed by ``until``."""
+    return _frame(conn.execute(sa.text(
+        "SELECT street_id AS asset_id, observed_at, damage_class, severity, size_m2, confidence "
+        "FROM road_damage WHERE street_id IS NOT NULL AND observed_at <= :until"),
+        {"until": until}),
+        ["asset_id", "observed_at", "damage_class", "severity", "size_m2", "confidence"])
+
+
+def debris_near_streets(conn: Connection, until: datetime, distance_m: float) -> pd.DataFrame:
+    """(street, debris observation time, volume) for debris seen within a distance by ``until``."""
+    return _frame(conn.execute(sa.text(
+        "SELECT s.id AS asset_id, d.observed_at, d.volume_m3 FROM debris_piles d "
+        "JOIN streets s ON ST_DWithin(s.geom, d.geom, :deg) "
+        "AND ST_DWithin(s.geom::geography, d.geom::geography, :m) "
+        "WHERE d.observed_at <= :until"),
+        {"until": until, "deg": distance_m * _DEG_PER_M_BOUND, "m": distance_m}),
+        ["asset_id", "observed_at", "volume_m3"])
+
+
+def manholes_near_streets(conn: Connection, distance_m: float) -> pd.DataFrame:
+    """How many manholes lie within a distance of each street (streets with none are absent)."""
+    return _frame(conn.execute(sa.text(
+        "SELECT s.id AS asset_id, count(*) AS manholes FROM streets s JOIN manholes h "
+        "ON ST_DWithin(s.geom, h.geom, :deg) "
+        "AND ST_DWithin(s.geom::geography, h.geom::geography, :m) GROUP BY s.id"),
+        {"deg": distance_m * _DEG_PER_M_BOUND, "m": distance_m}), ["asset_id", "manholes"])
+
+
+def street_neighbours(conn: Connection, distance_m: float) -> pd.DataFrame:
+    """Pairs of distinct streets within a distance of each other (both directions)."""
+    return _frame(conn.execute(sa.text(
+        "SELECT a.id AS asset_id, b.id AS neighbour_id FROM streets a JOIN streets b "
+        "ON a.id <> b.id AND ST_DWithin(a.geom, b.geom, :deg) "
+        "AND ST_DWithin(a.geom::geography, b.geom::geography, :m)"),
+        {"deg": distance_m * _DEG_PER_M_BOUND, "m": distance_m}), ["asset_id", "neighbour_id"])
+
+
+def debris_observations(conn: Connection, until: datetime) -> pd.DataFrame:
+    """Debris observations made by ``until``, with their point (lon/lat)."""
+    return _frame(conn.execute(sa.text(
+        "SELECT id, pile_ref, observed_at, volume_m3, material, source, confidence, "
+        "ST_X(ST_PointOnSurface(geom)) AS lon, ST_Y(ST_PointOnSurface(geom)) AS lat "
+        "FROM debris_piles WHERE observed_at <= :until ORDER BY observed_at, id"),
+        {"until": until}),
+        ["id", "pile_ref", "observed_at", "volume_m3", "material", "source", "confidence",
+         "lon", "lat"])
+
+
+def sensor_manholes(conn: Connection) -> pd.DataFrame:
+    """Manholes carrying a sensor, with their geometry as EWKT."""
+    return _frame(conn.execute(sa.text(
+        "SELECT id AS asset_id, external_id, kind, depth_m, sensor_id, "
+        "ST_AsEWKT(geom) AS geom_ewkt FROM manholes WHERE sensor_id IS NOT NULL ORDER BY id")))
+
+
+def manhole_readings(conn: Connection, since: datetime | None, until: datetime) -> pd.DataFrame:
+    """Sensor readings on manholes in ``[since, until]``, with the metric's name."""
+    return _frame(conn.execute(sa.text(
+        "SELECT r.asset_id, m.name AS metric, r.observed_at, r.value FROM readings r "
+        "JOIN metrics m ON m.id = r.metric_id "
+        "JOIN manholes h ON h.id = r.asset_id "
+        "WHERE r.observed_at <= :until "
+        "AND r.observed_at >= coalesce(CAST(:since AS timestamptz), '-infinity') "
+        "ORDER BY r.asset_id, r.observed_at"), {"since": since, "until": until}),
+        ["asset_id", "metric", "observed_at", "value"])
+
+
+def last_manhole_reading(conn: Connection) -> datetime | None:
+    """The newest reading of any manhole sensor."""
+    return conn.execute(sa.text(
+        "SELECT max(r.observed_at) FROM readings r JOIN manholes h ON h.id = r.asset_id")
+    ).scalar()
+
+
+# -- the model registry ---------------------------------------------------------------------
+
+
+def insert_model(conn: Connection, *, version: str, target: str, metric: str | None,
+                 train_from: datetime | None, train_to: datetime, rows: int, metrics: dict,
+                 features: list[str], params: dict, library_versions: dict, skops: bytes,
+                 sha256: str) -> None:
+    """Keep a trained model in the registry."""
+    conn.execute(sa.text(
+        "INSERT INTO models (version, target, metric, train_from, train_to, rows, metrics, "
+        "features, params, library_versions, skops, sha256) VALUES (:version, :target, :metric, "
+        ":train_from, :train_to, :rows, CAST(:metrics AS jsonb), CAST(:features AS jsonb), "
+        "CAST(:params AS jsonb), CAST(:libs AS jsonb), :skops, :sha256)"),
+        {"version": version, "target": target, "metric": metric, "train_from": train_from,
+         "train_to": train_to, "rows": rows, "metrics": json.dumps(metrics),
+         "features": json.dumps(features), "params": json.dumps(params),
+         "libs": json.dumps(library_versions), "skops": skops, "sha256": sha256})
+
+
+_MODEL_COLUMNS = ("version, target, metric, trained_at, train_from, train_to, rows, metrics, "
+                  "features, params, library_versions, skops, sha256")
+
+
+def get_model(conn: Connection, version: str) -> dict | None:
+    """One stored model by version, or None."""
+    row = conn.execute(sa.text(f"SELECT {_MODEL_COLUMNS} FROM models WHERE version = :v"),
+                       {"v": version}).mappings().first()
+    return dict(row) if row else None
+
+
+def latest_model(conn: Connection, target: str, metric: str | None) -> dict | None:
+    """The newest model for a target (and metric), or None."""
+    row = conn.execute(sa.text(
+        f"SELECT {_MODEL_COLUMNS} FROM models WHERE target = :target "
+        "AND metric IS NOT DISTINCT FROM :metric ORDER BY trained_at DESC, version DESC LIMIT 1"),
+        {"target": target, "metric": metric}).mappings().first()
+    return dict(row) if row else None
+
+
+def list_models(conn: Connection) -> list[dict]:
+    """Every stored model's description (without its bytes), newest first."""
+    return [dict(r) for r in conn.execute(sa.text(
+        "SELECT version, target, metric, trained_at, train_from, train_to, rows, metrics "
+        "FROM models ORDER BY trained_at DESC")).mappings()]
+
+
+# -- predictions ----------------------------------------------------------------------------
+
+
+def insert_predictions(conn: Connection, frame: pd.DataFrame) -> int:
+    """Write scored forecasts (columns of ``PREDICTION_COLUMNS``; ``geom`` as EWKT or empty)."""
+    if frame.empty:
+        return 0
+    conn.execute(sa.text(
+        "CREATE TEMP TABLE stage_predictions (run_id text, model_version text, target text, "
+        "asset_layer text, asset_id bigint, subject text, metric_id smallint, "
+        "as_of timestamptz, target_date date, horizon_days integer, value double precision, "
+        "lower double precision, upper double precision, days_to_threshold integer, geom text) "
+        "ON COMMIT DROP"))
+    copy_frame(conn, "stage_predictions", frame.loc[:, list(PREDICTION_COLUMNS)])
+    written = conn.execute(sa.text(
+        f"INSERT INTO predictions ({', '.join(PREDICTION_COLUMNS)}) "
+        f"SELECT {', '.join(PREDICTION_COLUMNS[:-1])}, "
+        "CASE WHEN geom IS NULL OR geom = '' THEN NULL ELSE ST_GeomFromEWKT(geom) END "
+        "FROM stage_predictions")).rowcount
+    conn.execute(sa.text("DROP TABLE stage_predictions"))
+    return written
+
+
+def latest_street_predictions(conn: Connection, metric_id: int, horizon_days: int
+                              ) -> pd.DataFrame:
+    """The newest forecast per street for a metric and horizon."""
+    return _frame(conn.execute(sa.text(
+        "SELECT DISTINCT ON (p.asset_id) p.asset_id, p.model_version, p.as_of, p.target_date, "
+        "p.horizon_days, p.value, p.lower, p.upper, p.days_to_threshold "
+        "FROM predictions p WHERE p.asset_layer = 'streets' AND p.metric_id = :metric "
+        "AND p.horizon_days = :h ORDER BY p.asset_id, p.as_of DESC, p.created_at DESC, p.id DESC"),
+        {"metric": metric_id, "h": horizon_days}),
+        ["asset_id", "model_version", "as_of", "target_date", "horizon_days", "value", "lower",
+         "upper", "days_to_threshold"])
+
+
+def predictions_of_run(conn: Connection, run_id: str) -> pd.DataFrame:
+    """All forecasts of one scoring run, with the asset's external id."""
+    return _frame(conn.execute(sa.text(
+        "SELECT coalesce(a.external_id, p.subject) AS external_id, m.name AS metric, "
+        "p.target_date, p.horizon_days, p.value, p.lower, p.upper, p.days_to_threshold "
+        "FROM predictions p LEFT JOIN assets a ON a.id = p.asset_id AND a.layer = p.asset_layer "
+        "LEFT JOIN metrics m ON m.id = p.metric_id WHERE p.run_id = :run "
+        "ORDER BY 1, p.horizon_days"), {"run": run_id}))

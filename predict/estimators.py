@@ -1,0 +1,164 @@
+"""Estimators that follow the scikit-learn contract.
+
+``__init__`` stores parameters only; ``fit`` returns ``self``; learned state ends in ``_``;
+every prediction first checks the model is fitted; ``random_state`` is honoured.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.utils.validation import check_is_fitted
+
+
+class WearForecaster(RegressorMixin, BaseEstimator):
+    """Forecast a bounded condition value as the change from its last value.
+
+    The model learns ``target - X[last_column]`` with gradient-boosted quantile regression
+    (the median for the forecast, the ``alpha/2`` and ``1 - alpha/2`` quantiles for the
+    interval), then calibrates the interval conformally on the most recent share of the
+    training examples (conformalised quantile regression). Every output is
+    ``clip(last + change, lower_bound, upper_bound)``: a forecast never leaves the range.
+
+    Parameters
+    ----------
+    last_column : str
+        Column of ``X`` with the last observed value (on the same scale as ``y``).
+    lower_bound, upper_bound : float
+        The range every forecast is clipped to.
+    alpha : float
+        One minus the interval's nominal coverage (0.2: an 80 % interval).
+    calibration_fraction : float
+        Share of the training rows (of whole groups, when ``groups`` are given) held out at
+        random to calibrate the interval.
+    max_iter, learning_rate, max_leaf_nodes, min_samples_leaf, l2_regularization
+        Passed to each ``HistGradientBoostingRegressor``.
+    random_state : int or None
+        Seed of the calibration split and of the boosted trees.
+    """
+
+    def __init__(self, last_column: str = "last_value", lower_bound: float = 0.0,
+                 upper_bound: float = 1.0, alpha: float = 0.2, calibration_fraction: float = 0.2,
+                 max_iter: int = 200, learning_rate: float = 0.05, max_leaf_nodes: int = 15,
+                 min_samples_leaf: int = 40, l2_regularization: float = 1.0,
+                 random_state: int | None = 0):
+        self.last_column = last_column
+        self.lower_bound = lower_bound
+        self.upper_bound = upper_bound
+        self.alpha = alpha
+        self.calibration_fraction = calibration_fraction
+        self.max_iter = max_iter
+        self.learning_rate = learning_rate
+        self.max_leaf_nodes = max_leaf_nodes
+        self.min_samples_leaf = min_samples_leaf
+        self.l2_regularization = l2_regularization
+        self.random_state = random_state
+
+    # -- input handling ----------------------------------------------------------------------
+
+    def _matrix(self, X: pd.DataFrame, *, learn: bool) -> np.ndarray:
+        """Numeric matrix in the order of ``feature_names_in_``; categories become codes."""
+        if not isinstance(X, pd.DataFrame):
+            raise TypeError("X must be a pandas DataFrame with named feature columns.")
+        if learn:
+            self.feature_names_in_ = np.asarray(list(X.columns), dtype=object)
+            self.n_features_in_ = len(self.feature_names_in_)
+            self.categories_ = {
+                c: sorted(X[c].dropna().astype(str).unique().tolist()) for c in X.columns
+                if not pd.api.types.is_numeric_dtype(X[c]) or pd.api.types.is_bool_dtype(X[c])}
+        X = X.reindex(columns=list(self.feature_names_in_))
+        columns = []
+        for c in self.feature_names_in_:
+            if c in self.categories_:
+                codes = {v: float(i) for i, v in enumerate(self.categories_[c])}
+                columns.append(X[c].astype("string").map(codes).astype(float).to_numpy())
+            else:
+                columns.append(pd.to_numeric(X[c], errors="coerce").astype(float).to_numpy())
+        return np.column_stack(columns) if columns else np.empty((len(X), 0))
+
+    def _booster(self, quantile: float) -> HistGradientBoostingRegressor:
+        mask = np.array([c in self.categories_ for c in self.feature_names_in_])[self.used_]
+        return HistGradientBoostingRegressor(
+            loss="quantile", quantile=quantile, max_iter=self.max_iter,
+            learning_rate=self.learning_rate, max_leaf_nodes=self.max_leaf_nodes,
+            min_samples_leaf=self.min_samples_leaf, l2_regularization=self.l2_regularization,
+            categorical_features=mask if mask.any() else None, early_stopping=False,
+            random_state=self.random_state)
+
+    # -- fit and predict ---------------------------------------------------------------------
+
+    def fit(self, X: pd.DataFrame, y, groups=None):
+        """Fit the median and the interval's quantiles, then calibrate the interval.
+
+        Parameters
+        ----------
+        X : DataFrame
+            Features, including ``last_column``.
+        y : array-like
+            Observed values at the horizon (same scale as ``last_column``).
+        groups : array-like, optional
+            A group per row (e.g. the street): calibration holds out whole groups, so that
+            repeated examples of one street do not sit on both sides.
+
+        Returns
+        -------
+        self
+        """
+        if self.last_column not in X.columns:
+            raise ValueError(f"X has no column {self.last_column!r} with the last value.")
+        if not 0 < self.alpha < 1:
+            raise ValueError("alpha must lie between 0 and 1.")
+        matrix = self._matrix(X, learn=True)
+        # Features never observed in training (a metric that only just started) carry nothing.
+        self.used_ = ~np.isnan(matrix).all(axis=0)
+        matrix = matrix[:, self.used_]
+        y = np.asarray(y, dtype=float)
+        change = y - X[self.last_column].to_numpy(dtype=float)
+        rng = np.random.default_rng(self.random_state)
+        if groups is not None:
+            groups = np.asarray(groups)
+            unique = np.unique(groups)
+            n_cal = max(1, int(round(len(unique) * self.calibration_fraction)))
+            chosen = rng.choice(unique, size=n_cal, replace=False)
+            calibrate = np.isin(groups, chosen)
+        else:
+            calibrate = rng.random(len(y)) < self.calibration_fraction
+        if calibrate.all() or not calibrate.any():
+            calibrate = rng.random(len(y)) < self.calibration_fraction
+        train = ~calibrate
+        low_q, high_q = self.alpha / 2, 1 - self.alpha / 2
+        low = self._booster(low_q).fit(matrix[train], change[train])
+        high = self._booster(high_q).fit(matrix[train], change[train])
+        # Conformity: how far outside the quantile band each held-out observation falls.
+        scores = np.maximum(low.predict(matrix[calibrate]) - change[calibrate],
+                            change[calibrate] - high.predict(matrix[calibrate]))
+        n = len(scores)
+        level = min(1.0, np.ceil((n + 1) * (1 - self.alpha)) / n)
+        self.interval_adjustment_ = float(np.quantile(scores, level, method="higher"))
+        self.low_model_, self.high_model_ = low, high
+        # The forecast itself learns from every example, the most recent included.
+        self.median_model_ = self._booster(0.5).fit(matrix, change)
+        self.n_train_ = int(train.sum())
+        self.n_calibration_ = int(calibrate.sum())
+        return self
+
+    def predict_interval(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Lower bound, median and upper bound of the forecast, all inside the range."""
+        check_is_fitted(self, "median_model_")
+        matrix = self._matrix(X, learn=False)[:, self.used_]
+        last = X[self.last_column].to_numpy(dtype=float)
+        median = last + self.median_model_.predict(matrix)
+        lower = last + self.low_model_.predict(matrix) - self.interval_adjustment_
+        upper = last + self.high_model_.predict(matrix) + self.interval_adjustment_
+        lower, upper = np.minimum(lower, median), np.maximum(upper, median)
+        clip = (self.lower_bound, self.upper_bound)
+        return np.clip(lower, *clip), np.clip(median, *clip), np.clip(upper, *clip)
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        """The median forecast, inside the range."""
+        check_is_fitted(self, "median_model_")
+        last = X[self.last_column].to_numpy(dtype=float)
+        change = self.median_model_.predict(self._matrix(X, learn=False)[:, self.used_])
+        return np.clip(last + change, self.lower_bound, self.upper_bound)

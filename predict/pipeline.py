@@ -1,0 +1,152 @@
+"""Train, store and score road-wear models: what ``twin predict train`` and ``score`` do."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sqlalchemy.engine import Engine
+
+from geo import predictions as sql
+from geo.errors import InvalidInput
+from predict import registry
+from predict.features import MetricScale, load_road_context, road_features
+from predict.road import (
+    DEFAULT_HORIZONS,
+    RoadModel,
+    as_utc,
+    check_horizons,
+    default_threshold,
+    fit_road_model,
+    forecast,
+    resolve_as_of,
+)
+
+ROAD_WEAR = "road_wear"
+CSV_COLUMNS = ["external_id", "metric", "target_date", "value", "lower", "upper"]
+
+
+@dataclass
+class TrainResult:
+    """What ``train`` stored."""
+
+    version: str
+    metric: str
+    train_from: str
+    train_to: str
+    rows: int
+    in_sample: dict
+
+
+def train(engine: Engine, metric: str = "pci", as_of=None, *, random_state: int = 0,
+          **params) -> TrainResult:
+    """Train a road-wear model on the observations by ``as_of`` (default: the newest) and store it.
+
+    ``params`` go to the estimator (e.g. ``max_iter``).
+
+    Raises
+    ------
+    InvalidInput
+        For an undeclared metric, an as-of after the last observation, or too little history.
+    """
+    with engine.connect() as conn:
+        scale, as_of = resolve_as_of(conn, metric, as_of)
+        ctx = load_road_context(conn, metric, as_of.to_pydatetime())
+    model = fit_road_model(ctx, as_of, random_state=random_state, **params)
+    features = road_features(ctx, as_of)
+    # A description of fit on the streets' own recent history (not an honest test: see
+    # `twin predict evaluate` for that).
+    summary = {"streets": int(len(features)), "examples": model.rows,
+               "calibration_examples": model.estimator.n_calibration_,
+               "interval_adjustment": round(model.estimator.interval_adjustment_ *
+                                            (scale.max_value - scale.min_value), 3),
+               "scale": scale.as_dict()}
+    with engine.begin() as conn:
+        version = registry.save(
+            conn, target=ROAD_WEAR, metric=metric, estimator=model.estimator,
+            train_from=model.train_from.to_pydatetime(), train_to=as_of.to_pydatetime(),
+            rows=model.rows, metrics=summary, features=model.features,
+            params={k: v for k, v in model.params.items()
+                    if isinstance(v, int | float | str | bool | type(None))})
+    return TrainResult(version, metric, str(model.train_from.date()), str(as_of.date()),
+                       model.rows, summary)
+
+
+def load_road_model(engine: Engine, metric: str, version: str | None = None
+                    ) -> tuple[RoadModel, dict]:
+    """The newest stored road-wear model for a metric (or a given version)."""
+    with engine.connect() as conn:
+        estimator, row = registry.load(conn, target=ROAD_WEAR, metric=metric, version=version)
+        scale = MetricScale.from_row(sql.metric_by_name(conn, metric), metric)
+    stored = row["metrics"].get("scale", {})
+    if stored and (stored["min_value"], stored["max_value"], stored["higher_is_better"]) != (
+            scale.min_value, scale.max_value, scale.higher_is_better):
+        raise InvalidInput(
+            f"Metric '{metric}' was declared {scale.min_value:g}-{scale.max_value:g} "
+            f"but model {row['version']} learned it as {stored['min_value']:g}-"
+            f"{stored['max_value']:g}; train it again with `twin predict train`.")
+    model = RoadModel(estimator, scale, list(row["features"]), as_utc(row["train_from"]),
+                      as_utc(row["train_to"]), row["rows"], row["params"])
+    return model, row
+
+
+@dataclass
+class ScoreResult:
+    """What ``score`` wrote."""
+
+    run_id: str
+    model_version: str
+    as_of: str
+    streets: int
+    rows: int
+    csv: str | None
+
+
+def score(engine: Engine, metric: str = "pci", horizons=DEFAULT_HORIZONS, as_of=None, *,
+          out: Path | None = None, threshold: float | None = None,
+          version: str | None = None) -> ScoreResult:
+    """Forecast every street with the stored model and write ``predictions`` (and a CSV)."""
+    horizons = check_horizons(horizons)
+    with engine.connect() as conn:
+        scale, as_of = resolve_as_of(conn, metric, as_of)
+    model, row = load_road_model(engine, metric, version)
+    with engine.connect() as conn:
+        ctx = load_road_context(conn, metric, as_of.to_pydatetime())
+    features = road_features(ctx, as_of)
+    threshold = default_threshold(scale) if threshold is None else threshold
+    frame = forecast(model, features, as_of, horizons, threshold)
+    run_id = uuid.uuid4().hex
+    streets = ctx.streets
+    to_write = pd.DataFrame({
+        "run_id": run_id, "model_version": row["version"], "target": ROAD_WEAR,
+        "asset_layer": "streets", "asset_id": frame["asset_id"].astype(int), "subject": None,
+        "metric_id": scale.id, "as_of": as_of.isoformat(), "target_date": frame["target_date"],
+        "horizon_days": frame["horizon_days"], "value": frame["value"].round(3),
+        "lower": frame["lower"].round(3), "upper": frame["upper"].round(3),
+        "days_to_threshold": frame["days_to_threshold"].astype("Int64"), "geom": None})
+    with engine.begin() as conn:
+        written = sql.insert_predictions(conn, to_write)
+    csv = None
+    if out is not None:
+        table = pd.DataFrame({
+            "external_id": streets.loc[frame["asset_id"], "external_id"].to_numpy(),
+            "metric": metric, "target_date": frame["target_date"],
+            "value": frame["value"].round(2), "lower": frame["lower"].round(2),
+            "upper": frame["upper"].round(2)})
+        table.sort_values(["external_id", "target_date"]).to_csv(
+            out, index=False, columns=CSV_COLUMNS, lineterminator="\n")
+        csv = str(out)
+    return ScoreResult(run_id, row["version"], str(as_of.date()), int(len(features)), written,
+                       csv)
+
+
+def street_forecasts(engine: Engine, metric: str, horizon_days: int) -> pd.DataFrame:
+    """The newest stored forecast per street at a horizon, with the street's last value."""
+    with engine.connect() as conn:
+        scale = MetricScale.from_row(sql.metric_by_name(conn, metric), metric)
+        frame = sql.latest_street_predictions(conn, scale.id, horizon_days)
+    frame["value"] = np.clip(frame["value"].astype(float), scale.min_value, scale.max_value)
+    return frame

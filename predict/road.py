@@ -1,0 +1,291 @@
+"""Road wear: train, forecast and evaluate a street condition metric as of a date."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from sqlalchemy.engine import Connection
+
+from geo import predictions as sql
+from geo.errors import InvalidInput
+from predict.estimators import WearForecaster
+from predict.features import (
+    DAY,
+    MetricScale,
+    RoadContext,
+    forecast_frame,
+    load_road_context,
+    road_features,
+    training_pairs,
+)
+
+DEFAULT_HORIZONS = (30, 90, 365)
+DEFAULT_THRESHOLD = {"pci": 55.0}
+# Look-ahead grid for "days until the threshold is crossed" (linear between grid points).
+THRESHOLD_GRID_DAYS = (30, 60, 90, 180, 365, 730)
+MIN_TRAINING_ROWS = 200
+MIN_STREETS = 10
+MAX_TRAINING_ROWS = 60_000
+EVALUATION_WINDOW_DAYS = 15
+
+
+def as_utc(value) -> pd.Timestamp:
+    """A date or time as a UTC timestamp (a bare date is midnight UTC)."""
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def check_horizons(horizons) -> list[int]:
+    """Refuse horizons of zero or fewer days."""
+    horizons = [int(h) for h in horizons]
+    if not horizons:
+        raise InvalidInput("Give at least one horizon in days.")
+    bad = [h for h in horizons if h <= 0]
+    if bad:
+        raise InvalidInput(f"A horizon must be a positive number of days, not {bad[0]}.")
+    return sorted(set(horizons))
+
+
+def default_threshold(scale: MetricScale) -> float:
+    """The alert threshold of a metric: PCI 55 (Poor), else the middle of its range."""
+    return DEFAULT_THRESHOLD.get(scale.name, (scale.min_value + scale.max_value) / 2)
+
+
+def resolve_as_of(conn: Connection, metric: str, as_of) -> tuple[MetricScale, pd.Timestamp]:
+    """The metric's scale and the as-of time; refuse an as-of after the last observation."""
+    scale = MetricScale.from_row(sql.metric_by_name(conn, metric), metric)
+    first, last = sql.observation_span(conn, scale.id)
+    if last is None:
+        raise InvalidInput(f"Metric '{metric}' has no readings yet, so there is nothing to "
+                           f"learn from.")
+    last = as_utc(last)
+    if as_of is None:
+        return scale, last
+    as_of = as_utc(as_of)
+    if as_of.normalize() > last.normalize():
+        raise InvalidInput(
+            f"As-of {as_of.date()} is after the last '{metric}' observation "
+            f"({last.date()}); choose a date on or before it.")
+    if as_of < as_utc(first):
+        raise InvalidInput(f"As-of {as_of.date()} is before the first '{metric}' observation "
+                           f"({as_utc(first).date()}).")
+    return scale, as_of
+
+
+@dataclass
+class RoadModel:
+    """A fitted road-wear model and what it was trained on."""
+
+    estimator: WearForecaster
+    scale: MetricScale
+    features: list[str]
+    train_from: pd.Timestamp
+    train_to: pd.Timestamp
+    rows: int
+    params: dict
+
+
+def fit_road_model(ctx: RoadContext, as_of, *, random_state: int = 0,
+                   max_rows: int = MAX_TRAINING_ROWS, **params) -> RoadModel:
+    """Fit a wear model on examples made only of observations by ``as_of``.
+
+    Raises
+    ------
+    InvalidInput
+        When there is too little history to learn from.
+    """
+    as_of = as_utc(as_of)
+    pairs = training_pairs(ctx, as_of)
+    streets = ctx.history.loc[ctx.history["observed_at"] <= as_of, "asset_id"].value_counts()
+    if len(pairs) < MIN_TRAINING_ROWS or (streets >= 2).sum() < MIN_STREETS:
+        raise InvalidInput(
+            f"Too little '{ctx.scale.name}' history by {as_of.date()} to train: "
+            f"{len(pairs)} examples from {(streets >= 2).sum()} streets observed twice or more "
+            f"(at least {MIN_TRAINING_ROWS} examples from {MIN_STREETS} streets are needed).")
+    if len(pairs) > max_rows:
+        pairs = pairs.sample(n=max_rows, random_state=random_state).sort_values("cutoff")
+    features = [c for c in pairs.columns if c not in ("target", "cutoff", "asset_id")]
+    estimator = WearForecaster(random_state=random_state, **params)
+    estimator.fit(pairs[features], pairs["target"].to_numpy(), groups=pairs["asset_id"].to_numpy())
+    first = ctx.history["observed_at"].min()
+    return RoadModel(estimator, ctx.scale, features, as_utc(first), as_of, len(pairs),
+                     estimator.get_params())
+
+
+def forecast(model: RoadModel, features: pd.DataFrame, as_of, horizons,
+             threshold: float | None = None) -> pd.DataFrame:
+    """Forecasts per street and horizon, in the metric's units.
+
+    Returns a frame with ``asset_id, horizon_days, target_date, last_value, value, lower,
+    upper, days_to_threshold``: the median forecast with its interval, and the days from
+    ``as_of`` until the median forecast crosses ``threshold`` (NaN when it does not within
+    the look-ahead grid, 0 when already past it).
+    """
+    as_of = as_utc(as_of)
+    horizons = check_horizons(horizons)
+    if features.empty:
+        return pd.DataFrame(columns=["asset_id", "horizon_days", "target_date", "last_value",
+                                     "value", "lower", "upper", "days_to_threshold"])
+    scale = model.scale
+    frame = forecast_frame(features, as_of, horizons)
+    lower, median, upper = model.estimator.predict_interval(frame[model.features])
+    out = pd.DataFrame({
+        "asset_id": frame.index.to_numpy(),
+        "horizon_days": frame["horizon_days"].to_numpy().astype(int),
+        "last_value": scale.from_goodness(frame["last_value"].to_numpy()),
+        "value": scale.from_goodness(median),
+        "lower": scale.from_goodness(lower),
+        "upper": scale.from_goodness(upper),
+    })
+    if not scale.higher_is_better:  # goodness bounds map to swapped metric bounds
+        out["lower"], out["upper"] = out["upper"].to_numpy(), out["lower"].to_numpy()
+    out["target_date"] = (as_of.normalize() + pd.to_timedelta(out["horizon_days"], "D")).dt.date
+    if threshold is not None:
+        days = days_to_threshold(model, features, as_of, threshold)
+        out["days_to_threshold"] = days.reindex(out["asset_id"]).to_numpy()
+    else:
+        out["days_to_threshold"] = np.nan
+    return out
+
+
+def days_to_threshold(model: RoadModel, features: pd.DataFrame, as_of,
+                      threshold: float) -> pd.Series:
+    """Days until each street's median forecast first reaches the bad side of ``threshold``."""
+    grid = np.asarray(THRESHOLD_GRID_DAYS, dtype=float)
+    frame = forecast_frame(features, as_of, grid)
+    goodness = model.estimator.predict(frame[model.features]).reshape(len(features), len(grid))
+    limit = float(model.scale.to_goodness([threshold])[0])
+    now = features["last_value"].to_numpy(dtype=float)
+    path = np.column_stack([now, goodness])
+    days = np.concatenate([[0.0], grid])
+    below = path < limit
+    first = np.where(below.any(axis=1), below.argmax(axis=1), -1)
+    result = np.full(len(features), np.nan)
+    for i in np.flatnonzero(first >= 0):
+        k = first[i]
+        if k == 0:
+            result[i] = 0.0
+            continue
+        g0, g1 = path[i, k - 1], path[i, k]
+        share = (g0 - limit) / (g0 - g1) if g0 != g1 else 1.0
+        result[i] = days[k - 1] + share * (days[k] - days[k - 1])
+    return pd.Series(np.round(result), index=features.index)
+
+
+# -- evaluation ---------------------------------------------------------------------------------
+
+
+def _linear_trend(ctx: RoadContext, as_of: pd.Timestamp, targets: pd.DataFrame,
+                  features: pd.DataFrame) -> np.ndarray:
+    """Per-street straight line through the observations since the last resurfacing jump."""
+    from predict.features import JUMP_GOODNESS
+
+    h = ctx.history[ctx.history["observed_at"] <= as_of].sort_values(["asset_id", "observed_at"])
+    jump = h.groupby("asset_id")["goodness"].diff() > JUMP_GOODNESS
+    life = jump.groupby(h["asset_id"]).cumsum()
+    h = h[life == life.groupby(h["asset_id"]).transform("max")]
+    out = []
+    for row in targets.itertuples():
+        series = h[h["asset_id"] == row.asset_id]
+        if len(series) < 2:
+            out.append(features.at[row.asset_id, "last_value"])
+            continue
+        t = ((series["observed_at"] - as_of) / DAY).to_numpy()
+        slope, intercept = np.polyfit(t, series["goodness"].to_numpy(), 1)
+        out.append(intercept + slope * row.horizon_days)
+    return np.clip(np.asarray(out, dtype=float), 0.0, 1.0)
+
+
+def _errors(predicted: np.ndarray, observed: np.ndarray) -> dict:
+    diff = predicted - observed
+    return {"mae": round(float(np.mean(np.abs(diff))), 3),
+            "rmse": round(float(np.sqrt(np.mean(diff ** 2))), 3)}
+
+
+def _precision_recall(predicted: np.ndarray, actual: np.ndarray) -> dict:
+    tp = int(np.sum(predicted & actual))
+    return {"predicted": int(predicted.sum()), "actual": int(actual.sum()), "true_positive": tp,
+            "precision": round(tp / predicted.sum(), 3) if predicted.sum() else None,
+            "recall": round(tp / actual.sum(), 3) if actual.sum() else None}
+
+
+def evaluate_road(conn: Connection, metric: str, as_of, horizons, *, threshold: float | None = None,
+                  window_days: int = EVALUATION_WINDOW_DAYS, random_state: int = 0,
+                  **params) -> dict:
+    """Train on what was known at ``as_of``, forecast, and score against later observations.
+
+    For each horizon, the observations made within ``window_days`` of ``as_of + horizon``
+    (the one nearest to it per street) are compared with the model's forecast for the
+    observation's own date, with persistence (the last value) and with a per-street linear
+    trend (since the last resurfacing jump). Threshold crossings count streets at or above the
+    threshold at ``as_of``: "crossed" means the observation is below it (for a lower-is-better
+    metric: above it).
+    """
+    horizons = check_horizons(horizons)
+    scale, as_of = resolve_as_of(conn, metric, as_of)
+    threshold = default_threshold(scale) if threshold is None else float(threshold)
+    ctx = load_road_context(conn, metric, as_of.to_pydatetime())
+    model = fit_road_model(ctx, as_of, random_state=random_state, **params)
+    features = road_features(ctx, as_of)
+    limit = float(scale.to_goodness([threshold])[0])
+    report = {"target": "road-wear", "metric": metric, "as_of": str(as_of.date()),
+              "model_trained_on": {"from": str(model.train_from.date()),
+                                   "to": str(model.train_to.date()), "examples": model.rows},
+              "streets_with_history": int(len(features)),
+              "window_days": window_days, "threshold": threshold,
+              "interval": f"{int(round((1 - model.estimator.alpha) * 100))} %",
+              "scoring": ("per street, the observation nearest to as-of + horizon within "
+                          f"+/-{window_days} days; forecasts are made for that observation's "
+                          "own date"), "horizons": []}
+    for horizon in horizons:
+        centre = as_of + horizon * DAY
+        observed = sql.readings_between(conn, scale.id, "streets",
+                                        (centre - window_days * DAY).to_pydatetime(),
+                                        (centre + window_days * DAY).to_pydatetime())
+        observed["observed_at"] = pd.to_datetime(observed["observed_at"], utc=True)
+        observed = observed[observed["asset_id"].isin(features.index)]
+        entry = {"horizon_days": horizon,
+                 "window": [str((centre - window_days * DAY).date()),
+                            str((centre + window_days * DAY).date())],
+                 "segments_scored": 0}
+        if observed.empty:
+            report["horizons"].append(entry)
+            continue
+        observed = observed.assign(distance=(observed["observed_at"] - centre).abs())
+        observed = observed.sort_values(["asset_id", "distance"]).groupby("asset_id").head(1)
+        observed["horizon_days"] = ((observed["observed_at"] - as_of) / DAY).to_numpy()
+        targets = observed.reset_index(drop=True)
+        frame = features.loc[targets["asset_id"].to_numpy()].reset_index()
+        from predict.features import window_features
+
+        window = window_features(pd.DatetimeIndex([as_of] * len(targets)),
+                                 targets["horizon_days"].to_numpy())
+        window["horizon_days"] = targets["horizon_days"].to_numpy()
+        frame = pd.concat([frame, window], axis=1)
+        lower, median, upper = model.estimator.predict_interval(frame[model.features])
+        truth = scale.to_goodness(targets["value"].to_numpy())
+        last = frame["last_value"].to_numpy(dtype=float)
+        trend = _linear_trend(ctx, as_of, targets, features)
+        width = scale.max_value - scale.min_value
+        entry["segments_scored"] = int(len(targets))
+        entry["model"] = {k: round(v * width, 3)
+                          for k, v in _errors(median, truth).items()}
+        entry["persistence"] = {k: round(v * width, 3) for k, v in _errors(last, truth).items()}
+        entry["linear_trend"] = {k: round(v * width, 3) for k, v in _errors(trend, truth).items()}
+        entry["model_mae_vs_persistence"] = (round(entry["model"]["mae"]
+                                                   / entry["persistence"]["mae"], 3)
+                                             if entry["persistence"]["mae"] else None)
+        entry["interval_coverage"] = round(float(np.mean((truth >= lower - 1e-9)
+                                                         & (truth <= upper + 1e-9))), 3)
+        entry["interval_mean_width"] = round(float(np.mean(upper - lower)) * width, 3)
+        above = last >= limit
+        actual = above & (truth < limit)
+        entry["threshold_crossing"] = {
+            "streets_above_threshold": int(above.sum()),
+            "model": _precision_recall(above & (median < limit), actual),
+            "linear_trend": _precision_recall(above & (trend < limit), actual),
+        }
+        report["horizons"].append(entry)
+    return report

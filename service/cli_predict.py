@@ -1,0 +1,152 @@
+"""``twin predict`` (train, score, evaluate) and ``twin alerts refresh``.
+
+Registered by service/cli.py as ``app.add_typer(predict_app, name="predict")`` and
+``app.add_typer(alerts_app, name="alerts")``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from geo.errors import TwinError
+from service.cli import _engine, _fail, _settings, console
+
+predict_app = typer.Typer(
+    help="Forecast road wear and debris, check manhole sensors, and score the forecasts.",
+    no_args_is_help=True)
+alerts_app = typer.Typer(help="Turn forecasts and sensor rules into alerts for crews.",
+                         no_args_is_help=True)
+
+MetricOption = Annotated[str, typer.Option(
+    "--metric", help="A declared street condition metric (pci, iri_m_per_km, ...).")]
+AsOfOption = Annotated[str | None, typer.Option(
+    "--as-of", help="Use only what was observed by this date (YYYY-MM-DD, UTC); "
+                    "default: the newest observation.")]
+
+
+@predict_app.command("train")
+def train(metric: MetricOption = "pci", as_of: AsOfOption = None,
+          random_state: Annotated[int, typer.Option(help="Seed.")] = 0) -> None:
+    """Train a road-wear model and store it, versioned, in the model registry."""
+    from predict.pipeline import train as train_model
+
+    try:
+        result = train_model(_engine(_settings()), metric, as_of, random_state=random_state)
+    except TwinError as error:
+        raise _fail(error) from None
+    console.print(f"Stored model [bold]{result.version}[/]: '{result.metric}' from "
+                  f"{result.train_from} to {result.train_to}, {result.rows:,} examples.")
+
+
+@predict_app.command("score")
+def score(
+    metric: MetricOption = "pci",
+    horizon: Annotated[list[int] | None, typer.Option(
+        "--horizon", help="Days ahead; repeat for several (default 30, 90, 365).")] = None,
+    as_of: AsOfOption = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="Also write external_id, metric, target_date, value, lower, upper "
+                      "to this CSV.")] = None,
+    version: Annotated[str | None, typer.Option(
+        help="Model version (default: the newest for the metric).")] = None,
+) -> None:
+    """Forecast every street with the stored model into the predictions table."""
+    from predict.pipeline import score as score_streets
+    from predict.road import DEFAULT_HORIZONS
+
+    try:
+        result = score_streets(_engine(_settings()), metric, horizon or DEFAULT_HORIZONS, as_of,
+                               out=out, version=version)
+    except TwinError as error:
+        raise _fail(error) from None
+    console.print(f"Run {result.run_id}: {result.rows:,} forecasts for {result.streets:,} "
+                  f"streets as of {result.as_of} with model {result.model_version}."
+                  + (f" CSV: {result.csv}" if result.csv else ""))
+
+
+@predict_app.command("evaluate")
+def evaluate(
+    target: Annotated[str, typer.Option(help="road-wear, debris or manholes.")],
+    as_of: AsOfOption = None,
+    horizon: Annotated[list[int] | None, typer.Option(
+        "--horizon", help="Days ahead (manholes: days looked back); repeat for several.")
+    ] = None,
+    metric: MetricOption = "pci",
+    truth: Annotated[Path | None, typer.Option(
+        help="Ground-truth directory for manholes (default: the committed sample's).")] = None,
+    window: Annotated[int, typer.Option(
+        help="Road wear: days around as-of + horizon whose observations are scored.")] = 15,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Train on what was known at --as-of, forecast, and score against what happened next."""
+    from predict.evaluate import evaluate as run
+
+    try:
+        report = run(_engine(_settings()), target, as_of, horizon or [90], metric=metric,
+                     truth_dir=truth, window_days=window)
+    except TwinError as error:
+        if as_json:
+            print(json.dumps({"status": "error", "error": str(error)}))
+        raise _fail(error) from None
+    if as_json:
+        print(json.dumps(report, indent=2, default=str))
+        return
+    _print_report(report)
+
+
+def _print_report(report: dict) -> None:
+    if report["target"] == "road-wear":
+        console.print(f"Road wear of '{report['metric']}' as of {report['as_of']}; "
+                      f"{report['scoring']}.")
+        for h in report["horizons"]:
+            line = (f"  {h['horizon_days']} days (observations {h['window'][0]} to "
+                    f"{h['window'][1]}): {h['segments_scored']} streets scored")
+            if h["segments_scored"]:
+                cross = h["threshold_crossing"]["model"]
+                line += (
+                    f"\n    MAE/RMSE model {h['model']['mae']}/{h['model']['rmse']}, "
+                    f"persistence {h['persistence']['mae']}/{h['persistence']['rmse']}, "
+                    f"linear trend {h['linear_trend']['mae']}/{h['linear_trend']['rmse']} "
+                    f"(model/persistence MAE {h['model_mae_vs_persistence']})"
+                    f"\n    {report['interval']} interval coverage {h['interval_coverage']}; "
+                    f"crossing {report['threshold']:g}: precision {cross['precision']}, "
+                    f"recall {cross['recall']} ({cross['actual']} crossed, "
+                    f"{cross['predicted']} predicted)")
+            console.print(line, highlight=False, soft_wrap=True)
+        return
+    console.print_json(json.dumps(report, default=str))
+
+
+@alerts_app.command("refresh")
+def refresh(
+    metric: MetricOption = "pci",
+    horizon: Annotated[int, typer.Option(
+        help="Alert on streets forecast to cross the threshold within these days.")] = 90,
+    threshold: Annotated[float | None, typer.Option(
+        help="Condition threshold (default: PCI 55, else the middle of the range).")] = None,
+    as_of: Annotated[str | None, typer.Option(
+        "--as-of", help="Sensor time to check (default: the newest sensor report).")] = None,
+) -> None:
+    """Raise, update and auto-resolve road-wear and manhole alerts."""
+    from predict.alerts import refresh as run
+
+    try:
+        report = run(_engine(_settings()), metric=metric, horizon_days=horizon,
+                     threshold=threshold, until=as_of)
+    except TwinError as error:
+        raise _fail(error) from None
+    table = Table(title="Alerts refreshed")
+    for column in ("kind", "opened", "still open", "resolved"):
+        table.add_column(column)
+    kinds = sorted(set(report.opened) | set(report.kept) | set(report.resolved))
+    for kind in kinds:
+        table.add_row(kind, str(report.opened.get(kind, 0)), str(report.kept.get(kind, 0)),
+                      str(report.resolved.get(kind, 0)))
+    console.print(table)
+    for note in report.notes:
+        console.print(f"[yellow]Note:[/] {note}")
