@@ -39,3 +39,7 @@ class SoftwareMissing(ClusterError):
 
 class Conflict(TwinError):
     """The request cannot be applied to the thing's current state."""
+
+
+class BrokerUnavailable(TwinError):
+    """The MQTT broker cannot be reached, refuses the job, or refuses its subscription."""

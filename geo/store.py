@@ -359,12 +359,18 @@ def finish_run(
     rows_rejected: int = 0,
     rows_repaired: int = 0,
     message: str | None = None,
+    pid: int | None = None,
 ) -> None:
-    """Record how a run ended."""
+    """Record how a run ended, or, with status 'running', a long job's progress so far.
+
+    ``pid`` is the server process now doing the job's writes (a job that reconnected has a
+    new one), so that it is not taken for an interrupted run.
+    """
     counts = counts or UpsertCounts()
     conn.execute(
         sa.text(
-            "UPDATE ingest_runs SET status = :status, finished_at = clock_timestamp(),"
+            "UPDATE ingest_runs SET status = :status, backend_pid = coalesce(:pid, backend_pid),"
+            " finished_at = CASE WHEN :status = 'running' THEN NULL ELSE clock_timestamp() END,"
             " rows_read = :read, rows_new = :new, rows_updated = :updated,"
             " rows_unchanged = :unchanged, rows_rejected = :rejected, rows_repaired = :repaired,"
             " message = :message WHERE id = :id"
@@ -379,6 +385,7 @@ def finish_run(
             "repaired": rows_repaired,
             "message": message,
             "id": run_id,
+            "pid": pid,
         },
     )
 

@@ -359,6 +359,9 @@ def ingest(
 
     from ingest.pipeline import ingest_file
 
+    if layer == "watch":
+        _watch(path, source=source, as_json=as_json)
+        return
     progress = _progress(disable=as_json)
     try:
         engine = _engine(_settings())
@@ -399,6 +402,30 @@ def ingest(
         console.print(f"Rejected and repaired rows, with reasons: {report.rejects_path}")
     if dry_run:
         console.print("[yellow]Dry run:[/] nothing was kept.")
+
+
+def _watch(url: str, *, source: str | None, as_json: bool) -> None:
+    """Follow an MQTT sensor feed until stopped (Ctrl-C or SIGTERM)."""
+    import json
+    import logging
+
+    from ingest.watch import parse_mqtt_url, watch
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+    logging.getLogger("twin").setLevel(logging.INFO)
+    try:
+        parse_mqtt_url(url)  # a mistaken URL is said before the database starts
+        engine = _engine(_settings())
+        err_console.print(f"Following {url}; Ctrl-C stops after the current batch.")
+        stats = watch(engine, url, source=source or "mqtt")
+    except TwinError as error:
+        raise _fail(error) from None
+    if as_json:
+        print(json.dumps(stats.as_dict(), indent=2, default=str))
+    else:
+        console.print(f"Stopped: {stats.messages:,} messages, {stats.readings_new:,} new "
+                      f"readings, {stats.readings_unchanged:,} unchanged, {stats.rejected:,} "
+                      f"rejected.")
 
 
 @metrics_app.command("set")

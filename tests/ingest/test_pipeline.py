@@ -318,9 +318,9 @@ def test_wide_readings_with_a_mapping_epoch_times_and_units(twin, tmp_path):
     assert sources == ["survey-2025"]
 
 
-def test_sanjose_work_orders_load_as_debris_with_the_committed_mapping(twin):
+def test_sanjose_work_orders_load_as_debris_with_the_committed_mapping(twin, tmp_path):
     report = ingest_file(twin, "debris", SANJOSE_CSV, mapping_path=SANJOSE_MAPPING,
-                         rejects_path=Path("/dev/null"))
+                         rejects_path=tmp_path / "rejects.csv")
     assert (report.rows_read, report.rows_new, report.rows_rejected) == (2000, 2000, 0)
     with twin.connect() as conn:
         row = conn.execute(sa.text(
