@@ -41,17 +41,13 @@ ASSET_LAYERS = {
 }
 
 
-def _asset_columns(geometry_type: str) -> list:
-    # One sequence for all asset tables, so a reading's asset_id names one asset in the twin.
+def _feature_columns(id_column: sa.Column, geometry_type: str, *extra: sa.Column) -> list:
+    """Columns every asset and observation has: key, source identity, properties, geometry."""
     return [
-        sa.Column(
-            "id",
-            sa.BigInteger,
-            primary_key=True,
-            server_default=sa.text("nextval('asset_id_seq')"),
-        ),
+        id_column,
         sa.Column("source", sa.Text, nullable=False),
         sa.Column("external_id", sa.Text, nullable=False),
+        *extra,
         sa.Column("properties", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
         sa.Column(
             "geom",
@@ -65,28 +61,22 @@ def _asset_columns(geometry_type: str) -> list:
             "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
         ),
     ]
+
+
+def _asset_columns(geometry_type: str) -> list:
+    # One sequence for all asset tables, so a reading's asset_id names one asset in the twin.
+    asset_id = sa.Column("id", sa.BigInteger, primary_key=True,
+                         server_default=sa.text("nextval('asset_id_seq')"))
+    return _feature_columns(asset_id, geometry_type)
 
 
 def _observation_columns(geometry_type: str) -> list:
-    return [
+    return _feature_columns(
         sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
-        sa.Column("source", sa.Text, nullable=False),
-        sa.Column("external_id", sa.Text, nullable=False),
+        geometry_type,
         sa.Column("observed_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("confidence", sa.Float, nullable=False, server_default="1.0"),
-        sa.Column("properties", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
-        sa.Column(
-            "geom",
-            Geometry(geometry_type, srid=SRID, spatial_index=False),
-            nullable=False,
-        ),
-        sa.Column(
-            "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
-        ),
-        sa.Column(
-            "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
-        ),
-    ]
+    )
 
 
 def _spatial_index(table: str) -> None:
