@@ -2,15 +2,15 @@
 
 Every statement wraps a layer's ``select`` from :data:`geo.layers.LAYERS`; column names come
 only from a layer's declared properties and values always travel as bound parameters, so text
-typed by a client is never more than a value. The FeatureCollection and Feature JSON is built
-by PostgreSQL (``json_build_object``/``json_agg``) and handed on as text, unparsed.
+typed by a client is never more than a value (the service parses it: ``service.params``). The
+FeatureCollection and Feature JSON is built by PostgreSQL (``json_build_object``/``json_agg``)
+and handed on as text, unparsed.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -32,21 +32,13 @@ _PAIRS_PER_CALL = 50
 
 
 @dataclass(frozen=True)
-class TimeFilter:
-    """A parsed ``datetime``: an instant (start == end) or an interval with open ends as None."""
-
-    start: datetime | None
-    end: datetime | None
-    instant: bool = False
-
-
-@dataclass(frozen=True)
 class FeatureQuery:
     """What a client asked of a layer's items, validated against the layer."""
 
     as_of: datetime
     bbox: tuple[float, float, float, float] | None = None
-    time_range: TimeFilter | None = None  # applied to the layer's time property, if it has one
+    # (start, end), open ends None: applied to the layer's time property, if it has one.
+    time_range: tuple[datetime | None, datetime | None] | None = None
     equals: tuple[tuple[str, tuple[object, ...]], ...] = ()  # (property, any of these values)
     sortby: tuple[tuple[str, bool], ...] = ()  # (property or "id", descending)
     properties: tuple[str, ...] | None = None  # None: all of the layer's properties
@@ -69,162 +61,6 @@ class Page:
     features_json: str
     returned: int
     more: bool
-
-
-# -- parsing what clients send ----------------------------------------------------------------
-
-
-def _finite(text: str, what: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise InvalidInput(f"{what}: '{text}' is not a number.") from None
-    if not math.isfinite(value):
-        raise InvalidInput(f"{what}: '{text}' is not a finite number.")
-    return value
-
-
-def parse_bbox(text: str) -> tuple[float, float, float, float]:
-    """Parse ``bbox`` (west,south,east,north in CRS84; a 6-number box drops its heights).
-
-    Examples
-    --------
-    >>> parse_bbox("108.5,32.5,108.6,32.6")
-    (108.5, 32.5, 108.6, 32.6)
-    """
-    parts = text.split(",")
-    if len(parts) not in (4, 6):
-        raise InvalidInput(f"bbox: expected 4 numbers (west,south,east,north), got {len(parts)}.")
-    numbers = [_finite(p.strip(), "bbox") for p in parts]
-    west, south, east, north = (numbers if len(numbers) == 4
-                                else [numbers[0], numbers[1], numbers[3], numbers[4]])
-    if not (-180 <= west <= 180 and -180 <= east <= 180):
-        raise InvalidInput("bbox: longitudes must lie within -180..180 (CRS84).")
-    if not (-90 <= south <= 90 and -90 <= north <= 90):
-        raise InvalidInput("bbox: latitudes must lie within -90..90 (CRS84).")
-    if west > east:
-        raise InvalidInput("bbox: west is greater than east (boxes across the antimeridian "
-                           "are not supported).")
-    if south > north:
-        raise InvalidInput("bbox: south is greater than north.")
-    return west, south, east, north
-
-
-def parse_instant(text: str, what: str = "datetime", *, end_of_day: bool = False) -> datetime:
-    """Parse an RFC 3339 date-time with an offset (``Z`` or ``+hh:mm``), or a full date.
-
-    A date alone means the start of that day in UTC, or its last microsecond with
-    ``end_of_day``.
-    """
-    text = text.strip()
-    if len(text) == 10:
-        try:
-            day = date.fromisoformat(text)
-        except ValueError:
-            raise InvalidInput(f"{what}: '{text}' is not an RFC 3339 date.") from None
-        moment = datetime.combine(day, time.min, tzinfo=UTC)
-        return moment + timedelta(days=1, microseconds=-1) if end_of_day else moment
-    if len(text) < 20 or text[10] not in "Tt":
-        raise InvalidInput(f"{what}: '{text}' is not an RFC 3339 date-time "
-                           "(e.g. 2024-05-01T08:00:00Z).")
-    try:
-        moment = datetime.fromisoformat(text[:10] + "T" + text[11:])
-    except ValueError:
-        raise InvalidInput(f"{what}: '{text}' is not an RFC 3339 date-time.") from None
-    if moment.tzinfo is None:
-        raise InvalidInput(f"{what}: '{text}' has no time zone offset (add Z or +hh:mm).")
-    try:
-        return moment.astimezone(UTC)
-    except OverflowError:
-        raise InvalidInput(f"{what}: '{text}' is out of range.") from None
-
-
-def parse_datetime(text: str) -> TimeFilter:
-    """Parse ``datetime``: an instant, or ``start/end`` with ``..`` (or nothing) for an open end.
-
-    A date alone as an instant means that whole day.
-
-    Examples
-    --------
-    >>> parse_datetime("2024-05-01T00:00:00Z/..").end is None
-    True
-    """
-    if "/" not in text:
-        if len(text.strip()) == 10:
-            return TimeFilter(parse_instant(text), parse_instant(text, end_of_day=True))
-        moment = parse_instant(text)
-        return TimeFilter(moment, moment, instant=True)
-    if text.count("/") != 1:
-        raise InvalidInput("datetime: an interval is start/end, with '..' for an open end.")
-    first, second = (part.strip() for part in text.split("/"))
-    start = None if first in ("", "..") else parse_instant(first)
-    end = None if second in ("", "..") else parse_instant(second, end_of_day=True)
-    if start is not None and end is not None and start > end:
-        raise InvalidInput("datetime: the interval starts after it ends.")
-    return TimeFilter(start, end)
-
-
-def as_of_for(time_filter: TimeFilter | None, now: datetime) -> datetime:
-    """The state of the twin a ``datetime`` asks for: an instant, else an interval's end."""
-    if time_filter is None or time_filter.end is None:
-        return now
-    return time_filter.end
-
-
-def parse_value(layer: Layer, name: str, text: str) -> object:
-    """A property value from a query parameter, typed by the property's declared type."""
-    kind = next(p.type for p in layer.properties if p.name == name)
-    what = f"{name} ({kind})"
-    if kind == "integer":
-        try:
-            value = int(text.strip())
-        except ValueError:
-            raise InvalidInput(f"{what}: '{text}' is not an integer.") from None
-        if not -_BIGINT <= value < _BIGINT:
-            raise InvalidInput(f"{what}: '{text}' is out of range.")
-        return value
-    if kind == "number":
-        return _finite(text.strip(), what)
-    if kind == "boolean":
-        lowered = text.strip().lower()
-        if lowered not in ("true", "false"):
-            raise InvalidInput(f"{what}: '{text}' is not true or false.")
-        return lowered == "true"
-    if kind == "date":
-        try:
-            return date.fromisoformat(text.strip())
-        except ValueError:
-            raise InvalidInput(f"{what}: '{text}' is not a date (YYYY-MM-DD).") from None
-    if kind == "datetime":
-        return parse_instant(text, what)
-    return text
-
-
-def parse_sortby(layer: Layer, text: str) -> tuple[tuple[str, bool], ...]:
-    """Parse ``sortby``: names of properties (or ``id``), ``-`` before one for descending."""
-    keys = []
-    for raw in text.split(","):
-        # '+' arrives as a space when not percent-encoded.
-        item = raw.strip()
-        descending = item.startswith("-")
-        name = item.lstrip("+-").strip()
-        if name != "id" and name not in layer.property_names:
-            raise InvalidInput(f"sortby: '{name}' is not a property of '{layer.id}' "
-                               f"(one of: id, {', '.join(layer.property_names)}).")
-        if name in (k for k, _ in keys):
-            raise InvalidInput(f"sortby: '{name}' is given twice.")
-        keys.append((name, descending))
-    return tuple(keys)
-
-
-def parse_properties(layer: Layer, text: str) -> tuple[str, ...]:
-    """Parse ``properties``: the properties to return, in the layer's order; empty for none."""
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in layer.property_names]
-    if unknown:
-        raise InvalidInput(f"properties: '{unknown[0]}' is not a property of '{layer.id}' "
-                           f"(one of: {', '.join(layer.property_names)}).")
-    return tuple(n for n in layer.property_names if n in names)
 
 
 # -- SQL ----------------------------------------------------------------------------------------
@@ -253,15 +89,15 @@ def _where(layer: Layer, query: FeatureQuery) -> tuple[str, dict]:
         clauses.append(f"ST_Intersects(q.geom, ST_MakeEnvelope(:west, :south, :east, :north, "
                        f"{STORAGE_SRID}))")
         params.update(zip(("west", "south", "east", "north"), query.bbox, strict=True))
-    span = query.time_range
-    if span is not None and layer.time_property is not None:
+    if query.time_range is not None and layer.time_property is not None:
+        start, end = query.time_range
         column = f"q.{layer.time_property}"
-        if span.start is not None:
+        if start is not None:
             clauses.append(f"{column} >= :time_start")
-            params["time_start"] = span.start
-        if span.end is not None:
+            params["time_start"] = start
+        if end is not None:
             clauses.append(f"{column} <= :time_end")
-            params["time_end"] = span.end
+            params["time_end"] = end
     for i, (name, values) in enumerate(query.equals):
         if name not in layer.property_names:  # never a name that is not the layer's own
             raise InvalidInput(f"'{name}' is not a property of '{layer.id}'.")
@@ -358,11 +194,6 @@ def feature_by_id(conn: Connection, layer: Layer, feature_id: int, as_of: dateti
                 f"FROM ({layer.select}) q WHERE q.id = :id"),
         {"id": feature_id, "as_of": as_of},
     ).scalar_one_or_none()
-
-
-def table_versions(conn: Connection) -> dict[str, int]:
-    """The current version of every watched table (bumped by triggers on each change)."""
-    return dict(conn.execute(sa.text("SELECT layer, version FROM layer_versions")).all())
 
 
 def layer_extent(conn: Connection, layer: Layer, now: datetime) -> Extent:

@@ -9,6 +9,10 @@ forecasts) is a new entry here and appears in every interface without changing t
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
 
 
 @dataclass(frozen=True)
@@ -157,3 +161,10 @@ def layers_changed_by(table: str) -> list[str]:
     """The layers whose content a change to ``table`` may change."""
     return [layer.id for layer in LAYERS.values()
             if layer.table == table or table in layer.depends_on]
+
+
+def table_versions(conn: Connection) -> dict[str, int]:
+    """The current version of every watched table (bumped by triggers on each change)."""
+    import sqlalchemy as sa  # here: reading the registry alone needs no database driver
+
+    return dict(conn.execute(sa.text("SELECT layer, version FROM layer_versions")).all())

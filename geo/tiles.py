@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import UTC, datetime
 from functools import lru_cache
 
 import morecantile
@@ -56,21 +56,6 @@ MAX_FILTER_VALUE_CHARS = 200
 _TMS = morecantile.tms.get(TILE_MATRIX_SET)
 
 
-def get_layer(layer_id: str) -> Layer:
-    """The published layer ``layer_id``.
-
-    Raises
-    ------
-    NotFound
-        When no layer has that id.
-    """
-    layer = LAYERS.get(layer_id)
-    if layer is None:
-        raise NotFound(f"There is no layer '{layer_id[:100]}'; the layers are "
-                       f"{', '.join(LAYERS)}.")
-    return layer
-
-
 def check_tile(z: int, x: int, y: int) -> None:
     """Check that z/x/y names a tile of WebMercatorQuad (zoom 0 to ``MAX_ZOOM``).
 
@@ -91,84 +76,6 @@ def tile_bounds(z: int, x: int, y: int) -> tuple[float, float, float, float]:
     """The tile's (xmin, ymin, xmax, ymax) in EPSG:3857 metres."""
     bounds = _TMS.xy_bounds(morecantile.Tile(x, y, z))
     return bounds.left, bounds.bottom, bounds.right, bounds.top
-
-
-def parse_datetime(text: str | None) -> datetime | None:
-    """An ISO 8601 instant (a date means its midnight, UTC when no offset is given).
-
-    Raises
-    ------
-    InvalidInput
-        When the text is not one instant (intervals ``a/b`` are refused too).
-    """
-    if text is None or text.strip() == "":
-        return None
-    raw = text.strip()
-    try:
-        if len(raw) == 10:
-            moment = datetime.combine(date.fromisoformat(raw), time())
-        else:
-            moment = datetime.fromisoformat(raw)
-    except ValueError:
-        raise InvalidInput(f"datetime '{raw[:60]}' is not an ISO 8601 date or date-time, such "
-                           f"as 2026-06-01 or 2026-06-01T12:00:00Z.") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _comma_list(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def parse_properties(layer: Layer, text: str | None) -> tuple[str, ...]:
-    """The properties asked for (all when ``None``, none when empty), in the layer's order.
-
-    Raises
-    ------
-    InvalidInput
-        When a name is not a property of the layer.
-    """
-    if text is None:
-        return layer.property_names
-    wanted = _comma_list(text)
-    unknown = [name for name in wanted if name not in layer.property_names]
-    if unknown:
-        raise InvalidInput(f"The layer '{layer.id}' has no property "
-                           f"'{unknown[0][:100]}'; its properties are "
-                           f"{', '.join(layer.property_names)}.")
-    return tuple(name for name in layer.property_names if name in wanted)
-
-
-def parse_filters(layer: Layer, given: dict[str, str | None]
-                  ) -> tuple[tuple[str, tuple[str, ...]], ...]:
-    """Filters ``{property: "a,b"}`` as sorted (property, values) pairs; ``None`` is no filter.
-
-    Raises
-    ------
-    InvalidInput
-        When the layer lacks the property, a value is outside its vocabulary, or the list
-        is empty or too long.
-    """
-    filters = []
-    for name, text in sorted(given.items()):
-        if text is None:
-            continue
-        if name not in FILTERABLE or name not in layer.property_names:
-            raise InvalidInput(f"The layer '{layer.id}' has no property '{name}' to filter on.")
-        values = sorted(set(_comma_list(text)))
-        if not values:
-            raise InvalidInput(f"{name} needs at least one value (a comma-separated list).")
-        if len(values) > MAX_FILTER_VALUES or any(len(v) > MAX_FILTER_VALUE_CHARS
-                                                  for v in values):
-            raise InvalidInput(f"{name} takes at most {MAX_FILTER_VALUES} values of at most "
-                               f"{MAX_FILTER_VALUE_CHARS} characters.")
-        allowed = VOCABULARIES.get((layer.id, name))
-        if allowed is not None:
-            bad = [v for v in values if v not in allowed]
-            if bad:
-                raise InvalidInput(f"{name} '{bad[0][:60]}' is not one of "
-                                   f"{', '.join(allowed)}.")
-        filters.append((name, tuple(values)))
-    return tuple(filters)
 
 
 @dataclass(frozen=True)
@@ -192,7 +99,12 @@ class TileRequest:
               properties_text: str | None = None, filters: dict[str, str | None] | None = None,
               limit: int = DEFAULT_LIMIT, extent: int = DEFAULT_EXTENT,
               buffer: int = DEFAULT_BUFFER, clip: bool = True) -> TileRequest:
-        """Validate what a client asked for.
+        """Validate what a client asked for, as typed.
+
+        ``datetime_text`` is one ISO 8601 instant (a date: its midnight; no offset: UTC);
+        ``properties_text`` a comma list (``None``: all, empty: none); ``filters`` maps a
+        property of :data:`FILTERABLE` to a comma list of values (``None``: no filter).
+        The text is read by the service's shared parsers, :mod:`service.params`.
 
         Raises
         ------
@@ -201,7 +113,10 @@ class TileRequest:
         InvalidInput
             For unknown properties, bad filters, a bad datetime or numbers out of range.
         """
-        layer = get_layer(layer_id)
+        # Imported on use, so that importing geo never imports the service.
+        from service import params
+
+        layer = params.find_layer(layer_id)
         check_tile(z, x, y)
         if not 1 <= limit <= MAX_LIMIT:
             raise InvalidInput(f"limit must be from 1 to {MAX_LIMIT}, not {limit}.")
@@ -209,9 +124,21 @@ class TileRequest:
             raise InvalidInput(f"extent must be from 256 to 16384, not {extent}.")
         if not 0 <= buffer <= extent:
             raise InvalidInput(f"buffer must be from 0 to the extent ({extent}), not {buffer}.")
-        return cls(layer.id, z, x, y, parse_datetime(datetime_text),
-                   parse_properties(layer, properties_text), parse_filters(layer, filters or {}),
-                   limit, extent, buffer, clip)
+        as_of = None  # now
+        if datetime_text is not None and datetime_text.strip():
+            as_of = params.parse_instant(datetime_text, rfc3339=False)
+        properties = (layer.property_names if properties_text is None
+                      else params.parse_properties(layer, properties_text))
+        found = params.parse_filters(
+            layer, [(name, text) for name, text in (filters or {}).items() if text is not None],
+            names=FILTERABLE, comma_lists=True, max_values=MAX_FILTER_VALUES,
+            max_chars=MAX_FILTER_VALUE_CHARS,
+            choices={name: values for (owner, name), values in VOCABULARIES.items()
+                     if owner == layer.id})
+        # Sorted, so that one query written differently is one tile (one ETag, one cache entry).
+        canonical = tuple(sorted((name, tuple(sorted(map(str, values))))
+                                 for name, values in found))
+        return cls(layer.id, z, x, y, as_of, properties, canonical, limit, extent, buffer, clip)
 
     @property
     def layer(self) -> Layer:
@@ -306,8 +233,3 @@ def layer_bounds(conn: Connection, layer: Layer, as_of: datetime | None = None
     if row is None or row[0] is None:
         return None
     return float(row[0]), float(row[1]), float(row[2]), float(row[3])
-
-
-def table_versions(conn: Connection) -> dict[str, int]:
-    """The current version of every watched table (bumped by triggers on each change)."""
-    return dict(conn.execute(sa.text("SELECT layer, version FROM layer_versions")).all())

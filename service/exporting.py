@@ -27,17 +27,16 @@ import tempfile
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
 from geo.errors import InvalidInput, NotFound
 from geo.exports import STORAGE_SRID, Column, ExportQuery, read_features
-from geo.layers import LAYERS, Layer
+from geo.layers import Layer
+from service import params
 
-_INT64 = 2**63
-MAX_VALUES_PER_PROPERTY = 100
 # The query parameters an export takes besides property filters.
 EXPORT_PARAMETERS = ("bbox", "datetime", "properties")
 
@@ -71,10 +70,7 @@ _SUFFIX_ALIASES = {"json": "geojson", "zip": "shp.zip", "geoparquet": "parquet"}
 
 def find_layer(name: str) -> Layer:
     """The published layer called ``name`` (``road-damage`` is read as ``road_damage``)."""
-    layer = LAYERS.get(name) or LAYERS.get(name.replace("-", "_"))
-    if layer is None:
-        raise NotFound(f"There is no layer '{name}'; the layers are: {', '.join(LAYERS)}.")
-    return layer
+    return params.find_layer(name, dashes=True)
 
 
 def find_format(suffix: str) -> ExportFormat:
@@ -107,157 +103,6 @@ def format_of_path(path: Path) -> ExportFormat:
                        f"(one of: {', '.join(FORMATS)}).")
 
 
-def _finite(text: str, what: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise InvalidInput(f"{what}: '{text}' is not a number.") from None
-    if not math.isfinite(value):
-        raise InvalidInput(f"{what}: '{text}' is not a finite number.")
-    return value
-
-
-def parse_bbox(text: str) -> tuple[float, float, float, float]:
-    """Parse ``west,south,east,north`` in degrees (EPSG:4326 / CRS84 order).
-
-    Examples
-    --------
-    >>> parse_bbox("108.5,32.5,108.6,32.6")
-    (108.5, 32.5, 108.6, 32.6)
-    """
-    parts = text.split(",")
-    if len(parts) != 4:
-        raise InvalidInput(f"bbox: expected 4 numbers (west,south,east,north), got {len(parts)}.")
-    west, south, east, north = (_finite(p.strip(), "bbox") for p in parts)
-    if not (-180 <= west <= 180 and -180 <= east <= 180):
-        raise InvalidInput("bbox: longitudes must lie within -180..180.")
-    if not (-90 <= south <= 90 and -90 <= north <= 90):
-        raise InvalidInput("bbox: latitudes must lie within -90..90.")
-    if west > east:
-        raise InvalidInput("bbox: west is greater than east (boxes across the antimeridian "
-                           "are not supported).")
-    if south > north:
-        raise InvalidInput("bbox: south is greater than north.")
-    return west, south, east, north
-
-
-def parse_instant(text: str, what: str = "datetime", *, end_of_day: bool = False) -> datetime:
-    """Parse an RFC 3339 date-time with an offset, or a date (its start in UTC, or its end).
-
-    Examples
-    --------
-    >>> parse_instant("2025-06-01T08:00:00+08:00").isoformat()
-    '2025-06-01T00:00:00+00:00'
-    >>> parse_instant("2025-06-01", end_of_day=True).isoformat()
-    '2025-06-01T23:59:59.999999+00:00'
-    """
-    text = text.strip()
-    if len(text) == 10:
-        try:
-            day = date.fromisoformat(text)
-        except ValueError:
-            raise InvalidInput(f"{what}: '{text}' is not a date (YYYY-MM-DD).") from None
-        return datetime.combine(day, time.max if end_of_day else time.min, tzinfo=UTC)
-    if len(text) < 20 or text[10] not in "Tt ":
-        raise InvalidInput(f"{what}: '{text}' is not an RFC 3339 date-time "
-                           "(e.g. 2025-06-01T08:00:00Z).")
-    try:
-        moment = datetime.fromisoformat(text[:10] + "T" + text[11:])
-    except ValueError:
-        raise InvalidInput(f"{what}: '{text}' is not an RFC 3339 date-time.") from None
-    if moment.tzinfo is None:
-        raise InvalidInput(f"{what}: '{text}' has no time zone offset (add Z or +hh:mm).")
-    try:
-        return moment.astimezone(UTC)
-    except OverflowError:
-        raise InvalidInput(f"{what}: '{text}' is out of range.") from None
-
-
-def parse_datetime(text: str, now: datetime) -> tuple[datetime, datetime | None]:
-    """Parse ``datetime`` into (as_of, since).
-
-    An instant is the state of the twin at that time (a date alone: at the end of that day).
-    An interval ``start/end`` (``..`` for an open end) is the state at its end, and for layers
-    in time only the observations made from its start.
-
-    Examples
-    --------
-    >>> now = datetime(2026, 1, 1, tzinfo=UTC)
-    >>> [t and t.date().isoformat() for t in parse_datetime("2025-01-01/..", now)]
-    ['2026-01-01', '2025-01-01']
-    """
-    if "/" not in text:
-        return parse_instant(text, end_of_day=True), None
-    if text.count("/") != 1:
-        raise InvalidInput("datetime: an interval is start/end, with '..' for an open end.")
-    first, second = (part.strip() for part in text.split("/"))
-    since = None if first in ("", "..") else parse_instant(first)
-    as_of = now if second in ("", "..") else parse_instant(second, end_of_day=True)
-    if since is not None and since > as_of:
-        raise InvalidInput("datetime: the interval starts after it ends.")
-    return as_of, since
-
-
-def parse_properties(layer: Layer, text: str) -> tuple[str, ...]:
-    """Parse ``properties``: the names to export, in the order given; empty for none."""
-    names: list[str] = []
-    for raw in text.split(","):
-        name = raw.strip()
-        if not name or name in names or name == "id":  # the id always comes
-            continue
-        if name not in layer.property_names:
-            raise InvalidInput(f"properties: '{name}' is not a property of '{layer.id}' "
-                               f"(one of: {', '.join(layer.property_names)}).")
-        names.append(name)
-    return tuple(names)
-
-
-def parse_value(layer: Layer, name: str, text: str) -> object:
-    """A filter value typed by the property's declared type."""
-    kind = next(p.type for p in layer.properties if p.name == name)
-    what = f"{name} ({kind})"
-    if "\x00" in text:
-        raise InvalidInput(f"{what}: the value contains a NUL character.")
-    if kind == "integer":
-        try:
-            value = int(text.strip())
-        except ValueError:
-            raise InvalidInput(f"{what}: '{text}' is not an integer.") from None
-        if not -_INT64 <= value < _INT64:
-            raise InvalidInput(f"{what}: '{text}' is out of range.")
-        return value
-    if kind == "number":
-        return _finite(text.strip(), what)
-    if kind == "boolean":
-        lowered = text.strip().lower()
-        if lowered not in ("true", "false"):
-            raise InvalidInput(f"{what}: '{text}' is not true or false.")
-        return lowered == "true"
-    if kind == "date":
-        try:
-            return date.fromisoformat(text.strip())
-        except ValueError:
-            raise InvalidInput(f"{what}: '{text}' is not a date (YYYY-MM-DD).") from None
-    if kind == "datetime":
-        return parse_instant(text, what)
-    return text
-
-
-def parse_filters(
-    layer: Layer, pairs: Iterable[tuple[str, str]]
-) -> tuple[tuple[str, tuple[object, ...]], ...]:
-    """Property equality filters from (name, value) pairs; repeated names are OR-ed."""
-    values: dict[str, list[object]] = {}
-    for name, text in pairs:
-        if name not in layer.property_names:
-            raise InvalidInput(f"'{name}' is not a property of '{layer.id}' to filter by "
-                               f"(one of: {', '.join(layer.property_names)}).")
-        values.setdefault(name, []).append(parse_value(layer, name, text))
-        if len(values[name]) > MAX_VALUES_PER_PROPERTY:
-            raise InvalidInput(f"{name}: give at most {MAX_VALUES_PER_PROPERTY} values.")
-    return tuple((name, tuple(v)) for name, v in values.items())
-
-
 def export_query(
     layer: Layer,
     *,
@@ -275,14 +120,18 @@ def export_query(
         With one sentence naming the parameter and what is wrong with it.
     """
     now = now or datetime.now(UTC)
-    as_of, since = (now, None) if datetime_text is None else parse_datetime(datetime_text, now)
+    # An instant is the state at that time (a date alone: at the end of that day); an interval
+    # is the state at its end with, for layers in time, only the observations from its start.
+    span = None if datetime_text is None else params.parse_datetime(datetime_text,
+                                                                     whole_day=False)
     return ExportQuery(
         layer=layer,
-        as_of=as_of,
-        since=since,
-        bbox=None if bbox is None else parse_bbox(bbox),
-        equals=parse_filters(layer, filters),
-        properties=None if properties is None else parse_properties(layer, properties),
+        as_of=now if span is None else span.as_of(now),
+        since=None if span is None or span.instant else span.start,
+        bbox=None if bbox is None else params.parse_bbox(bbox),
+        equals=params.parse_filters(layer, filters),
+        properties=None if properties is None else params.parse_properties(
+            layer, properties, as_given=True, skip=("id",)),  # the id always comes
     )
 
 
@@ -480,7 +329,7 @@ def shapefile_field_names(layer: Layer) -> dict[str, str]:
 
     Examples
     --------
-    >>> shapefile_field_names(LAYERS["parking"])["occupancy_observed_at"]
+    >>> shapefile_field_names(find_layer("parking"))["occupancy_observed_at"]
     'occupanc_1'
     """
     taken: set[str] = set()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -20,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from geo import alerts
 from geo.errors import InvalidInput
+from service import params
 from service.deps import CrewDep, EngineDep, ReaderDep, SettingsDep
 
 log = logging.getLogger("twin.service.alerts")
@@ -45,50 +45,6 @@ class ActionNote(BaseModel):
 
 
 # -- listing --------------------------------------------------------------------------------
-
-
-def _clean(text: str, what: str) -> str:
-    """Refuse text PostgreSQL cannot store (NUL, lone surrogates) with a 400, not a 500."""
-    if "\x00" in text:
-        raise InvalidInput(f"The {what} holds a NUL character.")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidInput(f"The {what} is not valid Unicode text.") from None
-    return text
-
-
-def _choices(values: list[str] | None, what: str, allowed: tuple[str, ...] | None
-             ) -> tuple[str, ...]:
-    """Repeated and comma-separated values as one tuple, checked against ``allowed``."""
-    found = []
-    for value in values or ():
-        for part in _clean(value, what).split(","):
-            part = part.strip()
-            if not part:
-                continue
-            if allowed is not None and part not in allowed:
-                raise InvalidInput(f"The {what} '{part}' is not one of {', '.join(allowed)}.")
-            found.append(part)
-    return tuple(dict.fromkeys(found))
-
-
-def parse_bbox(text: str | None) -> tuple[float, float, float, float] | None:
-    """``west,south,east,north`` in degrees (WGS 84), checked."""
-    if text is None or not text.strip():
-        return None
-    parts = text.split(",")
-    try:
-        numbers = tuple(float(p) for p in parts)
-    except ValueError:
-        numbers = ()
-    if len(numbers) != 4 or not all(math.isfinite(n) for n in numbers):
-        raise InvalidInput("bbox must be four numbers: west,south,east,north in degrees.")
-    west, south, east, north = numbers
-    if not (-180 <= west <= east <= 180 and -90 <= south <= north <= 90):
-        raise InvalidInput("bbox must have -180 <= west <= east <= 180 and "
-                           "-90 <= south <= north <= 90 (degrees, WGS 84).")
-    return west, south, east, north
 
 
 def _feature(alert: dict) -> dict:
@@ -128,10 +84,10 @@ def list_alerts(
 ) -> JSONResponse:
     """Alerts as a GeoJSON FeatureCollection, each with its asset's ``asset_external_id``."""
     where = alerts.AlertFilter(
-        bbox=parse_bbox(bbox),
-        statuses=_choices(status, "status", alerts.STATUSES),
-        severities=_choices(severity, "severity", alerts.SEVERITIES),
-        kinds=_choices(kind, "kind", None),
+        bbox=params.parse_bbox(bbox) if bbox is not None and bbox.strip() else None,
+        statuses=params.parse_choices(status, "status", alerts.STATUSES),
+        severities=params.parse_choices(severity, "severity", alerts.SEVERITIES),
+        kinds=params.parse_choices(kind, "kind"),
     )
     limit = min(limit or settings.items_default_limit, settings.items_max_limit)
     with engine.connect() as conn:
@@ -245,7 +201,7 @@ def _act(engine: Engine, alert_id: int, action: str, actor: str, body: ActionNot
          ) -> JSONResponse:
     note = body.note if body else None
     if note is not None:
-        note = _clean(note, "note").strip() or None
+        note = params.clean_text(note, "note").strip() or None
     if action == "dismiss" and note is None:
         raise InvalidInput("Dismissing an alert needs a note saying why "
                            '(a JSON body {"note": "..."}).')

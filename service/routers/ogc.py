@@ -22,7 +22,8 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Res
 
 from geo import features
 from geo.errors import InvalidInput, NotFound
-from geo.layers import LAYERS, Layer
+from geo.layers import LAYERS, Layer, table_versions
+from service import params
 from service.deps import EngineDep, SettingsDep, require_reader
 from service.settings import ServiceSettings
 
@@ -92,21 +93,17 @@ def _negotiate(request: Request, f: str | None) -> None:
 
 
 def _check_parameters(request: Request, allowed: frozenset[str] | set[str]) -> None:
-    """A 400 for a query parameter the operation does not take, or a NUL in any value."""
+    """A 400 for a query parameter the operation does not take, or a value with a NUL."""
     for name, value in request.query_params.multi_items():
         if name not in allowed:
             known = ", ".join(sorted(allowed))
             raise InvalidInput(f"Unknown query parameter '{name}'; this operation takes: "
                                f"{known}.")
-        if "\x00" in value:
-            raise InvalidInput(f"{name}: the value holds a NUL character.")
+        params.clean_text(value, name)
 
 
 def _layer(collection_id: str) -> Layer:
-    layer = LAYERS.get(collection_id)
-    if layer is None:
-        raise NotFound(f"There is no collection '{collection_id}'; see /ogc/collections.")
-    return layer
+    return params.find_layer(collection_id, what="collection")
 
 
 def _rfc3339(moment: datetime | None, timespec: str = "auto") -> str | None:
@@ -131,7 +128,7 @@ def _extents(request: Request, engine, layers: list[Layer]) -> dict[str, feature
         cache = state.ogc_extents = {}
     found = {}
     with engine.connect() as conn:
-        versions = features.table_versions(conn)
+        versions = table_versions(conn)
         for layer in layers:
             version = versions.get(layer.table) if layer.table else None
             cached = cache.get(layer.id)
@@ -300,22 +297,21 @@ def items(
     layer = _layer(collectionId)
     _check_parameters(request, ITEMS_PARAMETERS | set(layer.property_names))
     _negotiate(request, f)
-    time_filter = features.parse_datetime(datetime_) if datetime_ is not None else None
+    span = params.parse_datetime(datetime_) if datetime_ is not None else None
     now = datetime.now(UTC)
-    equals: dict[str, list[object]] = {}
-    for name, value in request.query_params.multi_items():
-        if name in layer.property_names and name not in ITEMS_PARAMETERS:
-            equals.setdefault(name, []).append(features.parse_value(layer, name, value))
+    # Every other parameter is one of the layer's properties (_check_parameters saw to it).
+    filters = [(name, value) for name, value in request.query_params.multi_items()
+               if name not in ITEMS_PARAMETERS]
     # The declared default documents the out-of-the-box value; the deployment's setting rules.
     asked = limit if "limit" in request.query_params else settings.items_default_limit
     page_size = min(asked, settings.items_max_limit)
     query = features.FeatureQuery(
-        as_of=features.as_of_for(time_filter, now),
-        bbox=features.parse_bbox(bbox) if bbox is not None else None,
-        time_range=time_filter,
-        equals=tuple((name, tuple(values)) for name, values in equals.items()),
-        sortby=features.parse_sortby(layer, sortby) if sortby is not None else (),
-        properties=features.parse_properties(layer, properties) if properties is not None
+        as_of=span.as_of(now) if span is not None else now,
+        bbox=params.parse_bbox(bbox, heights=True) if bbox is not None else None,
+        time_range=(span.start, span.end) if span is not None else None,
+        equals=params.parse_filters(layer, filters),
+        sortby=params.parse_sortby(layer, sortby) if sortby is not None else (),
+        properties=params.parse_properties(layer, properties) if properties is not None
         else None,
         limit=page_size,
         offset=offset,

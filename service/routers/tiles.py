@@ -32,7 +32,7 @@ from starlette.concurrency import run_in_threadpool
 
 from geo import tiles
 from geo.errors import NotFound
-from geo.layers import LAYERS, Layer
+from geo.layers import LAYERS, Layer, table_versions
 from service import deps
 from service.deps import EngineDep, ReaderDep
 
@@ -170,7 +170,7 @@ class VersionPoll:
 
     def _read(self) -> dict[str, int]:
         with self.engine.connect() as conn:
-            return tiles.table_versions(conn)
+            return table_versions(conn)
 
     async def _refresh(self) -> None:
         try:
@@ -398,7 +398,7 @@ async def get_tilejson(request: Request, engine: EngineDep, caller: ReaderDep,
                        query: TileQueryDep, layer: str) -> JSONResponse:
     """TileJSON 3.0.0 for ``layer``; the tile query given here is carried into ``tiles``."""
     tile = query.request(layer)
-    found = tiles.get_layer(layer)
+    found = tile.layer
     forwarded = [(k, v) for k, v in request.query_params.multi_items() if k in _FORWARDED]
     suffix = f"?{urlencode(forwarded)}" if forwarded else ""
     bounds = await _bounds(request, engine, found, tile.as_of) or WORLD
