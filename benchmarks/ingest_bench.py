@@ -67,10 +67,20 @@ CRS = "EPSG:4545"  # CGCS2000 / 3-degree Gauss-Kruger CM 108E, as the sample's G
 CENTRE_LON, CENTRE_LAT = 108.54, 32.52
 SEED = 20261130
 
-FULL = {"readings": 1_000_000, "streets": 100_000, "memory_readings": 5_000_000,
-        "manholes": 2_000, "repeats": 3}
-QUICK = {"readings": 20_000, "streets": 2_000, "memory_readings": 50_000,
-         "manholes": 200, "repeats": 3}
+FULL = {
+    "readings": 1_000_000,
+    "streets": 100_000,
+    "memory_readings": 5_000_000,
+    "manholes": 2_000,
+    "repeats": 3,
+}
+QUICK = {
+    "readings": 20_000,
+    "streets": 2_000,
+    "memory_readings": 50_000,
+    "manholes": 200,
+    "repeats": 3,
+}
 
 # Metrics the migration declares, with a plausible generator of values inside their range.
 READING_METRICS = ("tilt_deg", "water_level_pct", "battery_pct", "o2_pct", "lel_pct")
@@ -102,7 +112,9 @@ def make_manholes(path: Path, count: int) -> None:
         return
     rng = np.random.default_rng([SEED, 1])
     cx, cy = _centre_xy()
-    geom = shapely.points(cx + rng.uniform(-3000, 3000, count), cy + rng.uniform(-3000, 3000, count))
+    geom = shapely.points(
+        cx + rng.uniform(-3000, 3000, count), cy + rng.uniform(-3000, 3000, count)
+    )
     fields = {
         "external_id": np.array([f"MH-{i:06d}" for i in range(1, count + 1)], dtype=object),
         "kind": rng.choice(["sewer", "storm", "water", "power", "telecom", "gas"], count).astype(
@@ -160,8 +172,15 @@ def _write_gpkg(path: Path, layer: str, geom, fields: dict, geometry_type: str) 
     tmp = path.with_suffix(".tmp.gpkg")
     tmp.unlink(missing_ok=True)
     pyogrio.raw.write(
-        str(tmp), shapely.to_wkb(geom), list(fields.values()), list(fields.keys()),
-        layer=layer, driver="GPKG", crs=CRS, encoding="UTF-8", geometry_type=geometry_type,
+        str(tmp),
+        shapely.to_wkb(geom),
+        list(fields.values()),
+        list(fields.keys()),
+        layer=layer,
+        driver="GPKG",
+        crs=CRS,
+        encoding="UTF-8",
+        geometry_type=geometry_type,
         promote_to_multi=False,
     )
     tmp.rename(path)
@@ -193,8 +212,13 @@ def make_readings(path: Path, rows: int, assets: int) -> None:
     metric = which % metrics
     names = np.array(READING_METRICS, dtype=object)
     value = np.empty(n)
-    lo_hi = {"tilt_deg": (0, 8), "water_level_pct": (0, 95), "battery_pct": (5, 100),
-             "o2_pct": (19.5, 21.5), "lel_pct": (0, 6)}
+    lo_hi = {
+        "tilt_deg": (0, 8),
+        "water_level_pct": (0, 95),
+        "battery_pct": (5, 100),
+        "o2_pct": (19.5, 21.5),
+        "lel_pct": (0, 6),
+    }
     for m, name in enumerate(READING_METRICS):
         lo, hi = lo_hi[name]
         value[metric == m] = rng.uniform(lo, hi, int((metric == m).sum()))
@@ -226,7 +250,9 @@ class Server:
     def __init__(self, cluster: EmbeddedCluster) -> None:
         self.cluster = cluster
         self.socket = str(cluster.socket_dir)
-        self.admin = create_engine(cluster.url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+        self.admin = create_engine(
+            cluster.url.set(database="postgres"), isolation_level="AUTOCOMMIT"
+        )
         self.made: list[str] = []
 
     def fresh(self, label: str, *, twin: bool) -> str:
@@ -267,8 +293,13 @@ def twin_fingerprint() -> dict:
     """Which state of the (concurrently edited) tree was measured: schema head and file hashes."""
     import hashlib
 
-    files = ["ingest/pipeline.py", "ingest/validate.py", "ingest/readers.py", "geo/store.py",
-             *sorted(str(p.relative_to(REPO)) for p in (REPO / "geo/migrations/versions").glob("0*.py"))]
+    files = [
+        "ingest/pipeline.py",
+        "ingest/validate.py",
+        "ingest/readers.py",
+        "geo/store.py",
+        *sorted(str(p.relative_to(REPO)) for p in (REPO / "geo/migrations/versions").glob("0*.py")),
+    ]
     return {
         "schema_head": migrate.head_revision(),
         "sha256_12": {f: hashlib.sha256((REPO / f).read_bytes()).hexdigest()[:12] for f in files},
@@ -280,16 +311,29 @@ def versions(server: Server) -> dict:
         pg = conn.execute(sa.text("SELECT version()")).scalar_one()
         settings = {
             name: conn.execute(sa.text(f"SHOW {name}")).scalar_one()
-            for name in ("shared_buffers", "work_mem", "maintenance_work_mem", "temp_buffers",
-                         "fsync", "synchronous_commit", "max_wal_size")
+            for name in (
+                "shared_buffers",
+                "work_mem",
+                "maintenance_work_mem",
+                "temp_buffers",
+                "fsync",
+                "synchronous_commit",
+                "max_wal_size",
+            )
         }
     name = server.fresh("versions", twin=False)
     with create_engine(server.url(name)).connect() as conn:
         postgis = conn.execute(sa.text("SELECT postgis_full_version()")).scalar_one()
     server.drop(name)
     ogr = subprocess.run(["ogr2ogr", "--version"], capture_output=True, text=True).stdout.strip()
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     return {
         "python": sys.version.split()[0],
         "postgresql": pg,
@@ -319,15 +363,22 @@ def versions(server: Server) -> dict:
 def twin_database_with_manholes(server: Server, manholes: Path) -> str:
     name = server.fresh("twin", twin=True)
     engine = create_engine(server.url(name))
-    report = ingest_file(engine, "manholes", manholes, layer_name="manholes", source="city",
-                         rejects_path=Path(os.devnull))
+    report = ingest_file(
+        engine,
+        "manholes",
+        manholes,
+        layer_name="manholes",
+        source="city",
+        rejects_path=Path(os.devnull),
+    )
     assert report.rows_new > 0 and report.rows_rejected == 0, report
     engine.dispose()
     return name
 
 
-def run_twin_readings(server: Server, manholes: Path, csv: Path, rows: int,
-                      prepare: list[str] | None = None) -> dict:
+def run_twin_readings(
+    server: Server, manholes: Path, csv: Path, rows: int, prepare: list[str] | None = None
+) -> dict:
     name = twin_database_with_manholes(server, manholes)
     engine = create_engine(server.url(name))
     _prepare(engine, prepare)
@@ -340,8 +391,12 @@ def run_twin_readings(server: Server, manholes: Path, csv: Path, rows: int,
     engine.dispose()
     server.drop(name)
     assert report.rows_new == rows and stored == rows and report.rows_rejected == 0, report
-    return {"seconds": seconds, "rows": stored, "rows_per_s": rows / seconds,
-            "report_duration_s": report.duration_s}
+    return {
+        "seconds": seconds,
+        "rows": stored,
+        "rows_per_s": rows / seconds,
+        "report_duration_s": report.duration_s,
+    }
 
 
 def _prepare(engine, statements: list[str] | None) -> None:
@@ -378,8 +433,19 @@ def run_psql_copy_readings(server: Server, csv: Path, rows: int) -> dict:
         conn.execute(COPY_TABLE_DDL)
     server.checkpoint()
     command = [
-        "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", server.socket, "-U", "twin", "-d", name,
-        "-c", f"\\copy readings_copy FROM '{csv}' (FORMAT csv, HEADER true)",
+        "psql",
+        "-X",
+        "-q",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-h",
+        server.socket,
+        "-U",
+        "twin",
+        "-d",
+        name,
+        "-c",
+        f"\\copy readings_copy FROM '{csv}' (FORMAT csv, HEADER true)",
     ]
     started = time.perf_counter()
     subprocess.run(command, check=True, env=_clean_env())
@@ -391,30 +457,47 @@ def run_psql_copy_readings(server: Server, csv: Path, rows: int) -> dict:
     return {"seconds": seconds, "rows": stored, "rows_per_s": rows / seconds}
 
 
-def run_twin_streets(server: Server, gpkg: Path, rows: int,
-                     prepare: list[str] | None = None) -> dict:
+def run_twin_streets(
+    server: Server, gpkg: Path, rows: int, prepare: list[str] | None = None
+) -> dict:
     name = server.fresh("twin", twin=True)
     engine = create_engine(server.url(name))
     _prepare(engine, prepare)
     server.checkpoint()
     started = time.perf_counter()
-    report = ingest_file(engine, "streets", gpkg, layer_name="streets", source="city",
-                         rejects_path=Path(os.devnull))
+    report = ingest_file(
+        engine, "streets", gpkg, layer_name="streets", source="city", rejects_path=Path(os.devnull)
+    )
     seconds = time.perf_counter() - started
     with engine.connect() as conn:
         stored = conn.execute(sa.text("SELECT count(*) FROM streets")).scalar_one()
     engine.dispose()
     server.drop(name)
     assert report.rows_new == rows and stored == rows, report
-    return {"seconds": seconds, "rows": stored, "rows_per_s": rows / seconds,
-            "report_duration_s": report.duration_s}
+    return {
+        "seconds": seconds,
+        "rows": stored,
+        "rows_per_s": rows / seconds,
+        "report_duration_s": report.duration_s,
+    }
 
 
 def ogr2ogr_command(server: Server, name: str, gpkg: Path, *, use_copy: bool) -> list[str]:
     config = ["--config", "PG_USE_COPY", "YES"] if use_copy else []
     return [
-        "ogr2ogr", *config, "-f", "PostgreSQL", f"PG:{server.libpq(name)}", str(gpkg), "streets",
-        "-nln", "streets_ogr", "-lco", "GEOMETRY_NAME=geom", "-t_srs", "EPSG:4326",
+        "ogr2ogr",
+        *config,
+        "-f",
+        "PostgreSQL",
+        f"PG:{server.libpq(name)}",
+        str(gpkg),
+        "streets",
+        "-nln",
+        "streets_ogr",
+        "-lco",
+        "GEOMETRY_NAME=geom",
+        "-t_srs",
+        "EPSG:4326",
     ]
 
 
@@ -427,12 +510,13 @@ def run_ogr2ogr_streets(server: Server, gpkg: Path, rows: int, *, use_copy: bool
     seconds = time.perf_counter() - started
     with psycopg.connect(server.libpq(name)) as conn:
         stored = conn.execute("SELECT count(*) FROM streets_ogr").fetchone()[0]
-        indexes = [r[0] for r in conn.execute(
-            "SELECT indexdef FROM pg_indexes WHERE tablename = 'streets_ogr'")]
+        indexes = [
+            r[0]
+            for r in conn.execute("SELECT indexdef FROM pg_indexes WHERE tablename = 'streets_ogr'")
+        ]
     server.drop(name)
     assert stored == rows, stored
-    return {"seconds": seconds, "rows": stored, "rows_per_s": rows / seconds,
-            "indexes": indexes}
+    return {"seconds": seconds, "rows": stored, "rows_per_s": rows / seconds, "indexes": indexes}
 
 
 def _clean_env() -> dict:
@@ -460,9 +544,14 @@ class BackendWatch:
     def _run(self) -> None:
         with psycopg.connect(self.server.libpq("postgres"), autocommit=True) as conn:
             while not self._stop.is_set():
-                pids = [r[0] for r in conn.execute(
-                    "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-                    (self.database,))]
+                pids = [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT pid FROM pg_stat_activity "
+                        "WHERE datname = %s AND pid <> pg_backend_pid()",
+                        (self.database,),
+                    )
+                ]
                 for pid in pids:
                     with contextlib.suppress(OSError):
                         status = Path(f"/proc/{pid}/status").read_text()
@@ -479,8 +568,17 @@ def run_memory(server: Server, manholes: Path, csv: Path, rows: int, home: Path)
         "TWIN_DATABASE_URL": f"postgresql://twin@/{name}?host={server.socket}",
         "TWIN_HOME": str(home / "cli-home"),
     }
-    command = ["/usr/bin/time", "-v", str(TWIN_BIN), "ingest", "readings", str(csv), "--json",
-               "--rejects", os.devnull]
+    command = [
+        "/usr/bin/time",
+        "-v",
+        str(TWIN_BIN),
+        "ingest",
+        "readings",
+        str(csv),
+        "--json",
+        "--rejects",
+        os.devnull,
+    ]
     server.checkpoint()
     started = time.perf_counter()
     with BackendWatch(server, name) as watch:
@@ -493,19 +591,27 @@ def run_memory(server: Server, manholes: Path, csv: Path, rows: int, home: Path)
     server.drop(name)
     assert report["rows_new"] == rows, report
     return {
-        "command": " ".join(command[:3] + ["ingest", "readings", "FILE", "--json",
-                                           "--rejects", "/dev/null"]),
+        "command": " ".join(
+            command[:3] + ["ingest", "readings", "FILE", "--json", "--rejects", "/dev/null"]
+        ),
         "seconds": seconds,
         "rows": report["rows_new"],
         "rows_per_s": rows / seconds,
         "twin_peak_rss_mb": peak_kb / 1024,
         "server_backend_peak_vmhwm_mb": watch.peak_hwm_kb / 1024,
         "server_backend_peak_rss_anon_mb": watch.peak_anon_kb / 1024,
-        "time_v": {k.strip(): v.strip() for k, v in (
-            line.split(": ", 1) for line in result.stderr.splitlines() if ": " in line)
-            if k.strip() in ("Elapsed (wall clock) time (h:mm:ss or m:ss)", "User time (seconds)",
-                             "System time (seconds)", "Percent of CPU this job got",
-                             "Maximum resident set size (kbytes)")},
+        "time_v": {
+            k.strip(): v.strip()
+            for k, v in (line.split(": ", 1) for line in result.stderr.splitlines() if ": " in line)
+            if k.strip()
+            in (
+                "Elapsed (wall clock) time (h:mm:ss or m:ss)",
+                "User time (seconds)",
+                "System time (seconds)",
+                "Percent of CPU this job got",
+                "Maximum resident set size (kbytes)",
+            )
+        },
     }
 
 
@@ -573,8 +679,9 @@ class Phases:
         self._undo.clear()
 
 
-def profile_twin_readings(server: Server, manholes: Path, csv: Path, rows: int,
-                          out_dir: Path) -> dict:
+def profile_twin_readings(
+    server: Server, manholes: Path, csv: Path, rows: int, out_dir: Path
+) -> dict:
     from geo import store
     from ingest import readers, validate
 
@@ -616,7 +723,7 @@ def profile_twin_readings(server: Server, manholes: Path, csv: Path, rows: int,
         "phase_calls": dict(phases.calls),
         "slowest_sql": [{"seconds": round(s, 3), "sql": q} for s, q in slow_sql],
         "note": "wall times of one instrumented run under cProfile (which slows Python code);"
-                " ratios between phases matter, not the absolute numbers",
+        " ratios between phases matter, not the absolute numbers",
     }
 
 
@@ -643,10 +750,13 @@ def profile_twin_streets(server: Server, gpkg: Path, rows: int, out_dir: Path) -
     original = store._count_upsert
 
     def explained(conn, statement, total, **params):
-        sql = (f"WITH written AS ({statement} RETURNING (xmax = 0) AS inserted) "
-               f"SELECT count(*) FILTER (WHERE inserted), count(*) FROM written")
-        plans["upsert"] = [r[0] for r in conn.execute(
-            sa.text("EXPLAIN (ANALYZE, BUFFERS) " + sql), params)]
+        sql = (
+            f"WITH written AS ({statement} RETURNING (xmax = 0) AS inserted) "
+            f"SELECT count(*) FILTER (WHERE inserted), count(*) FROM written"
+        )
+        plans["upsert"] = [
+            r[0] for r in conn.execute(sa.text("EXPLAIN (ANALYZE, BUFFERS) " + sql), params)
+        ]
         return store.UpsertCounts(rows_new=total)
 
     store._count_upsert = explained
@@ -655,8 +765,14 @@ def profile_twin_streets(server: Server, gpkg: Path, rows: int, out_dir: Path) -
     started = time.perf_counter()
     try:
         profiler.enable()
-        ingest_file(engine, "streets", gpkg, layer_name="streets", source="city",
-                    rejects_path=Path(os.devnull))
+        ingest_file(
+            engine,
+            "streets",
+            gpkg,
+            layer_name="streets",
+            source="city",
+            rejects_path=Path(os.devnull),
+        )
         profiler.disable()
     finally:
         store._count_upsert = original
@@ -670,8 +786,9 @@ def profile_twin_streets(server: Server, gpkg: Path, rows: int, out_dir: Path) -
     return {
         "total_s_with_cprofile": total,
         "phases_s": {k: round(v, 3) for k, v in phases.seconds.items()},
-        "slowest_sql": [{"seconds": round(t, 3), "sql": q}
-                        for t, q in sorted(phases.sql, reverse=True)[:6]],
+        "slowest_sql": [
+            {"seconds": round(t, 3), "sql": q} for t, q in sorted(phases.sql, reverse=True)[:6]
+        ],
         "explain": plans,
     }
 
@@ -690,32 +807,42 @@ def explain_upsert(server: Server, manholes: Path, csv: Path) -> dict:
     with engine.connect() as conn, conn.begin():
         store.create_rejects_stage(conn)
         store.create_readings_stage(conn)
-        context = validate.ReadingContext(metrics=store.metric_ranges(conn),
-                                          assets=store.asset_keys(conn))
+        context = validate.ReadingContext(
+            metrics=store.metric_ranges(conn), assets=store.asset_keys(conn)
+        )
         names = tuple(f.name for f in READING_FIELDS) + ("source",)
         for frame in read_table_chunks(csv):
-            checked = validate.validate_readings(frame, identity_mapping(list(frame.columns), names),
-                                                 context, source="bench")
-            store.copy_frame(conn, "stage_readings", checked.accepted[list(store.READING_STAGE_COLUMNS)])
+            checked = validate.validate_readings(
+                frame, identity_mapping(list(frame.columns), names), context, source="bench"
+            )
+            store.copy_frame(
+                conn, "stage_readings", checked.accepted[list(store.READING_STAGE_COLUMNS)]
+            )
         first, last = conn.execute(
-            sa.text("SELECT min(observed_at), max(observed_at) FROM stage_readings")).one()
+            sa.text("SELECT min(observed_at), max(observed_at) FROM stage_readings")
+        ).one()
         store.ensure_reading_partitions(conn, first, last)
         statements = {
             "take_duplicate_readings": (
                 "WITH ranked AS (SELECT row_number, first_value(row_number) OVER ("
                 " PARTITION BY metric_id, asset_id, observed_at ORDER BY row_number) AS first_row"
                 " FROM stage_readings) DELETE FROM stage_readings s USING ranked r"
-                " WHERE s.row_number = r.row_number AND r.first_row <> r.row_number", {}),
+                " WHERE s.row_number = r.row_number AND r.first_row <> r.row_number",
+                {},
+            ),
             "update_existing": (
                 "UPDATE readings r SET value = s.value, source = s.source FROM stage_readings s"
                 " WHERE r.metric_id = s.metric_id AND r.asset_id = s.asset_id"
                 " AND r.observed_at = s.observed_at AND r.observed_at BETWEEN :first AND :last"
                 " AND (r.value, r.source) IS DISTINCT FROM (s.value, s.source)",
-                {"first": first, "last": last}),
+                {"first": first, "last": last},
+            ),
             "insert_new": (
                 "INSERT INTO readings (metric_id, asset_id, observed_at, value, source)"
                 " SELECT metric_id, asset_id, observed_at, value, source FROM stage_readings"
-                " ON CONFLICT (metric_id, asset_id, observed_at) DO NOTHING", {}),
+                " ON CONFLICT (metric_id, asset_id, observed_at) DO NOTHING",
+                {},
+            ),
         }
         for label, (sql, params) in statements.items():
             rows = conn.execute(sa.text(f"EXPLAIN (ANALYZE, BUFFERS) {sql}"), params).all()
@@ -724,7 +851,6 @@ def explain_upsert(server: Server, manholes: Path, csv: Path) -> dict:
     engine.dispose()
     server.drop(name)
     return plans
-
 
 
 # ---------------------------------------------------------------------------------------------
@@ -745,8 +871,11 @@ def arrow_copy_frame(conn, table: str, frame: pd.DataFrame) -> None:
     if frame.empty:
         return
     sink = pa.BufferOutputStream()
-    pacsv.write_csv(pa.Table.from_pandas(frame, preserve_index=False), sink,
-                    write_options=pacsv.WriteOptions(include_header=False))
+    pacsv.write_csv(
+        pa.Table.from_pandas(frame, preserve_index=False),
+        sink,
+        write_options=pacsv.WriteOptions(include_header=False),
+    )
     cursor = conn.connection.driver_connection.cursor()
     with cursor.copy(f"COPY {table} ({', '.join(frame.columns)}) FROM STDIN (FORMAT csv)") as copy:
         copy.write(memoryview(sink.getvalue()))
@@ -759,8 +888,12 @@ def make_vector_check_field(original):
 
     def check_field(frame, spec, rule, zone, problems, now):
         raw = validate._raw(frame, rule)
-        vector = (spec.kind == "text" and (rule is None or rule.map is None)
-                  and pd.api.types.is_string_dtype(raw.dtype) and raw.dtype != object)
+        vector = (
+            spec.kind == "text"
+            and (rule is None or rule.map is None)
+            and pd.api.types.is_string_dtype(raw.dtype)
+            and raw.dtype != object
+        )
         if not vector:
             return original(frame, spec, rule, zone, problems, now)
         missing = validate._is_blank(raw)
@@ -797,9 +930,11 @@ def code_prototypes():
     from geo import store
     from ingest import validate
 
-    saved = [(store, "copy_frame", store.copy_frame),
-             (validate, "check_field", validate.check_field),
-             (store, "create_readings_stage", store.create_readings_stage)]
+    saved = [
+        (store, "copy_frame", store.copy_frame),
+        (validate, "check_field", validate.check_field),
+        (store, "create_readings_stage", store.create_readings_stage),
+    ]
     store.copy_frame = arrow_copy_frame
     validate.check_field = make_vector_check_field(saved[1][2])
     store.create_readings_stage = make_tuned_readings_stage(saved[2][2])
@@ -841,13 +976,15 @@ def run_floor_readings(server: Server, manholes: Path, csv: Path, rows: int) -> 
         metrics = store.metric_ranges(conn)
         frame = pd.read_csv(csv, dtype=str, keep_default_na=False)
         ids = dict(zip(assets["external_id"], assets["id"], strict=True))
-        resolved = pd.DataFrame({
-            "metric_id": frame["metric"].map(metrics["id"]),
-            "asset_id": frame["asset_external_id"].map(ids),
-            "observed_at": frame["observed_at"],
-            "value": frame["value"],
-            "source": frame["source"],
-        })
+        resolved = pd.DataFrame(
+            {
+                "metric_id": frame["metric"].map(metrics["id"]),
+                "asset_id": frame["asset_external_id"].map(ids),
+                "observed_at": frame["observed_at"],
+                "value": frame["value"],
+                "source": frame["source"],
+            }
+        )
         times = pd.to_datetime(frame["observed_at"], format="ISO8601", utc=True)
         store.ensure_reading_partitions(conn, times.min(), times.max())
     engine.dispose()
@@ -858,8 +995,10 @@ def run_floor_readings(server: Server, manholes: Path, csv: Path, rows: int) -> 
         server.checkpoint()
         started = time.perf_counter()
         with conn.cursor() as cur, open(resolved_csv, "rb") as handle:
-            with cur.copy("COPY readings (metric_id, asset_id, observed_at, value, source)"
-                          " FROM STDIN (FORMAT csv)") as copy:
+            with cur.copy(
+                "COPY readings (metric_id, asset_id, observed_at, value, source)"
+                " FROM STDIN (FORMAT csv)"
+            ) as copy:
                 while block := handle.read(1 << 20):
                     copy.write(block)
         conn.commit()
@@ -871,8 +1010,9 @@ def run_floor_readings(server: Server, manholes: Path, csv: Path, rows: int) -> 
     return {"seconds": seconds, "rows": stored, "rows_per_s": rows / seconds}
 
 
-def run_prototypes(server: Server, sizes: dict, manholes: Path, readings: Path, streets: Path,
-                   results: dict) -> dict:
+def run_prototypes(
+    server: Server, sizes: dict, manholes: Path, readings: Path, streets: Path, results: dict
+) -> dict:
     out: dict = {}
     repeats = sizes["repeats"]
     if "readings" in results:
@@ -883,11 +1023,17 @@ def run_prototypes(server: Server, sizes: dict, manholes: Path, readings: Path, 
         for i in range(repeats):
             with code_prototypes():
                 runs["code"].append(run_twin_readings(server, manholes, readings, n))
-                runs["code_schema"].append(run_twin_readings(
-                    server, manholes, readings, n, prepare=SCHEMA_PROTOTYPES["readings"]))
+                runs["code_schema"].append(
+                    run_twin_readings(
+                        server, manholes, readings, n, prepare=SCHEMA_PROTOTYPES["readings"]
+                    )
+                )
             runs["floor"].append(run_floor_readings(server, manholes, readings, n))
-            print(f"readings prototypes run {i + 1}: " + ", ".join(
-                f"{k} {v[-1]['seconds']:.2f} s" for k, v in runs.items()), flush=True)
+            print(
+                f"readings prototypes run {i + 1}: "
+                + ", ".join(f"{k} {v[-1]['seconds']:.2f} s" for k, v in runs.items()),
+                flush=True,
+            )
         out["readings"] = {}
         for key, runs_of in runs.items():
             m = median_of(runs_of)
@@ -902,10 +1048,14 @@ def run_prototypes(server: Server, sizes: dict, manholes: Path, readings: Path, 
         for i in range(repeats):
             with code_prototypes():
                 runs["code"].append(run_twin_streets(server, streets, n))
-                runs["code_schema"].append(run_twin_streets(
-                    server, streets, n, prepare=SCHEMA_PROTOTYPES["streets"]))
-            print(f"streets prototypes run {i + 1}: " + ", ".join(
-                f"{k} {v[-1]['seconds']:.2f} s" for k, v in runs.items()), flush=True)
+                runs["code_schema"].append(
+                    run_twin_streets(server, streets, n, prepare=SCHEMA_PROTOTYPES["streets"])
+                )
+            print(
+                f"streets prototypes run {i + 1}: "
+                + ", ".join(f"{k} {v[-1]['seconds']:.2f} s" for k, v in runs.items()),
+                flush=True,
+            )
         out["streets"] = {}
         for key, runs_of in runs.items():
             m = median_of(runs_of)
@@ -914,13 +1064,14 @@ def run_prototypes(server: Server, sizes: dict, manholes: Path, readings: Path, 
             out["streets"][key] = m
     out["what"] = {
         "code": "arrow_copy_frame + vectorised text check_field + per-transaction work_mem"
-                " 256MB, jit off, metrics locked FOR KEY SHARE (monkeypatched)",
-        "code_schema": "code + " + "; ".join(
-            f"{k}: {', '.join(v)}" for k, v in SCHEMA_PROTOTYPES.items()),
+        " 256MB, jit off, metrics locked FOR KEY SHARE (monkeypatched)",
+        "code_schema": "code + "
+        + "; ".join(f"{k}: {', '.join(v)}" for k, v in SCHEMA_PROTOTYPES.items()),
         "floor": "COPY of pre-resolved rows straight into readings (PK + BRIN; no FK, triggers,"
-                 " staging, validation or upsert)",
+        " staging, validation or upsert)",
     }
     return out
+
 
 # ---------------------------------------------------------------------------------------------
 # main
@@ -929,8 +1080,11 @@ def run_prototypes(server: Server, sizes: dict, manholes: Path, readings: Path, 
 
 def median_of(runs: list[dict]) -> dict:
     seconds = statistics.median(r["seconds"] for r in runs)
-    return {"median_s": seconds, "rows_per_s": runs[0]["rows"] / seconds,
-            "runs_s": [round(r["seconds"], 3) for r in runs]}
+    return {
+        "median_s": seconds,
+        "rows_per_s": runs[0]["rows"] / seconds,
+        "runs_s": [round(r["seconds"], 3) for r in runs],
+    }
 
 
 def main() -> int:
@@ -938,14 +1092,24 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke check")
     parser.add_argument("--data-dir", type=Path, default=Path("/tmp/twin-bench-data"))
     parser.add_argument("--repeats", type=int, help="timed runs per peer (default 3)")
-    parser.add_argument("--only", nargs="*",
-                        choices=["readings", "streets", "memory", "profile", "prototype"],
-                        help="run only these parts (default: readings, streets, memory, and"
-                             " profile + prototype when a speed target is missed)")
-    parser.add_argument("--no-profile", action="store_true", help="skip profile and prototypes"
-                                                                   " even if a target is missed")
-    parser.add_argument("--out", type=Path, help="results JSON (default"
-                        " benchmarks/results/ingest.json, ingest.quick.json with --quick)")
+    parser.add_argument(
+        "--only",
+        nargs="*",
+        choices=["readings", "streets", "memory", "profile", "prototype"],
+        help="run only these parts (default: readings, streets, memory, and"
+        " profile + prototype when a speed target is missed)",
+    )
+    parser.add_argument(
+        "--no-profile",
+        action="store_true",
+        help="skip profile and prototypes even if a target is missed",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="results JSON (default"
+        " benchmarks/results/ingest.json, ingest.quick.json with --quick)",
+    )
     args = parser.parse_args()
     sizes = dict(QUICK if args.quick else FULL)
     if args.repeats:
@@ -978,9 +1142,13 @@ def main() -> int:
         "command": " ".join([".venv/bin/python", "benchmarks/ingest_bench.py", *sys.argv[1:]]),
         "quick": args.quick,
         "sizes": sizes,
-        "data": {"generator": "benchmarks/ingest_bench.py (numpy + shapely, seeded)",
-                 "manholes": str(manholes), "readings": str(readings),
-                 "memory_readings": str(big), "streets": str(streets)},
+        "data": {
+            "generator": "benchmarks/ingest_bench.py (numpy + shapely, seeded)",
+            "manholes": str(manholes),
+            "readings": str(readings),
+            "memory_readings": str(big),
+            "streets": str(streets),
+        },
     }
     server = None
     try:
@@ -998,18 +1166,26 @@ def main() -> int:
                 runs["twin"].append(run_twin_readings(server, manholes, readings, n))
                 runs["copy"].append(run_copy_readings(server, readings, n))
                 runs["psql"].append(run_psql_copy_readings(server, readings, n))
-                print(f"readings run {i + 1}: " + ", ".join(
-                    f"{k} {v[-1]['seconds']:.2f} s" for k, v in runs.items()), flush=True)
+                print(
+                    f"readings run {i + 1}: "
+                    + ", ".join(f"{k} {v[-1]['seconds']:.2f} s" for k, v in runs.items()),
+                    flush=True,
+                )
             twin, copy, psql = (median_of(runs[k]) for k in ("twin", "copy", "psql"))
             ratio = twin["rows_per_s"] / copy["rows_per_s"]
             results["readings"] = {
-                "rows": n, "file_bytes": readings.stat().st_size,
-                "twin": twin, "copy_psycopg": copy, "copy_psql": psql,
-                "twin_vs_copy": ratio, "twin_vs_psql_copy": twin["rows_per_s"] / psql["rows_per_s"],
-                "target": ">= 0.50 of COPY's rows/s", "met": ratio >= 0.5,
+                "rows": n,
+                "file_bytes": readings.stat().st_size,
+                "twin": twin,
+                "copy_psycopg": copy,
+                "copy_psql": psql,
+                "twin_vs_copy": ratio,
+                "twin_vs_psql_copy": twin["rows_per_s"] / psql["rows_per_s"],
+                "target": ">= 0.50 of COPY's rows/s",
+                "met": ratio >= 0.5,
                 "peer": "psycopg cursor.copy streaming the CSV file (1 MiB blocks) into"
-                        " readings_copy(text, text, text, timestamptz, double precision, text),"
-                        " no indexes; one transaction",
+                " readings_copy(text, text, text, timestamptz, double precision, text),"
+                " no indexes; one transaction",
             }
 
         if "streets" in parts:
@@ -1019,29 +1195,43 @@ def main() -> int:
                 runs["twin"].append(run_twin_streets(server, streets, n))
                 runs["ogr2ogr"].append(run_ogr2ogr_streets(server, streets, n, use_copy=False))
                 runs["ogr2ogr_copy"].append(run_ogr2ogr_streets(server, streets, n, use_copy=True))
-                print(f"streets run {i + 1}: " + ", ".join(
-                    f"{k} {v[-1]['seconds']:.2f} s" for k, v in runs.items()), flush=True)
+                print(
+                    f"streets run {i + 1}: "
+                    + ", ".join(f"{k} {v[-1]['seconds']:.2f} s" for k, v in runs.items()),
+                    flush=True,
+                )
             twin, ogr, ogr_copy = (median_of(runs[k]) for k in ("twin", "ogr2ogr", "ogr2ogr_copy"))
             ratio = twin["rows_per_s"] / ogr["rows_per_s"]
             results["streets"] = {
-                "features": n, "file_bytes": streets.stat().st_size,
-                "twin": twin, "ogr2ogr": ogr, "ogr2ogr_pg_use_copy": ogr_copy,
+                "features": n,
+                "file_bytes": streets.stat().st_size,
+                "twin": twin,
+                "ogr2ogr": ogr,
+                "ogr2ogr_pg_use_copy": ogr_copy,
                 "ogr2ogr_indexes": runs["ogr2ogr"][0]["indexes"],
                 "ogr2ogr_command": " ".join(ogr2ogr_command(server, "DB", streets, use_copy=False)),
                 "twin_vs_ogr2ogr": ratio,
                 "twin_vs_ogr2ogr_pg_use_copy": twin["rows_per_s"] / ogr_copy["rows_per_s"],
-                "target": ">= 1.0 of ogr2ogr's features/s", "met": ratio >= 1.0,
+                "target": ">= 1.0 of ogr2ogr's features/s",
+                "met": ratio >= 1.0,
             }
 
         if "memory" in parts:
             n = sizes["memory_readings"]
             memory = run_memory(server, manholes, big, n, home)
-            memory.update({"readings": n, "file_bytes": big.stat().st_size,
-                           "target": "twin process peak RSS < 500 MB",
-                           "met": memory["twin_peak_rss_mb"] < 500})
+            memory.update(
+                {
+                    "readings": n,
+                    "file_bytes": big.stat().st_size,
+                    "target": "twin process peak RSS < 500 MB",
+                    "met": memory["twin_peak_rss_mb"] < 500,
+                }
+            )
             results["memory"] = memory
-            print(f"memory: {memory['twin_peak_rss_mb']:.0f} MB in {memory['seconds']:.1f} s",
-                  flush=True)
+            print(
+                f"memory: {memory['twin_peak_rss_mb']:.0f} MB in {memory['seconds']:.1f} s",
+                flush=True,
+            )
 
         missed = [k for k in ("readings", "streets") if not results.get(k, {}).get("met", True)]
         auto = bool(missed) and not args.no_profile and not args.only
@@ -1049,17 +1239,20 @@ def main() -> int:
             results["profile"] = {}
             if "readings" in missed or "profile" in parts:
                 make_readings(readings, sizes["readings"], sizes["manholes"])
-                prof = profile_twin_readings(server, manholes, readings, sizes["readings"],
-                                             out.parent)
+                prof = profile_twin_readings(
+                    server, manholes, readings, sizes["readings"], out.parent
+                )
                 prof["explain"] = explain_upsert(server, manholes, readings)
                 results["profile"]["readings"] = prof
             if "streets" in missed or "profile" in parts:
                 make_streets(streets, sizes["streets"])
                 results["profile"]["streets"] = profile_twin_streets(
-                    server, streets, sizes["streets"], out.parent)
+                    server, streets, sizes["streets"], out.parent
+                )
         if "prototype" in parts or auto:
-            results["prototypes"] = run_prototypes(server, sizes, manholes, readings, streets,
-                                                   results)
+            results["prototypes"] = run_prototypes(
+                server, sizes, manholes, readings, streets, results
+            )
     finally:
         if server is not None:
             server.close()
@@ -1099,7 +1292,8 @@ def print_table(results: dict) -> None:
             f"{'met' if s['met'] else 'NOT met'}",
             f"{'  ogr2ogr (defaults)':<44}{s['ogr2ogr']['median_s']:>10.2f}"
             f"{s['ogr2ogr']['rows_per_s']:>12,.0f}{1:>8.2f}",
-            f"{'  ogr2ogr --config PG_USE_COPY YES':<44}{s['ogr2ogr_pg_use_copy']['median_s']:>10.2f}"
+            f"{'  ogr2ogr --config PG_USE_COPY YES':<44}"
+            f"{s['ogr2ogr_pg_use_copy']['median_s']:>10.2f}"
             f"{s['ogr2ogr_pg_use_copy']['rows_per_s']:>12,.0f}"
             f"{s['ogr2ogr_pg_use_copy']['rows_per_s'] / s['ogr2ogr']['rows_per_s']:>8.2f}",
         ]
@@ -1114,20 +1308,27 @@ def print_table(results: dict) -> None:
             f"{m['server_backend_peak_rss_anon_mb']:.0f} MB",
         ]
     for layer, p in results.get("profile", {}).items():
-        lines += ["", f"profile of one twin {layer} run ({p['total_s_with_cprofile']:.1f} s under"
-                  " cProfile):"]
+        lines += [
+            "",
+            f"profile of one twin {layer} run ({p['total_s_with_cprofile']:.1f} s under cProfile):",
+        ]
         lines += [f"  {k:<58}{v:>8.2f} s" for k, v in p["phases_s"].items()]
-        lines += ["  slowest SQL:"] + [f"  {q['seconds']:>8.2f} s  {q['sql']}"
-                                       for q in p["slowest_sql"][:4]]
+        lines += ["  slowest SQL:"] + [
+            f"  {q['seconds']:>8.2f} s  {q['sql']}" for q in p["slowest_sql"][:4]
+        ]
     prototypes = results.get("prototypes", {})
     if prototypes:
         lines += ["", "prototypes (monkeypatched code / schema changed in the benchmark database):"]
         for key, m in prototypes.get("readings", {}).items():
-            lines.append(f"  readings {key:<34}{m['median_s']:>10.2f}{m['rows_per_s']:>12,.0f}"
-                         f"{m['vs_copy']:>8.2f}  x{m['speedup_vs_twin']:.2f} vs twin today")
+            lines.append(
+                f"  readings {key:<34}{m['median_s']:>10.2f}{m['rows_per_s']:>12,.0f}"
+                f"{m['vs_copy']:>8.2f}  x{m['speedup_vs_twin']:.2f} vs twin today"
+            )
         for key, m in prototypes.get("streets", {}).items():
-            lines.append(f"  streets {key:<35}{m['median_s']:>10.2f}{m['rows_per_s']:>12,.0f}"
-                         f"{m['vs_ogr2ogr']:>8.2f}  x{m['speedup_vs_twin']:.2f} vs twin today")
+            lines.append(
+                f"  streets {key:<35}{m['median_s']:>10.2f}{m['rows_per_s']:>12,.0f}"
+                f"{m['vs_ogr2ogr']:>8.2f}  x{m['speedup_vs_twin']:.2f} vs twin today"
+            )
     print("\n" + "\n".join(lines))
 
 

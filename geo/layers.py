@@ -60,7 +60,8 @@ _ASSET = (Property("external_id", "string", "Identifier in the source system"),
 _ACTIVE_ALERTS = (
     "LEFT JOIN LATERAL (SELECT count(*) AS n, max(CASE a.severity WHEN 'critical' THEN 4 "
     "WHEN 'high' THEN 3 WHEN 'medium' THEN 2 WHEN 'low' THEN 1 END) AS worst FROM alerts a "
-    "WHERE a.asset_id = t.id AND a.status IN ('open', 'acknowledged', 'in_progress')) al ON TRUE"
+    "WHERE a.asset_id = t.id AND a.asset_layer = 'manholes' "
+    "AND a.status IN ('open', 'acknowledged', 'in_progress')) al ON TRUE"
 )
 _WORST = ("CASE al.worst WHEN 4 THEN 'critical' WHEN 3 THEN 'high' WHEN 2 THEN 'medium' "
           "WHEN 1 THEN 'low' END")

@@ -594,10 +594,12 @@ def serve(
 # Registered last: these modules import the helpers above.
 from service.cli_export import export  # noqa: E402
 from service.cli_predict import alerts_app, predict_app  # noqa: E402
+from service.open311 import requests_app  # noqa: E402
 
 app.command("export")(export)
 app.add_typer(predict_app, name="predict")
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(requests_app, name="requests")
 
 
 def run() -> None:

@@ -1,0 +1,207 @@
+"""Open311 GeoReport v2 answers: JSON (always arrays for requests) and XML, and the spec's errors.
+
+The spec's own error format is used here, not problem+json: a list of ``{code, description}``
+(``<errors><error>...`` in XML) with status 400, 403 or 404.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime
+
+from fastapi.responses import JSONResponse, Response
+
+from geo.requests import SERVICES, Service
+
+FORMATS = ("json", "xml")
+_PHONE = re.compile(r"(?<!\d)(?:\+?\d[\d\s-]{6,}\d)(?!\d)")
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
+
+
+class Open311Error(Exception):
+    """An error answered in the spec's format."""
+
+    def __init__(self, status: int, description: str) -> None:
+        super().__init__(description)
+        self.status = status
+        self.description = description
+
+
+def split_format(name: str) -> tuple[str, str]:
+    """``"pothole.json"`` -> ``("pothole", "json")``; an unknown format is a 404."""
+    stem, dot, fmt = name.rpartition(".")
+    if not dot or fmt not in FORMATS or not stem:
+        raise Open311Error(404, f"'{name}' is not a resource of this endpoint; ask for "
+                                f"<name>.json or <name>.xml.")
+    return stem, fmt
+
+
+def iso(value: datetime | None) -> str | None:
+    """ISO 8601 with a time zone (UTC)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def redact(text: str | None) -> str | None:
+    """Mask phone numbers and e-mail addresses a reporter typed into a public text."""
+    if not text:
+        return text
+    return _PHONE.sub("[phone removed]", _EMAIL.sub("[e-mail removed]", text))
+
+
+def service_entry(service: Service) -> dict:
+    """A service in the ``services`` list."""
+    return {"service_code": service.code, "service_name": service.name,
+            "description": service.description, "metadata": bool(service.attributes),
+            "type": "realtime", "keywords": ", ".join(service.keywords),
+            "group": service.group}
+
+
+def service_definition(service: Service) -> dict:
+    """A service's definition with its attributes."""
+    return {"service_code": service.code, "attributes": [
+        {"variable": True, "code": a.code, "datatype": a.datatype, "required": a.required,
+         "datatype_description": a.datatype_description or None, "order": order,
+         "description": a.description,
+         "values": [{"key": k, "name": n} for k, n in a.values]}
+        for order, a in enumerate(service.attributes, start=1)]}
+
+
+def request_entry(row: dict, contact: dict | None = None) -> dict:
+    """A request as GeoReport v2 shows it; contact fields only when given (admin)."""
+    service = SERVICES.get(row["service_code"])
+    entry = {
+        "service_request_id": str(row["id"]),
+        "status": row["status"],
+        "status_notes": row["status_notes"],
+        "service_name": service.name if service else row["service_code"],
+        "service_code": row["service_code"],
+        "description": redact(row["description"]),
+        "agency_responsible": row["responsible_party"],
+        "service_notice": _notice(row),
+        "requested_datetime": iso(row["requested_at"]),
+        "updated_datetime": iso(row["updated_at"]),
+        "expected_datetime": iso(row["expected_at"]),
+        "address": row["address_string"],
+        "address_id": None,
+        "zipcode": None,
+        "lat": row["lat"],
+        "long": row["long"],
+        "media_url": row["media_url"],
+        # Extensions (ignored by clients that do not know them):
+        "matter": row["matter"],
+        "supporters": row["supporters"],
+        "duplicate_of": str(row["duplicate_of"]) if row["duplicate_of"] else None,
+    }
+    if contact is not None:
+        entry.update({k: contact.get(k) for k in ("first_name", "last_name", "phone", "email")})
+    return entry
+
+
+def _notice(row: dict) -> str:
+    kind = {"big": "a big matter (大事)", "small": "a small matter (小事)",
+            "private": "a private matter (私事)"}[row["matter"]]
+    text = f"Triaged as {kind}, routed to {row['responsible_party']}."
+    if row.get("duplicate_of"):
+        text += f" Joined request {row['duplicate_of']} as a supporter."
+    elif row.get("joined_alert_id"):
+        text += f" Joined alert {row['joined_alert_id']} as a supporter."
+    return text
+
+
+def _xml_value(value) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _append(parent: ET.Element, name: str, value) -> None:
+    child = ET.SubElement(parent, name)
+    if isinstance(value, list):
+        item_name = {"attributes": "attribute", "values": "value"}.get(name, "item")
+        for item in value:
+            _append(child, item_name, item)
+    elif isinstance(value, dict):
+        for key, sub in value.items():
+            _append(child, key, sub)
+    else:
+        text = _xml_value(value)
+        if text is not None:
+            child.text = text
+
+
+def to_xml(root: str, item: str | None, body) -> bytes:
+    """A list of dicts under ``<root><item>...`` or one dict under ``<root>``."""
+    element = ET.Element(root)
+    if item is None:
+        for key, value in body.items():
+            _append(element, key, value)
+    else:
+        for entry in body:
+            _append(element, item, entry)
+    return b'<?xml version="1.0" encoding="utf-8"?>' + ET.tostring(element, encoding="utf-8"
+                                                                   ).split(b"?>", 1)[-1]
+
+
+XML_ROOTS = {"services": ("services", "service"),
+             "definition": ("service_definition", None),
+             "requests": ("service_requests", "request"),
+             "errors": ("errors", "error")}
+
+
+def answer(fmt: str, kind: str, body, status: int = 200) -> Response:
+    """Answer in the asked format."""
+    if fmt == "xml":
+        root, item = XML_ROOTS[kind]
+        return Response(to_xml(root, item, body), status_code=status,
+                        media_type="application/xml")
+    return JSONResponse(body, status_code=status)
+
+
+def error_answer(fmt: str, error: Open311Error) -> Response:
+    """The spec's error list."""
+    return answer(fmt if fmt in FORMATS else "json", "errors",
+                  [{"code": error.status, "description": error.description}], error.status)
+
+
+# -- the `twin requests` commands (registered by service/cli.py) ----------------------------
+
+def _typer_app():
+    import typer
+
+    app = typer.Typer(help="Resident requests (Open311): SLA escalation and triage.",
+                      no_args_is_help=True)
+
+    @app.command("check-overdue")
+    def check_overdue() -> None:
+        """Raise an alert for every open request past its expected time."""
+        from geo.errors import TwinError
+        from geo.requests import escalate_overdue
+        from service.cli import _engine, _fail, _settings, console
+
+        try:
+            with _engine(_settings()).begin() as conn:
+                escalated = escalate_overdue(conn)
+        except TwinError as error:
+            raise _fail(error) from None
+        console.print(f"Escalated {len(escalated)} overdue request(s)"
+                      + (": " + ", ".join(f"{r} -> alert {a}" for r, a in escalated)
+                         if escalated else "."))
+
+    @app.command("evaluate")
+    def evaluate_classifier() -> None:
+        """Print the triage classifier's held-out accuracy and confusion matrix."""
+        from predict.triage import evaluate
+
+        print(evaluate().as_markdown())
+
+    return app
+
+
+requests_app = _typer_app()

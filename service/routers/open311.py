@@ -1,0 +1,496 @@
+"""Resident requests: Open311 GeoReport v2 under ``/open311/v2``, plus two staff endpoints.
+
+Spec endpoints: ``services.{fmt}``, ``services/{code}.{fmt}``, ``POST requests.{fmt}``,
+``GET requests.{fmt}``, ``requests/{id}.{fmt}``, ``tokens/{token}.{fmt}`` (fmt: json or xml).
+Errors use the spec's list of ``{code, description}`` with 400, 403 or 404, not problem+json.
+
+Outside the spec (staff):
+
+- ``POST /open311/v2/requests/{id}/classification`` (planner or above; form or JSON
+  ``matter=big|small|private``, ``note``): override the triage; the request is re-routed and
+  the override becomes a training example (``POST /open311/v2/classifier/retrain``, admin).
+- ``POST /open311/v2/requests/{id}/status`` (crew or above; ``status=open|closed``,
+  ``status_notes``): settle or reopen a matter, with every supporting request.
+
+Reporters' names, phones and e-mails are answered only to admin keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import secrets
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy.engine import Engine
+from starlette.concurrency import run_in_threadpool
+
+from geo import keys
+from geo import requests as store
+from geo.errors import InvalidInput, NotFound
+from service.deps import ROLE_RANK
+from service.open311 import (
+    FORMATS,
+    Open311Error,
+    answer,
+    error_answer,
+    iso,
+    request_entry,
+    service_definition,
+    service_entry,
+    split_format,
+)
+
+router = APIRouter(prefix="/open311/v2", tags=["open311"])
+
+MAX_DESCRIPTION = 4000
+MAX_FIELD = 200
+MAX_BODY_BYTES = 64_000
+MAX_RANGE_DAYS = 90
+IDENTICAL_WINDOW_S = 600  # the same post again within 10 minutes is refused
+KEY_WINDOW_S = 600
+KEY_MAX_POSTS = 300  # per key and window: a flood from one client is refused
+_CONTACT = ("first_name", "last_name", "phone", "email")
+
+
+def _engine(request: Request) -> Engine:
+    return request.app.state.engine
+
+
+def _fmt_of(name: str) -> str:
+    return name.rpartition(".")[2] if name.rpartition(".")[2] in FORMATS else "json"
+
+
+async def _run(fmt: str, work, *args) -> Response:
+    """Run blocking work; turn the twin's and the spec's errors into the spec's answer."""
+    try:
+        return await run_in_threadpool(work, *args)
+    except Open311Error as error:
+        return error_answer(fmt, error)
+    except InvalidInput as error:
+        return error_answer(fmt, Open311Error(400, str(error)))
+    except NotFound as error:
+        return error_answer(fmt, Open311Error(404, str(error)))
+
+
+def _key_from(request: Request, form: dict[str, str] | None = None) -> str | None:
+    return ((form or {}).get("api_key") or request.query_params.get("api_key")
+            or request.headers.get("x-api-key"))
+
+
+def _caller(engine: Engine, key: str | None, *, required: str | None) -> tuple[str, str] | None:
+    """(name, role) of the key; 403 when a role is required and the key falls short."""
+    if not key:
+        if required:
+            raise Open311Error(403, "api_key was not provided.")
+        return None
+    with engine.connect() as conn:
+        found = keys.role_of_key(conn, key)
+    if found is None:
+        raise Open311Error(403, "api_key is not valid (unknown or revoked).")
+    if required and ROLE_RANK[found[1]] < ROLE_RANK[required]:
+        raise Open311Error(403, f"This needs an api_key with the role '{required}' or above.")
+    return found
+
+
+# -- services -------------------------------------------------------------------------------
+
+
+@router.get("/services.{fmt}", summary="The services residents may request")
+async def services(fmt: str) -> Response:
+    """Every service with its code, name, group and keywords."""
+    if fmt not in FORMATS:
+        return error_answer("json", Open311Error(404, "Use services.json or services.xml."))
+    return answer(fmt, "services", [service_entry(s) for s in store.SERVICES.values()])
+
+
+@router.get("/services/{name}", summary="A service's definition and attributes")
+async def service(name: str) -> Response:
+    """``services/{code}.{fmt}``."""
+    fmt = _fmt_of(name)
+    try:
+        code, fmt = split_format(name)
+        if code not in store.SERVICES:
+            raise Open311Error(404, f"There is no service '{code}'.")
+    except Open311Error as error:
+        return error_answer(fmt, error)
+    return answer(fmt, "definition", service_definition(store.SERVICES[code]))
+
+
+# -- requests -------------------------------------------------------------------------------
+
+
+@router.post("/requests.{fmt}", summary="Make a request (form-encoded)")
+async def create_request(fmt: str, request: Request) -> Response:
+    """Take a resident's request: triage, route, join duplicates, feed the twin."""
+    fmt_ok = fmt if fmt in FORMATS else "json"
+    if fmt not in FORMATS:
+        return error_answer(fmt_ok, Open311Error(404, "Use requests.json or requests.xml."))
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        return error_answer(fmt, Open311Error(400, "The request body is too large."))
+    try:
+        form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+    except UnicodeDecodeError:
+        return error_answer(fmt, Open311Error(400, "The body must be UTF-8, form-encoded."))
+    return await _run(fmt, _submit, _engine(request), fmt, form, _key_from(request, form))
+
+
+def _float(form: dict, name: str, low: float, high: float) -> float:
+    try:
+        value = float(form[name])
+    except ValueError:
+        raise Open311Error(400, f"{name} must be a number.") from None
+    if not math.isfinite(value) or not low <= value <= high:
+        raise Open311Error(400, f"{name} must be between {low} and {high}.")
+    return value
+
+
+def _parse(form: dict[str, str]) -> dict:
+    """Check a posted request against the spec and the catalogue (400 on any fault)."""
+    code = form.get("service_code", "").strip()
+    if not code:
+        raise Open311Error(400, "service_code was not provided.")
+    service = store.SERVICES.get(code)
+    if service is None:
+        raise Open311Error(400, f"service_code '{code}' is not a service of this endpoint; "
+                                f"see services.json.")
+    description = form.get("description") or None
+    if description is not None and len(description) > MAX_DESCRIPTION:
+        raise Open311Error(400, f"description is {len(description):,} characters; at most "
+                                f"{MAX_DESCRIPTION:,} are allowed.")
+    attributes: dict[str, str] = {}
+    known = {a.code: a for a in service.attributes}
+    for name, value in form.items():
+        if name.startswith("attribute[") and name.endswith("]"):
+            attr = known.get(name[10:-1])
+            if attr is None:
+                raise Open311Error(400, f"Service '{code}' has no attribute '{name[10:-1]}'.")
+            if attr.values and value not in {k for k, _ in attr.values}:
+                raise Open311Error(400, f"attribute[{attr.code}] must be one of "
+                                        f"{', '.join(k for k, _ in attr.values)}.")
+            if len(value) > MAX_FIELD:
+                raise Open311Error(400, f"attribute[{attr.code}] is too long.")
+            attributes[attr.code] = value
+    for attr in service.attributes:
+        if attr.required and not attributes.get(attr.code):
+            raise Open311Error(400, f"attribute[{attr.code}] is required for '{code}' "
+                                    f"({attr.description}).")
+    if service.matter is None and not (description or "").strip():
+        raise Open311Error(400, f"A description is required for '{code}'.")
+    contact = {k: (form.get(k) or "").strip() or None for k in (*_CONTACT, "device_id",
+                                                                   "account_id")}
+    for name, value in contact.items():
+        if value and len(value) > MAX_FIELD:
+            raise Open311Error(400, f"{name} is too long (at most {MAX_FIELD} characters).")
+    if contact["email"] and "@" not in contact["email"]:
+        raise Open311Error(400, "email is not an e-mail address.")
+    media_url = form.get("media_url") or None
+    if media_url and not media_url.startswith(("http://", "https://")):
+        raise Open311Error(400, "media_url must be an http(s) URL.")
+    address = (form.get("address_string") or "").strip() or None
+    if address and len(address) > MAX_FIELD:
+        raise Open311Error(400, "address_string is too long.")
+    has_lat, has_long = bool(form.get("lat")), bool(form.get("long"))
+    if has_lat != has_long:
+        raise Open311Error(400, "lat and long must be given together.")
+    point = None
+    if has_lat:
+        point = (_float(form, "long", -180, 180), _float(form, "lat", -90, 90))
+    elif not address:
+        raise Open311Error(400, "A location is required: lat and long, or address_string.")
+    return {"service": service, "description": description, "attributes": attributes,
+            "contact": contact, "media_url": media_url, "address": address, "point": point}
+
+
+def _fingerprint(key_name: str, p: dict) -> str:
+    parts = [key_name, p["service"].code, p["description"] or "", p["address"] or "",
+             json.dumps(p["attributes"], sort_keys=True),
+             p["contact"]["email"] or "", p["contact"]["phone"] or ""]
+    if p["point"]:
+        parts += [f"{p['point'][0]:.5f}", f"{p['point'][1]:.5f}"]
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+
+def _submit(engine: Engine, fmt: str, form: dict[str, str], key: str | None) -> Response:
+    key_name, _ = _caller(engine, key, required="viewer")
+    p = _parse(form)
+    service = p["service"]
+    matter, source = store.matter_from_service(service, p["attributes"])
+    confidence = None
+    if matter is None:
+        from predict.triage import current
+
+        matter, confidence = current().classify(p["description"])
+        source = "classifier"
+    with engine.begin() as conn:
+        store.lock_key(conn, key_name)
+        if p["point"] is None:
+            p["point"] = store.geocode(conn, p["address"])
+            if p["point"] is None:
+                raise Open311Error(400, f"address_string '{p['address']}' names no street or "
+                                        f"compound of this area; give lat and long.")
+        lon, lat = p["point"]
+        if not store.in_twin_area(conn, lon, lat):
+            raise Open311Error(400, f"lat {lat}, long {lon} is outside the area this "
+                                    f"endpoint serves.")
+        fingerprint = _fingerprint(key_name, p)
+        same = store.recent_identical(conn, fingerprint, IDENTICAL_WINDOW_S)
+        if same is not None:
+            raise Open311Error(400, f"This request was received already as {same}; it is "
+                                    f"not taken twice.")
+        if store.posts_by_key(conn, key_name, KEY_WINDOW_S) >= KEY_MAX_POSTS:
+            raise Open311Error(403, f"Too many requests from this api_key (at most "
+                                    f"{KEY_MAX_POSTS} in {KEY_WINDOW_S // 60} minutes).")
+        duplicate_of = joined_alert = None
+        if matter != "private":
+            duplicate_of = store.open_request_near(conn, service.code, lon, lat)
+            if duplicate_of is None:
+                joined_alert = store.active_alert_near(conn, service.alert_kinds, lon, lat)
+        route = store.route(conn, service, matter, lon, lat)
+        status, notes = "open", None
+        if matter == "private":
+            status = "closed"
+            notes = ("A private matter (私事): residents solve it themselves or with a market "
+                     "service; the residents' committee can refer one.")
+        request_id = store.insert_request(
+            conn, token=secrets.token_urlsafe(16), service_code=service.code,
+            description=p["description"], attributes=p["attributes"],
+            address_string=p["address"], media_url=p["media_url"], lon=lon, lat=lat,
+            matter=matter, matter_source=source, matter_confidence=confidence, route_=route,
+            duplicate_of=duplicate_of, joined_alert_id=joined_alert, status=status,
+            status_notes=notes, sla_hours=store.sla_hours(service, matter),
+            api_key_name=key_name, fingerprint=fingerprint)
+        store.insert_contact(conn, request_id, p["contact"])
+        if duplicate_of is not None:
+            store.add_supporter(conn, request_id, request_id=duplicate_of)
+        elif joined_alert is not None:
+            store.add_supporter(conn, request_id, alert_id=joined_alert)
+        else:
+            store.add_observation(conn, service, request_id, p["attributes"], lon, lat)
+        row = store.public_requests(conn, ids=[request_id])[0]
+    entry = request_entry(row)
+    return answer(fmt, "requests", [{
+        "service_request_id": entry["service_request_id"],
+        "token": row["token"],
+        "service_notice": entry["service_notice"],
+        "account_id": None,
+        "status": entry["status"],
+        "expected_datetime": entry["expected_datetime"],
+    }])
+
+
+def _when(value: str | None, name: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip().replace(" ", "+"))
+    except ValueError:
+        raise Open311Error(400, f"{name} must be an ISO 8601 date-time, e.g. "
+                                f"2026-01-01T00:00:00Z.") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _admin(engine: Engine, key: str | None) -> bool:
+    caller = _caller(engine, key, required=None)
+    return caller is not None and caller[1] == "admin"
+
+
+def _entries(conn, rows: list[dict], admin: bool) -> list[dict]:
+    contacts = store.contacts_of(conn, [r["id"] for r in rows]) if admin and rows else {}
+    return [request_entry(r, contacts.get(r["id"], {}) if admin else None) for r in rows]
+
+
+@router.get("/requests.{fmt}", summary="Requests by id, service, time and status")
+async def list_requests(fmt: str, request: Request) -> Response:
+    """``GET requests.{fmt}``; at most 90 days at a time (the last 90 by default)."""
+    if fmt not in FORMATS:
+        return error_answer("json", Open311Error(404, "Use requests.json or requests.xml."))
+    return await _run(fmt, _list, _engine(request), fmt, dict(request.query_params),
+                      _key_from(request))
+
+
+def _list(engine: Engine, fmt: str, query: dict[str, str], key: str | None) -> Response:
+    admin = _admin(engine, key)
+    if query.get("service_request_id"):
+        ids = [int(part) for part in query["service_request_id"].split(",")
+               if _is_id(part.strip())]
+        with engine.connect() as conn:
+            return answer(fmt, "requests",
+                          _entries(conn, store.public_requests(conn, ids=ids), admin))
+    start, end = _when(query.get("start_date"), "start_date"), _when(query.get("end_date"),
+                                                                      "end_date")
+    window = timedelta(days=MAX_RANGE_DAYS)
+    if start is None and end is None:
+        end = datetime.now(UTC)
+    if start is None:
+        start = end - window
+    if end is None:
+        end = start + window
+    if end < start:
+        raise Open311Error(400, "end_date is before start_date.")
+    if end - start > window:
+        raise Open311Error(400, f"start_date to end_date may span at most {MAX_RANGE_DAYS} "
+                                f"days.")
+    status = query.get("status") or None
+    statuses = {s.strip() for s in status.split(",")} if status else set()
+    if statuses - {"open", "closed"}:
+        raise Open311Error(400, "status must be open or closed.")
+    codes = [c.strip() for c in query.get("service_code", "").split(",") if c.strip()] or None
+    with engine.connect() as conn:
+        rows = store.public_requests(conn, codes=codes, start=start, end=end,
+                                     status=statuses.pop() if len(statuses) == 1 else None)
+        return answer(fmt, "requests", _entries(conn, rows, admin))
+
+
+@router.get("/requests/{name}", summary="One request (an array of one)")
+async def get_request(name: str, request: Request) -> Response:
+    """``requests/{id}.{fmt}``."""
+    fmt = _fmt_of(name)
+    return await _run(fmt, _one, _engine(request), name, _key_from(request))
+
+
+def _one(engine: Engine, name: str, key: str | None) -> Response:
+    stem, fmt = split_format(name)
+    admin = _admin(engine, key)
+    ids = [int(stem)] if _is_id(stem) else []
+    with engine.connect() as conn:
+        rows = store.public_requests(conn, ids=ids) if ids else []
+        if not rows:
+            raise Open311Error(404, f"There is no request '{stem}'.")
+        return answer(fmt, "requests", _entries(conn, rows, admin))
+
+
+@router.get("/tokens/{name}", summary="The request id a token was given for")
+async def token(name: str, request: Request) -> Response:
+    """``tokens/{token}.{fmt}``."""
+    fmt = _fmt_of(name)
+    return await _run(fmt, _token, _engine(request), name)
+
+
+def _token(engine: Engine, name: str) -> Response:
+    stem, fmt = split_format(name)
+    with engine.connect() as conn:
+        request_id = store.request_of_token(conn, stem)
+    if request_id is None:
+        raise Open311Error(404, f"There is no token '{stem}'.")
+    return answer(fmt, "requests", [{"service_request_id": str(request_id), "token": stem}])
+
+
+# -- staff (outside the spec) ---------------------------------------------------------------
+
+
+async def _fields(request: Request) -> dict[str, str]:
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise Open311Error(400, "The request body is too large.")
+    if request.headers.get("content-type", "").startswith("application/json"):
+        try:
+            data = json.loads(body or b"{}")
+        except ValueError:
+            raise Open311Error(400, "The body is not JSON.") from None
+        if not isinstance(data, dict):
+            raise Open311Error(400, "The body must be a JSON object.")
+        return {k: str(v) for k, v in data.items() if v is not None}
+    try:
+        return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+    except UnicodeDecodeError:
+        raise Open311Error(400, "The body must be UTF-8.") from None
+
+
+def _is_id(text: str) -> bool:
+    # isdigit alone admits '³' and other digits int() refuses.
+    return text.isascii() and text.isdigit() and len(text) < 19
+
+
+def _request_id(value: str) -> int:
+    if not _is_id(value):
+        raise Open311Error(404, f"There is no request '{value}'.")
+    return int(value)
+
+
+@router.post("/requests/{request_id}/classification",
+             summary="Override a request's triage (planner; outside the spec)")
+async def classify(request_id: str, request: Request) -> Response:
+    """Set ``matter`` (big, small or private) with an optional ``note``; re-routes it."""
+    try:
+        fields = await _fields(request)
+    except Open311Error as error:
+        return error_answer("json", error)
+    return await _run("json", _classify, _engine(request), request_id, fields,
+                      _key_from(request, fields))
+
+
+def _classify(engine: Engine, request_id: str, fields: dict, key: str | None) -> Response:
+    name, _ = _caller(engine, key, required="planner")
+    rid = _request_id(request_id)
+    matter = fields.get("matter", "")
+    if matter not in store.MATTERS:
+        raise Open311Error(400, "matter must be big, small or private.")
+    with engine.begin() as conn:
+        current = store.request_for_triage(conn, rid)
+        service = store.SERVICES.get(current["service_code"]) or store.SERVICES["other"]
+        route = store.route(conn, service, matter, current["lon"], current["lat"])
+        store.reclassify(conn, rid, matter, route, name, fields.get("note"))
+        if current["duplicate_of"] is None:
+            if matter == "private" and current["status"] == "open":
+                store.set_status(conn, rid, "closed", "Reclassified as a private matter.", name)
+            elif matter != "private" and current["matter"] == "private":
+                store.set_status(conn, rid, "open", f"Reclassified as a {matter} matter.", name)
+        view = store.staff_view(conn, rid)
+    return JSONResponse(_jsonable(view))
+
+
+@router.post("/requests/{request_id}/status",
+             summary="Settle or reopen a matter (crew; outside the spec)")
+async def set_status(request_id: str, request: Request) -> Response:
+    """Set ``status`` (open or closed) and ``status_notes``, for the request and supporters."""
+    try:
+        fields = await _fields(request)
+    except Open311Error as error:
+        return error_answer("json", error)
+    return await _run("json", _status, _engine(request), request_id, fields,
+                      _key_from(request, fields))
+
+
+def _status(engine: Engine, request_id: str, fields: dict, key: str | None) -> Response:
+    name, _ = _caller(engine, key, required="crew")
+    rid = _request_id(request_id)
+    notes = fields.get("status_notes") or None
+    if notes and len(notes) > MAX_DESCRIPTION:
+        raise Open311Error(400, "status_notes is too long.")
+    with engine.begin() as conn:
+        store.set_status(conn, rid, fields.get("status", ""), notes, name)
+        rows = store.public_requests(conn, ids=[rid])
+    return JSONResponse([request_entry(r) for r in rows])
+
+
+@router.post("/classifier/retrain",
+             summary="Retrain the triage classifier with staff overrides (admin)")
+async def retrain(request: Request) -> Response:
+    """Train on the labelled examples plus every staff classification; use it from now."""
+    return await _run("json", _retrain, _engine(request), _key_from(request))
+
+
+def _retrain(engine: Engine, key: str | None) -> Response:
+    _caller(engine, key, required="admin")
+    from predict.triage import train
+
+    with engine.connect() as conn:
+        extra = store.staff_labels(conn)
+    train(extra)
+    return JSONResponse({"staff_examples": len(extra)})
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return iso(value)
+    return value

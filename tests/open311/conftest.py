@@ -1,0 +1,63 @@
+"""Open311 fixtures: the sample twin behind the real app with the open311 router mounted."""
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+import uvicorn
+from fastapi.testclient import TestClient
+
+from service.app import create_app
+from service.routers import open311
+from service.settings import ServiceSettings
+from tests.service.conftest import _free_port, api_keys, sample_engine  # noqa: F401
+
+
+def _app(engine):
+    app = create_app(engine, ServiceSettings())
+    if not any(getattr(r, "path", "").startswith("/open311") for r in app.routes):
+        app.include_router(open311.router)  # until service/app.py mounts it
+    return app
+
+
+@pytest.fixture(scope="module")
+def client(sample_engine) -> Iterator[TestClient]:  # noqa: F811
+    with TestClient(_app(sample_engine), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="module")
+def live_url(sample_engine) -> Iterator[str]:  # noqa: F811
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(_app(sample_engine), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started
+    yield f"http://127.0.0.1:{port}/open311/v2"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def street_points(sample_engine) -> list[tuple[float, float]]:  # noqa: F811
+    """Points on distinct streets far apart (one per test that needs a fresh place)."""
+    with sample_engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_LineInterpolatePoint(geom, 0.5) AS p, id "
+            "FROM streets WHERE ST_GeometryType(geom) = 'ST_LineString' ORDER BY id) s "
+            "WHERE id % 5 = 0 LIMIT 80")).all()
+    chosen: list[tuple[float, float]] = []
+    for x, y in rows:  # keep points >= 150 m from each other, so tests do not meet
+        if all(((x - a) * 94_000) ** 2 + ((y - b) * 111_000) ** 2 > 150 ** 2 for a, b in chosen):
+            chosen.append((float(x), float(y)))
+    return chosen
+
+
+def post(client, fmt="json", **fields):
+    return client.post(f"/open311/v2/requests.{fmt}", data=fields)
