@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
-# The README's first command: set up, start the embedded PostGIS, migrate, load the committed sample.
+# The README's first command: the whole twin on this machine. Sets up (packages, .venv), starts
+# the embedded PostGIS, loads the committed sample through the real ingest, trains the
+# road-wear model, forecasts every street, raises alerts, then serves the API and the maps on
+# http://127.0.0.1:8000 (override with --host H --port P). Run again, it reuses all of that
+# and starts in seconds. --prepare-only stops before serving.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 bash scripts/setup.sh
-twin=".venv/bin/twin"
-[ -n "${TWIN_VENV:-}" ] && twin="$TWIN_VENV/bin/twin"
-"$twin" db start
-"$twin" db migrate
-"$twin" sample load
-"$twin" db status
+exec "${TWIN_VENV:-$ROOT/.venv}/bin/twin" demo "$@"

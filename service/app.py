@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 
 from service.changes import LayerChanges
 from service.errors import install_error_handlers
-from service.routers import alerts, exports, health, ogc, open311, readings, tiles
+from service.routers import alerts, exports, health, maps, ogc, open311, readings, tiles
 from service.settings import ServiceSettings
 
 REQUESTS = Counter("twin_http_requests_total", "HTTP requests", ["route", "method", "status"])
@@ -95,6 +95,6 @@ def create_app(engine: Engine, settings: ServiceSettings | None = None) -> FastA
                            expose_headers=["ETag"])
 
     app.add_middleware(MeasureRequests)
-    for module in (health, tiles, ogc, alerts, exports, readings, open311):
+    for module in (health, tiles, ogc, alerts, exports, readings, open311, maps):
         app.include_router(module.router)
     return app

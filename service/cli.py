@@ -593,6 +593,7 @@ def serve(
 
 # Registered last: these modules import the helpers above.
 from service.cli_export import export  # noqa: E402
+from service.cli_maps import demo, map_command  # noqa: E402
 from service.cli_predict import alerts_app, predict_app  # noqa: E402
 from service.open311 import requests_app  # noqa: E402
 
@@ -600,6 +601,8 @@ app.command("export")(export)
 app.add_typer(predict_app, name="predict")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(requests_app, name="requests")
+app.command("map")(map_command)
+app.command("demo")(demo)
 
 
 def run() -> None:

@@ -10,16 +10,12 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from service.app import create_app
-from service.routers import open311
 from service.settings import ServiceSettings
 from tests.service.conftest import _free_port, api_keys, sample_engine  # noqa: F401
 
 
 def _app(engine):
-    app = create_app(engine, ServiceSettings())
-    if not any(getattr(r, "path", "").startswith("/open311") for r in app.routes):
-        app.include_router(open311.router)  # until service/app.py mounts it
-    return app
+    return create_app(engine, ServiceSettings())
 
 
 @pytest.fixture(scope="module")

@@ -74,21 +74,9 @@ def download(client, url: str, path: Path) -> Path:
     return path
 
 
-def _export_registered() -> bool:
-    from service.cli import app
-
-    return any(c.name == "export" for c in app.registered_commands)
-
-
 def twin_export(sample_engine, *args: str) -> subprocess.CompletedProcess:
     """Run ``twin export ...`` as a subprocess on the sample database."""
-    twin = Path(sys.executable).parent / "twin"
-    if _export_registered():
-        command = [str(twin), "export", *args]
-    else:  # until service.cli registers it: the same Typer app, with the command added
-        command = [sys.executable, "-c",
-                   "from service.cli import app, run; from service.cli_export import export; "
-                   "app.command('export')(export); run()", "export", *args]
+    command = [str(Path(sys.executable).parent / "twin"), "export", *args]
     env = {**os.environ,
            "TWIN_DATABASE_URL": sample_engine.url.render_as_string(hide_password=False)}
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)

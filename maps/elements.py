@@ -1,0 +1,256 @@
+"""Map elements folium lacks: vector-tile layers, a legend, a plain background, an API key box.
+
+Every element renders plain Leaflet code using only the vendored files (``maps.assets``).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+
+from branca.element import MacroElement
+from folium.elements import JSCSSMixin
+from folium.map import Layer
+from folium.template import Template
+
+KEY_STORAGE = "twin-api-key"  # where the crew's API key is kept in the browser (localStorage)
+
+
+class VectorLayer(JSCSSMixin, Layer):
+    """A layer drawn with Leaflet.VectorGrid from the twin's vector tiles or from GeoJSON.
+
+    Parameters
+    ----------
+    layer_id : str
+        The layer's id (its name inside the tiles).
+    name : str
+        Name shown in the layer control.
+    style_js : str
+        A JavaScript function ``(properties, zoom) -> Leaflet path options``.
+    tile_url : str, optional
+        ``/tiles/{layer}/{z}/{x}/{y}.mvt?...`` on the same origin (the served page).
+    geojson : dict, optional
+        A FeatureCollection, cut into tiles in the browser (the offline file).
+    popup_js : str, optional
+        A JavaScript function ``(properties) -> HTML`` for a click on a feature.
+    """
+
+    default_js = [("vectorgrid", "")]
+    _template = Template("""
+        {% macro script(this, kwargs) %}
+        var {{ this.get_name() }} = (function () {
+            var style = {{ this.style_js }};
+            var options = {
+                rendererFactory: L.svg.tile, interactive: true, maxNativeZoom: 22,
+                maxZoom: 22, vectorTileLayerName: {{ this.layer_id|tojson }},
+                vectorTileLayerStyles: {}, fetchOptions: {headers: twinKeyHeaders()},
+                pane: {{ this.pane|tojson }}
+            };
+            options.vectorTileLayerStyles[{{ this.layer_id|tojson }}] = style;
+            {% if this.tile_url %}
+            var layer = L.vectorGrid.protobuf({{ this.tile_url|tojson }}, options);
+            // The tiles carry each feature's id as the MVT feature id; give it to the style
+            // and popup functions as properties.id, as the GeoJSON of an offline file does.
+            var fetchTile = layer._getVectorTilePromise;
+            layer._getVectorTilePromise = function () {
+                return fetchTile.apply(this, arguments).then(function (json) {
+                    for (var name in json.layers) {
+                        json.layers[name].features.forEach(function (f) {
+                            if (f.properties && f.properties.id === undefined) {
+                                f.properties.id = f.id;
+                            }
+                        });
+                    }
+                    return json;
+                });
+            };
+            {% else %}
+            var layer = L.vectorGrid.slicer({{ this.geojson|tojson }}, options);
+            {% endif %}
+            {% if this.popup_js %}
+            var popup = {{ this.popup_js }};
+            layer.on("click", function (e) {
+                L.popup().setLatLng(e.latlng).setContent(popup(e.layer.properties || {}))
+                    .openOn({{ this._parent.get_name() }});
+            });
+            {% endif %}
+            return layer;
+        })();
+        {% endmacro %}
+    """)
+
+    def __init__(self, layer_id: str, name: str, style_js: str, *, tile_url: str | None = None,
+                 geojson: dict | None = None, popup_js: str | None = None,
+                 overlay: bool = True, show: bool = True, pane: str = "overlayPane") -> None:
+        super().__init__(name=name, overlay=overlay, control=True, show=show)
+        if (tile_url is None) == (geojson is None):
+            raise ValueError("Give exactly one of tile_url and geojson.")
+        self._name = "VectorLayer"
+        self.layer_id = layer_id
+        self.style_js = style_js
+        self.tile_url = tile_url
+        self.geojson = geojson
+        self.popup_js = popup_js
+        self.pane = pane
+        self.layer_name = name  # for LayerControl
+        self.default_js = list(type(self).default_js)
+
+
+class Legend(MacroElement):
+    """A legend in a corner of the map: titled sections of coloured swatches.
+
+    ``sections`` is a list of (title, [(colour, label, shape)]) with shape ``line``,
+    ``circle`` or ``box``.
+    """
+
+    _template = Template("""
+        {% macro header(this, kwargs) %}
+        <style>
+        .twin-legend { background: rgba(255,255,255,0.92); padding: 6px 9px; font: 12px/1.35
+            sans-serif; border-radius: 5px; box-shadow: 0 1px 4px rgba(0,0,0,0.3);
+            max-height: 60vh; overflow-y: auto; }
+        .twin-legend h4 { margin: 4px 0 2px; font-size: 12px; }
+        .twin-legend i { display: inline-block; width: 14px; height: 10px; margin-right: 5px;
+            vertical-align: middle; }
+        .twin-legend i.line { height: 4px; }
+        .twin-legend i.circle { width: 10px; border-radius: 50%; border: 1px solid #fff; }
+        </style>
+        {% endmacro %}
+        {% macro script(this, kwargs) %}
+        var {{ this.get_name() }} = L.control({position: {{ this.position|tojson }}});
+        {{ this.get_name() }}.onAdd = function () {
+            var div = L.DomUtil.create("div", "twin-legend");
+            div.innerHTML = {{ this.html|tojson }};
+            L.DomEvent.disableClickPropagation(div);
+            return div;
+        };
+        {{ this.get_name() }}.addTo({{ this._parent.get_name() }});
+        {% endmacro %}
+    """)
+
+    def __init__(self, title: str, sections: list[tuple[str, list[tuple[str, str, str]]]],
+                 position: str = "bottomright") -> None:
+        super().__init__()
+        self._name = "Legend"
+        self.position = position
+        parts = [f"<strong>{html.escape(title)}</strong>"]
+        for heading, items in sections:
+            parts.append(f"<h4>{html.escape(heading)}</h4>")
+            parts.extend(f'<div><i class="{shape}" style="background:{colour}"></i>'
+                         f"{html.escape(label)}</div>" for colour, label, shape in items)
+        self.html = "".join(parts)
+
+
+class Page(MacroElement):
+    """What every twin map shares: plain background, the API key helpers, a title box.
+
+    No base map is drawn (there may be no network): the twin's own layers lie on a plain
+    background. ``twinKeyHeaders()`` gives the ``X-API-Key`` header from the key the user
+    entered once (kept in the browser's localStorage), for tiles and actions alike.
+    """
+
+    _template = Template("""
+        {% macro header(this, kwargs) %}
+        <link rel="icon" href="data:,">
+        <style>
+        .leaflet-container { background: {{ this.background }}; }
+        .twin-title { background: rgba(255,255,255,0.92); padding: 5px 9px; font: 13px/1.4
+            sans-serif; border-radius: 5px; box-shadow: 0 1px 4px rgba(0,0,0,0.3); }
+        .twin-title input { width: 9em; font-size: 12px; }
+        .twin-title button, .twin-popup button { font-size: 12px; margin: 2px 4px 0 0; }
+        .twin-popup { font: 12px/1.4 sans-serif; }
+        .twin-popup .answer { margin-top: 4px; font-weight: bold; }
+        </style>
+        <script>
+        function twinApiKey() {
+            try { return window.localStorage.getItem({{ this.key_storage|tojson }}) || ""; }
+            catch (e) { return ""; }
+        }
+        function twinKeyHeaders() {
+            var key = twinApiKey();
+            return key ? {"X-API-Key": key} : {};
+        }
+        function twinSaveKey(value) {
+            try { window.localStorage.setItem({{ this.key_storage|tojson }}, value.trim()); }
+            catch (e) { }
+        }
+        function twinEscape(value) {
+            return String(value === null || value === undefined ? "" : value)
+                .replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;")
+                .replace(/"/g, "&quot;");
+        }
+        </script>
+        {% endmacro %}
+        {% macro script(this, kwargs) %}
+        var {{ this.get_name() }} = L.control({position: "topleft"});
+        {{ this.get_name() }}.onAdd = function () {
+            var div = L.DomUtil.create("div", "twin-title");
+            div.innerHTML = {{ this.title_html|tojson }}
+            {% if this.key_box %}
+                + '<div>API key: <input type="password" class="twin-key" '
+                + 'placeholder="crew key" autocomplete="off"> '
+                + '<button type="button" class="twin-key-save">Save</button>'
+                + '<span class="twin-key-state"></span></div>'
+            {% endif %};
+            L.DomEvent.disableClickPropagation(div);
+            {% if this.key_box %}
+            var state = div.querySelector(".twin-key-state");
+            state.textContent = twinApiKey() ? " saved" : " not set";
+            div.querySelector(".twin-key-save").addEventListener("click", function () {
+                twinSaveKey(div.querySelector(".twin-key").value);
+                div.querySelector(".twin-key").value = "";
+                state.textContent = twinApiKey() ? " saved" : " not set";
+            });
+            {% endif %}
+            return div;
+        };
+        {{ this.get_name() }}.addTo({{ this._parent.get_name() }});
+        {% endmacro %}
+    """)
+
+    def __init__(self, title: str, subtitle: str = "", *, key_box: bool = False,
+                 background: str = "#f2efe9") -> None:
+        super().__init__()
+        self._name = "Page"
+        self.key_storage = KEY_STORAGE
+        self.key_box = key_box
+        self.background = background
+        self.title_html = (f"<strong>{html.escape(title)}</strong>"
+                           + (f"<div>{html.escape(subtitle)}</div>" if subtitle else ""))
+
+
+class Script(MacroElement):
+    """Plain JavaScript added to the page's main script, after the map exists."""
+
+    _template = Template("""
+        {% macro script(this, kwargs) %}
+        {{ this.code }}
+        {% endmacro %}
+    """)
+
+    def __init__(self, code: str) -> None:
+        super().__init__()
+        self._name = "Script"
+        self.code = code
+
+
+class BoundPopup(MacroElement):
+    """A popup of plain HTML bound to its parent layer (folium's Popup needs jQuery)."""
+
+    _template = Template("""
+        {% macro script(this, kwargs) %}
+        {{ this._parent.get_name() }}.bindPopup({{ this.html|tojson }},
+                                                {maxWidth: {{ this.max_width }}});
+        {% endmacro %}
+    """)
+
+    def __init__(self, html_text: str, max_width: int = 340) -> None:
+        super().__init__()
+        self._name = "BoundPopup"
+        self.html = html_text
+        self.max_width = int(max_width)
+
+
+def js_value(value: object) -> str:
+    """A Python value as a JavaScript literal (JSON; safe inside a ``<script>``)."""
+    return json.dumps(value).replace("</", "<\\/")

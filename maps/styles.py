@@ -1,0 +1,93 @@
+"""Colours and the JavaScript that styles and describes the twin's layers on the maps.
+
+The colours are those of the service's MapLibre style (``/styles/twin.json``) so every view
+of the twin agrees: PCI bands of ASTM D6433, alert severities, manhole status, compound
+management types.
+"""
+
+from __future__ import annotations
+
+from maps.elements import js_value
+
+SEVERITY_COLOURS = {"low": "#fecc5c", "medium": "#fd8d3c", "high": "#f03b20",
+                    "critical": "#bd0026"}
+SEVERITY_ORDER = ("low", "medium", "high", "critical")
+# (lowest PCI of the band, name, colour), best first: DOMAIN.md / ASTM D6433.
+PCI_BANDS = ((86, "Good", "#1a9850"), (71, "Satisfactory", "#91cf60"), (56, "Fair", "#fee08b"),
+             (41, "Poor", "#fc8d59"), (26, "Very poor", "#e34a33"), (11, "Serious", "#b2182b"),
+             (0, "Failed", "#6d0000"))
+NO_DATA = "#9e9e9e"
+MANHOLE_COLOURS = {"none": "#3b6ea8", **SEVERITY_COLOURS}
+COMPOUND_COLOURS = {"commodity": "#80b1d3", "resettlement": "#fdb462", "old": "#bebada",
+                    "unmanaged": "#fb8072"}
+COMPOUND_LABELS = {"commodity": "Commodity housing, property company",
+                   "resettlement": "Affordable / resettlement", "old": "Old compound, bungalows",
+                   "unmanaged": "No property management"}
+DAMAGE_COLOURS = {"D00": "#e6ab02", "D10": "#d95f02", "D20": "#7570b3", "D40": "#e7298a"}
+DAMAGE_LABELS = {"D00": "Longitudinal crack", "D10": "Transverse crack",
+                 "D20": "Alligator crack", "D40": "Pothole"}
+DEBRIS_COLOUR = "#8c510a"
+HOTSPOT_COLOURS = ("#fdd49e", "#fc8d59", "#d7301f", "#7f0000")  # more reports: darker
+
+
+def pci_colour(value: float | None) -> str:
+    """The colour of a PCI value's band (grey when there is none).
+
+    Examples
+    --------
+    >>> pci_colour(90), pci_colour(55), pci_colour(None)
+    ('#1a9850', '#fc8d59', '#9e9e9e')
+    """
+    if value is None:
+        return NO_DATA
+    for lowest, _name, colour in PCI_BANDS:
+        if value >= lowest:
+            return colour
+    return PCI_BANDS[-1][2]
+
+
+def pci_band_js() -> str:
+    """``twinPciColour(value)`` in JavaScript, the same bands as :func:`pci_colour`."""
+    bands = [[lowest, colour] for lowest, _name, colour in PCI_BANDS]
+    return (f"function twinPciColour(v) {{ if (v === null || v === undefined || v === '' || "
+            f"isNaN(v)) return {js_value(NO_DATA)}; var bands = {js_value(bands)}; "
+            f"for (var i = 0; i < bands.length; i++) {{ if (Number(v) >= bands[i][0]) "
+            f"return bands[i][1]; }} return bands[bands.length - 1][1]; }}")
+
+
+def street_style(value_js: str = "p.pci") -> str:
+    """Streets as lines coloured by a PCI value (an expression over properties ``p``)."""
+    return (f"function (p, z) {{ var v = {value_js}; return {{weight: z >= 17 ? 6 : "
+            f"z >= 15 ? 4 : 2, color: twinPciColour(v), opacity: 0.95, lineCap: 'round'}}; }}")
+
+
+def _match(property_name: str, colours: dict[str, str], default: str) -> str:
+    return f"({js_value(colours)}[p.{property_name}] || {js_value(default)})"
+
+
+def point_style(colour_js: str, radius: int = 4) -> str:
+    """Points as small circles (VectorGrid draws points as circle markers)."""
+    return (f"function (p, z) {{ return {{radius: z >= 17 ? {radius + 2} : {radius}, "
+            f"weight: 1, color: '#ffffff', fill: true, fillColor: {colour_js}, "
+            f"fillOpacity: 0.9}}; }}")
+
+
+MANHOLE_STYLE = point_style(_match("status", MANHOLE_COLOURS, MANHOLE_COLOURS["none"]))
+DAMAGE_STYLE = point_style(_match("damage_class", DAMAGE_COLOURS, "#666666"), radius=3)
+DEBRIS_STYLE = ("function (p, z) { return {radius: 5, weight: 1, color: '#ffffff', fill: true, "
+                f"fillColor: {js_value(DEBRIS_COLOUR)}, fillOpacity: 0.85, "
+                f"fillRule: 'nonzero'}}; }}")
+COMPOUND_STYLE = ("function (p, z) { var c = "
+                  + _match("management_type", COMPOUND_COLOURS, "#cccccc")
+                  + "; return {weight: 1, color: c, fill: true, fillColor: c, "
+                    "fillOpacity: 0.45}; }")
+
+
+def popup_js(title: str, fields: list[tuple[str, str]]) -> str:
+    """``(properties) -> HTML`` listing some properties as label: value."""
+    rows = " + ".join(
+        f"(p.{name} !== undefined && p.{name} !== null ? '<div>{label}: ' + "
+        f"twinEscape(p.{name}) + '</div>' : '')" for name, label in fields)
+    rows = rows or "''"
+    return (f"function (p) {{ return '<div class=\"twin-popup\"><strong>{title}</strong>' + "
+            f"{rows} + '</div>'; }}")

@@ -1,0 +1,193 @@
+"""Maps for people: ``GET /map`` (crews), ``GET /map/planner`` and the browser files they use.
+
+The pages are folium maps (``maps``) whose scripts and style sheets are served from
+``/static`` by the twin itself: no public CDN, no base-map tiles from the internet. Large
+layers come from the twin's vector tiles; what is small or summarised (active alerts,
+forecasts per street, damage density, debris hotspot cells) is put in the page.
+
+The functions ``crew_inputs`` and ``planner_inputs`` gather a map's data through ``geo``
+(no SQL here); ``twin map`` uses them too, with ``inline=True`` for a page that works from
+disk (GeoJSON instead of tiles, scripts inlined).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy.engine import Connection, Engine
+
+from geo import alerts as alert_store
+from geo import exports, predictions, tiles
+from geo.errors import InvalidInput
+from geo.layers import LAYERS
+from maps.analysis import damage_density, debris_hotspots
+from maps.assets import STATIC_DIR, inline_assets
+from maps.crew import CREW_LAYERS, crew_map
+from maps.planner import PLANNER_LAYERS, STREET_FIELDS, planner_map
+from service.deps import ReaderDep
+
+router = APIRouter(tags=["maps"])
+router.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+MAX_ALERTS = 5000  # active alerts put in one crew page
+DEFAULT_HORIZONS = (30, 90, 365)
+MAX_HORIZONS = 6
+DAMAGE_DAYS = 365  # the damage density shows the last year of observations
+PCI = "pci"
+STYLE_PROPERTIES = {"streets": ("pci",), "manholes": ("status",),
+                    "road_damage": ("damage_class",), "debris_piles": (),
+                    "compounds": ("management_type",)}
+
+
+def _properties(layer_id: str, fields: list[tuple[str, str]]) -> tuple[str, ...]:
+    wanted = [*STYLE_PROPERTIES.get(layer_id, ()), *(name for name, _ in fields)]
+    known = LAYERS[layer_id].property_names
+    return tuple(dict.fromkeys(n for n in wanted if n in known))
+
+
+def _tile_url(layer_id: str, properties: tuple[str, ...]) -> str:
+    return f"/tiles/{layer_id}/{{z}}/{{x}}/{{y}}.mvt?properties={','.join(properties)}"
+
+
+def layer_geojson(conn: Connection, layer_id: str, properties: tuple[str, ...],
+                  as_of: datetime) -> dict:
+    """A layer's features as a FeatureCollection (``id`` among the properties)."""
+    query = exports.ExportQuery(LAYERS[layer_id], as_of=as_of, properties=properties)
+    _columns, chunks = exports.read_features(conn, query, geometry="geojson")
+    features = []
+    for chunk in chunks:
+        for row in chunk:
+            values = dict(zip(properties, row[2:], strict=True))
+            features.append({"type": "Feature", "geometry": json.loads(row[1]),
+                             "properties": {"id": row[0], **{
+                                 k: (v.isoformat() if isinstance(v, datetime) else v)
+                                 for k, v in values.items()}}})
+    return {"type": "FeatureCollection", "features": features}
+
+
+def _sources(conn: Connection, layers: dict, as_of: datetime, inline: bool) -> dict:
+    out = {}
+    for layer_id, (_name, _style, fields) in layers.items():
+        if layer_id not in LAYERS:
+            continue
+        names = _properties(layer_id, fields)
+        out[layer_id] = (layer_geojson(conn, layer_id, names, as_of) if inline
+                         else _tile_url(layer_id, names))
+    return out
+
+
+def twin_bounds(conn: Connection) -> tuple[float, float, float, float] | None:
+    """The extent of the twin's streets, else of any layer (west, south, east, north)."""
+    for layer_id in ("streets", *LAYERS):
+        found = tiles.layer_bounds(conn, LAYERS[layer_id])
+        if found is not None:
+            return found
+    return None
+
+
+def crew_inputs(conn: Connection, *, inline: bool = False, now: datetime | None = None
+                ) -> dict:
+    """What ``maps.crew.crew_map`` needs: active alerts, layer sources, bounds."""
+    now = now or datetime.now(UTC)
+    active = alert_store.list_alerts(
+        conn, alert_store.AlertFilter(statuses=alert_store.ACTIVE), limit=MAX_ALERTS)
+    return {"alerts": active, "sources": _sources(conn, CREW_LAYERS, now, inline),
+            "bounds": twin_bounds(conn),
+            "subtitle": f"{len(active)} active alert{'s' if len(active) != 1 else ''}, "
+                        f"shown {now:%Y-%m-%d %H:%M} UTC"}
+
+
+def planner_inputs(conn: Connection, horizons: tuple[int, ...] = DEFAULT_HORIZONS, *,
+                   inline: bool = False, now: datetime | None = None) -> dict:
+    """What ``maps.planner.planner_map`` needs: sources, forecasts, damage, hotspots."""
+    now = now or datetime.now(UTC)
+    layers = {"streets": ("Streets", "", STREET_FIELDS), **PLANNER_LAYERS}
+    forecasts: dict[int, dict[int, tuple[float, float, float]]] = {}
+    made: list = []
+    metric = predictions.metric_by_name(conn, PCI)
+    if metric is not None:
+        for horizon in horizons:
+            frame = predictions.latest_street_predictions(conn, metric["id"], horizon)
+            if len(frame):
+                forecasts[horizon] = {
+                    int(r.asset_id): (float(r.value),
+                                      float(r.lower if r.lower is not None else r.value),
+                                      float(r.upper if r.upper is not None else r.value))
+                    for r in frame.itertuples()}
+                made.append(frame["as_of"].max())
+    damage_query = exports.ExportQuery(LAYERS["road_damage"], as_of=now,
+                                       since=now - timedelta(days=DAMAGE_DAYS),
+                                       properties=("severity",))
+    _columns, chunks = exports.read_features(conn, damage_query, geometry="geojson")
+    points = []
+    for chunk in chunks:
+        for row in chunk:
+            lon, lat = json.loads(row[1])["coordinates"][:2]
+            points.append((lon, lat, row[2]))
+    debris = predictions.debris_observations(conn, now)
+    return {
+        "sources": _sources(conn, layers, now, inline),
+        "forecasts": forecasts,
+        "forecast_as_of": f"{max(made):%Y-%m-%d}" if made else "",
+        "damage": damage_density(points),
+        "hotspots": debris_hotspots(zip(debris["lon"], debris["lat"],
+                                        debris["observed_at"], strict=True)),
+        "bounds": twin_bounds(conn),
+    }
+
+
+def render_crew(engine: Engine, *, inline: bool = False) -> str:
+    """The crew map page as HTML (self-contained when ``inline``)."""
+    with engine.connect() as conn:
+        inputs = crew_inputs(conn, inline=inline)
+    html = crew_map(**inputs).get_root().render()
+    return inline_assets(html) if inline else html
+
+
+def render_planner(engine: Engine, horizons: tuple[int, ...] = DEFAULT_HORIZONS, *,
+                   inline: bool = False) -> str:
+    """The planner map page as HTML (self-contained when ``inline``)."""
+    with engine.connect() as conn:
+        inputs = planner_inputs(conn, horizons, inline=inline)
+    html = planner_map(**inputs).get_root().render()
+    return inline_assets(html) if inline else html
+
+
+_HTML = {200: {"content": {"text/html": {}}, "description": "The map page."}}
+
+
+@router.get("/map", summary="The crew map: active alerts to acknowledge and resolve",
+            response_class=HTMLResponse, responses=_HTML)
+def crew_page(request: Request, caller: ReaderDep) -> HTMLResponse:
+    """Active alerts by severity (clustered), manholes, damage and debris, the crew's position.
+
+    Acting on an alert asks for a crew API key once; the browser keeps it.
+    """
+    return HTMLResponse(render_crew(request.app.state.engine),
+                        headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/map/planner", summary="The planner map: condition now and forecast, hotspots",
+            response_class=HTMLResponse, responses=_HTML)
+def planner_page(
+    request: Request,
+    caller: ReaderDep,
+    horizon: Annotated[list[int] | None, Query(
+        description="Forecast horizons in days to offer as street colourings (repeat); "
+                    "default 30, 90 and 365. Horizons never scored are left out.")] = None,
+) -> HTMLResponse:
+    """Streets by PCI band, now and forecast; damage, debris, manholes and compounds.
+
+    Streets are coloured by their latest PCI or, chosen in the layer control, by the newest
+    forecast at a horizon; damage density covers the last year of observations.
+    """
+    chosen = tuple(dict.fromkeys(horizon or DEFAULT_HORIZONS))
+    if len(chosen) > MAX_HORIZONS or any(not 1 <= h <= 3650 for h in chosen):
+        raise InvalidInput(f"Give at most {MAX_HORIZONS} horizons, each 1 to 3650 days.")
+    return HTMLResponse(render_planner(request.app.state.engine, chosen),
+                        headers={"Cache-Control": "no-cache"})
