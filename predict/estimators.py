@@ -156,6 +156,43 @@ class WearForecaster(RegressorMixin, BaseEstimator):
         clip = (self.lower_bound, self.upper_bound)
         return np.clip(lower, *clip), np.clip(median, *clip), np.clip(upper, *clip)
 
+    def predict_windows(self, X: pd.DataFrame, windows: pd.DataFrame, interval
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Forecasts of every row of ``X`` under each forecast window, in few passes.
+
+        ``windows`` holds one row per window with the window's columns (``horizon_days`` and
+        the calendar facts); ``interval`` says for which windows the bounds are wanted. The
+        street features are converted once and the window columns set per window, so the
+        median is one prediction over ``len(X) * len(windows)`` rows and each bound one over
+        the rows of the windows in ``interval``. Returns ``lower, median, upper`` of shape
+        ``(len(X), len(windows))``, NaN where no bound was asked.
+        """
+        check_is_fitted(self, "median_model_")
+        names = list(self.feature_names_in_)
+        base = self._matrix(X, learn=False)
+        columns = [names.index(c) for c in windows.columns if c in names]
+        values = windows[[c for c in windows.columns if c in names]].to_numpy(float)
+        n, k = len(X), len(windows)
+        # Street-major rows (a street's windows side by side): neighbouring rows then take
+        # nearly the same paths through the trees, which predicts much faster.
+        stacked = np.repeat(base, k, axis=0)
+        stacked[:, columns] = np.tile(values, (n, 1))
+        stacked = stacked[:, self.used_]
+        last = np.repeat(X[self.last_column].to_numpy(dtype=float), k)
+        clip = (self.lower_bound, self.upper_bound)
+        median = last + self.median_model_.predict(stacked)
+        lower = np.full(n * k, np.nan)
+        upper = np.full(n * k, np.nan)
+        rows = np.tile(np.asarray(interval, bool), n)
+        if rows.any():
+            lower[rows] = (last[rows] + self.low_model_.predict(stacked[rows])
+                           - self.interval_adjustment_)
+            upper[rows] = (last[rows] + self.high_model_.predict(stacked[rows])
+                           + self.interval_adjustment_)
+            lower[rows] = np.minimum(lower[rows], median[rows])
+            upper[rows] = np.maximum(upper[rows], median[rows])
+        return tuple(np.clip(a, *clip).reshape(n, k) for a in (lower, median, upper))
+
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """The median forecast, inside the range."""
         check_is_fitted(self, "median_model_")

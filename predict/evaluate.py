@@ -11,6 +11,7 @@ from geo import predictions as sql
 from geo.errors import InvalidInput
 from predict import manholes
 from predict.debris import evaluate_debris
+from predict.pile_volume import evaluate_pile_volume
 from predict.road import as_utc, check_horizons, evaluate_road
 
 TARGETS = ("road-wear", "debris", "manholes")
@@ -65,14 +66,17 @@ def evaluate(engine: Engine, target: str, as_of, horizons, *, metric: str = "pci
             return evaluate_road(conn, metric, as_of, horizons, window_days=window_days)
     if as_of is None:
         raise InvalidInput(f"Evaluating {target} needs --as-of.")
-    if target == "debris":
-        with engine.connect() as conn:
-            return {"target": "debris", "horizons": [
-                evaluate_debris(conn, as_of, h) for h in horizons]}
     if truth_dir is None:
         from sample_data import SAMPLE_DIR
 
         truth_dir = Path(SAMPLE_DIR) / "truth"
+    if target == "debris":
+        with engine.connect() as conn:
+            return {"target": "debris", "horizons": [
+                evaluate_debris(conn, as_of, h) for h in horizons],
+                "pile_volume": evaluate_pile_volume(
+                    conn, as_of, horizons, window_days=window_days,
+                    truth_csv=Path(truth_dir) / "debris_piles.csv")}
     return {"target": "manholes", "horizons": [
         evaluate_manholes(engine, as_of, h, Path(truth_dir) / "manhole_faults.csv")
         for h in horizons]}

@@ -150,3 +150,80 @@ def street_forecasts(engine: Engine, metric: str, horizon_days: int) -> pd.DataF
         frame = sql.latest_street_predictions(conn, scale.id, horizon_days)
     frame["value"] = np.clip(frame["value"].astype(float), scale.min_value, scale.max_value)
     return frame
+
+
+DEBRIS_VOLUME = "debris_volume"
+DEBRIS_CSV_COLUMNS = ["pile_ref", "observation_id", "target_date", "horizon_days", "p_present",
+                      "value", "lower", "upper", "last_volume"]
+
+
+def score_debris(engine: Engine, horizons=(7, 30), as_of=None, *,
+                 out: Path | None = None) -> ScoreResult:
+    """Forecast every debris pile present at ``as_of`` into ``predictions`` (and a CSV).
+
+    The growth priors, volume noise and lifetime curve are learned from the sightings by
+    ``as_of`` and stored in the model registry (target ``debris_volume``), so each row's
+    ``model_version`` says what made it. Rows: ``target`` ``debris_volume``, ``asset_layer``
+    ``debris_piles`` and ``asset_id`` the id of the pile's latest sighting, ``subject`` its
+    ``pile_ref``, no metric (no volume metric is declared), ``geom`` the latest sighting's
+    point; ``value`` is the expected volume in m3 (0 once cleared), ``lower``/``upper`` its
+    80 % interval.
+    """
+    from predict import pile_volume
+
+    horizons = check_horizons(horizons)
+    with engine.connect() as conn:
+        as_of = pile_volume.resolve_debris_as_of(conn, as_of)
+        sightings = pile_volume.load_sightings(conn, as_of)
+    model, piles = pile_volume.fit_pile_model(sightings, as_of)
+    present = pile_volume.present_piles(model, piles, as_of)
+    summary = {"piles_seen": model.piles, "piles_present": int(len(present)),
+               "volume_cv": model.cv, "growth_all_m3_per_day": model.global_growth,
+               "growth_by_material": model.material_growth,
+               "lifetime_pad_days": model.lifetime_pad_days,
+               "lifetimes_observed": model.lifetimes_observed}
+    first = sightings["observed_at"].min() if len(sightings) else as_of
+    with engine.begin() as conn:
+        version = registry.save(
+            conn, target=DEBRIS_VOLUME, metric=None, estimator=model,
+            train_from=as_utc(first).to_pydatetime(), train_to=as_of.to_pydatetime(),
+            rows=int(len(sightings)), metrics=summary, features=[],
+            params={"present_days": model.present_days, "area_m": model.area_m})
+    parts = [pile_volume.forecast_piles(model, present, as_of, h) for h in horizons]
+    frame = pd.concat(parts, ignore_index=True) if parts and len(present) else pd.DataFrame(
+        columns=["pile_ref", "last_id", "horizon_days", "p_present", "value", "lower", "upper",
+                 "last_volume"])
+    where = present.set_index("pile_ref")[["lon", "lat"]] if len(present) else None
+    target_date = (as_of.normalize() + pd.to_timedelta(frame["horizon_days"].astype(float), "D")
+                   ).dt.date
+    run_id = uuid.uuid4().hex
+    written = 0
+    if len(frame):
+        lon = where.loc[frame["pile_ref"], "lon"].to_numpy()
+        lat = where.loc[frame["pile_ref"], "lat"].to_numpy()
+        to_write = pd.DataFrame({
+            "run_id": run_id, "model_version": version, "target": DEBRIS_VOLUME,
+            "asset_layer": "debris_piles", "asset_id": frame["last_id"].astype("int64"),
+            "subject": frame["pile_ref"].astype(str),
+            "metric_id": pd.array([None] * len(frame), dtype="Int64"),
+            "as_of": as_of.isoformat(), "target_date": target_date,
+            "horizon_days": frame["horizon_days"].astype(int), "value": frame["value"].round(3),
+            "lower": frame["lower"].round(3), "upper": frame["upper"].round(3),
+            "days_to_threshold": pd.array([None] * len(frame), dtype="Int64"),
+            "geom": [f"SRID=4326;POINT({x:.7f} {y:.7f})" for x, y in zip(lon, lat, strict=True)]})
+        with engine.begin() as conn:
+            written = sql.insert_predictions(conn, to_write)
+    csv = None
+    if out is not None:
+        table = pd.DataFrame({
+            "pile_ref": frame["pile_ref"], "observation_id": frame["last_id"],
+            "target_date": target_date, "horizon_days": frame["horizon_days"].astype(int),
+            "p_present": frame["p_present"].astype(float).round(3),
+            "value": frame["value"].astype(float).round(2),
+            "lower": frame["lower"].astype(float).round(2),
+            "upper": frame["upper"].astype(float).round(2),
+            "last_volume": frame["last_volume"].astype(float).round(2)})
+        table.sort_values(["pile_ref", "horizon_days"]).to_csv(
+            out, index=False, columns=DEBRIS_CSV_COLUMNS, lineterminator="\n")
+        csv = str(out)
+    return ScoreResult(run_id, version, str(as_of.date()), int(len(present)), written, csv)

@@ -15,10 +15,10 @@ from predict.features import (
     DAY,
     MetricScale,
     RoadContext,
-    forecast_frame,
     load_road_context,
     road_features,
     training_pairs,
+    window_features,
 )
 
 DEFAULT_HORIZONS = (30, 90, 365)
@@ -29,6 +29,10 @@ MIN_TRAINING_ROWS = 200
 MIN_STREETS = 10
 MAX_TRAINING_ROWS = 60_000
 EVALUATION_WINDOW_DAYS = 15
+# Crossing rules compared by `evaluate`: a crossing is predicted when the point
+# ``median - share * (median - lower)`` at the horizon is on the bad side of the threshold
+# (share 0: the median; 1: the interval's lower bound, the pessimistic end).
+CROSSING_SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 def as_utc(value) -> pd.Timestamp:
@@ -122,6 +126,9 @@ def forecast(model: RoadModel, features: pd.DataFrame, as_of, horizons,
     upper, days_to_threshold``: the median forecast with its interval, and the days from
     ``as_of`` until the median forecast crosses ``threshold`` (NaN when it does not within
     the look-ahead grid, 0 when already past it).
+
+    The median is predicted once for the horizons and the look-ahead grid together (a horizon
+    on the grid is predicted once), and the bounds only for the horizons.
     """
     as_of = as_utc(as_of)
     horizons = check_horizons(horizons)
@@ -129,33 +136,37 @@ def forecast(model: RoadModel, features: pd.DataFrame, as_of, horizons,
         return pd.DataFrame(columns=["asset_id", "horizon_days", "target_date", "last_value",
                                      "value", "lower", "upper", "days_to_threshold"])
     scale = model.scale
-    frame = forecast_frame(features, as_of, horizons)
-    lower, median, upper = model.estimator.predict_interval(frame[model.features])
+    days = sorted(set(horizons) | (set(THRESHOLD_GRID_DAYS) if threshold is not None else set()))
+    windows = window_features(pd.DatetimeIndex([as_of] * len(days)), np.asarray(days))
+    lower, median, upper = model.estimator.predict_windows(
+        features, windows, [d in horizons for d in days])
+    at = [days.index(h) for h in horizons]
+    n, k = len(features), len(horizons)
+    pick = (slice(None), at)
     out = pd.DataFrame({
-        "asset_id": frame.index.to_numpy(),
-        "horizon_days": frame["horizon_days"].to_numpy().astype(int),
-        "last_value": scale.from_goodness(frame["last_value"].to_numpy()),
-        "value": scale.from_goodness(median),
-        "lower": scale.from_goodness(lower),
-        "upper": scale.from_goodness(upper),
+        "asset_id": np.repeat(features.index.to_numpy(), k),
+        "horizon_days": np.tile(np.asarray(horizons, dtype=int), n),
+        "last_value": scale.from_goodness(np.repeat(features["last_value"].to_numpy(float), k)),
+        "value": scale.from_goodness(median[pick].reshape(-1)),
+        "lower": scale.from_goodness(lower[pick].reshape(-1)),
+        "upper": scale.from_goodness(upper[pick].reshape(-1)),
     })
     if not scale.higher_is_better:  # goodness bounds map to swapped metric bounds
         out["lower"], out["upper"] = out["upper"].to_numpy(), out["lower"].to_numpy()
     out["target_date"] = (as_of.normalize() + pd.to_timedelta(out["horizon_days"], "D")).dt.date
     if threshold is not None:
-        days = days_to_threshold(model, features, as_of, threshold)
-        out["days_to_threshold"] = days.reindex(out["asset_id"]).to_numpy()
+        grid = [days.index(d) for d in THRESHOLD_GRID_DAYS]
+        crossing = _first_crossing(model, features, median[:, grid], threshold)
+        out["days_to_threshold"] = np.repeat(crossing, k)
     else:
         out["days_to_threshold"] = np.nan
     return out
 
 
-def days_to_threshold(model: RoadModel, features: pd.DataFrame, as_of,
-                      threshold: float) -> pd.Series:
-    """Days until each street's median forecast first reaches the bad side of ``threshold``."""
+def _first_crossing(model: RoadModel, features: pd.DataFrame, goodness: np.ndarray,
+                    threshold: float) -> np.ndarray:
+    """Days until a median path on ``THRESHOLD_GRID_DAYS`` first reaches ``threshold``."""
     grid = np.asarray(THRESHOLD_GRID_DAYS, dtype=float)
-    frame = forecast_frame(features, as_of, grid)
-    goodness = model.estimator.predict(frame[model.features]).reshape(len(features), len(grid))
     limit = float(model.scale.to_goodness([threshold])[0])
     now = features["last_value"].to_numpy(dtype=float)
     path = np.column_stack([now, goodness])
@@ -163,15 +174,24 @@ def days_to_threshold(model: RoadModel, features: pd.DataFrame, as_of,
     below = path < limit
     first = np.where(below.any(axis=1), below.argmax(axis=1), -1)
     result = np.full(len(features), np.nan)
-    for i in np.flatnonzero(first >= 0):
-        k = first[i]
-        if k == 0:
-            result[i] = 0.0
-            continue
-        g0, g1 = path[i, k - 1], path[i, k]
-        share = (g0 - limit) / (g0 - g1) if g0 != g1 else 1.0
-        result[i] = days[k - 1] + share * (days[k] - days[k - 1])
-    return pd.Series(np.round(result), index=features.index)
+    result[first == 0] = 0.0
+    idx = np.flatnonzero(first > 0)
+    k = first[idx]
+    g0, g1 = path[idx, k - 1], path[idx, k]
+    share = np.where(g0 != g1, (g0 - limit) / np.where(g0 != g1, g0 - g1, 1.0), 1.0)
+    result[idx] = days[k - 1] + share * (days[k] - days[k - 1])
+    return np.round(result)
+
+
+def days_to_threshold(model: RoadModel, features: pd.DataFrame, as_of,
+                      threshold: float) -> pd.Series:
+    """Days until each street's median forecast first reaches the bad side of ``threshold``."""
+    as_of = as_utc(as_of)
+    windows = window_features(pd.DatetimeIndex([as_of] * len(THRESHOLD_GRID_DAYS)),
+                              np.asarray(THRESHOLD_GRID_DAYS))
+    _, median, _ = model.estimator.predict_windows(features, windows,
+                                                   [False] * len(THRESHOLD_GRID_DAYS))
+    return pd.Series(_first_crossing(model, features, median, threshold), index=features.index)
 
 
 # -- evaluation ---------------------------------------------------------------------------------
@@ -286,6 +306,10 @@ def evaluate_road(conn: Connection, metric: str, as_of, horizons, *, threshold: 
             "streets_above_threshold": int(above.sum()),
             "model": _precision_recall(above & (median < limit), actual),
             "linear_trend": _precision_recall(above & (trend < limit), actual),
+            "model_by_share": {
+                f"{share:g}": _precision_recall(above & (median - share * (median - lower)
+                                                         < limit), actual)
+                for share in CROSSING_SHARES},
         }
         report["horizons"].append(entry)
     return report

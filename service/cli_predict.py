@@ -54,12 +54,25 @@ def score(
                       "to this CSV.")] = None,
     version: Annotated[str | None, typer.Option(
         help="Model version (default: the newest for the metric).")] = None,
+    target: Annotated[str, typer.Option(
+        help="road-wear (streets, with the stored model) or debris (each pile's expected "
+             "volume; default horizons 7 and 30).")] = "road-wear",
 ) -> None:
-    """Forecast every street with the stored model into the predictions table."""
+    """Forecast every street (or debris pile) into the predictions table."""
     from predict.pipeline import score as score_streets
+    from predict.pipeline import score_debris
     from predict.road import DEFAULT_HORIZONS
 
     try:
+        if target == "debris":
+            result = score_debris(_engine(_settings()), horizon or (7, 30), as_of, out=out)
+            console.print(f"Run {result.run_id}: {result.rows:,} forecasts for "
+                          f"{result.streets:,} debris piles present as of {result.as_of} "
+                          f"with model {result.model_version}."
+                          + (f" CSV: {result.csv}" if result.csv else ""))
+            return
+        if target != "road-wear":
+            raise TwinError(f"Target '{target}' is not one of road-wear, debris.")
         result = score_streets(_engine(_settings()), metric, horizon or DEFAULT_HORIZONS, as_of,
                                out=out, version=version)
     except TwinError as error:

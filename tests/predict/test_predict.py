@@ -306,3 +306,87 @@ def test_scores_land_in_predictions_with_the_latest_per_street(sample):
     assert len(rows) == result.rows == 2 * result.streets
     assert (latest["model_version"] == result.model_version).all()
     assert rows["value"].between(0, 100).all()
+
+
+# -- debris: each pile's expected volume ----------------------------------------------------------
+
+PILE_AS_OF = pd.Timestamp("2026-05-01", tz="UTC")
+PILE_TRUTH = SAMPLE_DIR / "truth" / "debris_piles.csv"
+
+
+def _pile_forecast(sightings, as_of, horizons=(1, 3, 7)):
+    from predict import pile_volume
+
+    model, piles = pile_volume.fit_pile_model(sightings, as_of)
+    present = pile_volume.present_piles(model, piles, as_of)
+    return pd.concat([pile_volume.forecast_piles(model, present, as_of, h) for h in horizons],
+                     ignore_index=True)
+
+
+def test_pile_forecasts_ignore_sightings_after_the_as_of(sample):
+    from predict import pile_volume
+
+    with sample.connect() as conn:
+        everything = pile_volume.load_sightings(conn, "2026-11-01")
+        by_as_of = pile_volume.load_sightings(conn, PILE_AS_OF)
+    assert (by_as_of["observed_at"] <= PILE_AS_OF).all()
+    before = _pile_forecast(everything, PILE_AS_OF)
+    assert len(before) > 0
+    pd.testing.assert_frame_equal(before, _pile_forecast(by_as_of, PILE_AS_OF))
+    # A huge later sighting of a present pile, and a new pile, change nothing as of the date...
+    ref = before["pile_ref"].iloc[0]
+    later = everything[everything["pile_ref"] == ref].tail(1).assign(
+        id=10**9, observed_at=PILE_AS_OF + pd.Timedelta(hours=12), volume_m3=500.0)
+    fresh = later.assign(id=10**9 + 1, pile_ref="PILE-NEW", volume_m3=50.0)
+    changed = pd.concat([everything, later, fresh], ignore_index=True)
+    pd.testing.assert_frame_equal(before, _pile_forecast(changed, PILE_AS_OF))
+    # ... but do count once they are in the past.
+    after = _pile_forecast(changed, PILE_AS_OF + pd.Timedelta(days=1))
+    assert after.loc[after["pile_ref"] == ref, "last_volume"].eq(500.0).all()
+
+
+def test_pile_forecasts_are_sane_on_the_sample(sample):
+    from predict.pile_volume import evaluate_pile_volume_pooled
+
+    dates = [d.date() for d in pd.date_range("2025-03-01", "2026-10-01", freq="7D")]
+    with sample.connect() as conn:
+        report = evaluate_pile_volume_pooled(conn, dates, [1, 3, 30], truth_csv=PILE_TRUTH)
+    by_h = {h["horizon_days"]: h for h in report["horizons"]}
+    assert by_h[1]["piles_forecast"] > 50
+    p = [by_h[h]["mean_p_present"] for h in (1, 3, 30)]
+    assert 0 < p[2] <= p[1] <= p[0] < 1  # clearing only ever becomes more likely
+    for h in (1, 3, 30):
+        truth = by_h[h]["against_truth"]
+        assert truth["mae_expected"] < 0.5 * truth["mae_persistence"]
+        assert truth["coverage"] >= 0.75
+    # Piles seen again are, by definition, not cleared: there the "if still there" volume
+    # (last level + growth) must beat persistence.
+    again = by_h[3]["observed_again"]
+    assert again["piles"] >= 20 and again["mae_if_present"] < again["mae_persistence"]
+
+
+def test_debris_scores_land_in_predictions_against_the_latest_sighting(sample, tmp_path):
+    from predict.pile_volume import PileVolumeModel
+
+    out = tmp_path / "piles.csv"
+    result = pipeline.score_debris(sample, [1, 7], PILE_AS_OF, out=out)
+    assert result.rows == 2 * result.streets > 0
+    with sample.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT p.subject, p.asset_id, p.value, p.lower, p.upper, p.metric_id, "
+            "d.pile_ref, d.observed_at, (SELECT max(observed_at) FROM debris_piles e "
+            "WHERE e.pile_ref = d.pile_ref AND e.observed_at <= :t) AS latest "
+            "FROM predictions p JOIN debris_piles d ON d.id = p.asset_id "
+            "WHERE p.run_id = :r"), {"r": result.run_id, "t": PILE_AS_OF}).mappings().all()
+        shown = sql.predictions_of_run(conn, result.run_id)
+        estimator, _ = registry.load(conn, target="debris_volume",
+                                     version=result.model_version)
+    assert len(rows) == result.rows
+    for row in rows:
+        assert row["subject"] == row["pile_ref"] and row["observed_at"] == row["latest"]
+        assert 0 <= row["lower"] <= row["upper"] and row["value"] >= 0
+        assert row["metric_id"] is None
+    assert set(shown["external_id"]) == {r["subject"] for r in rows}
+    assert isinstance(estimator, PileVolumeModel)
+    table = pd.read_csv(out)
+    assert list(table.columns) == pipeline.DEBRIS_CSV_COLUMNS and len(table) == result.rows
