@@ -15,7 +15,7 @@
    median once per distinct day (6) and the two bounds per horizon (3 x 2), 12 tree-ensemble
    predictions per segment in three passes (one per model).
 
-Results are printed as JSON (recorded by hand in ``benchmarks/results/predict.md``).
+Results are printed as JSON (recorded by hand in ``docs/benchmarks.md``, section Predict).
 """
 
 from __future__ import annotations
