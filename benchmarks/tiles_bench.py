@@ -9,16 +9,28 @@ TWIN_HOME and destroyed at the end; it holds a city-scale sample
 The twin runs under uvicorn (``service.asgi:app``, 1 and 2 workers, tile cache off and on);
 TiPg runs from its own virtualenv (``/tmp/tipg-venv``, made here when missing) as
 ``tipg.main:app`` under uvicorn (1 and 2 workers) with ``DATABASE_URL`` on the same socket and
-``TIPG_TILE_BUFFER=64`` so both cut tiles alike. A small asyncio HTTP/1.1 keep-alive client
-(loopback only, bounded in requests and seconds) measures:
+``TIPG_TILE_BUFFER=64`` so both cut tiles alike.
 
-1. uncached tiles/s: a fixed list of distinct tiles at z13-17 over the sample, each asked once
-   (twin with ``TWIN_TILE_CACHE_MB=0``; TiPg has no tile cache), after one untimed pass that
-   warms PostgreSQL's buffers for every server alike;
-2. warm tiles/s: the same list repeated (the twin's cache on and filled first);
-3. p50/p99 latency at 32 concurrent clients (every run above is at 32 clients);
+The load comes from ``wrk`` (``apt-get install wrk``; loopback only, ``-t2``, 32 connections,
+``--duration`` seconds per measurement) with a Lua script that walks a fixed list of tile URLs,
+each wrk thread from its own offset; p50/p99 come from wrk's latency distribution. Without wrk
+(or with ``--generator python``) a small asyncio HTTP/1.1 keep-alive client in this process
+does it instead (each list asked once, bounded by ``RUN_CAP_S``), which shares the cores with
+the servers and caps what it can observe. Measured:
+
+1. uncached tiles/s: a fixed list of distinct tiles at z13-17 over the sample, walked over and
+   over (twin with ``TWIN_TILE_CACHE_MB=0``, which makes no cache at all, so every request
+   renders; TiPg has no tile cache), after one untimed pass that warms PostgreSQL's buffers for
+   every server alike;
+2. warm tiles/s: the same walk with the twin's cache on and filled first; TiPg renders every
+   time, so its figure to compare is the uncached one (with the python generator: the same
+   list repeated);
+3. p50/p99 latency at 32 concurrent connections (every run above is at 32);
 4. ``/ogc/collections/manholes/items?limit=1000`` against TiPg's
-   ``/collections/public.manholes/items?limit=1000``, when the twin serves it.
+   ``/collections/public.manholes/items?limit=1000``, when the twin serves it (python client).
+
+``--fast-io`` runs both servers with ``--loop uvloop --http httptools`` (uvicorn[standard]); the
+packages must import in both environments, from their venvs or from ``--fast-io-path``.
 
 Raw figures go to ``benchmarks/results/tiles.json`` (``tiles.quick.json`` with --quick).
 """
@@ -68,6 +80,41 @@ QUICK = {"scale": 1, "months": 3, "tiles": 80, "warm_requests": 400, "tipg_repea
          "items_requests": 10, "layers": ("manholes", "streets")}
 ROUNDS = 3  # each measurement, alternated between the servers; the median is kept
 RUN_CAP_S = 60.0  # no single measured run goes on longer than this
+WRK_THREADS = 2
+WRK_DURATION_S = 15
+# wrk's script: walk the paths of the file named after "--", each thread from its own offset,
+# and print the results as one JSON line.
+WRK_SCRIPT = r"""
+local threads = {}
+local count = 0
+function setup(thread)
+  thread:set("id", count)
+  count = count + 1
+  table.insert(threads, thread)
+end
+function init(args)
+  paths = {}
+  for line in io.lines(args[1]) do
+    if #line > 0 then paths[#paths + 1] = line end
+  end
+  -- threads start 211 paths apart (a prime), so they do not ask for the same tiles in step
+  idx = (id * 211) % #paths
+end
+function request()
+  idx = idx % #paths + 1
+  return wrk.format("GET", paths[idx])
+end
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRKJSON {"requests": %d, "duration_us": %d, "bytes": %d, "connect_errors": %d, ' ..
+    '"read_errors": %d, "write_errors": %d, "status_errors": %d, "timeouts": %d, ' ..
+    '"p50_us": %d, "p90_us": %d, "p99_us": %d, "mean_us": %.1f, "max_us": %d}\n',
+    summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write, e.status,
+    e.timeout, latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency.mean, latency.max))
+end
+"""
 # The table columns behind each twin layer, so TiPg puts the same table columns in its tiles.
 TIPG_PROPERTIES = {
     "manholes": "external_id,source,kind,depth_m,cover_state,sensor_id",
@@ -168,6 +215,37 @@ def load(port: int, paths: list[str], clients: int = CLIENTS, cap_s: float = RUN
     return asyncio.run(_load(port, paths, clients, cap_s))
 
 
+def wrk_load(port: int, paths: list[str], duration_s: float, work_dir: Path,
+             connections: int = CLIENTS, threads: int = WRK_THREADS) -> dict:
+    """Walk ``paths`` over and over with wrk for ``duration_s`` seconds; latencies in ms.
+
+    ``errors`` counts socket errors and timeouts; ``status_errors`` the responses that were
+    not 2xx or 3xx (wrk does not tell the statuses apart).
+    """
+    script = work_dir / "walk.lua"
+    if not script.exists():
+        script.write_text(WRK_SCRIPT)
+    listing = work_dir / f"paths-{port}.txt"
+    listing.write_text("\n".join(paths) + "\n")
+    argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{round(duration_s)}s", "--latency",
+            "--timeout", "30s", "-s", str(script), f"http://{HOST}:{port}", "--", str(listing)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=duration_s + 60,
+                          check=True)
+    line = next(x for x in done.stdout.splitlines() if x.startswith("WRKJSON "))
+    raw = json.loads(line.removeprefix("WRKJSON "))
+    seconds = raw["duration_us"] / 1e6
+    return {
+        "generator": "wrk", "requests": raw["requests"],
+        "errors": raw["connect_errors"] + raw["read_errors"] + raw["write_errors"]
+        + raw["timeouts"], "status_errors": raw["status_errors"],
+        "seconds": round(seconds, 3), "per_s": round(raw["requests"] / seconds, 1),
+        "p50_ms": round(raw["p50_us"] / 1000, 2), "p90_ms": round(raw["p90_us"] / 1000, 2),
+        "p99_ms": round(raw["p99_us"] / 1000, 2), "mean_ms": round(raw["mean_us"] / 1000, 2),
+        "max_ms": round(raw["max_us"] / 1000, 2), "bytes": raw["bytes"],
+        "clients": connections, "threads": threads, "paths": len(paths),
+    }
+
+
 # -- servers --------------------------------------------------------------------------------
 
 def free_port() -> int:
@@ -240,11 +318,16 @@ def ensure_tipg() -> str:
                           check=True, capture_output=True, text=True).stdout.strip()
 
 
-def package_version(name: str, python: Path) -> str:
+def package_version(name: str, python: Path, env: dict | None = None) -> str:
     """The installed version of a package in the environment of ``python``."""
     return subprocess.run([str(python), "-c", f"import importlib.metadata as m; "
                            f"print(m.version('{name}'))"], capture_output=True,
-                          text=True).stdout.strip()
+                          text=True, env=env).stdout.strip()
+
+
+def uptime() -> str:
+    """What ``uptime`` says: the machine's load while the benchmark runs."""
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
 
 # -- the workload ---------------------------------------------------------------------------
@@ -288,18 +371,33 @@ def median_run(runs: list[dict]) -> dict:
 
 
 def bench_interleaved(tipg: Server, nocache: Server, cache: Server, cfg: dict, tiles: list,
-                      workers: int) -> dict:
+                      workers: int, run: dict) -> dict:
     """Every measurement alternated between the servers, ``ROUNDS`` times; medians kept.
 
-    Other work on the machine then weighs on TiPg and the twin alike.
+    Other work on the machine then weighs on TiPg and the twin alike. ``run`` says how to
+    load: ``{"generator": "wrk", "duration_s": ..., "work_dir": ...}`` or the python client.
+    With wrk, TiPg's walk serves as its repeated figure too (it renders every time).
     """
     out: dict = {tipg.name: {}, nocache.name: {}, cache.name: {}}
+    with_wrk = run["generator"] == "wrk"
+
+    def walk(server: Server, paths: list[str]) -> dict:
+        return wrk_load(server.port, paths, run["duration_s"], run["work_dir"])
+
     for layer in cfg["layers"]:
         twin, other = twin_paths(layer, tiles), tipg_paths(layer, tiles)
         for _ in range(workers):  # fill every worker's cache (not timed)
             load(cache.port, twin)
+        if with_wrk:  # a second pass, so that every worker has seen every tile
+            walk(cache, twin)
         rounds: dict = {"tipg": [], "tipg_repeat": [], "nocache": [], "warm": []}
         for _ in range(ROUNDS):
+            if with_wrk:
+                rounds["tipg"].append(walk(tipg, other))
+                rounds["nocache"].append(walk(nocache, twin))
+                rounds["warm"].append(walk(cache, twin))
+                rounds["tipg_repeat"].append(rounds["tipg"][-1])
+                continue
             rounds["tipg"].append(load(tipg.port, other))
             rounds["nocache"].append(load(nocache.port, twin))
             rounds["warm"].append(load(cache.port, repeated(twin, cfg["warm_requests"])))
@@ -308,13 +406,14 @@ def bench_interleaved(tipg: Server, nocache: Server, cache: Server, cfg: dict, t
                                  "warm": median_run(rounds["tipg_repeat"])}
         out[nocache.name][layer] = {"uncached": median_run(rounds["nocache"])}
         out[cache.name][layer] = {"warm": median_run(rounds["warm"])}
-        for name, key, run in ((tipg.name, "uncached", out[tipg.name][layer]["uncached"]),
+        for name, key, result in ((tipg.name, "uncached", out[tipg.name][layer]["uncached"]),
                                (nocache.name, "uncached", out[nocache.name][layer]["uncached"]),
                                (tipg.name, "repeat", out[tipg.name][layer]["warm"]),
                                (cache.name, "warm", out[cache.name][layer]["warm"])):
-            log(f"  {name} {layer} {key}: {run['per_s']} tiles/s (rounds "
-                f"{run['rounds_per_s']}), p50 {run['p50_ms']} p99 {run['p99_ms']} ms, "
-                f"statuses {run['statuses']}, errors {run['errors']}")
+            log(f"  {name} {layer} {key}: {result['per_s']} tiles/s (rounds "
+                f"{result['rounds_per_s']}), p50 {result['p50_ms']} p99 {result['p99_ms']} ms, "
+                f"statuses {result.get('statuses', '-')}, non-2xx/3xx "
+                f"{result.get('status_errors', '-')}, errors {result['errors']}")
     return out
 
 
@@ -339,7 +438,7 @@ def ratio(a: float | None, b: float | None) -> float | None:
 def summarize(results: dict, cfg: dict) -> dict:
     """Ratios against the issue's targets."""
     runs, summary = results["runs"], {}
-    for workers in (1, 2):
+    for workers in results["workers"]:
         tipg = runs[f"tipg-{workers}w"]
         nocache = runs[f"twin-{workers}w-nocache"]
         cache = runs[f"twin-{workers}w-cache"]
@@ -381,13 +480,40 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small sample, few tiles")
     parser.add_argument("--data-dir", type=Path, default=Path("/tmp/twin-tiles-bench-data"),
                         help="where the generated sample is cached between runs")
+    parser.add_argument("--generator", choices=("wrk", "python"),
+                        default="wrk" if shutil.which("wrk") else "python",
+                        help="load generator (default: wrk when on PATH)")
+    parser.add_argument("--duration", type=int, default=WRK_DURATION_S,
+                        help="seconds per wrk measurement (default %(default)s)")
+    parser.add_argument("--workers", default="1,2",
+                        help="uvicorn worker counts to run, comma-separated (default 1,2)")
+    parser.add_argument("--fast-io", action="store_true",
+                        help="run both servers with --loop uvloop --http httptools")
+    parser.add_argument("--fast-io-path", type=Path, default=None,
+                        help="a directory holding uvloop and httptools (pip install --target), "
+                        "put on both servers' PYTHONPATH")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="where to write the JSON (default benchmarks/results/tiles.json, "
+                        "tiles.quick.json with --quick)")
+    parser.add_argument("--layers", default=None,
+                        help="layers to measure, comma-separated (default: the preset's)")
     args = parser.parse_args()
     cfg = QUICK if args.quick else FULL
+    if args.layers:
+        cfg = {**cfg, "layers": tuple(args.layers.split(","))}
+    worker_counts = tuple(int(w) for w in args.workers.split(","))
     began = time.monotonic()
     results: dict = {"started_at": datetime.now(UTC).isoformat(timespec="seconds"),
                      "quick": args.quick, "config": {**cfg, "layers": list(cfg["layers"])},
                      "clients": CLIENTS, "runs": {}, "timings_s": {},
-                     "load_average_at_start": os.getloadavg()}
+                     "workers": list(worker_counts), "generator": args.generator,
+                     "fast_io": args.fast_io,
+                     "load_average_at_start": os.getloadavg(), "uptime_at_start": uptime()}
+    if args.generator == "wrk":
+        results["wrk"] = {"version": subprocess.run(["wrk", "--version"], capture_output=True,
+                                                    text=True).stdout.splitlines()[0],
+                          "threads": WRK_THREADS, "connections": CLIENTS,
+                          "duration_s": args.duration}
     tipg_version = ensure_tipg()
     home = Path(tempfile.mkdtemp(prefix="twin-tiles-bench-"))
     cluster = EmbeddedCluster(home, os.environ.get("TWIN_CLUSTER_USER", "postgres"))
@@ -436,32 +562,45 @@ def main() -> int:
         }
         base_env = {k: v for k, v in os.environ.items()
                     if not k.startswith(("TWIN_", "TIPG_", "PG"))}
+        io_args: list[str] = []
+        if args.fast_io:
+            if args.fast_io_path:
+                base_env["PYTHONPATH"] = str(args.fast_io_path.resolve())
+            for python in (venv_python, TIPG_VENV / "bin" / "python"):
+                subprocess.run([str(python), "-c", "import uvloop, httptools"], env=base_env,
+                               check=True)
+            io_args = ["--loop", "uvloop", "--http", "httptools"]
+            results["versions"]["uvloop"] = package_version("uvloop", venv_python, base_env)
+            results["versions"]["httptools"] = package_version("httptools", venv_python,
+                                                               base_env)
         log_dir = home / "logs"
         log_dir.mkdir()
+        run = {"generator": args.generator, "duration_s": args.duration, "work_dir": home}
 
         def twin(workers: int, cache_mb: int) -> Server:
             env = {**base_env, "TWIN_DATABASE_URL": db_url, "TWIN_TILE_CACHE_MB": str(cache_mb)}
             name = f"twin-{workers}w-{'cache' if cache_mb else 'nocache'}"
             return Server(name, [str(REPO / ".venv" / "bin" / "uvicorn"), "service.asgi:app",
-                                 "--workers", str(workers)], env, "/healthz", log_dir)
+                                 "--workers", str(workers), *io_args], env, "/healthz", log_dir)
 
         def tipg(workers: int) -> Server:
             env = {**base_env, "DATABASE_URL": tipg_url, "TIPG_TILE_BUFFER": "64",
                    "TIPG_DB_SCHEMAS": '["public"]', "TIPG_MAX_FEATURES_PER_TILE": "10000"}
             return Server(f"tipg-{workers}w", [str(TIPG_VENV / "bin" / "uvicorn"),
-                                               "tipg.main:app", "--workers", str(workers)],
+                                               "tipg.main:app", "--workers", str(workers),
+                                               *io_args],
                           env, "/healthz", log_dir)
 
-        for workers in (1, 2):
+        for workers in worker_counts:
             log(f"{workers} worker(s): TiPg {tipg_version}, twin cache off, twin cache on")
             group = [tipg(workers), twin(workers, 0), twin(workers, 256)]
             servers.extend(group)
-            if workers == 1:  # one untimed pass warms PostgreSQL's buffers for everyone
+            if workers == worker_counts[0]:  # one untimed pass warms PostgreSQL's buffers
                 for layer in cfg["layers"]:
                     load(group[0].port, tipg_paths(layer, tiles))
                     load(group[1].port, twin_paths(layer, tiles))
-            results["runs"].update(bench_interleaved(*group, cfg, tiles, workers))
-            if workers == 1:
+            results["runs"].update(bench_interleaved(*group, cfg, tiles, workers, run))
+            if workers == worker_counts[0]:
                 results["items"] = {
                     "tipg": bench_items(group[0], "/collections/public.manholes/items?limit=1000",
                                         cfg["items_requests"]),
@@ -479,8 +618,9 @@ def main() -> int:
         shutil.rmtree(home, ignore_errors=True)
     results["timings_s"]["total"] = round(time.monotonic() - began, 1)
     results["load_average_at_end"] = os.getloadavg()
+    results["uptime_at_end"] = uptime()
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    out = RESULTS_DIR / ("tiles.quick.json" if args.quick else "tiles.json")
+    out = args.out or RESULTS_DIR / ("tiles.quick.json" if args.quick else "tiles.json")
     out.write_text(json.dumps(results, indent=2) + "\n")
     log(f"wrote {out} in {results['timings_s']['total']} s")
     print(json.dumps(results["summary"], indent=2))

@@ -54,11 +54,13 @@ def resolve_database_url(settings: DatabaseSettings) -> URL:
 
 def create_engine(url: URL, **kwargs) -> Engine:
     """Create an engine that gives up on an unreachable server within a few seconds."""
+    options = {"pool_pre_ping": True, "pool_size": 8, "max_overflow": 2, **kwargs}
+    # A pool that keeps what it opens: with the default 5 + 10 overflow, a burst of requests
+    # opened (and closed) a server backend for most of them.
     return sa.create_engine(
         url,
         connect_args={"connect_timeout": CONNECT_TIMEOUT_S, "application_name": "twin"},
-        pool_pre_ping=True,
-        **kwargs,
+        **options,
     )
 
 

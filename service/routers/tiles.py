@@ -13,6 +13,12 @@ listener miss a change). Tiles are kept in an LRU cache per process, bounded by
 ``tile_cache_mb`` (0 turns it off), keyed by the same versions; entries of older versions are
 dropped as soon as a newer version of their layer is seen. ``Cache-Control: no-cache`` lets
 clients keep tiles and revalidate them with a cheap ``304``.
+
+The tile route answers a query it has already validated (same layer, same query string)
+without FastAPI's parameter parsing: anonymous reads on an open service go straight to the
+versions, the ETag, the cache and, on a miss, the renderer. At most the engine pool's size
+less one tiles render at once per process, so a burst of misses queues on the event loop
+instead of opening overflow connections (each a new PostgreSQL backend) per tile.
 """
 
 from __future__ import annotations
@@ -21,13 +27,14 @@ import asyncio
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
 from geo import tiles
@@ -312,14 +319,72 @@ TileQueryDep = Annotated[TileQuery, Depends(tile_query)]
 _LAYER_DOC = f"Layer id: one of {', '.join(LAYERS)}."
 
 
-@router.get(
-    "/tiles/{layer}/{z}/{x}/{y}.mvt", tags=["tiles"],
-    summary="A vector tile of a layer",
-    response_class=Response,
-    responses={200: {"content": {MVT: {}}, "description": "The tile (Mapbox Vector Tile 2.1)."},
-               204: {"description": "No feature of the layer meets this tile."},
-               304: {"description": "The tile has not changed (If-None-Match)."}},
-)
+_QUERY_MEMO_MAX = 1024  # distinct (layer, query string) pairs remembered per process
+
+
+def _memo(request: Request) -> dict:
+    state = request.app.state
+    memo = getattr(state, "tile_query_memo", None)
+    if memo is None:
+        memo = state.tile_query_memo = {}
+    return memo
+
+
+def _remember(request: Request, layer_id: str, tile: tiles.TileRequest) -> None:
+    """Note that this layer and query string validated to ``tile`` (any z/x/y)."""
+    memo = _memo(request)
+    if len(memo) >= _QUERY_MEMO_MAX:
+        memo.clear()
+    memo[(layer_id, request.scope.get("query_string", b""))] = replace(tile, z=0, x=0, y=0)
+
+
+def _tile_number(text: str) -> int | None:
+    # Plain decimal digits only (what FastAPI would read the same way); anything else goes
+    # through the full validation and its error messages.
+    if text.isascii() and text.isdigit() and len(text) <= 9 and (text == "0" or text[0] != "0"):
+        return int(text)
+    return None
+
+
+async def _fast_tile(request: Request) -> Response | None:
+    """Serve a tile whose query was validated before, skipping FastAPI's parsing.
+
+    ``None`` when the request needs the full route: a key is given or reading needs one, the
+    layer and query string are new, or z/x/y are not plain numbers of a tile that exists.
+    """
+    headers = request.headers
+    if (not request.app.state.settings.open_read or "x-api-key" in headers
+            or "authorization" in headers):
+        return None
+    path = request.path_params
+    template = _memo(request).get((path.get("layer"), request.scope.get("query_string", b"")))
+    if template is None:
+        return None
+    z, x, y = (_tile_number(path.get(k, "")) for k in ("z", "x", "y"))
+    if z is None or x is None or y is None:
+        return None
+    try:
+        tiles.check_tile(z, x, y)
+    except NotFound:
+        return None
+    return await _serve(request, replace(template, z=z, x=x, y=y),
+                        headers.get("if-none-match"))
+
+
+class TileRoute(APIRoute):
+    """The tile route: :func:`_fast_tile` first, FastAPI's full handling when it declines."""
+
+    def get_route_handler(self):
+        """The full handler behind the fast path."""
+        full = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            response = await _fast_tile(request)
+            return response if response is not None else await full(request)
+
+        return handler
+
+
 async def get_tile(
     request: Request,
     caller: TileReaderDep,
@@ -332,6 +397,24 @@ async def get_tile(
     # Async on purpose: 304s and cache hits are answered on the event loop; only rendering
     # a tile goes to the thread pool (the engine is synchronous).
     tile = query.request(layer, z, x, y)
+    _remember(request, layer, tile)
+    return await _serve(request, tile, if_none_match)
+
+
+router.add_api_route(
+    "/tiles/{layer}/{z}/{x}/{y}.mvt", get_tile, methods=["GET"], tags=["tiles"],
+    summary="A vector tile of a layer",
+    response_class=Response,
+    responses={200: {"content": {MVT: {}}, "description": "The tile (Mapbox Vector Tile 2.1)."},
+               204: {"description": "No feature of the layer meets this tile."},
+               304: {"description": "The tile has not changed (If-None-Match)."}},
+    route_class_override=TileRoute,
+)
+
+
+async def _serve(request: Request, tile: tiles.TileRequest, if_none_match: str | None
+                 ) -> Response:
+    """The tile's response: 304, from the cache, or rendered (then cached)."""
     versions = await _versions(request, tile.layer)
     etag = tile.etag(versions)
     headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL_OPEN
@@ -342,12 +425,29 @@ async def get_tile(
     key = f"{tile.z}/{tile.x}/{tile.y}|{tile.query_key()}"
     entry = cache.get(tile.layer_id, versions, key) if cache is not None else None
     if entry is None:
-        entry = (etag, await run_in_threadpool(_render, request.app.state.engine, tile))
+        async with _render_slots(request):
+            body = await run_in_threadpool(_render, request.app.state.engine, tile)
+        entry = (etag, body)
         if cache is not None:
             cache.put(tile.layer_id, versions, key, entry)
     if not entry[1]:
         return Response(status_code=204, headers=headers)
     return Response(entry[1], media_type=MVT, headers=headers)
+
+
+def _render_slots(request: Request) -> asyncio.Semaphore:
+    """How many tiles may render at once in this process: the engine pool's size less one.
+
+    More would only make the pool open overflow connections, each closed again on return
+    (a new PostgreSQL backend per tile), and put more threads behind the GIL.
+    """
+    state = request.app.state
+    loop = asyncio.get_running_loop()
+    found = getattr(state, "tile_render_slots", None)
+    if found is None or found[0] is not loop:  # one per event loop (tests make several)
+        size = getattr(state.engine.pool, "size", lambda: 2)()
+        found = state.tile_render_slots = (loop, asyncio.Semaphore(max(1, size - 1)))
+    return found[1]
 
 
 def _render(engine, tile: tiles.TileRequest) -> bytes:

@@ -339,3 +339,31 @@ def test_tile_requests_are_validated_in_geo():
                                       datetime_text="2026-06-01")
     assert request.filters == (("severity", ("high", "low")),)
     assert request.as_of.isoformat() == "2026-06-01T00:00:00+00:00"
+
+
+def test_the_fast_path_answers_as_the_full_route_does(client, sample_engine, api_keys):
+    """A repeated query skips FastAPI's parsing; what it answers must not change."""
+    tile = _tile_of(sample_engine, "streets", 16)
+    query = "properties=name,pci&limit=500"
+    first = client.get(_url("streets", tile, query))  # validated by the full route
+    second = client.get(_url("streets", tile, query))  # served by the fast path
+    assert (second.status_code, second.content) == (first.status_code, first.content)
+    for header in ("etag", "cache-control", "content-type"):
+        assert second.headers[header] == first.headers[header]
+    cached = client.get(_url("streets", tile, query),
+                        headers={"If-None-Match": first.headers["etag"]})
+    assert cached.status_code == 304
+    # Another tile of the same validated query is rendered for its own place.
+    neighbour = morecantile.Tile(tile.x + 1, tile.y, tile.z)
+    assert client.get(_url("streets", neighbour, query)).headers["etag"] != first.headers["etag"]
+    # Numbers the full route would read differently, and tiles that do not exist, still get
+    # the full route's answers.
+    assert client.get(f"/tiles/streets/0{tile.z}/{tile.x}/{tile.y}.mvt?{query}").status_code in (
+        200, 204, 400, 404)
+    assert client.get(f"/tiles/streets/{tile.z}/{2 ** tile.z}/{tile.y}.mvt?{query}"
+                      ).status_code == 404
+    # A key, even on an open service, takes the full route (and a bad one is refused).
+    assert client.get(_url("streets", tile, query),
+                      headers={"X-API-Key": "not-a-key"}).status_code == 401
+    keyed = client.get(_url("streets", tile, query), headers={"X-API-Key": api_keys["viewer"]})
+    assert keyed.content == first.content
