@@ -8,9 +8,6 @@ then moved to Web Mercator (EPSG:3857, the ``WebMercatorQuad`` tile matrix set) 
 
 Examples
 --------
->>> request = TileRequest.build("manholes", 16, 53529, 26588)
->>> request.properties[:3]
-('external_id', 'source', 'kind')
 >>> tile_bounds(0, 0, 0)[2]
 20037508.342789244
 """
@@ -27,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from geo.alerts import SEVERITIES, STATUSES
-from geo.errors import InvalidInput, NotFound
+from geo.errors import NotFound
 from geo.layers import LAYERS, Layer
 
 TILE_MATRIX_SET = "WebMercatorQuad"
@@ -94,51 +91,6 @@ class TileRequest:
     buffer: int = DEFAULT_BUFFER
     clip: bool = True
 
-    @classmethod
-    def build(cls, layer_id: str, z: int, x: int, y: int, *, datetime_text: str | None = None,
-              properties_text: str | None = None, filters: dict[str, str | None] | None = None,
-              limit: int = DEFAULT_LIMIT, extent: int = DEFAULT_EXTENT,
-              buffer: int = DEFAULT_BUFFER, clip: bool = True) -> TileRequest:
-        """Validate what a client asked for, as typed.
-
-        ``datetime_text`` is one ISO 8601 instant (a date: its midnight; no offset: UTC);
-        ``properties_text`` a comma list (``None``: all, empty: none); ``filters`` maps a
-        property of :data:`FILTERABLE` to a comma list of values (``None``: no filter).
-        The text is read by the service's shared parsers, :mod:`service.params`.
-
-        Raises
-        ------
-        NotFound
-            For an unknown layer or a tile outside the tile matrix set.
-        InvalidInput
-            For unknown properties, bad filters, a bad datetime or numbers out of range.
-        """
-        # Imported on use, so that importing geo never imports the service.
-        from service import params
-
-        layer = params.find_layer(layer_id)
-        check_tile(z, x, y)
-        if not 1 <= limit <= MAX_LIMIT:
-            raise InvalidInput(f"limit must be from 1 to {MAX_LIMIT}, not {limit}.")
-        if not 256 <= extent <= 16384:
-            raise InvalidInput(f"extent must be from 256 to 16384, not {extent}.")
-        if not 0 <= buffer <= extent:
-            raise InvalidInput(f"buffer must be from 0 to the extent ({extent}), not {buffer}.")
-        as_of = None  # now
-        if datetime_text is not None and datetime_text.strip():
-            as_of = params.parse_instant(datetime_text, rfc3339=False)
-        properties = (layer.property_names if properties_text is None
-                      else params.parse_properties(layer, properties_text))
-        found = params.parse_filters(
-            layer, [(name, text) for name, text in (filters or {}).items() if text is not None],
-            names=FILTERABLE, comma_lists=True, max_values=MAX_FILTER_VALUES,
-            max_chars=MAX_FILTER_VALUE_CHARS,
-            choices={name: values for (owner, name), values in VOCABULARIES.items()
-                     if owner == layer.id})
-        # Sorted, so that one query written differently is one tile (one ETag, one cache entry).
-        canonical = tuple(sorted((name, tuple(sorted(map(str, values))))
-                                 for name, values in found))
-        return cls(layer.id, z, x, y, as_of, properties, canonical, limit, extent, buffer, clip)
 
     @property
     def layer(self) -> Layer:
@@ -165,7 +117,8 @@ def _quoted(name: str) -> str:
 @lru_cache(maxsize=512)
 def _tile_statement(layer_id: str, properties: tuple[str, ...], filter_names: tuple[str, ...],
                     simplify: bool) -> sa.TextClause:
-    # Identifiers all come from the registry (checked by TileRequest.build); values are bound.
+    # Identifiers all come from the registry (the service checked the request against it);
+    # values are bound.
     layer = LAYERS[layer_id]
     types = {p.name: p.type for p in layer.properties}
     columns = []

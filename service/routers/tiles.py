@@ -38,9 +38,9 @@ from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 
 from geo import tiles
-from geo.errors import NotFound
+from geo.errors import InvalidInput, NotFound
 from geo.layers import LAYERS, Layer, table_versions
-from service import deps
+from service import deps, params
 from service.deps import EngineDep, ReaderDep
 
 router = APIRouter()
@@ -270,10 +270,57 @@ class TileQuery:
 
     def request(self, layer: str, z: int = 0, x: int = 0, y: int = 0) -> tiles.TileRequest:
         """Validate into a tile request (404 for unknown layer or tile, 400 for bad values)."""
-        return tiles.TileRequest.build(
+        return build_tile_request(
             layer, z, x, y, datetime_text=self.datetime, properties_text=self.properties,
             filters={"status": self.status, "severity": self.severity, "kind": self.kind},
             limit=self.limit, extent=self.extent, buffer=self.buffer, clip=self.clip)
+
+
+def build_tile_request(
+    layer_id: str, z: int, x: int, y: int, *, datetime_text: str | None = None,
+    properties_text: str | None = None, filters: dict[str, str | None] | None = None,
+    limit: int = tiles.DEFAULT_LIMIT, extent: int = tiles.DEFAULT_EXTENT,
+    buffer: int = tiles.DEFAULT_BUFFER, clip: bool = True,
+) -> tiles.TileRequest:
+    """Validate what a client asked for, as typed.
+
+    ``datetime_text`` is one ISO 8601 instant (a date: its midnight; no offset: UTC);
+    ``properties_text`` a comma list (``None``: all, empty: none); ``filters`` maps a
+    property of :data:`tiles.FILTERABLE` to a comma list of values (``None``: no filter).
+    The text is read by the service's shared parsers, :mod:`service.params`; geo gets
+    typed values only.
+
+    Raises
+    ------
+    NotFound
+        For an unknown layer or a tile outside the tile matrix set.
+    InvalidInput
+        For unknown properties, bad filters, a bad datetime or numbers out of range.
+    """
+    layer = params.find_layer(layer_id)
+    tiles.check_tile(z, x, y)
+    if not 1 <= limit <= tiles.MAX_LIMIT:
+        raise InvalidInput(f"limit must be from 1 to {tiles.MAX_LIMIT}, not {limit}.")
+    if not 256 <= extent <= 16384:
+        raise InvalidInput(f"extent must be from 256 to 16384, not {extent}.")
+    if not 0 <= buffer <= extent:
+        raise InvalidInput(f"buffer must be from 0 to the extent ({extent}), not {buffer}.")
+    as_of = None  # now
+    if datetime_text is not None and datetime_text.strip():
+        as_of = params.parse_instant(datetime_text, rfc3339=False)
+    properties = (layer.property_names if properties_text is None
+                  else params.parse_properties(layer, properties_text))
+    found = params.parse_filters(
+        layer, [(name, text) for name, text in (filters or {}).items() if text is not None],
+        names=tiles.FILTERABLE, comma_lists=True, max_values=tiles.MAX_FILTER_VALUES,
+        max_chars=tiles.MAX_FILTER_VALUE_CHARS,
+        choices={name: values for (owner, name), values in tiles.VOCABULARIES.items()
+                 if owner == layer.id})
+    # Sorted, so that one query written differently is one tile (one ETag, one cache entry).
+    canonical = tuple(sorted((name, tuple(sorted(map(str, values))))
+                             for name, values in found))
+    return tiles.TileRequest(layer.id, z, x, y, as_of, properties, canonical, limit, extent,
+                             buffer, clip)
 
 
 async def tile_query(
