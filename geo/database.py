@@ -118,6 +118,12 @@ def ensure_postgis(engine: Engine) -> ServerInfo:
     return ServerInfo(postgres_version=postgres_version, postgis_version=postgis_version)
 
 
+def ping(engine: Engine) -> None:
+    """Run the cheapest query; raises the driver's error when the database is not reachable."""
+    with engine.connect() as conn:
+        conn.execute(sa.text("SELECT 1"))
+
+
 def connect(settings: DatabaseSettings) -> Engine:
     """Return an engine on the twin's database, checked for PostGIS (the usual way in)."""
     engine = create_engine(resolve_database_url(settings))

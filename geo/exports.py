@@ -17,9 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from geo.errors import InvalidInput
-from geo.layers import Layer
+from geo.layers import Layer, bbox_clause
 
-STORAGE_SRID = 4326
 EXPORT_CHUNK_ROWS = 10_000
 # Decimal digits of GeoJSON coordinates: 1e-7 degree is about 1 cm.
 GEOJSON_DIGITS = 7
@@ -92,9 +91,9 @@ def _from_where(query: ExportQuery) -> tuple[str, dict]:
     clauses: list[str] = []
     params: dict = {"as_of": query.as_of}
     if query.bbox is not None:
-        clauses.append(f"ST_Intersects(q.geom, ST_MakeEnvelope(:west, :south, :east, :north, "
-                       f"{STORAGE_SRID}))")
-        params.update(zip(("west", "south", "east", "north"), query.bbox, strict=True))
+        clause, values = bbox_clause(query.bbox)
+        clauses.append(clause)
+        params.update(values)
     if query.since is not None and layer.time_property is not None:
         clauses.append(f"q.{_checked_name(layer, layer.time_property)} >= :since")
         params["since"] = query.since

@@ -16,9 +16,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from geo.errors import InvalidInput
-from geo.layers import Layer
+from geo.layers import Layer, bbox_clause
 
-STORAGE_SRID = 4326
 GEOJSON_DIGITS = 7
 # numberMatched: an exact count when the layer's table is estimated (pg_class.reltuples) to
 # hold fewer rows than this; above it, an exact count only if it finishes within the timeout.
@@ -86,9 +85,9 @@ def _where(layer: Layer, query: FeatureQuery) -> tuple[str, dict]:
     clauses: list[str] = []
     params: dict = {"as_of": query.as_of}
     if query.bbox is not None:
-        clauses.append(f"ST_Intersects(q.geom, ST_MakeEnvelope(:west, :south, :east, :north, "
-                       f"{STORAGE_SRID}))")
-        params.update(zip(("west", "south", "east", "north"), query.bbox, strict=True))
+        clause, values = bbox_clause(query.bbox)
+        clauses.append(clause)
+        params.update(values)
     if query.time_range is not None and layer.time_property is not None:
         start, end = query.time_range
         column = f"q.{layer.time_property}"

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from geo import STORAGE_SRID
+
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
 
@@ -158,14 +160,16 @@ LAYERS: dict[str, Layer] = {
 }
 
 
-def layers_changed_by(table: str) -> list[str]:
-    """The layers whose content a change to ``table`` may change."""
-    return [layer.id for layer in LAYERS.values()
-            if layer.table == table or table in layer.depends_on]
-
-
 def table_versions(conn: Connection) -> dict[str, int]:
     """The current version of every watched table (bumped by triggers on each change)."""
     import sqlalchemy as sa  # here: reading the registry alone needs no database driver
 
     return dict(conn.execute(sa.text("SELECT layer, version FROM layer_versions")).all())
+
+
+def bbox_clause(bbox: tuple[float, float, float, float]) -> tuple[str, dict]:
+    """A WHERE clause keeping the rows of a layer query ``q`` that meet a lon/lat box."""
+    return (
+        f"ST_Intersects(q.geom, ST_MakeEnvelope(:west, :south, :east, :north, {STORAGE_SRID}))",
+        dict(zip(("west", "south", "east", "north"), bbox, strict=True)),
+    )

@@ -342,9 +342,7 @@ def _plain(value):
         value = value.item()
     if isinstance(value, float) and not np.isfinite(value):
         return None
-    if isinstance(value, datetime | pd.Timestamp):
-        return value.isoformat()
-    if hasattr(value, "isoformat"):
+    if hasattr(value, "isoformat"):  # dates, datetimes, Timestamps
         return value.isoformat()
     if isinstance(value, bytes):
         return value.hex()

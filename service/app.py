@@ -70,8 +70,6 @@ def create_app(engine: Engine, settings: ServiceSettings | None = None) -> FastA
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         changes = LayerChanges(engine.url)
         app.state.changes = changes
-        for on_change in app.state.on_layer_change:
-            changes.subscribe(on_change)
         changes.start()
         try:
             yield
@@ -87,7 +85,6 @@ def create_app(engine: Engine, settings: ServiceSettings | None = None) -> FastA
     )
     app.state.engine = engine
     app.state.settings = settings
-    app.state.on_layer_change = []  # routers with caches register here
     install_error_handlers(app, settings.retry_after_s)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,

@@ -1,15 +1,14 @@
 """Learn at once when a layer changes in the database, whichever process changed it.
 
 Triggers bump ``layer_versions`` and send ``NOTIFY twin_layer_changed``; this listener keeps
-each layer's version current for ETags and calls back so caches drop what is stale. After a
-lost connection it re-reads every version, so no change goes unnoticed.
+each layer's version current: ETags and tile-cache keys carry it, so a change makes them stale
+at once. After a lost connection it re-reads every version, so no change goes unnoticed.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 
 import psycopg
 from psycopg.conninfo import make_conninfo
@@ -34,14 +33,9 @@ class LayerChanges:
     def __init__(self, url: URL) -> None:
         self.conninfo = conninfo_of(url)
         self.versions: dict[str, int] = {}
-        self._callbacks: list[Callable[[str], None]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="twin-layer-changes", daemon=True)
         self.ready = threading.Event()
-
-    def subscribe(self, callback: Callable[[str], None]) -> None:
-        """Call ``callback(layer)`` whenever ``layer`` changes (or may have changed)."""
-        self._callbacks.append(callback)
 
     def version(self, layer: str) -> int:
         """The layer's current version (0 if unknown)."""
@@ -57,10 +51,6 @@ class LayerChanges:
         self._stop.set()
         self._thread.join(timeout=5)
 
-    def _changed(self, layer: str) -> None:
-        for callback in self._callbacks:
-            callback(layer)
-
     def _reload(self, conn: psycopg.Connection) -> dict[str, int]:
         return dict(conn.execute("SELECT layer, version FROM layer_versions").fetchall())
 
@@ -69,20 +59,13 @@ class LayerChanges:
             try:
                 with psycopg.connect(self.conninfo, autocommit=True, connect_timeout=5) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
-                    fresh = self._reload(conn)
-                    stale = [layer for layer, v in fresh.items() if self.versions.get(layer) != v]
-                    self.versions = fresh
-                    for layer in stale:
-                        self._changed(layer)
+                    self.versions = self._reload(conn)  # (again) after a lost connection
                     self.ready.set()
                     while not self._stop.is_set():
                         # Collect first: the notifies generator holds the connection, so the
                         # versions can be read only once it has returned.
-                        payloads = [n.payload for n in conn.notifies(timeout=1.0)]
-                        if payloads:
+                        if [n.payload for n in conn.notifies(timeout=1.0)]:
                             self.versions = self._reload(conn)
-                            for layer in dict.fromkeys(payloads):
-                                self._changed(layer)
             except psycopg.Error as error:
                 log.warning("listening for layer changes failed (%s); retrying",
                             str(error).strip().splitlines()[:1])

@@ -32,8 +32,9 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
+from geo import STORAGE_SRID
 from geo.errors import InvalidInput, NotFound
-from geo.exports import STORAGE_SRID, Column, ExportQuery, read_features
+from geo.exports import Column, ExportQuery, read_features
 from geo.layers import Layer
 from service import params
 

@@ -4,6 +4,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from geo.database import ping
 from geo.errors import DatabaseUnavailable
 from service.deps import EngineDep
 
@@ -21,8 +22,7 @@ def healthz() -> dict:
 def readyz(engine: EngineDep) -> dict:
     """Answer 200 when a query reaches the database, 503 with Retry-After otherwise."""
     try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
+        ping(engine)
     except sa.exc.DBAPIError:
         raise DatabaseUnavailable("The database is not reachable; try again shortly.") from None
     return {"status": "ready"}
