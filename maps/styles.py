@@ -12,7 +12,7 @@ from maps.elements import js_value
 SEVERITY_COLOURS = {"low": "#fecc5c", "medium": "#fd8d3c", "high": "#f03b20",
                     "critical": "#bd0026"}
 SEVERITY_ORDER = ("low", "medium", "high", "critical")
-# (lowest PCI of the band, name, colour), best first: DOMAIN.md / ASTM D6433.
+# (lowest PCI of the band, name, colour), best first: docs/domain.md / ASTM D6433.
 PCI_BANDS = ((86, "Good", "#1a9850"), (71, "Satisfactory", "#91cf60"), (56, "Fair", "#fee08b"),
              (41, "Poor", "#fc8d59"), (26, "Very poor", "#e34a33"), (11, "Serious", "#b2182b"),
              (0, "Failed", "#6d0000"))

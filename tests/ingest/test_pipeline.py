@@ -22,9 +22,8 @@ from ingest.metrics import MetricDeclaration, declare_metrics
 from ingest.pipeline import ingest_file
 
 TWIN = str(Path(sys.executable).parent / "twin")
-# The team's shared data sits beside the checkout (as in CI), or where TWIN_SHARED_DIR says.
-SHARED = Path(os.environ.get("TWIN_SHARED_DIR", Path(__file__).parents[3] / "shared"))
-SANJOSE = SHARED / "data" / "sanjose_illegal_dumping"
+# A real city's records, committed with their licence and source (tests/data/.../README.md).
+SANJOSE = Path(__file__).parents[1] / "data" / "sanjose_illegal_dumping"
 SANJOSE_CSV = SANJOSE / "illegal_dumping.csv"
 SANJOSE_MAPPING = Path(__file__).parents[2] / "sample_data" / "mappings" / (
     "sanjose_illegal_dumping.toml"
