@@ -8,14 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# The names users give on the command line, and the tables they load.
+# The layers files load into, by their one name (geo.layers; older spellings are aliases
+# there), and the tables they fill.
 LAYER_TABLES = {
     "streets": "streets",
     "manholes": "manholes",
     "parking": "parking",
     "compounds": "compounds",
-    "road-damage": "road_damage",
-    "debris": "debris_piles",
+    "road_damage": "road_damage",
+    "debris_piles": "debris_piles",
 }
 READINGS = "readings"
 

@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from geo import store
 from geo.errors import InvalidInput, TwinError
+from geo.layers import canonical_name
 from ingest import readers
 from ingest.fields import LAYER_TABLES, LAYERS, READING_FIELDS, READINGS
 from ingest.mapping import Mapping, identity_mapping, load_mapping
@@ -160,8 +161,8 @@ def ingest_file(
     engine : Engine
         A migrated twin database.
     layer : str
-        One of ``streets``, ``manholes``, ``parking``, ``compounds``, ``road-damage``,
-        ``debris`` or ``readings``.
+        One of ``streets``, ``manholes``, ``parking``, ``compounds``, ``road_damage``,
+        ``debris_piles`` (or an alias of one, such as ``debris``) or ``readings``.
     path : Path
         The file to load.
     mapping_path : Path, optional
@@ -189,12 +190,13 @@ def ingest_file(
     """
     started = time.monotonic()
     path = Path(path)
+    layer = canonical_name(layer)
     if layer != READINGS and layer not in LAYER_TABLES:
         raise InvalidInput(
             f"Unknown layer '{layer}'; choose one of {', '.join([*LAYER_TABLES, READINGS])}."
         )
     mapping = load_mapping(mapping_path) if mapping_path else None
-    if mapping and mapping.layer and mapping.layer != layer:
+    if mapping and mapping.layer and canonical_name(mapping.layer) != layer:
         raise InvalidInput(
             f"Mapping file {mapping_path} is for layer '{mapping.layer}', not '{layer}'."
         )
