@@ -26,8 +26,17 @@ sample_app = typer.Typer(help="Generate and load synthetic neighbourhoods.", no_
 app.add_typer(db_app, name="db")
 app.add_typer(sample_app, name="sample")
 
-console = Console()
-err_console = Console(stderr=True)
+def _console(*, stderr: bool = False) -> Console:
+    stream = sys.stderr if stderr else sys.stdout
+    if stream.isatty():
+        return Console(stderr=stderr)
+    # Piped or captured output goes to programs, logs and CI: never wrap it at 80 columns,
+    # which splits words and paths.
+    return Console(stderr=stderr, soft_wrap=True, width=1000)
+
+
+console = _console()
+err_console = _console(stderr=True)
 
 DatabaseUrlOption = Annotated[
     str | None,
