@@ -158,7 +158,8 @@ def get_alert(conn: Connection, alert_id: int) -> dict:
 def list_alerts(conn: Connection, where: AlertFilter, *, limit: int, offset: int = 0
                 ) -> list[dict]:
     """Alerts matching a filter, newest change first."""
-    clauses, params = ["TRUE"], {"limit": limit, "offset": offset}
+    clauses = ["TRUE"]
+    params: dict[str, object] = {"limit": limit, "offset": offset}
     if where.bbox:
         clauses.append("a.geom && ST_MakeEnvelope(:w, :s, :e, :n, 4326)")
         params.update(zip("wsen", where.bbox, strict=True))

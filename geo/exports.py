@@ -9,7 +9,7 @@ most one chunk of rows in memory.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -91,9 +91,9 @@ def _from_where(query: ExportQuery) -> tuple[str, dict]:
     clauses: list[str] = []
     params: dict = {"as_of": query.as_of}
     if query.bbox is not None:
-        clause, values = bbox_clause(query.bbox)
+        clause, bbox_params = bbox_clause(query.bbox)
         clauses.append(clause)
-        params.update(values)
+        params.update(bbox_params)
     if query.since is not None and layer.time_property is not None:
         clauses.append(f"q.{_checked_name(layer, layer.time_property)} >= :since")
         params["since"] = query.since
@@ -120,7 +120,7 @@ def read_features(
     *,
     geometry: str = "wkb",
     chunk_rows: int = EXPORT_CHUNK_ROWS,
-) -> tuple[tuple[Column, ...], Iterator[list[sa.Row]]]:
+) -> tuple[tuple[Column, ...], Iterator[Sequence[sa.Row]]]:
     """Open a server-side cursor on an export's features, ordered by id.
 
     Parameters
@@ -150,7 +150,7 @@ def read_features(
     conn.execute(sa.text("SET LOCAL TimeZone = 'UTC'"))
     result = conn.execute(sa.text(f"SELECT {select} {from_where} ORDER BY q.id"), params,
                           execution_options={"stream_results": True, "yield_per": chunk_rows})
-    oids = [d.type_code for d in result.cursor.description]
+    oids = [d[1] for d in result.cursor.description]  # DB-API: (name, type_code, ...)
     types = {p.name: p.type for p in layer.properties}
     columns = (
         Column("id", "integer", wide=oids[0] not in _NARROW_INTEGER_OIDS),

@@ -85,9 +85,9 @@ def _where(layer: Layer, query: FeatureQuery) -> tuple[str, dict]:
     clauses: list[str] = []
     params: dict = {"as_of": query.as_of}
     if query.bbox is not None:
-        clause, values = bbox_clause(query.bbox)
+        clause, bbox_params = bbox_clause(query.bbox)
         clauses.append(clause)
-        params.update(values)
+        params.update(bbox_params)
     if query.time_range is not None and layer.time_property is not None:
         start, end = query.time_range
         column = f"q.{layer.time_property}"
@@ -202,7 +202,9 @@ def layer_extent(conn: Connection, layer: Layer, now: datetime) -> Extent:
     row = conn.execute(sa.text(
         f"SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) "
         f"FROM (SELECT ST_Extent(geom) AS e FROM {source}) x"), {"as_of": now}).one()
-    bbox = tuple(float(v) for v in row) if row[0] is not None else None
+    bbox = None
+    if row[0] is not None:
+        bbox = (float(row[0]), float(row[1]), float(row[2]), float(row[3]))
     interval = None
     if layer.time_property is not None:
         first, last = conn.execute(sa.text(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -50,7 +51,7 @@ def revoke_key(conn: Connection, name: str) -> bool:
     ).rowcount == 1
 
 
-def list_keys(conn: Connection) -> list[sa.Row]:
+def list_keys(conn: Connection) -> Sequence[sa.Row]:
     """Every key's name, role, prefix and dates (never the key)."""
     return conn.execute(sa.text(
         "SELECT name, role, key_prefix, created_at, revoked_at FROM api_keys ORDER BY name"

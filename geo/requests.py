@@ -392,11 +392,12 @@ def public_requests(conn: Connection, *, ids: list[int] | None = None,
 
     ``ids`` overrides every other filter, as in GeoReport v2.
     """
+    params: dict[str, object]
     if ids is not None:
         where, params = "WHERE id = ANY(:ids)", {"ids": ids}
     else:
-        clauses, params = ["requested_at >= :start", "requested_at <= :end"], {
-            "start": start, "end": end}
+        clauses = ["requested_at >= :start", "requested_at <= :end"]
+        params = {"start": start, "end": end}
         if codes:
             clauses.append("service_code = ANY(:codes)")
             params["codes"] = codes

@@ -42,7 +42,9 @@ def copy_frame(conn: Connection, table: str, frame: pd.DataFrame) -> None:
     buffer = io.BytesIO()
     pa_csv.write_csv(pa.Table.from_pandas(frame, preserve_index=False), buffer,
                      pa_csv.WriteOptions(include_header=False))
-    cursor = conn.connection.driver_connection.cursor()
+    driver = conn.connection.driver_connection
+    assert driver is not None  # a checked-out connection always has its psycopg one
+    cursor = driver.cursor()
     with cursor.copy(f"COPY {table} ({', '.join(frame.columns)}) FROM STDIN (FORMAT csv)") as copy:
         copy.write(buffer.getbuffer())
 

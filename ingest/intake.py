@@ -162,7 +162,9 @@ class _Readings:
 
 
 def _spread(items: list) -> _Readings:
-    rows, problems, place = [], [], {}
+    rows: list[dict] = []
+    problems: list[tuple] = []
+    place: dict[int, tuple[int, str | None]] = {}
     number = 0
     for index, item in enumerate(items):
         # One item in an array of its own: the watcher's parser then judges it alone (a

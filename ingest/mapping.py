@@ -175,7 +175,7 @@ def identity_mapping(columns: list[str], fields: tuple[str, ...]) -> Mapping:
     A shapefile cuts names to 10 characters, so ``external_i`` stands for ``external_id``.
     """
     by_lower = {c.lower(): c for c in columns}
-    found = {}
+    found: dict[str, FieldRule | str] = {}
     for field in fields:
         column = by_lower.get(field) or by_lower.get(field[:SHAPEFILE_NAME_LENGTH])
         if column is not None:

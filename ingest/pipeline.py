@@ -257,6 +257,7 @@ def ingest_file(
                 if dry_run:
                     transaction.rollback()
                 else:
+                    assert run_id is not None  # recorded above when not a dry run
                     store.save_rejects(conn, run_id)
                     store.finish_run(
                         conn,

@@ -214,8 +214,11 @@ def _settle_crs(
             )
         return given_crs or pyproj.CRS.from_user_input(default)
     # A .prj written by ESRI software seldom equals the EPSG definition to the last digit.
-    same = given_crs is None or declared.equals(given_crs, ignore_axis_order=True)
-    if not same and (declared.to_epsg() is None or declared.to_epsg() != given_crs.to_epsg()):
+    if (
+        given_crs is not None
+        and not declared.equals(given_crs, ignore_axis_order=True)
+        and (declared.to_epsg() is None or declared.to_epsg() != given_crs.to_epsg())
+    ):
         raise CRSError(
             f"{path} declares its CRS as {_crs_name(declared)}, but {_crs_name(given_crs)} was "
             "given; drop --crs or reproject the file."

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import unquote
 
 import paho.mqtt.client as mqtt
@@ -357,7 +358,7 @@ def _stop_on_signals(job: _WatchJob) -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield  # only the main thread may handle signals; callers there pass ``stop``
         return
-    previous: dict[int, object] = {}
+    previous: dict[int, Any] = {}  # signal number -> the handler it had
 
     def handler(signum, frame):
         name = signal.Signals(signum).name
@@ -373,8 +374,8 @@ def _stop_on_signals(job: _WatchJob) -> Iterator[None]:
     try:
         yield
     finally:
-        for number, before in previous.items():
-            signal.signal(number, before)
+        for signum, before in previous.items():
+            signal.signal(signum, before)
 
 
 def _is_connection_error(error: BaseException) -> bool:
@@ -560,6 +561,8 @@ class _WatchJob:
     def _finish_run(self, conn: Connection, stats: WatchStats, *, status: str,
                     message: str | None = None) -> None:
         # finish_run writes the totals so far; while running it is called with 'running'.
+        if stats.run_id is None:  # the run was never recorded: nothing to finish
+            return
         store.finish_run(conn, stats.run_id, status=status, rows_read=stats.readings,
                          counts=store.UpsertCounts(rows_new=stats.readings_new,
                                                    rows_updated=stats.readings_updated,
@@ -727,6 +730,7 @@ class _WatchJob:
             rejected = rejected.sort_values("row_number", kind="stable")
             store.copy_frame(conn, "stage_rejects", rejected.assign(outcome="rejected"))
             counts = store.upsert_readings_from_stage(conn)
+            assert self.stats.run_id is not None  # batches come only after the run is recorded
             store.save_rejects(conn, self.stats.run_id)
             stats = replace(
                 self.stats,

@@ -75,7 +75,7 @@ def use_local_assets(m: folium.Map, prefix: str = "/static") -> folium.Map:
         The same map.
     """
     prefix = prefix.rstrip("/")
-    stack = [m]
+    stack: list[folium.Element] = [m]
     while stack:
         element = stack.pop()
         for attribute in ("default_js", "default_css"):

@@ -146,13 +146,13 @@ def _when(value: object) -> str:
 def alert_popup(alert: Mapping, lat: float, lon: float) -> str:
     """The popup of one alert: what, where, why, since when, status, and action buttons."""
     e = html.escape
-    kind = KIND_LABELS.get(alert.get("kind"), str(alert.get("kind", "")).replace("_", " "))
+    kind = KIND_LABELS.get(str(alert.get("kind")), str(alert.get("kind", "")).replace("_", " "))
     where = (f"{alert.get('asset_layer') or 'place'} "
              f"{alert.get('asset_external_id') or alert.get('asset_id') or ''}").strip()
     status = str(alert.get("status", "")).replace("_", " ")
     return (
         f'<div class="twin-popup"><strong>{e(kind)}</strong> '
-        f'<span style="color:{SEVERITY_COLOURS.get(alert.get("severity"), "#333")}">'
+        f'<span style="color:{SEVERITY_COLOURS.get(str(alert.get("severity")), "#333")}">'
         f'({e(str(alert.get("severity", "")))})</span>'
         f"<div>Where: {e(where)} at {lat:.5f} N, {lon:.5f} E</div>"
         f"<div>Why: {e(str(alert.get('reason', '')))}</div>"
@@ -240,21 +240,21 @@ def crew_map(alerts: Sequence[Mapping], sources: Mapping[str, str | dict], *,
                             options={"maxClusterRadius": 50, "disableClusteringAtZoom": 18})
     cluster.add_to(m)
     rank = {name: i for i, name in enumerate(SEVERITY_ORDER)}
-    for alert, (lat, lon) in sorted(points, key=lambda p: rank.get(p[0].get("severity"), 0)):
+    for alert, (lat, lon) in sorted(points, key=lambda p: rank.get(str(p[0].get("severity")), 0)):
         severity = alert.get("severity") if alert.get("severity") in SEVERITY_COLOURS else "low"
         marker = folium.Marker(
             (lat, lon),
             icon=folium.DivIcon(html="<div></div>", icon_size=(22, 22), icon_anchor=(11, 11),
                                 class_name=f"twin-alert twin-sev-{severity}"),
             tooltip=html.escape(
-                f"{KIND_LABELS.get(alert.get('kind'), alert.get('kind'))} ({severity})"),
+                f"{KIND_LABELS.get(str(alert.get('kind')), alert.get('kind'))} ({severity})"),
         ).add_to(cluster)
         BoundPopup(alert_popup(alert, lat, lon)).add_to(marker)
 
     LocateControl(position="topright", strings={"title": "Show where I am"},
                   flyTo=True, keepCurrentZoomLevel=False).add_to(m)
     Script(f"var TWIN_API = {js_value(api_base.rstrip('/'))};\n{_ACT_JS}").add_to(m)
-    m.get_root().header.add_child(folium.Element(f"<style>{_severity_css()}</style>"),
+    m.get_root().header.add_child(  # type: ignore[attr-defined]  # the root is a Figurefolium.Element(f"<style>{_severity_css()}</style>"),
                                   name="twin_severity_css")
     Legend("Legend", [
         ("Alerts by severity", [(SEVERITY_COLOURS[s], s, "circle") for s in SEVERITY_ORDER]),

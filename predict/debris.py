@@ -172,7 +172,7 @@ def evaluate_debris(conn, as_of, horizon_days: int, *, cell_m: float = CELL_M,
 
     # Spatial-block cross-validation on the training windows: whole areas left out.
     folds = GroupKFold(n_splits=min(5, train["block"].nunique()))
-    cv = {"model": [], "kde": []}
+    cv: dict[str, list[float]] = {"model": [], "kde": []}
     for fit_idx, test_idx in folds.split(train, groups=train["block"]):
         fitted = model().fit(train.iloc[fit_idx][FEATURES], train.iloc[fit_idx]["target"])
         test = train.iloc[test_idx]

@@ -156,7 +156,8 @@ def fit_pile_model(obs: pd.DataFrame, as_of, *, present_days: float = PRESENT_DA
         return model, piles
     # Volume noise: log-ratios of consecutive sightings of a pile at most two days apart
     # (growth over so short a gap is small next to the noise); each holds two noises.
-    ratios, gaps = [], []
+    ratios: list[float] = []
+    gaps: list[float] = []
     for row in piles.itertuples():
         if len(row.t) < 2:
             continue
@@ -164,9 +165,9 @@ def fit_pile_model(obs: pd.DataFrame, as_of, *, present_days: float = PRESENT_DA
         gaps.extend(dt.tolist())
         ok = (dt <= 2.0) & (row.v[1:] > 0) & (row.v[:-1] > 0)
         ratios.extend(np.log(row.v[1:][ok] / row.v[:-1][ok]).tolist())
-    ratios = np.asarray(ratios)
-    cv = (float(1.4826 * np.median(np.abs(ratios - np.median(ratios))) / np.sqrt(2))
-          if len(ratios) >= 10 else DEFAULT_CV)
+    spread = np.asarray(ratios)
+    cv = (float(1.4826 * np.median(np.abs(spread - np.median(spread))) / np.sqrt(2))
+          if len(spread) >= 10 else DEFAULT_CV)
     cv = float(np.clip(cv, 0.05, 1.0))
     own, se2 = _slopes_with_error(piles, cv)
     has = np.isfinite(own) & np.isfinite(se2)

@@ -199,6 +199,7 @@ def score_debris(engine: Engine, horizons=(7, 30), as_of=None, *,
     run_id = uuid.uuid4().hex
     written = 0
     if len(frame):
+        assert where is not None  # forecasts exist only for present piles
         lon = where.loc[frame["pile_ref"], "lon"].to_numpy()
         lat = where.loc[frame["pile_ref"], "lat"].to_numpy()
         to_write = pd.DataFrame({

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import platform
 from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -102,7 +103,7 @@ def save(conn: Connection, *, target: str, metric: str | None, estimator, train_
 
 
 def load(conn: Connection, *, target: str, metric: str | None = None,
-         version: str | None = None) -> tuple[object, dict]:
+         version: str | None = None) -> tuple[Any, dict]:
     """The estimator and registry row of a version, or of the newest model for a target.
 
     Raises

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -262,6 +263,7 @@ def evaluate_road(conn: Connection, metric: str, as_of, horizons, *, threshold: 
     model = fit_road_model(ctx, as_of, random_state=random_state, **params)
     features = road_features(ctx, as_of)
     limit = float(scale.to_goodness([threshold])[0])
+    report: dict[str, Any]  # the horizons are appended below
     report = {"target": "road-wear", "metric": metric, "as_of": str(as_of.date()),
               "as_of_chosen": (f"as-of {as_of.date()} chosen: the latest date that leaves "
                                f"{max(horizons)} days and the {window_days}-day window of later "

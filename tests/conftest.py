@@ -3,6 +3,12 @@
 By default the tests run their own embedded cluster (the product's default path) in a
 temporary TWIN_HOME. With TWIN_TEST_DATABASE_URL set to a superuser URL of an external
 PostGIS server, fresh databases are made there instead.
+
+Migrating and loading the sample through the real ingest take seconds each, and most modules
+need one or the other. Both are done once per session into template databases, and each
+module gets a copy of its own (``CREATE DATABASE ... TEMPLATE``: a file copy on the server,
+so the module's database is exactly what the migration or the load left). The load itself is
+tested on a database of its own in tests/ingest/test_sample_load.py.
 """
 
 import os
@@ -16,6 +22,26 @@ from sqlalchemy.engine import URL, Engine
 from geo import migrate
 from geo.cluster import EmbeddedCluster
 from geo.database import create_engine, parse_database_url
+from ingest.sample import load_sample
+from sample_data import SAMPLE_DIR
+from tests.tools import STRICT
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "requires_tool(name, found): runs an installed program (tests/tools.py)"
+    )
+
+
+@pytest.hookimpl(tryfirst=True)  # before any fixture is set up for a test that cannot run
+def pytest_runtest_setup(item):
+    for mark in item.iter_markers("requires_tool"):
+        if mark.kwargs["found"] is None:
+            reason = (f"{mark.kwargs['name']} is not installed "
+                      f"(scripts/setup.sh test installs it)")
+            if STRICT:
+                pytest.fail(f"CI=true and {reason}", pytrace=False)
+            pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
@@ -37,33 +63,67 @@ def server_url(cluster) -> URL:
 
 @pytest.fixture(scope="session")
 def make_database(server_url) -> Iterator[Callable[..., URL]]:
-    """Create fresh databases (with PostGIS unless asked not to); all are dropped at the end."""
+    """Create fresh databases (with PostGIS unless asked not to); all are gone at the end.
+
+    ``template`` names a database to copy instead (it must have no open connection).
+    """
     admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
     made = []
 
-    def make(*, postgis: bool = True, owner: str | None = None) -> URL:
+    def make(*, postgis: bool = True, owner: str | None = None,
+             template: str | None = None) -> URL:
         name = f"test_{uuid.uuid4().hex[:12]}"
         with admin.connect() as conn:
             owned = f' OWNER "{owner}"' if owner else ""
-            conn.execute(sa.text(f"CREATE DATABASE {name}{owned}"))
+            copied = f' TEMPLATE "{template}"' if template else ""
+            conn.execute(sa.text(f"CREATE DATABASE {name}{owned}{copied}"))
         made.append(name)
         url = server_url.set(database=name)
-        if postgis:
+        if postgis and not template:
             with create_engine(url).begin() as conn:
                 conn.execute(sa.text("CREATE EXTENSION postgis"))
         return url
 
     yield make
-    with admin.connect() as conn:
-        for name in made:
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    # On the embedded cluster they go with the cluster; dropping each one first cost a minute.
+    if os.environ.get("TWIN_TEST_DATABASE_URL"):
+        with admin.connect() as conn:
+            for name in made:
+                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
     admin.dispose()
 
 
-@pytest.fixture(scope="module")
-def engine(make_database) -> Iterator[Engine]:
-    """A migrated, empty twin database of the module's own."""
-    engine = create_engine(make_database())
+@pytest.fixture(scope="session")
+def migrated_template(make_database) -> str:
+    """The name of a migrated, empty twin database that no one connects to: copy it."""
+    url = make_database()
+    engine = create_engine(url)
     migrate.upgrade(engine)
+    engine.dispose()
+    return url.database
+
+
+@pytest.fixture(scope="session")
+def sample_template(make_database, migrated_template) -> str:
+    """The name of a migrated database holding the committed sample, loaded through the ingest."""
+    url = make_database(template=migrated_template)
+    engine = create_engine(url)
+    load_sample(engine, SAMPLE_DIR)
+    engine.dispose()
+    return url.database
+
+
+@pytest.fixture(scope="module")
+def engine(make_database, migrated_template) -> Iterator[Engine]:
+    """A migrated, empty twin database of the module's own."""
+    engine = create_engine(make_database(template=migrated_template))
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def sample_engine(make_database, sample_template) -> Iterator[Engine]:
+    """A migrated twin database of the module's own with the committed sample loaded."""
+    engine = create_engine(make_database(template=sample_template))
     yield engine
     engine.dispose()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import getpass
 import json
 import logging
-import shutil
 import signal
 import socket
 import subprocess
@@ -28,10 +27,11 @@ import sqlalchemy as sa
 from geo.database import create_engine
 from geo.errors import InvalidInput, TwinError
 from ingest.watch import LOGGER, WatchStats, parse_mqtt_url, readings_of_message, watch
+from tests.tools import find_tool, requires_tool
 
-MOSQUITTO = shutil.which("mosquitto") or next(
-    (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if Path(p).exists()), None)
-pytestmark = pytest.mark.skipif(MOSQUITTO is None, reason="the mosquitto broker is not installed")
+MOSQUITTO_PATHS = ("mosquitto", "/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
+MOSQUITTO = find_tool(*MOSQUITTO_PATHS)
+pytestmark = requires_tool(*MOSQUITTO_PATHS)
 
 WAIT_S = 15  # the most any test waits for one thing to happen
 

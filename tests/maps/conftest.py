@@ -7,7 +7,6 @@ from tests.service.conftest import (  # noqa: F401
     api_keys,
     client,
     live_url,
-    sample_engine,
 )
 
 

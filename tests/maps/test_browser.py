@@ -6,7 +6,6 @@ set to a directory, the screenshots are kept there (how docs/map-*.png are made)
 """
 
 import os
-import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,10 +15,9 @@ import pytest
 from geo import alerts, predictions
 from service.routers.maps import render_crew
 from tests.maps.browser import Chromium, png_colours
+from tests.tools import requires_tool
 
-pytestmark = pytest.mark.skipif(shutil.which("chromium") is None
-                                 and not Path("/usr/bin/chromium").exists(),
-                                 reason="Chromium is not installed")
+pytestmark = requires_tool("chromium", "/usr/bin/chromium")
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.settings import ServiceSettings
-from tests.service.conftest import _free_port, api_keys, sample_engine  # noqa: F401
+from tests.service.conftest import _free_port, api_keys  # noqa: F401
 
 
 def _app(engine):

@@ -1,4 +1,4 @@
-"""Predictions against a real PostGIS holding the committed sample (loaded once per module)."""
+"""Predictions against a real PostGIS holding the committed sample (a copy per module)."""
 
 import numpy as np
 import pandas as pd
@@ -9,7 +9,6 @@ from geo import predictions as sql
 from geo.errors import InvalidInput, NotFound
 from ingest.metrics import MetricDeclaration, declare_metrics
 from ingest.pipeline import ingest_file
-from ingest.sample import load_sample
 from predict import alerts, pipeline, registry
 from predict.evaluate import evaluate
 from predict.features import load_road_context, road_features
@@ -21,9 +20,8 @@ FAST = {"max_iter": 60, "learning_rate": 0.15}  # small models: the tests check 
 
 
 @pytest.fixture(scope="module")
-def sample(engine):
-    load_sample(engine, SAMPLE_DIR)
-    return engine
+def sample(sample_engine):
+    return sample_engine
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,7 @@
-"""Service fixtures: the sample twin behind the real app, in-process and on a real port."""
+"""Service fixtures: the sample twin behind the real app, in-process and on a real port.
+
+``sample_engine`` (the module's copy of the sample twin) comes from tests/conftest.py.
+"""
 
 import socket
 import threading
@@ -10,17 +13,8 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from geo import keys
-from ingest.sample import load_sample
-from sample_data import SAMPLE_DIR
 from service.app import create_app
 from service.settings import ServiceSettings
-
-
-@pytest.fixture(scope="module")
-def sample_engine(engine):
-    """The module's migrated database with the committed sample loaded."""
-    load_sample(engine, SAMPLE_DIR)
-    return engine
 
 
 @pytest.fixture(scope="module")

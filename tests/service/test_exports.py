@@ -9,7 +9,6 @@ no Parquet driver.
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -25,14 +24,15 @@ from geo.database import create_engine
 from service import exporting
 from service.app import create_app
 from service.settings import ServiceSettings
+from tests.tools import find_tool, requires_tool
 
-OGRINFO = shutil.which("ogrinfo")
+OGRINFO = find_tool("ogrinfo")
 BBOX = (108.53, 32.515, 108.54, 32.52)
 BBOX_TEXT = ",".join(map(str, BBOX))
 KNOWN_STREET = "ST-00001"
 PROBLEM = "application/problem+json"
 
-pytestmark = pytest.mark.skipif(OGRINFO is None, reason="GDAL's ogrinfo is not installed")
+pytestmark = requires_tool("ogrinfo")  # GDAL's, from gdal-bin
 
 
 # -- helpers ------------------------------------------------------------------------------------
