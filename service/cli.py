@@ -360,6 +360,9 @@ def ingest(
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary only.")] = False,
+    allow_new_area: Annotated[
+        bool, typer.Option(help="Load a file far from the area already in the twin.")
+    ] = False,
 ) -> None:
     """Load LAYER from PATH: validated, atomic, idempotent; rejected rows are explained.
 
@@ -387,6 +390,7 @@ def ingest(
                 dry_run=dry_run,
                 rejects_path=rejects,
                 progress=progress,
+                allow_new_area=allow_new_area,
             )
     except TwinError as error:
         if as_json:
@@ -404,12 +408,14 @@ def ingest(
         ("unchanged", report.rows_unchanged),
         ("rejected", report.rows_rejected),
         ("repaired", report.rows_repaired),
+        ("kept, value dropped", report.rows_with_values_dropped),
         ("seconds", f"{report.duration_s:.2f}"),
     ):
         table.add_row(label, f"{value:,}" if isinstance(value, int) else str(value))
     console.print(table)
     if report.rejects_path:
-        console.print(f"Rejected and repaired rows, with reasons: {report.rejects_path}")
+        console.print(f"Rejected, repaired and dropped values, with reasons: "
+                      f"{report.rejects_path}")
     if dry_run:
         console.print("[yellow]Dry run:[/] nothing was kept.")
 
