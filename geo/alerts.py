@@ -13,10 +13,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from geo.errors import Conflict, InvalidInput, NotFound
+from geo.vocabulary import ALERT_STATUSES, SEVERITIES
 
-STATUSES = ("open", "acknowledged", "in_progress", "resolved", "dismissed")
+STATUSES = ALERT_STATUSES
 ACTIVE = ("open", "acknowledged", "in_progress")
-SEVERITIES = ("low", "medium", "high", "critical")
 # action -> (statuses it may start from, status it leads to)
 ACTIONS: dict[str, tuple[tuple[str, ...], str]] = {
     "acknowledge": (("open",), "acknowledged"),

@@ -160,6 +160,27 @@ LAYERS: dict[str, Layer] = {
 }
 
 
+# Older or shorter spellings of layer names, read as the layer's one id everywhere (CLI, HTTP
+# paths, mapping files): earlier versions named the observation layers this way on the command line.
+ALIASES: dict[str, str] = {
+    "road-damage": "road_damage",
+    "damage": "road_damage",
+    "debris": "debris_piles",
+    "debris-piles": "debris_piles",
+}
+
+
+def canonical_name(name: str) -> str:
+    """The layer id that ``name`` stands for (itself when it is no alias).
+
+    Examples
+    --------
+    >>> canonical_name("debris"), canonical_name("road-damage"), canonical_name("streets")
+    ('debris_piles', 'road_damage', 'streets')
+    """
+    return ALIASES.get(name, name)
+
+
 def table_versions(conn: Connection) -> dict[str, int]:
     """The current version of every watched table (bumped by triggers on each change)."""
     import sqlalchemy as sa  # here: reading the registry alone needs no database driver

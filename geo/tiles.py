@@ -23,9 +23,9 @@ import morecantile
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from geo.alerts import SEVERITIES, STATUSES
 from geo.errors import NotFound
 from geo.layers import LAYERS, Layer
+from geo.vocabulary import ALERT_STATUSES, DAMAGE_SEVERITIES, SEVERITIES
 
 TILE_MATRIX_SET = "WebMercatorQuad"
 TILE_SRID = 3857
@@ -41,10 +41,10 @@ SIMPLIFY_MAX_ZOOM = 16
 FILTERABLE = ("status", "severity", "kind")
 # Where a filtered property has a closed vocabulary, other values are an error, not no match.
 VOCABULARIES: dict[tuple[str, str], tuple[str, ...]] = {
-    ("alerts", "status"): STATUSES,
+    ("alerts", "status"): ALERT_STATUSES,
     ("alerts", "severity"): SEVERITIES,
     ("manholes", "status"): ("none", *SEVERITIES),
-    ("road_damage", "severity"): ("low", "medium", "high"),
+    ("road_damage", "severity"): DAMAGE_SEVERITIES.values,
 }
 MAX_FILTER_VALUES = 50
 MAX_FILTER_VALUE_CHARS = 200

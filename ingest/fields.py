@@ -8,14 +8,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# The names users give on the command line, and the tables they load.
+from geo import vocabulary as vocab
+from geo.vocabulary import Vocabulary
+
+# The layers files load into, by their one name (geo.layers; older spellings are aliases
+# there), and the tables they fill.
 LAYER_TABLES = {
     "streets": "streets",
     "manholes": "manholes",
     "parking": "parking",
     "compounds": "compounds",
-    "road-damage": "road_damage",
-    "debris": "debris_piles",
+    "road_damage": "road_damage",
+    "debris_piles": "debris_piles",
 }
 READINGS = "readings"
 
@@ -27,15 +31,24 @@ class Field:
     name: str
     kind: str  # text, float, int, date, datetime
     required: bool = False
-    choices: tuple[str, ...] | None = None
+    vocabulary: Vocabulary | None = None
     min_value: float | None = None
     max_value: float | None = None
     default: str | None = None  # for a missing value, as the column's default would give
 
+    @property
+    def choices(self) -> tuple[str, ...] | None:
+        """The canonical values of a class field (without ``other``), or None."""
+        return self.vocabulary.values if self.vocabulary else None
+
 
 @dataclass(frozen=True)
 class LayerSpec:
-    """A layer's fields and the geometry types it accepts (single-part multis are unwrapped)."""
+    """A layer's fields and the geometry types it accepts.
+
+    Single-part multis are unwrapped; multi-part ones are stored as they come where the layer
+    takes them.
+    """
 
     table: str
     fields: tuple[Field, ...]
@@ -62,14 +75,14 @@ LAYERS: dict[str, LayerSpec] = {
                 "road_class",
                 "text",
                 required=True,
-                choices=("primary", "secondary", "tertiary", "residential", "service"),
+                vocabulary=vocab.ROAD_CLASSES,
             ),
             Field("surface", "text"),
             Field("width_m", "float", min_value=0.5, max_value=200),
             Field("lanes", "int", min_value=1, max_value=20),
             Field("resurfaced_on", "date"),
         ),
-        ("LineString",),
+        ("LineString", "MultiLineString"),
     ),
     "manholes": LayerSpec(
         "manholes",
@@ -79,12 +92,10 @@ LAYERS: dict[str, LayerSpec] = {
                 "kind",
                 "text",
                 required=True,
-                choices=("sewer", "storm", "water", "power", "telecom", "gas"),
+                vocabulary=vocab.MANHOLE_KINDS,
             ),
             Field("depth_m", "float", min_value=0.1, max_value=100),
-            Field(
-                "cover_state", "text", choices=("ok", "damaged", "missing", "open"), default="ok"
-            ),
+            Field("cover_state", "text", vocabulary=vocab.COVER_STATES, default="ok"),
             Field("sensor_id", "text"),
         ),
         ("Point",),
@@ -94,10 +105,10 @@ LAYERS: dict[str, LayerSpec] = {
         (
             EXTERNAL_ID,
             Field("name", "text"),
-            Field("kind", "text", required=True, choices=("lot", "on_street")),
+            Field("kind", "text", required=True, vocabulary=vocab.PARKING_KINDS),
             Field("capacity", "int", min_value=0, max_value=100_000),
         ),
-        ("Point", "Polygon"),
+        ("Point", "Polygon", "MultiPolygon"),
     ),
     "compounds": LayerSpec(
         "compounds",
@@ -108,12 +119,12 @@ LAYERS: dict[str, LayerSpec] = {
                 "management_type",
                 "text",
                 required=True,
-                choices=("commodity", "resettlement", "old", "unmanaged"),
+                vocabulary=vocab.MANAGEMENT_TYPES,
             ),
             Field("households", "int", min_value=0, max_value=1_000_000),
             Field("built_year", "int", min_value=1000, max_value=2100),
         ),
-        ("Polygon",),
+        ("Polygon", "MultiPolygon"),
     ),
     "road_damage": LayerSpec(
         "road_damage",
@@ -121,8 +132,8 @@ LAYERS: dict[str, LayerSpec] = {
             EXTERNAL_ID,
             OBSERVED_AT,
             CONFIDENCE,
-            Field("damage_class", "text", required=True, choices=("D00", "D10", "D20", "D40")),
-            Field("severity", "text", choices=("low", "medium", "high")),
+            Field("damage_class", "text", required=True, vocabulary=vocab.DAMAGE_CLASSES),
+            Field("severity", "text", vocabulary=vocab.DAMAGE_SEVERITIES),
             Field("size_m2", "float", min_value=0, max_value=10_000),
         ),
         ("Point",),
@@ -138,7 +149,7 @@ LAYERS: dict[str, LayerSpec] = {
             Field("volume_m3", "float", min_value=0, max_value=1_000_000),
             Field("material", "text"),
         ),
-        ("Point", "Polygon"),
+        ("Point", "Polygon", "MultiPolygon"),
         is_observation=True,
     ),
 }
@@ -149,7 +160,7 @@ READING_FIELDS = (
         "asset_layer",
         "text",
         required=True,
-        choices=("streets", "manholes", "parking", "compounds"),
+        vocabulary=Vocabulary(vocab.READING_ASSET_LAYERS, open=False),
     ),
     Field("asset_external_id", "text", required=True),
     Field("metric", "text", required=True),

@@ -23,13 +23,20 @@ A field is a column name, or a table with ``column`` or a constant ``value``, an
 ``format`` (dates: ``iso``, ``epoch_s``, ``epoch_ms`` or a strftime pattern), ``map`` (source
 value -> twin value), ``multiply``/``add`` or ``from_unit`` (numbers). Wide readings name one
 metric per value column under ``[readings.values]``.
+
+``unmapped`` says what happens to a value of an open vocabulary (road classes, manhole kinds,
+... see ``geo.vocabulary``) that is not one of the twin's values after the ``map``: ``"other"``
+(the default for a mapping file) stores ``other`` and keeps the original in ``properties``;
+``"reject"`` rejects the row (or, for an optional field, drops the value). Without a mapping
+file, columns named as the twin's fields are taken to hold the twin's values, so ``reject``.
+``twin mapping draft`` writes a mapping for a file.
 """
 
 from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
@@ -135,6 +142,7 @@ class Mapping(_Strict):
     layer: str | None = None
     source: str | None = None
     timezone: str = "UTC"
+    unmapped: Literal["other", "reject"] = "other"
     geometry: GeometryRule = GeometryRule()
     fields: dict[str, FieldRule | str] = {}
     properties: PropertiesRule = PropertiesRule()
@@ -180,7 +188,7 @@ def identity_mapping(columns: list[str], fields: tuple[str, ...]) -> Mapping:
         column = by_lower.get(field) or by_lower.get(field[:SHAPEFILE_NAME_LENGTH])
         if column is not None:
             found[field] = column
-    return Mapping(fields=found)
+    return Mapping(fields=found, unmapped="reject")
 
 
 def _union_tag(part: str) -> bool:

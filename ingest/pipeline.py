@@ -9,6 +9,7 @@ but its 'running' record, which the next run marks 'interrupted'.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import shutil
 import tempfile
@@ -24,13 +25,18 @@ from sqlalchemy.engine import Connection, Engine
 
 from geo import store
 from geo.errors import InvalidInput, TwinError
+from geo.layers import canonical_name
 from ingest import readers
 from ingest.fields import LAYER_TABLES, LAYERS, READING_FIELDS, READINGS
 from ingest.mapping import Mapping, identity_mapping, load_mapping
 from ingest.validate import (
     REJECT_COLUMNS,
+    REJECTED,
+    REPAIRED,
+    VALUE_DROPPED,
     Area,
     Checked,
+    Placement,
     ReadingContext,
     melt_wide_readings,
     to_storage_crs,
@@ -57,6 +63,7 @@ class RunReport:
     rows_unchanged: int = 0
     rows_rejected: int = 0
     rows_repaired: int = 0
+    rows_with_values_dropped: int = 0
     duration_s: float = 0.0
     rejects_path: str | None = None
     checksum_sha256: str = ""
@@ -95,6 +102,7 @@ class _RejectsFile:
         pd.DataFrame(columns=[*REJECT_COLUMNS, "outcome"]).to_csv(self.handle, index=False)
         self.rejected_rows = 0
         self.repaired_rows = 0
+        self.dropped_rows = 0
 
     def add(self, conn: Connection | None, frame: pd.DataFrame, outcome: str) -> None:
         if frame.empty:
@@ -104,10 +112,12 @@ class _RejectsFile:
         if conn is not None:
             store.copy_frame(conn, "stage_rejects", frame)
         rows = frame["row_number"].nunique()
-        if outcome == "rejected":
+        if outcome == REJECTED:
             self.rejected_rows += rows
-        else:
+        elif outcome == REPAIRED:
             self.repaired_rows += rows
+        else:
+            self.dropped_rows += rows
 
     def discard(self) -> None:
         """Drop the spooled rows (the run failed; they describe nothing that happened)."""
@@ -124,7 +134,7 @@ class _RejectsFile:
         self.handle.close()
         spool = Path(self.handle.name)
         try:
-            if self.rejected_rows + self.repaired_rows == 0:
+            if self.rejected_rows + self.repaired_rows + self.dropped_rows == 0:
                 if remove_stale and target.is_file() and not target.is_symlink():
                     target.unlink()
                 return None
@@ -152,6 +162,7 @@ def ingest_file(
     rejects_path: Path | None = None,
     progress: Progress | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    allow_new_area: bool = False,
 ) -> RunReport:
     """Load one file into one layer of the twin (or readings), atomically.
 
@@ -160,8 +171,8 @@ def ingest_file(
     engine : Engine
         A migrated twin database.
     layer : str
-        One of ``streets``, ``manholes``, ``parking``, ``compounds``, ``road-damage``,
-        ``debris`` or ``readings``.
+        One of ``streets``, ``manholes``, ``parking``, ``compounds``, ``road_damage``,
+        ``debris_piles`` (or an alias of one, such as ``debris``) or ``readings``.
     path : Path
         The file to load.
     mapping_path : Path, optional
@@ -181,20 +192,24 @@ def ingest_file(
         A rich progress display to advance.
     chunk_rows : int
         Rows read and validated at a time; memory is bounded by it.
+    allow_new_area : bool
+        Load a file that lies far from the area already in the twin (another town).
 
     Raises
     ------
     InvalidInput
-        When the file, the mapping or an option is unusable; nothing is written.
+        When the file, the mapping or an option is unusable, a required field is absent
+        from every row, or every row lies far outside the twin's area; nothing is written.
     """
     started = time.monotonic()
     path = Path(path)
+    layer = canonical_name(layer)
     if layer != READINGS and layer not in LAYER_TABLES:
         raise InvalidInput(
             f"Unknown layer '{layer}'; choose one of {', '.join([*LAYER_TABLES, READINGS])}."
         )
     mapping = load_mapping(mapping_path) if mapping_path else None
-    if mapping and mapping.layer and mapping.layer != layer:
+    if mapping and mapping.layer and canonical_name(mapping.layer) != layer:
         raise InvalidInput(
             f"Mapping file {mapping_path} is for layer '{mapping.layer}', not '{layer}'."
         )
@@ -222,6 +237,10 @@ def ingest_file(
             wkt_column=geometry.wkt if geometry else None,
         )
         chunks, total = readers.read_chunks(info, chunk_rows=chunk_rows), info.feature_count
+        spec = LAYERS[LAYER_TABLES[layer]]
+        file_mapping = mapping or identity_mapping(list(info.fields), (*spec.columns, "source"))
+        check_columns(file_mapping, list(info.fields), (*spec.columns, "source"), str(path))
+        check_required(file_mapping, spec, list(info.fields), path, layer)
     task = progress.add_task(f"Loading {layer} from {path.name}", total=total) if progress else None
 
     rejects = _RejectsFile()
@@ -246,12 +265,14 @@ def ingest_file(
         try:
             with conn.begin() as transaction:
                 counts = _load(
-                    conn, layer, chunks, mapping, source, rejects, report, progress, task
+                    conn, layer, chunks, mapping, source, rejects, report, progress, task,
+                    allow_new_area=allow_new_area,
                 )
                 report.rows_new, report.rows_updated = counts.rows_new, counts.rows_updated
                 report.rows_unchanged = counts.rows_unchanged
                 report.rows_rejected = rejects.rejected_rows
                 report.rows_repaired = rejects.repaired_rows
+                report.rows_with_values_dropped = rejects.dropped_rows
                 if dry_run:
                     transaction.rollback()
                 else:
@@ -293,7 +314,8 @@ def ingest_file(
     return report
 
 
-def _load(conn, layer, chunks, mapping, source, rejects, report, progress, task):
+def _load(conn, layer, chunks, mapping, source, rejects, report, progress, task, *,
+          allow_new_area=False):
     store.tune_for_bulk_load(conn)
     store.create_rejects_stage(conn)
     now = datetime.now(UTC)
@@ -326,8 +348,10 @@ def _load(conn, layer, chunks, mapping, source, rejects, report, progress, task)
     spec = LAYERS[table]
     columns = store.layer_stage_columns(spec.columns)
     stage = store.create_layer_stage(conn, table, columns)
-    area = Area(store.twin_area(conn))
+    area = Area(None if allow_new_area else store.twin_area(conn))
     seen: dict[str, int] = {}
+    place = Placement()
+    missing_required: dict[str, int] = {}
     for gdf in chunks:
         gdf = to_storage_crs(gdf)
         chunk_mapping = mapping or identity_mapping(list(gdf.columns), (*spec.columns, "source"))
@@ -336,7 +360,53 @@ def _load(conn, layer, chunks, mapping, source, rejects, report, progress, task)
             gdf, spec, chunk_mapping, source=source, area=area, seen_ids=seen, now=now
         )
         _take(conn, stage, columns, checked, rejects, report, len(gdf), progress, task)
+        place = Placement(place.placed + checked.place.placed, place.far + checked.place.far,
+                          (place.far_sum[0] + checked.place.far_sum[0],
+                           place.far_sum[1] + checked.place.far_sum[1]))
+        for name, count in checked.rejects[checked.rejects["reason"] == "is missing"][
+                "field"].value_counts().items():
+            missing_required[name] = missing_required.get(name, 0) + int(count)
+    _refuse_whole_file_problems(report, spec, place, area, missing_required)
     return store.upsert_layer_from_stage(conn, table, columns)
+
+
+def _refuse_whole_file_problems(report: RunReport, spec, place: Placement, area: Area,
+                                missing_required: dict[str, int]) -> None:
+    """Raise InvalidInput for what is wrong with the file as a whole, not with some rows."""
+    path, layer = Path(report.path), report.layer
+    for name, count in missing_required.items():
+        if report.rows_read and count == report.rows_read:
+            raise InvalidInput(
+                f"{path} has no value for {name} in any of its {report.rows_read:,} rows; "
+                f"map another column to it (run `twin mapping draft {path} --layer {layer}`)."
+            )
+    if area.bounds is not None and place.far and place.far == place.placed:
+        lon, lat = place.far_sum[0] / place.far, place.far_sum[1] / place.far
+        km = distance_to_area_km(lon, lat, area.bounds)
+        raise InvalidInput(
+            f"{path} lies {km:,.0f} km from the twin's area (its features centre on lat "
+            f"{lat:.4f}, lon {lon:.4f}); is it another city? use a new database or "
+            f"--allow-new-area."
+        )
+
+
+EARTH_RADIUS_KM = 6371.0088
+
+
+def distance_to_area_km(lon: float, lat: float, bounds: tuple[float, float, float, float]) -> float:
+    """Great-circle distance from a point to the nearest point of a lon/lat box, in km.
+
+    Examples
+    --------
+    >>> round(distance_to_area_km(0.0, 1.0, (0.0, -1.0, 1.0, 0.0)))
+    111
+    """
+    west, south, east, north = bounds
+    near_lon, near_lat = min(max(lon, west), east), min(max(lat, south), north)
+    p1, p2 = math.radians(lat), math.radians(near_lat)
+    dp, dl = p2 - p1, math.radians(near_lon - lon)
+    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(h)))
 
 
 def _take(
@@ -351,8 +421,9 @@ def _take(
     task,
 ) -> None:
     store.copy_frame(conn, stage, checked.accepted[list(columns)])
-    rejects.add(conn, checked.rejects, "rejected")
-    rejects.add(conn, checked.repaired, "repaired")
+    rejects.add(conn, checked.rejects, REJECTED)
+    rejects.add(conn, checked.repaired, REPAIRED)
+    rejects.add(conn, checked.dropped, VALUE_DROPPED)
     report.rows_read += rows
     if progress is not None:
         progress.advance(task, rows)
@@ -366,6 +437,18 @@ def check_columns(mapping: Mapping, columns: list[str], fields: tuple[str, ...],
             raise InvalidInput(
                 f"{path} has no column '{rule.column}' for the field '{field}' "
                 f"(it has: {', '.join(c for c in columns if c != 'row_number')})."
+            )
+
+
+def check_required(mapping: Mapping, spec, columns: list[str], path: Path, layer: str) -> None:
+    """Refuse a file in which no column gives a required field (the whole file would fail)."""
+    for field in spec.fields:
+        if field.required and mapping.rule(field.name) is None:
+            shown = [c for c in columns if c not in ("row_number", "geometry")]
+            listed = ", ".join(shown[:8]) + (", ..." if len(shown) > 8 else "")
+            raise InvalidInput(
+                f"{path} has no column for {field.name}; the file has {listed or 'no columns'}; "
+                f"run `twin mapping draft {path} --layer {layer}` and load it with --mapping."
             )
 
 

@@ -17,8 +17,8 @@ SAMPLE_FILES = (
     ("manholes", "neighbourhood.gpkg", "manholes"),
     ("parking", "neighbourhood.gpkg", "parking"),
     ("compounds", "neighbourhood.gpkg", "compounds"),
-    ("road-damage", "road_damage.geojson", None),
-    ("debris", "debris_piles.geojson", None),
+    ("road_damage", "road_damage.geojson", None),
+    ("debris_piles", "debris_piles.geojson", None),
     ("readings", "readings.csv", None),
 )
 

@@ -1,7 +1,9 @@
 """Validation: a chunk of raw rows in, accepted rows and rejected rows (with reasons) out.
 
-Every check is vectorised over the chunk; a row is rejected if any of its fields fails,
-and each failure is one line of the run's rejects (row number, field, value, reason).
+Every check is vectorised over the chunk. A row is rejected when a required field or its
+geometry fails; an optional field that cannot be used is set to NULL and the row is kept.
+Each failure is one line of the run's rejects (row number, field, value, reason), with the
+outcome ``rejected`` or ``kept, value dropped``.
 """
 
 from __future__ import annotations
@@ -16,10 +18,17 @@ import pandas as pd
 import shapely
 
 from geo import STORAGE_SRID
+from geo.vocabulary import OTHER, original_key
 from ingest.fields import READING_FIELDS, Field, LayerSpec
 from ingest.mapping import FieldRule, Mapping
 
 REJECT_COLUMNS = ["row_number", "field", "value", "reason"]
+# Outcomes of a line of the rejects report.
+REJECTED = "rejected"
+REPAIRED = "repaired"
+VALUE_DROPPED = "kept, value dropped"
+# Text that GIS tools and pandas write for "no value"; read as NULL like an empty field.
+NULL_TEXTS = frozenset({"", "null", "nan", "nat", "<null>"})
 # Geometries farther than this from the area already in the twin are taken for mistakes.
 AREA_MARGIN_DEG = 0.5  # about 50 km
 
@@ -31,14 +40,22 @@ class Checked:
     accepted: pd.DataFrame
     rejects: pd.DataFrame
     repaired: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=REJECT_COLUMNS))
+    dropped: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=REJECT_COLUMNS))
+    # Rows whose geometry lies far outside the twin's area, and where they are (lon, lat).
+    place: Placement | None = None
 
 
 class Problems:
-    """Collects (row, field, value, reason) for a chunk, vectorised."""
+    """Collects (row, field, value, reason) for a chunk, vectorised.
+
+    ``add`` rejects the rows; ``drop`` notes an optional value that was set to NULL while
+    its row is kept.
+    """
 
     def __init__(self, row_numbers: pd.Series) -> None:
         self.row_numbers = row_numbers
         self.parts: list[pd.DataFrame] = []
+        self.dropped_parts: list[pd.DataFrame] = []
         self.bad = pd.Series(False, index=row_numbers.index)
 
     def add(self, mask: pd.Series, field_name: str, values: pd.Series, reason) -> None:
@@ -47,8 +64,17 @@ class Problems:
         if not mask.any():
             return
         self.bad |= mask
+        self.parts.append(self._lines(mask, field_name, values, reason))
+
+    def drop(self, mask: pd.Series, field_name: str, values: pd.Series, reason) -> None:
+        """Record an optional value dropped (set to NULL) where ``mask`` holds; rows stay."""
+        mask = mask.fillna(False).astype(bool)
+        if mask.any():
+            self.dropped_parts.append(self._lines(mask, field_name, values, reason))
+
+    def _lines(self, mask: pd.Series, field_name: str, values: pd.Series, reason) -> pd.DataFrame:
         reasons = reason[mask] if isinstance(reason, pd.Series) else reason
-        self.parts.append(
+        return (
             pd.DataFrame(
                 {
                     "row_number": self.row_numbers[mask],
@@ -60,10 +86,19 @@ class Problems:
         )
 
     def frame(self) -> pd.DataFrame:
-        """All problems found, in row order."""
-        if not self.parts:
-            return pd.DataFrame(columns=REJECT_COLUMNS)
-        return pd.concat(self.parts, ignore_index=True).sort_values("row_number", kind="stable")
+        """All problems that reject rows, in row order."""
+        return _in_row_order(self.parts)
+
+    def dropped_frame(self, rejected_rows: pd.Series) -> pd.DataFrame:
+        """Dropped optional values of the rows that are kept, in row order."""
+        frame = _in_row_order(self.dropped_parts)
+        return frame[~frame["row_number"].isin(rejected_rows)]
+
+
+def _in_row_order(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    if not parts:
+        return pd.DataFrame(columns=REJECT_COLUMNS)
+    return pd.concat(parts, ignore_index=True).sort_values("row_number", kind="stable")
 
 
 def _raw(frame: pd.DataFrame, rule: FieldRule | None) -> pd.Series:
@@ -74,14 +109,24 @@ def _raw(frame: pd.DataFrame, rule: FieldRule | None) -> pd.Series:
     return frame[rule.column]
 
 
-def _is_blank(values: pd.Series) -> pd.Series:
-    return values.isna() | (values.astype(str).str.strip() == "")
+def is_blank(values: pd.Series) -> pd.Series:
+    """Where a value is absent: NULL, NaN, NaT, empty or blank text, or "NULL"/"NaN"/"NaT".
+
+    Examples
+    --------
+    >>> is_blank(pd.Series(["a", "", " NaT ", None, float("nan"), "null", 0])).tolist()
+    [False, True, True, True, True, True, False]
+    """
+    if values.dtype.kind in "biufcmM":  # numbers and times: only NaN/NaT are absent
+        return values.isna()
+    text = values.astype(str).str.strip().str.lower()
+    return values.isna() | text.isin(NULL_TEXTS)
 
 
 def parse_numbers(values: pd.Series, rule: FieldRule | None) -> tuple[pd.Series, pd.Series]:
     """Numbers after the rule's conversion, and a mask of values that are not numbers."""
     numbers = pd.to_numeric(values, errors="coerce")
-    not_numeric = numbers.isna() & ~_is_blank(values)
+    not_numeric = numbers.isna() & ~is_blank(values)
     if rule is not None:
         numbers = numbers * rule.factor() + (rule.add or 0.0)
     return numbers.astype(float), not_numeric
@@ -91,7 +136,7 @@ def parse_times(
     values: pd.Series, rule: FieldRule | None, zone: str
 ) -> tuple[pd.Series, pd.Series]:
     """Timestamps in UTC, and a mask of values that cannot be read as times."""
-    blank = _is_blank(values)
+    blank = is_blank(values)
     fmt = (rule.format if rule else None) or "iso"
     if fmt in ("epoch_ms", "epoch_s"):
         numbers = pd.to_numeric(values, errors="coerce")
@@ -134,58 +179,76 @@ def check_field(
     zone: str,
     problems: Problems,
     now: datetime,
-) -> pd.Series:
-    """Parse and check one field of every row; record problems; return the parsed values."""
+    *,
+    unmapped: str = "reject",
+) -> tuple[pd.Series, pd.Series | None]:
+    """Parse and check one field of every row; record problems; return the parsed values.
+
+    A problem with a required field rejects the row; an optional value that cannot be used
+    becomes NULL (or the field's default) and the row is kept. With ``unmapped="other"``, a
+    value of an open vocabulary that is not one of its values becomes ``other``; the second
+    item returned then holds the original values of those rows (None when there are none).
+    """
     raw = _raw(frame, rule)
     if rule is not None and rule.map is not None:
         raw = raw.map(lambda v: rule.map.get(str(v), v) if not pd.isna(v) else v)
-    missing = _is_blank(raw)
+    missing = is_blank(raw)
     if spec.required:
         problems.add(missing, spec.name, raw, "is missing")
+    unusable: list[tuple[pd.Series, str]] = []
+    originals = None
     if spec.kind in ("float", "int"):
-        values, bad = parse_numbers(raw, rule)
-        problems.add(bad, spec.name, raw, "is not a number")
+        values, bad = parse_numbers(raw.where(~missing), rule)
+        unusable.append((bad, "is not a number"))
         if spec.kind == "int":
             fractional = values.notna() & (values != values.round())
-            problems.add(fractional, spec.name, raw, "is not a whole number")
+            unusable.append((fractional, "is not a whole number"))
             values = values.round().astype("Int64")
-        _check_range(values, spec, raw, problems)
-        return values
-    if spec.kind in ("date", "datetime"):
-        values, bad = parse_times(raw, rule, zone)
-        problems.add(bad, spec.name, raw, f"cannot be read as a date{_fmt_hint(rule)}")
-        problems.add(values > pd.Timestamp(now), spec.name, raw, "is in the future")
-        return values.dt.date if spec.kind == "date" else values
-    text = raw.where(~missing).astype(object)
-    present = text.notna()
-    text[present] = text[present].astype(str).str.strip()
-    if spec.choices:
-        wrong = ~missing & ~text.isin(spec.choices)
-        problems.add(wrong, spec.name, raw, f"is not one of {', '.join(spec.choices)}")
+        unusable += _out_of_range(values, spec)
+    elif spec.kind in ("date", "datetime"):
+        values, bad = parse_times(raw.where(~missing), rule, zone)
+        unusable.append((bad, f"cannot be read as a date{_fmt_hint(rule)}"))
+        unusable.append((values > pd.Timestamp(now), "is in the future"))
+        values = values.dt.date if spec.kind == "date" else values
+    else:
+        values = raw.where(~missing).astype(object)
+        present = values.notna()
+        values[present] = values[present].astype(str).str.strip()
+        if spec.vocabulary is not None:
+            allowed = spec.vocabulary.allowed
+            wrong = ~missing & ~values.isin(allowed)
+            if spec.vocabulary.open and unmapped == "other":
+                if wrong.any():
+                    originals = raw.where(wrong).astype(object)
+                    values = values.where(~wrong, OTHER)
+            else:
+                unusable.append((wrong, f"is not one of {', '.join(spec.vocabulary.values)}"))
+    for mask, reason in unusable:
+        if spec.required:
+            problems.add(mask, spec.name, raw, reason)
+            continue
+        mask = mask.fillna(False).astype(bool)
+        problems.drop(mask, spec.name, raw, reason)
+        if mask.any():
+            values = values.where(~mask, None) if values.dtype == object else values.mask(mask)
     if spec.default is not None:
-        text = text.astype(object).where(text.notna(), spec.default)
-    return text
+        values = values.astype(object).where(values.notna(), spec.default)
+    return values, originals
 
 
 def _fmt_hint(rule: FieldRule | None) -> str:
     return f" in the format '{rule.format}'" if rule and rule.format else ""
 
 
-def _check_range(values: pd.Series, spec: Field, raw: pd.Series, problems: Problems) -> None:
+def _out_of_range(values: pd.Series, spec: Field) -> list[tuple[pd.Series, str]]:
+    found = []
     if spec.min_value is not None:
-        problems.add(
-            values < spec.min_value,
-            spec.name,
-            raw,
-            f"is below the smallest allowed value {spec.min_value:g}",
-        )
+        found.append((values < spec.min_value,
+                      f"is below the smallest allowed value {spec.min_value:g}"))
     if spec.max_value is not None:
-        problems.add(
-            values > spec.max_value,
-            spec.name,
-            raw,
-            f"is above the largest allowed value {spec.max_value:g}",
-        )
+        found.append((values > spec.max_value,
+                      f"is above the largest allowed value {spec.max_value:g}"))
+    return found
 
 
 @dataclass(frozen=True)
@@ -203,10 +266,26 @@ class Area:
         return (x >= west - m) & (x <= east + m) & (y >= south - m) & (y <= north + m)
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a chunk's usable geometries lie.
+
+    How many there are, how many lie far outside the twin's area, and the sum of those far
+    points' (lon, lat), to tell where a whole file lies.
+    """
+
+    placed: int = 0
+    far: int = 0
+    far_sum: tuple[float, float] = (0.0, 0.0)
+
+
 def check_geometry(
     gdf: gpd.GeoDataFrame, spec: LayerSpec, area: Area, problems: Problems
-) -> tuple[np.ndarray, pd.DataFrame]:
-    """Check geometries (type, emptiness, validity, place); return them in 4326 and repairs."""
+) -> tuple[np.ndarray, pd.DataFrame, Placement]:
+    """Check geometries (type, emptiness, validity, place).
+
+    Returns them in 4326, the repairs, and where they lie.
+    """
     geoms = np.asarray(gdf.geometry.values, dtype=object)
     label = pd.Series(shapely.get_type_id(geoms), index=gdf.index).map(
         lambda t: _TYPE_NAMES.get(t, "nothing")
@@ -229,7 +308,10 @@ def check_geometry(
     x, y = xy[:, 0], xy[:, 1]
     valid_lonlat = (np.abs(x) <= 180) & (np.abs(y) <= 90)
     inside = area.contains(x, y) & valid_lonlat
-    swapped = ~inside & (np.abs(y) <= 180) & (np.abs(x) <= 90) & area.contains(y, x)
+    # Swapped only where swapping really puts the point in place: within the twin's area, or,
+    # while the twin is empty, where a "latitude" beyond 90 is a longitude.
+    swap_fits = area.contains(y, x) if area.bounds is not None else ~valid_lonlat
+    swapped = ~inside & (np.abs(y) <= 180) & (np.abs(x) <= 90) & swap_fits
     where = pd.Series([f"{a:.5f} {b:.5f}" for a, b in xy], index=gdf.index)
     problems.add(
         pd.Series(ok & swapped, index=gdf.index),
@@ -243,12 +325,15 @@ def check_geometry(
         where,
         "is not a valid longitude/latitude (check the file's CRS or give --crs)",
     )
+    far = ok & ~swapped & valid_lonlat & ~inside
     problems.add(
-        pd.Series(ok & ~swapped & valid_lonlat & ~inside, index=gdf.index),
+        pd.Series(far, index=gdf.index),
         "geometry",
         where,
-        "lies far outside the area already in the twin (check the file's CRS or give --crs)",
+        "lies far outside the area already in the twin",
     )
+    place = Placement(int(ok.sum()), int(far.sum()),
+                      (float(x[far].sum()), float(y[far].sum())) if far.any() else (0.0, 0.0))
 
     # Validity: repair what make_valid can repair into the same kind of geometry.
     invalid = ok & ~pd.Series(shapely.is_valid(geoms), index=gdf.index)
@@ -257,10 +342,13 @@ def check_geometry(
         reasons = pd.Series(
             shapely.is_valid_reason(geoms[invalid.to_numpy()]), index=gdf.index[invalid.to_numpy()]
         )
-        fixed = [_keep_kind(g, spec.geometry_types)
-                 for g in shapely.make_valid(geoms[invalid.to_numpy()])]
+        # A repair keeps the geometry's kind: a bow-tie polygon split in two is not the
+        # feature the file described.
+        kinds = [_TYPE_NAMES.get(t) for t in shapely.get_type_id(geoms[invalid.to_numpy()])]
+        fixed = [_keep_kind(g, (kind,)) for g, kind in
+                 zip(shapely.make_valid(geoms[invalid.to_numpy()]), kinds, strict=True)]
         for position, (index, geom) in enumerate(zip(reasons.index, fixed, strict=True)):
-            if _TYPE_NAMES.get(shapely.get_type_id(geom)) in spec.geometry_types:
+            if _TYPE_NAMES.get(shapely.get_type_id(geom)) == kinds[position]:
                 geoms[gdf.index.get_loc(index)] = geom
                 repaired_rows.append((index, reasons.iloc[position]))
             else:
@@ -268,7 +356,7 @@ def check_geometry(
                     pd.Series(gdf.index == index, index=gdf.index),
                     "geometry",
                     reasons,
-                    f"is invalid and cannot be repaired into a {' or '.join(spec.geometry_types)}",
+                    f"is invalid and cannot be repaired into a {kinds[position]}",
                 )
     repaired = pd.DataFrame(
         [
@@ -277,7 +365,7 @@ def check_geometry(
         ],
         columns=REJECT_COLUMNS,
     )
-    return geoms, repaired
+    return geoms, repaired, place
 
 
 def _keep_kind(geom, kinds: tuple[str, ...]):
@@ -319,19 +407,32 @@ def to_storage_crs(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     return projected
 
 
-def properties_json(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
-    """The unmapped columns of each row as a JSON object (NaN as null, times as ISO text)."""
-    if not columns:
+def properties_json(
+    frame: pd.DataFrame, columns: list[str], originals: dict[str, pd.Series] | None = None
+) -> pd.Series:
+    """The unmapped columns of each row as a JSON object (NaN as null, times as ISO text).
+
+    ``originals`` (key -> values, NULL where there is none) adds the values a field had
+    before an open vocabulary made them ``other``, under keys such as
+    ``original_road_class``, only where there is one.
+    """
+    originals = originals or {}
+    if not columns and not originals:
         return pd.Series("{}", index=frame.index)
     records = frame[columns].astype(object).where(frame[columns].notna(), None)
+    extra = [
+        {key: _plain(values[i]) for key, values in originals.items() if not pd.isna(values[i])}
+        for i in frame.index
+    ] if originals else None
     return pd.Series(
         [
             json.dumps(
-                dict(zip(columns, map(_plain, row), strict=True)),
+                {**dict(zip(columns, map(_plain, row), strict=True)),
+                 **(extra[position] if extra else {})},
                 sort_keys=True,
                 ensure_ascii=False,
             )
-            for row in records.itertuples(index=False, name=None)
+            for position, row in enumerate(records.itertuples(index=False, name=None))
         ],
         index=frame.index,
     )
@@ -376,16 +477,21 @@ def validate_layer(
     problems = Problems(gdf["row_number"])
     out = pd.DataFrame(index=gdf.index)
     used: set[str] = set()
+    originals: dict[str, pd.Series] = {}
     for spec_field in spec.fields:
         rule = mapping.rule(spec_field.name)
         if rule is not None and rule.column is not None:
             used.add(rule.column)
-        out[spec_field.name] = check_field(gdf, spec_field, rule, mapping.timezone, problems, now)
+        out[spec_field.name], original = check_field(
+            gdf, spec_field, rule, mapping.timezone, problems, now, unmapped=mapping.unmapped
+        )
+        if original is not None:
+            originals[original_key(spec_field.name)] = original
     source_rule = mapping.rule("source")
     if source_rule is not None:
         out["source"] = check_field(
             gdf, Field("source", "text"), source_rule, mapping.timezone, problems, now
-        ).fillna(source)
+        )[0].fillna(source)
         if source_rule.column:
             used.add(source_rule.column)
     else:
@@ -406,15 +512,18 @@ def validate_layer(
     ):
         seen_ids.setdefault(key, int(row))
 
-    geoms, repaired = check_geometry(gdf, spec, area, problems)
-    out["properties"] = properties_json(gdf, property_columns(gdf, mapping, used))
+    geoms, repaired, place = check_geometry(gdf, spec, area, problems)
+    out["properties"] = properties_json(gdf, property_columns(gdf, mapping, used), originals)
     out["geom"] = shapely.to_wkb(shapely.set_srid(geoms, STORAGE_SRID), hex=True, include_srid=True)
     out["row_number"] = gdf["row_number"]
     good = ~problems.bad
+    rejected = problems.frame()
     return Checked(
         out[good],
-        problems.frame(),
-        repaired[~repaired["row_number"].isin(problems.frame()["row_number"])],
+        rejected,
+        repaired[~repaired["row_number"].isin(rejected["row_number"])],
+        problems.dropped_frame(rejected["row_number"]),
+        place,
     )
 
 
@@ -440,12 +549,14 @@ def validate_readings(
     out = pd.DataFrame(index=frame.index)
     for spec_field in READING_FIELDS:
         rule = mapping.rule(spec_field.name)
-        out[spec_field.name] = check_field(frame, spec_field, rule, mapping.timezone, problems, now)
+        out[spec_field.name] = check_field(
+            frame, spec_field, rule, mapping.timezone, problems, now
+        )[0]
     source_rule = mapping.rule("source")
     out["source"] = (
         check_field(
             frame, Field("source", "text"), source_rule, mapping.timezone, problems, now
-        ).fillna(source)
+        )[0].fillna(source)
         if source_rule
         else source
     )
@@ -515,7 +626,7 @@ def melt_wide_readings(frame: pd.DataFrame, mapping: Mapping) -> tuple[pd.DataFr
             numbers.notna(), frame[column]
         )
         part["metric"] = rule.metric
-        parts.append(part[~_is_blank(frame[column])])
+        parts.append(part[~is_blank(frame[column])])
     long = pd.concat(parts, ignore_index=True).sort_values("row_number", kind="stable")
     fields = dict(mapping.fields)
     fields["value"] = "value"

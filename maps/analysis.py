@@ -64,7 +64,7 @@ def debris_hotspots(observations: Iterable[tuple[float, float, datetime | None]]
     """Cells where debris keeps being reported, as a GeoJSON FeatureCollection of squares.
 
     Kernel density of past reports is a strong baseline for where piles appear next
-    (DOMAIN.md); these cells are its simplest, explainable form: how many reports fell in
+    (docs/domain.md); these cells are its simplest, explainable form: how many reports fell in
     each ``cell_m`` square, and when the last one came.
 
     Parameters

@@ -7,23 +7,26 @@ management types.
 
 from __future__ import annotations
 
+from geo.vocabulary import DAMAGE_CLASSES, MANAGEMENT_TYPES, SEVERITIES
 from maps.elements import js_value
 
-SEVERITY_COLOURS = {"low": "#fecc5c", "medium": "#fd8d3c", "high": "#f03b20",
-                    "critical": "#bd0026"}
-SEVERITY_ORDER = ("low", "medium", "high", "critical")
-# (lowest PCI of the band, name, colour), best first: DOMAIN.md / ASTM D6433.
+SEVERITY_ORDER = SEVERITIES  # least urgent first
+SEVERITY_COLOURS = dict(zip(SEVERITIES, ("#fecc5c", "#fd8d3c", "#f03b20", "#bd0026"),
+                            strict=True))
+# (lowest PCI of the band, name, colour), best first: docs/domain.md / ASTM D6433.
 PCI_BANDS = ((86, "Good", "#1a9850"), (71, "Satisfactory", "#91cf60"), (56, "Fair", "#fee08b"),
              (41, "Poor", "#fc8d59"), (26, "Very poor", "#e34a33"), (11, "Serious", "#b2182b"),
              (0, "Failed", "#6d0000"))
 NO_DATA = "#9e9e9e"
 MANHOLE_COLOURS = {"none": "#3b6ea8", **SEVERITY_COLOURS}
-COMPOUND_COLOURS = {"commodity": "#80b1d3", "resettlement": "#fdb462", "old": "#bebada",
-                    "unmanaged": "#fb8072"}
+# In the order of the vocabulary; ``other`` (a city's own type) is drawn in the default grey.
+COMPOUND_COLOURS = dict(zip(MANAGEMENT_TYPES.values, ("#80b1d3", "#fdb462", "#bebada", "#fb8072"),
+                            strict=True))
 COMPOUND_LABELS = {"commodity": "Commodity housing, property company",
                    "resettlement": "Affordable / resettlement", "old": "Old compound, bungalows",
                    "unmanaged": "No property management"}
-DAMAGE_COLOURS = {"D00": "#e6ab02", "D10": "#d95f02", "D20": "#7570b3", "D40": "#e7298a"}
+DAMAGE_COLOURS = dict(zip(DAMAGE_CLASSES.values, ("#e6ab02", "#d95f02", "#7570b3", "#e7298a"),
+                          strict=True))
 DAMAGE_LABELS = {"D00": "Longitudinal crack", "D10": "Transverse crack",
                  "D20": "Alligator crack", "D40": "Pothole"}
 DEBRIS_COLOUR = "#8c510a"

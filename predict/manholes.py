@@ -1,6 +1,6 @@
 """Manhole sensors: threshold rules and data-quality detectors, as episodes in time.
 
-Rules (DOMAIN.md): tilt more than 10 degrees from the installed baseline; cover open; water
+Rules (docs/domain.md): tilt more than 10 degrees from the installed baseline; cover open; water
 level at 80 % of the well's depth (alarm) or 100 % (overflow); gas with O2 outside
 19.5-23.5 %, LEL at 10 %, CO at 35 ppm or H2S at 10 ppm; a sensor silent for more than two
 days; a low battery. Detectors: a sensor that *sticks* (the same value, exactly, on several
@@ -23,7 +23,7 @@ DAY = pd.Timedelta(days=1)
 
 @dataclass(frozen=True)
 class Thresholds:
-    """The alarm thresholds (configurable; the defaults are DOMAIN.md's)."""
+    """The alarm thresholds (configurable; the defaults are docs/domain.md's)."""
 
     tilt_deg: float = 10.0
     water_alarm_pct: float = 80.0

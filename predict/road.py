@@ -245,7 +245,19 @@ def evaluate_road(conn: Connection, metric: str, as_of, horizons, *, threshold: 
     metric: above it).
     """
     horizons = check_horizons(horizons)
+    chosen = as_of is None
     scale, as_of = resolve_as_of(conn, metric, as_of)
+    if chosen:
+        # The newest as-of that leaves the longest horizon (and its window) observable: the
+        # last observation itself would leave nothing to score.
+        as_of = (as_of - (max(horizons) + window_days) * DAY).normalize()
+        first, _ = sql.observation_span(conn, scale.id)
+        if as_of <= as_utc(first):
+            raise InvalidInput(
+                f"The '{metric}' history ({as_utc(first).date()} to "
+                f"{(as_of + (max(horizons) + window_days) * DAY).date()}) is shorter than the "
+                f"{max(horizons)}-day horizon and its {window_days}-day window; choose a "
+                f"shorter --horizon.")
     threshold = default_threshold(scale) if threshold is None else float(threshold)
     ctx = load_road_context(conn, metric, as_of.to_pydatetime())
     model = fit_road_model(ctx, as_of, random_state=random_state, **params)
@@ -253,6 +265,10 @@ def evaluate_road(conn: Connection, metric: str, as_of, horizons, *, threshold: 
     limit = float(scale.to_goodness([threshold])[0])
     report: dict[str, Any]  # the horizons are appended below
     report = {"target": "road-wear", "metric": metric, "as_of": str(as_of.date()),
+              "as_of_chosen": (f"as-of {as_of.date()} chosen: the latest date that leaves "
+                               f"{max(horizons)} days and the {window_days}-day window of later "
+                               "observations to score against; --as-of sets another")
+              if chosen else None,
               "model_trained_on": {"from": str(model.train_from.date()),
                                    "to": str(model.train_to.date()), "examples": model.rows},
               "streets_with_history": int(len(features)),

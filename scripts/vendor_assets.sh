@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fetch the map's browser assets from the npm registry into service/static/vendor/<pkg>/,
+# Fetch the browser assets of the maps and of the API documentation pages (/docs, /redoc) from the npm registry into service/static/vendor/<pkg>/,
 # keeping only the dist files the maps use and each package's licence. The result is
 # committed, so neither the service nor its users need the network; run this only to change
 # a version (and update maps/assets.py if a file name changes).
@@ -16,6 +16,8 @@ PACKAGES=(
   "leaflet.locatecontrol@0.79.0|leaflet.locatecontrol|dist/L.Control.Locate.min.js dist/L.Control.Locate.min.css LICENSE"
   "leaflet.vectorgrid@1.3.0|leaflet.vectorgrid|dist/Leaflet.VectorGrid.bundled.min.js"
   "leaflet.heat@0.2.0|leaflet.heat|dist/leaflet-heat.js LICENSE"
+  "swagger-ui-dist@5.36.0|swagger-ui|swagger-ui-bundle.js swagger-ui-bundle.js.LICENSE.txt swagger-ui.css favicon-32x32.png LICENSE NOTICE"
+  "redoc@2.5.4|redoc|bundles/redoc.standalone.js bundles/redoc.standalone.js.LICENSE.txt LICENSE"
 )
 
 for entry in "${PACKAGES[@]}"; do
@@ -27,7 +29,8 @@ for entry in "${PACKAGES[@]}"; do
   rm -f "$tarball"
   rm -rf "${DEST:?}/$name"
   for file in $files; do
-    target="$DEST/$name/${file#dist/}"
+    target="$DEST/$name/$(basename "$file")"
+    [[ "$file" == dist/images/* ]] && target="$DEST/$name/images/$(basename "$file")"
     mkdir -p "$(dirname "$target")"
     cp "$WORK/$name/package/$file" "$target"
   done

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 
 from service.changes import LayerChanges
 from service.errors import install_error_handlers
-from service.routers import alerts, exports, health, maps, ogc, open311, readings, tiles
+from service.routers import alerts, docs, exports, health, maps, ogc, open311, readings, tiles
 from service.settings import ServiceSettings
 
 REQUESTS = Counter("twin_http_requests_total", "HTTP requests", ["route", "method", "status"])
@@ -82,6 +82,9 @@ def create_app(engine: Engine, settings: ServiceSettings | None = None) -> FastA
         "neighbourhood: vector tiles, OGC API Features, alerts, exports and sensor intake.",
         version="0.1.0",
         lifespan=lifespan,
+        # /docs and /redoc come from routers.docs, on vendored assets instead of a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.engine = engine
     app.state.settings = settings
@@ -92,6 +95,6 @@ def create_app(engine: Engine, settings: ServiceSettings | None = None) -> FastA
                            expose_headers=["ETag"])
 
     app.add_middleware(MeasureRequests)
-    for module in (health, tiles, ogc, alerts, exports, readings, open311, maps):
+    for module in (health, tiles, ogc, alerts, exports, readings, open311, maps, docs):
         app.include_router(module.router)
     return app

@@ -26,8 +26,17 @@ sample_app = typer.Typer(help="Generate and load synthetic neighbourhoods.", no_
 app.add_typer(db_app, name="db")
 app.add_typer(sample_app, name="sample")
 
-console = Console()
-err_console = Console(stderr=True)
+def _console(*, stderr: bool = False) -> Console:
+    stream = sys.stderr if stderr else sys.stdout
+    if stream.isatty():
+        return Console(stderr=stderr)
+    # Piped or captured output goes to programs, logs and CI: never wrap it at 80 columns,
+    # which splits words and paths.
+    return Console(stderr=stderr, soft_wrap=True, width=1000)
+
+
+console = _console()
+err_console = _console(stderr=True)
 
 DatabaseUrlOption = Annotated[
     str | None,
@@ -314,7 +323,8 @@ metrics_app = typer.Typer(
 )
 app.add_typer(metrics_app, name="metrics")
 
-LAYER_HELP = "streets, manholes, parking, compounds, road-damage, debris or readings"
+LAYER_HELP = ("streets, manholes, parking, compounds, road_damage, debris_piles (also written "
+              "road-damage, debris) or readings")
 
 
 @app.command("ingest")
@@ -350,6 +360,9 @@ def ingest(
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary only.")] = False,
+    allow_new_area: Annotated[
+        bool, typer.Option(help="Load a file far from the area already in the twin.")
+    ] = False,
 ) -> None:
     """Load LAYER from PATH: validated, atomic, idempotent; rejected rows are explained.
 
@@ -377,6 +390,7 @@ def ingest(
                 dry_run=dry_run,
                 rejects_path=rejects,
                 progress=progress,
+                allow_new_area=allow_new_area,
             )
     except TwinError as error:
         if as_json:
@@ -394,12 +408,14 @@ def ingest(
         ("unchanged", report.rows_unchanged),
         ("rejected", report.rows_rejected),
         ("repaired", report.rows_repaired),
+        ("kept, value dropped", report.rows_with_values_dropped),
         ("seconds", f"{report.duration_s:.2f}"),
     ):
         table.add_row(label, f"{value:,}" if isinstance(value, int) else str(value))
     console.print(table)
     if report.rejects_path:
-        console.print(f"Rejected and repaired rows, with reasons: {report.rejects_path}")
+        console.print(f"Rejected, repaired and dropped values, with reasons: "
+                      f"{report.rejects_path}")
     if dry_run:
         console.print("[yellow]Dry run:[/] nothing was kept.")
 

@@ -86,9 +86,13 @@ def _prepare(engine) -> None:
             result = score(engine, "pci", DEFAULT_HORIZONS, None, version=version)
         console.print(f"Forecasts: {result.rows:,} for {result.streets:,} streets.")
     report = refresh(engine)
-    opened = sum(report.opened.values())
-    console.print(f"Alerts: {opened} opened, {sum(report.kept.values())} still open, "
-                  f"{sum(report.resolved.values())} resolved.")
+    # What a crew faces now: every open alert, whether this refresh raised it or kept it.
+    open_now = {kind: report.opened.get(kind, 0) + report.kept.get(kind, 0)
+                for kind in sorted(set(report.opened) | set(report.kept))}
+    by_kind = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in open_now.items() if n)
+    console.print(f"Alerts: {sum(open_now.values())} open ({by_kind or 'none'}); "
+                  f"{sum(report.opened.values())} raised by this refresh, "
+                  f"{sum(report.resolved.values())} closed by it.")
 
 
 def demo(

@@ -114,6 +114,8 @@ def evaluate(
 
 def _print_report(report: dict) -> None:
     if report["target"] == "road-wear":
+        if report.get("as_of_chosen"):
+            console.print(report["as_of_chosen"][0].upper() + report["as_of_chosen"][1:] + ".")
         console.print(f"Road wear of '{report['metric']}' as of {report['as_of']}; "
                       f"{report['scoring']}.")
         for h in report["horizons"]:

@@ -70,8 +70,8 @@ _SUFFIX_ALIASES = {"json": "geojson", "zip": "shp.zip", "geoparquet": "parquet"}
 
 
 def find_layer(name: str) -> Layer:
-    """The published layer called ``name`` (``road-damage`` is read as ``road_damage``)."""
-    return params.find_layer(name, dashes=True)
+    """The published layer called ``name`` or one of its aliases (``road-damage``)."""
+    return params.find_layer(name)
 
 
 def find_format(suffix: str) -> ExportFormat:

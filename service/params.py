@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime, time
 
 from geo.errors import InvalidInput, NotFound
 from geo.features import MAX_VALUES_PER_PROPERTY
-from geo.layers import LAYERS, Layer
+from geo.layers import LAYERS, Layer, canonical_name
 
 _INT64 = 2**63  # integer properties are bigint at most
 _SHOWN_CHARS = 100  # how much of a bad value an error message repeats
@@ -26,7 +26,7 @@ _SHOWN_CHARS = 100  # how much of a bad value an error message repeats
 # -- layers and plain text ----------------------------------------------------------------------
 
 
-def find_layer(name: str, *, what: str = "layer", dashes: bool = False) -> Layer:
+def find_layer(name: str, *, what: str = "layer") -> Layer:
     """The published layer with id ``name``.
 
     Parameters
@@ -35,9 +35,6 @@ def find_layer(name: str, *, what: str = "layer", dashes: bool = False) -> Layer
         The layer's id as the client typed it.
     what : str
         What the interface calls a layer, for the message (``"collection"`` in OGC API).
-    dashes : bool
-        Also read ``-`` as ``_`` (``road-damage`` is ``road_damage``), for names typed in a
-        file name or on the command line.
 
     Raises
     ------
@@ -46,16 +43,14 @@ def find_layer(name: str, *, what: str = "layer", dashes: bool = False) -> Layer
 
     Examples
     --------
-    >>> find_layer("road-damage", dashes=True).id
-    'road_damage'
+    >>> find_layer("road-damage").id, find_layer("debris").id
+    ('road_damage', 'debris_piles')
     >>> find_layer("nope", what="collection")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     geo.errors.NotFound: There is no collection 'nope'; the collections are: streets, ...
     """
-    layer = LAYERS.get(name)
-    if layer is None and dashes:
-        layer = LAYERS.get(name.replace("-", "_"))
+    layer = LAYERS.get(canonical_name(name))
     if layer is None:
         raise NotFound(f"There is no {what} '{name[:_SHOWN_CHARS]}'; the {what}s are: "
                        f"{', '.join(LAYERS)}.")

@@ -91,3 +91,20 @@ def test_data_directory_owned_by_someone_else(tmp_path):
     result = run("db", "start", home=tmp_path)
     assert result.returncode == 1
     assert "belongs to 'nobody'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_output_is_not_wrapped_when_not_a_terminal(tmp_path):
+    # Captured output (logs, CI, pipes) keeps long paths and sentences on one line.
+    folder = tmp_path / ("a-rather-long-directory-name-for-a-county-" * 2)
+    folder.mkdir()
+    path = folder / "manholes-of-the-whole-county.geojson"
+    path.write_text('{"type": "FeatureCollection", "features": [{"type": "Feature", '
+                    '"properties": {"external_id": "M1", "kind": "sewer"}, '
+                    '"geometry": {"type": "Point", "coordinates": [108.54, 32.52]}}]}')
+    home = tmp_path / "home"
+    try:
+        result = run("ingest", "manholes", str(path), "--dry-run", home=home, COLUMNS="")
+        assert result.returncode == 0, result.stderr
+        assert f"Dry run of manholes from {path}" in result.stdout.splitlines()[0]
+    finally:
+        run("db", "stop", home=home)

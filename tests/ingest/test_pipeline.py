@@ -22,9 +22,8 @@ from ingest.metrics import MetricDeclaration, declare_metrics
 from ingest.pipeline import ingest_file
 
 TWIN = str(Path(sys.executable).parent / "twin")
-# The team's shared data sits beside the checkout (as in CI), or where TWIN_SHARED_DIR says.
-SHARED = Path(os.environ.get("TWIN_SHARED_DIR", Path(__file__).parents[3] / "shared"))
-SANJOSE = SHARED / "data" / "sanjose_illegal_dumping"
+# A real city's records, committed with their licence and source (tests/data/.../README.md).
+SANJOSE = Path(__file__).parents[1] / "data" / "sanjose_illegal_dumping"
 SANJOSE_CSV = SANJOSE / "illegal_dumping.csv"
 SANJOSE_MAPPING = Path(__file__).parents[2] / "sample_data" / "mappings" / (
     "sanjose_illegal_dumping.toml"
@@ -177,17 +176,22 @@ def test_rows_are_rejected_with_their_row_field_and_reason(twin, tmp_path):
     gdf.to_file(path, driver="GeoJSON")
     ingest_file(twin, "manholes", tmp_path / "m.geojson", source="first")  # sets the area
     report = ingest_file(twin, "manholes", path, source="county")
-    assert (report.rows_new, report.rows_rejected) == (1, 4)
+    # Issue 13: an optional field (depth_m) never costs a row; its bad value is dropped.
+    assert (report.rows_new, report.rows_rejected, report.rows_with_values_dropped) == (2, 3, 1)
     rejects = pd.read_csv(report.rejects_path)
     assert Path(report.rejects_path) == tmp_path / "m.rejects.csv"
     reasons = dict(zip(rejects["row_number"], rejects["reason"], strict=False))
+    outcomes = dict(zip(rejects["row_number"], rejects["outcome"], strict=False))
     assert "is not one of sewer" in reasons[2]
     assert "below the smallest allowed value" in reasons[3]
+    assert outcomes[3] == "kept, value dropped" and outcomes[2] == "rejected"
     assert reasons[4] == "repeats the id of row 1"
     assert reasons[5] == "longitude and latitude look swapped"
     stored = scalar(twin, "SELECT count(*) FROM ingest_rejects WHERE run_id = :r",
                     r=report.run_id)
     assert stored == 4
+    assert scalar(twin, "SELECT depth_m IS NULL FROM manholes WHERE source = 'county' "
+                        "AND external_id = 'MH-2'")
 
 
 def test_wrong_geometry_type_empty_and_invalid_geometries(twin, tmp_path):

@@ -15,8 +15,8 @@ LAYER_FILES = {
     "manholes": ("neighbourhood.gpkg", "manholes"),
     "parking": ("neighbourhood.gpkg", "parking"),
     "compounds": ("neighbourhood.gpkg", "compounds"),
-    "road-damage": ("road_damage.geojson", None),
-    "debris": ("debris_piles.geojson", None),
+    "road_damage": ("road_damage.geojson", None),
+    "debris_piles": ("debris_piles.geojson", None),
 }
 
 

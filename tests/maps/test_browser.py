@@ -160,3 +160,26 @@ def test_offline_file_works_from_disk(browser, sample_engine, twin_with_alerts, 
     assert [u for u in page.requested_urls()
             if not u.startswith(("data:", "blob:", "file:"))] == []
     page.ws.close()
+
+
+@pytest.mark.parametrize(("path", "ready"), [
+    ("/docs", "document.querySelectorAll('.opblock').length > 20"),
+    ("/redoc", "document.querySelectorAll('[data-section-id*=\"operation/\"]').length > 20"),
+])
+def test_api_documentation_renders_offline(browser, maps_live_url, path, ready):
+    # The API documentation draws every operation with nothing fetched from outside the twin.
+    page = browser.new_page()
+    page.call("Page.navigate", url=f"{maps_live_url}{path}")
+    assert page.wait(ready, timeout=25, network=False), page.errors()
+    assert page.evaluate("document.body.innerText").count("/alerts") >= 2
+    assert any(u.startswith(f"{maps_live_url}/static/vendor/") for u in page.requested_urls())
+    assert png_colours(page.screenshot(clip={"x": 0, "y": 0, "width": 640, "height": 430,
+                                             "scale": 0.5})) > 5
+    # ReDoc's bundle always asks for its maker's logo from a public host; the page's
+    # Content-Security-Policy refuses it, so it never leaves the browser.
+    refused = [e for e in page.errors() if "violates the following Content Security Policy" in e]
+    assert [e for e in page.errors() if e not in refused] == []
+    asked = [u for u in page.requested_urls() if not u.startswith(("data:", "blob:"))]
+    assert [u for u in asked if not u.startswith(maps_live_url + "/")
+            and u != "https://cdn.redoc.ly/redoc/logo-mini.svg"] == []
+    page.ws.close()

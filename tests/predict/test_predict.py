@@ -221,6 +221,17 @@ def test_road_wear_evaluation_reports_models_baselines_and_coverage(sample):
     assert h["model"]["mae"] < h["persistence"]["mae"]
 
 
+def test_road_wear_evaluation_without_as_of_leaves_the_horizon_observable(sample):
+    # With no --as-of, the newest date whose horizon can still be scored, said in the report.
+    report = evaluate(sample, "road-wear", None, [90])
+    with sample.connect() as conn:
+        last = conn.execute(sa.text("SELECT max(observed_at) FROM readings r JOIN metrics m "
+                                    "ON m.id = r.metric_id WHERE m.name = 'pci'")).scalar_one()
+    assert report["as_of"] == str((pd.Timestamp(last) - pd.Timedelta(days=105)).date())
+    assert report["horizons"][0]["segments_scored"] > 20
+    assert f"as-of {report['as_of']} chosen" in report["as_of_chosen"]
+
+
 def test_manhole_rules_find_the_injected_faults(sample):
     report = evaluate(sample, "manholes", "2026-10-31", [270])
     (h,) = report["horizons"]

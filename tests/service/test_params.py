@@ -24,9 +24,11 @@ def test_the_docstring_examples_hold():
 
 def test_find_layer():
     assert params.find_layer("streets") is STREETS
-    assert params.find_layer("road-damage", dashes=True).id == "road_damage"
-    with pytest.raises(NotFound, match="no layer 'road-damage'; the layers are: streets"):
-        params.find_layer("road-damage")
+    # One name per layer; the command line's older spellings are aliases everywhere.
+    assert params.find_layer("road-damage").id == "road_damage"
+    assert params.find_layer("debris").id == "debris_piles"
+    with pytest.raises(NotFound, match="no layer 'road-dmg'; the layers are: streets"):
+        params.find_layer("road-dmg")
     with pytest.raises(NotFound, match="There is no collection 'x'"):
         params.find_layer("x", what="collection")
     with pytest.raises(NotFound) as error:
@@ -254,7 +256,8 @@ def test_tile_requests_written_differently_are_one_request():
     assert one == other and one.query_key() == other.query_key()
     assert one.filters == (("kind", ("a", "b")), ("severity", ("high", "low")))
     assert build_tile_request("alerts", 0, 0, 0).properties == ALERTS.property_names
+    assert build_tile_request("road-damage", 0, 0, 0).layer_id == "road_damage"
     with pytest.raises(NotFound):
-        build_tile_request("road-damage", 0, 0, 0)
+        build_tile_request("road-dmg", 0, 0, 0)
     with pytest.raises(InvalidInput, match="not one of"):
         build_tile_request("manholes", 0, 0, 0, filters={"status": "open"})

@@ -1,0 +1,90 @@
+"""The twin's vocabularies: the canonical values of its class fields, defined once.
+
+Validation (``ingest.fields``), the database's CHECK constraints (the migrations), tile filters
+(``geo.tiles``), alerts (``geo.alerts``), the maps' colours (``maps.styles``) and
+``twin mapping draft`` all read these lists, so they cannot drift apart.
+
+A vocabulary is *open* when every city has codes of its own for the same idea (road classes,
+manhole kinds...): a value a mapping does not translate is stored as ``other`` and the
+original is kept in the row's ``properties`` as ``original_<field>``, so styling and models
+keep to the canonical values and nothing is lost. A *closed* vocabulary (severities, a
+cover's state) is an ordered or operational scale where a guess would mislead; there an
+unknown value is refused (a required field) or dropped (an optional one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+OTHER = "other"
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """The canonical values of one field, and whether unmapped values become ``other``."""
+
+    values: tuple[str, ...]
+    open: bool = True
+    description: str = ""
+
+    @property
+    def allowed(self) -> tuple[str, ...]:
+        """What the field may hold in the database: the values, plus ``other`` if open."""
+        return (*self.values, OTHER) if self.open else self.values
+
+
+# OpenStreetMap's highway=* hierarchy, cut to what a neighbourhood's maintenance uses.
+ROAD_CLASSES = Vocabulary(
+    ("primary", "secondary", "tertiary", "residential", "service"),
+    description="functional class of the street: arterial (primary) to access lane (service)",
+)
+MANHOLE_KINDS = Vocabulary(
+    ("sewer", "storm", "water", "power", "telecom", "gas"),
+    description="the network the manhole gives access to",
+)
+COVER_STATES = Vocabulary(
+    ("ok", "damaged", "missing", "open"), open=False,
+    description="state of the manhole's cover (ok when not given)",
+)
+PARKING_KINDS = Vocabulary(
+    ("lot", "on_street"), description="an off-street lot, or bays along the street",
+)
+MANAGEMENT_TYPES = Vocabulary(
+    ("commodity", "resettlement", "old", "unmanaged"),
+    description="who runs the residential compound: a property company (commodity housing), "
+    "an affordable or resettlement scheme, an old compound of bungalows, or no one",
+)
+# RDD2022's classes: D00 longitudinal, D10 transverse, D20 alligator cracks, D40 potholes.
+DAMAGE_CLASSES = Vocabulary(
+    ("D00", "D10", "D20", "D40"),
+    description="D00 longitudinal crack, D10 transverse crack, D20 alligator crack, D40 pothole",
+)
+DAMAGE_SEVERITIES = Vocabulary(
+    ("low", "medium", "high"), open=False, description="how bad the damage is"
+)
+# Alerts: an ordered scale, least urgent first.
+SEVERITIES = ("low", "medium", "high", "critical")
+ALERT_STATUSES = ("open", "acknowledged", "in_progress", "resolved", "dismissed")
+READING_ASSET_LAYERS = ("streets", "manholes", "parking", "compounds")
+
+# (table, field) -> vocabulary: what the CHECK constraints and validation enforce.
+FIELD_VOCABULARIES: dict[tuple[str, str], Vocabulary] = {
+    ("streets", "road_class"): ROAD_CLASSES,
+    ("manholes", "kind"): MANHOLE_KINDS,
+    ("manholes", "cover_state"): COVER_STATES,
+    ("parking", "kind"): PARKING_KINDS,
+    ("compounds", "management_type"): MANAGEMENT_TYPES,
+    ("road_damage", "damage_class"): DAMAGE_CLASSES,
+    ("road_damage", "severity"): DAMAGE_SEVERITIES,
+}
+
+
+def original_key(field: str) -> str:
+    """The ``properties`` key that keeps a value replaced by ``other``.
+
+    Examples
+    --------
+    >>> original_key("road_class")
+    'original_road_class'
+    """
+    return f"original_{field}"
