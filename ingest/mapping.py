@@ -191,6 +191,13 @@ def identity_mapping(columns: list[str], fields: tuple[str, ...]) -> Mapping:
     return Mapping(fields=found, unmapped="reject")
 
 
+def _union_tag(part: str) -> bool:
+    # pydantic names the member of a union (``FieldRule | str``) in an error's location: the
+    # class, ``str``, or ``function-after[_one_origin(), FieldRule]`` for a validated model.
+    # They are not keys of the file; a key that merely starts with "str" is one.
+    return part in {"str", "FieldRule", "MetricRule"} or part.startswith("function-")
+
+
 def load_mapping(path: Path) -> Mapping:
     """Read and check a mapping file.
 
@@ -210,9 +217,7 @@ def load_mapping(path: Path) -> Mapping:
         return Mapping.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(
-            str(p) for p in first["loc"] if not str(p).startswith(("FieldRule", "str"))
-        )
+        where = ".".join(str(p) for p in first["loc"] if not _union_tag(str(p)))
         raise InvalidInput(
             f"Mapping file {path}: '{where}' {first['msg'].removeprefix('Value error, ')}."
         ) from None

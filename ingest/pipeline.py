@@ -360,6 +360,7 @@ def _load(conn, layer, chunks, mapping, source, rejects, report, progress, task,
             gdf, spec, chunk_mapping, source=source, area=area, seen_ids=seen, now=now
         )
         _take(conn, stage, columns, checked, rejects, report, len(gdf), progress, task)
+        assert checked.place is not None  # validate_layer always says where the rows lie
         place = Placement(place.placed + checked.place.placed, place.far + checked.place.far,
                           (place.far_sum[0] + checked.place.far_sum[0],
                            place.far_sum[1] + checked.place.far_sum[1]))

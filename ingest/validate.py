@@ -344,7 +344,7 @@ def check_geometry(
         )
         # A repair keeps the geometry's kind: a bow-tie polygon split in two is not the
         # feature the file described.
-        kinds = [_TYPE_NAMES.get(t) for t in shapely.get_type_id(geoms[invalid.to_numpy()])]
+        kinds = [_TYPE_NAMES.get(t, "") for t in shapely.get_type_id(geoms[invalid.to_numpy()])]
         fixed = [_keep_kind(g, (kind,)) for g, kind in
                  zip(shapely.make_valid(geoms[invalid.to_numpy()]), kinds, strict=True)]
         for position, (index, geom) in enumerate(zip(reasons.index, fixed, strict=True)):

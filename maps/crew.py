@@ -254,8 +254,9 @@ def crew_map(alerts: Sequence[Mapping], sources: Mapping[str, str | dict], *,
     LocateControl(position="topright", strings={"title": "Show where I am"},
                   flyTo=True, keepCurrentZoomLevel=False).add_to(m)
     Script(f"var TWIN_API = {js_value(api_base.rstrip('/'))};\n{_ACT_JS}").add_to(m)
-    m.get_root().header.add_child(  # type: ignore[attr-defined]  # the root is a Figurefolium.Element(f"<style>{_severity_css()}</style>"),
-                                  name="twin_severity_css")
+    root = m.get_root()  # a branca Figure, which has the header
+    root.header.add_child(  # type: ignore[attr-defined]
+        folium.Element(f"<style>{_severity_css()}</style>"), name="twin_severity_css")
     Legend("Legend", [
         ("Alerts by severity", [(SEVERITY_COLOURS[s], s, "circle") for s in SEVERITY_ORDER]),
         ("Manholes: worst active alert", [(c, s, "circle") for s, c in MANHOLE_COLOURS.items()]),

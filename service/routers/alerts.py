@@ -6,7 +6,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio
 import sqlalchemy as sa
@@ -32,7 +32,7 @@ STREAM_POLL_S = 1.0
 STREAM_HEARTBEAT_S = 15.0
 STREAM_RETRY_MS = 3000
 HISTORY_FIELDS = ("at", "actor", "from_status", "to_status", "note")
-_PROBLEM = {"content": {"application/problem+json": {}}}
+_PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 
 AlertId = Annotated[int, Path(ge=1, le=MAX_ID, description="The alert's id.")]
 
@@ -197,8 +197,9 @@ def get_alert(alert_id: AlertId, engine: EngineDep, caller: ReaderDep) -> JSONRe
     return JSONResponse(_feature(alert), media_type=GEOJSON)
 
 
-def _act(engine: Engine, alert_id: int, action: str, actor: str, body: ActionNote | None
+def _act(engine: Engine, alert_id: int, action: str, actor: str | None, body: ActionNote | None
          ) -> JSONResponse:
+    assert actor is not None  # the crew role is only ever a named key
     note = body.note if body else None
     if note is not None:
         note = params.clean_text(note, "note").strip() or None
@@ -210,7 +211,7 @@ def _act(engine: Engine, alert_id: int, action: str, actor: str, body: ActionNot
     return JSONResponse(_feature(alert), media_type=GEOJSON)
 
 
-_ACTION_RESPONSES = {
+_ACTION_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "The alert after the action, with its history.",
           "content": {GEOJSON: {}}},
     400: {"description": "The body cannot be used (dismiss needs a note).", **_PROBLEM},

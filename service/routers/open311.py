@@ -22,6 +22,7 @@ import json
 import math
 import secrets
 from datetime import UTC, datetime, timedelta
+from typing import overload
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
@@ -82,6 +83,10 @@ def _key_from(request: Request, form: dict[str, str] | None = None) -> str | Non
             or request.headers.get("x-api-key"))
 
 
+@overload
+def _caller(engine: Engine, key: str | None, *, required: str) -> tuple[str, str]: ...
+@overload
+def _caller(engine: Engine, key: str | None, *, required: None) -> tuple[str, str] | None: ...
 def _caller(engine: Engine, key: str | None, *, required: str | None) -> tuple[str, str] | None:
     """(name, role) of the key; 403 when a role is required and the key falls short."""
     if not key:
@@ -184,9 +189,9 @@ def _parse(form: dict[str, str]) -> dict:
         raise Open311Error(400, f"A description is required for '{code}'.")
     contact = {k: (form.get(k) or "").strip() or None for k in (*_CONTACT, "device_id",
                                                                    "account_id")}
-    for name, value in contact.items():
-        if value and len(value) > MAX_FIELD:
-            raise Open311Error(400, f"{name} is too long (at most {MAX_FIELD} characters).")
+    for field, given in contact.items():
+        if given and len(given) > MAX_FIELD:
+            raise Open311Error(400, f"{field} is too long (at most {MAX_FIELD} characters).")
     if contact["email"] and "@" not in contact["email"]:
         raise Open311Error(400, "email is not an e-mail address.")
     media_url = form.get("media_url") or None
@@ -328,8 +333,9 @@ def _list(engine: Engine, fmt: str, query: dict[str, str], key: str | None) -> R
     if start is None and end is None:
         end = datetime.now(UTC)
     if start is None:
+        assert end is not None  # set just above when both were missing
         start = end - window
-    if end is None:
+    elif end is None:
         end = start + window
     if end < start:
         raise Open311Error(400, "end_date is before start_date.")
