@@ -289,9 +289,11 @@ def _id_column(columns, preset: str | None, taken: set[str]) -> tuple[str | None
     if named:
         return named, "unique and never empty"
     if unique:
-        # Prefer whole numbers or short codes to free text that happens to be unique.
-        unique.sort(key=lambda n: (columns[n].numbers.size < columns[n].filled,
-                                   columns[n].counts.index.str.len().mean()))
+        # Prefer a name that says id, then whole numbers or short codes to free text that
+        # happens to be unique.
+        unique.sort(key=lambda n: (not re.search(r"(^|_)(id|fid|key|no|nr)$|id$", n.lower()),
+                                   columns[n].numbers.size < columns[n].filled,
+                                   pd.Series(columns[n].counts.index).str.len().mean()))
         return unique[0], "unique and never empty"
     scored = sorted(((c.distinct / max(c.rows, 1), name) for name, c in columns.items()
                      if name not in taken), reverse=True)
