@@ -238,7 +238,8 @@ def check_field(
         if mask.any():
             values = values.where(~mask, None) if values.dtype == object else values.mask(mask)
     if spec.default is not None:
-        values = values.astype(object).where(values.notna(), spec.default)
+        values = (values.fillna(spec.default) if spec.kind == "float"
+                  else values.astype(object).where(values.notna(), spec.default))
     return values, originals
 
 

@@ -277,3 +277,10 @@ def test_presets_and_formats_and_units_are_recognised():
 def test_distance_to_area():
     assert distance_to_area_km(0.5, 0.5, (0, 0, 1, 1)) == 0
     assert distance_to_area_km(0.0, 2.0, (0, 0, 1, 1)) == pytest.approx(111.2, abs=0.5)
+
+
+def test_an_observation_without_confidence_gets_the_tables_default():
+    confidence = next(f for f in LAYERS["debris_piles"].fields if f.name == "confidence")
+    parsed, _, problems = check([0.4, None, 7], confidence)
+    assert parsed.tolist() == [0.4, 1.0, 1.0]  # 7 is out of range: dropped, then the default
+    assert problems.dropped_frame(pd.Series([], dtype=int))["row_number"].tolist() == [3]
