@@ -284,3 +284,16 @@ def test_an_observation_without_confidence_gets_the_tables_default():
     parsed, _, problems = check([0.4, None, 7], confidence)
     assert parsed.tolist() == [0.4, 1.0, 1.0]  # 7 is out of range: dropped, then the default
     assert problems.dropped_frame(pd.Series([], dtype=int))["row_number"].tolist() == [3]
+
+
+def test_the_docs_list_every_vocabulary_as_the_code_has_it():
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "docs" / "vocabularies.md").read_text()
+    for (table, name), vocabulary in FIELD_VOCABULARIES.items():
+        layer = table.replace("road_damage", "road-damage")
+        row = re.search(rf"^\| {layer} \| `{name}` \|.*\|(.*)\|$", text, re.M)
+        assert row, (table, name)
+        assert re.findall(r"`([^`]+)`", row[1]) == list(vocabulary.allowed)
+        assert ("| open |" in row[0]) == vocabulary.open
