@@ -309,3 +309,56 @@ def test_some_rows_far_away_are_rejected_one_by_one_and_swaps_only_where_they_fi
     reasons = pd.read_csv(report.rejects_path).set_index("row_number")["reason"]
     assert reasons[2] == "longitude and latitude look swapped"
     assert reasons[3] == "lies far outside the area already in the twin"
+
+
+def test_osm_manholes_parking_and_buildings_load_with_their_presets(twin, tmp_path):
+    from shapely.geometry import MultiPolygon, Polygon
+
+    def square(i, size=0.0003):
+        x, y = LON + (i % 10) * 0.001, LAT + (i // 10) * 0.001
+        return Polygon([(x, y), (x + size, y), (x + size, y + size), (x, y + size)])
+
+    manholes = gpd.GeoDataFrame(
+        {"osm_id": [str(5_000 + i) for i in range(60)], "man_made": "manhole",
+         "manhole": [["sewer", "drain", "telecom", "heating", None][i % 5] for i in range(60)],
+         "operator": "Ziyang Water"},
+        geometry=[Point(LON + i * 1e-4, LAT) for i in range(60)], crs=4326)
+    manholes.to_file(tmp_path / "osm_manholes.geojson", driver="GeoJSON")
+    parking = gpd.GeoDataFrame(
+        {"osm_id": [str(7_000 + i) for i in range(40)], "amenity": "parking",
+         "parking": [["surface", "street_side", "multi-storey", "lane", None][i % 5]
+                     for i in range(40)],
+         "capacity": [str(20 + i) if i % 3 else None for i in range(40)]},
+        geometry=[Point(LON, LAT + i * 1e-4) if i % 4 == 0 else
+                  (MultiPolygon([square(i), square(i + 50)]) if i % 4 == 1 else square(i))
+                  for i in range(40)], crs=4326)
+    parking.to_file(tmp_path / "osm_parking.geojson", driver="GeoJSON")
+    buildings = gpd.GeoDataFrame(
+        {"osm_id": [str(9_000 + i) for i in range(30)], "building": "apartments",
+         "name": [f"Block {i}" for i in range(30)]},
+        geometry=[square(i) for i in range(30)], crs=4326)
+    buildings.to_file(tmp_path / "osm_buildings.gpkg")
+
+    report = ingest_file(twin, "manholes", tmp_path / "osm_manholes.geojson",
+                         mapping_path=draft(tmp_path / "osm_manholes.geojson", "manholes"))
+    assert (report.rows_new, report.rows_rejected) == (60, 0)
+    kinds = dict(rows(twin, "SELECT coalesce(properties->>'original_kind', kind), kind "
+                            "FROM manholes GROUP BY 1, 2"))
+    assert kinds == {"sewer": "sewer", "drain": "storm", "telecom": "telecom",
+                     "heating": "other", "other": "other"}
+
+    report = ingest_file(twin, "parking", tmp_path / "osm_parking.geojson",
+                         mapping_path=draft(tmp_path / "osm_parking.geojson", "parking"))
+    assert (report.rows_new, report.rows_rejected) == (40, 0)
+    assert dict(rows(twin, "SELECT kind, count(*) FROM parking GROUP BY 1")) == {
+        "lot": 16, "on_street": 16, "other": 8}
+    assert scalar(twin, "SELECT count(*) FROM parking WHERE GeometryType(geom) = "
+                        "'MULTIPOLYGON'") == 10
+    assert scalar(twin, "SELECT sum(capacity) FROM parking") == sum(
+        20 + i for i in range(40) if i % 3)
+
+    report = ingest_file(twin, "compounds", tmp_path / "osm_buildings.gpkg",
+                         mapping_path=draft(tmp_path / "osm_buildings.gpkg", "compounds"))
+    assert (report.rows_new, report.rows_rejected) == (30, 0)
+    assert scalar(twin, "SELECT count(*) FROM compounds WHERE management_type = 'other' AND "
+                        "properties->>'original_management_type' = 'apartments'") == 30
