@@ -20,9 +20,10 @@ Example (the San Jose dumping records as debris observations)::
     keep = ["STATUS", "DETAILSUMMARY", "NOTES"]
 
 A field is a column name, or a table with ``column`` or a constant ``value``, and optionally
-``format`` (dates: ``iso``, ``epoch_s``, ``epoch_ms`` or a strftime pattern), ``map`` (source
-value -> twin value), ``multiply``/``add`` or ``from_unit`` (numbers). Wide readings name one
-metric per value column under ``[readings.values]``.
+``default`` (for rows where the column is empty), ``format`` (dates: ``iso``, ``epoch_s``,
+``epoch_ms`` or a strftime pattern), ``map`` (source value -> twin value),
+``multiply``/``add`` or ``from_unit`` (numbers). Wide readings name one metric per value
+column under ``[readings.values]``.
 
 ``unmapped`` says what happens to a value of an open vocabulary (road classes, manhole kinds,
 ... see ``geo.vocabulary``) that is not one of the twin's values after the ``map``: ``"other"``
@@ -78,6 +79,7 @@ class FieldRule(_Strict):
 
     column: str | None = None
     value: Any = None
+    default: Any = None  # for rows where the column is empty
     format: str | None = None
     map: dict[str, Any] | None = None
     multiply: float | None = None
