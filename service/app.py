@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import Counter, Histogram
 from sqlalchemy.engine import Engine
 
+from service import limits
 from service.changes import LayerChanges
 from service.errors import install_error_handlers
 from service.routers import alerts, docs, exports, health, maps, ogc, open311, readings, tiles
@@ -89,6 +90,8 @@ def create_app(engine: Engine, settings: ServiceSettings | None = None) -> FastA
     app.state.engine = engine
     app.state.settings = settings
     install_error_handlers(app, settings.retry_after_s)
+    # Inside CORS, so that a 413 still carries the CORS headers a browser needs to read it.
+    limits.install(app, settings)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                            allow_methods=["GET", "POST"], allow_headers=["*"],
