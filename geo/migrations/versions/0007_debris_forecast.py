@@ -4,16 +4,16 @@ A pile's forecast is two facts that do not collapse into one number: the volume 
 if it is still there (``value``, with its interval in ``lower``/``upper``), and the chance it
 has been cleared by then (``p_cleared``). Other targets leave ``p_cleared`` NULL.
 
-Revision ID: 0004_debris_forecast
-Revises: 0005 (this branch's head; the lead re-chains migrations at merge)
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-07
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004_debris_forecast"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
