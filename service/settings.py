@@ -28,3 +28,6 @@ class ServiceSettings(BaseSettings):
     max_body_bytes_readings: int = READINGS_MAX_BYTES
     max_body_bytes_open311: int = 64_000
     environment: Literal["development", "production"] = "development"
+    # Run a job worker (service/jobs.py) inside the service; `twin serve` sets it unless
+    # --no-worker, so the embedded demo needs no second command.
+    run_worker: bool = False
