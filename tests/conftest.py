@@ -24,24 +24,9 @@ from geo.cluster import EmbeddedCluster
 from geo.database import create_engine, parse_database_url
 from ingest.sample import load_sample
 from sample_data import SAMPLE_DIR
-from tests.tools import STRICT
 
-
-def pytest_configure(config):
-    config.addinivalue_line(
-        "markers", "requires_tool(name, found): runs an installed program (tests/tools.py)"
-    )
-
-
-@pytest.hookimpl(tryfirst=True)  # before any fixture is set up for a test that cannot run
-def pytest_runtest_setup(item):
-    for mark in item.iter_markers("requires_tool"):
-        if mark.kwargs["found"] is None:
-            reason = (f"{mark.kwargs['name']} is not installed "
-                      f"(scripts/setup.sh test installs it)")
-            if STRICT:
-                pytest.fail(f"CI=true and {reason}", pytrace=False)
-            pytest.skip(reason)
+# The hooks that skip or fail tests needing a missing program (GDAL, Mosquitto, Chromium).
+from tests.tools import pytest_configure, pytest_runtest_setup  # noqa: F401
 
 
 @pytest.fixture(scope="session")
