@@ -39,8 +39,9 @@ ID_NAMES = ("osm_id", "tlid", "linearid", "objectid", "globalid", "fid", "gid", 
             "ref", "key")
 NAMES = {
     "name": ("name", "fullname", "full_name", "street_name", "st_name", "streetname", "stname",
-             "road_name", "roadname", "label", "title", "site_name"),
-    "surface": ("surface", "pavement", "pave_type", "pavetype", "surf_type", "material_type"),
+             "road_name", "roadname", "street", "road", "label", "title", "site_name"),
+    "surface": ("surface", "pavement", "pave_type", "pavetype", "surf_type", "surface_type",
+                "surf", "material_type"),
     "width_m": ("width", "width_m", "road_width", "roadwidth", "pave_width", "pavewidth",
                 "width_ft", "st_width", "breite"),
     "lanes": ("lanes", "num_lanes", "numlanes", "lane_count", "lanecount", "no_lanes"),
@@ -267,18 +268,23 @@ def _class_column(columns, table: str, field_name: str, vocabulary: Vocabulary,
         found = _find(columns, (OSM_CLASS_COLUMNS[table],), taken)
         if found:
             return found
-    # A column named like the field, else the text column whose values best fit the vocabulary.
-    named = _find(columns, CLASS_NAMES.get(field_name, (field_name,)), taken)
-    best, best_score = None, 0.0
-    for name, column in columns.items():
-        if name in taken or not column.filled or column.distinct > MAX_MAPPED_VALUES:
-            continue
+    # A column named like the field whose values fit the vocabulary at all; else the column
+    # whose values fit it best (street names with "Lane" in them must not win over a class
+    # column, hence the order).
+    def fit(name: str) -> float:
+        column = columns[name]
+        if not column.filled or column.distinct > MAX_MAPPED_VALUES:
+            return 0.0
         fits = sum(n for value, n in column.counts.items()
                    if nearest_value(value, table, field_name, vocabulary) != OTHER)
-        score = fits / column.filled
-        if score > best_score:
-            best, best_score = name, score
-    if best is not None and best_score >= 0.5:
+        return fits / column.filled
+
+    named = _find(columns, CLASS_NAMES.get(field_name, (field_name,)), taken)
+    if named is not None and fit(named) > 0:
+        return named
+    scores = {name: fit(name) for name in columns if name not in taken}
+    best = max(scores, key=scores.get, default=None)
+    if best is not None and scores[best] >= 0.5:
         return best
     return named
 

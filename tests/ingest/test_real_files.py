@@ -362,3 +362,24 @@ def test_osm_manholes_parking_and_buildings_load_with_their_presets(twin, tmp_pa
     assert (report.rows_new, report.rows_rejected) == (30, 0)
     assert scalar(twin, "SELECT count(*) FROM compounds WHERE management_type = 'other' AND "
                         "properties->>'original_management_type' = 'apartments'") == 30
+
+
+def test_readings_without_a_column_for_a_required_field_exit_2(twin, tmp_path):
+    path = tmp_path / "sensors.csv"
+    pd.DataFrame({"device": ["MH-1"], "time": ["2024-01-01T00:00:00Z"],
+                  "level": [3.0]}).to_csv(path, index=False)
+    result = run_twin(twin, "ingest", "readings", path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    message = " ".join(result.stderr.split())
+    assert "no column for asset_layer; the file has device, time, level" in message
+    assert scalar(twin, "SELECT count(*) FROM readings") == 0 and nothing_loaded(twin, path)
+
+
+def test_a_draft_is_printed_without_out_and_a_bad_file_is_one_sentence(tmp_path):
+    path = tmp_path / "osm.geojson"
+    osm_streets(20).to_file(path, driver="GeoJSON")
+    printed = CliRunner().invoke(app, ["mapping", "draft", str(path), "--layer", "streets"])
+    assert printed.exit_code == 0 and 'layer = "streets"' in printed.stdout
+    missing = CliRunner().invoke(app, ["mapping", "draft", str(tmp_path / "none.gpkg"),
+                                       "--layer", "streets"])
+    assert missing.exit_code == 2 and "does not exist" in missing.output
