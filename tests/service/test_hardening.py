@@ -308,3 +308,46 @@ def test_open311_nul_in_status_notes_and_classification_note(client, api_keys, p
         assert conn.execute(sa.text("SELECT status, status_notes, matter FROM "
                                     "service_requests WHERE id = :id"), {"id": rid}).one() \
             == before
+
+
+# -- finding 5: privacy by pattern -----------------------------------------------------------
+
+
+def test_personal_numbers_masked_in_every_public_text(client, api_keys, place, sample_engine):
+    phone, landline, email, id_card = ("13700001111", "(0916) 321-2345", "li.wei@example.cn",
+                                       "61092419800101123X")
+    lon, lat = place
+    made = client.post("/open311/v2/requests.json", data={
+        "api_key": api_keys["viewer"], "service_code": "other", "lat": lat, "long": lon,
+        "address_string": f"near gate, tel {phone}",
+        "description": f"bench broken, mail {email} or call {landline}, ID {id_card}, "
+                       f"since 2026-01-15; ref {time.monotonic_ns()}"})
+    assert made.status_code == 200, made.text
+    rid = made.json()[0]["service_request_id"]
+    closed = client.post(f"/open311/v2/requests/{rid}/status", data={
+        "api_key": api_keys["crew"], "status": "closed",
+        "status_notes": f"fixed; resident on +86 137-0000-1111 told, copy to {email}"})
+    assert closed.status_code == 200, closed.text
+    bodies = [closed.content]
+    for path in (f"/open311/v2/requests/{rid}.json", f"/open311/v2/requests/{rid}.xml",
+                 f"/open311/v2/requests.json?service_request_id={rid}",
+                 "/open311/v2/requests.json", "/open311/v2/requests.xml"):
+        answer = client.get(path)
+        assert answer.status_code == 200, answer.text
+        bodies.append(answer.content)
+    for body in bodies:
+        for secret in (phone, "321-2345", email, id_card, "137-0000-1111"):
+            assert secret.encode() not in body
+    entry = client.get(f"/open311/v2/requests/{rid}.json").json()[0]
+    assert entry["address"] == "near gate, tel [phone removed]"
+    assert entry["description"].startswith(
+        "bench broken, mail [e-mail removed] or call [phone removed], ID [ID number removed], "
+        "since 2026-01-15; ref ")
+    assert entry["status_notes"] == ("fixed; resident on [phone removed] told, copy to "
+                                     "[e-mail removed]")
+    xml = ET.fromstring(client.get(f"/open311/v2/requests/{rid}.xml").content)
+    assert xml.find("request/address").text == "near gate, tel [phone removed]"
+    # Stored as typed: staff can still call back through the contact fields and the table.
+    with sample_engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT address_string FROM service_requests WHERE id = :id"),
+                            {"id": rid}).scalar_one() == f"near gate, tel {phone}"
