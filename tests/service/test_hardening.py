@@ -351,3 +351,20 @@ def test_personal_numbers_masked_in_every_public_text(client, api_keys, place, s
     with sample_engine.connect() as conn:
         assert conn.execute(sa.text("SELECT address_string FROM service_requests WHERE id = :id"),
                             {"id": rid}).scalar_one() == f"near gate, tel {phone}"
+
+
+# -- finding 7: secrets never logged ---------------------------------------------------------
+
+
+def test_key_in_a_query_string_is_not_in_the_access_log(served, api_keys):
+    _, log = served
+    key = api_keys["admin"]
+    answer = httpx.get(f"http://127.0.0.1:{PORT}/open311/v2/requests.json",
+                       params={"api_key": key, "status": "open"}, timeout=10)
+    assert answer.status_code == 200, answer.text
+    deadline = time.monotonic() + 5
+    while "requests.json" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    text = log.read_text()
+    assert "/open311/v2/requests.json?api_key=[redacted]&status=open" in text
+    assert key not in text
