@@ -16,6 +16,7 @@ import pandas as pd
 import shapely
 
 from geo import STORAGE_SRID
+from ingest import timewindow
 from ingest.fields import READING_FIELDS, Field, LayerSpec
 from ingest.mapping import FieldRule, Mapping
 
@@ -152,8 +153,12 @@ def check_field(
         _check_range(values, spec, raw, problems)
         return values
     if spec.kind in ("date", "datetime"):
+        if spec.kind == "datetime":  # observation times: in the plausible window or rejected
+            raw = timewindow.screen_raw(raw, rule and rule.format, spec.name, problems, now)
         values, bad = parse_times(raw, rule, zone)
         problems.add(bad, spec.name, raw, f"cannot be read as a date{_fmt_hint(rule)}")
+        if spec.kind == "datetime":
+            values = timewindow.check_parsed(values, raw, spec.name, problems, now)
         problems.add(values > pd.Timestamp(now), spec.name, raw, "is in the future")
         return values.dt.date if spec.kind == "date" else values
     text = raw.where(~missing).astype(object)
