@@ -9,14 +9,15 @@ wrong time without a word. So every reading's time is checked here, for files, M
 field), in two steps:
 
 - before parsing, ISO text whose year lies outside the window is taken out of the column
-  (the row is rejected with the reason), so pandas never sees a year it would wrap or fail on;
-- after parsing, any time (epoch numbers, strftime patterns, ISO with an offset that crosses
-  the edge) outside the window is rejected the same way.
+  (the row is rejected with the reason), so pandas never sees a year it would wrap or fail
+  on (9999-12-31T23:00:00-01:00 lies in year 10000 and came back as 1972 too);
+- after parsing, any time before the window (epoch numbers, strftime patterns, ISO with an
+  offset that crosses the edge) is rejected the same way. Times after now are rejected by
+  validation's "is in the future" rule, with that reason, as before.
 
 The window runs from ``TWIN_READINGS_EARLIEST`` (default 1970-01-01, the start of sensor data
-anyone will load) to now plus ``TWIN_READINGS_FUTURE_SKEW_HOURS`` (default 24: a sensor's clock
-running ahead). Readings later than now are refused anyway by the "is in the future" rule; the
-skew bounds what the window itself lets through.
+anyone will load) to now plus ``TWIN_READINGS_FUTURE_SKEW_HOURS`` (default 24); a year after
+the window's is "in the future" without being parsed.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # The year of an ISO 8601 date-time as written: "1900-01-15", "0001-01-01T00:00:00+01:00",
 # "+10000-01-01" (expanded years), with or without leading blanks.
 _ISO_YEAR = re.compile(r"^\s*([+-]?\d{1,9})-\d")
+FUTURE = "is in the future"  # the reason ingest.validate gives for a time after now
 
 
 class TimeWindowSettings(BaseSettings):
@@ -78,17 +80,19 @@ def screen_raw(raw: pd.Series, fmt: str | None, field_name: str, problems,
     earliest, latest = window(now)
     years = raw.astype(str).str.extract(_ISO_YEAR, expand=False)
     years = pd.to_numeric(years, errors="coerce")
-    outside = years.notna() & ((years < earliest.year) | (years > latest.year))
-    problems.add(outside, field_name, raw, _reason(earliest, latest))
-    return raw.where(~outside.fillna(False).astype(bool), None)
+    early = years.notna() & (years < earliest.year)
+    late = years.notna() & (years > latest.year)
+    problems.add(early, field_name, raw, _reason(earliest, latest))
+    problems.add(late, field_name, raw, FUTURE)
+    return raw.where(~(early | late).fillna(False).astype(bool), None)
 
 
 def check_parsed(values: pd.Series, raw: pd.Series, field_name: str, problems,
                  now: datetime) -> pd.Series:
-    """Parsed UTC times with those outside the window rejected (and set to NaT)."""
+    """Parsed UTC times with those before the window rejected (and set to NaT)."""
     if not len(values):
         return values
     earliest, latest = window(now)
-    outside = values.notna() & ((values < earliest) | (values > latest))
+    outside = values.notna() & (values < earliest)
     problems.add(outside, field_name, raw, _reason(earliest, latest))
     return values.where(~outside.fillna(False).astype(bool))

@@ -21,6 +21,7 @@ from ingest.fields import READING_FIELDS, Field, LayerSpec
 from ingest.mapping import FieldRule, Mapping
 
 REJECT_COLUMNS = ["row_number", "field", "value", "reason"]
+MAX_SOURCE_CHARS = 256  # a reading's source: a system's or a file's name
 # Geometries farther than this from the area already in the twin are taken for mistakes.
 AREA_MARGIN_DEG = 0.5  # about 50 km
 
@@ -454,6 +455,10 @@ def validate_readings(
         if source_rule
         else source
     )
+
+    lengths = out["source"].astype(str).str.len()  # a 10 MB source is refused, not stored
+    problems.add(lengths > MAX_SOURCE_CHARS, "source", out["source"], "is " + lengths.map(
+        "{:,}".format) + f" characters; at most {MAX_SOURCE_CHARS} are allowed")
 
     known = context.metrics.reindex(out["metric"])
     known.index = out.index

@@ -165,3 +165,36 @@ def test_mqtt_batch_spanning_years_1_to_1500_is_rejected_and_the_watcher_goes_on
     assert len(found) == len(bad) + 1
     assert all(r.field == "observed_at" and r.reason.startswith(WINDOW) for r in found)
     assert partitions(engine) - before <= {good_month(engine)}
+
+
+# -- findings 8 and 11: an empty readings file, a huge source ---------------------------------
+
+
+def test_a_header_only_readings_csv_exits_2_with_a_sentence(assets, tmp_path):
+    engine = assets
+    path = tmp_path / "empty.csv"
+    path.write_text("asset_layer,asset_external_id,metric,observed_at,value\n")
+    with engine.connect() as conn:
+        runs_before = conn.execute(sa.text("SELECT count(*) FROM ingest_runs")).scalar_one()
+    done = run_twin(engine, "ingest", "readings", path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"{path} has a header but no rows of data; nothing was loaded." in (
+        " ".join((done.stdout + done.stderr).split()))
+    assert "bug" not in done.stdout + done.stderr
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM ingest_runs WHERE status = "
+                                    "'succeeded' AND id > :n"), {"n": runs_before}
+                            ).scalar_one() == 0
+
+
+def test_a_10_mb_source_is_refused(client, assets):
+    source = "s" * 10_000_000
+    answer = client.post("/readings", json=[_item((GOOD + timedelta(minutes=9)).isoformat(),
+                                                  1.0, source)])
+    assert answer.status_code == 200, answer.text[:300]
+    (result,) = answer.json()["results"]
+    assert result["status"] == "rejected"
+    assert result["reason"].endswith("is 10,000,000 characters; at most 256 are allowed")
+    with assets.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM readings WHERE length(source) > 256")
+                            ).scalar_one() == 0
