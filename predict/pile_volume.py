@@ -57,6 +57,7 @@ DEFAULT_CV = 0.25
 ALPHA = 0.2  # 80 % interval
 MIN_CALIBRATION = 30  # held-out sightings needed before the interval is calibrated on them
 TAIL_AT_RISK = 10  # the lifetime curve turns into an exponential tail below this many at risk
+TAU2_FACTORS = (1.0, 2.0, 4.0, 8.0, 16.0)  # multiples of the moment estimate of tau^2 tried
 MEDIAN_EFFICIENCY = 1.2533  # the median of n normal values has sd ~ 1.2533 sigma / sqrt(n)
 PILE_COLUMNS = ["pile_ref", "last_id", "first_seen", "last_seen", "sightings", "material",
                 "x", "y", "lon", "lat", "last_volume", "cleared", "own_growth", "own_se",
@@ -212,6 +213,35 @@ class PileVolumeModel:
     calibration_sightings: int = 0
 
 
+def _pooled_growth(own: np.ndarray, se2: np.ndarray, tau2: float) -> float:
+    """The typical growth of a group of piles: their slopes' median, weighted.
+
+    The weights are ``1 / (se^2 + tau^2)``.
+
+    Weights of ``1 / se^2`` alone would let the smallest piles decide (their noise, a share
+    of their volume, is smallest), and small piles are the slow back-street dumps.
+    """
+    return max(0.0, _weighted_median(own, 1.0 / (se2 + tau2)))
+
+
+def _random_effects(own: np.ndarray, se2: np.ndarray) -> tuple[float, float]:
+    """Typical growth and the variance ``tau^2`` of true growth between piles.
+
+    Paule-Mandel: the ``tau^2`` at which the slopes' weighted spread matches their count.
+    """
+    tau2 = float(np.var(own))
+    for _ in range(100):
+        w = 1.0 / (se2 + tau2)
+        mean = float(np.sum(w * own) / np.sum(w))
+        excess = float(np.sum(w * (own - mean) ** 2)) - (len(own) - 1)
+        step = excess / float(np.sum(w ** 2 * (own - mean) ** 2))
+        tau2 = max(1e-4, tau2 + step)
+        if abs(step) < 1e-6:
+            break
+    growth = _pooled_growth(own, se2, tau2)
+    return growth, max(tau2, (0.25 * growth) ** 2)
+
+
 def _slopes_with_error(piles: pd.DataFrame, cv: float) -> tuple[np.ndarray, np.ndarray]:
     own = piles["own_growth"].to_numpy(float)
     se2 = (cv * piles["mean_volume"].to_numpy(float)) ** 2 / piles["sxx"].where(
@@ -237,6 +267,24 @@ def _log_spread(cv: float, level_log_var, growth_sd, days, median) -> np.ndarray
     return np.sqrt(cv ** 2 + level_log_var + (np.asarray(growth_sd) * days / median) ** 2)
 
 
+def _held_out_errors(piles: pd.DataFrame, priors: np.ndarray, cv: float, tau2: float
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Log-errors, and their expected spread, of forecasting later sightings from earlier.
+
+    Each pile's later sightings are forecast from its earlier ones, all made by the as-of.
+    """
+    errors, spreads = [], []
+    for row, prior in zip(piles.itertuples(), priors, strict=True):
+        for k in range(1, len(row.t)):
+            t, v = row.t[:k], row.v[:k]
+            growth, growth_sd, level, level_var = _pile_state(t, v, prior, cv, tau2)
+            days = row.t[k] - t[-1]
+            median = level + growth * days
+            errors.append(np.log(row.v[k] / median))
+            spreads.append(float(_log_spread(cv, level_var, growth_sd, days, median)))
+    return np.asarray(errors, float), np.asarray(spreads, float)
+
+
 def _calibrate(piles: pd.DataFrame, priors: np.ndarray, cv: float, tau2: float
                ) -> tuple[float, float, int]:
     """Conformal quantiles (``ALPHA/2``, ``1-ALPHA/2``) of standardised log-errors.
@@ -244,15 +292,8 @@ def _calibrate(piles: pd.DataFrame, priors: np.ndarray, cv: float, tau2: float
     The errors are those of forecasting each pile's later sightings from its earlier ones,
     all made by the as-of date.
     """
-    z = []
-    for row, prior in zip(piles.itertuples(), priors, strict=True):
-        for k in range(1, len(row.t)):
-            t, v = row.t[:k], row.v[:k]
-            growth, growth_sd, level, level_var = _pile_state(t, v, prior, cv, tau2)
-            days = row.t[k] - t[-1]
-            median = level + growth * days
-            s = _log_spread(cv, level_var, growth_sd, days, median)
-            z.append(np.log(row.v[k] / median) / s)
+    errors, spreads = _held_out_errors(piles, priors, cv, tau2)
+    z = errors / spreads
     n = len(z)
     if n < MIN_CALIBRATION:
         return float(norm.ppf(ALPHA / 2)), float(norm.ppf(1 - ALPHA / 2)), n
@@ -264,8 +305,8 @@ def _calibrate(piles: pd.DataFrame, priors: np.ndarray, cv: float, tau2: float
 
 
 def _group_priors(piles: pd.DataFrame, own: np.ndarray, se2: np.ndarray, area_m: float,
-                  material_growth: dict, global_growth: float, of: pd.DataFrame | None = None
-                  ) -> tuple[np.ndarray, list[str]]:
+                  material_growth: dict, global_growth: float, tau2: float,
+                  of: pd.DataFrame | None = None) -> tuple[np.ndarray, list[str]]:
     """Growth prior of each pile of ``of`` (default: all ``piles``).
 
     It is its area's (the other piles within ``area_m``), else its material's, else
@@ -278,7 +319,7 @@ def _group_priors(piles: pd.DataFrame, own: np.ndarray, se2: np.ndarray, area_m:
     for row in (piles if of is None else of).itertuples():
         near = has & (np.hypot(px - row.x, py - row.y) <= area_m) & (refs != row.pile_ref)
         if near.sum() >= MIN_GROUP:
-            priors.append(max(0.0, _weighted_median(own[near], 1 / se2[near])))
+            priors.append(_pooled_growth(own[near], se2[near], tau2))
             groups.append("area")
         elif row.material in material_growth:
             priors.append(material_growth[row.material])
@@ -318,18 +359,14 @@ def fit_pile_model(obs: pd.DataFrame, as_of, *, present_days: float = PRESENT_DA
     own, se2 = _slopes_with_error(piles, cv)
     has = np.isfinite(own) & np.isfinite(se2)
     if has.sum() >= MIN_GROUP:
-        weights = 1.0 / se2[has]
-        global_growth = max(0.0, _weighted_median(own[has], weights))
-        spread = np.average((own[has] - global_growth) ** 2, weights=weights)
-        tau2 = max(spread - np.average(se2[has], weights=weights), (0.25 * global_growth) ** 2,
-                   1e-4)
+        global_growth, tau2 = _random_effects(own[has], se2[has])
     else:
         global_growth, tau2 = 0.0, 1e-4
     material_growth = {}
     for material, idx in piles[has].groupby("material").groups.items():
         sel = piles.index.get_indexer(idx)
         if len(sel) >= MIN_GROUP:
-            material_growth[str(material)] = max(0.0, _weighted_median(own[sel], 1 / se2[sel]))
+            material_growth[str(material)] = _pooled_growth(own[sel], se2[sel], tau2)
     pad = float(np.median(gaps)) if gaps else 0.0
     cleared_seen = piles["cleared"].to_numpy(bool)
     age_last = ((piles["last_seen"] - piles["first_seen"]) / DAY).to_numpy(float)
@@ -339,7 +376,19 @@ def fit_pile_model(obs: pd.DataFrame, as_of, *, present_days: float = PRESENT_DA
                               > present_days)
     times, survival = kaplan_meier(durations, cleared)
     tail_from, hazard = exponential_tail(durations, cleared, times, survival)
-    priors, _ = _group_priors(piles, own, se2, area_m, material_growth, global_growth)
+    # How far to trust a pile's own slope over its group's: the moment estimate of tau^2
+    # leans on the precise (small, slow) piles, so it is checked on held-out sightings: each
+    # pile's later sightings forecast from its earlier ones, at a few multiples of it.
+    best = None
+    for factor in TAU2_FACTORS:
+        candidate = tau2 * factor
+        priors, _ = _group_priors(piles, own, se2, area_m, material_growth, global_growth,
+                                  candidate)
+        errors, _ = _held_out_errors(piles, priors, cv, candidate)
+        score = float(np.mean(np.abs(errors))) if len(errors) >= MIN_CALIBRATION else 0.0
+        if best is None or score < best[0] - 1e-9:
+            best = (score, candidate, priors)
+    _, tau2, priors = best
     z_lower, z_upper, n_cal = _calibrate(piles, priors, cv, tau2)
     model = PileVolumeModel(str(as_of), present_days, area_m, cv, float(global_growth),
                             float(tau2), material_growth, pad, times, survival, len(piles),
@@ -374,7 +423,7 @@ def present_piles(model: PileVolumeModel, piles: pd.DataFrame, as_of) -> pd.Data
         return pd.DataFrame(columns=PILE_COLUMNS)
     own, se2 = _slopes_with_error(piles, model.cv)
     priors, groups = _group_priors(piles, own, se2, model.area_m, model.material_growth,
-                                   model.global_growth, of=present)
+                                   model.global_growth, model.tau2, of=present)
     present["own_se"] = np.sqrt(se2[recent])
     present["prior_growth"] = priors
     present["prior_group"] = groups
