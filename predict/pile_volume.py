@@ -57,7 +57,7 @@ DEFAULT_CV = 0.25
 ALPHA = 0.2  # 80 % interval
 MIN_CALIBRATION = 30  # held-out sightings needed before the interval is calibrated on them
 TAIL_AT_RISK = 10  # the lifetime curve turns into an exponential tail below this many at risk
-TAU2_FACTORS = (1.0, 2.0, 4.0, 8.0, 16.0)  # multiples of the moment estimate of tau^2 tried
+TAU2_FACTORS = (1.0, 2.0, 4.0, 8.0)  # multiples of the moment estimate of tau^2 tried
 MEDIAN_EFFICIENCY = 1.2533  # the median of n normal values has sd ~ 1.2533 sigma / sqrt(n)
 PILE_COLUMNS = ["pile_ref", "last_id", "first_seen", "last_seen", "sightings", "material",
                 "x", "y", "lon", "lat", "last_volume", "cleared", "own_growth", "own_se",
@@ -67,6 +67,13 @@ FORECAST_COLUMNS = ["pile_ref", "last_id", "horizon_days", "days_since_last", "p
                     "p_cleared", "value", "lower", "upper", "expected", "last_volume"]
 
 
+def _median(values) -> float:
+    """Median of a few numbers (piles have a handful of sightings; numpy's is slower here)."""
+    s = sorted(values)
+    n = len(s)
+    return float(s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2)
+
+
 def _theil_sen(t: np.ndarray, v: np.ndarray) -> float:
     """Median of pairwise slopes between sightings at least ``MIN_PAIR_DAYS`` apart."""
     i, j = np.triu_indices(len(t), k=1)
@@ -74,7 +81,7 @@ def _theil_sen(t: np.ndarray, v: np.ndarray) -> float:
     keep = np.abs(dt) >= MIN_PAIR_DAYS
     if not keep.any():
         return np.nan
-    return float(np.median((v[j] - v[i])[keep] / dt[keep]))
+    return _median(((v[j] - v[i])[keep] / dt[keep]).tolist())
 
 
 def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
@@ -258,7 +265,7 @@ def _pile_state(t: np.ndarray, v: np.ndarray, prior: float, cv: float, tau2: flo
     weight = tau2 / (tau2 + se2) if np.isfinite(own) and np.isfinite(se2) else 0.0
     growth = max(0.0, weight * (own if weight > 0 else 0.0) + (1 - weight) * prior)
     growth_var = weight * se2 if weight > 0 else tau2
-    level = max(float(np.median(v - growth * (t - t[-1]))), 1e-3)
+    level = max(_median((v - growth * (t - t[-1])).tolist()), 1e-3)
     return growth, float(np.sqrt(growth_var)), level, (MEDIAN_EFFICIENCY * cv) ** 2 / len(v)
 
 
@@ -267,32 +274,66 @@ def _log_spread(cv: float, level_log_var, growth_sd, days, median) -> np.ndarray
     return np.sqrt(cv ** 2 + level_log_var + (np.asarray(growth_sd) * days / median) ** 2)
 
 
-def _held_out_errors(piles: pd.DataFrame, priors: np.ndarray, cv: float, tau2: float
+@dataclass
+class _HeldOut:
+    """Each pile's sightings but its first, with what its earlier sightings say about them."""
+
+    pile: np.ndarray  # row of the pile in the summary
+    own: np.ndarray  # slope of the earlier sightings (NaN with one)
+    se2: np.ndarray
+    t: list  # the earlier sightings' times and volumes
+    v: list
+    days: np.ndarray  # from the last earlier sighting to this one
+    seen: np.ndarray  # this sighting's volume
+
+
+def _held_out(piles: pd.DataFrame, cv: float) -> _HeldOut:
+    pile, own, se2, ts, vs, days, seen = [], [], [], [], [], [], []
+    for i, row in enumerate(piles.itertuples()):
+        for k in range(1, len(row.t)):
+            t, v = row.t[:k], row.v[:k]
+            sxx = float(np.sum((t - t.mean()) ** 2))
+            pile.append(i)
+            own.append(_theil_sen(t, v) if k > 1 else np.nan)
+            se2.append((cv * float(v.mean())) ** 2 / sxx if sxx > 0 else np.nan)
+            ts.append(t)
+            vs.append(v)
+            days.append(row.t[k] - t[-1])
+            seen.append(row.v[k])
+    return _HeldOut(np.asarray(pile, int), np.asarray(own, float), np.asarray(se2, float),
+                    ts, vs, np.asarray(days, float), np.asarray(seen, float))
+
+
+def _held_out_errors(held: _HeldOut, priors: np.ndarray, cv: float, tau2: float
                      ) -> tuple[np.ndarray, np.ndarray]:
     """Log-errors, and their expected spread, of forecasting later sightings from earlier.
 
-    Each pile's later sightings are forecast from its earlier ones, all made by the as-of.
+    Each pile's later sightings are forecast from its earlier ones (as ``_pile_state``
+    does), all made by the as-of date.
     """
-    errors, spreads = [], []
-    for row, prior in zip(piles.itertuples(), priors, strict=True):
-        for k in range(1, len(row.t)):
-            t, v = row.t[:k], row.v[:k]
-            growth, growth_sd, level, level_var = _pile_state(t, v, prior, cv, tau2)
-            days = row.t[k] - t[-1]
-            median = level + growth * days
-            errors.append(np.log(row.v[k] / median))
-            spreads.append(float(_log_spread(cv, level_var, growth_sd, days, median)))
-    return np.asarray(errors, float), np.asarray(spreads, float)
+    if not len(held.pile):
+        return np.array([]), np.array([])
+    mine = np.isfinite(held.own) & np.isfinite(held.se2)
+    weight = np.where(mine, tau2 / (tau2 + np.where(mine, held.se2, 1.0)), 0.0)
+    growth = np.maximum(0.0, weight * np.nan_to_num(held.own) + (1 - weight)
+                        * priors[held.pile])
+    growth_sd = np.sqrt(np.where(weight > 0, weight * np.nan_to_num(held.se2), tau2))
+    level = np.array([max(_median((v - g * (t - t[-1])).tolist()), 1e-3)
+                      for t, v, g in zip(held.t, held.v, growth, strict=True)])
+    level_var = (MEDIAN_EFFICIENCY * cv) ** 2 / np.array([len(v) for v in held.v])
+    median = level + growth * held.days
+    return (np.log(held.seen / median),
+            _log_spread(cv, level_var, growth_sd, held.days, median))
 
 
-def _calibrate(piles: pd.DataFrame, priors: np.ndarray, cv: float, tau2: float
+def _calibrate(held: _HeldOut, priors: np.ndarray, cv: float, tau2: float
                ) -> tuple[float, float, int]:
     """Conformal quantiles (``ALPHA/2``, ``1-ALPHA/2``) of standardised log-errors.
 
     The errors are those of forecasting each pile's later sightings from its earlier ones,
     all made by the as-of date.
     """
-    errors, spreads = _held_out_errors(piles, priors, cv, tau2)
+    errors, spreads = _held_out_errors(held, priors, cv, tau2)
     z = errors / spreads
     n = len(z)
     if n < MIN_CALIBRATION:
@@ -304,25 +345,36 @@ def _calibrate(piles: pd.DataFrame, priors: np.ndarray, cv: float, tau2: float
     return float(min(z[lo], -1e-3)), float(max(z[hi], 1e-3)), n
 
 
-def _group_priors(piles: pd.DataFrame, own: np.ndarray, se2: np.ndarray, area_m: float,
-                  material_growth: dict, global_growth: float, tau2: float,
-                  of: pd.DataFrame | None = None) -> tuple[np.ndarray, list[str]]:
-    """Growth prior of each pile of ``of`` (default: all ``piles``).
-
-    It is its area's (the other piles within ``area_m``), else its material's, else
-    everyone's.
-    """
+def _neighbours(piles: pd.DataFrame, own: np.ndarray, se2: np.ndarray, area_m: float,
+                of: pd.DataFrame) -> np.ndarray:
+    """For each pile of ``of``, which other piles with a slope lie within ``area_m``."""
     has = np.isfinite(own) & np.isfinite(se2)
     px, py = piles["x"].to_numpy(float), piles["y"].to_numpy(float)
-    refs = piles["pile_ref"].to_numpy()
+    rows = piles.index.get_indexer(of.index)
+    near = (np.hypot(px[rows, None] - px[None, :], py[rows, None] - py[None, :]) <= area_m) & has
+    near[np.arange(len(rows)), rows] = False
+    return near
+
+
+def _group_priors(piles: pd.DataFrame, own: np.ndarray, se2: np.ndarray, area_m: float,
+                  material_growth: dict, global_growth: float, tau2: float,
+                  of: pd.DataFrame | None = None, near: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, list[str]]:
+    """Growth prior of each pile of ``of`` (rows of ``piles``; default: all of them).
+
+    It is its area's (the other piles within ``area_m`` with a slope; ``near`` from
+    :func:`_neighbours` when already known), else its material's, else everyone's.
+    """
+    of = piles if of is None else of
+    if near is None:
+        near = _neighbours(piles, own, se2, area_m, of)
     priors, groups = [], []
-    for row in (piles if of is None else of).itertuples():
-        near = has & (np.hypot(px - row.x, py - row.y) <= area_m) & (refs != row.pile_ref)
-        if near.sum() >= MIN_GROUP:
-            priors.append(_pooled_growth(own[near], se2[near], tau2))
+    for i, material in enumerate(of["material"].to_numpy()):
+        if near[i].sum() >= MIN_GROUP:
+            priors.append(_pooled_growth(own[near[i]], se2[near[i]], tau2))
             groups.append("area")
-        elif row.material in material_growth:
-            priors.append(material_growth[row.material])
+        elif material in material_growth:
+            priors.append(material_growth[material])
             groups.append("material")
         else:
             priors.append(global_growth)
@@ -379,17 +431,18 @@ def fit_pile_model(obs: pd.DataFrame, as_of, *, present_days: float = PRESENT_DA
     # How far to trust a pile's own slope over its group's: the moment estimate of tau^2
     # leans on the precise (small, slow) piles, so it is checked on held-out sightings: each
     # pile's later sightings forecast from its earlier ones, at a few multiples of it.
-    best = None
+    best, held = None, _held_out(piles, cv)
+    near = _neighbours(piles, own, se2, area_m, piles)
     for factor in TAU2_FACTORS:
         candidate = tau2 * factor
         priors, _ = _group_priors(piles, own, se2, area_m, material_growth, global_growth,
-                                  candidate)
-        errors, _ = _held_out_errors(piles, priors, cv, candidate)
+                                  candidate, near=near)
+        errors, _ = _held_out_errors(held, priors, cv, candidate)
         score = float(np.mean(np.abs(errors))) if len(errors) >= MIN_CALIBRATION else 0.0
         if best is None or score < best[0] - 1e-9:
             best = (score, candidate, priors)
     _, tau2, priors = best
-    z_lower, z_upper, n_cal = _calibrate(piles, priors, cv, tau2)
+    z_lower, z_upper, n_cal = _calibrate(held, priors, cv, tau2)
     model = PileVolumeModel(str(as_of), present_days, area_m, cv, float(global_growth),
                             float(tau2), material_growth, pad, times, survival, len(piles),
                             int(cleared.sum()), float(tail_from), float(hazard), z_lower,
