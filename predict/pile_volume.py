@@ -64,7 +64,8 @@ PILE_COLUMNS = ["pile_ref", "last_id", "first_seen", "last_seen", "sightings", "
                 "prior_growth", "prior_group", "growth", "growth_sd", "level", "level_log_var",
                 "age_days"]
 FORECAST_COLUMNS = ["pile_ref", "last_id", "horizon_days", "days_since_last", "p_present",
-                    "p_cleared", "value", "lower", "upper", "expected", "last_volume"]
+                    "p_cleared", "value", "lower", "upper", "expected", "overall_lower",
+                    "overall_upper", "last_volume"]
 
 
 def _median(values) -> float:
@@ -498,7 +499,9 @@ def forecast_piles(model: PileVolumeModel, present: pd.DataFrame, as_of,
     then (``p_present`` = 1 - it).
 
     ``days_ahead`` is one number for all piles or one per pile. ``expected`` is
-    ``p_present * value``, the probability-weighted volume. Returns ``FORECAST_COLUMNS``.
+    ``p_present * value``, the probability-weighted volume; ``overall_lower``/``_upper`` the
+    80 % interval of the volume whatever happens (0 m3 once cleared): with a likely clearing
+    it is 0-0, which is why it is not the interval shown. Returns ``FORECAST_COLUMNS``.
     """
     as_of = pd.Timestamp(as_of)
     days_ahead = np.broadcast_to(np.asarray(days_ahead, float), (len(present),))
@@ -516,11 +519,21 @@ def forecast_piles(model: PileVolumeModel, present: pd.DataFrame, as_of,
     s = _log_spread(model.cv, present["level_log_var"].to_numpy(float),
                     present["growth_sd"].to_numpy(float), since_last,
                     np.where(median > 0, median, 1.0))
+    def overall(q: float) -> np.ndarray:
+        # The volume on the target date whatever happens: 0 m3 with probability 1 - p, else
+        # the calibrated log-normal. Its quantile q lies in the log-normal part at q' below.
+        inner = np.clip((q - (1 - p)) / np.where(p > 0, p, 1.0), 1e-9, 1 - 1e-9)
+        z = norm.ppf(inner)
+        z = z * np.where(z < 0, model.z_lower / norm.ppf(ALPHA / 2),
+                         model.z_upper / norm.ppf(1 - ALPHA / 2))
+        return np.where(q <= 1 - p, 0.0, median * np.exp(z * s))
+
     return pd.DataFrame({
         "pile_ref": present["pile_ref"].to_numpy(), "last_id": present["last_id"].to_numpy(),
         "horizon_days": days_ahead, "days_since_last": since_last, "p_present": p,
         "p_cleared": 1.0 - p, "value": median, "lower": median * np.exp(model.z_lower * s),
         "upper": median * np.exp(model.z_upper * s), "expected": p * median,
+        "overall_lower": overall(ALPHA / 2), "overall_upper": overall(1 - ALPHA / 2),
         "last_volume": present["last_volume"].to_numpy(float),
     }, columns=FORECAST_COLUMNS)
 
@@ -650,7 +663,8 @@ def _summarise(entries: list[dict]) -> dict:
     the volume if not cleared (``value``) against persistence, and by interval coverage.
     ``against_truth``: every forecast pile's true volume at the horizon (0 once cleared):
     the probability-weighted volume against persistence, the Brier score of the clearing
-    probability, and the coverage of the interval on the piles truly still there.
+    probability, the coverage of the overall interval (clearing counted as 0 m3), and, on
+    the piles truly still there, the volume if not cleared and its interval.
     """
     out: dict = {}
     forecasts = [e["forecast"] for e in entries if e["forecast"] is not None]
@@ -686,11 +700,14 @@ def _summarise(entries: list[dict]) -> dict:
                                 if len(t) else None),
             "mae_expected": _mae(t["expected"].to_numpy(), true),
             "mae_persistence": _mae(t["last_volume"].to_numpy(), true),
+            "coverage": round(float(np.mean(
+                (true >= t["overall_lower"].to_numpy() - 1e-9)
+                & (true <= t["overall_upper"].to_numpy() + 1e-9))), 3) if len(t) else None,
             "mae_if_present": _mae(t["value"].to_numpy()[there], true[there]),
             "mae_persistence_if_present": _mae(t["last_volume"].to_numpy()[there],
                                                true[there]),
-            "coverage": (round(float(np.mean(_covered(true, t)[there])), 3)
-                         if there.any() else None)}
+            "coverage_if_present": (round(float(np.mean(_covered(true, t)[there])), 3)
+                                    if there.any() else None)}
     return out
 
 
