@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -28,12 +29,19 @@ SYSTEM = "twin"
 
 _ALERT_COLUMNS = (
     "a.id, a.kind, a.severity, a.asset_layer, a.asset_id, x.external_id AS asset_external_id, "
-    "a.reason, a.details, a.status, a.opened_at, a.updated_at, a.closed_at, "
+    "a.reason, a.details, a.status, a.opened_at, a.updated_at, a.closed_at, a.evidence_at, "
+    "a.assignee, a.due_on, "
     "ST_AsGeoJSON(a.geom, 7)::json AS geometry"
 )
 _ALERT_FROM = (
     "FROM alerts a LEFT JOIN assets x ON x.id = a.asset_id AND x.layer = a.asset_layer"
 )
+# What GET /alerts may sort by: the column behind each name. Severity sorts by rank.
+SORTABLE = {
+    "id": "a.id", "opened_at": "a.opened_at", "updated_at": "a.updated_at",
+    "severity": "array_position(ARRAY['low', 'medium', 'high', 'critical'], a.severity)",
+    "kind": "a.kind", "status": "a.status", "due_on": "a.due_on", "assignee": "a.assignee",
+}
 
 
 @dataclass(frozen=True)
@@ -44,58 +52,115 @@ class AlertFilter:
     statuses: tuple[str, ...] = ()
     severities: tuple[str, ...] = ()
     kinds: tuple[str, ...] = ()
+    assignees: tuple[str, ...] = ()
+    ids: tuple[int, ...] = ()
 
 
 def raise_alert(conn: Connection, *, kind: str, severity: str, asset_layer: str | None,
                 asset_id: int | None, geom_ewkt: str, reason: str,
-                details: dict | None = None) -> tuple[int, bool]:
+                details: dict | None = None, evidence_at: datetime | None = None,
+                evidence: str | None = None) -> tuple[int | None, bool]:
     """Open an alert, or update the active one of the same asset and kind.
 
     Returns the alert's id and whether it is new. An update that changes nothing leaves the
     alert and its history alone.
+
+    ``evidence_at`` is when the evidence behind the alert was observed (the reading that
+    crossed, the data a forecast was made from) and ``evidence`` says what it is. A settled
+    (resolved or dismissed) alert of the same asset and kind is raised again only on evidence
+    observed after it was settled: otherwise nothing is written and the id is None. The new
+    alert's history names the evidence and the alert it follows. Without ``evidence_at`` the
+    alert is raised whatever came before.
     """
     if severity not in SEVERITIES:
         raise InvalidInput(f"Severity '{severity}' is not one of {', '.join(SEVERITIES)}.")
+    details = dict(details or {})
+    if evidence is not None:
+        details["evidence"] = evidence
     params = {"kind": kind, "severity": severity, "layer": asset_layer, "asset": asset_id,
-              "geom": geom_ewkt, "reason": reason, "details": json.dumps(details or {})}
+              "geom": geom_ewkt, "reason": reason, "details": json.dumps(details, default=str),
+              "evidence_at": evidence_at}
     current = conn.execute(sa.text(
         "SELECT id, severity, reason, details FROM alerts WHERE asset_layer IS NOT DISTINCT FROM "
         ":layer AND asset_id IS NOT DISTINCT FROM :asset AND kind = :kind "
         "AND status IN ('open', 'acknowledged', 'in_progress') FOR UPDATE"
     ), params).first()
     if current is None:
+        settled = None
+        if evidence_at is not None:
+            settled = last_settled(conn, asset_layer, asset_id, kind)
+            if settled is not None and evidence_at <= settled.closed_at:
+                return None, False  # nothing observed since the crew settled it
         alert_id = conn.execute(sa.text(
-            "INSERT INTO alerts (kind, severity, asset_layer, asset_id, reason, details, geom) "
-            "VALUES (:kind, :severity, :layer, :asset, :reason, CAST(:details AS jsonb), "
-            "ST_GeomFromEWKT(:geom)) RETURNING id"
+            "INSERT INTO alerts (kind, severity, asset_layer, asset_id, reason, details, geom, "
+            "evidence_at) VALUES (:kind, :severity, :layer, :asset, :reason, "
+            "CAST(:details AS jsonb), ST_GeomFromEWKT(:geom), :evidence_at) RETURNING id"
         ), params).scalar_one()
-        _event(conn, alert_id, SYSTEM, None, "open", reason)
+        note = reason
+        if settled is not None:
+            note = (f"raised again on new evidence: {evidence or reason} (observed "
+                    f"{evidence_at:%Y-%m-%d %H:%M %Z}), after alert {settled.id} was "
+                    f"{settled.status} on {settled.closed_at:%Y-%m-%d %H:%M %Z}")
+        _event(conn, alert_id, SYSTEM, None, "open", note,
+               evidence={"what": evidence or reason, "observed_at": evidence_at,
+                         "follows_alert": settled.id if settled is not None else None}
+               if evidence_at is not None else None)
         return alert_id, True
-    if (current.severity, current.reason, current.details) != (severity, reason,
-                                                                details or {}):
+    if (current.severity, current.reason, current.details) != (severity, reason, details):
         conn.execute(sa.text(
             "UPDATE alerts SET severity = :severity, reason = :reason, "
             "details = CAST(:details AS jsonb), geom = ST_GeomFromEWKT(:geom), "
+            "evidence_at = coalesce(:evidence_at, evidence_at), "
             "updated_at = clock_timestamp() WHERE id = :id"
         ), {**params, "id": current.id})
         _event(conn, current.id, SYSTEM, None, None, f"updated: {reason}")
     return current.id, False
 
 
+def last_settled(conn: Connection, asset_layer: str | None, asset_id: int | None, kind: str):
+    """The most recently settled (resolved or dismissed) alert of an asset and kind, or None."""
+    return conn.execute(sa.text(
+        "SELECT id, status, closed_at FROM alerts WHERE asset_layer IS NOT DISTINCT FROM :layer "
+        "AND asset_id IS NOT DISTINCT FROM :asset AND kind = :kind "
+        "AND status IN ('resolved', 'dismissed') ORDER BY closed_at DESC, id DESC LIMIT 1"),
+        {"layer": asset_layer, "asset": asset_id, "kind": kind}).first()
+
+
 def resolve_missing(conn: Connection, *, kind: str, still_active: list[tuple[str, int]],
-                    note: str) -> int:
-    """Resolve active alerts of ``kind`` whose asset no longer has the problem."""
+                    note: str, among: list[tuple[str, int]] | None = None) -> int:
+    """Resolve active alerts of ``kind`` whose asset no longer has the problem.
+
+    ``among`` limits this to the assets evaluated (rule evaluation of a few assets must not
+    resolve the alerts of all the others).
+    """
     rows = conn.execute(sa.text(
         "SELECT id, status, asset_layer, asset_id FROM alerts "
         "WHERE kind = :kind AND status IN ('open', 'acknowledged', 'in_progress')"
     ), {"kind": kind}).all()
     keep = set(still_active)
+    scope = None if among is None else set(among)
     resolved = 0
     for row in rows:
-        if (row.asset_layer, row.asset_id) not in keep:
+        key = (row.asset_layer, row.asset_id)
+        if key not in keep and (scope is None or key in scope):
             _set_status(conn, row.id, row.status, "resolved", SYSTEM, note)
             resolved += 1
     return resolved
+
+
+def settled_at(conn: Connection, kind: str) -> dict[int, datetime]:
+    """When each asset's latest settled (resolved or dismissed) alert of a kind was settled."""
+    return dict(conn.execute(sa.text(
+        "SELECT DISTINCT ON (asset_id) asset_id, closed_at FROM alerts WHERE kind = :kind "
+        "AND asset_id IS NOT NULL AND status IN ('resolved', 'dismissed') "
+        "ORDER BY asset_id, closed_at DESC"), {"kind": kind}).all())
+
+
+def active_asset_ids(conn: Connection, kind: str) -> list[int]:
+    """Asset ids with an active alert of a kind."""
+    return list(conn.execute(sa.text(
+        "SELECT asset_id FROM alerts WHERE kind = :kind AND asset_id IS NOT NULL "
+        "AND status IN ('open', 'acknowledged', 'in_progress')"), {"kind": kind}).scalars())
 
 
 def act(conn: Connection, alert_id: int, action: str, *, actor: str,
@@ -133,13 +198,13 @@ def _set_status(conn: Connection, alert_id: int, from_status: str, to_status: st
 
 
 def _event(conn: Connection, alert_id: int, actor: str, from_status: str | None,
-           to_status: str | None, note: str | None) -> None:
+           to_status: str | None, note: str | None, evidence: dict | None = None) -> None:
     conn.execute(sa.text(
-        "INSERT INTO alert_events (alert_id, actor, from_status, to_status, note) "
+        "INSERT INTO alert_events (alert_id, actor, from_status, to_status, note, evidence) "
         "VALUES (:id, :actor, :from_status, COALESCE(:to_status, :from_status, "
-        "(SELECT status FROM alerts WHERE id = :id)), :note)"
+        "(SELECT status FROM alerts WHERE id = :id)), :note, CAST(:evidence AS jsonb))"
     ), {"id": alert_id, "actor": actor, "from_status": from_status, "to_status": to_status,
-        "note": note})
+        "note": note, "evidence": json.dumps(evidence, default=str) if evidence else None})
 
 
 def get_alert(conn: Connection, alert_id: int) -> dict:
@@ -150,28 +215,66 @@ def get_alert(conn: Connection, alert_id: int) -> dict:
         raise NotFound(f"There is no alert {alert_id}.")
     alert = dict(row)
     alert["history"] = [dict(r) for r in conn.execute(sa.text(
-        "SELECT id, at, actor, from_status, to_status, note FROM alert_events "
+        "SELECT id, at, actor, from_status, to_status, note, evidence FROM alert_events "
         "WHERE alert_id = :id ORDER BY at, id"), {"id": alert_id}).mappings()]
     return alert
 
 
-def list_alerts(conn: Connection, where: AlertFilter, *, limit: int, offset: int = 0
-                ) -> list[dict]:
-    """Alerts matching a filter, newest change first."""
+def list_alerts(conn: Connection, where: AlertFilter, *, limit: int, offset: int = 0,
+                sortby: tuple[tuple[str, bool], ...] = ()) -> list[dict]:
+    """Alerts matching a filter, newest change first unless ``sortby`` (name, descending)."""
+    clause, params = filter_clause(where)
+    order = [f"{SORTABLE[name]} {'DESC' if desc else 'ASC'} NULLS LAST" for name, desc in sortby]
+    order += ["a.updated_at DESC", "a.id DESC"]
+    return [dict(r) for r in conn.execute(sa.text(
+        f"SELECT {_ALERT_COLUMNS} {_ALERT_FROM} WHERE {clause} "
+        f"ORDER BY {', '.join(order)} LIMIT :limit OFFSET :offset"
+    ), {**params, "limit": limit, "offset": offset}).mappings()]
+
+
+def filter_clause(where: AlertFilter) -> tuple[str, dict]:
+    """The WHERE clause (on alias ``a``) and parameters of an alert filter."""
     clauses = ["TRUE"]
-    params: dict[str, object] = {"limit": limit, "offset": offset}
+    params: dict[str, object] = {}
     if where.bbox:
         clauses.append("a.geom && ST_MakeEnvelope(:w, :s, :e, :n, 4326)")
         params.update(zip("wsen", where.bbox, strict=True))
     for column, values in (("status", where.statuses), ("severity", where.severities),
-                           ("kind", where.kinds)):
+                           ("kind", where.kinds), ("assignee", where.assignees),
+                           ("id", where.ids)):
         if values:
             clauses.append(f"a.{column} = ANY(:{column})")
             params[column] = list(values)
-    return [dict(r) for r in conn.execute(sa.text(
-        f"SELECT {_ALERT_COLUMNS} {_ALERT_FROM} WHERE {' AND '.join(clauses)} "
-        f"ORDER BY a.updated_at DESC, a.id DESC LIMIT :limit OFFSET :offset"
-    ), params).mappings()]
+    return " AND ".join(clauses), params
+
+
+def assign(conn: Connection, alert_id: int, *, actor: str, changes: dict) -> dict:
+    """Set an active alert's assignee and due date (keys present in ``changes``), with history.
+
+    Raises
+    ------
+    NotFound
+        When there is no such alert.
+    Conflict
+        When the alert is settled already.
+    """
+    row = conn.execute(sa.text("SELECT status, assignee, due_on FROM alerts WHERE id = :id "
+                               "FOR UPDATE"), {"id": alert_id}).first()
+    if row is None:
+        raise NotFound(f"There is no alert {alert_id}.")
+    if row.status not in ACTIVE:
+        raise Conflict(f"Alert {alert_id} is {row.status}, so it cannot be assigned.")
+    new = {"assignee": changes.get("assignee", row.assignee),
+           "due_on": changes.get("due_on", row.due_on)}
+    if (new["assignee"], new["due_on"]) != (row.assignee, row.due_on):
+        conn.execute(sa.text("UPDATE alerts SET assignee = :assignee, due_on = :due_on, "
+                             "updated_at = clock_timestamp() WHERE id = :id"),
+                     {**new, "id": alert_id})
+        said = [f"assigned to {new['assignee']}" if new["assignee"] else "unassigned"]
+        if new["due_on"]:
+            said.append(f"due {new['due_on']}")
+        _event(conn, alert_id, actor, row.status, row.status, ", ".join(said))
+    return get_alert(conn, alert_id)
 
 
 def events_after(conn: Connection, event_id: int, limit: int = 500) -> list[dict]:

@@ -14,7 +14,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from geo import store
+from geo import rule_queue, store
 
 INTAKE_STAGE = "stage_intake"
 INTAKE_STAGE_COLUMNS = ("item", "metric_id", "asset_id", "observed_at", "value", "source")
@@ -104,4 +104,7 @@ def load_intake(conn: Connection) -> IntakeOutcome:
     ).all()
     if new or updated:  # readings have no trigger: their writers tell the service
         store.touch_layer(conn, "readings")
+        rule_queue.note_assets(
+            conn, f"SELECT asset_id FROM {INTAKE_STAGE} WHERE item = ANY(:items)",
+            {"items": [*new, *(item for item, _ in updated)]})
     return IntakeOutcome(new=set(new), updated={item: value for item, value in updated})

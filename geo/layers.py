@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from geo import STORAGE_SRID
+from geo.settings import PCI_THRESHOLD
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -67,6 +68,21 @@ _ACTIVE_ALERTS = (
 )
 _WORST = ("CASE al.worst WHEN 4 THEN 'critical' WHEN 3 THEN 'high' WHEN 2 THEN 'medium' "
           "WHEN 1 THEN 'low' END")
+
+# The planning backlog: streets whose latest survey on their current surface (since
+# resurfaced_on) is below the PCI threshold. Planned work, not alerts: /work/backlog lists them.
+BACKLOG_SELECT = (
+    "SELECT t.id, t.geom, t.external_id, t.source, t.name, t.road_class, t.surface, "
+    "t.resurfaced_on, pci.value AS pci, pci.observed_at AS pci_observed_at, "
+    "ST_Length(t.geom::geography) AS length_m, "
+    "EXISTS (SELECT 1 FROM alerts a WHERE a.asset_layer = 'streets' AND a.asset_id = t.id "
+    "AND a.status IN ('open', 'acknowledged', 'in_progress')) AS alerted "
+    "FROM streets t JOIN LATERAL (SELECT r.value, r.observed_at FROM readings r "
+    "WHERE r.metric_id = (SELECT id FROM metrics WHERE name = 'pci') AND r.asset_id = t.id "
+    "AND r.observed_at <= :as_of ORDER BY r.observed_at DESC LIMIT 1) pci ON TRUE "
+    f"WHERE pci.value < {PCI_THRESHOLD:g} AND (t.resurfaced_on IS NULL "
+    "OR pci.observed_at >= CAST(t.resurfaced_on AS timestamptz))"
+)
 
 LAYERS: dict[str, Layer] = {
     layer.id: layer
@@ -155,6 +171,19 @@ LAYERS: dict[str, Layer] = {
              Property("asset_layer", "string"), Property("asset_id", "integer"),
              Property("opened_at", "datetime"), Property("updated_at", "datetime")),
             time_property="opened_at", table="alerts",
+        ),
+        Layer(
+            "backlog", "Planning backlog",
+            f"Streets below PCI {PCI_THRESHOLD:g} at their latest survey since their last "
+            "resurfacing, as of the time asked: resurfacing to plan, not alerts.",
+            "LineString", BACKLOG_SELECT,
+            (*_ASSET, Property("name", "string"), Property("road_class", "string"),
+             Property("surface", "string"), Property("resurfaced_on", "date"),
+             Property("pci", "number", "Latest pavement condition index, 0-100"),
+             Property("pci_observed_at", "datetime", "When that PCI was observed"),
+             Property("length_m", "number", "Length in metres"),
+             Property("alerted", "boolean", "Whether an alert on it is open")),
+            table="streets", depends_on=("readings", "alerts"),
         ),
     )
 }

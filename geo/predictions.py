@@ -157,16 +157,52 @@ def sensor_manholes(conn: Connection) -> pd.DataFrame:
         "ST_AsEWKT(geom) AS geom_ewkt FROM manholes WHERE sensor_id IS NOT NULL ORDER BY id")))
 
 
-def manhole_readings(conn: Connection, since: datetime | None, until: datetime) -> pd.DataFrame:
-    """Sensor readings on manholes in ``[since, until]``, with the metric's name."""
+def manhole_readings(conn: Connection, since: datetime | None, until: datetime,
+                     asset_ids: list[int] | None = None) -> pd.DataFrame:
+    """Sensor readings on manholes in ``[since, until]`` (of some manholes), with metric names."""
     return _frame(conn.execute(sa.text(
         "SELECT r.asset_id, m.name AS metric, r.observed_at, r.value FROM readings r "
         "JOIN metrics m ON m.id = r.metric_id "
         "JOIN manholes h ON h.id = r.asset_id "
         "WHERE r.observed_at <= :until "
         "AND r.observed_at >= coalesce(CAST(:since AS timestamptz), '-infinity') "
-        "ORDER BY r.asset_id, r.observed_at"), {"since": since, "until": until}),
+        "AND (CAST(:ids AS bigint[]) IS NULL OR r.asset_id = ANY(CAST(:ids AS bigint[]))) "
+        "ORDER BY r.asset_id, r.observed_at"),
+        {"since": since, "until": until, "ids": asset_ids}),
         ["asset_id", "metric", "observed_at", "value"])
+
+
+def manhole_ids(conn: Connection, asset_ids: list[int]) -> list[int]:
+    """Which of some asset ids are manholes."""
+    return list(conn.execute(sa.text("SELECT id FROM manholes WHERE id = ANY(:ids) ORDER BY id"),
+                             {"ids": list(asset_ids)}).scalars())
+
+
+def street_surveys(conn: Connection, metric_id: int, asset_ids: list[int] | None = None
+                   ) -> pd.DataFrame:
+    """Each street's latest survey of a metric since its resurfacing, and the one before it.
+
+    Surveys before ``resurfaced_on`` belong to the old surface and are left out, so a street
+    resurfaced since has no previous survey (or none at all, until it is surveyed again).
+    """
+    return _frame(conn.execute(sa.text(
+        "SELECT s.id AS asset_id, s.external_id, s.name, s.resurfaced_on, "
+        "ST_AsEWKT(s.geom) AS geom_ewkt, r.observed_at, r.value, r.prev_at, r.prev_value "
+        "FROM streets s JOIN LATERAL (SELECT x.observed_at, x.value, "
+        "  lead(x.observed_at) OVER w AS prev_at, lead(x.value) OVER w AS prev_value "
+        "  FROM readings x WHERE x.metric_id = :metric AND x.asset_id = s.id "
+        "  AND x.observed_at >= coalesce(CAST(s.resurfaced_on AS timestamptz), '-infinity') "
+        "  WINDOW w AS (ORDER BY x.observed_at DESC) ORDER BY x.observed_at DESC LIMIT 1) r "
+        "ON TRUE WHERE CAST(:ids AS bigint[]) IS NULL OR s.id = ANY(CAST(:ids AS bigint[])) "
+        "ORDER BY s.id"), {"metric": metric_id, "ids": asset_ids}),
+        ["asset_id", "external_id", "name", "resurfaced_on", "geom_ewkt", "observed_at", "value",
+         "prev_at", "prev_value"])
+
+
+def street_ids(conn: Connection, asset_ids: list[int]) -> list[int]:
+    """Which of some asset ids are streets."""
+    return list(conn.execute(sa.text("SELECT id FROM streets WHERE id = ANY(:ids) ORDER BY id"),
+                             {"ids": list(asset_ids)}).scalars())
 
 
 def last_manhole_reading(conn: Connection) -> datetime | None:

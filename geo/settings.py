@@ -18,3 +18,31 @@ class DatabaseSettings(BaseSettings):
     home: Path = Path(".twin")
     # PostgreSQL refuses to run as root; as root, the embedded cluster runs under this account.
     cluster_user: str = "postgres"
+
+
+# PCI 55 is the top of "Poor" (ASTM D6433): forecasts alert on crossing it and streets below it
+# form the planning backlog. Other metrics use the middle of their declared range.
+PCI_THRESHOLD = 55.0
+
+
+class LoopSettings(BaseSettings):
+    """The operations loop: when background work runs and how much a crew can do.
+
+    Schedules are cron expressions in UTC (five fields; a sixth in front is seconds), read
+    when the worker starts: ``TWIN_REFRESH_CRON``, ``TWIN_SCORE_CRON``, ``TWIN_TRAIN_CRON``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="TWIN_", extra="ignore")
+
+    # Alerts refresh (road-wear forecasts, manhole rules, overdue requests): every 15 minutes.
+    refresh_cron: str = "*/15 * * * *"
+    # Road-wear forecasts for every street: daily at 02:30.
+    score_cron: str = "30 2 * * *"
+    # A new road-wear model: weekly, Sunday 03:00 (a fit takes ~25 s on the sample).
+    train_cron: str = "0 3 * * 0"
+    # Alerts a crew can clear in a week: the most the top tier ("this week") of /work holds.
+    weekly_capacity: int = 20
+    # Photos of work: largest accepted upload, and where they are kept (TWIN_HOME/photos
+    # when not set).
+    photo_max_bytes: int = 10 * 1024 * 1024
+    photo_dir: Path | None = None

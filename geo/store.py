@@ -17,6 +17,8 @@ import pyarrow.csv as pa_csv
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from geo import rule_queue
+
 ASSET_LAYERS = ("streets", "manholes", "parking", "compounds")
 READING_STAGE_COLUMNS = ("metric_id", "asset_id", "observed_at", "value", "source", "row_number")
 REJECT_STAGE_COLUMNS = ("row_number", "field", "value", "reason", "outcome")
@@ -193,25 +195,32 @@ def upsert_readings_from_stage(conn: Connection) -> UpsertCounts:
     if total == 0:
         return UpsertCounts()
     ensure_reading_partitions(conn, first, last)
-    updated = conn.execute(
+    # Each statement also says which assets it changed: their rules are evaluated next.
+    updated, updated_assets = conn.execute(
         sa.text(
-            "UPDATE readings r SET value = s.value, source = s.source FROM stage_readings s "
+            "WITH changed AS (UPDATE readings r SET value = s.value, source = s.source "
+            "FROM stage_readings s "
             "WHERE r.metric_id = s.metric_id AND r.asset_id = s.asset_id "
             "  AND r.observed_at = s.observed_at "
             "  AND r.observed_at BETWEEN :first AND :last "  # prunes to the file's months
-            "  AND (r.value, r.source) IS DISTINCT FROM (s.value, s.source)"
+            "  AND (r.value, r.source) IS DISTINCT FROM (s.value, s.source) "
+            "RETURNING r.asset_id) "
+            "SELECT count(*), array_agg(DISTINCT asset_id) FROM changed"
         ),
         {"first": first, "last": last},
-    ).rowcount
-    new = conn.execute(
+    ).one()
+    new, new_assets = conn.execute(
         sa.text(
-            "INSERT INTO readings (metric_id, asset_id, observed_at, value, source) "
+            "WITH added AS (INSERT INTO readings (metric_id, asset_id, observed_at, value, source) "
             "SELECT metric_id, asset_id, observed_at, value, source FROM stage_readings "
-            "ON CONFLICT (metric_id, asset_id, observed_at) DO NOTHING"
+            "ON CONFLICT (metric_id, asset_id, observed_at) DO NOTHING RETURNING asset_id) "
+            "SELECT count(*), array_agg(DISTINCT asset_id) FROM added"
         )
-    ).rowcount
+    ).one()
     if new or updated:
         touch_layer(conn, "readings")
+        rule_queue.note_assets(conn, "SELECT unnest(CAST(:ids AS bigint[])) AS asset_id",
+                               {"ids": sorted(set(updated_assets or ()) | set(new_assets or ()))})
     return UpsertCounts(rows_new=new, rows_updated=updated, rows_unchanged=total - new - updated)
 
 

@@ -42,65 +42,138 @@ def _fmt(value: float) -> str:
     return f"{value:.0f}" if abs(value) >= 10 else f"{value:.1f}"
 
 
+def _metric_label(metric: str) -> str:
+    return metric.upper() if len(metric) <= 4 else metric
+
+
+def survey_alerts(engine: Engine, report: RefreshReport, *, metric: str,
+                  threshold: float | None, asset_ids: list[int] | None = None
+                  ) -> tuple[list[tuple[str, int]], set[int]]:
+    """Alert on streets whose latest survey crossed below the threshold.
+
+    A crossing is a survey below the threshold whose previous survey on the same surface (since
+    ``resurfaced_on``) was not, or that is the first survey of that surface, or the first
+    since a crew settled (resolved or dismissed) the street's last alert: the crew's word
+    stands until a survey made after it says otherwise. A street that was below at its
+    previous survey too is planning backlog (``GET /work/backlog``), not a new alert, but an
+    active alert on it stays active.
+
+    Returns the (layer, id) of streets whose alert is active now, and the ids of the streets
+    that are below the threshold.
+    """
+    with engine.connect() as conn:
+        scale = MetricScale.from_row(sql.metric_by_name(conn, metric), metric)
+        surveys = sql.street_surveys(conn, scale.id, asset_ids)
+    threshold = default_threshold(scale) if threshold is None else threshold
+    limit = float(scale.to_goodness([threshold])[0])
+    with engine.connect() as conn:
+        active = set(alert_store.active_asset_ids(conn, ROAD_WEAR))
+        settled = alert_store.settled_at(conn, ROAD_WEAR)
+    still, below = [], set()
+    label = _metric_label(metric)
+    for row in surveys.itertuples():
+        now_good = float(scale.to_goodness([row.value])[0])
+        if now_good >= limit:
+            continue
+        below.add(int(row.asset_id))
+        has_prev = row.prev_value is not None and pd.notna(row.prev_value)
+        seen = as_utc(row.observed_at)
+        crew_said = settled.get(int(row.asset_id))
+        fresh = (not has_prev or float(scale.to_goodness([row.prev_value])[0]) >= limit
+                 or (crew_said is not None
+                     and as_utc(row.prev_at) <= as_utc(crew_said) < seen))
+        if not fresh:
+            if int(row.asset_id) in active:
+                still.append(("streets", int(row.asset_id)))
+                report.count(report.kept, ROAD_WEAR)
+            continue
+        if has_prev:
+            before = f"previous survey {_fmt(row.prev_value)} on {as_utc(row.prev_at):%Y-%m-%d}"
+        elif row.resurfaced_on is not None and pd.notna(row.resurfaced_on):
+            before = f"first survey since resurfacing on {row.resurfaced_on}"
+        else:
+            before = "its first survey"
+        evidence = f"{label} {_fmt(row.value)} surveyed {seen:%Y-%m-%d}"
+        reason = (f"{label} {_fmt(row.value)} at the survey of {seen:%Y-%m-%d}: below "
+                  f"{threshold:g} ({before})")
+        with engine.begin() as conn:
+            alert_id, new = alert_store.raise_alert(
+                conn, kind=ROAD_WEAR, severity="high", asset_layer="streets",
+                asset_id=int(row.asset_id), geom_ewkt=row.geom_ewkt, reason=reason,
+                details={"metric": metric, "now": float(row.value), "threshold": threshold,
+                         "days_to_threshold": 0, "surveyed_at": str(seen),
+                         "previous": None if not has_prev else float(row.prev_value)},
+                evidence_at=seen.to_pydatetime(), evidence=evidence)
+        if alert_id is None:
+            continue  # settled by a crew after this survey
+        report.count(report.opened if new else report.kept, ROAD_WEAR)
+        still.append(("streets", int(row.asset_id)))
+    return still, below
+
+
 def road_wear_alerts(engine: Engine, report: RefreshReport, *, metric: str,
                      horizon_days: int, threshold: float | None) -> None:
-    """Alert on streets whose stored forecast crosses the threshold within the horizon."""
+    """Alert on streets that crossed the threshold at their last survey or are forecast to.
+
+    A forecast alert is for a street above the threshold now whose stored forecast crosses
+    it within the horizon; streets below it already are the survey rule's (``survey_alerts``).
+    """
+    still_active, below = survey_alerts(engine, report, metric=metric, threshold=threshold)
     with engine.connect() as conn:
         scale = MetricScale.from_row(sql.metric_by_name(conn, metric), metric)
         forecasts = sql.latest_street_predictions(conn, scale.id, horizon_days)
         streets = sql.street_attributes(conn).set_index("asset_id")
-        latest = sql.readings_until(conn, [scale.id], "streets",
-                                    pd.Timestamp.now(tz="UTC").to_pydatetime())
+        surveys = sql.street_surveys(conn, scale.id).set_index("asset_id")
     if forecasts.empty:
         report.notes.append(f"No stored {horizon_days}-day '{metric}' forecasts: run "
                             f"`twin predict score --metric {metric} --horizon {horizon_days}` "
-                            f"first; road-wear alerts were left as they were.")
+                            f"first; forecast road-wear alerts were left as they were.")
         return
     threshold = default_threshold(scale) if threshold is None else threshold
     limit = float(scale.to_goodness([threshold])[0])
-    latest["observed_at"] = pd.to_datetime(latest["observed_at"], utc=True)
-    last = latest.sort_values("observed_at").groupby("asset_id").tail(1).set_index("asset_id")
-    still_active = []
+    raised = {asset for _, asset in still_active}
+    label = _metric_label(metric)
     for row in forecasts.itertuples():
+        if row.asset_id in raised or row.asset_id in below:
+            continue
         street = streets.loc[row.asset_id]
         as_of = as_utc(row.as_of)
         resurfaced = street["resurfaced_on"]
         if resurfaced is not None and pd.notna(resurfaced) and as_utc(resurfaced) > as_of:
             continue  # resurfaced after the forecast: the forecast no longer holds
-        now_value = float(last.at[row.asset_id, "value"]) if row.asset_id in last.index else None
-        if now_value is not None and as_utc(last.at[row.asset_id, "observed_at"]) > as_of:
+        surveyed = row.asset_id in surveys.index
+        now_value = float(surveys.at[row.asset_id, "value"]) if surveyed else None
+        forecast_good = float(scale.to_goodness([row.value])[0])
+        if now_value is not None and as_utc(surveys.at[row.asset_id, "observed_at"]) > as_of:
             # A newer observation than the forecast knew: a big improvement is resurfacing.
-            forecast_good = float(scale.to_goodness([row.value])[0])
             if float(scale.to_goodness([now_value])[0]) - forecast_good > JUMP_GOODNESS:
                 continue
-        forecast_good = float(scale.to_goodness([row.value])[0])
         crossing = row.days_to_threshold
-        # Alert when the forecast at the horizon is on the bad side of the threshold, or the
-        # median path crosses it within the horizon (a street already below it whose forecast
-        # is good again, e.g. resurfaced after its last survey, gets none).
         if not (forecast_good < limit or (pd.notna(crossing) and 0 < crossing <= horizon_days)):
             continue
-        now_good = None if now_value is None else float(scale.to_goodness([now_value])[0])
-        severity = "high" if (now_good is not None and now_good < limit) else "medium"
-        if forecast_good < limit - 0.15:
-            severity = "high"
-        reason = (f"{metric.upper() if len(metric) <= 4 else metric} "
-                  f"{_fmt(now_value) if now_value is not None else 'unknown'} now, forecast "
-                  f"{_fmt(row.value)} by {row.target_date}, "
+        # Calibrated so the top tiers stay small: within a month is high, later is medium.
+        soon = pd.notna(crossing) and crossing <= 30
+        severity = "high" if soon else "medium"
+        reason = (f"{label} {_fmt(now_value) if now_value is not None else 'unknown'} now, "
+                  f"forecast {_fmt(row.value)} by {row.target_date}, "
                   f"80 %: {_fmt(min(row.lower, row.upper))}-{_fmt(max(row.lower, row.upper))}")
         if pd.notna(crossing):
-            reason += (f"; below {threshold:g} already" if crossing == 0
-                       else f"; crosses {threshold:g} in about {int(crossing)} days")
+            reason += f"; crosses {threshold:g} in about {int(crossing)} days"
         details = {"metric": metric, "now": now_value, "forecast": round(float(row.value), 2),
                    "lower": round(float(row.lower), 2), "upper": round(float(row.upper), 2),
                    "target_date": str(row.target_date), "threshold": threshold,
                    "days_to_threshold": None if pd.isna(crossing) else int(crossing),
                    "model_version": row.model_version, "as_of": str(as_of)}
         with engine.begin() as conn:
-            _, new = alert_store.raise_alert(
+            alert_id, new = alert_store.raise_alert(
                 conn, kind=ROAD_WEAR, severity=severity, asset_layer="streets",
                 asset_id=int(row.asset_id), geom_ewkt=street["geom_ewkt"], reason=reason,
-                details=details)
+                details=details, evidence_at=as_of.to_pydatetime(),
+                evidence=f"forecast from data up to {as_of:%Y-%m-%d} (model "
+                         f"{row.model_version}): {label} {_fmt(row.value)} by "
+                         f"{row.target_date}")
+        if alert_id is None:
+            continue
         report.count(report.opened if new else report.kept, ROAD_WEAR)
         still_active.append(("streets", int(row.asset_id)))
     with engine.begin() as conn:
@@ -129,8 +202,14 @@ _REASONS = {
 
 
 def manhole_alerts(engine: Engine, report: RefreshReport, *, until=None,
-                   thresholds: manholes.Thresholds = DEFAULT_THRESHOLDS) -> None:
-    """Alert on the manhole rules and sensor faults active now; resolve the ones gone."""
+                   thresholds: manholes.Thresholds = DEFAULT_THRESHOLDS,
+                   asset_ids: list[int] | None = None) -> None:
+    """Alert on the manhole rules and sensor faults active now; resolve the ones gone.
+
+    With ``asset_ids``, only those manholes are evaluated (and only their alerts resolved).
+    The evidence of an alert is the start of its episode (the reading that crossed), so an
+    alert a crew settled is raised again only by a crossing after that.
+    """
     with engine.connect() as conn:
         last = sql.last_manhole_reading(conn)
         if last is None:
@@ -138,11 +217,12 @@ def manhole_alerts(engine: Engine, report: RefreshReport, *, until=None,
             return
         until = as_utc(last) if until is None else as_utc(until)
         readings = sql.manhole_readings(conn, (until - pd.Timedelta(days=120)).to_pydatetime(),
-                                        until.to_pydatetime())
+                                        until.to_pydatetime(), asset_ids)
         sensors = sql.sensor_manholes(conn).set_index("asset_id")
     readings["observed_at"] = pd.to_datetime(readings["observed_at"], utc=True)
     episodes = manholes.rule_episodes(readings, until, thresholds)
     active = episodes[episodes["active"].astype(bool)]
+    scope = None if asset_ids is None else [("manholes", int(a)) for a in asset_ids]
     # Sensors that have reported nothing at all for the whole look-back are silent too.
     for kind in manholes.KINDS:
         still = []
@@ -151,19 +231,48 @@ def manhole_alerts(engine: Engine, report: RefreshReport, *, until=None,
                 continue
             sensor = sensors.loc[e.asset_id]
             reason = f"{sensor['external_id']} ({sensor['sensor_id']}): " + _REASONS[kind](e)
+            start = as_utc(e.start)
             with engine.begin() as conn:
-                _, new = alert_store.raise_alert(
+                alert_id, new = alert_store.raise_alert(
                     conn, kind=kind, severity=str(e.severity), asset_layer="manholes",
                     asset_id=int(e.asset_id), geom_ewkt=sensor["geom_ewkt"], reason=reason,
                     details={"since": str(e.start), "value": round(float(e.value), 2),
-                             "sensor_id": sensor["sensor_id"], "as_of": str(until)})
+                             "sensor_id": sensor["sensor_id"], "as_of": str(until)},
+                    evidence_at=start.to_pydatetime(),
+                    evidence=f"{kind.replace('_', ' ')} from {start:%Y-%m-%d %H:%M} UTC "
+                             f"(value {float(e.value):g})")
+            if alert_id is None:
+                continue
             report.count(report.opened if new else report.kept, kind)
             still.append(("manholes", int(e.asset_id)))
         with engine.begin() as conn:
             n = alert_store.resolve_missing(
-                conn, kind=kind, still_active=still,
+                conn, kind=kind, still_active=still, among=scope,
                 note="resolved by twin: the sensor reports normal values again")
         report.count(report.resolved, kind, n)
+
+
+def evaluate_assets(engine: Engine, asset_ids: list[int], *, metric: str = "pci",
+                    threshold: float | None = None) -> RefreshReport:
+    """Evaluate the rules of the assets that have new readings (what the job queue runs).
+
+    Manholes: every sensor rule, raising and resolving their alerts. Streets: the survey rule
+    (a survey that crossed the threshold raises an alert); forecast alerts and resolving them
+    wait for the scheduled refresh, which sees the whole picture.
+    """
+    report = RefreshReport(as_of="new readings")
+    with engine.connect() as conn:
+        manhole_ids = sql.manhole_ids(conn, asset_ids)
+        street_ids = sql.street_ids(conn, asset_ids)
+    if manhole_ids:
+        manhole_alerts(engine, report, asset_ids=manhole_ids)
+    if street_ids:
+        with engine.connect() as conn:
+            declared = sql.metric_by_name(conn, metric) is not None
+        if declared:
+            survey_alerts(engine, report, metric=metric, threshold=threshold,
+                          asset_ids=street_ids)
+    return report
 
 
 def refresh(engine: Engine, *, metric: str = "pci", horizon_days: int = ALERT_HORIZON_DAYS,

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection
 
 from geo import predictions as sql
 from geo.errors import InvalidInput
+from geo.settings import PCI_THRESHOLD
 from predict.estimators import WearForecaster
 from predict.features import (
     DAY,
@@ -23,7 +24,7 @@ from predict.features import (
 )
 
 DEFAULT_HORIZONS = (30, 90, 365)
-DEFAULT_THRESHOLD = {"pci": 55.0}
+DEFAULT_THRESHOLD = {"pci": PCI_THRESHOLD}
 # Look-ahead grid for "days until the threshold is crossed" (linear between grid points).
 THRESHOLD_GRID_DAYS = (30, 60, 90, 180, 365, 730)
 MIN_TRAINING_ROWS = 200

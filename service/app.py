@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -13,7 +14,18 @@ from sqlalchemy.engine import Engine
 
 from service.changes import LayerChanges
 from service.errors import install_error_handlers
-from service.routers import alerts, docs, exports, health, maps, ogc, open311, readings, tiles
+from service.routers import (
+    alerts,
+    docs,
+    exports,
+    health,
+    maps,
+    ogc,
+    open311,
+    readings,
+    tiles,
+    work,
+)
 from service.settings import ServiceSettings
 
 REQUESTS = Counter("twin_http_requests_total", "HTTP requests", ["route", "method", "status"])
@@ -71,9 +83,18 @@ def create_app(engine: Engine, settings: ServiceSettings | None = None) -> FastA
         changes = LayerChanges(engine.url)
         app.state.changes = changes
         changes.start()
+        worker = None
+        if settings.run_worker:
+            from service.jobs import start_in_background
+
+            worker = start_in_background(engine)
         try:
             yield
         finally:
+            if worker is not None:
+                worker.cancel()
+                with suppress(asyncio.CancelledError):
+                    await worker
             changes.stop()
 
     app = FastAPI(
@@ -95,6 +116,6 @@ def create_app(engine: Engine, settings: ServiceSettings | None = None) -> FastA
                            expose_headers=["ETag"])
 
     app.add_middleware(MeasureRequests)
-    for module in (health, tiles, ogc, alerts, exports, readings, open311, maps, docs):
+    for module in (health, tiles, ogc, alerts, exports, readings, open311, maps, docs, work):
         app.include_router(module.router)
     return app

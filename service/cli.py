@@ -589,9 +589,15 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
+    job_worker: Annotated[bool, typer.Option(
+        "--worker/--no-worker", help="Run a job worker in the service (rules on new readings, "
+        "scheduled refresh, scoring, training); --no-worker when `twin worker` runs "
+        "elsewhere.")] = True,
 ) -> None:
     """Serve tiles, OGC API Features, alerts, exports and sensor intake over HTTP."""
     import uvicorn
+
+    os.environ["TWIN_RUN_WORKER"] = "true" if job_worker else "false"
 
     try:
         _engine(_settings())  # start and migrate before any worker needs the database
@@ -605,6 +611,26 @@ def serve(
         os.environ["TWIN_DATABASE_URL"] = url.render_as_string(hide_password=False)
     console.print(f"Serving on http://{host}:{port} (API documentation at /docs).")
     uvicorn.run("service.asgi:app", host=host, port=port, workers=workers, log_level="info")
+
+
+@app.command("worker")
+def worker(
+    concurrency: Annotated[int, typer.Option(min=1, max=32, help="Jobs run at once.")] = 2,
+) -> None:
+    """Run background jobs until stopped: rules on new readings, refresh, scoring, training."""
+    import asyncio
+    import logging
+
+    from service.jobs import run_worker
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("twin").setLevel(logging.INFO)
+    try:
+        engine = _engine(_settings())
+    except TwinError as error:
+        raise _fail(error) from None
+    err_console.print("Running jobs; Ctrl-C stops after the current ones.")
+    asyncio.run(run_worker(engine, concurrency=concurrency))
 
 
 # Registered last: these modules import the helpers above.

@@ -483,15 +483,27 @@ def parse_sortby(layer: Layer, text: str) -> tuple[tuple[str, bool], ...]:
     >>> parse_sortby(LAYERS["streets"], "-pci,+name")
     (('pci', True), ('name', False))
     """
+    return parse_sort_keys(text, ("id", *layer.property_names),
+                           f"a property of '{layer.id}'")
+
+
+def parse_sort_keys(text: str, names: Iterable[str], described: str
+                    ) -> tuple[tuple[str, bool], ...]:
+    """Parse ``sortby`` against the names allowed (``described`` says what they are).
+
+    >>> parse_sort_keys("-priority", ("priority", "id"), "a worklist key")
+    (('priority', True),)
+    """
+    names = tuple(names)
     keys: list[tuple[str, bool]] = []
     for raw in text.split(","):
         # '+' arrives as a space when it is not percent-encoded.
         item = raw.strip()
         descending = item.startswith("-")
         name = item.lstrip("+-").strip()
-        if name != "id" and name not in layer.property_names:
-            raise InvalidInput(f"sortby: '{name[:_SHOWN_CHARS]}' is not a property of "
-                               f"'{layer.id}' (one of: id, {', '.join(layer.property_names)}).")
+        if name not in names:
+            raise InvalidInput(f"sortby: '{name[:_SHOWN_CHARS]}' is not {described} "
+                               f"(one of: {', '.join(names)}).")
         if name in (k for k, _ in keys):
             raise InvalidInput(f"sortby: '{name}' is given twice.")
         keys.append((name, descending))

@@ -21,3 +21,6 @@ class ServiceSettings(BaseSettings):
     # Seconds a client is told to wait when the database is away.
     retry_after_s: int = 5
     environment: Literal["development", "production"] = "development"
+    # Run a job worker (service/jobs.py) inside the service; `twin serve` sets it unless
+    # --no-worker, so the embedded demo needs no second command.
+    run_worker: bool = False

@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path as FilePath
 from typing import Annotated
 
 import anyio
 import sqlalchemy as sa
-from fastapi import APIRouter, Body, Header, Path, Query, Request
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request, UploadFile
 from fastapi.encoders import jsonable_encoder
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
-from geo import alerts
-from geo.errors import InvalidInput
+from geo import alerts, work
+from geo.errors import Conflict, InvalidInput, NotFound
+from geo.settings import DatabaseSettings, LoopSettings
 from service import params
-from service.deps import CrewDep, EngineDep, ReaderDep, SettingsDep
+from service.deps import Caller, CrewDep, EngineDep, ReaderDep, SettingsDep, require
 
 log = logging.getLogger("twin.service.alerts")
 router = APIRouter(tags=["alerts"])
@@ -37,11 +41,37 @@ _PROBLEM = {"content": {"application/problem+json": {}}}
 AlertId = Annotated[int, Path(ge=1, le=MAX_ID, description="The alert's id.")]
 
 
+class WorkIn(BaseModel):
+    """What was done to the asset (a work record), given when resolving."""
+
+    action: str = Field(description="What was done, from the asset's vocabulary: "
+                        + "; ".join(f"{layer}: {', '.join(actions)}"
+                                    for layer, actions in work.ACTIONS.items()) + ".")
+    done_at: datetime | None = Field(None, description="When it was done (default: now); "
+                                     "RFC 3339 with an offset.")
+    done_by: str | None = Field(None, max_length=200,
+                                description="Who did it (default: the key's name).")
+    note: str | None = Field(None, max_length=MAX_NOTE_CHARS, description="What was found.")
+
+
 class ActionNote(BaseModel):
     """What a crew member says when acting on an alert."""
 
     note: str | None = Field(None, max_length=MAX_NOTE_CHARS,
                              description="Why, or what was done; required to dismiss.")
+    work: WorkIn | None = Field(None, description="Resolve only: the work record. A "
+                                "resurfacing starts the street's new condition baseline; a "
+                                "cleared pile is closed.")
+
+
+class Assignment(BaseModel):
+    """Who is to do an alert's work and by when (fields left out stay as they are)."""
+
+    model_config = {"extra": "forbid"}
+
+    assignee: str | None = Field(None, max_length=200, description="A crew or team; null "
+                                 "unassigns.")
+    due_on: date | None = Field(None, description="Due date (YYYY-MM-DD); null clears it.")
 
 
 # -- listing --------------------------------------------------------------------------------
@@ -52,7 +82,13 @@ def _feature(alert: dict) -> dict:
     feature = {"type": "Feature", "id": alert["id"], "geometry": alert["geometry"],
                "properties": {"id": alert["id"], **properties}}
     if "history" in alert:
-        feature["history"] = [{k: event[k] for k in HISTORY_FIELDS} for event in alert["history"]]
+        # An event says its evidence when it has some (an alert raised again names what).
+        feature["history"] = [{**{k: event[k] for k in HISTORY_FIELDS},
+                               **({"evidence": event["evidence"]} if event.get("evidence")
+                                  else {})} for event in alert["history"]]
+    for extra in ("work", "photos"):
+        if extra in alert:
+            feature[extra] = alert[extra]
     return jsonable_encoder(feature)
 
 
@@ -81,6 +117,12 @@ def list_alerts(
     limit: Annotated[int | None, Query(ge=1, le=1_000_000, description="Most alerts to "
                                        "return (the service's maximum applies).")] = None,
     offset: Annotated[int, Query(ge=0, le=2**31 - 1, description="Alerts to skip.")] = 0,
+    assignee: Annotated[list[str] | None, Query(description="Assignees to show (repeat or "
+                                                "comma list).")] = None,
+    sortby: Annotated[str | None, Query(description="Sort keys, `-` before one for "
+                                        f"descending: {', '.join(alerts.SORTABLE)} (default "
+                                        "-updated_at).", examples=["-severity,opened_at"])
+                      ] = None,
 ) -> JSONResponse:
     """Alerts as a GeoJSON FeatureCollection, each with its asset's ``asset_external_id``."""
     where = alerts.AlertFilter(
@@ -88,10 +130,13 @@ def list_alerts(
         statuses=params.parse_choices(status, "status", alerts.STATUSES),
         severities=params.parse_choices(severity, "severity", alerts.SEVERITIES),
         kinds=params.parse_choices(kind, "kind"),
+        assignees=params.parse_choices(assignee, "assignee"),
     )
+    keys = (params.parse_sort_keys(sortby, alerts.SORTABLE, "an alert sort key")
+            if sortby is not None and sortby.strip() else ())
     limit = min(limit or settings.items_default_limit, settings.items_max_limit)
     with engine.connect() as conn:
-        found = alerts.list_alerts(conn, where, limit=limit, offset=offset)
+        found = alerts.list_alerts(conn, where, limit=limit, offset=offset, sortby=keys)
     links = [{"rel": "self", "type": GEOJSON, "href": str(request.url)}]
     if len(found) == limit:
         links.append({"rel": "next", "type": GEOJSON,
@@ -191,10 +236,21 @@ async def stream_alerts(
                404: {"description": "No such alert.", **_PROBLEM}},
 )
 def get_alert(alert_id: AlertId, engine: EngineDep, caller: ReaderDep) -> JSONResponse:
-    """The alert, where it is, why it was raised, and every change made to it since."""
+    """The alert with its history, work records and photos.
+
+    Where it is, why it was raised, every change made to it since, the work recorded on it
+    and its photos (listed here; each is served to callers with a key).
+    """
+    return JSONResponse(_feature(_full_alert(engine, alert_id)), media_type=GEOJSON)
+
+
+def _full_alert(engine: Engine, alert_id: int) -> dict:
     with engine.connect() as conn:
         alert = alerts.get_alert(conn, alert_id)
-    return JSONResponse(_feature(alert), media_type=GEOJSON)
+        alert["work"] = work.records_of_alert(conn, alert_id)
+        alert["photos"] = [{**p, "href": f"/photos/{p['id']}"}
+                           for p in work.photos_of_alert(conn, alert_id)]
+    return alert
 
 
 def _act(engine: Engine, alert_id: int, action: str, actor: str, body: ActionNote | None
@@ -205,9 +261,32 @@ def _act(engine: Engine, alert_id: int, action: str, actor: str, body: ActionNot
     if action == "dismiss" and note is None:
         raise InvalidInput("Dismissing an alert needs a note saying why "
                            '(a JSON body {"note": "..."}).')
+    done = body.work if body else None
+    if done is not None and action != "resolve":
+        raise InvalidInput("A work record goes with resolving an alert, not with "
+                           f"'{action}'.")
     with engine.begin() as conn:
-        alert = alerts.act(conn, alert_id, action, actor=actor, note=note)
-    return JSONResponse(_feature(alert), media_type=GEOJSON)
+        if done is not None:
+            _record_work(conn, alert_id, actor, done)
+        alerts.act(conn, alert_id, action, actor=actor, note=note)
+    return JSONResponse(_feature(_full_alert(engine, alert_id)), media_type=GEOJSON)
+
+
+def _record_work(conn, alert_id: int, actor: str, done: WorkIn) -> None:
+    target = work.alert_asset(conn, alert_id)
+    if target is None:
+        raise NotFound(f"There is no alert {alert_id}.")
+    work.check_action(target.asset_layer, done.action)
+    done_at = done.done_at or datetime.now(UTC)
+    if done_at.tzinfo is None:
+        raise InvalidInput("work.done_at needs a UTC offset, e.g. 2026-12-07T09:30:00+08:00.")
+    if done_at > datetime.now(UTC) + timedelta(minutes=5):
+        raise InvalidInput(f"work.done_at {done_at.isoformat()} is in the future.")
+    done_by = params.clean_text(done.done_by, "work.done_by").strip() if done.done_by else ""
+    work_note = params.clean_text(done.note, "work.note").strip() if done.note else None
+    work.record(conn, alert_id=alert_id, asset_layer=target.asset_layer,
+                asset_id=target.asset_id, action=done.action, done_at=done_at,
+                done_by=done_by or actor, note=work_note or None, recorded_by=actor)
 
 
 _ACTION_RESPONSES = {
@@ -238,11 +317,18 @@ def start(alert_id: AlertId, engine: EngineDep, caller: CrewDep,
     return _act(engine, alert_id, "start", caller.name, body)
 
 
-@router.post("/alerts/{alert_id}/resolve", summary="Resolve an alert (crew)",
+@router.post("/alerts/{alert_id}/resolve", summary="Resolve an alert with a work record (crew)",
              response_class=JSONResponse, responses=_ACTION_RESPONSES)
 def resolve(alert_id: AlertId, engine: EngineDep, caller: CrewDep,
             body: NoteBody = None) -> JSONResponse:
-    """Say the problem is fixed (any active status -> resolved)."""
+    """Say the problem is fixed (any active status -> resolved), with what was done.
+
+    ``work`` is the work record: ``action`` from the asset's vocabulary, ``done_at``,
+    ``done_by`` and a note. It changes the twin: a resurfaced street starts a new condition
+    baseline (surveys before it no longer count), a cleared pile is closed. The alert is
+    raised again only on evidence observed after this (a newer reading or forecast that
+    crosses again), and its history then names that evidence.
+    """
     return _act(engine, alert_id, "resolve", caller.name, body)
 
 
@@ -256,3 +342,113 @@ def dismiss(alert_id: AlertId, engine: EngineDep, caller: CrewDep,
     The note is required: who (the key's name), when and why are kept in its history.
     """
     return _act(engine, alert_id, "dismiss", caller.name, body)
+
+
+# -- assignment and photos --------------------------------------------------------------------
+
+
+@router.patch(
+    "/alerts/{alert_id}", summary="Assign an alert to a crew, with a due date (crew)",
+    response_class=JSONResponse, responses={
+        **_ACTION_RESPONSES,
+        409: {"description": "The alert is resolved or dismissed.", **_PROBLEM}})
+def assign(alert_id: AlertId, engine: EngineDep, caller: CrewDep,
+           body: Annotated[Assignment, Body(description="assignee and/or due_on.")]
+           ) -> JSONResponse:
+    """Set who does the work (``assignee``) and by when (``due_on``); kept in the history."""
+    changes = body.model_dump(exclude_unset=True)
+    if not changes:
+        raise InvalidInput('Say what to change: {"assignee": "...", "due_on": "YYYY-MM-DD"}.')
+    if changes.get("assignee") is not None:
+        changes["assignee"] = params.clean_text(changes["assignee"], "assignee").strip() or None
+    with engine.begin() as conn:
+        alerts.assign(conn, alert_id, actor=caller.name, changes=changes)
+    return JSONResponse(_feature(_full_alert(engine, alert_id)), media_type=GEOJSON)
+
+
+# The formats a phone camera gives, told by their first bytes (never by name or header).
+PHOTO_MAGIC = (
+    (b"\xff\xd8\xff", "image/jpeg", ".jpg"),
+    (b"\x89PNG\r\n\x1a\n", "image/png", ".png"),
+)
+
+
+def photo_type(head: bytes) -> tuple[str, str] | None:
+    """(media type, suffix) of a JPEG, PNG or WebP by its magic bytes, else None."""
+    for magic, media, suffix in PHOTO_MAGIC:
+        if head.startswith(magic):
+            return media, suffix
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp", ".webp"
+    return None
+
+
+def photo_dir() -> FilePath:
+    """Where photos are kept: TWIN_PHOTO_DIR, else TWIN_HOME/photos."""
+    return LoopSettings().photo_dir or DatabaseSettings().home / "photos"
+
+
+def _store_photo(upload: UploadFile, limit: int) -> tuple[bytes, str, str]:
+    data = upload.file.read(limit + 1)
+    if len(data) > limit:
+        raise InvalidInput(f"The photo is larger than {limit // (1024 * 1024)} MB.")
+    kind = photo_type(data[:16])
+    if kind is None:
+        raise InvalidInput("The file is not a JPEG, PNG or WebP image.")
+    return data, *kind
+
+
+@router.post(
+    "/alerts/{alert_id}/photos", summary="Add a photo to an alert or its work record (crew)",
+    status_code=201, response_class=JSONResponse, responses={
+        201: {"description": "The photo's record, with its `href`."},
+        **{k: v for k, v in _ACTION_RESPONSES.items() if k != 200}})
+def add_photo(alert_id: AlertId, engine: EngineDep, caller: CrewDep, photo: UploadFile,
+              work_record: Annotated[int | None, Query(
+                  ge=1, le=MAX_ID, description="A work record of this alert to attach it to "
+                  "(default: the alert).")] = None) -> JSONResponse:
+    """Upload one JPEG, PNG or WebP (multipart field ``photo``); checked by its bytes and size.
+
+    Photos are kept by the twin (under TWIN_HOME/photos unless TWIN_PHOTO_DIR is set) and
+    served only to callers with a key, never to anonymous readers.
+    """
+    data, media, suffix = _store_photo(photo, LoopSettings().photo_max_bytes)
+    digest = hashlib.sha256(data).hexdigest()
+    relative = f"{digest[:2]}/{digest}{suffix}"
+    with engine.begin() as conn:
+        if work.alert_asset(conn, alert_id) is None:
+            raise NotFound(f"There is no alert {alert_id}.")
+        if work_record is not None and work.work_record_alert(conn, work_record) != alert_id:
+            raise InvalidInput(f"work_record: {work_record} is not a work record of alert "
+                               f"{alert_id}.")
+        target = photo_dir() / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists():  # the same bytes twice are one file
+            partial = target.with_suffix(".part")
+            partial.write_bytes(data)
+            partial.replace(target)
+        stored = work.add_photo(conn, alert_id=None if work_record else alert_id,
+                                work_record_id=work_record, media_type=media, size=len(data),
+                                sha256=digest, path=relative, uploaded_by=caller.name)
+    return JSONResponse(jsonable_encoder({**stored, "href": f"/photos/{stored['id']}"}),
+                        status_code=201)
+
+
+@router.get("/photos/{photo_id}", summary="A photo of an alert (any key)",
+            response_class=FileResponse,
+            responses={200: {"content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}}},
+                       401: {"description": "No valid API key.", **_PROBLEM},
+                       404: {"description": "No such photo.", **_PROBLEM}})
+def get_photo(photo_id: Annotated[int, Path(ge=1, le=MAX_ID)], engine: EngineDep,
+              caller: Annotated[Caller, Depends(require("viewer"))]) -> FileResponse:
+    """The photo's bytes: for callers with a key only, whatever the service's read setting."""
+    with engine.connect() as conn:
+        found = work.photo(conn, photo_id)
+    if found is None:
+        raise NotFound(f"There is no photo {photo_id}.")
+    path = photo_dir() / found.path
+    if not path.is_file():
+        raise Conflict(f"Photo {photo_id} is recorded but its file is missing from "
+                       f"{photo_dir()}.")
+    return FileResponse(path, media_type=found.media_type,
+                        headers={"Cache-Control": "private, max-age=3600"})

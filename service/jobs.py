@@ -1,0 +1,144 @@
+"""Background work on procrastinate (a PostgreSQL job queue): rules, refresh, scoring, training.
+
+- ``evaluate_rules`` (queue ``rules``): every commit of readings notes the assets it touched
+  and queues this job in the same transaction (geo/rule_queue.py); it evaluates the manhole
+  rules and the street survey rule for exactly those assets, so a cover-open reading is an
+  alert within a second or two.
+- ``refresh_alerts`` (every 15 minutes by default), ``score_forecasts`` (daily) and
+  ``train_model`` (weekly) run on the schedules of ``geo.settings.LoopSettings``; procrastinate
+  defers each periodic job once per tick however many workers run.
+
+``twin worker`` runs workers; ``twin serve`` runs one inside the service unless ``--no-worker``.
+Any number of workers on any number of machines share the queue: jobs are taken with row locks
+and the ``evaluate_rules`` jobs carry a lock, so one runs at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import procrastinate
+from sqlalchemy.engine import Engine
+
+from geo import rule_queue
+from geo.errors import TwinError
+from geo.settings import LoopSettings
+from service.changes import conninfo_of
+
+log = logging.getLogger("twin.jobs")
+SCHEDULE_QUEUE = "schedule"
+QUEUES = (rule_queue.RULES_QUEUE, SCHEDULE_QUEUE)
+METRIC = "pci"
+
+# The tasks are declared on an app without a database; ``worker_app`` gives it one.
+app = procrastinate.App(connector=procrastinate.PsycopgConnector())
+_engine: Engine | None = None
+_schedule = LoopSettings()
+
+
+def _db() -> Engine:
+    if _engine is None:
+        raise RuntimeError("the job worker was started without a database")
+    return _engine
+
+
+@app.task(name=rule_queue.EVALUATE_TASK, queue=rule_queue.RULES_QUEUE,
+          retry=procrastinate.RetryStrategy(max_attempts=5, wait=2))
+def evaluate_rules() -> dict:
+    """Evaluate the rules of the assets with new readings, then take them off the queue."""
+    from predict.alerts import evaluate_assets
+
+    engine = _db()
+    with engine.connect() as conn:
+        taken = rule_queue.waiting_assets(conn)
+    if not taken:
+        return {"assets": 0}
+    report = evaluate_assets(engine, [asset for asset, _ in taken])
+    with engine.begin() as conn:
+        rule_queue.done_with(conn, taken)
+    return {"assets": len(taken), "opened": report.opened, "resolved": report.resolved}
+
+
+def _refresh(engine: Engine) -> dict:
+    from geo.requests import escalate_overdue
+    from predict.alerts import refresh
+
+    report = refresh(engine)
+    with engine.begin() as conn:
+        escalated = escalate_overdue(conn)
+    for note in report.notes:
+        log.info("refresh: %s", note)
+    return {"opened": report.opened, "resolved": report.resolved,
+            "requests_escalated": len(escalated)}
+
+
+@app.periodic(cron=_schedule.refresh_cron, periodic_id="refresh")
+@app.task(name="refresh_alerts", queue=SCHEDULE_QUEUE, queueing_lock="refresh_alerts",
+          lock="refresh_alerts")
+def refresh_alerts(timestamp: int) -> dict:
+    """Raise, update and resolve alerts from the stored forecasts and the sensor rules."""
+    return _refresh(_db())
+
+
+@app.periodic(cron=_schedule.score_cron, periodic_id="score")
+@app.task(name="score_forecasts", queue=SCHEDULE_QUEUE, queueing_lock="score_forecasts",
+          lock="forecasts")
+def score_forecasts(timestamp: int) -> dict:
+    """Forecast every street with the newest model, then refresh the alerts."""
+    from predict.pipeline import score
+    from predict.road import DEFAULT_HORIZONS
+
+    engine = _db()
+    try:
+        result = score(engine, METRIC, DEFAULT_HORIZONS)
+    except TwinError as error:  # no model or no readings yet: said, not retried
+        log.warning("scoring skipped: %s", error)
+        return {"skipped": str(error)}
+    return {"run_id": result.run_id, "streets": result.streets, **_refresh(engine)}
+
+
+@app.periodic(cron=_schedule.train_cron, periodic_id="train")
+@app.task(name="train_model", queue=SCHEDULE_QUEUE, queueing_lock="train_model",
+          lock="forecasts")
+def train_model(timestamp: int) -> dict:
+    """Train a road-wear model on everything observed so far and store it."""
+    from predict.pipeline import train
+
+    try:
+        result = train(_db(), METRIC)
+    except TwinError as error:
+        log.warning("training skipped: %s", error)
+        return {"skipped": str(error)}
+    return {"version": result.version, "rows": result.rows}
+
+
+async def run_worker(engine: Engine, *, concurrency: int = 2,
+                     install_signal_handlers: bool = True, name: str = "twin") -> None:
+    """Run a worker on every queue until cancelled (or, with signal handlers, SIGINT/SIGTERM).
+
+    Two jobs at a time by default, so a rule evaluation never waits for a training.
+    Finished jobs are deleted: every commit of readings makes one.
+    """
+    global _engine
+    _engine = engine
+    connector = procrastinate.PsycopgConnector(conninfo=conninfo_of(engine.url), min_size=1,
+                                               max_size=concurrency + 2)
+    with app.replace_connector(connector) as jobs:
+        async with jobs.open_async():
+            await jobs.run_worker_async(
+                queues=list(QUEUES), concurrency=concurrency, name=name,
+                delete_jobs="successful", install_signal_handlers=install_signal_handlers)
+
+
+def start_in_background(engine: Engine) -> asyncio.Task:
+    """Start a worker on the running event loop (the service's), returning its task."""
+    task = asyncio.get_running_loop().create_task(
+        run_worker(engine, install_signal_handlers=False, name="twin-serve"))
+
+    def report(done: asyncio.Task) -> None:
+        if not done.cancelled() and done.exception() is not None:
+            log.error("the in-process job worker stopped: %s", done.exception())
+
+    task.add_done_callback(report)
+    return task
