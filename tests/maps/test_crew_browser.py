@@ -2,11 +2,16 @@
 
 What a crew checks: the page fits the phone (viewport tag, folded legend and layer list, no
 control off screen), alerted streets are drawn as lines in their severity's colour, a popup
-says the street's name. With TWIN_MAP_SCREENSHOTS set to a directory, the screenshots are
-kept there (docs/map-crew.png, docs/map-crew-phone.png).
+says the street's name, the worklist panel (a bottom sheet on the phone) lists GET /work in
+priority order and a tap on an item opens its popup, and a work record with a photo saved
+from the popup is in the twin afterwards (checked through the API). With
+TWIN_MAP_SCREENSHOTS set to a directory, the screenshots are kept there (docs/map-crew.png,
+docs/map-crew-phone.png).
 """
 
 import os
+import struct
+import zlib
 from pathlib import Path
 
 import pytest
@@ -52,6 +57,26 @@ def browser():
     chromium.close()
 
 
+def _asphalt_png(width: int = 160, height: int = 120) -> bytes:
+    """A small PNG like a photo of a road: grey, speckled, with a dark crack across it."""
+    rows = []
+    for y in range(height):
+        row = bytearray(b"\x00")
+        for x in range(width):
+            grey = 90 + (x * 7 + y * 13) % 23 + (x * y) % 11
+            if abs(y - height // 2 - (x % 37 - 18) // 3) <= 1:
+                grey = 35
+            row += bytes((grey, grey, grey + 4))
+        rows.append(bytes(row))
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    return (b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"".join(rows))) + chunk(b"IEND", b""))
+
+
 def _open(browser, url: str, size: dict):
     page = browser.new_page()
     page.call("Emulation.setDeviceMetricsOverride", **size)
@@ -78,8 +103,7 @@ def _alerted_lines(page) -> dict:
         return out; })()""")
 
 
-def _open_popup(page, alert_id: int) -> str:
-    assert page.evaluate(f"twinOpenAlert({alert_id})")
+def _wait_popup(page, alert_id: int) -> str:
     assert page.wait(f"(document.querySelector('.leaflet-popup-content .twin-popup') || {{}})"
                      f".dataset && document.querySelector('.leaflet-popup-content "
                      f".twin-popup').dataset.alert === '{alert_id}'", timeout=15,
@@ -88,7 +112,26 @@ def _open_popup(page, alert_id: int) -> str:
                          ".textContent")
 
 
-def test_crew_map_fits_a_phone(browser, maps_live_url, crew_alerts):
+def _open_popup(page, alert_id: int) -> str:
+    assert page.evaluate(f"twinOpenAlert({alert_id})")
+    return _wait_popup(page, alert_id)
+
+
+def _worklist(page, key: str) -> list[int]:
+    """Save the crew key as a crew member does; the alert ids the panel then lists, in order."""
+    page.evaluate(f"twinSaveKey({key!r})")
+    assert page.wait("document.querySelectorAll('.twin-work-item').length > 0", timeout=15,
+                     network=False), page.errors()
+    return page.evaluate("Array.from(document.querySelectorAll('.twin-work-item'))"
+                         ".map(li => Number(li.dataset.alert))")
+
+
+def _work_api(client, key: str) -> list[dict]:
+    body = client.get("/work", params={"limit": 1000}, headers={"X-API-Key": key}).json()
+    return [f["properties"] for f in body["features"]]
+
+
+def test_crew_map_fits_a_phone(browser, maps_live_url, maps_client, crew_alerts, api_keys):
     page = _open(browser, f"{maps_live_url}/map", PHONE)
     assert page.evaluate("document.querySelector('meta[name=viewport]').content") == \
         "width=device-width, initial-scale=1"
@@ -124,14 +167,38 @@ def test_crew_map_fits_a_phone(browser, maps_live_url, crew_alerts):
     popup = page.evaluate("document.querySelector('.leaflet-popup')"
                           ".getBoundingClientRect().width")
     assert popup <= 390
+    page.evaluate("void TWIN_MAP.closePopup()")
+
+    # The worklist is a bottom sheet: folded to its bar at first, in priority order when open,
+    # never more than a little over half the screen; a tap on an item folds it and opens the
+    # item's popup.
+    listed = _worklist(page, api_keys["crew"])
+    expected = _work_api(maps_client, api_keys["crew"])
+    assert listed == [i["id"] for i in expected]
+    sheet = "document.querySelector('.twin-work').getBoundingClientRect()"
+    assert page.evaluate("document.querySelector('.twin-work').classList.contains('folded')")
+    assert page.evaluate(f"{sheet}.height") <= 50 and page.evaluate(f"{sheet}.bottom") == 844
+    page.evaluate("document.querySelector('.twin-work-head').click()")
+    assert page.wait(f"{sheet}.height > 150", timeout=5, network=False)
+    assert page.evaluate(f"{sheet}.height") <= 0.56 * 844
+    assert page.evaluate(f"{sheet}.width") == 390
+    first = expected[0]
+    assert page.evaluate("document.querySelector('.twin-work-item .twin-why')"
+                         ".textContent").startswith(first["why_first"][0])
     png = page.screenshot()
     assert png_colours(png) > 5
     _keep(png, "map-crew-phone.png")
+    page.evaluate(f"document.querySelector('.twin-work-item[data-alert=\"{first['id']}\"]')"
+                  ".click()")
+    place = _wait_popup(page, first["id"])
+    assert first["street_name"] in place
+    assert page.evaluate("document.querySelector('.twin-work').classList.contains('folded')")
     assert page.errors() == []
     page.ws.close()
 
 
-def test_crew_map_on_a_desk(browser, maps_live_url, crew_alerts):
+def test_crew_map_on_a_desk(browser, maps_live_url, maps_client, crew_alerts, api_keys,
+                            tmp_path):
     page = _open(browser, f"{maps_live_url}/map", DESK)
     assert not page.evaluate("document.querySelector('.twin-legend')"
                              ".classList.contains('folded')")
@@ -143,8 +210,89 @@ def test_crew_map_on_a_desk(browser, maps_live_url, crew_alerts):
     alert_id, _name, external_id = crew_alerts["manhole"]
     place = _open_popup(page, alert_id)
     assert place.startswith("near ") and external_id in place
+    page.evaluate("void TWIN_MAP.closePopup()")
+
+    # The worklist beside the map, in priority order, each item saying why first.
+    key = api_keys["crew"]
+    listed = _worklist(page, key)
+    expected = _work_api(maps_client, key)
+    assert listed == [i["id"] for i in expected] and len(listed) == 3
+    priorities = [i["priority"] for i in expected]
+    assert priorities == sorted(priorities, reverse=True)
+    panel = page.evaluate("(() => { var r = document.querySelector('.twin-work')"
+                          ".getBoundingClientRect(); return [r.left, r.width, r.height]; })()")
+    assert panel == [1400 - 340, 340, 900]
+    map_right = page.evaluate("document.querySelector('.folium-map')"
+                              ".getBoundingClientRect().right")
+    assert map_right <= 1400 - 340  # the panel covers no part of the map
+    whys = page.evaluate("Array.from(document.querySelectorAll('.twin-work-item'))"
+                         ".map(li => li.querySelector('.twin-why').textContent)")
+    assert all(f"{i['severity']} severity" in w for i, w in zip(expected, whys, strict=True))
+
+    # Resolve from the popup with a work record and a photo from the camera input.
+    alert_id, name, _external = crew_alerts["critical"]
+    page.evaluate(f"document.querySelector('.twin-work-item[data-alert=\"{alert_id}\"]')"
+                  ".click()")
+    assert _wait_popup(page, alert_id).startswith(name)
+    popup = "document.querySelector('.leaflet-popup-content')"
+    page.evaluate(f"Array.from({popup}.querySelectorAll('button'))"
+                  ".find(b => b.textContent === 'Resolve').click()")
+    options = page.evaluate(f"Array.from({popup}.querySelectorAll('select[name=action] "
+                            "option')).map(o => o.value)")
+    assert "mill_and_overlay" in options and "cover_replaced" not in options
+    camera = page.evaluate(f"(() => {{ var i = {popup}.querySelector('input[type=file]');"
+                           f" return [i.accept, i.getAttribute('capture')]; }})()")
+    assert camera == ["image/*", "environment"]
+    photo = tmp_path / "street.png"
+    photo.write_bytes(_asphalt_png())
+    page.call("DOM.enable")
+    node = page.call("Runtime.evaluate",
+                     expression=f"{popup}.querySelector('input[type=file]')")["result"]
+    page.call("DOM.setFileInputFiles", files=[str(photo)], objectId=node["objectId"])
+    page.evaluate(f"{popup}.querySelector('select[name=action]').value = 'mill_and_overlay';"
+                  f"{popup}.querySelector('textarea[name=note]').value = "
+                  "'Milled and overlaid the whole block';"
+                  f"{popup}.querySelector('.twin-save').click()")
+    assert page.wait(f"{popup}.querySelector('img.twin-photo') !== null && "
+                     f"{popup}.querySelector('img.twin-photo').naturalWidth > 0",
+                     timeout=20, network=False), page.evaluate(
+        f"{popup}.querySelector('.answer').textContent")
+    answer = page.evaluate(f"{popup}.querySelector('.answer').textContent")
+    assert answer == ("Done: the alert is now resolved. Photo stored with the work record.")
     png = page.screenshot()
     assert png_colours(png) > 5
     _keep(png, "map-crew.png")
+    # The worklist no longer lists it.
+    assert page.wait(f"!document.querySelector('.twin-work-item[data-alert=\"{alert_id}\"]')"
+                     " && document.querySelectorAll('.twin-work-item').length === 2",
+                     timeout=10, network=False)
+
+    # Through the API: resolved, with the work record and the very photo.
+    crew = {"X-API-Key": key}
+    alert = maps_client.get(f"/alerts/{alert_id}", headers=crew).json()
+    assert alert["properties"]["status"] == "resolved"
+    [record] = alert["work"]
+    assert (record["action"], record["note"], record["done_by"]) == (
+        "mill_and_overlay", "Milled and overlaid the whole block", "test-crew")
+    [stored] = alert["photos"]
+    assert stored["work_record_id"] == record["id"]
+    got = maps_client.get(stored["href"], headers=crew)
+    assert got.status_code == 200 and got.content == photo.read_bytes()
+
+    # Dismiss needs its note, in the page before the twin is asked.
+    alert_id = crew_alerts["manhole"][0]
+    page.evaluate(f"TWIN_MAP.closePopup(); void twinOpenAlert({alert_id})")
+    _wait_popup(page, alert_id)
+    page.evaluate(f"Array.from({popup}.querySelectorAll('button'))"
+                  ".find(b => b.textContent === 'Dismiss').click();"
+                  f"{popup}.querySelector('.twin-save').click()")
+    assert page.evaluate(f"{popup}.querySelector('.answer').textContent") == \
+        "A note is needed to dismiss an alert."
+    page.evaluate(f"{popup}.querySelector('textarea[name=note]').value = 'Cover refitted by "
+                  f"the water company';{popup}.querySelector('.twin-save').click()")
+    assert page.wait(f"{popup}.querySelector('.answer').textContent === "
+                     "'Done: the alert is now dismissed.'", timeout=10, network=False)
+    assert maps_client.get(f"/alerts/{alert_id}", headers=crew).json()["properties"][
+        "status"] == "dismissed"
     assert page.errors() == []
     page.ws.close()
