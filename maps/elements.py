@@ -26,7 +26,7 @@ _FOLIUM_VIEWPORT = re.compile(r'<meta name="viewport"[^>]*>', re.S)
 class TwinMap(folium.Map):
     """A ``folium.Map`` whose page has the viewport tag :data:`VIEWPORT` instead of folium's."""
 
-    def render(self, **kwargs) -> None:
+    def render(self, **kwargs):
         """Render as folium does, then swap the viewport tag in the page's header."""
         super().render(**kwargs)
         header = self._template.module.__dict__["header"]
