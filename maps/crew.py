@@ -110,6 +110,10 @@ var TWIN_TEXT = {
     dismissNeedsNote: "A note is needed to dismiss an alert.",
     photoSending: "Work saved; sending the photo...",
     photoSaved: "Photo stored with the work record.",
+    workDone: function (w) {
+        return "Work: " + (TWIN_TEXT.actions[w.action] || w.action) + " by " + w.done_by
+            + ", " + String(w.done_at).slice(0, 16).replace("T", " ")
+            + (w.note ? " (" + w.note + ")" : ""); },
     photoRefused: function (code, why) {
         return "Work saved, but the photo was refused (" + code + "): " + why; },
     buttons: {start: "Start", acknowledge: "Acknowledge", resolve: "Resolve",
@@ -263,18 +267,46 @@ function twinPhoto(id, record, file, key, box) {
                 return;
             }
             answer.textContent = done + " " + TWIN_TEXT.photoSaved;
-            return fetch(TWIN_API + b.href, {headers: {"X-API-Key": key}})
-                .then(function (p) { return p.ok ? p.blob() : null; })
-                .then(function (blob) {
-                    if (!blob) { return; }
-                    var img = document.createElement("img");
-                    img.className = "twin-photo";
-                    img.src = URL.createObjectURL(blob);
-                    box.appendChild(img);
-                });
+            return twinShowPhoto(b.href, key, box);
         })
         .catch(function (e) { answer.textContent = done + " " + TWIN_TEXT.noAnswer(e); });
 }
+
+// The thumbnail of a stored photo: fetched with the key (photos are never public).
+function twinShowPhoto(href, key, where) {
+    return fetch(TWIN_API + href, {headers: {"X-API-Key": key}})
+        .then(function (p) { return p.ok ? p.blob() : null; })
+        .then(function (blob) {
+            if (!blob) { return; }
+            var img = document.createElement("img");
+            img.className = "twin-photo";
+            img.src = URL.createObjectURL(blob);
+            where.appendChild(img);
+        });
+}
+
+// An opened popup shows the work recorded on its alert and its photos (for a key holder).
+TWIN_MAP.on("popupopen", function (e) {
+    var box = e.popup.getElement().querySelector(".twin-popup[data-alert]");
+    var key = twinApiKey();
+    if (!box || !key || box.querySelector(".twin-record")) { return; }
+    var record = document.createElement("div");
+    record.className = "twin-record";
+    box.insertBefore(record, box.querySelector(".actions"));
+    fetch(TWIN_API + "/alerts/" + box.getAttribute("data-alert"), {headers: {"X-API-Key": key}})
+        .then(function (r) { return r.ok ? r.json() : {}; })
+        .then(function (alert) {
+            (alert.work || []).forEach(function (w) {
+                var line = document.createElement("div");
+                line.textContent = TWIN_TEXT.workDone(w);
+                record.appendChild(line);
+            });
+            (alert.photos || []).forEach(function (photo) {
+                twinShowPhoto(photo.href, key, record);
+            });
+        })
+        .catch(function () { });
+});
 
 function twinMiddle(geometry) {
     // A point on the geometry, as maps.crew.representative_point picks it.

@@ -267,6 +267,15 @@ def test_crew_map_on_a_desk(browser, maps_live_url, maps_client, crew_alerts, ap
                      " && document.querySelectorAll('.twin-work-item').length === 2",
                      timeout=10, network=False)
 
+    # Opened again, the popup shows the work recorded and the photo stored by the twin.
+    page.evaluate(f"TWIN_MAP.closePopup(); void twinOpenAlert({alert_id})")
+    _wait_popup(page, alert_id)
+    assert page.wait(f"{popup}.querySelector('.twin-record img.twin-photo') !== null && "
+                     f"{popup}.querySelector('.twin-record img.twin-photo').naturalWidth "
+                     "=== 160", timeout=15, network=False), page.errors()
+    assert page.evaluate(f"{popup}.querySelector('.twin-record').textContent").startswith(
+        "Work: Mill and overlay by test-crew, ")
+
     # Through the API: resolved, with the work record and the very photo.
     crew = {"X-API-Key": key}
     alert = maps_client.get(f"/alerts/{alert_id}", headers=crew).json()
