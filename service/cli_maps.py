@@ -116,7 +116,8 @@ def demo(
         raise _fail(error) from None
     if prepare_only:
         return
-    app = create_app(engine, ServiceSettings())
+    # With its job worker: new readings raise alerts and the schedule runs, nothing by hand.
+    app = create_app(engine, ServiceSettings(run_worker=True))
     base = f"http://{host}:{port}"
     console.print(
         f"\n[bold]Neighbourhood Twin is ready[/] (Ctrl-C stops it):\n"

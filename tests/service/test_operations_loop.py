@@ -31,7 +31,8 @@ BROKER = ("127.0.0.1", 1883)
 def _serve(app) -> tuple[uvicorn.Server, threading.Thread, int]:
     for port in PORTS:
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                               log_level="warning"))
+                                               log_level="warning",
+                                               timeout_graceful_shutdown=5))
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()
         deadline = time.monotonic() + 20
@@ -120,6 +121,43 @@ class Stream:
 
 def _now() -> str:
     return (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
+
+
+# Runs first, before the service with its own worker starts (the module fixture).
+def test_twin_worker_runs_the_jobs_of_a_service_without_one(sample_engine, sensors, api_keys):
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from ingest.intake import load_batch
+
+    manhole = sensors[3]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TWIN_")}
+    env["TWIN_DATABASE_URL"] = sample_engine.url.render_as_string(hide_password=False)
+    worker = subprocess.Popen([str(Path(sys.executable).parent / "twin"), "worker"], env=env,
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    try:
+        load_batch(sample_engine, [{"asset_layer": "manholes", "asset_external_id": manhole,
+                                    "metric": "cover_open", "observed_at": _now(),
+                                    "value": 1}], who="test")
+        deadline = time.monotonic() + 60
+        found = None
+        while found is None and time.monotonic() < deadline and worker.poll() is None:
+            with sample_engine.connect() as conn:
+                found = conn.execute(sa.text(
+                    "SELECT a.id FROM alerts a JOIN manholes m ON m.id = a.asset_id "
+                    "WHERE a.kind = 'manhole_cover_open' AND a.status = 'open' "
+                    "AND m.external_id = :m"), {"m": manhole}).scalar()
+            time.sleep(0.3)
+        assert found is not None, "twin worker raised no alert"
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        output, _ = worker.communicate(timeout=30)
+    assert worker.returncode == 0, output
+    assert "Traceback" not in output
 
 
 def test_a_cover_open_reading_posted_over_http_is_an_alert_on_the_stream(
@@ -278,3 +316,22 @@ def test_a_dismissed_alert_stays_dismissed_until_a_later_survey(
     again = _wait_alert(loop_url, street, not_id=first["id"])
     assert f"alert {first['id']} was dismissed" in again["history"][0]["note"]
     assert "PCI 44" in again["history"][0]["evidence"]["what"]
+
+
+# -- file ingest, and workers of their own --------------------------------------------------
+
+
+def test_a_readings_file_ingested_raises_its_alert_through_the_worker(
+        loop_url, sample_engine, sensors, tmp_path):
+    from ingest.pipeline import ingest_file
+
+    manhole = sensors[2]
+    path = tmp_path / "flooding.csv"
+    path.write_text("asset_layer,asset_external_id,metric,observed_at,value\n"
+                    f"manholes,{manhole},water_level_pct,{_now()},100\n")
+    with Stream(loop_url) as stream:
+        report = ingest_file(sample_engine, "readings", path)
+        assert report.rows_new == 1
+        event = stream.wait_for(lambda e: e["kind"] == "manhole_flooding"
+                                and e["reason"].startswith(manhole))
+    assert event["severity"] == "critical"  # at 100 % of the well's depth: overflow
