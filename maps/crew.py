@@ -179,6 +179,7 @@ function twinSend(id, action, key, body, box, then) {
                 if (line) { line.textContent = status; }
                 var form = box.querySelector(".twin-form");
                 if (form) { form.innerHTML = ""; }
+                twinSettled(id, (b.properties || {}).status);
                 if (then) { then(b); }
                 twinLoadWork();
             } else {
@@ -186,6 +187,17 @@ function twinSend(id, action, key, body, box, then) {
             }
         })
         .catch(function (e) { answer.textContent = TWIN_TEXT.noAnswer(e); });
+}
+
+// A resolved or dismissed alert stays on the map, faded, until the page is loaded again.
+function twinSettled(id, status) {
+    if (status !== "resolved" && status !== "dismissed") { return; }
+    if (twinMarkers[id]) { twinMarkers[id].setOpacity(0.4); }
+    TWIN_ALERT_LINES.eachLayer(function (line) {
+        if (line.feature && line.feature.properties.id === id) {
+            line.setStyle({opacity: 0.35, dashArray: "4 10"});
+        }
+    });
 }
 
 function twinForm(id, action, box) {

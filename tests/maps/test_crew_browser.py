@@ -306,6 +306,12 @@ def test_crew_map_on_a_desk(browser, maps_live_url, maps_client, crew_alerts, ap
                      f"{len(listed) - 1}",
                      timeout=10, network=False)
 
+    # The settled alert fades on the map: its marker and its street line.
+    assert page.evaluate(f"twinMarkers[{alert_id}].options.opacity") == 0.4
+    assert page.evaluate(f"(() => {{ var o = []; TWIN_ALERT_LINES.eachLayer(l => {{ if "
+                         f"(l.feature.properties.id === {alert_id}) o.push(l.options.opacity);"
+                         f" }}); return o; }})()") == [0.35]
+
     # Opened again, the popup shows the work recorded and the photo stored by the twin.
     page.evaluate(f"TWIN_MAP.closePopup(); void twinOpenAlert({alert_id})")
     _wait_popup(page, alert_id)
