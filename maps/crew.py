@@ -90,6 +90,7 @@ var TWIN_TEXT = {
     workCount: function (n) { return n + " open"; },
     workNeedsKey: "Enter a crew key (top left) to see the worklist.",
     workLoading: "Loading the worklist...",
+    workOffline: "This page was opened from a file: the worklist needs the twin's service.",
     workEmpty: "Nothing to do: no open alerts.",
     workMore: function (n) { return n + " more in GET /work"; },
     tiers: {this_week: "This week", next_week: "Next week", later: "Later"},
@@ -444,6 +445,10 @@ function twinLoadWork() {
     var state = twinWorkPanel.querySelector(".twin-work-state");
     var list = twinWorkPanel.querySelector(".twin-work-list");
     var count = twinWorkPanel.querySelector(".twin-work-count");
+    if (!TWIN_API && window.location.protocol === "file:") {
+        state.textContent = TWIN_TEXT.workOffline;
+        return;
+    }
     if (!twinApiKey()) { state.textContent = TWIN_TEXT.workNeedsKey; return; }
     state.textContent = TWIN_TEXT.workLoading;
     return fetch(TWIN_API + "/work?limit=" + TWIN_WORK_LIMIT, {headers: twinKeyHeaders()})

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from geo import alerts, predictions
 from maps.styles import SEVERITY_COLOURS
+from service.routers.maps import render_crew
 from tests.maps.browser import Chromium, png_colours
 from tests.tools import requires_tool
 
@@ -349,4 +350,26 @@ def test_crew_map_on_a_desk(browser, maps_live_url, maps_client, crew_alerts, ap
     assert maps_client.get(f"/alerts/{alert_id}", headers=crew).json()["properties"][
         "status"] == "dismissed"
     assert page.errors() == []
+    page.ws.close()
+
+
+def test_crew_file_from_disk_says_the_worklist_needs_the_service(browser, sample_engine,
+                                                                 crew_alerts, tmp_path):
+    page_file = tmp_path / "crew.html"
+    page_file.write_text(render_crew(sample_engine, inline=True), encoding="utf-8")
+    page = browser.new_page()
+    page.call("Emulation.setDeviceMetricsOverride", **PHONE)
+    page.call("Page.navigate", url=page_file.as_uri())
+    assert page.wait("document.querySelectorAll('.leaflet-twin-lines-pane path').length > 20",
+                     timeout=30, network=False), page.errors()
+    page.evaluate("twinSaveKey('a key')")
+    assert page.evaluate("document.querySelector('.twin-work-state').textContent") == \
+        "This page was opened from a file: the worklist needs the twin's service."
+    with sample_engine.connect() as conn:
+        active = alerts.list_alerts(conn, alerts.AlertFilter(statuses=alerts.ACTIVE,
+                                                             kinds=("road_wear",)), limit=100)
+    assert active and sum(_alerted_lines(page).values()) == len(active)
+    assert page.errors() == []
+    assert [u for u in page.requested_urls()
+            if not u.startswith(("data:", "blob:", "file:"))] == []
     page.ws.close()
