@@ -7,13 +7,32 @@ from __future__ import annotations
 
 import html
 import json
+import re
 
-from branca.element import MacroElement
+import folium
+from branca.element import Element, MacroElement
 from folium.elements import JSCSSMixin
 from folium.map import Layer
 from folium.template import Template
 
 KEY_STORAGE = "twin-api-key"  # where the crew's API key is kept in the browser (localStorage)
+# The page scales to the phone's width and may be zoomed by its user (folium's own tag forbids
+# zooming, which makes small print unreadable for a crew in the street).
+VIEWPORT = '<meta name="viewport" content="width=device-width, initial-scale=1">'
+NARROW_PX = 600  # below this width (a phone), panels start folded
+_FOLIUM_VIEWPORT = re.compile(r'<meta name="viewport"[^>]*>', re.S)
+
+
+class TwinMap(folium.Map):
+    """A ``folium.Map`` whose page has the viewport tag :data:`VIEWPORT` instead of folium's."""
+
+    def render(self, **kwargs):
+        """Render as folium does, then swap the viewport tag in the page's header."""
+        super().render(**kwargs)
+        header = self._template.module.__dict__["header"]
+        figure = self.get_root()
+        figure.header._children[self.get_name()] = Element(  # type: ignore[attr-defined]
+            _FOLIUM_VIEWPORT.sub(VIEWPORT, header(self, kwargs)))
 
 
 class VectorLayer(JSCSSMixin, Layer):
@@ -114,14 +133,33 @@ class Legend(MacroElement):
             vertical-align: middle; }
         .twin-legend i.line { height: 4px; }
         .twin-legend i.circle { width: 10px; border-radius: 50%; border: 1px solid #fff; }
+        .twin-legend-toggle { font: bold 12px sans-serif; border: 0; background: none;
+            padding: 2px 0; cursor: pointer; min-height: 28px; }
+        .twin-legend-toggle::after { content: " \\25BE"; }
+        .twin-legend.folded .twin-legend-toggle::after { content: " \\25B8"; }
+        .twin-legend.folded .twin-legend-body { display: none; }
+        .twin-legend.folded { max-height: none; }
         </style>
         {% endmacro %}
         {% macro script(this, kwargs) %}
         var {{ this.get_name() }} = L.control({position: {{ this.position|tojson }}});
         {{ this.get_name() }}.onAdd = function () {
             var div = L.DomUtil.create("div", "twin-legend");
-            div.innerHTML = {{ this.html|tojson }};
+            div.innerHTML = '<button type="button" class="twin-legend-toggle" '
+                + 'aria-expanded="true">' + {{ this.title|tojson }} + '</button>'
+                + '<div class="twin-legend-body">' + {{ this.html|tojson }} + '</div>';
+            var toggle = div.querySelector(".twin-legend-toggle");
+            function fold(folded) {
+                div.classList.toggle("folded", folded);
+                toggle.setAttribute("aria-expanded", folded ? "false" : "true");
+            }
+            // Folded on a phone: the map comes first; a tap opens it.
+            fold(window.innerWidth < {{ this.fold_below }});
+            toggle.addEventListener("click", function () {
+                fold(!div.classList.contains("folded"));
+            });
             L.DomEvent.disableClickPropagation(div);
+            L.DomEvent.disableScrollPropagation(div);
             return div;
         };
         {{ this.get_name() }}.addTo({{ this._parent.get_name() }});
@@ -129,11 +167,13 @@ class Legend(MacroElement):
     """)
 
     def __init__(self, title: str, sections: list[tuple[str, list[tuple[str, str, str]]]],
-                 position: str = "bottomright") -> None:
+                 position: str = "bottomright", fold_below: int = NARROW_PX) -> None:
         super().__init__()
         self._name = "Legend"
         self.position = position
-        parts = [f"<strong>{html.escape(title)}</strong>"]
+        self.title = title
+        self.fold_below = int(fold_below)
+        parts = []
         for heading, items in sections:
             parts.append(f"<h4>{html.escape(heading)}</h4>")
             parts.extend(f'<div><i class="{shape}" style="background:{colour}"></i>'

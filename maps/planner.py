@@ -15,7 +15,7 @@ from folium.plugins import HeatMap
 
 from maps.assets import use_local_assets
 from maps.crew import DEFAULT_CENTRE, _fit, add_panes
-from maps.elements import Legend, Page, Script, VectorLayer, js_value
+from maps.elements import Legend, Page, Script, TwinMap, VectorLayer, js_value
 from maps.styles import (
     COMPOUND_COLOURS,
     COMPOUND_LABELS,
@@ -83,8 +83,8 @@ def planner_map(sources: Mapping[str, str | dict], *,
         A line under the title.
     """
     forecasts = dict(forecasts or {})
-    m = folium.Map(location=DEFAULT_CENTRE, zoom_start=15, tiles=None, control_scale=True,
-                   max_zoom=22)
+    m = TwinMap(location=DEFAULT_CENTRE, zoom_start=15, tiles=None, control_scale=True,
+                max_zoom=22)
     add_panes(m)
     note = subtitle or (f"Forecasts as of {forecast_as_of}" if forecasts else
                         "No forecast yet: run `twin predict train` and `twin predict score`")

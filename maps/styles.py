@@ -94,3 +94,31 @@ def popup_js(title: str, fields: list[tuple[str, str]]) -> str:
     rows = rows or "''"
     return (f"function (p) {{ return '<div class=\"twin-popup\"><strong>{title}</strong>' + "
             f"{rows} + '</div>'; }}")
+
+
+# The crew map's streets: quiet grey context under the alerts, so that a crew sees the network
+# and can tap any street for its name.
+STREET_CONTEXT_STYLE = ("function (p, z) { return {weight: z >= 17 ? 5 : z >= 15 ? 3 : 1.5, "
+                        "color: '#9a948a', opacity: 0.9, lineCap: 'round'}; }")
+
+
+def alert_line_style(severity: str) -> dict:
+    """An alerted street segment: a wide line in its severity's colour, above the grey streets.
+
+    Examples
+    --------
+    >>> alert_line_style("critical")["color"]
+    '#bd0026'
+    """
+    return {"color": SEVERITY_COLOURS.get(severity, SEVERITY_COLOURS["low"]), "weight": 8,
+            "opacity": 0.9, "lineCap": "round"}
+
+
+def street_popup_js() -> str:
+    """``(properties) -> HTML``: the street's name large, its external id small, then facts."""
+    return ("function (p) { return '<div class=\"twin-popup\"><strong class=\"twin-place\">' + "
+            "twinEscape(p.name || p.external_id) + '</strong> <small class=\"twin-ext\">' + "
+            "twinEscape(p.external_id) + '</small>' + (p.road_class ? '<div>' + "
+            "twinEscape(p.road_class) + ' road</div>' : '') + (p.pci !== undefined && "
+            "p.pci !== null ? '<div>PCI now: ' + twinEscape(Number(p.pci).toFixed(0)) + "
+            "'</div>' : '') + '</div>'; }")

@@ -22,7 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.engine import Connection, Engine
 
 from geo import alerts as alert_store
-from geo import exports, predictions, tiles
+from geo import exports, predictions, tiles, worklist
 from geo.errors import InvalidInput
 from geo.layers import LAYERS
 from maps.analysis import damage_density, debris_hotspots
@@ -92,10 +92,15 @@ def twin_bounds(conn: Connection) -> tuple[float, float, float, float] | None:
 
 def crew_inputs(conn: Connection, *, inline: bool = False, now: datetime | None = None
                 ) -> dict:
-    """What ``maps.crew.crew_map`` needs: active alerts, layer sources, bounds."""
+    """What ``maps.crew.crew_map`` needs: active alerts with their streets, sources, bounds."""
     now = now or datetime.now(UTC)
     active = alert_store.list_alerts(
         conn, alert_store.AlertFilter(statuses=alert_store.ACTIVE), limit=MAX_ALERTS)
+    # The street of each alert (its own, or the nearest) as the worklist names it.
+    streets = {i["id"]: {"street_name": i["street_name"],
+                         "street_external_id": i["street_external_id"]}
+               for i in worklist.open_alerts(conn)}
+    active = [{**a, **streets.get(a["id"], {})} for a in active]
     return {"alerts": active, "sources": _sources(conn, CREW_LAYERS, now, inline),
             "bounds": twin_bounds(conn),
             "subtitle": f"{len(active)} active alert{'s' if len(active) != 1 else ''}, "
