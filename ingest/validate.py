@@ -175,8 +175,10 @@ def _to_utc(times: pd.Series, zone: str) -> pd.Series:
 
 
 class _Gather:
-    """Problems found by a helper (the time window), gathered with the field's own so that
-    they reject the row of a required field and drop the value of an optional one."""
+    """Problems found by a helper (the time window), gathered with the field's own.
+
+    So they reject the row of a required field and drop the value of an optional one.
+    """
 
     def __init__(self, into: list[tuple[pd.Series, str]]) -> None:
         self.into = into
@@ -223,7 +225,7 @@ def check_field(
     elif spec.kind in ("date", "datetime"):
         present = raw.where(~missing)
         if spec.kind == "datetime":  # observation times: in the plausible window, or unusable
-            present = timewindow.screen_raw(present, rule and rule.format, spec.name,
+            present = timewindow.screen_raw(present, rule.format if rule else None, spec.name,
                                             _Gather(unusable), now)
         values, bad = parse_times(present, rule, zone)
         unusable.append((bad, f"cannot be read as a date{_fmt_hint(rule)}"))
