@@ -6,7 +6,8 @@
 One embedded PostGIS cluster (``geo.cluster.EmbeddedCluster``) is started in a temporary
 TWIN_HOME and destroyed at the end; it holds a city-scale sample
 (``generate(out, seed=7, scale=10, months=3)`` loaded with ``ingest.sample.load_sample``).
-The twin runs under uvicorn (``service.asgi:app``, 1 and 2 workers, tile cache off and on);
+The twin runs under uvicorn (``--factory service.asgi:create``, 1 and 2 workers, tile cache
+off and on);
 TiPg runs from its own virtualenv (``/tmp/tipg-venv``, made here when missing) as
 ``tipg.main:app`` under uvicorn (1 and 2 workers) with ``DATABASE_URL`` on the same socket and
 ``TIPG_TILE_BUFFER=64`` so both cut tiles alike.
@@ -580,8 +581,9 @@ def main() -> int:
         def twin(workers: int, cache_mb: int) -> Server:
             env = {**base_env, "TWIN_DATABASE_URL": db_url, "TWIN_TILE_CACHE_MB": str(cache_mb)}
             name = f"twin-{workers}w-{'cache' if cache_mb else 'nocache'}"
-            return Server(name, [str(REPO / ".venv" / "bin" / "uvicorn"), "service.asgi:app",
-                                 "--workers", str(workers), *io_args], env, "/healthz", log_dir)
+            return Server(name, [str(REPO / ".venv" / "bin" / "uvicorn"), "--factory",
+                                 "service.asgi:create", "--workers", str(workers), *io_args],
+                          env, "/healthz", log_dir)
 
         def tipg(workers: int) -> Server:
             env = {**base_env, "DATABASE_URL": tipg_url, "TIPG_TILE_BUFFER": "64",

@@ -653,8 +653,9 @@ def serve(
     console.print(f"Serving on http://{host}:{port} (API documentation at /docs).")
     from service.access_log import uvicorn_log_config
 
-    uvicorn.run("service.asgi:app", host=host, port=port, workers=workers, log_level="info",
-                log_config=uvicorn_log_config())  # keys in query strings never logged
+    # The log config redacts keys given in query strings.
+    uvicorn.run("service.asgi:create", factory=True, host=host, port=port, workers=workers,
+                log_level="info", log_config=uvicorn_log_config())
 
 
 @app.command("worker")
