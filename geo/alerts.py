@@ -234,7 +234,7 @@ def list_alerts(conn: Connection, where: AlertFilter, *, limit: int, offset: int
 
 def filter_clause(where: AlertFilter) -> tuple[str, dict]:
     """The WHERE clause (on alias ``a``) and parameters of an alert filter."""
-    clauses = ["TRUE"]
+    clauses: list[str] = ["TRUE"]
     params: dict[str, object] = {}
     if where.bbox:
         clauses.append("a.geom && ST_MakeEnvelope(:w, :s, :e, :n, 4326)")

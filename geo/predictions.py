@@ -22,7 +22,7 @@ _DEG_PER_M_BOUND = 1 / 50_000
 PREDICTION_COLUMNS = (
     "run_id", "model_version", "target", "asset_layer", "asset_id", "subject", "metric_id",
     "as_of", "target_date", "horizon_days", "value", "lower", "upper", "days_to_threshold",
-    "geom",
+    "p_cleared", "geom",
 )
 
 
@@ -65,6 +65,13 @@ def last_observation(conn: Connection, table: str) -> datetime | None:
     if table not in ("road_damage", "debris_piles", "readings"):
         raise ValueError(f"not an observation table: {table}")
     return conn.execute(sa.text(f"SELECT max(observed_at) FROM {table}")).scalar()
+
+
+def first_observation(conn: Connection, table: str) -> datetime | None:
+    """The oldest ``observed_at`` of an observation table."""
+    if table not in ("road_damage", "debris_piles", "readings"):
+        raise ValueError(f"not an observation table: {table}")
+    return conn.execute(sa.text(f"SELECT min(observed_at) FROM {table}")).scalar()
 
 
 def street_attributes(conn: Connection) -> pd.DataFrame:
@@ -262,16 +269,20 @@ def list_models(conn: Connection) -> list[dict]:
 
 
 def insert_predictions(conn: Connection, frame: pd.DataFrame) -> int:
-    """Write scored forecasts (columns of ``PREDICTION_COLUMNS``; ``geom`` as EWKT or empty)."""
+    """Write scored forecasts (columns of ``PREDICTION_COLUMNS``; ``geom`` as EWKT or empty).
+
+    Columns a target does not have (``p_cleared`` outside debris) may be left out: NULL.
+    """
     if frame.empty:
         return 0
     conn.execute(sa.text(
         "CREATE TEMP TABLE stage_predictions (run_id text, model_version text, target text, "
         "asset_layer text, asset_id bigint, subject text, metric_id smallint, "
         "as_of timestamptz, target_date date, horizon_days integer, value double precision, "
-        "lower double precision, upper double precision, days_to_threshold integer, geom text) "
+        "lower double precision, upper double precision, days_to_threshold integer, "
+        "p_cleared double precision, geom text) "
         "ON COMMIT DROP"))
-    copy_frame(conn, "stage_predictions", frame.loc[:, list(PREDICTION_COLUMNS)])
+    copy_frame(conn, "stage_predictions", frame.reindex(columns=list(PREDICTION_COLUMNS)))
     written = conn.execute(sa.text(
         f"INSERT INTO predictions ({', '.join(PREDICTION_COLUMNS)}) "
         f"SELECT {', '.join(PREDICTION_COLUMNS[:-1])}, "
@@ -298,7 +309,8 @@ def predictions_of_run(conn: Connection, run_id: str) -> pd.DataFrame:
     """All forecasts of one scoring run, with the asset's external id."""
     return _frame(conn.execute(sa.text(
         "SELECT coalesce(a.external_id, p.subject) AS external_id, m.name AS metric, "
-        "p.target_date, p.horizon_days, p.value, p.lower, p.upper, p.days_to_threshold "
-        "FROM predictions p LEFT JOIN assets a ON a.id = p.asset_id AND a.layer = p.asset_layer "
+        "p.target_date, p.horizon_days, p.value, p.lower, p.upper, p.days_to_threshold, "
+        "p.p_cleared FROM predictions p "
+        "LEFT JOIN assets a ON a.id = p.asset_id AND a.layer = p.asset_layer "
         "LEFT JOIN metrics m ON m.id = p.metric_id WHERE p.run_id = :run "
         "ORDER BY 1, p.horizon_days"), {"run": run_id}))

@@ -34,7 +34,7 @@ class Field:
     vocabulary: Vocabulary | None = None
     min_value: float | None = None
     max_value: float | None = None
-    default: str | None = None  # for a missing value, as the column's default would give
+    default: str | float | None = None  # for a missing value, as the column's default gives
 
     @property
     def choices(self) -> tuple[str, ...] | None:
@@ -63,7 +63,8 @@ class LayerSpec:
 
 EXTERNAL_ID = Field("external_id", "text", required=True)
 OBSERVED_AT = Field("observed_at", "datetime", required=True)
-CONFIDENCE = Field("confidence", "float", min_value=0, max_value=1)
+# NOT NULL DEFAULT 1.0 in the table: an observation without one is taken as certain.
+CONFIDENCE = Field("confidence", "float", min_value=0, max_value=1, default=1.0)
 
 LAYERS: dict[str, LayerSpec] = {
     "streets": LayerSpec(

@@ -20,9 +20,10 @@ Example (the San Jose dumping records as debris observations)::
     keep = ["STATUS", "DETAILSUMMARY", "NOTES"]
 
 A field is a column name, or a table with ``column`` or a constant ``value``, and optionally
-``format`` (dates: ``iso``, ``epoch_s``, ``epoch_ms`` or a strftime pattern), ``map`` (source
-value -> twin value), ``multiply``/``add`` or ``from_unit`` (numbers). Wide readings name one
-metric per value column under ``[readings.values]``.
+``default`` (for rows where the column is empty), ``format`` (dates: ``iso``, ``epoch_s``,
+``epoch_ms`` or a strftime pattern), ``map`` (source value -> twin value),
+``multiply``/``add`` or ``from_unit`` (numbers). Wide readings name one metric per value
+column under ``[readings.values]``.
 
 ``unmapped`` says what happens to a value of an open vocabulary (road classes, manhole kinds,
 ... see ``geo.vocabulary``) that is not one of the twin's values after the ``map``: ``"other"``
@@ -78,6 +79,7 @@ class FieldRule(_Strict):
 
     column: str | None = None
     value: Any = None
+    default: Any = None  # for rows where the column is empty
     format: str | None = None
     map: dict[str, Any] | None = None
     multiply: float | None = None
@@ -191,6 +193,13 @@ def identity_mapping(columns: list[str], fields: tuple[str, ...]) -> Mapping:
     return Mapping(fields=found, unmapped="reject")
 
 
+def _union_tag(part: str) -> bool:
+    # pydantic names the member of a union (``FieldRule | str``) in an error's location: the
+    # class, ``str``, or ``function-after[_one_origin(), FieldRule]`` for a validated model.
+    # They are not keys of the file; a key that merely starts with "str" is one.
+    return part in {"str", "FieldRule", "MetricRule"} or part.startswith("function-")
+
+
 def load_mapping(path: Path) -> Mapping:
     """Read and check a mapping file.
 
@@ -210,9 +219,7 @@ def load_mapping(path: Path) -> Mapping:
         return Mapping.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(
-            str(p) for p in first["loc"] if not str(p).startswith(("FieldRule", "str"))
-        )
+        where = ".".join(str(p) for p in first["loc"] if not _union_tag(str(p)))
         raise InvalidInput(
             f"Mapping file {path}: '{where}' {first['msg'].removeprefix('Value error, ')}."
         ) from None

@@ -360,6 +360,7 @@ def _load(conn, layer, chunks, mapping, source, rejects, report, progress, task,
             gdf, spec, chunk_mapping, source=source, area=area, seen_ids=seen, now=now
         )
         _take(conn, stage, columns, checked, rejects, report, len(gdf), progress, task)
+        assert checked.place is not None  # validate_layer always says where the rows lie
         place = Placement(place.placed + checked.place.placed, place.far + checked.place.far,
                           (place.far_sum[0] + checked.place.far_sum[0],
                            place.far_sum[1] + checked.place.far_sum[1]))
@@ -442,13 +443,16 @@ def check_columns(mapping: Mapping, columns: list[str], fields: tuple[str, ...],
 
 def check_required(mapping: Mapping, spec, columns: list[str], path: Path, layer: str) -> None:
     """Refuse a file in which no column gives a required field (the whole file would fail)."""
-    for field in spec.fields:
+    fields = spec.fields if layer != READINGS else READING_FIELDS
+    for field in fields:
         if field.required and mapping.rule(field.name) is None:
             shown = [c for c in columns if c not in ("row_number", "geometry")]
             listed = ", ".join(shown[:8]) + (", ..." if len(shown) > 8 else "")
+            step = (f"run `twin mapping draft {path} --layer {layer}` and load it with --mapping"
+                    if layer != READINGS else "name its column in a mapping file (--mapping)")
             raise InvalidInput(
                 f"{path} has no column for {field.name}; the file has {listed or 'no columns'}; "
-                f"run `twin mapping draft {path} --layer {layer}` and load it with --mapping."
+                f"{step}."
             )
 
 
@@ -469,6 +473,7 @@ def _reading_chunks(
                         f"[readings.values] names."
                     ) from None
             check_columns(chunk_mapping, list(frame.columns), names, str(path))
+            check_required(chunk_mapping, None, list(frame.columns), path, READINGS)
             yield frame, chunk_mapping
 
     return chunks(), None

@@ -189,7 +189,9 @@ def check_field(
     value of an open vocabulary that is not one of its values becomes ``other``; the second
     item returned then holds the original values of those rows (None when there are none).
     """
-    raw = _raw(frame, rule)
+    raw = given = _raw(frame, rule)
+    if rule is not None and rule.default is not None:
+        raw = raw.astype(object).where(~is_blank(raw), rule.default)
     if rule is not None and rule.map is not None:
         raw = raw.map(lambda v: rule.map.get(str(v), v) if not pd.isna(v) else v)
     missing = is_blank(raw)
@@ -218,9 +220,13 @@ def check_field(
             allowed = spec.vocabulary.allowed
             wrong = ~missing & ~values.isin(allowed)
             if spec.vocabulary.open and unmapped == "other":
-                if wrong.any():
-                    originals = raw.where(wrong).astype(object)
-                    values = values.where(~wrong, OTHER)
+                values = values.where(~wrong, OTHER)
+                # Keep the file's own value wherever the twin's differs (a mapped or an
+                # unknown class), so nothing of the city's coding is lost.
+                changed = values.notna() & ~is_blank(given) & (
+                    values.astype(str) != given.astype(str).str.strip())
+                if changed.any():
+                    originals = given.where(changed).astype(object)
             else:
                 unusable.append((wrong, f"is not one of {', '.join(spec.vocabulary.values)}"))
     for mask, reason in unusable:
@@ -232,7 +238,8 @@ def check_field(
         if mask.any():
             values = values.where(~mask, None) if values.dtype == object else values.mask(mask)
     if spec.default is not None:
-        values = values.astype(object).where(values.notna(), spec.default)
+        values = (values.fillna(spec.default) if spec.kind == "float"
+                  else values.astype(object).where(values.notna(), spec.default))
     return values, originals
 
 
@@ -344,7 +351,7 @@ def check_geometry(
         )
         # A repair keeps the geometry's kind: a bow-tie polygon split in two is not the
         # feature the file described.
-        kinds = [_TYPE_NAMES.get(t) for t in shapely.get_type_id(geoms[invalid.to_numpy()])]
+        kinds = [_TYPE_NAMES.get(t, "") for t in shapely.get_type_id(geoms[invalid.to_numpy()])]
         fixed = [_keep_kind(g, (kind,)) for g, kind in
                  zip(shapely.make_valid(geoms[invalid.to_numpy()]), kinds, strict=True)]
         for position, (index, geom) in enumerate(zip(reasons.index, fixed, strict=True)):

@@ -11,10 +11,16 @@ from geo import predictions as sql
 from geo.errors import InvalidInput
 from predict import manholes
 from predict.debris import evaluate_debris
-from predict.pile_volume import evaluate_pile_volume
+from predict.pile_volume import (
+    backtest_origins,
+    evaluate_pile_volume,
+    evaluate_pile_volume_pooled,
+    resolve_debris_as_of,
+)
 from predict.road import as_utc, check_horizons, evaluate_road
 
 TARGETS = ("road-wear", "debris", "manholes")
+PILE_BACKTEST_STEP_DAYS = 1  # an origin a day: piles live days, so weekly origins miss most
 
 
 def evaluate_manholes(engine: Engine, as_of, horizon_days: int, faults_csv: Path) -> dict:
@@ -55,6 +61,31 @@ def evaluate_manholes(engine: Engine, as_of, horizon_days: int, faults_csv: Path
             **report}
 
 
+def backtest_pile_volume(conn, until, horizons, *, window_days: float = 15,
+                         step_days: int = PILE_BACKTEST_STEP_DAYS, truth_csv=None) -> dict:
+    """Rolling-origin backtest of the per-pile volume forecasts, origins up to ``until``.
+
+    Piles are few at any one date (they are cleared within days), so one as-of date scores a
+    handful of sightings. Here an origin every ``step_days`` days, from 90 days after the
+    first sighting to ``until``, each fits on the sightings by that origin only and is scored
+    on later sightings (which may lie after ``until``); the scores are pooled per horizon:
+    MAE of the volume if not cleared against persistence (the last volume seen), and the
+    share of later sightings inside the 80 % interval.
+    """
+    until = resolve_debris_as_of(conn, until)
+    first = sql.first_observation(conn, "debris_piles")
+    origins = backtest_origins(first, until, step_days=step_days)
+    if not origins:
+        raise InvalidInput(f"Too little debris history by {until.date()} for a backtest "
+                           f"(it starts 90 days after the first sighting, {first.date()}).")
+    report = evaluate_pile_volume_pooled(conn, origins, horizons, window_days=window_days,
+                                         truth_csv=truth_csv)
+    del report["as_of"]
+    return {"origins": {"first": str(origins[0].date()), "last": str(origins[-1].date()),
+                        "count": len(origins), "step_days": step_days},
+            "interval": "80 %", **report}
+
+
 def evaluate(engine: Engine, target: str, as_of, horizons, *, metric: str = "pci",
              truth_dir: Path | None = None, window_days: int = 15) -> dict:
     """Evaluate one target; see ``twin predict evaluate --help``."""
@@ -75,6 +106,9 @@ def evaluate(engine: Engine, target: str, as_of, horizons, *, metric: str = "pci
             return {"target": "debris", "horizons": [
                 evaluate_debris(conn, as_of, h) for h in horizons],
                 "pile_volume": evaluate_pile_volume(
+                    conn, as_of, horizons, window_days=window_days,
+                    truth_csv=Path(truth_dir) / "debris_piles.csv"),
+                "pile_volume_backtest": backtest_pile_volume(
                     conn, as_of, horizons, window_days=window_days,
                     truth_csv=Path(truth_dir) / "debris_piles.csv")}
     return {"target": "manholes", "horizons": [

@@ -1,11 +1,15 @@
-"""Debris piles: each known pile's expected volume at a horizon, with an 80 % interval.
+"""Debris piles: each known pile's volume if it is not cleared, and its chance of being cleared.
 
 A pile (one ``pile_ref``) grows until it is cleared. For every pile still present at the
-as-of date (last seen at most ``present_days`` before it), the forecast is
+as-of date (last seen at most ``present_days`` before it), the forecast at a target date is
+two numbers that mean what they say:
 
-    expected volume = P(not cleared by the target date) * (level + growth * days)
+- **the volume if not cleared**: ``level + growth * days``, the median of what the pile's
+  next sighting would report on the target date, with an 80 % interval for that sighting;
+- **the probability it has been cleared** by the target date.
 
-where ``days`` run from the pile's last sighting to the target date and
+Their product (``expected``) is the probability-weighted volume; it is reported too, but it
+is not the forecast of anyone's next sighting (a pile is either there, growing, or gone).
 
 - ``growth`` is the pile's own robust slope of volume over time (Theil-Sen: the median of
   the slopes between pairs of its sightings), shrunk towards the growth of piles of the same
@@ -16,15 +20,22 @@ where ``days`` run from the pile's last sighting to the target date and
   Growth is never negative: piles only grow until they are cleared.
 - ``level`` is the pile's volume at its last sighting, from all its sightings moved along
   that growth (their median), which is less noisy than the last estimate alone.
-- ``P(not cleared)`` comes from a Kaplan-Meier curve of pile lifetimes, measured from a
+- The interval is log-normal around the median (observers' estimates are off by a factor,
+  not by a fixed amount): its log-spread combines the estimate noise, the level's error and
+  the growth's error times the days ahead. Its width is then calibrated on time held out
+  inside the history: each pile's later sightings by the as-of date are forecast from its
+  earlier ones, and the 10 % and 90 % quantiles of the standardised errors replace the
+  normal ones (split conformal), so 80 % means 80 % on this data.
+- The clearing probability comes from a Kaplan-Meier curve of pile lifetimes, measured from a
   pile's first sighting to its last plus one typical gap between sightings (the time it
-  would have taken to be seen again). Piles not seen for more than ``present_days`` by the
-  as-of date count as cleared; the others are censored. The chance a pile of age ``a`` at
-  its last sighting is still there ``d`` days later is ``S(a + d) / S(a)``.
-
-The interval is the 10 % and 90 % quantiles of the mixture "cleared (0 m3) with probability
-1 - P, else normal around ``level + growth * days``" whose spread combines the volume noise
-seen between sightings and the uncertainty of the growth.
+  would have taken to be seen again), or exactly to a sighting reporting 0 m3 (cleared).
+  Piles not seen for more than ``present_days`` by the as-of date count as cleared; the
+  others are censored. Past the last ``TAIL_AT_RISK`` piles at risk the curve continues as an
+  exponential tail with the hazard seen there, so it never claims certainty it has no data
+  for. The chance a pile of age ``a`` at its last sighting is still there ``d`` days later is
+  ``S(a + d) / S(a)``.
+- A pile whose last sighting reports 0 m3 has been cleared: it is forecast as cleared
+  (probability 1, volume 0) for as long as it would otherwise count as present.
 
 Everything is learned from observations made by the as-of date only.
 """
@@ -44,9 +55,15 @@ MIN_GROUP = 3
 MIN_PAIR_DAYS = 0.25  # sightings closer in time than this carry no slope
 DEFAULT_CV = 0.25
 ALPHA = 0.2  # 80 % interval
+MIN_CALIBRATION = 30  # held-out sightings needed before the interval is calibrated on them
+TAIL_AT_RISK = 10  # the lifetime curve turns into an exponential tail below this many at risk
+MEDIAN_EFFICIENCY = 1.2533  # the median of n normal values has sd ~ 1.2533 sigma / sqrt(n)
 PILE_COLUMNS = ["pile_ref", "last_id", "first_seen", "last_seen", "sightings", "material",
-                "x", "y", "lon", "lat", "last_volume", "own_growth", "own_se", "prior_growth",
-                "prior_group", "growth", "growth_sd", "level", "age_days"]
+                "x", "y", "lon", "lat", "last_volume", "cleared", "own_growth", "own_se",
+                "prior_growth", "prior_group", "growth", "growth_sd", "level", "level_log_var",
+                "age_days"]
+FORECAST_COLUMNS = ["pile_ref", "last_id", "horizon_days", "days_since_last", "p_present",
+                    "p_cleared", "value", "lower", "upper", "expected", "last_volume"]
 
 
 def _theil_sen(t: np.ndarray, v: np.ndarray) -> float:
@@ -86,36 +103,91 @@ def survival_at(times: np.ndarray, survival: np.ndarray, t) -> np.ndarray:
     return np.where(k == 0, 1.0, np.concatenate([[1.0], survival])[k])
 
 
+def exponential_tail(durations: np.ndarray, events: np.ndarray, times: np.ndarray,
+                     survival: np.ndarray) -> tuple[float, float]:
+    """Where the lifetime curve gives way to its tail, and the tail's hazard per day.
+
+    The tail starts at the last event with at least ``TAIL_AT_RISK`` piles at risk; its
+    hazard is the events over the time at risk of the lifetimes that reach past it.
+
+    The Kaplan-Meier curve drops to 0 at its longest event; a pile older than that would get
+    "certainly cleared" from one or two piles. The tail keeps the evidence's own rate instead.
+    """
+    durations = np.asarray(durations, float)
+    events = np.asarray(events, bool)
+    if not len(times):
+        return np.inf, 0.0
+    at_risk = np.array([np.sum(durations >= t) for t in times])
+    trusted = times[at_risk >= TAIL_AT_RISK]
+    start = float(trusted[-1]) if len(trusted) else 0.0
+    beyond = durations > start
+    exposure = float(np.sum(durations[beyond] - start))
+    died = int(np.sum(events & beyond))
+    if died == 0 or exposure <= 0:
+        exposure, died = float(np.sum(durations)), int(np.sum(events))
+    return start, (died / exposure if exposure > 0 else 0.0)
+
+
+def _materials(past: pd.DataFrame) -> pd.Series:
+    """Each pile's reported material: its most frequent specific one, else "mixed".
+
+    Observers report "mixed" when unsure; ties go to the first by name.
+    """
+    m = past[["pile_ref", "material"]].dropna()
+    m = m.assign(specific=m["material"] != "mixed")
+    counts = m.groupby(["pile_ref", "specific", "material"]).size().rename("n").reset_index()
+    counts = counts.sort_values(["pile_ref", "specific", "n", "material"],
+                                ascending=[True, False, False, True])
+    return counts.groupby("pile_ref")["material"].first()
+
+
 def pile_summary(obs: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
     """One row per ``pile_ref`` seen by ``as_of``: sightings, own growth and its error.
 
-    ``obs`` needs ``id, pile_ref, observed_at, volume_m3, material, x, y, lon, lat``.
+    ``obs`` needs ``id, pile_ref, observed_at, volume_m3, material, x, y, lon, lat``. A
+    sighting of 0 m3 means the pile is gone: when it is the last one, the pile is ``cleared``
+    (at that time); when later sightings report volume again, the pile is taken to have been
+    dumped afresh and only those later sightings describe it.
     """
     past = obs[(obs["observed_at"] <= as_of) & obs["pile_ref"].notna()
                & obs["volume_m3"].notna()].sort_values(["pile_ref", "observed_at", "id"])
+    if past.empty:
+        return pd.DataFrame()
+    materials = _materials(past)
+    refs = past["pile_ref"].to_numpy()
+    starts = np.flatnonzero(np.r_[True, refs[1:] != refs[:-1]])
+    ends = np.r_[starts[1:], len(refs)]
+    t_all = ((past["observed_at"] - as_of) / DAY).to_numpy(float)
+    v_all = past["volume_m3"].to_numpy(float)
+    ids, when = past["id"].to_numpy(), past["observed_at"].to_numpy()
+    xs, ys = past["x"].to_numpy(float), past["y"].to_numpy(float)
+    lons, lats = past["lon"].to_numpy(float), past["lat"].to_numpy(float)
     rows = []
-    for ref, g in past.groupby("pile_ref", sort=True):
-        t = ((g["observed_at"] - as_of) / DAY).to_numpy(float)
-        v = g["volume_m3"].to_numpy(float)
-        materials = g["material"].dropna()
-        # Observers report "mixed" when unsure: prefer a specific material when there is one.
-        specific = materials[materials != "mixed"]
-        material = (specific.mode().iloc[0] if len(specific) else
-                    materials.mode().iloc[0] if len(materials) else "unknown")
+    for a, b in zip(starts, ends, strict=True):
+        v_pile = v_all[a:b]
+        cleared = bool(v_pile[-1] <= 0)
+        zeros = np.flatnonzero(v_pile[:-1] <= 0) if cleared else np.flatnonzero(v_pile <= 0)
+        first = a + (int(zeros[-1]) + 1 if len(zeros) else 0)
+        t, v = t_all[first:b - cleared], v_all[first:b - cleared]
         rows.append({
-            "pile_ref": ref, "last_id": int(g["id"].iloc[-1]),
-            "first_seen": g["observed_at"].iloc[0], "last_seen": g["observed_at"].iloc[-1],
-            "sightings": len(g), "material": material, "x": g["x"].mean(), "y": g["y"].mean(),
-            "lon": float(g["lon"].iloc[-1]), "lat": float(g["lat"].iloc[-1]),
-            "last_volume": float(v[-1]), "own_growth": _theil_sen(t, v),
-            "sxx": float(np.sum((t - t.mean()) ** 2)), "mean_volume": float(v.mean()),
-            "t": t, "v": v})
-    return pd.DataFrame(rows)
+            "pile_ref": refs[a], "last_id": int(ids[b - 1]),
+            "first_seen": when[first if len(v) else b - 1], "last_seen": when[b - 1],
+            "sightings": len(v), "material": materials.get(refs[a], "unknown"),
+            "x": float(xs[a:b].mean()), "y": float(ys[a:b].mean()),
+            "lon": float(lons[b - 1]), "lat": float(lats[b - 1]),
+            "last_volume": float(v_pile[-1]), "cleared": cleared,
+            "own_growth": _theil_sen(t, v) if len(t) > 1 else np.nan,
+            "sxx": float(np.sum((t - t.mean()) ** 2)) if len(t) else 0.0,
+            "mean_volume": float(v.mean()) if len(v) else 0.0, "t": t, "v": v})
+    out = pd.DataFrame(rows)
+    out["first_seen"] = pd.to_datetime(out["first_seen"], utc=True)
+    out["last_seen"] = pd.to_datetime(out["last_seen"], utc=True)
+    return out
 
 
 @dataclass
 class PileVolumeModel:
-    """Growth priors, noise and survival learned from the piles seen by an as-of date.
+    """Growth priors, noise, interval calibration and survival learned by an as-of date.
 
     Fitted with :func:`fit_pile_model`; plain numbers and arrays so it can be stored in the
     model registry.
@@ -133,6 +205,11 @@ class PileVolumeModel:
     km_survival: np.ndarray
     piles: int
     lifetimes_observed: int
+    tail_from_days: float = np.inf
+    tail_hazard_per_day: float = 0.0
+    z_lower: float = float(norm.ppf(ALPHA / 2))
+    z_upper: float = float(norm.ppf(1 - ALPHA / 2))
+    calibration_sightings: int = 0
 
 
 def _slopes_with_error(piles: pd.DataFrame, cv: float) -> tuple[np.ndarray, np.ndarray]:
@@ -142,9 +219,79 @@ def _slopes_with_error(piles: pd.DataFrame, cv: float) -> tuple[np.ndarray, np.n
     return own, se2
 
 
+def _pile_state(t: np.ndarray, v: np.ndarray, prior: float, cv: float, tau2: float
+                ) -> tuple[float, float, float, float]:
+    """Growth (shrunk to ``prior``), its sd, the level at the last sighting and its log-variance."""
+    own = _theil_sen(t, v) if len(t) > 1 else np.nan
+    sxx = float(np.sum((t - t.mean()) ** 2))
+    se2 = (cv * float(v.mean())) ** 2 / sxx if sxx > 0 else np.nan
+    weight = tau2 / (tau2 + se2) if np.isfinite(own) and np.isfinite(se2) else 0.0
+    growth = max(0.0, weight * (own if weight > 0 else 0.0) + (1 - weight) * prior)
+    growth_var = weight * se2 if weight > 0 else tau2
+    level = max(float(np.median(v - growth * (t - t[-1]))), 1e-3)
+    return growth, float(np.sqrt(growth_var)), level, (MEDIAN_EFFICIENCY * cv) ** 2 / len(v)
+
+
+def _log_spread(cv: float, level_log_var, growth_sd, days, median) -> np.ndarray:
+    """Log-sd of a next sighting: its own noise, the level's error and growth's error."""
+    return np.sqrt(cv ** 2 + level_log_var + (np.asarray(growth_sd) * days / median) ** 2)
+
+
+def _calibrate(piles: pd.DataFrame, priors: np.ndarray, cv: float, tau2: float
+               ) -> tuple[float, float, int]:
+    """Conformal quantiles (``ALPHA/2``, ``1-ALPHA/2``) of standardised log-errors.
+
+    The errors are those of forecasting each pile's later sightings from its earlier ones,
+    all made by the as-of date.
+    """
+    z = []
+    for row, prior in zip(piles.itertuples(), priors, strict=True):
+        for k in range(1, len(row.t)):
+            t, v = row.t[:k], row.v[:k]
+            growth, growth_sd, level, level_var = _pile_state(t, v, prior, cv, tau2)
+            days = row.t[k] - t[-1]
+            median = level + growth * days
+            s = _log_spread(cv, level_var, growth_sd, days, median)
+            z.append(np.log(row.v[k] / median) / s)
+    n = len(z)
+    if n < MIN_CALIBRATION:
+        return float(norm.ppf(ALPHA / 2)), float(norm.ppf(1 - ALPHA / 2)), n
+    z = np.sort(np.asarray(z))
+    # Finite-sample conformal ranks: the k-th smallest with k = ceil((n + 1) q).
+    hi = min(n, int(np.ceil((n + 1) * (1 - ALPHA / 2)))) - 1
+    lo = max(1, int(np.floor((n + 1) * (ALPHA / 2)))) - 1
+    return float(min(z[lo], -1e-3)), float(max(z[hi], 1e-3)), n
+
+
+def _group_priors(piles: pd.DataFrame, own: np.ndarray, se2: np.ndarray, area_m: float,
+                  material_growth: dict, global_growth: float, of: pd.DataFrame | None = None
+                  ) -> tuple[np.ndarray, list[str]]:
+    """Growth prior of each pile of ``of`` (default: all ``piles``).
+
+    It is its area's (the other piles within ``area_m``), else its material's, else
+    everyone's.
+    """
+    has = np.isfinite(own) & np.isfinite(se2)
+    px, py = piles["x"].to_numpy(float), piles["y"].to_numpy(float)
+    refs = piles["pile_ref"].to_numpy()
+    priors, groups = [], []
+    for row in (piles if of is None else of).itertuples():
+        near = has & (np.hypot(px - row.x, py - row.y) <= area_m) & (refs != row.pile_ref)
+        if near.sum() >= MIN_GROUP:
+            priors.append(max(0.0, _weighted_median(own[near], 1 / se2[near])))
+            groups.append("area")
+        elif row.material in material_growth:
+            priors.append(material_growth[row.material])
+            groups.append("material")
+        else:
+            priors.append(global_growth)
+            groups.append("all")
+    return np.asarray(priors, float), groups
+
+
 def fit_pile_model(obs: pd.DataFrame, as_of, *, present_days: float = PRESENT_DAYS,
                    area_m: float = AREA_M) -> tuple[PileVolumeModel, pd.DataFrame]:
-    """Learn growth priors, volume noise and the lifetime curve from sightings by ``as_of``.
+    """Learn growth priors, noise, interval calibration and lifetimes by ``as_of``.
 
     Returns the model and the per-pile summary it was learned from.
     """
@@ -163,7 +310,7 @@ def fit_pile_model(obs: pd.DataFrame, as_of, *, present_days: float = PRESENT_DA
             continue
         dt = np.diff(row.t)
         gaps.extend(dt.tolist())
-        ok = (dt <= 2.0) & (row.v[1:] > 0) & (row.v[:-1] > 0)
+        ok = dt <= 2.0
         ratios.extend(np.log(row.v[1:][ok] / row.v[:-1][ok]).tolist())
     spread = np.asarray(ratios)
     cv = (float(1.4826 * np.median(np.abs(spread - np.median(spread))) / np.sqrt(2))
@@ -185,106 +332,99 @@ def fit_pile_model(obs: pd.DataFrame, as_of, *, present_days: float = PRESENT_DA
         if len(sel) >= MIN_GROUP:
             material_growth[str(material)] = max(0.0, _weighted_median(own[sel], 1 / se2[sel]))
     pad = float(np.median(gaps)) if gaps else 0.0
+    cleared_seen = piles["cleared"].to_numpy(bool)
     age_last = ((piles["last_seen"] - piles["first_seen"]) / DAY).to_numpy(float)
-    cleared = ((as_of - piles["last_seen"]) / DAY).to_numpy(float) > present_days
-    times, survival = kaplan_meier(age_last + pad, cleared)
+    # A sighting of 0 m3 dates the clearing itself; otherwise it came after the last sighting.
+    durations = np.where(cleared_seen, age_last, age_last + pad)
+    cleared = cleared_seen | (((as_of - piles["last_seen"]) / DAY).to_numpy(float)
+                              > present_days)
+    times, survival = kaplan_meier(durations, cleared)
+    tail_from, hazard = exponential_tail(durations, cleared, times, survival)
+    priors, _ = _group_priors(piles, own, se2, area_m, material_growth, global_growth)
+    z_lower, z_upper, n_cal = _calibrate(piles, priors, cv, tau2)
     model = PileVolumeModel(str(as_of), present_days, area_m, cv, float(global_growth),
                             float(tau2), material_growth, pad, times, survival, len(piles),
-                            int(cleared.sum()))
+                            int(cleared.sum()), float(tail_from), float(hazard), z_lower,
+                            z_upper, n_cal)
     return model, piles
 
 
-def _priors(model: PileVolumeModel, piles: pd.DataFrame, present: pd.DataFrame
-            ) -> tuple[np.ndarray, list[str]]:
-    """Growth prior of each present pile: its area's, else its material's, else everyone's."""
-    own, se2 = _slopes_with_error(piles, model.cv)
-    has = np.isfinite(own) & np.isfinite(se2)
-    px, py = piles["x"].to_numpy(float), piles["y"].to_numpy(float)
-    refs = piles["pile_ref"].to_numpy()
-    priors, groups = [], []
-    for row in present.itertuples():
-        near = has & (np.hypot(px - row.x, py - row.y) <= model.area_m) & (refs != row.pile_ref)
-        if near.sum() >= MIN_GROUP:
-            priors.append(max(0.0, _weighted_median(own[near], 1 / se2[near])))
-            groups.append("area")
-        elif row.material in model.material_growth:
-            priors.append(model.material_growth[row.material])
-            groups.append("material")
-        else:
-            priors.append(model.global_growth)
-            groups.append("all")
-    return np.asarray(priors, float), groups
+def pile_survival(model: PileVolumeModel, t) -> np.ndarray:
+    """``S(t)`` of pile lifetimes: Kaplan-Meier up to the tail, exponential beyond it."""
+    t = np.asarray(t, float)
+    if not len(model.km_times):
+        return np.ones_like(t)
+    start = min(model.tail_from_days, float(model.km_times[-1]))
+    at_start = survival_at(model.km_times, model.km_survival, start)
+    tail = at_start * np.exp(-model.tail_hazard_per_day * np.maximum(t - start, 0.0))
+    return np.where(t <= start, survival_at(model.km_times, model.km_survival, t), tail)
 
 
 def present_piles(model: PileVolumeModel, piles: pd.DataFrame, as_of) -> pd.DataFrame:
-    """The piles still present at ``as_of``, with their shrunk growth and level."""
+    """The piles present at ``as_of``, with their shrunk growth and level.
+
+    Present: last seen at most ``present_days`` before; those last seen at 0 m3 are kept,
+    marked ``cleared``.
+    """
     as_of = pd.Timestamp(as_of)
     if piles.empty:
         return pd.DataFrame(columns=PILE_COLUMNS)
-    recent = ((as_of - piles["last_seen"]) / DAY) <= model.present_days
+    recent = (((as_of - piles["last_seen"]) / DAY) <= model.present_days).to_numpy()
     present = piles[recent].copy()
     if present.empty:
         return pd.DataFrame(columns=PILE_COLUMNS)
-    prior, groups = _priors(model, piles, present)
-    own, se2 = _slopes_with_error(present, model.cv)
-    weight = np.where(np.isfinite(own) & np.isfinite(se2), model.tau2 / (model.tau2 + se2), 0.0)
-    growth = np.maximum(0.0, weight * np.nan_to_num(own) + (1 - weight) * prior)
-    posterior_var = np.where(weight > 0, weight * np.nan_to_num(se2, nan=0.0), model.tau2)
-    present["own_se"] = np.sqrt(se2)
-    present["prior_growth"] = prior
+    own, se2 = _slopes_with_error(piles, model.cv)
+    priors, groups = _group_priors(piles, own, se2, model.area_m, model.material_growth,
+                                   model.global_growth, of=present)
+    present["own_se"] = np.sqrt(se2[recent])
+    present["prior_growth"] = priors
     present["prior_group"] = groups
-    present["growth"] = growth
-    present["growth_sd"] = np.sqrt(posterior_var)
-    present["level"] = [
-        max(0.0, float(np.median(v - g * t + g * t[-1]))) for v, t, g in
-        zip(present["v"], present["t"], growth, strict=True)]
+    states = [(0.0, 0.0, 0.0, 0.0) if row.cleared or not len(row.t) else
+              _pile_state(row.t, row.v, prior, model.cv, model.tau2)
+              for row, prior in zip(present.itertuples(), priors, strict=True)]
+    present["growth"], present["growth_sd"], present["level"], present["level_log_var"] = (
+        np.asarray(states, float).T if states else ([], [], [], []))
     present["age_days"] = ((present["last_seen"] - present["first_seen"]) / DAY).to_numpy()
     return present[PILE_COLUMNS].reset_index(drop=True)
 
 
 def forecast_piles(model: PileVolumeModel, present: pd.DataFrame, as_of,
                    days_ahead) -> pd.DataFrame:
-    """Expected volume of each present pile ``days_ahead`` after ``as_of``, with its interval.
+    """Each present pile ``days_ahead`` after ``as_of``: volume if not cleared, and P(cleared).
 
-    ``days_ahead`` is one number for all piles or one per pile. Returns ``pile_ref, last_id,
-    horizon_days, days_since_last, p_present, if_present, value, lower, upper, last_volume``.
+    ``value`` is the volume if not cleared (the median of a sighting then) with an 80 %
+    interval (``lower``, ``upper``); ``p_cleared`` the probability it has been cleared by
+    then (``p_present`` = 1 - it).
+
+    ``days_ahead`` is one number for all piles or one per pile. ``expected`` is
+    ``p_present * value``, the probability-weighted volume. Returns ``FORECAST_COLUMNS``.
     """
     as_of = pd.Timestamp(as_of)
     days_ahead = np.broadcast_to(np.asarray(days_ahead, float), (len(present),))
     since_last = ((as_of - present["last_seen"]) / DAY).to_numpy(float) + days_ahead
     age = present["age_days"].to_numpy(float)
-    if len(model.km_times):
-        s_now = survival_at(model.km_times, model.km_survival, age + model.lifetime_pad_days)
-        s_then = survival_at(model.km_times, model.km_survival,
-                             age + model.lifetime_pad_days + since_last)
-        p = np.where(s_now > 0, s_then / np.where(s_now > 0, s_now, 1.0), 0.0)
-    else:
-        p = np.ones(len(present))
-    # A pile seen after the pad already outlived it: the curve starts at its last sighting.
-    p = np.clip(p, 0.0, 1.0)
+    cleared = present["cleared"].to_numpy(bool)
+    # The pile was there at its last sighting, a pad before the lifetime it is measured by.
+    s_now = pile_survival(model, age + model.lifetime_pad_days)
+    s_then = pile_survival(model, age + model.lifetime_pad_days + since_last)
+    p = np.clip(np.where(s_now > 0, s_then / np.where(s_now > 0, s_now, 1.0), 0.0), 0.0, 1.0)
+    p = np.where(cleared, 0.0, p)
     level = present["level"].to_numpy(float)
     growth = present["growth"].to_numpy(float)
-    mean = level + growth * since_last
-    sd = np.sqrt((model.cv * mean) ** 2 + (since_last * present["growth_sd"].to_numpy(float))
-                 ** 2)
-    sd = np.maximum(sd, 1e-6)
-
-    def quantile(q: float) -> np.ndarray:
-        # Mixture: 0 with probability 1 - p, else normal(mean, sd) floored at 0.
-        inner = (q - (1 - p)) / np.where(p > 0, p, 1.0)
-        value = np.maximum(0.0, mean + sd * norm.ppf(np.clip(inner, 1e-9, 1 - 1e-9)))
-        return np.where(inner <= 0, 0.0, value)
-
+    median = np.where(cleared, 0.0, level + growth * since_last)
+    s = _log_spread(model.cv, present["level_log_var"].to_numpy(float),
+                    present["growth_sd"].to_numpy(float), since_last,
+                    np.where(median > 0, median, 1.0))
     return pd.DataFrame({
         "pile_ref": present["pile_ref"].to_numpy(), "last_id": present["last_id"].to_numpy(),
         "horizon_days": days_ahead, "days_since_last": since_last, "p_present": p,
-        "if_present": mean, "value": p * mean, "lower": quantile(ALPHA / 2),
-        "upper": quantile(1 - ALPHA / 2), "last_volume": present["last_volume"].to_numpy(float),
-    })
+        "p_cleared": 1.0 - p, "value": median, "lower": median * np.exp(model.z_lower * s),
+        "upper": median * np.exp(model.z_upper * s), "expected": p * median,
+        "last_volume": present["last_volume"].to_numpy(float),
+    }, columns=FORECAST_COLUMNS)
 
 
 # -- reading, evaluating and scoring ------------------------------------------------------------
-
 
 def as_utc(value) -> pd.Timestamp:
     """A date or time as a UTC timestamp (a bare date is midnight UTC)."""
@@ -326,6 +466,11 @@ def resolve_debris_as_of(conn, as_of) -> pd.Timestamp:
     return as_of
 
 
+def _probability(p) -> float:
+    """A probability to 3 significant digits: far-off clearing makes presence tiny, not 0."""
+    return float(f"{float(p):.3g}")
+
+
 def _mae(a: np.ndarray, b: np.ndarray) -> float | None:
     return round(float(np.mean(np.abs(a - b))), 3) if len(a) else None
 
@@ -360,9 +505,12 @@ def _scored_rows(everything: pd.DataFrame, as_of: pd.Timestamp, horizons: list[i
                "growth_by_material": {k: round(v, 3) for k, v in model.material_growth.items()},
                "lifetime_pad_days": round(model.lifetime_pad_days, 2),
                "lifetimes_observed": model.lifetimes_observed,
+               "interval_z": [round(model.z_lower, 3), round(model.z_upper, 3)],
+               "calibration_sightings": model.calibration_sightings,
                "prior_groups": (present["prior_group"].value_counts().to_dict()
                                 if len(present) else {})}
     rows = []
+    standing = present[~present["cleared"].astype(bool)] if len(present) else present
     for h in horizons:
         w = min(float(window_days), h / 2)
         entry = {"horizon_days": h, "window_days": w, "forecast": None, "again": None,
@@ -371,14 +519,14 @@ def _scored_rows(everything: pd.DataFrame, as_of: pd.Timestamp, horizons: list[i
             fc = forecast_piles(model, present, as_of, h)
             entry["forecast"] = fc
             centre = as_of + h * DAY
+            # Every later sighting of a pile still standing at as-of, in the horizon's window,
+            # against the forecast for its own time: held out in time by construction.
             later = everything[(everything["observed_at"] > as_of)
                                & ((everything["observed_at"] - centre).abs() <= w * DAY)
-                               & everything["pile_ref"].isin(present["pile_ref"])
+                               & everything["pile_ref"].isin(standing["pile_ref"])
                                & everything["volume_m3"].notna()]
-            later = later.assign(distance=(later["observed_at"] - centre).abs())
-            later = later.sort_values(["pile_ref", "distance"]).groupby("pile_ref").head(1)
             if len(later):
-                sel = present.set_index("pile_ref").loc[later["pile_ref"]].reset_index()
+                sel = standing.set_index("pile_ref").loc[later["pile_ref"]].reset_index()
                 own = forecast_piles(model, sel, as_of,
                                      ((later["observed_at"] - as_of) / DAY).to_numpy(float))
                 entry["again"] = own.assign(observed=later["volume_m3"].to_numpy(float))
@@ -389,24 +537,42 @@ def _scored_rows(everything: pd.DataFrame, as_of: pd.Timestamp, horizons: list[i
     return summary, rows
 
 
+def _covered(observed: np.ndarray, frame: pd.DataFrame) -> np.ndarray:
+    return (observed >= frame["lower"].to_numpy() - 1e-9) & (
+        observed <= frame["upper"].to_numpy() + 1e-9)
+
+
 def _summarise(entries: list[dict]) -> dict:
-    """Pooled scores of per-horizon entries (of one or several as-of dates)."""
+    """Pooled scores of per-horizon entries (of one or several as-of dates).
+
+    ``observed_again``: later sightings (volume > 0) of piles standing at as-of, scored by
+    the volume if not cleared (``value``) against persistence, and by interval coverage.
+    ``against_truth``: every forecast pile's true volume at the horizon (0 once cleared):
+    the probability-weighted volume against persistence, the Brier score of the clearing
+    probability, and the coverage of the interval on the piles truly still there.
+    """
     out: dict = {}
     forecasts = [e["forecast"] for e in entries if e["forecast"] is not None]
     out["piles_forecast"] = int(sum(len(f) for f in forecasts))
     if forecasts:
-        out["mean_p_present"] = round(float(pd.concat(forecasts)["p_present"].mean()), 3)
+        out["mean_p_present"] = _probability(pd.concat(forecasts)["p_present"].mean())
     again = [e["again"] for e in entries if e["again"] is not None]
     a = pd.concat(again) if again else pd.DataFrame()
-    out["observed_again"] = {"window_days": entries[0]["window_days"], "piles": int(len(a))}
+    if len(a):
+        a = a[a["observed"] > 0]
+    out["observed_again"] = {"window_days": entries[0]["window_days"] if entries else None,
+                             "sightings": int(len(a)),
+                             "piles": int(a["pile_ref"].nunique()) if len(a) else 0}
     if len(a):
         seen = a["observed"].to_numpy()
+        model_mae = _mae(a["value"].to_numpy(), seen)
+        persistence = _mae(a["last_volume"].to_numpy(), seen)
         out["observed_again"].update({
-            "mae_expected": _mae(a["value"].to_numpy(), seen),
-            "mae_if_present": _mae(a["if_present"].to_numpy(), seen),
-            "mae_persistence": _mae(a["last_volume"].to_numpy(), seen),
-            "coverage": round(float(np.mean((seen >= a["lower"] - 1e-9)
-                                            & (seen <= a["upper"] + 1e-9))), 3)})
+            "mae_if_present": model_mae, "mae_persistence": persistence,
+            "mae_ratio": round(model_mae / persistence, 3) if persistence else None,
+            "mae_expected": _mae(a["expected"].to_numpy(), seen),
+            "coverage": round(float(np.mean(_covered(seen, a))), 3),
+            "mean_p_cleared": _probability(a["p_cleared"].mean())})
     truths = [e["truth"] for e in entries if e["truth"] is not None]
     if truths:
         t = pd.concat(truths)
@@ -414,15 +580,16 @@ def _summarise(entries: list[dict]) -> dict:
         there = true > 0
         out["against_truth"] = {
             "piles": int(len(t)), "still_present": int(there.sum()),
-            "mean_p_present": round(float(t["p_present"].mean()), 3) if len(t) else None,
+            "mean_p_present": _probability(t["p_present"].mean()) if len(t) else None,
             "brier_p_present": (round(float(np.mean((t["p_present"] - there) ** 2)), 3)
                                 if len(t) else None),
-            "mae_expected": _mae(t["value"].to_numpy(), true),
+            "mae_expected": _mae(t["expected"].to_numpy(), true),
             "mae_persistence": _mae(t["last_volume"].to_numpy(), true),
-            "mae_if_present": _mae(t["if_present"].to_numpy(), true),
-            "coverage": (round(float(np.mean((true >= t["lower"] - 1e-9)
-                                             & (true <= t["upper"] + 1e-9))), 3)
-                         if len(t) else None)}
+            "mae_if_present": _mae(t["value"].to_numpy()[there], true[there]),
+            "mae_persistence_if_present": _mae(t["last_volume"].to_numpy()[there],
+                                               true[there]),
+            "coverage": (round(float(np.mean(_covered(true, t)[there])), 3)
+                         if there.any() else None)}
     return out
 
 
@@ -430,13 +597,11 @@ def evaluate_pile_volume(conn, as_of, horizons, *, window_days: float = 15,
                          truth_csv=None) -> dict:
     """Score the per-pile forecasts made as of a date against what happened next.
 
-    *Observed again*: for each pile present at ``as_of`` and seen again within
-    ``min(window_days, horizon / 2)`` days of ``as_of + horizon``, its sighting nearest to that
-    date is compared with the forecast for the sighting's own date, with the "if still there"
-    part of it, and with persistence (the last volume). Those piles were by definition not
-    cleared, so this favours forecasts that ignore clearing. *Against the truth* (when the
-    generator's ``debris_piles.csv`` is given): every present pile's true volume at the
-    horizon, 0 once cleared.
+    *Observed again*: every sighting, within ``min(window_days, horizon / 2)`` days of
+    ``as_of + horizon``, of a pile standing at ``as_of`` is compared with the forecast for the
+    sighting's own date (the volume if not cleared, and its interval) and with persistence
+    (the last volume). *Against the truth* (when the generator's ``debris_piles.csv`` is
+    given): every present pile's true volume at the horizon, 0 once cleared.
     """
     as_of = resolve_debris_as_of(conn, as_of)
     horizons = sorted({int(h) for h in horizons})
@@ -454,11 +619,32 @@ def evaluate_pile_volume_pooled(conn, as_ofs, horizons, *, window_days: float = 
     as_ofs = [resolve_debris_as_of(conn, a) for a in as_ofs]
     horizons = sorted({int(h) for h in horizons})
     everything = load_sightings(conn, max(as_ofs) + (max(horizons) + window_days + 1) * DAY)
-    truth = _read_truth(truth_csv)
+    return pooled_scores(everything, as_ofs, horizons, window_days=window_days,
+                         truth=_read_truth(truth_csv))
+
+
+def pooled_scores(everything: pd.DataFrame, as_ofs, horizons, *, window_days: float = 15,
+                  truth: pd.DataFrame | None = None) -> dict:
+    """Rolling-origin scores from sightings in memory.
+
+    Each as-of date's model sees only the sightings by that date and is scored only on later
+    ones.
+    """
+    horizons = sorted({int(h) for h in horizons})
     per_h: dict[int, list] = {h: [] for h in horizons}
     for as_of in as_ofs:
-        _, entries = _scored_rows(everything, as_of, horizons, window_days, truth)
+        _, entries = _scored_rows(everything, as_utc(as_of), horizons, window_days, truth)
         for e in entries:
             per_h[e["horizon_days"]].append(e)
-    return {"as_of": [str(a.date()) for a in as_ofs],
+    return {"as_of": [str(as_utc(a).date()) for a in as_ofs],
             "horizons": [{"horizon_days": h, **_summarise(per_h[h])} for h in horizons]}
+
+
+def backtest_origins(first_sighting, until, *, step_days: int = 7, warm_up_days: int = 90
+                     ) -> list[pd.Timestamp]:
+    """Weekly as-of dates from ``warm_up_days`` after the first sighting up to ``until``."""
+    start = as_utc(first_sighting).normalize() + warm_up_days * DAY
+    end = as_utc(until)
+    if start > end:
+        return []
+    return list(pd.date_range(start, end, freq=f"{step_days}D"))

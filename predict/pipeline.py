@@ -153,21 +153,25 @@ def street_forecasts(engine: Engine, metric: str, horizon_days: int) -> pd.DataF
 
 
 DEBRIS_VOLUME = "debris_volume"
-DEBRIS_CSV_COLUMNS = ["pile_ref", "observation_id", "target_date", "horizon_days", "p_present",
-                      "value", "lower", "upper", "last_volume"]
+DEBRIS_CSV_COLUMNS = ["pile_ref", "observation_id", "target_date", "horizon_days",
+                      "volume_if_not_cleared", "lower", "upper", "p_cleared", "expected_volume",
+                      "last_volume"]
 
 
 def score_debris(engine: Engine, horizons=(7, 30), as_of=None, *,
                  out: Path | None = None) -> ScoreResult:
     """Forecast every debris pile present at ``as_of`` into ``predictions`` (and a CSV).
 
-    The growth priors, volume noise and lifetime curve are learned from the sightings by
-    ``as_of`` and stored in the model registry (target ``debris_volume``), so each row's
-    ``model_version`` says what made it. Rows: ``target`` ``debris_volume``, ``asset_layer``
-    ``debris_piles`` and ``asset_id`` the id of the pile's latest sighting, ``subject`` its
-    ``pile_ref``, no metric (no volume metric is declared), ``geom`` the latest sighting's
-    point; ``value`` is the expected volume in m3 (0 once cleared), ``lower``/``upper`` its
-    80 % interval.
+    The growth priors, volume noise, interval calibration and lifetime curve are learned from
+    the sightings by ``as_of`` and stored in the model registry (target ``debris_volume``), so
+    each row's ``model_version`` says what made it. Each pile and horizon gets one row,
+    with ``asset_layer`` ``debris_piles``, ``asset_id`` the id of the pile's latest sighting,
+    ``subject`` its ``pile_ref``, no metric (no volume metric is declared) and ``geom`` the
+    latest sighting's point. ``value`` is the pile's volume in m3 *if it is not cleared* by
+    the target date (the median of a sighting then), ``lower``/``upper`` its 80 % interval,
+    and ``p_cleared`` the probability that it has been cleared by the target date.
+
+    The CSV adds ``expected_volume`` = (1 - p_cleared) x volume if not cleared.
     """
     from predict import pile_volume
 
@@ -181,7 +185,9 @@ def score_debris(engine: Engine, horizons=(7, 30), as_of=None, *,
                "volume_cv": model.cv, "growth_all_m3_per_day": model.global_growth,
                "growth_by_material": model.material_growth,
                "lifetime_pad_days": model.lifetime_pad_days,
-               "lifetimes_observed": model.lifetimes_observed}
+               "lifetimes_observed": model.lifetimes_observed,
+               "interval_z": [model.z_lower, model.z_upper],
+               "calibration_sightings": model.calibration_sightings}
     first = sightings["observed_at"].min() if len(sightings) else as_of
     with engine.begin() as conn:
         version = registry.save(
@@ -190,9 +196,8 @@ def score_debris(engine: Engine, horizons=(7, 30), as_of=None, *,
             rows=int(len(sightings)), metrics=summary, features=[],
             params={"present_days": model.present_days, "area_m": model.area_m})
     parts = [pile_volume.forecast_piles(model, present, as_of, h) for h in horizons]
-    frame = pd.concat(parts, ignore_index=True) if parts and len(present) else pd.DataFrame(
-        columns=["pile_ref", "last_id", "horizon_days", "p_present", "value", "lower", "upper",
-                 "last_volume"])
+    frame = (pd.concat(parts, ignore_index=True) if parts and len(present)
+             else pd.DataFrame(columns=pile_volume.FORECAST_COLUMNS))
     where = present.set_index("pile_ref")[["lon", "lat"]] if len(present) else None
     target_date = (as_of.normalize() + pd.to_timedelta(frame["horizon_days"].astype(float), "D")
                    ).dt.date
@@ -202,7 +207,7 @@ def score_debris(engine: Engine, horizons=(7, 30), as_of=None, *,
         assert where is not None  # forecasts exist only for present piles
         lon = where.loc[frame["pile_ref"], "lon"].to_numpy()
         lat = where.loc[frame["pile_ref"], "lat"].to_numpy()
-        to_write = pd.DataFrame({
+        volume = pd.DataFrame({
             "run_id": run_id, "model_version": version, "target": DEBRIS_VOLUME,
             "asset_layer": "debris_piles", "asset_id": frame["last_id"].astype("int64"),
             "subject": frame["pile_ref"].astype(str),
@@ -212,6 +217,7 @@ def score_debris(engine: Engine, horizons=(7, 30), as_of=None, *,
             "lower": frame["lower"].round(3), "upper": frame["upper"].round(3),
             "days_to_threshold": pd.array([None] * len(frame), dtype="Int64"),
             "geom": [f"SRID=4326;POINT({x:.7f} {y:.7f})" for x, y in zip(lon, lat, strict=True)]})
+        to_write = volume.assign(p_cleared=frame["p_cleared"].astype(float).round(4))
         with engine.begin() as conn:
             written = sql.insert_predictions(conn, to_write)
     csv = None
@@ -219,10 +225,11 @@ def score_debris(engine: Engine, horizons=(7, 30), as_of=None, *,
         table = pd.DataFrame({
             "pile_ref": frame["pile_ref"], "observation_id": frame["last_id"],
             "target_date": target_date, "horizon_days": frame["horizon_days"].astype(int),
-            "p_present": frame["p_present"].astype(float).round(3),
-            "value": frame["value"].astype(float).round(2),
+            "volume_if_not_cleared": frame["value"].astype(float).round(2),
             "lower": frame["lower"].astype(float).round(2),
             "upper": frame["upper"].astype(float).round(2),
+            "p_cleared": frame["p_cleared"].astype(float).round(3),
+            "expected_volume": frame["expected"].astype(float).round(2),
             "last_volume": frame["last_volume"].astype(float).round(2)})
         table.sort_values(["pile_ref", "horizon_days"]).to_csv(
             out, index=False, columns=DEBRIS_CSV_COLUMNS, lineterminator="\n")

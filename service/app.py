@@ -12,20 +12,10 @@ from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import Counter, Histogram
 from sqlalchemy.engine import Engine
 
+from service import limits
 from service.changes import LayerChanges
 from service.errors import install_error_handlers
-from service.routers import (
-    alerts,
-    docs,
-    exports,
-    health,
-    maps,
-    ogc,
-    open311,
-    readings,
-    tiles,
-    work,
-)
+from service.routers import alerts, docs, exports, health, maps, ogc, open311, readings, tiles, work
 from service.settings import ServiceSettings
 
 REQUESTS = Counter("twin_http_requests_total", "HTTP requests", ["route", "method", "status"])
@@ -110,12 +100,14 @@ def create_app(engine: Engine, settings: ServiceSettings | None = None) -> FastA
     app.state.engine = engine
     app.state.settings = settings
     install_error_handlers(app, settings.retry_after_s)
+    # Inside CORS, so that a 413 still carries the CORS headers a browser needs to read it.
+    limits.install(app, settings)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                            allow_methods=["GET", "POST"], allow_headers=["*"],
                            expose_headers=["ETag"])
 
     app.add_middleware(MeasureRequests)
-    for module in (health, tiles, ogc, alerts, exports, readings, open311, maps, docs, work):
+    for module in (health, tiles, ogc, alerts, exports, readings, open311, maps, work, docs):
         app.include_router(module.router)
     return app

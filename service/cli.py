@@ -420,6 +420,47 @@ def ingest(
         console.print("[yellow]Dry run:[/] nothing was kept.")
 
 
+mapping_app = typer.Typer(
+    help="Mapping files: how a city's columns and codes become the twin's fields.",
+    no_args_is_help=True,
+)
+app.add_typer(mapping_app, name="mapping")
+
+
+@mapping_app.command("draft")
+def mapping_draft(
+    path: Annotated[Path, typer.Argument(help="The city's file.", show_default=False)],
+    layer: Annotated[str, typer.Option(help=LAYER_HELP.removesuffix(" or readings"))],
+    out: Annotated[
+        Path | None, typer.Option(help="Where to write the mapping (default: print it).")
+    ] = None,
+    layer_name: Annotated[str | None, typer.Option(help="Layer of a multi-layer file.")] = None,
+    crs: Annotated[
+        str | None, typer.Option(help="CRS of a file that has none, e.g. EPSG:4545.")
+    ] = None,
+) -> None:
+    """Draft a commented mapping for FILE: id, names, classes with a value map, dates, units.
+
+    Needs no database. Check the draft, then load with `twin ingest LAYER FILE --mapping M`.
+    """
+    from ingest.draft import draft_mapping
+
+    try:
+        draft = draft_mapping(path, layer, layer_name=layer_name, crs=crs)
+        if out is not None:
+            out.write_text(draft.text, encoding="utf-8")
+    except TwinError as error:
+        raise _fail(error) from None
+    except OSError as error:
+        raise _fail(InvalidInput(f"{out} cannot be written ({error.strerror}).")) from None
+    if out is None:
+        print(draft.text, end="")
+    else:
+        preset = {"osm": " (OpenStreetMap)", "tiger": " (TIGER/Line)"}.get(draft.preset, "")
+        console.print(f"Wrote {out}{preset}; check it, then: twin ingest {layer} {path} "
+                      f"--mapping {out}", highlight=False, soft_wrap=True)
+
+
 def _watch(url: str, *, source: str | None, as_json: bool) -> None:
     """Follow an MQTT sensor feed until stopped (Ctrl-C or SIGTERM)."""
     import json

@@ -76,6 +76,7 @@ def _prepare(engine) -> None:
         with console.status("Training the road-wear model (about half a minute)"):
             version = train(engine, "pci", None).version
         console.print(f"Model: trained {version}.")
+    assert metric is not None  # there are PCI readings, so the metric is declared
     with engine.connect() as conn:
         scored = predictions.latest_street_predictions(conn, metric["id"], DEFAULT_HORIZONS[0])
     if len(scored) and (scored["model_version"] == version).any():

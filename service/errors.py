@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -40,7 +41,8 @@ TITLES = {
 }
 
 
-def problem(status: int, detail: str, *, headers: dict | None = None, **extra) -> JSONResponse:
+def problem(status: int, detail: str, *, headers: Mapping[str, str] | None = None,
+            **extra) -> JSONResponse:
     """A problem+json response."""
     body = {"type": "about:blank", "title": TITLES.get(status, "Error"), "status": status,
             "detail": detail, **extra}

@@ -25,7 +25,7 @@ import os
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -90,8 +90,7 @@ def split_file_name(name: str) -> tuple[Layer, ExportFormat]:
         if name.lower().endswith("." + suffix):
             return find_layer(name[: -len(suffix) - 1]), FORMATS[suffix]
     layer_name, _, suffix = name.partition(".")
-    find_layer(layer_name)
-    return find_format(suffix)  # raises NotFound naming the formats
+    return find_layer(layer_name), find_format(suffix)  # or NotFound naming the formats
 
 
 def format_of_path(path: Path) -> ExportFormat:
@@ -171,7 +170,7 @@ def _text_value(value: object) -> str:
 
 
 def _geojson_pieces(query: ExportQuery, columns: tuple[Column, ...],
-                    chunks: Iterator[list]) -> Iterator[bytes]:
+                    chunks: Iterator[Sequence]) -> Iterator[bytes]:
     # One piece per chunk; the first carries the head, so the first rows are read before
     # anything is sent. "name" is a foreign member (RFC 7946, 6.1) GDAL takes as layer name;
     # the id is repeated among the properties, where GIS software shows it as a field.
@@ -193,7 +192,7 @@ def _geojson_pieces(query: ExportQuery, columns: tuple[Column, ...],
 
 
 def _csv_pieces(query: ExportQuery, columns: tuple[Column, ...],
-                chunks: Iterator[list]) -> Iterator[bytes]:
+                chunks: Iterator[Sequence]) -> Iterator[bytes]:
     # The geometry column is called WKT, the name GDAL (and so QGIS) reads as geometry.
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
@@ -223,7 +222,7 @@ def _pieces(engine: Engine, query: ExportQuery, fmt: ExportFormat,
         yield from encode(query, columns, chunks)
 
 
-def _counted(chunks: Iterator[list], counter: list[int]) -> Iterator[list]:
+def _counted(chunks: Iterator[Sequence], counter: list[int]) -> Iterator[Sequence]:
     for rows in chunks:
         counter[0] += len(rows)
         yield rows
@@ -275,11 +274,11 @@ def _arrow_schema(columns: tuple[Column, ...], *, names: dict[str, str] | None =
     return pa.schema(fields, metadata=metadata)
 
 
-def _arrow_table(schema, columns: tuple[Column, ...], rows: list, *,
+def _arrow_table(schema, columns: tuple[Column, ...], rows: Sequence, *,
                  datetime_as_text: bool = False):
     import pyarrow as pa
 
-    values = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
+    values: list[Sequence] = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
     arrays = []
     for column, field, column_values in zip(columns, schema, values, strict=True):
         if datetime_as_text and column.type == "datetime":
@@ -299,7 +298,7 @@ def _write_gpkg(conn, query: ExportQuery, directory: Path) -> tuple[Path, int]:
     columns, chunks = read_features(conn, query)
     schema = _arrow_schema(columns)
 
-    def write(rows: list, *, append: bool) -> None:
+    def write(rows: Sequence, *, append: bool) -> None:
         # Options apply when the file and layer are made; GeoPackage 1.2 is what GDAL >= 2.2,
         # QGIS 3 and ArcGIS read without a warning (GDAL 3.9+ would write 1.4).
         options = {} if append else {
@@ -355,8 +354,7 @@ _LAYER_PARTS = {"Point": "points", "LineString": "lines", "Polygon": "polygons"}
 
 
 def _wkb_type(wkb: bytes) -> int:
-    order = "little" if wkb[0] == 1 else "big"
-    return int.from_bytes(wkb[1:5], order) % 1000
+    return int.from_bytes(wkb[1:5], "little" if wkb[0] == 1 else "big") % 1000
 
 
 def _shapefile_readme(query: ExportQuery, columns: tuple[Column, ...], names: dict[str, str],
@@ -409,7 +407,7 @@ def _write_shapefile_zip(conn, query: ExportQuery, directory: Path) -> tuple[Pat
     written = 0
     created: set[str] = set()
 
-    def write(part: str, rows: list) -> None:
+    def write(part: str, rows: Sequence) -> None:
         stem = layer.id if fixed else f"{layer.id}_{part}"
         pyogrio.write_arrow(
             _arrow_table(schema, columns, rows, datetime_as_text=True),

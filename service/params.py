@@ -304,10 +304,10 @@ def parse_datetime(text: str, *, whole_day: bool = True) -> TimeSpan:
     """
     if "/" not in text:
         if len(text.strip()) == 10:
-            end = parse_instant(text, end_of_day=True)
+            day_end = parse_instant(text, end_of_day=True)
             if whole_day:
-                return TimeSpan(parse_instant(text), end)
-            return TimeSpan(end, end, instant=True)
+                return TimeSpan(parse_instant(text), day_end)
+            return TimeSpan(day_end, day_end, instant=True)
         moment = parse_instant(text)
         return TimeSpan(moment, moment, instant=True)
     if text.count("/") != 1:

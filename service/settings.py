@@ -4,6 +4,8 @@ from typing import Literal
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ingest.intake import MAX_BYTES as READINGS_MAX_BYTES
+
 
 class ServiceSettings(BaseSettings):
     """How the service answers: who may read, from where, and how much at once."""
@@ -20,6 +22,11 @@ class ServiceSettings(BaseSettings):
     tile_cache_mb: int = 256
     # Seconds a client is told to wait when the database is away.
     retry_after_s: int = 5
+    # Request bodies, in bytes, per route family (service/limits.py): over it is 413, read no
+    # further. Sensor batches are the large ones; residents' forms and JSON notes are small.
+    max_body_bytes: int = 1_000_000
+    max_body_bytes_readings: int = READINGS_MAX_BYTES
+    max_body_bytes_open311: int = 64_000
     environment: Literal["development", "production"] = "development"
     # Run a job worker (service/jobs.py) inside the service; `twin serve` sets it unless
     # --no-worker, so the embedded demo needs no second command.

@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path as FilePath
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio
 import sqlalchemy as sa
@@ -36,7 +36,7 @@ STREAM_POLL_S = 1.0
 STREAM_HEARTBEAT_S = 15.0
 STREAM_RETRY_MS = 3000
 HISTORY_FIELDS = ("at", "actor", "from_status", "to_status", "note")
-_PROBLEM = {"content": {"application/problem+json": {}}}
+_PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 
 AlertId = Annotated[int, Path(ge=1, le=MAX_ID, description="The alert's id.")]
 
@@ -253,8 +253,9 @@ def _full_alert(engine: Engine, alert_id: int) -> dict:
     return alert
 
 
-def _act(engine: Engine, alert_id: int, action: str, actor: str, body: ActionNote | None
+def _act(engine: Engine, alert_id: int, action: str, actor: str | None, body: ActionNote | None
          ) -> JSONResponse:
+    assert actor is not None  # the crew role is only ever a named key
     note = body.note if body else None
     if note is not None:
         note = params.clean_text(note, "note").strip() or None
@@ -289,7 +290,7 @@ def _record_work(conn, alert_id: int, actor: str, done: WorkIn) -> None:
                 done_by=done_by or actor, note=work_note or None, recorded_by=actor)
 
 
-_ACTION_RESPONSES = {
+_ACTION_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "The alert after the action, with its history.",
           "content": {GEOJSON: {}}},
     400: {"description": "The body cannot be used (dismiss needs a note).", **_PROBLEM},

@@ -7,7 +7,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, BinaryIO
+from typing import Annotated, Any, BinaryIO
 
 from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
@@ -21,8 +21,9 @@ from service.deps import EngineDep, ReaderDep
 router = APIRouter(tags=["exports"])
 
 FILE_BLOCK_BYTES = 256 * 1024
-_PROBLEM = {"content": {"application/problem+json": {}}}
-_UNAUTHORIZED = {401: {"description": "Reading needs a valid API key here.", **_PROBLEM}}
+_PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
+_UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Reading needs a valid API key here.", **_PROBLEM}}
 _FORMATS_TEXT = ", ".join(f"`{f.suffix}` ({f.title})" for f in exporting.FORMATS.values())
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
@@ -163,7 +163,8 @@ def render_planner(engine: Engine, horizons: tuple[int, ...] = DEFAULT_HORIZONS,
     return inline_assets(html) if inline else html
 
 
-_HTML = {200: {"content": {"text/html": {}}, "description": "The map page."}}
+_HTML: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/html": {}}, "description": "The map page."}}
 
 
 @router.get("/map", summary="The crew map: active alerts to acknowledge and resolve",

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 
@@ -49,11 +49,12 @@ MAX_OFFSET = 2**63 - 1
 ITEMS_PARAMETERS = frozenset(("f", "bbox", "datetime", "limit", "offset", "sortby",
                               "properties"))
 
-_PROBLEMS = {
+_PROBLEMS: dict[int | str, dict[str, Any]] = {
     400: {"description": "A parameter is not valid.", "content": {PROBLEM: {}}},
     406: {"description": "Only JSON is offered.", "content": {PROBLEM: {}}},
 }
-_NOT_FOUND = {404: {"description": "No such collection or feature.", "content": {PROBLEM: {}}}}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such collection or feature.", "content": {PROBLEM: {}}}}
 
 FParam = Annotated[
     Literal["json", "geojson"] | None,

@@ -22,6 +22,7 @@ import json
 import math
 import secrets
 from datetime import UTC, datetime, timedelta
+from typing import overload
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
@@ -49,7 +50,6 @@ router = APIRouter(prefix="/open311/v2", tags=["open311"])
 
 MAX_DESCRIPTION = 4000
 MAX_FIELD = 200
-MAX_BODY_BYTES = 64_000
 MAX_RANGE_DAYS = 90
 IDENTICAL_WINDOW_S = 600  # the same post again within 10 minutes is refused
 KEY_WINDOW_S = 600
@@ -82,6 +82,10 @@ def _key_from(request: Request, form: dict[str, str] | None = None) -> str | Non
             or request.headers.get("x-api-key"))
 
 
+@overload
+def _caller(engine: Engine, key: str | None, *, required: str) -> tuple[str, str]: ...
+@overload
+def _caller(engine: Engine, key: str | None, *, required: None) -> tuple[str, str] | None: ...
 def _caller(engine: Engine, key: str | None, *, required: str | None) -> tuple[str, str] | None:
     """(name, role) of the key; 403 when a role is required and the key falls short."""
     if not key:
@@ -130,9 +134,7 @@ async def create_request(fmt: str, request: Request) -> Response:
     fmt_ok = fmt if fmt in FORMATS else "json"
     if fmt not in FORMATS:
         return error_answer(fmt_ok, Open311Error(404, "Use requests.json or requests.xml."))
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        return error_answer(fmt, Open311Error(400, "The request body is too large."))
+    body = await request.body()  # at most max_body_bytes_open311 (service/limits.py)
     try:
         form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
     except UnicodeDecodeError:
@@ -184,9 +186,9 @@ def _parse(form: dict[str, str]) -> dict:
         raise Open311Error(400, f"A description is required for '{code}'.")
     contact = {k: (form.get(k) or "").strip() or None for k in (*_CONTACT, "device_id",
                                                                    "account_id")}
-    for name, value in contact.items():
-        if value and len(value) > MAX_FIELD:
-            raise Open311Error(400, f"{name} is too long (at most {MAX_FIELD} characters).")
+    for field, given in contact.items():
+        if given and len(given) > MAX_FIELD:
+            raise Open311Error(400, f"{field} is too long (at most {MAX_FIELD} characters).")
     if contact["email"] and "@" not in contact["email"]:
         raise Open311Error(400, "email is not an e-mail address.")
     media_url = form.get("media_url") or None
@@ -328,8 +330,9 @@ def _list(engine: Engine, fmt: str, query: dict[str, str], key: str | None) -> R
     if start is None and end is None:
         end = datetime.now(UTC)
     if start is None:
+        assert end is not None  # set just above when both were missing
         start = end - window
-    if end is None:
+    elif end is None:
         end = start + window
     if end < start:
         raise Open311Error(400, "end_date is before start_date.")
@@ -385,9 +388,7 @@ def _token(engine: Engine, name: str) -> Response:
 
 
 async def _fields(request: Request) -> dict[str, str]:
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise Open311Error(400, "The request body is too large.")
+    body = await request.body()  # at most max_body_bytes_open311 (service/limits.py)
     if request.headers.get("content-type", "").startswith("application/json"):
         try:
             data = json.loads(body or b"{}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
@@ -13,7 +15,7 @@ from service.errors import problem
 router = APIRouter(tags=["readings"])
 
 _TEXT = {"type": ["string", "number", "null"]}
-_READING = {
+_READING: dict[str, Any] = {
     "type": "object",
     "title": "Reading",
     "description": "One value of one metric of one asset at one time.",
@@ -69,7 +71,7 @@ _ANSWER = {
              "reason": "value '140' is outside the metric's declared range 0-100"},
         ]}}},
 }
-_PROBLEM = {"content": {"application/problem+json": {}}}
+_PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 
 
 @router.post(
@@ -114,6 +116,7 @@ async def post_readings(request: Request, engine: EngineDep, caller: CrewDep) ->
         if len(body) > intake.MAX_BYTES:
             return _too_large(f"The batch is more than {intake.MAX_BYTES:,} bytes, the most "
                               f"one post may hold. Send it in smaller batches.")
+    assert caller.name is not None  # the crew role is only ever a named key
     try:
         report = await run_in_threadpool(intake.take_batch, engine, bytes(body),
                                          ndjson=intake.is_ndjson(content_type), who=caller.name)

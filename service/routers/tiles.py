@@ -29,7 +29,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
@@ -149,15 +149,13 @@ _STATE_LOCK = threading.Lock()
 def _tile_cache(request: Request) -> TileCache | None:
     """The app's tile cache, made on first use (``None`` when ``tile_cache_mb`` is 0)."""
     state = request.app.state
-    cache = getattr(state, "tile_cache", False)
-    if cache is False:
+    if not hasattr(state, "tile_cache"):
         with _STATE_LOCK:
-            cache = getattr(state, "tile_cache", False)
-            if cache is False:
+            if not hasattr(state, "tile_cache"):
                 megabytes = state.settings.tile_cache_mb
-                cache = TileCache(megabytes * 1024 * 1024) if megabytes > 0 else None
-                state.tile_cache = cache
-    return cache
+                state.tile_cache = (TileCache(megabytes * 1024 * 1024) if megabytes > 0
+                                    else None)
+    return state.tile_cache
 
 
 class VersionPoll:
@@ -645,7 +643,7 @@ def twin_style(base_url: str, bounds: tuple[float, float, float, float] | None) 
     """The ``twin`` MapLibre style: every layer of the registry, coloured by its condition."""
     ordered = sorted(LAYERS.values(), key=_draw_rank)
     west, south, east, north = bounds or WORLD
-    style = {
+    style: dict[str, Any] = {
         "version": 8,
         "name": "Neighbourhood Twin",
         "center": [(west + east) / 2, (south + north) / 2],

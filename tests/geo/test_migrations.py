@@ -1,3 +1,4 @@
+import psycopg
 import sqlalchemy as sa
 
 from geo import migrate
@@ -93,20 +94,39 @@ def test_upgrade_creates_every_table_with_spatial_index_and_downgrade_removes_th
     engine.dispose()
 
 
+# What the schema refuses, and why: the CHECK constraint by name, or PostGIS's column type.
+REFUSED = [
+    ("INSERT INTO manholes (source, external_id, kind, geom) "
+     "VALUES ('t', 'm1', 'lava', ST_SetSRID(ST_Point(108.5, 32.5), 4326))",
+     psycopg.errors.CheckViolation, "ck_manholes_kind"),
+    ("INSERT INTO compounds (source, external_id, management_type, geom) VALUES "
+     "('t', 'c1', 'palace', ST_GeomFromText('POLYGON((0 0,1 0,1 1,0 0))', 4326))",
+     psycopg.errors.CheckViolation, "ck_compounds_management_type"),
+    ("INSERT INTO streets (source, external_id, road_class, geom) "
+     "VALUES ('t', 's1', 'primary', ST_SetSRID(ST_Point(108.5, 32.5), 4326))",
+     psycopg.errors.CheckViolation, "ck_streets_geometry_type"),
+    ("INSERT INTO streets (source, external_id, road_class, geom) VALUES "
+     "('t', 's2', 'runway', ST_GeomFromText('LINESTRING(108.5 32.5, 108.6 32.5)', 4326))",
+     psycopg.errors.CheckViolation, "ck_streets_road_class"),
+    # A line in a Point column: PostGIS's type modifier refuses it (no constraint name).
+    ("INSERT INTO manholes (source, external_id, kind, geom) VALUES "
+     "('t', 'm2', 'sewer', ST_GeomFromText('LINESTRING(108.5 32.5, 108.6 32.5)', 4326))",
+     psycopg.errors.InvalidParameterValue, None),
+]
+
+
 def test_schema_refuses_what_the_domain_does_not_allow(engine):
     with engine.connect() as conn:
-        for statement in (
-            "INSERT INTO manholes (source, external_id, kind, geom) "
-            "VALUES ('t', 'm1', 'lava', ST_SetSRID(ST_Point(108.5, 32.5), 4326))",
-            "INSERT INTO compounds (source, external_id, management_type, geom) VALUES "
-            "('t', 'c1', 'palace', ST_GeomFromText('POLYGON((0 0,1 0,1 1,0 0))', 4326))",
-            "INSERT INTO streets (source, external_id, road_class, geom) "
-            "VALUES ('t', 's1', 'primary', ST_SetSRID(ST_Point(108.5, 32.5), 4326))",
-        ):
+        for statement, error, constraint in REFUSED:
             try:
                 with conn.begin_nested():
                     conn.execute(sa.text(statement))
-            except sa.exc.DBAPIError:
+            except sa.exc.DBAPIError as refused:
+                cause = refused.orig
+                assert isinstance(cause, error), f"{statement}: {cause!r}"
+                assert cause.diag.constraint_name == constraint, f"{statement}: {cause}"
+                if constraint is None:
+                    assert "does not match column type (Point)" in str(cause)
                 continue
             raise AssertionError(f"accepted: {statement}")
         conn.rollback()

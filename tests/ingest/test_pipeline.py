@@ -15,7 +15,6 @@ import pytest
 import sqlalchemy as sa
 from shapely.geometry import LineString, Point, Polygon
 
-from geo import migrate
 from geo.database import create_engine
 from geo.errors import InvalidInput
 from ingest.metrics import MetricDeclaration, declare_metrics
@@ -33,10 +32,9 @@ LON, LAT = 108.54, 32.52
 
 
 @pytest.fixture
-def twin(make_database):
-    """An empty, migrated twin of the test's own."""
-    engine = create_engine(make_database())
-    migrate.upgrade(engine)
+def twin(make_database, migrated_template):
+    """An empty, migrated twin of the test's own (a copy of the session's migrated template)."""
+    engine = create_engine(make_database(template=migrated_template))
     yield engine
     engine.dispose()
 

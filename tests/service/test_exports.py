@@ -282,6 +282,18 @@ def test_headers(client, suffix):
     assert ("content-length" in response.headers) != fmt.streamed
 
 
+@pytest.mark.parametrize(("name", "suffix"), [("compounds.json", "geojson"),
+                                              ("compounds.zip", "shp.zip"),
+                                              ("compounds.geoparquet", "parquet")])
+def test_alias_suffixes_are_served_as_their_format(client, name, suffix):
+    # The layer and format of every alias must come back as a pair (a bare format was a 500).
+    assert exporting.split_file_name(name)[1] is exporting.FORMATS[suffix]
+    response = client.get(f"/exports/{name}")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == exporting.FORMATS[suffix].media_type
+    assert response.headers["content-disposition"] == f'attachment; filename="compounds.{suffix}"'
+
+
 def test_file_exports_leave_no_temporary_files(client):
     pattern = "twin-export-*"
     before = set(Path(tempfile.gettempdir()).glob(pattern))

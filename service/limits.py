@@ -1,0 +1,114 @@
+"""Request bodies are limited before any route reads them: 413 once a body passes its limit.
+
+A plain ASGI middleware, outside every route, so that a 100 MB post without a key costs a
+header check (a declared ``Content-Length`` over the limit is refused before a byte of the body
+is read) or at most the limit in memory (a body sent without a length, or with a false one, is
+counted while it streams and refused once it passes the limit). FastAPI reads and parses a
+JSON body before it solves a route's dependencies, the key check among them, so the limit
+has to sit in front of the routes rather than behind the key check.
+
+The limit depends on the route family (``ServiceSettings``): sensor batches on
+``/readings`` may be large, residents' forms on ``/open311`` are small, every other body
+(alert notes, staff actions) is a small JSON document. Refusals are problem+json, or the
+Open311 error list under ``/open311`` (the spec's clients read that format).
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from starlette.requests import ClientDisconnect
+
+from service.errors import problem
+from service.open311 import Open311Error, error_answer
+from service.settings import ServiceSettings
+
+
+def limit_for(path: str, settings: ServiceSettings) -> tuple[int, str]:
+    """The body limit in bytes of a request path and the name of its route family."""
+    if path == "/readings" or path.startswith("/readings/"):
+        return settings.max_body_bytes_readings, "a readings batch"
+    if path.startswith("/open311/"):
+        return settings.max_body_bytes_open311, "an Open311 post"
+    return settings.max_body_bytes, "a request body on this route"
+
+
+def refusal(path: str, limit: int, what: str, size: int | None) -> Response:
+    """The 413 answer: problem+json, or the Open311 error list (XML for ``.xml`` paths)."""
+    told = f"is {size:,} bytes" if size is not None else f"is more than {limit:,} bytes"
+    sentence = f"The body {told}; {what} may hold at most {limit:,} bytes."
+    if path.startswith("/open311/"):
+        answer = error_answer("xml" if path.endswith(".xml") else "json",
+                              Open311Error(413, sentence))
+    else:
+        answer = problem(413, sentence)
+    # The rest of the body is never read, so the connection cannot be used again.
+    answer.headers["Connection"] = "close"
+    return answer
+
+
+def _declared_length(scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            text = value.decode("latin-1").strip()
+            return int(text) if text.isascii() and text.isdigit() else None
+    return None
+
+
+class BodyLimit:
+    """Refuse request bodies over their route family's limit with 413, reading no more."""
+
+    def __init__(self, app, settings: ServiceSettings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope, receive, send) -> None:
+        """Pass the request on with a receive that counts the body's bytes."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        limit, what = limit_for(path, self.settings)
+        declared = _declared_length(scope)
+        if declared is not None and declared > limit:
+            await refusal(path, limit, what, declared)(scope, receive, send)
+            return
+        received = 0
+        refused = False  # this middleware answered 413; the route's own answer is dropped
+        started = False
+
+        async def counted_receive():
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    if not started:
+                        refused = True
+                        await refusal(path, limit, what, None)(scope, receive, send)
+                    # The route sees a client that went away: it never gets a cut body.
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message) -> None:
+            nonlocal started
+            if refused:
+                return
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        await self.app(scope, counted_receive, guarded_send)
+
+
+def install(app: FastAPI, settings: ServiceSettings) -> None:
+    """Add the body limit to ``app`` and answer a body cut short without logging an error."""
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, error: ClientDisconnect) -> Response:
+        # Nobody reads this: the client left, or BodyLimit has answered 413 already.
+        return Response(status_code=400)
+
+    app.add_middleware(BodyLimit, settings=settings)
