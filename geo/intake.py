@@ -75,7 +75,7 @@ def load_intake(conn: Connection) -> IntakeOutcome:
     ).one()
     if first is None:
         return IntakeOutcome(new=set(), updated={})
-    store.ensure_reading_partitions(conn, first, last)
+    store.ensure_partitions_of_stage(conn, INTAKE_STAGE)
     new = conn.execute(
         sa.text(
             f"WITH inserted AS ("

@@ -27,7 +27,9 @@ PREDICTION_COLUMNS = (
 
 
 def _frame(result, columns: list[str] | None = None) -> pd.DataFrame:
-    rows = result.all()
+    # Plain tuples: pandas probes every Row object for attributes, which cost more than the
+    # query on tens of thousands of sensor readings.
+    rows = [tuple(row) for row in result.all()]
     return pd.DataFrame(rows, columns=columns or list(result.keys()))
 
 

@@ -166,21 +166,38 @@ def take_duplicate_readings(conn: Connection) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["row_number", "first_row"])
 
 
+def _create_month_partition(conn: Connection, month: pd.Period) -> None:
+    following = month + 1
+    name = f"readings_y{month.year:04d}m{month.month:02d}"
+    conn.execute(
+        sa.text(
+            f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF readings "
+            f"FOR VALUES FROM ('{month.start_time.date()} 00:00+00') "
+            f"TO ('{following.start_time.date()} 00:00+00')"
+        )
+    )
+
+
 def ensure_reading_partitions(conn: Connection, first: datetime, last: datetime) -> None:
     """Create the monthly partitions of ``readings`` that hold ``first`` to ``last``."""
     month = pd.Timestamp(first).tz_convert("UTC").tz_localize(None).to_period("M")
     end = pd.Timestamp(last).tz_convert("UTC").tz_localize(None).to_period("M")
     while month <= end:
-        following = month + 1
-        name = f"readings_y{month.year:04d}m{month.month:02d}"
-        conn.execute(
-            sa.text(
-                f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF readings "
-                f"FOR VALUES FROM ('{month.start_time.date()} 00:00+00') "
-                f"TO ('{following.start_time.date()} 00:00+00')"
-            )
-        )
-        month = following
+        _create_month_partition(conn, month)
+        month = month + 1
+
+
+def ensure_partitions_of_stage(conn: Connection, stage: str) -> None:
+    """Create the monthly partitions of ``readings`` for the months staged readings fall in.
+
+    Only those months: two readings years apart make two partitions, not one per month in
+    between (each partition costs every later query on ``readings`` planning time).
+    """
+    months = conn.execute(sa.text(
+        f"SELECT DISTINCT date_trunc('month', observed_at AT TIME ZONE 'UTC') FROM {stage}"
+    )).scalars().all()
+    for month in months:
+        _create_month_partition(conn, pd.Timestamp(month).to_period("M"))
 
 
 def upsert_readings_from_stage(conn: Connection) -> UpsertCounts:
@@ -194,7 +211,7 @@ def upsert_readings_from_stage(conn: Connection) -> UpsertCounts:
     ).one()
     if total == 0:
         return UpsertCounts()
-    ensure_reading_partitions(conn, first, last)
+    ensure_partitions_of_stage(conn, "stage_readings")
     # Each statement also says which assets it changed: their rules are evaluated next.
     updated, updated_assets = conn.execute(
         sa.text(

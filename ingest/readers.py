@@ -176,10 +176,14 @@ def read_table_chunks(path: Path | str, *, chunk_rows: int = 50_000) -> Iterator
         if RESERVED_COLUMNS & set(frame.columns):
             raise InvalidInput(f"{path} has a column named row_number or geometry, which "
                                f"twin keeps for itself; rename it.")
+        if frame.empty:
+            continue
         frame = frame.reset_index(drop=True)
         frame.insert(0, "row_number", np.arange(first, first + len(frame), dtype=np.int64))
         first += len(frame)
         yield frame
+    if first == 1:  # a whole-file problem (exit 2), not an empty load that "succeeded"
+        raise InvalidInput(f"{path} has a header but no rows of data; nothing was loaded.")
 
 
 def _csv_table(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:

@@ -19,6 +19,7 @@ import shapely
 
 from geo import STORAGE_SRID
 from geo.vocabulary import OTHER, original_key
+from ingest import timewindow
 from ingest.fields import READING_FIELDS, Field, LayerSpec
 from ingest.mapping import FieldRule, Mapping
 
@@ -29,6 +30,7 @@ REPAIRED = "repaired"
 VALUE_DROPPED = "kept, value dropped"
 # Text that GIS tools and pandas write for "no value"; read as NULL like an empty field.
 NULL_TEXTS = frozenset({"", "null", "nan", "nat", "<null>"})
+MAX_SOURCE_CHARS = 256  # a reading's source: a system's or a file's name
 # Geometries farther than this from the area already in the twin are taken for mistakes.
 AREA_MARGIN_DEG = 0.5  # about 50 km
 
@@ -172,6 +174,19 @@ def _to_utc(times: pd.Series, zone: str) -> pd.Series:
     return pd.Series(pd.to_datetime(converted, utc=True), index=times.index)
 
 
+class _Gather:
+    """Problems found by a helper (the time window), gathered with the field's own.
+
+    So they reject the row of a required field and drop the value of an optional one.
+    """
+
+    def __init__(self, into: list[tuple[pd.Series, str]]) -> None:
+        self.into = into
+
+    def add(self, mask: pd.Series, field: str, raw: pd.Series, reason: str) -> None:
+        self.into.append((mask, reason))
+
+
 def check_field(
     frame: pd.DataFrame,
     spec: Field,
@@ -208,8 +223,14 @@ def check_field(
             values = values.round().astype("Int64")
         unusable += _out_of_range(values, spec)
     elif spec.kind in ("date", "datetime"):
-        values, bad = parse_times(raw.where(~missing), rule, zone)
+        present = raw.where(~missing)
+        if spec.kind == "datetime":  # observation times: in the plausible window, or unusable
+            present = timewindow.screen_raw(present, rule.format if rule else None, spec.name,
+                                            _Gather(unusable), now)
+        values, bad = parse_times(present, rule, zone)
         unusable.append((bad, f"cannot be read as a date{_fmt_hint(rule)}"))
+        if spec.kind == "datetime":
+            values = timewindow.check_parsed(values, raw, spec.name, _Gather(unusable), now)
         unusable.append((values > pd.Timestamp(now), "is in the future"))
         values = values.dt.date if spec.kind == "date" else values
     else:
@@ -567,6 +588,10 @@ def validate_readings(
         if source_rule
         else source
     )
+
+    lengths = out["source"].astype(str).str.len()  # a 10 MB source is refused, not stored
+    problems.add(lengths > MAX_SOURCE_CHARS, "source", out["source"], "is " + lengths.map(
+        "{:,}".format) + f" characters; at most {MAX_SOURCE_CHARS} are allowed")
 
     known = context.metrics.reindex(out["metric"])
     known.index = out.index

@@ -61,6 +61,18 @@ def evaluate_manholes(engine: Engine, as_of, horizon_days: int, faults_csv: Path
             **report}
 
 
+def _hotspots_or_why_not(conn, as_of, horizon_days: int) -> dict:
+    """The new-pile hotspot scores at one horizon, or why there are none.
+
+    A horizon of a few days suits pile volumes but may hold too few new piles to train the
+    hotspot model; that says so for the horizon instead of failing the whole evaluation.
+    """
+    try:
+        return evaluate_debris(conn, as_of, horizon_days)
+    except InvalidInput as error:
+        return {"target": "debris", "horizon_days": horizon_days, "not_evaluated": str(error)}
+
+
 def backtest_pile_volume(conn, until, horizons, *, window_days: float = 15,
                          step_days: int = PILE_BACKTEST_STEP_DAYS, truth_csv=None) -> dict:
     """Rolling-origin backtest of the per-pile volume forecasts, origins up to ``until``.
@@ -104,7 +116,7 @@ def evaluate(engine: Engine, target: str, as_of, horizons, *, metric: str = "pci
     if target == "debris":
         with engine.connect() as conn:
             return {"target": "debris", "horizons": [
-                evaluate_debris(conn, as_of, h) for h in horizons],
+                _hotspots_or_why_not(conn, as_of, h) for h in horizons],
                 "pile_volume": evaluate_pile_volume(
                     conn, as_of, horizons, window_days=window_days,
                     truth_csv=Path(truth_dir) / "debris_piles.csv"),

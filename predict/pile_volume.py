@@ -57,13 +57,22 @@ DEFAULT_CV = 0.25
 ALPHA = 0.2  # 80 % interval
 MIN_CALIBRATION = 30  # held-out sightings needed before the interval is calibrated on them
 TAIL_AT_RISK = 10  # the lifetime curve turns into an exponential tail below this many at risk
+TAU2_FACTORS = (1.0, 2.0, 4.0, 8.0)  # multiples of the moment estimate of tau^2 tried
 MEDIAN_EFFICIENCY = 1.2533  # the median of n normal values has sd ~ 1.2533 sigma / sqrt(n)
 PILE_COLUMNS = ["pile_ref", "last_id", "first_seen", "last_seen", "sightings", "material",
                 "x", "y", "lon", "lat", "last_volume", "cleared", "own_growth", "own_se",
                 "prior_growth", "prior_group", "growth", "growth_sd", "level", "level_log_var",
                 "age_days"]
 FORECAST_COLUMNS = ["pile_ref", "last_id", "horizon_days", "days_since_last", "p_present",
-                    "p_cleared", "value", "lower", "upper", "expected", "last_volume"]
+                    "p_cleared", "value", "lower", "upper", "expected", "overall_lower",
+                    "overall_upper", "last_volume"]
+
+
+def _median(values) -> float:
+    """Median of a few numbers (piles have a handful of sightings; numpy's is slower here)."""
+    s = sorted(values)
+    n = len(s)
+    return float(s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2)
 
 
 def _theil_sen(t: np.ndarray, v: np.ndarray) -> float:
@@ -73,7 +82,7 @@ def _theil_sen(t: np.ndarray, v: np.ndarray) -> float:
     keep = np.abs(dt) >= MIN_PAIR_DAYS
     if not keep.any():
         return np.nan
-    return float(np.median((v[j] - v[i])[keep] / dt[keep]))
+    return _median(((v[j] - v[i])[keep] / dt[keep]).tolist())
 
 
 def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
@@ -212,6 +221,35 @@ class PileVolumeModel:
     calibration_sightings: int = 0
 
 
+def _pooled_growth(own: np.ndarray, se2: np.ndarray, tau2: float) -> float:
+    """The typical growth of a group of piles: their slopes' median, weighted.
+
+    The weights are ``1 / (se^2 + tau^2)``.
+
+    Weights of ``1 / se^2`` alone would let the smallest piles decide (their noise, a share
+    of their volume, is smallest), and small piles are the slow back-street dumps.
+    """
+    return max(0.0, _weighted_median(own, 1.0 / (se2 + tau2)))
+
+
+def _random_effects(own: np.ndarray, se2: np.ndarray) -> tuple[float, float]:
+    """Typical growth and the variance ``tau^2`` of true growth between piles.
+
+    Paule-Mandel: the ``tau^2`` at which the slopes' weighted spread matches their count.
+    """
+    tau2 = float(np.var(own))
+    for _ in range(100):
+        w = 1.0 / (se2 + tau2)
+        mean = float(np.sum(w * own) / np.sum(w))
+        excess = float(np.sum(w * (own - mean) ** 2)) - (len(own) - 1)
+        step = excess / float(np.sum(w ** 2 * (own - mean) ** 2))
+        tau2 = max(1e-4, tau2 + step)
+        if abs(step) < 1e-6:
+            break
+    growth = _pooled_growth(own, se2, tau2)
+    return growth, max(tau2, (0.25 * growth) ** 2)
+
+
 def _slopes_with_error(piles: pd.DataFrame, cv: float) -> tuple[np.ndarray, np.ndarray]:
     own = piles["own_growth"].to_numpy(float)
     se2 = (cv * piles["mean_volume"].to_numpy(float)) ** 2 / piles["sxx"].where(
@@ -228,7 +266,7 @@ def _pile_state(t: np.ndarray, v: np.ndarray, prior: float, cv: float, tau2: flo
     weight = tau2 / (tau2 + se2) if np.isfinite(own) and np.isfinite(se2) else 0.0
     growth = max(0.0, weight * (own if weight > 0 else 0.0) + (1 - weight) * prior)
     growth_var = weight * se2 if weight > 0 else tau2
-    level = max(float(np.median(v - growth * (t - t[-1]))), 1e-3)
+    level = max(_median((v - growth * (t - t[-1])).tolist()), 1e-3)
     return growth, float(np.sqrt(growth_var)), level, (MEDIAN_EFFICIENCY * cv) ** 2 / len(v)
 
 
@@ -237,22 +275,67 @@ def _log_spread(cv: float, level_log_var, growth_sd, days, median) -> np.ndarray
     return np.sqrt(cv ** 2 + level_log_var + (np.asarray(growth_sd) * days / median) ** 2)
 
 
-def _calibrate(piles: pd.DataFrame, priors: np.ndarray, cv: float, tau2: float
+@dataclass
+class _HeldOut:
+    """Each pile's sightings but its first, with what its earlier sightings say about them."""
+
+    pile: np.ndarray  # row of the pile in the summary
+    own: np.ndarray  # slope of the earlier sightings (NaN with one)
+    se2: np.ndarray
+    t: list  # the earlier sightings' times and volumes
+    v: list
+    days: np.ndarray  # from the last earlier sighting to this one
+    seen: np.ndarray  # this sighting's volume
+
+
+def _held_out(piles: pd.DataFrame, cv: float) -> _HeldOut:
+    pile, own, se2, ts, vs, days, seen = [], [], [], [], [], [], []
+    for i, row in enumerate(piles.itertuples()):
+        for k in range(1, len(row.t)):
+            t, v = row.t[:k], row.v[:k]
+            sxx = float(np.sum((t - t.mean()) ** 2))
+            pile.append(i)
+            own.append(_theil_sen(t, v) if k > 1 else np.nan)
+            se2.append((cv * float(v.mean())) ** 2 / sxx if sxx > 0 else np.nan)
+            ts.append(t)
+            vs.append(v)
+            days.append(row.t[k] - t[-1])
+            seen.append(row.v[k])
+    return _HeldOut(np.asarray(pile, int), np.asarray(own, float), np.asarray(se2, float),
+                    ts, vs, np.asarray(days, float), np.asarray(seen, float))
+
+
+def _held_out_errors(held: _HeldOut, priors: np.ndarray, cv: float, tau2: float
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Log-errors, and their expected spread, of forecasting later sightings from earlier.
+
+    Each pile's later sightings are forecast from its earlier ones (as ``_pile_state``
+    does), all made by the as-of date.
+    """
+    if not len(held.pile):
+        return np.array([]), np.array([])
+    mine = np.isfinite(held.own) & np.isfinite(held.se2)
+    weight = np.where(mine, tau2 / (tau2 + np.where(mine, held.se2, 1.0)), 0.0)
+    growth = np.maximum(0.0, weight * np.nan_to_num(held.own) + (1 - weight)
+                        * priors[held.pile])
+    growth_sd = np.sqrt(np.where(weight > 0, weight * np.nan_to_num(held.se2), tau2))
+    level = np.array([max(_median((v - g * (t - t[-1])).tolist()), 1e-3)
+                      for t, v, g in zip(held.t, held.v, growth, strict=True)])
+    level_var = (MEDIAN_EFFICIENCY * cv) ** 2 / np.array([len(v) for v in held.v])
+    median = level + growth * held.days
+    return (np.log(held.seen / median),
+            _log_spread(cv, level_var, growth_sd, held.days, median))
+
+
+def _calibrate(held: _HeldOut, priors: np.ndarray, cv: float, tau2: float
                ) -> tuple[float, float, int]:
     """Conformal quantiles (``ALPHA/2``, ``1-ALPHA/2``) of standardised log-errors.
 
     The errors are those of forecasting each pile's later sightings from its earlier ones,
     all made by the as-of date.
     """
-    z = []
-    for row, prior in zip(piles.itertuples(), priors, strict=True):
-        for k in range(1, len(row.t)):
-            t, v = row.t[:k], row.v[:k]
-            growth, growth_sd, level, level_var = _pile_state(t, v, prior, cv, tau2)
-            days = row.t[k] - t[-1]
-            median = level + growth * days
-            s = _log_spread(cv, level_var, growth_sd, days, median)
-            z.append(np.log(row.v[k] / median) / s)
+    errors, spreads = _held_out_errors(held, priors, cv, tau2)
+    z = errors / spreads
     n = len(z)
     if n < MIN_CALIBRATION:
         return float(norm.ppf(ALPHA / 2)), float(norm.ppf(1 - ALPHA / 2)), n
@@ -263,25 +346,36 @@ def _calibrate(piles: pd.DataFrame, priors: np.ndarray, cv: float, tau2: float
     return float(min(z[lo], -1e-3)), float(max(z[hi], 1e-3)), n
 
 
-def _group_priors(piles: pd.DataFrame, own: np.ndarray, se2: np.ndarray, area_m: float,
-                  material_growth: dict, global_growth: float, of: pd.DataFrame | None = None
-                  ) -> tuple[np.ndarray, list[str]]:
-    """Growth prior of each pile of ``of`` (default: all ``piles``).
-
-    It is its area's (the other piles within ``area_m``), else its material's, else
-    everyone's.
-    """
+def _neighbours(piles: pd.DataFrame, own: np.ndarray, se2: np.ndarray, area_m: float,
+                of: pd.DataFrame) -> np.ndarray:
+    """For each pile of ``of``, which other piles with a slope lie within ``area_m``."""
     has = np.isfinite(own) & np.isfinite(se2)
     px, py = piles["x"].to_numpy(float), piles["y"].to_numpy(float)
-    refs = piles["pile_ref"].to_numpy()
+    rows = piles.index.get_indexer(of.index)
+    near = (np.hypot(px[rows, None] - px[None, :], py[rows, None] - py[None, :]) <= area_m) & has
+    near[np.arange(len(rows)), rows] = False
+    return near
+
+
+def _group_priors(piles: pd.DataFrame, own: np.ndarray, se2: np.ndarray, area_m: float,
+                  material_growth: dict, global_growth: float, tau2: float,
+                  of: pd.DataFrame | None = None, near: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, list[str]]:
+    """Growth prior of each pile of ``of`` (rows of ``piles``; default: all of them).
+
+    It is its area's (the other piles within ``area_m`` with a slope; ``near`` from
+    :func:`_neighbours` when already known), else its material's, else everyone's.
+    """
+    of = piles if of is None else of
+    if near is None:
+        near = _neighbours(piles, own, se2, area_m, of)
     priors, groups = [], []
-    for row in (piles if of is None else of).itertuples():
-        near = has & (np.hypot(px - row.x, py - row.y) <= area_m) & (refs != row.pile_ref)
-        if near.sum() >= MIN_GROUP:
-            priors.append(max(0.0, _weighted_median(own[near], 1 / se2[near])))
+    for i, material in enumerate(of["material"].to_numpy()):
+        if near[i].sum() >= MIN_GROUP:
+            priors.append(_pooled_growth(own[near[i]], se2[near[i]], tau2))
             groups.append("area")
-        elif row.material in material_growth:
-            priors.append(material_growth[row.material])
+        elif material in material_growth:
+            priors.append(material_growth[material])
             groups.append("material")
         else:
             priors.append(global_growth)
@@ -319,18 +413,14 @@ def fit_pile_model(obs: pd.DataFrame, as_of, *, present_days: float = PRESENT_DA
     own, se2 = _slopes_with_error(piles, cv)
     has = np.isfinite(own) & np.isfinite(se2)
     if has.sum() >= MIN_GROUP:
-        weights = 1.0 / se2[has]
-        global_growth = max(0.0, _weighted_median(own[has], weights))
-        spread = np.average((own[has] - global_growth) ** 2, weights=weights)
-        tau2 = max(spread - np.average(se2[has], weights=weights), (0.25 * global_growth) ** 2,
-                   1e-4)
+        global_growth, tau2 = _random_effects(own[has], se2[has])
     else:
         global_growth, tau2 = 0.0, 1e-4
     material_growth = {}
     for material, idx in piles[has].groupby("material").groups.items():
         sel = piles.index.get_indexer(idx)
         if len(sel) >= MIN_GROUP:
-            material_growth[str(material)] = max(0.0, _weighted_median(own[sel], 1 / se2[sel]))
+            material_growth[str(material)] = _pooled_growth(own[sel], se2[sel], tau2)
     pad = float(np.median(gaps)) if gaps else 0.0
     cleared_seen = piles["cleared"].to_numpy(bool)
     age_last = ((piles["last_seen"] - piles["first_seen"]) / DAY).to_numpy(float)
@@ -340,8 +430,21 @@ def fit_pile_model(obs: pd.DataFrame, as_of, *, present_days: float = PRESENT_DA
                               > present_days)
     times, survival = kaplan_meier(durations, cleared)
     tail_from, hazard = exponential_tail(durations, cleared, times, survival)
-    priors, _ = _group_priors(piles, own, se2, area_m, material_growth, global_growth)
-    z_lower, z_upper, n_cal = _calibrate(piles, priors, cv, tau2)
+    # How far to trust a pile's own slope over its group's: the moment estimate of tau^2
+    # leans on the precise (small, slow) piles, so it is checked on held-out sightings: each
+    # pile's later sightings forecast from its earlier ones, at a few multiples of it.
+    best, held = None, _held_out(piles, cv)
+    near = _neighbours(piles, own, se2, area_m, piles)
+    for factor in TAU2_FACTORS:
+        candidate = tau2 * factor
+        priors, _ = _group_priors(piles, own, se2, area_m, material_growth, global_growth,
+                                  candidate, near=near)
+        errors, _ = _held_out_errors(held, priors, cv, candidate)
+        score = float(np.mean(np.abs(errors))) if len(errors) >= MIN_CALIBRATION else 0.0
+        if best is None or score < best[0] - 1e-9:
+            best = (score, candidate, priors)
+    _, tau2, priors = best
+    z_lower, z_upper, n_cal = _calibrate(held, priors, cv, tau2)
     model = PileVolumeModel(str(as_of), present_days, area_m, cv, float(global_growth),
                             float(tau2), material_growth, pad, times, survival, len(piles),
                             int(cleared.sum()), float(tail_from), float(hazard), z_lower,
@@ -375,7 +478,7 @@ def present_piles(model: PileVolumeModel, piles: pd.DataFrame, as_of) -> pd.Data
         return pd.DataFrame(columns=PILE_COLUMNS)
     own, se2 = _slopes_with_error(piles, model.cv)
     priors, groups = _group_priors(piles, own, se2, model.area_m, model.material_growth,
-                                   model.global_growth, of=present)
+                                   model.global_growth, model.tau2, of=present)
     present["own_se"] = np.sqrt(se2[recent])
     present["prior_growth"] = priors
     present["prior_group"] = groups
@@ -397,7 +500,9 @@ def forecast_piles(model: PileVolumeModel, present: pd.DataFrame, as_of,
     then (``p_present`` = 1 - it).
 
     ``days_ahead`` is one number for all piles or one per pile. ``expected`` is
-    ``p_present * value``, the probability-weighted volume. Returns ``FORECAST_COLUMNS``.
+    ``p_present * value``, the probability-weighted volume; ``overall_lower``/``_upper`` the
+    80 % interval of the volume whatever happens (0 m3 once cleared): with a likely clearing
+    it is 0-0, which is why it is not the interval shown. Returns ``FORECAST_COLUMNS``.
     """
     as_of = pd.Timestamp(as_of)
     days_ahead = np.broadcast_to(np.asarray(days_ahead, float), (len(present),))
@@ -415,11 +520,21 @@ def forecast_piles(model: PileVolumeModel, present: pd.DataFrame, as_of,
     s = _log_spread(model.cv, present["level_log_var"].to_numpy(float),
                     present["growth_sd"].to_numpy(float), since_last,
                     np.where(median > 0, median, 1.0))
+    def overall(q: float) -> np.ndarray:
+        # The volume on the target date whatever happens: 0 m3 with probability 1 - p, else
+        # the calibrated log-normal. Its quantile q lies in the log-normal part at q' below.
+        inner = np.clip((q - (1 - p)) / np.where(p > 0, p, 1.0), 1e-9, 1 - 1e-9)
+        z = norm.ppf(inner)
+        z = z * np.where(z < 0, model.z_lower / norm.ppf(ALPHA / 2),
+                         model.z_upper / norm.ppf(1 - ALPHA / 2))
+        return np.where(q <= 1 - p, 0.0, median * np.exp(z * s))
+
     return pd.DataFrame({
         "pile_ref": present["pile_ref"].to_numpy(), "last_id": present["last_id"].to_numpy(),
         "horizon_days": days_ahead, "days_since_last": since_last, "p_present": p,
         "p_cleared": 1.0 - p, "value": median, "lower": median * np.exp(model.z_lower * s),
         "upper": median * np.exp(model.z_upper * s), "expected": p * median,
+        "overall_lower": overall(ALPHA / 2), "overall_upper": overall(1 - ALPHA / 2),
         "last_volume": present["last_volume"].to_numpy(float),
     }, columns=FORECAST_COLUMNS)
 
@@ -549,7 +664,8 @@ def _summarise(entries: list[dict]) -> dict:
     the volume if not cleared (``value``) against persistence, and by interval coverage.
     ``against_truth``: every forecast pile's true volume at the horizon (0 once cleared):
     the probability-weighted volume against persistence, the Brier score of the clearing
-    probability, and the coverage of the interval on the piles truly still there.
+    probability, the coverage of the overall interval (clearing counted as 0 m3), and, on
+    the piles truly still there, the volume if not cleared and its interval.
     """
     out: dict = {}
     forecasts = [e["forecast"] for e in entries if e["forecast"] is not None]
@@ -585,11 +701,14 @@ def _summarise(entries: list[dict]) -> dict:
                                 if len(t) else None),
             "mae_expected": _mae(t["expected"].to_numpy(), true),
             "mae_persistence": _mae(t["last_volume"].to_numpy(), true),
+            "coverage": round(float(np.mean(
+                (true >= t["overall_lower"].to_numpy() - 1e-9)
+                & (true <= t["overall_upper"].to_numpy() + 1e-9))), 3) if len(t) else None,
             "mae_if_present": _mae(t["value"].to_numpy()[there], true[there]),
             "mae_persistence_if_present": _mae(t["last_volume"].to_numpy()[there],
                                                true[there]),
-            "coverage": (round(float(np.mean(_covered(true, t)[there])), 3)
-                         if there.any() else None)}
+            "coverage_if_present": (round(float(np.mean(_covered(true, t)[there])), 3)
+                                    if there.any() else None)}
     return out
 
 

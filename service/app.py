@@ -15,7 +15,18 @@ from sqlalchemy.engine import Engine
 from service import limits
 from service.changes import LayerChanges
 from service.errors import install_error_handlers
-from service.routers import alerts, docs, exports, health, maps, ogc, open311, readings, tiles, work
+from service.routers import (
+    alerts,
+    docs,
+    exports,
+    health,
+    maps,
+    ogc,
+    open311,
+    readings,
+    tiles,
+    work,
+)
 from service.settings import ServiceSettings
 
 REQUESTS = Counter("twin_http_requests_total", "HTTP requests", ["route", "method", "status"])
@@ -108,6 +119,6 @@ def create_app(engine: Engine, settings: ServiceSettings | None = None) -> FastA
                            expose_headers=["ETag"])
 
     app.add_middleware(MeasureRequests)
-    for module in (health, tiles, ogc, alerts, exports, readings, open311, maps, work, docs):
+    for module in (health, tiles, ogc, alerts, exports, readings, open311, maps, docs, work):
         app.include_router(module.router)
     return app

@@ -651,7 +651,10 @@ def serve(
         url = EmbeddedCluster(settings.home, settings.cluster_user).url
         os.environ["TWIN_DATABASE_URL"] = url.render_as_string(hide_password=False)
     console.print(f"Serving on http://{host}:{port} (API documentation at /docs).")
-    uvicorn.run("service.asgi:app", host=host, port=port, workers=workers, log_level="info")
+    from service.access_log import uvicorn_log_config
+
+    uvicorn.run("service.asgi:app", host=host, port=port, workers=workers, log_level="info",
+                log_config=uvicorn_log_config())  # keys in query strings never logged
 
 
 @app.command("worker")

@@ -6,17 +6,15 @@ The spec's own error format is used here, not problem+json: a list of ``{code, d
 
 from __future__ import annotations
 
-import re
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 
 from fastapi.responses import JSONResponse, Response
 
 from geo.requests import SERVICES, Service
+from service.privacy import mask_personal
 
 FORMATS = ("json", "xml")
-_PHONE = re.compile(r"(?<!\d)(?:\+?\d[\d\s-]{6,}\d)(?!\d)")
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+\.[\w.-]+")
 
 
 class Open311Error(Exception):
@@ -46,13 +44,6 @@ def iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat(timespec="seconds")
 
 
-def redact(text: str | None) -> str | None:
-    """Mask phone numbers and e-mail addresses a reporter typed into a public text."""
-    if not text:
-        return text
-    return _PHONE.sub("[phone removed]", _EMAIL.sub("[e-mail removed]", text))
-
-
 def service_entry(service: Service) -> dict:
     """A service in the ``services`` list."""
     return {"service_code": service.code, "service_name": service.name,
@@ -72,21 +63,25 @@ def service_definition(service: Service) -> dict:
 
 
 def request_entry(row: dict, contact: dict | None = None) -> dict:
-    """A request as GeoReport v2 shows it; contact fields only when given (admin)."""
+    """A request as GeoReport v2 shows it; contact fields only when given (admin).
+
+    Every free text (description, address, status notes) goes out with personal numbers
+    and e-mail addresses masked, whoever asks: the reporter's contact is in its own fields.
+    """
     service = SERVICES.get(row["service_code"])
     entry = {
         "service_request_id": str(row["id"]),
         "status": row["status"],
-        "status_notes": row["status_notes"],
+        "status_notes": mask_personal(row["status_notes"]),
         "service_name": service.name if service else row["service_code"],
         "service_code": row["service_code"],
-        "description": redact(row["description"]),
+        "description": mask_personal(row["description"]),
         "agency_responsible": row["responsible_party"],
         "service_notice": _notice(row),
         "requested_datetime": iso(row["requested_at"]),
         "updated_datetime": iso(row["updated_at"]),
         "expected_datetime": iso(row["expected_at"]),
-        "address": row["address_string"],
+        "address": mask_personal(row["address_string"]),
         "address_id": None,
         "zipcode": None,
         "lat": row["lat"],

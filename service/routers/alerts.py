@@ -33,6 +33,7 @@ GEOJSON = "application/geo+json"
 MAX_ID = 2**63 - 1  # alert ids are bigint
 MAX_NOTE_CHARS = 4000
 STREAM_POLL_S = 1.0
+STREAM_WAKE_S = 0.05  # how often a waiting stream looks at the alerts table's version
 STREAM_HEARTBEAT_S = 15.0
 STREAM_RETRY_MS = 3000
 HISTORY_FIELDS = ("at", "actor", "from_status", "to_status", "note")
@@ -161,14 +162,34 @@ def _last_event_id(engine: Engine) -> int:
         return alerts.last_event_id(conn)
 
 
+def _alerts_version(request: Request) -> int:
+    changes = getattr(request.app.state, "changes", None)
+    return changes.version("alerts") if changes is not None else 0
+
+
+async def _until_alerts_change(request: Request, seen_version: int) -> None:
+    """Wait until the alerts table changes (its NOTIFY reached the service), at most a poll.
+
+    Any process's change bumps the table's version (service/changes.py), so a new alert is
+    sent within a few tens of milliseconds; the poll stays as the backstop.
+    """
+    deadline = time.monotonic() + STREAM_POLL_S
+    while time.monotonic() < deadline:
+        if _alerts_version(request) != seen_version:
+            return
+        await anyio.sleep(STREAM_WAKE_S)
+
+
 async def alert_events(request: Request, engine: Engine, after: int) -> AsyncIterator[str]:
     """Server-sent events of alert changes after event ``after``, until the client leaves.
 
-    The database is polled (``events_after``), so changes made by any process or worker
-    arrive; each poll runs in a worker thread so the event loop never waits on it.
+    The database is read (``events_after``) when the alerts table's NOTIFY arrives, and at
+    least every second, so changes made by any process or worker arrive; each read runs in a
+    worker thread so the event loop never waits on it.
     """
     yield f"retry: {STREAM_RETRY_MS}\n: alert changes after event {after}\n\n"
     quiet_since = time.monotonic()
+    seen_version = _alerts_version(request)
     while not await request.is_disconnected():
         try:
             events = await run_in_threadpool(_events_after, engine, after)
@@ -186,7 +207,8 @@ async def alert_events(request: Request, engine: Engine, after: int) -> AsyncIte
         elif now - quiet_since >= STREAM_HEARTBEAT_S:
             yield ": heartbeat\n\n"
             quiet_since = now
-        await anyio.sleep(STREAM_POLL_S)
+        await _until_alerts_change(request, seen_version)
+        seen_version = _alerts_version(request)
 
 
 @router.get(

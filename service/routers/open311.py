@@ -33,6 +33,7 @@ from starlette.concurrency import run_in_threadpool
 from geo import keys
 from geo import requests as store
 from geo.errors import InvalidInput, NotFound
+from geo.text_rules import check_text, shown
 from service.deps import ROLE_RANK
 from service.open311 import (
     FORMATS,
@@ -50,7 +51,13 @@ router = APIRouter(prefix="/open311/v2", tags=["open311"])
 
 MAX_DESCRIPTION = 4000
 MAX_FIELD = 200
+# Fields longer than MAX_FIELD, and free text that may hold newlines and tabs.
+_LONG_FIELDS = {"media_url": 2000, "service_request_id": 2000, "service_code": 1000}
+_FREE_TEXT = {"description": MAX_DESCRIPTION, "status_notes": MAX_DESCRIPTION,
+              "note": MAX_DESCRIPTION}
 MAX_RANGE_DAYS = 90
+EARLIEST_DATE = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_DATE = datetime(2199, 12, 31, tzinfo=UTC)
 IDENTICAL_WINDOW_S = 600  # the same post again within 10 minutes is refused
 KEY_WINDOW_S = 600
 KEY_MAX_POSTS = 300  # per key and window: a flood from one client is refused
@@ -75,6 +82,15 @@ async def _run(fmt: str, work, *args) -> Response:
         return error_answer(fmt, Open311Error(400, str(error)))
     except NotFound as error:
         return error_answer(fmt, Open311Error(404, str(error)))
+
+
+def _check_fields(fields: dict[str, str]) -> None:
+    """Every name and value: no control characters and within its length, or 400 naming it."""
+    for name, value in fields.items():
+        check_text(name, "A field name", max_chars=MAX_FIELD)
+        free = name in _FREE_TEXT
+        check_text(value, name, free_text=free,
+                   max_chars=_FREE_TEXT[name] if free else _LONG_FIELDS.get(name, MAX_FIELD))
 
 
 def _key_from(request: Request, form: dict[str, str] | None = None) -> str | None:
@@ -119,7 +135,7 @@ async def service(name: str) -> Response:
     try:
         code, fmt = split_format(name)
         if code not in store.SERVICES:
-            raise Open311Error(404, f"There is no service '{code}'.")
+            raise Open311Error(404, f"There is no service '{shown(code)}'.")
     except Open311Error as error:
         return error_answer(fmt, error)
     return answer(fmt, "definition", service_definition(store.SERVICES[code]))
@@ -220,6 +236,7 @@ def _fingerprint(key_name: str, p: dict) -> str:
 
 def _submit(engine: Engine, fmt: str, form: dict[str, str], key: str | None) -> Response:
     key_name, _ = _caller(engine, key, required="viewer")
+    _check_fields(form)
     p = _parse(form)
     service = p["service"]
     matter, source = store.matter_from_service(service, p["attributes"])
@@ -294,7 +311,17 @@ def _when(value: str | None, name: str) -> datetime | None:
     except ValueError:
         raise Open311Error(400, f"{name} must be an ISO 8601 date-time, e.g. "
                                 f"2026-01-01T00:00:00Z.") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    try:
+        # Far dates would overflow the window arithmetic below (9999-12-31 + 90 days).
+        plausible = EARLIEST_DATE <= moment <= LATEST_DATE
+    except OverflowError:  # 9999-12-31T23:59:59-12:00 cannot be compared in UTC
+        plausible = False
+    if not plausible:
+        raise Open311Error(400, f"{name} {shown(value.strip())} is out of range; dates from "
+                                f"{EARLIEST_DATE:%Y-%m-%d} to {LATEST_DATE:%Y-%m-%d} are "
+                                f"served.")
+    return moment
 
 
 def _admin(engine: Engine, key: str | None) -> bool:
@@ -317,6 +344,7 @@ async def list_requests(fmt: str, request: Request) -> Response:
 
 
 def _list(engine: Engine, fmt: str, query: dict[str, str], key: str | None) -> Response:
+    _check_fields(query)
     admin = _admin(engine, key)
     if query.get("service_request_id"):
         ids = [int(part) for part in query["service_request_id"].split(",")
@@ -377,6 +405,7 @@ async def token(name: str, request: Request) -> Response:
 
 def _token(engine: Engine, name: str) -> Response:
     stem, fmt = split_format(name)
+    check_text(stem, "The token", max_chars=MAX_FIELD)
     with engine.connect() as conn:
         request_id = store.request_of_token(conn, stem)
     if request_id is None:
@@ -428,6 +457,7 @@ async def classify(request_id: str, request: Request) -> Response:
 
 def _classify(engine: Engine, request_id: str, fields: dict, key: str | None) -> Response:
     name, _ = _caller(engine, key, required="planner")
+    _check_fields(fields)
     rid = _request_id(request_id)
     matter = fields.get("matter", "")
     if matter not in store.MATTERS:
@@ -460,6 +490,7 @@ async def set_status(request_id: str, request: Request) -> Response:
 
 def _status(engine: Engine, request_id: str, fields: dict, key: str | None) -> Response:
     name, _ = _caller(engine, key, required="crew")
+    _check_fields(fields)
     rid = _request_id(request_id)
     notes = fields.get("status_notes") or None
     if notes and len(notes) > MAX_DESCRIPTION:

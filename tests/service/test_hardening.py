@@ -198,3 +198,173 @@ def test_50_mb_posts_without_a_key_cost_no_memory(served, alert_id, sample_engin
                             {"id": alert_id}).scalar_one() != "dismissed"
     # The service still answers after the refused posts.
     assert httpx.get(f"http://127.0.0.1:{PORT}/healthz", timeout=5).status_code == 200
+
+
+# -- finding 4: no 500 for input in Open311 -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def place(sample_engine) -> tuple[float, float]:
+    """A point on a street of the sample (lon, lat), where requests are taken."""
+    with sample_engine.connect() as conn:
+        lon, lat = conn.execute(sa.text(
+            "SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_LineInterpolatePoint(geom, 0.5) AS p "
+            "FROM streets WHERE ST_GeometryType(geom) = 'ST_LineString' ORDER BY id DESC "
+            "LIMIT 1) s")).one()
+    return float(lon), float(lat)
+
+
+@pytest.mark.parametrize("name,value", [("start_date", "9999-12-31"),
+                                        ("end_date", "0001-01-01"),
+                                        ("start_date", "9999-12-31T23:59:59-12:00")])
+def test_open311_far_dates_are_400(client, name, value):
+    for fmt in ("json", "xml"):
+        answer = client.get(f"/open311/v2/requests.{fmt}", params={name: value})
+        assert answer.status_code == 400, answer.text
+    assert _open311_error(client.get("/open311/v2/requests.json", params={name: value}),
+                          400) == (f"{name} {value} is out of range; dates from 1970-01-01 "
+                                   f"to 2199-12-31 are served.")
+
+
+@pytest.mark.parametrize("field", ["service_code", "description", "first_name",
+                                   "address_string", "media_url"])
+def test_open311_nul_in_a_posted_field_is_400(client, sample_engine, api_keys, place, field):
+    lon, lat = place
+    form = {"api_key": api_keys["viewer"], "service_code": "other", "lat": lat, "long": lon,
+            "description": "broken bench", "first_name": "Li", "address_string": "gate 3",
+            "media_url": "https://example.org/a.jpg"}
+    form[field] = form[field] + "\x00x"
+    before = (_count(sample_engine, "service_requests"),
+              _count(sample_engine, "service_request_contacts"))
+    for fmt in ("json", "xml"):
+        answer = client.post(f"/open311/v2/requests.{fmt}", data=form)
+        assert answer.status_code == 400, answer.text
+    assert _open311_error(client.post("/open311/v2/requests.json", data=form), 400) == (
+        f"{field} holds a control character (U+0000), which is not allowed.")
+    xml = client.post("/open311/v2/requests.xml", data=form)
+    assert ET.fromstring(xml.content).find("error/description").text.startswith(field)
+    assert (_count(sample_engine, "service_requests"),
+            _count(sample_engine, "service_request_contacts")) == before
+
+
+def test_open311_control_characters_and_lengths(client, api_keys, place, sample_engine):
+    lon, lat = place
+    form = {"api_key": api_keys["viewer"], "service_code": "other", "lat": lat, "long": lon,
+            "description": "broken bench"}
+    before = _count(sample_engine, "service_requests")
+    assert _open311_error(client.post("/open311/v2/requests.json", data={
+        **form, "first_name": "Li\x1b[31m"}), 400) == (
+        "first_name holds a control character (U+001B), which is not allowed.")
+    assert _open311_error(client.post("/open311/v2/requests.json", data={
+        **form, "address_string": "gate\n3"}), 400).startswith("address_string holds")
+    assert _open311_error(client.post("/open311/v2/requests.json", data={
+        **form, "media_url": "https://example.org/" + "a" * 3000}), 400) == (
+        "media_url is 3,020 characters; at most 2,000 are allowed.")
+    assert _count(sample_engine, "service_requests") == before
+    # Newlines and tabs are welcome in a description.
+    taken = client.post("/open311/v2/requests.json", data={
+        **form, "description": "broken bench\n\tnear the gate"})
+    assert taken.status_code == 200, taken.text
+    assert _count(sample_engine, "service_requests") == before + 1
+
+
+def test_open311_nul_in_token_service_and_query(client):
+    assert _open311_error(client.get("/open311/v2/tokens/ab%00cd.json"), 400) == (
+        "The token holds a control character (U+0000), which is not allowed.")
+    assert _open311_error(client.get("/open311/v2/requests.json",
+                                     params={"service_code": "pothole\x00"}), 400) == (
+        "service_code holds a control character (U+0000), which is not allowed.")
+    missing = client.get("/open311/v2/services/pot%00hole.xml")
+    assert missing.status_code == 404
+    assert ET.fromstring(missing.content).find("error/description").text == (
+        "There is no service 'pot\\x00hole'.")
+
+
+def _a_request(client, api_keys, place, description="bench") -> str:
+    lon, lat = place
+    made = client.post("/open311/v2/requests.json", data={
+        "api_key": api_keys["viewer"], "service_code": "other", "lat": lat, "long": lon,
+        "description": f"{description} {time.monotonic_ns()}"})
+    assert made.status_code == 200, made.text
+    return made.json()[0]["service_request_id"]
+
+
+def test_open311_nul_in_status_notes_and_classification_note(client, api_keys, place,
+                                                             sample_engine):
+    rid = _a_request(client, api_keys, place)
+    with sample_engine.connect() as conn:
+        before = conn.execute(sa.text("SELECT status, status_notes, matter FROM "
+                                      "service_requests WHERE id = :id"), {"id": rid}).one()
+    assert _open311_error(client.post(f"/open311/v2/requests/{rid}/status", data={
+        "api_key": api_keys["crew"], "status": "closed", "status_notes": "done\x00"}), 400) == (
+        "status_notes holds a control character (U+0000), which is not allowed.")
+    assert _open311_error(client.post(f"/open311/v2/requests/{rid}/classification", json={
+        "api_key": api_keys["planner"], "matter": "big", "note": "\x00"}), 400) == (
+        "note holds a control character (U+0000), which is not allowed.")
+    assert _open311_error(client.post(f"/open311/v2/requests/{rid}/classification", data={
+        "api_key": api_keys["planner"], "matter": "big", "note": "n" * 4001}), 400) == (
+        "note is 4,001 characters; at most 4,000 are allowed.")
+    with sample_engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT status, status_notes, matter FROM "
+                                    "service_requests WHERE id = :id"), {"id": rid}).one() \
+            == before
+
+
+# -- finding 5: privacy by pattern -----------------------------------------------------------
+
+
+def test_personal_numbers_masked_in_every_public_text(client, api_keys, place, sample_engine):
+    phone, landline, email, id_card = ("13700001111", "(0916) 321-2345", "li.wei@example.cn",
+                                       "61092419800101123X")
+    lon, lat = place
+    made = client.post("/open311/v2/requests.json", data={
+        "api_key": api_keys["viewer"], "service_code": "other", "lat": lat, "long": lon,
+        "address_string": f"near gate, tel {phone}",
+        "description": f"bench broken, mail {email} or call {landline}, ID {id_card}, "
+                       f"since 2026-01-15; ref {time.monotonic_ns()}"})
+    assert made.status_code == 200, made.text
+    rid = made.json()[0]["service_request_id"]
+    closed = client.post(f"/open311/v2/requests/{rid}/status", data={
+        "api_key": api_keys["crew"], "status": "closed",
+        "status_notes": f"fixed; resident on +86 137-0000-1111 told, copy to {email}"})
+    assert closed.status_code == 200, closed.text
+    bodies = [closed.content]
+    for path in (f"/open311/v2/requests/{rid}.json", f"/open311/v2/requests/{rid}.xml",
+                 f"/open311/v2/requests.json?service_request_id={rid}",
+                 "/open311/v2/requests.json", "/open311/v2/requests.xml"):
+        answer = client.get(path)
+        assert answer.status_code == 200, answer.text
+        bodies.append(answer.content)
+    for body in bodies:
+        for secret in (phone, "321-2345", email, id_card, "137-0000-1111"):
+            assert secret.encode() not in body
+    entry = client.get(f"/open311/v2/requests/{rid}.json").json()[0]
+    assert entry["address"] == "near gate, tel [phone removed]"
+    assert entry["description"].startswith(
+        "bench broken, mail [e-mail removed] or call [phone removed], ID [ID number removed], "
+        "since 2026-01-15; ref ")
+    assert entry["status_notes"] == ("fixed; resident on [phone removed] told, copy to "
+                                     "[e-mail removed]")
+    xml = ET.fromstring(client.get(f"/open311/v2/requests/{rid}.xml").content)
+    assert xml.find("request/address").text == "near gate, tel [phone removed]"
+    # Stored as typed: staff can still call back through the contact fields and the table.
+    with sample_engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT address_string FROM service_requests WHERE id = :id"),
+                            {"id": rid}).scalar_one() == f"near gate, tel {phone}"
+
+
+# -- finding 7: secrets never logged ---------------------------------------------------------
+
+
+def test_key_in_a_query_string_is_not_in_the_access_log(served, api_keys):
+    _, log = served
+    key = api_keys["admin"]
+    answer = httpx.get(f"http://127.0.0.1:{PORT}/open311/v2/requests.json",
+                       params={"api_key": key, "status": "open"}, timeout=10)
+    assert answer.status_code == 200, answer.text
+    deadline = time.monotonic() + 5
+    while "requests.json" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    text = log.read_text()
+    assert "/open311/v2/requests.json?api_key=[redacted]&status=open" in text
+    assert key not in text
