@@ -96,6 +96,8 @@ var TWIN_TEXT = {
     tiers: {this_week: "This week", next_week: "Next week", later: "Later"},
     near: function (name) { return "near " + name; },
     whyFirst: "Why first",
+    assigned: function (who, due) {
+        return (who ? "Assigned to " + who : "Not assigned") + (due ? ", due " + due : ""); },
     statuses: {open: "open", acknowledged: "acknowledged", in_progress: "in progress",
                resolved: "resolved", dismissed: "dismissed"},
     resolveTitle: "Work record",
@@ -124,6 +126,7 @@ var TWIN_TEXT = {
 };
 var TWIN_WORK_ACTIONS = __ACTIONS__;  // per layer of the asset worked on (geo.work.ACTIONS)
 var TWIN_WORK = {};  // alert id -> its worklist item (properties and geometry)
+var TWIN_WORK_REFRESH_S = 60;  // the worklist is asked again this often
 
 function twinStatusText(status) {
     return TWIN_TEXT.statuses[status] || String(status || "").replace(/_/g, " ");
@@ -484,7 +487,9 @@ function twinLoadWork() {
                     + "</small></div><div class='twin-work-what'>"
                     + twinEscape(TWIN_TEXT.kinds[p.kind] || p.kind) + " &middot; "
                     + twinEscape(p.severity) + " &middot; " + twinEscape(twinStatusText(p.status))
-                    + "</div><ul class='twin-why' title='" + TWIN_TEXT.whyFirst + "'>"
+                    + "</div>" + (p.assignee || p.due_on ? "<div class='twin-work-who'>"
+                        + twinEscape(TWIN_TEXT.assigned(p.assignee, p.due_on)) + "</div>" : "")
+                    + "<ul class='twin-why' title='" + TWIN_TEXT.whyFirst + "'>"
                     + (p.why_first || []).map(function (w) {
                         return "<li>" + twinEscape(w) + "</li>"; }).join("") + "</ul>";
                 li.addEventListener("click", function () { twinOpenAlert(p.id); });
@@ -509,6 +514,10 @@ twinSaveKey = function (value) {
 };
 twinFoldWork(window.innerWidth < TWIN_NARROW_PX);
 twinLoadWork();
+// New alerts and other crews' work show up without reloading the page.
+window.setInterval(function () {
+    if (document.visibilityState === "visible" && twinApiKey()) { twinLoadWork(); }
+}, TWIN_WORK_REFRESH_S * 1000);
 """
 
 _CREW_CSS = """
@@ -542,6 +551,7 @@ _CREW_CSS = """
 .twin-work-item .twin-place { font-weight: bold; font-size: 14px; }
 .twin-rank { display: inline-block; min-width: 1.6em; color: #555; }
 .twin-work-what { color: #333; }
+.twin-work-who { color: #1f5f99; }
 .twin-why { margin: 2px 0 0; padding-left: 16px; color: #555; font-size: 11px; }
 SEVERITY_BORDERS
 @media (max-width: __NARROW__px) {

@@ -8,24 +8,34 @@ JSON body before it solves a route's dependencies, the key check among them, so 
 has to sit in front of the routes rather than behind the key check.
 
 The limit depends on the route family (``ServiceSettings``): sensor batches on
-``/readings`` may be large, residents' forms on ``/open311`` are small, every other body
-(alert notes, staff actions) is a small JSON document. Refusals are problem+json, or the
-Open311 error list under ``/open311`` (the spec's clients read that format).
+``/readings`` may be large, residents' forms on ``/open311`` are small, a crew's photo on
+``/alerts/{id}/photos`` may be a camera's (``LoopSettings.photo_max_bytes``, checked again by
+the route), every other body (alert notes, staff actions) is a small JSON document. Refusals
+are problem+json, or the Open311 error list under ``/open311`` (the spec's clients read that
+format).
 """
 
 from __future__ import annotations
+
+import re
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
 
+from geo.settings import LoopSettings
 from service.errors import problem
 from service.open311 import Open311Error, error_answer
 from service.settings import ServiceSettings
 
+PHOTO_UPLOAD = re.compile(r"/alerts/[^/]+/photos")
+MULTIPART_SLACK = 64 * 1024  # the form's boundary and part headers around the photo's bytes
+
 
 def limit_for(path: str, settings: ServiceSettings) -> tuple[int, str]:
     """The body limit in bytes of a request path and the name of its route family."""
+    if PHOTO_UPLOAD.fullmatch(path):
+        return LoopSettings().photo_max_bytes + MULTIPART_SLACK, "a photo upload"
     if path == "/readings" or path.startswith("/readings/"):
         return settings.max_body_bytes_readings, "a readings batch"
     if path.startswith("/open311/"):
