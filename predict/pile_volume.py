@@ -27,10 +27,11 @@ is not the forecast of anyone's next sighting (a pile is either there, growing, 
   earlier ones, and the 10 % and 90 % quantiles of the standardised errors replace the
   normal ones (split conformal), so 80 % means 80 % on this data.
 - The clearing probability comes from a Kaplan-Meier curve of pile lifetimes, measured from a
-  pile's first sighting to its last plus one typical gap between sightings (the time it
-  would have taken to be seen again), or exactly to a sighting reporting 0 m3 (cleared).
-  Piles not seen for more than ``present_days`` by the as-of date count as cleared; the
-  others are censored. Past the last ``TAIL_AT_RISK`` piles at risk the curve continues as an
+  pile's first sighting. Piles not seen for more than ``present_days`` by the as-of date
+  count as cleared, one mean gap between sightings after their last sighting (sightings
+  come at random while a pile stands, so that is the expected time from the last one to the
+  clearing), or exactly at a sighting reporting 0 m3. The others are censored at their last
+  sighting. Past the last ``TAIL_AT_RISK`` piles at risk the curve continues as an
   exponential tail with the hazard seen there, so it never claims certainty it has no data
   for. The chance a pile of age ``a`` at its last sighting is still there ``d`` days later is
   ``S(a + d) / S(a)``.
@@ -421,13 +422,16 @@ def fit_pile_model(obs: pd.DataFrame, as_of, *, present_days: float = PRESENT_DA
         sel = piles.index.get_indexer(idx)
         if len(sel) >= MIN_GROUP:
             material_growth[str(material)] = _pooled_growth(own[sel], se2[sel], tau2)
-    pad = float(np.median(gaps)) if gaps else 0.0
+    pad = float(np.mean(gaps)) if gaps else 0.0
     cleared_seen = piles["cleared"].to_numpy(bool)
     age_last = ((piles["last_seen"] - piles["first_seen"]) / DAY).to_numpy(float)
-    # A sighting of 0 m3 dates the clearing itself; otherwise it came after the last sighting.
-    durations = np.where(cleared_seen, age_last, age_last + pad)
     cleared = cleared_seen | (((as_of - piles["last_seen"]) / DAY).to_numpy(float)
                               > present_days)
+    # A pile still standing is known to last at least to its last sighting (censored there).
+    # A cleared one went some time after its last sighting: sightings come at random while a
+    # pile stands, so that time averages one mean gap between sightings. A sighting of 0 m3
+    # dates the clearing itself.
+    durations = np.where(cleared & ~cleared_seen, age_last + pad, age_last)
     times, survival = kaplan_meier(durations, cleared)
     tail_from, hazard = exponential_tail(durations, cleared, times, survival)
     # How far to trust a pile's own slope over its group's: the moment estimate of tau^2
@@ -509,9 +513,9 @@ def forecast_piles(model: PileVolumeModel, present: pd.DataFrame, as_of,
     since_last = ((as_of - present["last_seen"]) / DAY).to_numpy(float) + days_ahead
     age = present["age_days"].to_numpy(float)
     cleared = present["cleared"].to_numpy(bool)
-    # The pile was there at its last sighting, a pad before the lifetime it is measured by.
-    s_now = pile_survival(model, age + model.lifetime_pad_days)
-    s_then = pile_survival(model, age + model.lifetime_pad_days + since_last)
+    # The pile was there at its last sighting, at age ``age``.
+    s_now = pile_survival(model, age)
+    s_then = pile_survival(model, age + since_last)
     p = np.clip(np.where(s_now > 0, s_then / np.where(s_now > 0, s_now, 1.0), 0.0), 0.0, 1.0)
     p = np.where(cleared, 0.0, p)
     level = present["level"].to_numpy(float)
