@@ -283,7 +283,7 @@ def _class_column(columns, table: str, field_name: str, vocabulary: Vocabulary,
     if named is not None and fit(named) > 0:
         return named
     scores = {name: fit(name) for name in columns if name not in taken}
-    best = max(scores, key=scores.get, default=None)
+    best = max(scores, key=scores.__getitem__, default=None)
     if best is not None and scores[best] >= 0.5:
         return best
     return named

@@ -456,7 +456,7 @@ def mapping_draft(
     if out is None:
         print(draft.text, end="")
     else:
-        preset = {"osm": " (OpenStreetMap)", "tiger": " (TIGER/Line)"}.get(draft.preset, "")
+        preset = {"osm": " (OpenStreetMap)", "tiger": " (TIGER/Line)"}.get(draft.preset or "", "")
         console.print(f"Wrote {out}{preset}; check it, then: twin ingest {layer} {path} "
                       f"--mapping {out}", highlight=False, soft_wrap=True)
 

@@ -384,6 +384,7 @@ def assign(alert_id: AlertId, engine: EngineDep, caller: CrewDep,
         raise InvalidInput('Say what to change: {"assignee": "...", "due_on": "YYYY-MM-DD"}.')
     if changes.get("assignee") is not None:
         changes["assignee"] = params.clean_text(changes["assignee"], "assignee").strip() or None
+    assert caller.name is not None  # the crew role is only ever a named key
     with engine.begin() as conn:
         alerts.assign(conn, alert_id, actor=caller.name, changes=changes)
     return JSONResponse(_feature(_full_alert(engine, alert_id)), media_type=GEOJSON)
@@ -450,6 +451,7 @@ def add_photo(alert_id: AlertId, engine: EngineDep, caller: CrewDep, photo: Uplo
             partial = target.with_suffix(".part")
             partial.write_bytes(data)
             partial.replace(target)
+        assert caller.name is not None  # the crew role is only ever a named key
         stored = work.add_photo(conn, alert_id=None if work_record else alert_id,
                                 work_record_id=work_record, media_type=media, size=len(data),
                                 sha256=digest, path=relative, uploaded_by=caller.name)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.encoders import jsonable_encoder
@@ -18,7 +18,7 @@ from service.deps import CrewDep, EngineDep, SettingsDep
 
 router = APIRouter(tags=["work"])
 GEOJSON = "application/geo+json"
-_PROBLEM = {"content": {"application/problem+json": {}}}
+_PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 SORTABLE = ("priority", "severity", "opened_at", "updated_at", "due_on", "kind", "id")
 _SEVERITY_RANK = {s: i for i, s in enumerate(alerts.SEVERITIES)}
 ITEM_FIELDS = ("id", "rank", "tier", "priority", "why_first", "kind", "severity", "status",

@@ -20,7 +20,6 @@ import sqlalchemy as sa
 from shapely.geometry import LineString, MultiLineString, Point
 from typer.testing import CliRunner
 
-from geo import migrate
 from geo.database import create_engine
 from ingest.pipeline import distance_to_area_km, ingest_file
 from service.cli import app
@@ -31,9 +30,9 @@ N = 400
 
 
 @pytest.fixture
-def twin(make_database):
-    engine = create_engine(make_database())
-    migrate.upgrade(engine)
+def twin(make_database, migrated_template):
+    """An empty, migrated twin of the test's own (a copy of the session's migrated template)."""
+    engine = create_engine(make_database(template=migrated_template))
     yield engine
     engine.dispose()
 

@@ -13,10 +13,8 @@ import pytest
 import sqlalchemy as sa
 
 from ingest.pipeline import ingest_file
-from ingest.sample import load_sample
 from predict import pipeline
 from predict.evaluate import backtest_pile_volume
-from sample_data import SAMPLE_DIR
 
 # The sample's process (sample_data/README.md): a pile grows as v0 + g * days; each sighting
 # reports that volume times LogNormal(0, 0.25), with one decimal.
@@ -28,9 +26,8 @@ FIRST = pd.Timestamp("2026-11-02T10:00+08:00")  # after the sample's last sighti
 
 
 @pytest.fixture(scope="module")
-def sample(engine):
-    load_sample(engine, SAMPLE_DIR)
-    return engine
+def sample(sample_engine):
+    return sample_engine
 
 
 def _ingest_sightings(engine, tmp_path, name, pile_ref, sightings):
