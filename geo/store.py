@@ -171,6 +171,10 @@ def ensure_reading_partitions(conn: Connection, first: datetime, last: datetime)
     while month <= end:
         following = month + 1
         name = f"readings_y{month.year:04d}m{month.month:02d}"
+        # Two writers starting the same new month at once would both create it (and one
+        # fail): the first to take this lock creates it, the other then finds it.
+        if conn.execute(sa.text("SELECT to_regclass(:n)"), {"n": name}).scalar() is None:
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:n))"), {"n": name})
         conn.execute(
             sa.text(
                 f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF readings "
