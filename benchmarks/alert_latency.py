@@ -115,6 +115,8 @@ class Traffic(threading.Thread):
                     self.sent += len(items)
                 else:
                     self.errors += 1
+                    print(f"background POST: {answer.status_code} {answer.text[:200]}",
+                          flush=True)
                 next_at += interval
                 time.sleep(max(0.0, next_at - time.perf_counter()))
 
@@ -126,12 +128,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4, help="background posting threads")
     parser.add_argument("--batch", type=int, default=50, help="readings per background POST")
     parser.add_argument("--port", type=int, default=18120)
+    parser.add_argument("--separate-worker", action="store_true",
+                        help="twin serve --no-worker and a `twin worker` process")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="twin-latency-"))
     cluster = EmbeddedCluster(home, os.environ.get("TWIN_CLUSTER_USER", "postgres"))
     cluster.start()
-    server = None
+    server = worker = None
     try:
         engine = create_engine(cluster.url)
         migrate.upgrade(engine)
@@ -145,8 +150,13 @@ def main() -> None:
             ).scalars().all()
         env = {**os.environ, "TWIN_HOME": str(home),
                "TWIN_DATABASE_URL": cluster.url.render_as_string(hide_password=False)}
-        server = subprocess.Popen([str(TWIN), "serve", "--port", str(args.port)], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        serve = [str(TWIN), "serve", "--port", str(args.port)]
+        if args.separate_worker:
+            serve.append("--no-worker")
+            worker = subprocess.Popen([str(TWIN), "worker"], env=env,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = subprocess.Popen(serve, env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
         base = f"http://127.0.0.1:{args.port}"
         deadline = time.perf_counter() + 60
         while time.perf_counter() < deadline:
@@ -220,18 +230,20 @@ def main() -> None:
             "send_to_sse_s": {"p50": round(statistics.median(from_send), 3),
                               "p95": round(percentile(from_send, 0.95), 3),
                               "max": round(max(from_send), 3)} if from_send else None,
-            "cpus": os.cpu_count(),
+            "worker": "twin worker process" if args.separate_worker else "in twin serve",
+            "cpus": os.cpu_count(), "load_average": os.getloadavg(),
         }
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
         print(json.dumps(result, indent=2))
     finally:
-        if server is not None:
-            server.terminate()
-            try:
-                server.wait(20)
-            except subprocess.TimeoutExpired:
-                server.kill()
+        for process in (server, worker):
+            if process is not None:
+                process.terminate()
+                try:
+                    process.wait(20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
         cluster.destroy()
 
 

@@ -24,9 +24,11 @@ def note_assets(conn: Connection, select_asset_ids: str, params: dict | None = N
     ``select_asset_ids`` is a SELECT (or a CTE's name in a WITH) giving ``asset_id``; a
     SELECT with no rows queues nothing.
     """
+    # In asset order, as done_with locks them: concurrent writers of the same assets then
+    # wait for each other instead of deadlocking.
     noted = conn.execute(sa.text(
         f"INSERT INTO rule_queue (asset_id) SELECT DISTINCT asset_id FROM ({select_asset_ids}) s "
-        f"WHERE asset_id IS NOT NULL "
+        f"WHERE asset_id IS NOT NULL ORDER BY asset_id "
         f"ON CONFLICT (asset_id) DO UPDATE SET noted_at = clock_timestamp()"), params or {}
     ).rowcount
     if noted:
@@ -60,7 +62,8 @@ def done_with(conn: Connection, taken: list[tuple[int, object]]) -> None:
     if not taken:
         return
     conn.execute(sa.text(
-        "DELETE FROM rule_queue q USING unnest(CAST(:ids AS bigint[]), "
-        "CAST(:ats AS timestamptz[])) AS t(asset_id, noted_at) "
-        "WHERE q.asset_id = t.asset_id AND q.noted_at = t.noted_at"),
+        "DELETE FROM rule_queue q WHERE q.asset_id IN (SELECT r.asset_id FROM rule_queue r "
+        "JOIN unnest(CAST(:ids AS bigint[]), CAST(:ats AS timestamptz[])) AS t(asset_id, "
+        "noted_at) ON r.asset_id = t.asset_id AND r.noted_at = t.noted_at "
+        "ORDER BY r.asset_id FOR UPDATE OF r)"),
         {"ids": [a for a, _ in taken], "ats": [t for _, t in taken]})

@@ -169,6 +169,10 @@ def take_duplicate_readings(conn: Connection) -> pd.DataFrame:
 def _create_month_partition(conn: Connection, month: pd.Period) -> None:
     following = month + 1
     name = f"readings_y{month.year:04d}m{month.month:02d}"
+    # Two writers starting the same new month at once would both create it (and one
+    # fail): the first to take this lock creates it, the other then finds it.
+    if conn.execute(sa.text("SELECT to_regclass(:n)"), {"n": name}).scalar() is None:
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:n))"), {"n": name})
     conn.execute(
         sa.text(
             f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF readings "
