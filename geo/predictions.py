@@ -316,3 +316,55 @@ def predictions_of_run(conn: Connection, run_id: str) -> pd.DataFrame:
         "LEFT JOIN assets a ON a.id = p.asset_id AND a.layer = p.asset_layer "
         "LEFT JOIN metrics m ON m.id = p.metric_id WHERE p.run_id = :run "
         "ORDER BY 1, p.horizon_days"), {"run": run_id}))
+
+
+# -- evidence for debris and new-damage alerts ---------------------------------------------------
+
+
+def recent_debris_piles(conn: Connection, *, recent_days: int, until: datetime | None = None
+                        ) -> pd.DataFrame:
+    """Piles seen in the last ``recent_days`` before the newest sighting (or ``until``).
+
+    A pile is its sightings with one ``pile_ref`` (or a sighting without one); its asset id is
+    its first sighting's id, so every later sighting is the same asset to alerts and work
+    records. Each row has the pile's latest sighting (volume, whether it was cleared), when it
+    was first and last seen, and the nearest street within 15 m.
+    """
+    return _frame(conn.execute(sa.text(
+        "WITH seen AS (SELECT *, coalesce(pile_ref, 'id:' || id) AS pile FROM debris_piles "
+        "  WHERE observed_at <= coalesce(CAST(:until AS timestamptz), 'infinity')), "
+        "newest AS (SELECT max(observed_at) AS t FROM seen), "
+        "piles AS (SELECT pile, min(id) AS asset_id, min(observed_at) AS first_seen, "
+        "  max(observed_at) AS last_seen, count(*) AS sightings FROM seen GROUP BY pile) "
+        "SELECT p.asset_id, p.pile, p.first_seen, p.last_seen, p.sightings, l.volume_m3, "
+        "  l.cleared_at IS NOT NULL OR l.volume_m3 = 0 AS cleared, "
+        "  ST_AsEWKT(ST_PointOnSurface(l.geom)) AS geom_ewkt, s.name AS street_name, "
+        "  s.external_id AS street_external_id "
+        "FROM piles p CROSS JOIN newest n "
+        "JOIN LATERAL (SELECT * FROM seen d WHERE d.pile = p.pile "
+        "  ORDER BY d.observed_at DESC, d.id DESC LIMIT 1) l ON TRUE "
+        "LEFT JOIN LATERAL (SELECT name, external_id FROM streets st "
+        "  WHERE ST_DWithin(st.geom::geography, l.geom::geography, 15) "
+        "  ORDER BY st.geom <-> l.geom LIMIT 1) s ON TRUE "
+        "WHERE p.last_seen > n.t - make_interval(days => :days) ORDER BY p.asset_id"),
+        {"days": recent_days, "until": until}))
+
+
+def recent_serious_damage(conn: Connection, *, recent_days: int, until: datetime | None = None
+                          ) -> pd.DataFrame:
+    """Serious damage (high severity, or any pothole) seen lately, on the street each lies on.
+
+    Lately: in the last ``recent_days`` before the newest damage observation (or ``until``).
+    """
+    return _frame(conn.execute(sa.text(
+        "WITH seen AS (SELECT * FROM road_damage "
+        "  WHERE observed_at <= coalesce(CAST(:until AS timestamptz), 'infinity')), "
+        "newest AS (SELECT max(observed_at) AS t FROM seen) "
+        "SELECT d.street_id AS asset_id, d.id AS damage_id, d.damage_class, d.severity, "
+        "  d.observed_at, s.name AS street_name, s.external_id AS street_external_id, "
+        "  ST_AsEWKT(s.geom) AS geom_ewkt "
+        "FROM seen d CROSS JOIN newest n JOIN streets s ON s.id = d.street_id "
+        "WHERE d.observed_at > n.t - make_interval(days => :days) "
+        "  AND (d.severity = 'high' OR d.damage_class = 'D40') "
+        "ORDER BY d.street_id, d.observed_at"),
+        {"days": recent_days, "until": until}))

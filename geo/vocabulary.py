@@ -59,6 +59,9 @@ DAMAGE_CLASSES = Vocabulary(
     ("D00", "D10", "D20", "D40"),
     description="D00 longitudinal crack, D10 transverse crack, D20 alligator crack, D40 pothole",
 )
+# What each class is called in alerts and legends.
+DAMAGE_NAMES = {"D00": "longitudinal crack", "D10": "transverse crack",
+                "D20": "alligator crack", "D40": "pothole"}
 DAMAGE_SEVERITIES = Vocabulary(
     ("low", "medium", "high"), open=False, description="how bad the damage is"
 )

@@ -53,7 +53,8 @@ KIND_LABELS = {"road_wear": "Road wear", "manhole_tilt": "Manhole cover tilted",
                "manhole_flooding": "Water high in manhole", "manhole_gas": "Gas in manhole",
                "sensor_silent": "Manhole sensor silent", "sensor_stuck": "Manhole sensor stuck",
                "sensor_drift": "Manhole sensor drifting",
-               "sensor_low_battery": "Manhole sensor battery low"}
+               "sensor_low_battery": "Manhole sensor battery low",
+               "debris_pile": "Spoil pile", "road_damage": "New road damage"}
 # Layer id -> (name in the layer control, style, popup fields).
 CREW_LAYERS = {
     "streets": ("Streets", STREET_CONTEXT_STYLE,

@@ -7,7 +7,7 @@ management types.
 
 from __future__ import annotations
 
-from geo.vocabulary import DAMAGE_CLASSES, MANAGEMENT_TYPES, SEVERITIES
+from geo.vocabulary import DAMAGE_CLASSES, DAMAGE_NAMES, MANAGEMENT_TYPES, SEVERITIES
 from maps.elements import js_value
 
 SEVERITY_ORDER = SEVERITIES  # least urgent first
@@ -27,8 +27,7 @@ COMPOUND_LABELS = {"commodity": "Commodity housing, property company",
                    "unmanaged": "No property management"}
 DAMAGE_COLOURS = dict(zip(DAMAGE_CLASSES.values, ("#e6ab02", "#d95f02", "#7570b3", "#e7298a"),
                           strict=True))
-DAMAGE_LABELS = {"D00": "Longitudinal crack", "D10": "Transverse crack",
-                 "D20": "Alligator crack", "D40": "Pothole"}
+DAMAGE_LABELS = {code: name.capitalize() for code, name in DAMAGE_NAMES.items()}
 DEBRIS_COLOUR = "#8c510a"
 HOTSPOT_COLOURS = ("#fdd49e", "#fc8d59", "#d7301f", "#7f0000")  # more reports: darker
 

@@ -14,12 +14,20 @@ from sqlalchemy.engine import Engine
 
 from geo import alerts as alert_store
 from geo import predictions as sql
+from geo.vocabulary import DAMAGE_NAMES
 from predict import manholes
 from predict.features import JUMP_GOODNESS, MetricScale
 from predict.road import as_utc, default_threshold
 
 ROAD_WEAR = "road_wear"
+DEBRIS = "debris_pile"
+DAMAGE = "road_damage"
 ALERT_HORIZON_DAYS = 90
+# Debris and damage alerts look at what was seen in the last two weeks before the newest report.
+RECENT_DAYS = 14
+DEBRIS_VOLUME_M3 = 5.0  # a pile this large is a crew's job (medium), from 10 m3 high
+DEBRIS_LARGE_M3 = 10.0
+
 DEFAULT_THRESHOLDS = manholes.Thresholds()
 
 
@@ -40,6 +48,11 @@ class RefreshReport:
 
 def _fmt(value: float) -> str:
     return f"{value:.0f}" if abs(value) >= 10 else f"{value:.1f}"
+
+
+def _text(value) -> str | None:
+    """A text column's value, or None for SQL NULL (which pandas reads as NaN)."""
+    return None if value is None or pd.isna(value) else str(value)
 
 
 def _metric_label(metric: str) -> str:
@@ -275,11 +288,97 @@ def evaluate_assets(engine: Engine, asset_ids: list[int], *, metric: str = "pci"
     return report
 
 
+def debris_alerts(engine: Engine, report: RefreshReport, *, until=None) -> None:
+    """Alert on spoil piles that grew past a volume, and on new piles on a street.
+
+    A pile seen in the last ``RECENT_DAYS`` (before the newest sighting) and not cleared is
+    alerted when its latest sighting holds ``DEBRIS_VOLUME_M3`` or more (high from
+    ``DEBRIS_LARGE_M3``), or, smaller, when it is new (first seen in that time) within 15 m of
+    a street. Its alert is resolved when a sighting says it was cleared (0 m3, or a crew's
+    "pile cleared" work record); a pile that is merely not reported again keeps its alert, as
+    only a crew can say it is gone.
+    """
+    with engine.connect() as conn:
+        piles = sql.recent_debris_piles(conn, recent_days=RECENT_DAYS, until=until)
+    still, cleared = [], []
+    for pile in piles.itertuples():
+        key = ("debris_piles", int(pile.asset_id))
+        if pile.cleared:
+            cleared.append(key)
+            continue
+        seen = as_utc(pile.last_seen)
+        new_pile = as_utc(pile.first_seen) > seen - pd.Timedelta(days=RECENT_DAYS)
+        street = _text(pile.street_name) or _text(pile.street_external_id)
+        volume = None if pd.isna(pile.volume_m3) else float(pile.volume_m3)
+        if volume is not None and volume >= DEBRIS_VOLUME_M3:
+            severity = "high" if volume >= DEBRIS_LARGE_M3 else "medium"
+            times = "once" if pile.sightings == 1 else f"{pile.sightings} times"
+            reason = (f"pile of about {_fmt(volume)} m3 seen {seen:%Y-%m-%d}, reported {times} "
+                      f"(alert from {DEBRIS_VOLUME_M3:g} m3)")
+        elif new_pile and street is not None:
+            severity = "low"
+            reason = (f"new pile on {street}, first seen {as_utc(pile.first_seen):%Y-%m-%d}"
+                      + (f", about {_fmt(volume)} m3" if volume is not None else ""))
+        else:
+            continue
+        with engine.begin() as conn:
+            alert_id, new = alert_store.raise_alert(
+                conn, kind=DEBRIS, severity=severity, asset_layer="debris_piles",
+                asset_id=int(pile.asset_id), geom_ewkt=pile.geom_ewkt, reason=reason,
+                details={"volume_m3": volume, "pile": pile.pile, "street": street,
+                         "first_seen": str(as_utc(pile.first_seen)), "last_seen": str(seen)},
+                evidence_at=seen.to_pydatetime(),
+                evidence=f"sighting of {seen:%Y-%m-%d}"
+                         + (f": {_fmt(volume)} m3" if volume is not None else ""))
+        if alert_id is None:
+            continue  # settled by a crew after this sighting
+        report.count(report.opened if new else report.kept, DEBRIS)
+        still.append(key)
+    with engine.begin() as conn:
+        n = alert_store.resolve_missing(conn, kind=DEBRIS, still_active=still, among=cleared,
+                                        note="resolved by twin: the pile was reported cleared")
+    report.count(report.resolved, DEBRIS, n)
+
+
+def damage_alerts(engine: Engine, report: RefreshReport, *, until=None) -> None:
+    """Alert on streets with new serious damage: a pothole, or any damage rated high.
+
+    One alert per street, naming what was seen in the last ``RECENT_DAYS`` before the newest
+    damage observation; a crew's repair settles it until damage is seen after the repair.
+    """
+    with engine.connect() as conn:
+        damage = sql.recent_serious_damage(conn, recent_days=RECENT_DAYS, until=until)
+    for street_id, seen in damage.groupby("asset_id", sort=True):
+        newest = as_utc(seen["observed_at"].max())
+        potholes = int((seen["damage_class"] == "D40").sum())
+        classes = seen["damage_class"].map(DAMAGE_NAMES).fillna(seen["damage_class"])
+        counts = classes.value_counts()
+        what = ", ".join(f"{n} {name}{'s' if n > 1 else ''}" for name, n in counts.items())
+        first = seen.iloc[-1]
+        street = _text(first.street_name) or _text(first.street_external_id)
+        severity = "high" if potholes and (seen["severity"] == "high").any() else "medium"
+        with engine.begin() as conn:
+            alert_id, new = alert_store.raise_alert(
+                conn, kind=DAMAGE, severity=severity, asset_layer="streets",
+                asset_id=int(street_id), geom_ewkt=first.geom_ewkt,
+                reason=f"new damage on {street} since "
+                       f"{as_utc(seen['observed_at'].min()):%Y-%m-%d}: {what}",
+                details={"damage_ids": [int(i) for i in seen["damage_id"]],
+                         "potholes": potholes, "newest": str(newest)},
+                evidence_at=newest.to_pydatetime(),
+                evidence=f"damage observed {newest:%Y-%m-%d}")
+        if alert_id is None:
+            continue
+        report.count(report.opened if new else report.kept, DAMAGE)
+
+
 def refresh(engine: Engine, *, metric: str = "pci", horizon_days: int = ALERT_HORIZON_DAYS,
             threshold: float | None = None, until=None) -> RefreshReport:
-    """Raise, update and resolve road-wear and manhole alerts."""
+    """Raise, update and resolve road-wear, manhole, debris and new-damage alerts."""
     report = RefreshReport(as_of=str(as_utc(until)) if until is not None else "latest data")
     road_wear_alerts(engine, report, metric=metric, horizon_days=horizon_days,
                      threshold=threshold)
     manhole_alerts(engine, report, until=until)
+    debris_alerts(engine, report, until=until)
+    damage_alerts(engine, report, until=until)
     return report

@@ -7,6 +7,7 @@ The score adds three parts, each said in the item's "why first":
   service 2 points), its heavy traffic (up to 10 points at 1,000 heavy vehicles a day) and the
   households of compounds within 200 m (up to 15 points at 1,500 households);
 - urgency: a sensor danger (an open cover or gas 25, flooding 15, a tilted cover 10 points),
+  fresh serious road damage (10 points),
   days until a street crosses its threshold (20 points when it has, falling to 0 at 90 days),
   and a due date passed (10 points).
 
@@ -28,6 +29,7 @@ DANGER = {
     "manhole_gas": (25.0, "gas in the well: toxic or explosive"),
     "manhole_flooding": (15.0, "water near the top of the well: it may overflow"),
     "manhole_tilt": (10.0, "a tilted cover: a trip and tyre hazard"),
+    "road_damage": (10.0, "fresh damage on the carriageway: potholes grow with every rain"),
 }
 TRAFFIC_FULL = 1000.0  # heavy vehicles a day for the full 10 points
 HOUSEHOLDS_FULL = 1500.0  # households within reach for the full 15 points
