@@ -40,6 +40,15 @@ from starlette.concurrency import run_in_threadpool
 from geo import tiles
 from geo.errors import InvalidInput, NotFound
 from geo.layers import LAYERS, Layer, table_versions
+from maps.styles import (
+    COMPOUND_COLOURS,
+    DAMAGE_COLOURS,
+    DEBRIS_COLOUR,
+    MANHOLE_COLOURS,
+    NO_DATA,
+    PCI_BANDS,
+    SEVERITY_COLOURS,
+)
 from service import deps, params
 from service.deps import EngineDep, ReaderDep
 
@@ -574,27 +583,27 @@ async def get_tilejson(request: Request, engine: EngineDep, caller: ReaderDep,
 
 # -- styles --------------------------------------------------------------------------------
 
-SEVERITY_COLOURS = ("low", "#fecc5c", "medium", "#fd8d3c", "high", "#f03b20",
-                    "critical", "#bd0026")
-# PCI bands (ASTM D6433): Failed 0-10, Serious 11-25, Very Poor 26-40, Poor 41-55, Fair 56-70,
-# Satisfactory 71-85, Good 86-100.
-PCI_COLOUR = ["case", ["has", "pci"],
-              ["step", ["to-number", ["get", "pci"]], "#6d0000", 11, "#b2182b", 26, "#e34a33",
-               41, "#fc8d59", 56, "#fee08b", 71, "#91cf60", 86, "#1a9850"],
-              "#9e9e9e"]
+# The MapLibre style speaks the maps' palette (maps/styles.py), so a colour is set in one place.
+
+
+def _match(name: str, colours: dict[str, str], default: str) -> list:
+    return ["match", ["get", name], *(x for pair in colours.items() for x in pair), default]
+
+
+# PCI bands (ASTM D6433), worst first for MapLibre's "step".
+_PCI_STEPS = [x for low, _, colour in reversed(PCI_BANDS) for x in (low, colour)][1:]
+PCI_COLOUR = ["case", ["has", "pci"], ["step", ["to-number", ["get", "pci"]], *_PCI_STEPS],
+              NO_DATA]
 COLOURS: dict[str, object] = {
     "streets": PCI_COLOUR,
-    "manholes": ["match", ["get", "status"], "none", "#3b6ea8", *SEVERITY_COLOURS, "#3b6ea8"],
-    "alerts": ["match", ["get", "severity"], *SEVERITY_COLOURS, "#bd0026"],
-    "compounds": ["match", ["get", "management_type"], "commodity", "#80b1d3",
-                  "resettlement", "#fdb462", "old", "#bebada", "unmanaged", "#fb8072",
-                  "#cccccc"],
+    "manholes": _match("status", MANHOLE_COLOURS, MANHOLE_COLOURS["none"]),
+    "alerts": _match("severity", SEVERITY_COLOURS, SEVERITY_COLOURS["critical"]),
+    "compounds": _match("management_type", COMPOUND_COLOURS, "#cccccc"),
     "parking": ["case", ["has", "occupancy_pct"],
                 ["interpolate", ["linear"], ["to-number", ["get", "occupancy_pct"]],
                  0, "#1a9850", 70, "#fee08b", 100, "#d73027"], "#8c96c6"],
-    "road_damage": ["match", ["get", "damage_class"], "D00", "#e6ab02", "D10", "#d95f02",
-                    "D20", "#7570b3", "D40", "#e7298a", "#666666"],
-    "debris_piles": "#8c510a",
+    "road_damage": _match("damage_class", DAMAGE_COLOURS, "#666666"),
+    "debris_piles": DEBRIS_COLOUR,
 }
 DEFAULT_COLOUR = "#607d8b"
 DRAW_ORDER = ("compounds", "parking", "streets", "debris_piles", "road_damage", "manholes",
