@@ -4,7 +4,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import zipfile
 from pathlib import Path
@@ -19,8 +18,8 @@ from geo.database import create_engine
 from geo.errors import InvalidInput
 from ingest.metrics import MetricDeclaration, declare_metrics
 from ingest.pipeline import ingest_file
+from tests.ingest.twin_cli import TWIN, run_twin, scalar
 
-TWIN = str(Path(sys.executable).parent / "twin")
 # A real city's records, committed with their licence and source (tests/data/.../README.md).
 SANJOSE = Path(__file__).parents[1] / "data" / "sanjose_illegal_dumping"
 SANJOSE_CSV = SANJOSE / "illegal_dumping.csv"
@@ -50,19 +49,6 @@ def manholes(n=5) -> gpd.GeoDataFrame:
         geometry=[Point(LON + i / 1000, LAT + i / 2000) for i in range(n)],
         crs=4326,
     )
-
-
-def scalar(engine, sql, **params):
-    with engine.connect() as conn:
-        return conn.execute(sa.text(sql), params).scalar_one()
-
-
-def run_twin(engine, *args, timeout=120):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TWIN_")}
-    env["TWIN_DATABASE_URL"] = engine.url.render_as_string(hide_password=False)
-    env["COLUMNS"] = "200"
-    return subprocess.run([TWIN, *map(str, args)], capture_output=True, text=True, env=env,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
 
 
 def write_format(gdf: gpd.GeoDataFrame, tmp_path: Path, fmt: str) -> tuple[Path, dict]:

@@ -5,10 +5,7 @@ with `twin mapping draft` and loads it with that mapping unedited.
 """
 
 import json
-import os
 import re
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -23,8 +20,8 @@ from typer.testing import CliRunner
 from geo.database import create_engine
 from ingest.pipeline import distance_to_area_km, ingest_file
 from service.cli import app
+from tests.ingest.twin_cli import run_twin, scalar
 
-TWIN = str(Path(sys.executable).parent / "twin")
 LON, LAT = 108.54, 32.52  # Ziyang, where the twin's sample neighbourhood lies
 N = 400
 
@@ -37,22 +34,9 @@ def twin(make_database, migrated_template):
     engine.dispose()
 
 
-def scalar(engine, sql, **params):
-    with engine.connect() as conn:
-        return conn.execute(sa.text(sql), params).scalar_one()
-
-
 def rows(engine, sql, **params):
     with engine.connect() as conn:
         return conn.execute(sa.text(sql), params).all()
-
-
-def run_twin(engine, *args, timeout=120):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TWIN_")}
-    env["TWIN_DATABASE_URL"] = engine.url.render_as_string(hide_password=False)
-    env["COLUMNS"] = "200"
-    return subprocess.run([TWIN, *map(str, args)], capture_output=True, text=True, env=env,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
 
 
 def draft(path: Path, layer: str, **options) -> Path:

@@ -2,6 +2,7 @@
 
 import pytest
 
+from tests.maps.browser import Chromium
 from tests.service.conftest import (  # noqa: F401
     _free_port,
     api_keys,
@@ -18,3 +19,11 @@ def maps_client(client):  # noqa: F811
 @pytest.fixture(scope="module")
 def maps_live_url(live_url):  # noqa: F811
     return live_url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless Chromium for a module's pages."""
+    chromium = Chromium()
+    yield chromium
+    chromium.close()

@@ -14,7 +14,7 @@ import pytest
 
 from geo import alerts, predictions
 from service.routers.maps import render_crew
-from tests.maps.browser import Chromium, png_colours
+from tests.maps.browser import png_colours
 from tests.tools import requires_tool
 
 pytestmark = requires_tool("chromium", "/usr/bin/chromium")
@@ -56,13 +56,6 @@ def twin_with_alerts(sample_engine):
         frame["upper"] = frame["value"] + 5
         predictions.insert_predictions(conn, frame)
     return made
-
-
-@pytest.fixture(scope="module")
-def browser():
-    chromium = Chromium()
-    yield chromium
-    chromium.close()
 
 
 def _open(browser, url: str, ready: str):

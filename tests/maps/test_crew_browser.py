@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from geo import alerts, predictions
 from maps.styles import SEVERITY_COLOURS
 from service.routers.maps import render_crew
-from tests.maps.browser import Chromium, png_colours
+from tests.maps.browser import png_colours
 from tests.tools import requires_tool
 
 pytestmark = requires_tool("chromium", "/usr/bin/chromium")
@@ -53,13 +53,6 @@ def crew_alerts(sample_engine):
             asset_id=int(manhole.asset_id), geom_ewkt=manhole.geom_ewkt,
             reason="Cover open (sensor)")[0], None, manhole.external_id)
     return made
-
-
-@pytest.fixture(scope="module")
-def browser():
-    chromium = Chromium()
-    yield chromium
-    chromium.close()
 
 
 def _asphalt_png(width: int = 160, height: int = 120) -> bytes:
