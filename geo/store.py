@@ -442,3 +442,32 @@ def save_rejects(conn: Connection, run_id: int) -> None:
         ),
         {"run_id": run_id},
     )
+
+
+# -- broker drops ---------------------------------------------------------------------------
+
+
+def last_feed_drop_total(conn: Connection, broker: str) -> int | None:
+    """The broker's dropped-messages counter as last recorded, or None if never read."""
+    return conn.execute(
+        sa.text("SELECT dropped_total FROM feed_drops WHERE broker = :broker "
+                "ORDER BY id DESC LIMIT 1"),
+        {"broker": broker},
+    ).scalar()
+
+
+def record_feed_drops(conn: Connection, broker: str, *, total: int, new: int,
+                      run_id: int | None) -> None:
+    """Keep a reading of the broker's counter and how many messages it adds to the lost."""
+    conn.execute(
+        sa.text("INSERT INTO feed_drops (broker, dropped_total, dropped_new, run_id) "
+                "VALUES (:broker, :total, :new, :run_id)"),
+        {"broker": broker, "total": total, "new": new, "run_id": run_id},
+    )
+
+
+def feed_drops_by_broker(conn: Connection) -> dict[str, int]:
+    """Messages each broker is known to have dropped, over all recorded time."""
+    rows = conn.execute(sa.text(
+        "SELECT broker, sum(dropped_new)::bigint FROM feed_drops GROUP BY broker ORDER BY broker"))
+    return {broker: int(total) for broker, total in rows}
