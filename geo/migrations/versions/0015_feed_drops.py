@@ -1,4 +1,7 @@
-"""Feeds: what the MQTT broker reports it dropped, so lost sensor readings are never silent.
+"""Runs and feeds: lost loads and lost sensor messages are never silent.
+
+A run belongs to its server process while that lives; the server reuses pids, so the
+process's start time is kept beside its pid (``ingest_runs.backend_start``).
 
 A broker drops messages it cannot queue (mosquitto: ``max_queued_messages``, 1000 by default,
 also in Debian's package) and says so only in its log and its ``$SYS`` counter. The watcher
@@ -20,6 +23,7 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.add_column("ingest_runs", sa.Column("backend_start", sa.DateTime(timezone=True)))
     op.create_table(
         "feed_drops",
         sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
@@ -37,3 +41,4 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("feed_drops")
+    op.drop_column("ingest_runs", "backend_start")
