@@ -114,6 +114,26 @@ def count_features(conn: Connection, query: ExportQuery) -> int:
     return conn.execute(sa.text(f"SELECT count(*) {from_where}"), params).scalar_one()
 
 
+def _columns(layer: Layer, names: tuple[str, ...], oids: Sequence[int]) -> tuple[Column, ...]:
+    types = {p.name: p.type for p in layer.properties}
+    return (
+        Column("id", "integer", wide=oids[0] not in _NARROW_INTEGER_OIDS),
+        Column("geom", "geometry"),
+        *(Column(n, types[n], wide=oid not in _NARROW_INTEGER_OIDS)
+          for n, oid in zip(names, oids[2:], strict=True)),
+    )
+
+
+def describe_columns(conn: Connection, query: ExportQuery) -> tuple[Column, ...]:
+    """The columns an export has, with their types, without reading a row (for side files)."""
+    layer = query.layer
+    names = tuple(_checked_name(layer, n) for n in query.property_names)
+    from_where, params = _from_where(query)
+    select = ", ".join(["q.id", "q.geom", *(f"q.{n}" for n in names)])
+    result = conn.execute(sa.text(f"SELECT {select} {from_where} LIMIT 0"), params)
+    return _columns(layer, names, [d[1] for d in result.cursor.description])
+
+
 def read_features(
     conn: Connection,
     query: ExportQuery,
@@ -151,11 +171,4 @@ def read_features(
     result = conn.execute(sa.text(f"SELECT {select} {from_where} ORDER BY q.id"), params,
                           execution_options={"stream_results": True, "yield_per": chunk_rows})
     oids = [d[1] for d in result.cursor.description]  # DB-API: (name, type_code, ...)
-    types = {p.name: p.type for p in layer.properties}
-    columns = (
-        Column("id", "integer", wide=oids[0] not in _NARROW_INTEGER_OIDS),
-        Column("geom", "geometry"),
-        *(Column(n, types[n], wide=oid not in _NARROW_INTEGER_OIDS)
-          for n, oid in zip(names, oids[2:], strict=True)),
-    )
-    return columns, result.partitions(chunk_rows)
+    return _columns(layer, names, oids), result.partitions(chunk_rows)
