@@ -1,5 +1,11 @@
 """Districts and community grids; every located row knows its district; mixed geometry columns.
 
+Mixed geometry columns: PostGIS's ``geometry_columns`` takes a generic column's type from the
+first quoted word of a CHECK that reads ``geometrytype(...) = ...``, so the CHECKs of 0001/0006
+(``GeometryType(geom) IN ('POINT', 'POLYGON', ...)``) made it report parking as POINT and
+compounds as POLYGON, and ``ogrinfo PG:`` misread them. The same rule is now written through
+``twin_geometry_kind_in(geom, kinds)``, which that view does not parse, so they are GEOMETRY.
+
 A ``districts`` table holds the administrative areas (sub-district 街道, community 社区, grid
 网格), each with its parent (by the file's own code, else the smallest district of a higher
 level containing it). Every asset, observation, alert and resident request gets a
@@ -39,12 +45,33 @@ def _in(values: tuple[str, ...]) -> str:
     return "(" + ", ".join("'" + v + "'" for v in values) + ")"
 
 
+# Generic geometry columns and the kinds their CHECK allows (0001, 0006).
+MIXED = {
+    "streets": ("LINESTRING", "MULTILINESTRING"),
+    "parking": ("POINT", "POLYGON", "MULTIPOLYGON"),
+    "compounds": ("POLYGON", "MULTIPOLYGON"),
+    "debris_piles": ("POINT", "POLYGON", "MULTIPOLYGON"),
+}
+
+
+def _kinds(values: tuple[str, ...]) -> str:
+    return "ARRAY[" + ", ".join(f"'{v}'" for v in values) + "]"
+
+
 # Finer levels rank higher: a point in a grid lies in that grid, not only its community.
 _RANK = ("CASE level " + " ".join(f"WHEN '{level}' THEN {i + 1}"
                                   for i, level in enumerate(DISTRICT_LEVELS.values)) + " END")
 
 
 def upgrade() -> None:
+    op.execute("""
+        CREATE FUNCTION twin_geometry_kind_in(g geometry, kinds text[]) RETURNS boolean
+        LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT GeometryType(g) = ANY(kinds) $$
+    """)
+    for table, kinds in MIXED.items():
+        op.drop_constraint(f"ck_{table}_geometry_type", table)
+        op.create_check_constraint(f"ck_{table}_geometry_type", table,
+                                   f"twin_geometry_kind_in(geom, {_kinds(kinds)})")
     op.create_table(
         "districts",
         sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
@@ -67,7 +94,7 @@ def upgrade() -> None:
         sa.Column("sub_district", sa.Text),
         sa.Column("rank", sa.SmallInteger, sa.Computed(_RANK, persisted=True)),
         sa.CheckConstraint(f"level IN {_in(DISTRICT_LEVELS.values)}", name="ck_districts_level"),
-        sa.CheckConstraint("GeometryType(geom) IN ('POLYGON', 'MULTIPOLYGON')",
+        sa.CheckConstraint("twin_geometry_kind_in(geom, ARRAY['POLYGON', 'MULTIPOLYGON'])",
                            name="ck_districts_geometry_type"),
         sa.UniqueConstraint("source", "external_id", name="uq_districts_source_external_id"),
     )
@@ -191,3 +218,8 @@ def downgrade() -> None:
     op.execute("DROP FUNCTION twin_relocate_districts(geometry)")
     op.execute("DROP FUNCTION twin_locate_district()")
     op.execute("DROP FUNCTION district_of(geometry)")
+    for table, kinds in MIXED.items():
+        op.drop_constraint(f"ck_{table}_geometry_type", table)
+        op.create_check_constraint(f"ck_{table}_geometry_type", table,
+                                   f"GeometryType(geom) IN {_in(kinds)}")
+    op.execute("DROP FUNCTION twin_geometry_kind_in(geometry, text[])")
