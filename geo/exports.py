@@ -114,7 +114,8 @@ def count_features(conn: Connection, query: ExportQuery) -> int:
     return conn.execute(sa.text(f"SELECT count(*) {from_where}"), params).scalar_one()
 
 
-def _columns(layer: Layer, names: tuple[str, ...], oids: Sequence[int]) -> tuple[Column, ...]:
+def _columns(layer: Layer, names: tuple[str, ...], oids: Sequence[object]
+             ) -> tuple[Column, ...]:
     types = {p.name: p.type for p in layer.properties}
     return (
         Column("id", "integer", wide=oids[0] not in _NARROW_INTEGER_OIDS),

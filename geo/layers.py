@@ -87,7 +87,8 @@ BACKLOG_SELECT = (
     "ST_Length(t.geom::geography) AS length_m, "
     "EXISTS (SELECT 1 FROM alerts a WHERE a.asset_layer = 'streets' AND a.asset_id = t.id "
     "AND a.status IN ('open', 'acknowledged', 'in_progress')) AS alerted"
-    f"{_DISTRICT_COLUMNS} FROM streets t{_IN_DISTRICT} JOIN LATERAL (SELECT r.value, r.observed_at FROM readings r "
+    f"{_DISTRICT_COLUMNS} FROM streets t{_IN_DISTRICT} "
+    "JOIN LATERAL (SELECT r.value, r.observed_at FROM readings r "
     "WHERE r.metric_id = (SELECT id FROM metrics WHERE name = 'pci') AND r.asset_id = t.id "
     "AND r.observed_at <= :as_of ORDER BY r.observed_at DESC LIMIT 1) pci ON TRUE "
     f"WHERE pci.value < {PCI_THRESHOLD:g} AND (t.resurfaced_on IS NULL "
@@ -118,8 +119,8 @@ LAYERS: dict[str, Layer] = {
             "Point",
             "SELECT t.id, t.geom, t.external_id, t.source, t.kind, t.depth_m, t.cover_state, "
             "t.sensor_id, coalesce(al.n, 0) AS active_alerts, "
-            f"coalesce({_WORST}, 'none') AS status{_DISTRICT_COLUMNS} FROM manholes t{_IN_DISTRICT} "
-            + _ACTIVE_ALERTS,
+            f"coalesce({_WORST}, 'none') AS status{_DISTRICT_COLUMNS} "
+            f"FROM manholes t{_IN_DISTRICT} " + _ACTIVE_ALERTS,
             (*_ASSET, Property("kind", "string"), Property("depth_m", "number"),
              Property("cover_state", "string"), Property("sensor_id", "string"),
              Property("active_alerts", "integer"),

@@ -218,13 +218,13 @@ _CSVT_TYPES = {"number": "Real", "string": "String", "date": "Date", "datetime":
 
 
 def csvt_text(columns: tuple[Column, ...]) -> str:
-    """The ``.csvt`` of a CSV export: GDAL's type of each column, WKT first, then id, ...
+    r"""The ``.csvt`` of a CSV export: GDAL's type of each column, WKT first, then id, ...
 
     Examples
     --------
     >>> csvt_text((Column("id", "integer"), Column("geom", "geometry"),
     ...            Column("lanes", "integer", wide=False), Column("pci", "number")))
-    '"WKT","Integer64","Integer","Real"\\n'
+    '"WKT","Integer64","Integer","Real"\n'
     """
     def kind(column: Column) -> str:
         if column.type == "integer":

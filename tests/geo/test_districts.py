@@ -94,8 +94,8 @@ def test_moving_an_asset_and_reloading_districts_keep_its_district_current(
     assert result.returncode == 0, result.stdout + result.stderr
     with sample_engine.connect() as conn:
         new = conn.execute(sa.text(
-            "SELECT id, name_en, parent_id, sub_district, GeometryType(geom) AS kind FROM districts "
-            "WHERE source = 'city-grids'")).one()
+            "SELECT id, name_en, parent_id, sub_district, GeometryType(geom) AS kind "
+            "FROM districts WHERE source = 'city-grids'")).one()
         assert new.name_en is None and new.kind == "MULTIPOLYGON"
         assert new.parent_id is not None and new.sub_district == "城关街道"
         for table in LOCATED:
