@@ -5,7 +5,9 @@
 
 One embedded PostGIS cluster in a temporary TWIN_HOME, destroyed at the end, holding
 ``generate(out, seed=7, scale=S, months=3)`` loaded with ``ingest.sample.load_sample`` (its
-districts first). Measured, each the median of ``--repeat`` passes after one untimed pass:
+districts first). Measured, each the median of ``--repeat`` passes after one untimed pass
+(the variants of 1 and 2 taken in turn within each pass, so a change in the machine's load
+falls on all of them):
 
 1. **tiles**: every z14 and z15 tile over the sample of ``streets`` and ``manholes`` rendered
    with ``geo.tiles.render_tile``: the layers as published (``district_id`` kept by triggers,
@@ -124,28 +126,38 @@ def main() -> None:
         for layer in LAYERS:
             chosen = pick_tiles(engine, layer)
             results.setdefault("tile_count", {})[layer] = len(chosen)
-            for name, how in hows.items():
-                variant(how)
-                sizes = []
+            sizes: dict[str, int] = {}
 
-                def render(layer=layer, chosen=chosen, sizes=sizes) -> None:
-                    sizes.clear()
-                    with engine.connect() as conn:
-                        for t in chosen:
-                            request = tiles.TileRequest(
-                                layer, t.z, t.x, t.y, None,
-                                layer_registry.LAYERS[layer].property_names, ())
-                            sizes.append(len(tiles.render_tile(conn, request)))
+            def render(layer=layer, chosen=chosen) -> int:
+                with engine.connect() as conn:
+                    return sum(len(tiles.render_tile(conn, tiles.TileRequest(
+                        layer, t.z, t.x, t.y, None,
+                        layer_registry.LAYERS[layer].property_names, ()))) for t in chosen)
 
-                results["tiles_s"][f"{layer}/{name}"] = round(timed(render, args.repeat), 4)
-                results["tile_bytes"][f"{layer}/{name}"] = sum(sizes)
+            def page(layer=layer) -> int:
+                with engine.connect() as conn:
+                    return features_page(conn, layer_registry.LAYERS[layer], FeatureQuery(
+                        as_of=datetime.now(UTC), limit=1000)).returned
 
-                def page(layer=layer) -> None:
-                    with engine.connect() as conn:
-                        features_page(conn, layer_registry.LAYERS[layer],
-                                      FeatureQuery(as_of=datetime.now(UTC), limit=1000))
-
-                results["items_s"][f"{layer}/{name}"] = round(timed(page, args.repeat), 4)
+            # Round robin over the variants, so a change of the machine's load falls on all.
+            runs: dict[str, list[float]] = {f"{kind}/{name}": [] for kind in ("tiles", "items")
+                                            for name in hows}
+            for round_ in range(args.repeat + 1):
+                for name, how in hows.items():
+                    variant(how)
+                    for kind, fn in (("tiles", render), ("items", page)):
+                        started = time.perf_counter()
+                        out = fn()
+                        if round_:  # the first round is untimed: it warms the buffers
+                            runs[f"{kind}/{name}"].append(time.perf_counter() - started)
+                        if kind == "tiles":
+                            sizes[name] = out
+            for name in hows:
+                results["tiles_s"][f"{layer}/{name}"] = round(
+                    statistics.median(runs[f"tiles/{name}"]), 4)
+                results["items_s"][f"{layer}/{name}"] = round(
+                    statistics.median(runs[f"items/{name}"]), 4)
+                results["tile_bytes"][f"{layer}/{name}"] = sizes[name]
                 log(f"{layer} {name}: tiles {results['tiles_s'][f'{layer}/{name}']} s, "
                     f"items {results['items_s'][f'{layer}/{name}']} s")
         variant(JOIN)

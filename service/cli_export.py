@@ -72,7 +72,14 @@ def export(
         written = exporting.write_export_to(engine, query, fmt, out)
     except TwinError as error:
         raise _fail(error) from None
-    features = f"{written.features:,} feature{'' if written.features == 1 else 's'}"
-    sides = "".join(f" and {side.name}" for side in written.side_files)
-    console.print(f"Wrote {features} of {found.id} to {out}{sides} ({fmt.title}, "
-                  f"{out.stat().st_size:,} bytes).", highlight=False)
+    from geo.i18n import _, format_decimal, ngettext
+
+    console.print(ngettext(
+        "Wrote {n} feature of {layer} to {out} ({format}, {size} bytes).",
+        "Wrote {n} features of {layer} to {out} ({format}, {size} bytes).", written.features,
+        layer=found.id, out=str(out), format=fmt.title,
+        size=format_decimal(out.stat().st_size)), highlight=False)
+    if written.side_files:
+        console.print(_("Beside it, for GDAL and QGIS: {files} (column types and CRS).",
+                        files=", ".join(side.name for side in written.side_files)),
+                      highlight=False)
