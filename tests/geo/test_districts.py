@@ -202,3 +202,29 @@ def test_requests_are_routed_by_their_district(client, sample_engine):
     assert nowhere.kind == "department"
     text = json.dumps([small.party, big.party])
     assert "Chengguan sub-district, Ziyang County" not in text
+
+
+def test_worklist_filters_by_district(client, sample_engine):
+    from geo import keys
+    from predict.alerts import refresh
+
+    with sample_engine.begin() as conn:
+        crew = {"X-API-Key": keys.create_key(conn, name="districts-crew", role="crew")}
+    refresh(sample_engine)  # the alerts the sample's evidence raises, through the real rules
+    with sample_engine.connect() as conn:
+        grid, count = conn.execute(sa.text(
+            "SELECT d.name, count(*) FROM alerts a JOIN districts d ON d.id = a.district_id "
+            "WHERE a.status IN ('open', 'acknowledged', 'in_progress') "
+            "GROUP BY d.name ORDER BY count(*) DESC, d.name LIMIT 1")).one()
+        total = conn.execute(sa.text(
+            "SELECT count(*) FROM alerts WHERE status IN ('open', 'acknowledged', "
+            "'in_progress')")).scalar_one()
+    assert 0 < count < total
+    body = client.get("/work", params={"district": grid, "limit": 100000},
+                      headers=crew).json()
+    assert body["numberMatched"] == count
+    assert {f["properties"]["district"] for f in body["features"]} == {grid}
+    # Ranks are over the whole list, so a district's items keep their place in the week.
+    everything = client.get("/work", params={"limit": 100000}, headers=crew).json()
+    ranks = {f["id"]: f["properties"]["rank"] for f in everything["features"]}
+    assert all(ranks[f["id"]] == f["properties"]["rank"] for f in body["features"])
