@@ -1,7 +1,7 @@
 """Exports for GIS analysts: ``GET /exports/{layer}.{gpkg|geojson|csv|shp.zip|parquet|fgb}``.
 
 A CSV's side files are beside it: ``{layer}.csvt`` (column types) and ``{layer}.prj`` (CRS), so
-GDAL opening ``/vsicurl/.../exports/streets.csv`` finds them as it finds them on disk.
+GDAL opening ``/vsicurl_streaming/.../exports/streets.csv`` finds them as it does on disk.
 """
 
 from __future__ import annotations

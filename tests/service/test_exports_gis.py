@@ -140,3 +140,13 @@ def test_geometry_columns_register_mixed_layers_as_geometry(sample_engine):
                           text=True, timeout=60, check=True).stdout
     assert "Geometry: Unknown (any)" in text
     assert f"Feature Count: {_count(sample_engine, 'SELECT count(*) FROM parking')}" in text
+
+
+def test_gdal_reading_the_csv_over_http_finds_its_side_files(live_url, sample_engine):
+    # GDAL reading a streamed CSV by URL looks for its .csvt and .prj beside it, as on disk
+    # (/vsicurl_streaming/: the CSV is streamed, so it has no length for /vsicurl/ to range).
+    source = f"/vsicurl_streaming/{live_url}/exports/compounds.csv"
+    summary = ogrinfo_summary(source, "compounds")
+    assert summary["count"] == _count(sample_engine, "SELECT count(*) FROM compounds")
+    assert summary["fields"]["households"] == "Integer"
+    assert summary["crs_name"] == "WGS 84"
