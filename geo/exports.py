@@ -27,6 +27,8 @@ GEOJSON_DIGITS = 7
 # only polygons, as PostGIS 3.3's ST_ForcePolygonCCW also reverses lines).
 GEOMETRY_SQL = {
     "wkb": "ST_AsBinary(q.geom)",
+    # For formats whose layer holds one geometry type (FlatGeobuf): single parts made multi.
+    "wkb_multi": "ST_AsBinary(ST_Multi(q.geom))",
     "wkt": "ST_AsText(q.geom)",
     "geojson": "ST_AsGeoJSON(CASE WHEN GeometryType(q.geom) IN ('POLYGON', 'MULTIPOLYGON') "
                f"THEN ST_ForcePolygonCCW(q.geom) ELSE q.geom END, {GEOJSON_DIGITS})",
@@ -106,6 +108,14 @@ def _from_where(query: ExportQuery) -> tuple[str, dict]:
         params.update(zip(binds, values, strict=True))
     where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
     return f"FROM ({layer.select}) q{where}", params
+
+
+def has_multipart(conn: Connection, query: ExportQuery) -> bool:
+    """Whether any exported feature is a multi-part geometry (stops at the first found)."""
+    from_where, params = _from_where(query)
+    return conn.execute(sa.text(
+        f"SELECT EXISTS (SELECT 1 FROM (SELECT q.geom {from_where}) m "
+        "WHERE GeometryType(m.geom) LIKE 'MULTI%')"), params).scalar_one()
 
 
 def count_features(conn: Connection, query: ExportQuery) -> int:

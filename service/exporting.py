@@ -529,9 +529,17 @@ def _write_fgb(conn, query: ExportQuery, directory: Path) -> tuple[Path, int]:
     import pyarrow as pa
     import pyogrio
 
+    from geo.exports import has_multipart
+
     layer = query.layer
     path = directory / f"{layer.id}.fgb"
-    columns, chunks = read_features(conn, query)
+    geometry_type = _OGR_GEOMETRY_TYPES.get(layer.geometry_type, "Unknown")
+    # A FlatGeobuf layer holds one geometry type: a streets or compounds layer with any
+    # multi-part feature is written as MultiLineString or MultiPolygon throughout.
+    multi = geometry_type in ("LineString", "Polygon") and has_multipart(conn, query)
+    if multi:
+        geometry_type = "Multi" + geometry_type
+    columns, chunks = read_features(conn, query, geometry="wkb_multi" if multi else "wkb")
     schema = _arrow_schema(columns)
     written = [0]
 
@@ -543,7 +551,7 @@ def _write_fgb(conn, query: ExportQuery, directory: Path) -> tuple[Path, int]:
     pyogrio.write_arrow(
         pa.RecordBatchReader.from_batches(schema, batches()), path, layer=layer.id,
         driver="FlatGeobuf", geometry_name="geom", crs=f"EPSG:{STORAGE_SRID}",
-        geometry_type=_OGR_GEOMETRY_TYPES.get(layer.geometry_type, "Unknown"),
+        geometry_type=geometry_type,
         layer_options={"TITLE": layer.title, "DESCRIPTION": layer.description})
     return path, written[0]
 

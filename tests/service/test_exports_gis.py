@@ -150,3 +150,22 @@ def test_gdal_reading_the_csv_over_http_finds_its_side_files(live_url, sample_en
     assert summary["count"] == _count(sample_engine, "SELECT count(*) FROM compounds")
     assert summary["fields"]["households"] == "Integer"
     assert summary["crs_name"] == "WGS 84"
+
+
+def test_flatgeobuf_of_a_layer_with_multipolygons_is_multipolygon(client, sample_engine,
+                                                                  tmp_path):
+    # A district in two parts (a city's grid with an exclave) among the sample's polygons.
+    with sample_engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO districts (source, external_id, name, level, geom) SELECT 'test', "
+            "'EXCLAVE', '飞地网格', 'grid', ST_Multi(ST_Union(ST_Buffer(ST_PointOnSurface(geom),"
+            " 0.0005), ST_Translate(ST_Buffer(ST_PointOnSurface(geom), 0.0005), 0.01, 0))) "
+            "FROM districts WHERE level = 'sub_district'"))
+    try:
+        path = download(client, "/exports/districts.fgb", tmp_path / "districts.fgb")
+        summary = ogrinfo_summary(str(path), "districts")
+        assert summary["geometry"] == "Multi Polygon"
+        assert summary["count"] == _count(sample_engine, "SELECT count(*) FROM districts")
+    finally:
+        with sample_engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM districts WHERE source = 'test'"))
