@@ -110,12 +110,17 @@ def _from_where(query: ExportQuery) -> tuple[str, dict]:
     return f"FROM ({layer.select}) q{where}", params
 
 
-def has_multipart(conn: Connection, query: ExportQuery) -> bool:
-    """Whether any exported feature is a multi-part geometry (stops at the first found)."""
-    from_where, params = _from_where(query)
+def has_multipart(conn: Connection, layer: Layer) -> bool:
+    """Whether the layer's table holds any multi-part geometry (stops at the first found).
+
+    The table, not the export's query: that would run the layer's joins (latest readings...)
+    over every row once more, to learn only what its geometry column says.
+    """
+    if layer.table is None:
+        return True
     return conn.execute(sa.text(
-        f"SELECT EXISTS (SELECT 1 FROM (SELECT q.geom {from_where}) m "
-        "WHERE GeometryType(m.geom) LIKE 'MULTI%')"), params).scalar_one()
+        f"SELECT EXISTS (SELECT 1 FROM {layer.table} "
+        "WHERE GeometryType(geom) LIKE 'MULTI%')")).scalar_one()
 
 
 def count_features(conn: Connection, query: ExportQuery) -> int:

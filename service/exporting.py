@@ -536,7 +536,7 @@ def _write_fgb(conn, query: ExportQuery, directory: Path) -> tuple[Path, int]:
     geometry_type = _OGR_GEOMETRY_TYPES.get(layer.geometry_type, "Unknown")
     # A FlatGeobuf layer holds one geometry type: a streets or compounds layer with any
     # multi-part feature is written as MultiLineString or MultiPolygon throughout.
-    multi = geometry_type in ("LineString", "Polygon") and has_multipart(conn, query)
+    multi = geometry_type in ("LineString", "Polygon") and has_multipart(conn, layer)
     if multi:
         geometry_type = "Multi" + geometry_type
     columns, chunks = read_features(conn, query, geometry="wkb_multi" if multi else "wkb")
