@@ -550,7 +550,7 @@ def _base(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
-_FORWARDED = ("datetime", "properties", "status", "severity", "kind", "limit", "extent",
+_FORWARDED = ("datetime", "properties", "status", "severity", "kind", "district", "limit", "extent",
               "buffer", "clip")
 
 

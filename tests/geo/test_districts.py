@@ -7,6 +7,7 @@ feature moves and the districts are loaded again.
 """
 
 import json
+from urllib.parse import parse_qs, urlsplit
 
 import geopandas as gpd
 import morecantile
@@ -180,6 +181,9 @@ def test_tiles_filter_by_district(client, sample_engine):
             else:
                 whole += len(found)
     assert 0 < only < whole
+    # A TileJSON asked for one district hands the filter on to its tiles.
+    document = client.get("/tiles/manholes/tilejson.json", params={"district": grid}).json()
+    assert parse_qs(urlsplit(document["tiles"][0]).query)["district"] == [grid]
 
 
 def test_requests_are_routed_by_their_district(client, sample_engine):
