@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from geo import STORAGE_SRID
+from geo.requests import DISTRICT
 from geo.settings import PCI_THRESHOLD
 
 if TYPE_CHECKING:
@@ -82,6 +82,28 @@ BACKLOG_SELECT = (
     "AND r.observed_at <= :as_of ORDER BY r.observed_at DESC LIMIT 1) pci ON TRUE "
     f"WHERE pci.value < {PCI_THRESHOLD:g} AND (t.resurfaced_on IS NULL "
     "OR pci.observed_at >= CAST(t.resurfaced_on AS timestamptz))"
+)
+
+# Forecasts: the newest prediction per asset, metric and horizon made as of :as_of, on the
+# asset's geometry. The threshold is the one scoring uses by default (predict.road's
+# default_threshold: PCI 55, else the middle of the metric's range). Until districts land,
+# every asset is in the one district the twin knows (geo.requests.DISTRICT).
+_ASSET_PLACES = " UNION ALL ".join(
+    f"SELECT x.geom, x.external_id, x.source, {name} AS name FROM {table} x "
+    f"WHERE p.asset_layer = '{table}' AND x.id = p.asset_id"
+    for table, name in (("streets", "x.name"), ("manholes", "NULL::text"),
+                        ("parking", "x.name"), ("compounds", "x.name")))
+FORECASTS_SELECT = (
+    "SELECT p.id, coalesce(a.geom, p.geom) AS geom, a.external_id, a.source, a.name, "
+    "'" + DISTRICT.replace("'", "''") + "'::text AS district, p.asset_layer, p.asset_id, "
+    "m.name AS metric, p.horizon_days, p.target_date, p.value, p.lower, p.upper, "
+    f"CASE m.name WHEN 'pci' THEN {PCI_THRESHOLD:g} ELSE (m.min_value + m.max_value) / 2 END "
+    "AS threshold, p.days_to_threshold, p.model_version, p.as_of "
+    "FROM (SELECT DISTINCT ON (asset_layer, asset_id, metric_id, horizon_days) * "
+    "FROM predictions WHERE asset_id IS NOT NULL AND metric_id IS NOT NULL "
+    "AND as_of <= :as_of ORDER BY asset_layer, asset_id, metric_id, horizon_days, "
+    "as_of DESC, created_at DESC, id DESC) p JOIN metrics m ON m.id = p.metric_id "
+    f"JOIN LATERAL ({_ASSET_PLACES}) a ON TRUE"
 )
 
 LAYERS: dict[str, Layer] = {
@@ -185,6 +207,26 @@ LAYERS: dict[str, Layer] = {
              Property("alerted", "boolean", "Whether an alert on it is open")),
             table="streets", depends_on=("readings", "alerts"),
         ),
+        Layer(
+            "forecasts", "Forecasts",
+            "The newest forecast of each asset's condition per metric and horizon made as of "
+            "the time asked: median value, interval, threshold and days until it is crossed.",
+            "Geometry", FORECASTS_SELECT,
+            (*_ASSET, Property("name", "string"), Property("district", "string"),
+             Property("asset_layer", "string"), Property("asset_id", "integer"),
+             Property("metric", "string"), Property("horizon_days", "integer"),
+             Property("target_date", "date", "The day forecast"),
+             Property("value", "number", "Median forecast"),
+             Property("lower", "number", "Lower end of the forecast interval"),
+             Property("upper", "number", "Upper end of the forecast interval"),
+             Property("threshold", "number", "The metric's repair threshold"),
+             Property("days_to_threshold", "integer",
+                      "Days from as_of until the median crosses the threshold (none: not "
+                      "within the look-ahead)"),
+             Property("model_version", "string"),
+             Property("as_of", "datetime", "What the forecast knew: data up to this time")),
+            table="predictions", depends_on=("streets", "manholes", "parking", "compounds"),
+        ),
     )
 }
 
@@ -216,10 +258,3 @@ def table_versions(conn: Connection) -> dict[str, int]:
 
     return dict(conn.execute(sa.text("SELECT layer, version FROM layer_versions")).all())
 
-
-def bbox_clause(bbox: tuple[float, float, float, float]) -> tuple[str, dict]:
-    """A WHERE clause keeping the rows of a layer query ``q`` that meet a lon/lat box."""
-    return (
-        f"ST_Intersects(q.geom, ST_MakeEnvelope(:west, :south, :east, :north, {STORAGE_SRID}))",
-        dict(zip(("west", "south", "east", "north"), bbox, strict=True)),
-    )
