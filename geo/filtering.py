@@ -59,6 +59,7 @@ _SPATIAL = {"s_intersects": "ST_Intersects", "s_within": "ST_Within",
             "s_touches": "ST_Touches", "s_crosses": "ST_Crosses", "s_overlaps": "ST_Overlaps",
             "s_equals": "ST_Equals"}
 _SPATIAL_MIRRORED = {"s_within": "s_contains", "s_contains": "s_within"}
+_ARITHMETIC = ("+", "-", "*", "/", "%", "^", "div")
 _TEMPORAL = ("t_intersects", "t_before", "t_after", "t_disjoint", "t_equals", "t_during")
 _GEOMETRY_TYPES = ("Point", "MultiPoint", "LineString", "MultiLineString", "Polygon",
                    "MultiPolygon", "GeometryCollection")
@@ -352,7 +353,7 @@ class _Walker:
             return self._dwithin(args)
         if op in _TEMPORAL:
             return self._temporal(op, args)
-        if op in ("+", "-", "*", "/", "%", "^", "div"):
+        if op in _ARITHMETIC:
             raise InvalidInput("filter: arithmetic is not supported; compare a property "
                                "with a value.")
         raise InvalidInput(f"filter: the operator or function '{str(node['op'])[:_SHOWN]}' "
@@ -372,8 +373,15 @@ class _Walker:
                 raise InvalidInput(f"filter: CASEI applies to text; '{found.name}' is "
                                    f"{found.type}.")
             return found, f"lower({sql})"
+        if isinstance(node, dict) and "op" in node:
+            if str(node["op"]).lower() in _ARITHMETIC:
+                raise InvalidInput("filter: arithmetic is not supported; compare a property "
+                                   "with a value.")
+            raise InvalidInput(f"filter: the function '{str(node['op'])[:_SHOWN]}' is not "
+                               "supported.")
         if not isinstance(node, dict) or "property" not in node:
-            raise InvalidInput(f"filter: expected a property, found {_shown(node)}.")
+            raise InvalidInput(f"filter: expected a property (a queryable's name), found "
+                               f"{_shown(node)}.")
         found = _field(self.fields, str(node["property"]), self.what)
         return found, found.sql
 
@@ -531,6 +539,10 @@ class _Walker:
                                    ) from None
             if not all(_finite(c) for c in _coordinates(shapely_geometry)):
                 raise InvalidInput("filter: a geometry's coordinates must be finite numbers.")
+        elif isinstance(node, dict) and str(node.get("op", "")).upper() in (
+                t.upper() for t in _GEOMETRY_TYPES):
+            raise InvalidInput(f"filter: the {str(node['op']).upper()} is not a valid "
+                               "geometry (e.g. POINT(108.54 32.52)).")
         else:
             raise InvalidInput(f"filter: expected a geometry (WKT, GeoJSON or BBOX), found "
                                f"{_shown(node)}.")

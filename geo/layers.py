@@ -187,11 +187,22 @@ LAYERS: dict[str, Layer] = {
             "Alerts for crews: what, where, why, and their status.",
             "Geometry",
             "SELECT t.id, t.geom, t.kind, t.severity, t.status, t.reason, t.asset_layer, "
-            "t.asset_id, t.opened_at, t.updated_at FROM alerts t WHERE t.opened_at <= :as_of",
+            "t.asset_id, x.external_id AS asset_external_id, t.opened_at, t.updated_at, "
+            "t.closed_at, t.details ->> 'evidence' AS evidence, t.evidence_at, t.assignee, "
+            "t.due_on, t.details::text AS details FROM alerts t "
+            "LEFT JOIN assets x ON x.id = t.asset_id AND x.layer = t.asset_layer "
+            "WHERE t.opened_at <= :as_of",
             (Property("kind", "string"), Property("severity", "string"),
              Property("status", "string"), Property("reason", "string"),
              Property("asset_layer", "string"), Property("asset_id", "integer"),
-             Property("opened_at", "datetime"), Property("updated_at", "datetime")),
+             Property("asset_external_id", "string", "The asset's id in its source system"),
+             Property("opened_at", "datetime"), Property("updated_at", "datetime"),
+             Property("closed_at", "datetime", "When it was resolved or dismissed"),
+             Property("evidence", "string", "What the alert was raised on"),
+             Property("evidence_at", "datetime", "When that evidence was observed"),
+             Property("assignee", "string", "The crew or team to do the work"),
+             Property("due_on", "date", "When the work is due"),
+             Property("details", "string", "The rule's figures, as JSON text")),
             time_property="opened_at", table="alerts",
         ),
         Layer(

@@ -180,9 +180,10 @@ def _collection(request: Request, layer: Layer, extent: features.Extent) -> dict
              "rel": REL_SCHEMA, "type": SCHEMA,
              "title": "The features' properties and their types (JSON Schema)"},
             # GDAL's OAPIF driver (and so QGIS) types its fields from a JSON Schema of one
-            # GeoJSON Feature behind the "describedby" link.
+            # GeoJSON Feature behind this link; GDAL 3.6 matches the rel "describedBy" with
+            # this exact case (link relations are case-insensitive, RFC 8288).
             {"href": str(request.url_for("ogc_feature_schema", collectionId=layer.id)),
-             "rel": "describedby", "type": SCHEMA,
+             "rel": "describedBy", "type": SCHEMA,
              "title": "One GeoJSON Feature of the collection (JSON Schema)"},
         ],
     })
@@ -598,7 +599,7 @@ def _csv_cell(value: object) -> str:
 # -- the OpenAPI document of this OGC API ---------------------------------------------------------
 
 
-def _items_parameters(layer: Layer, generic: list[dict], settings: ServiceSettings) -> list:
+def _items_parameters(layer: Layer, generic: list[dict]) -> list:
     # GDAL reads a collection's page size from a $ref'd `limit` (default, maximum), the
     # filter languages from `filter-lang`'s enum, and which properties it may push to the
     # server from the query parameters named like its fields.
@@ -634,12 +635,16 @@ def openapi(request: Request, settings: SettingsDep, f: FParam = None) -> Respon
     paths = {path[len(prefix):] or "/": item for path, item in whole["paths"].items()
              if path == prefix or path.startswith(prefix + "/")}
     generic = paths.get("/collections/{collectionId}/items", {}).get("get", {})
+    if generic:
+        paths["/collections/{collectionId}/items"] = {"get": {**generic, "parameters": [
+            {"$ref": "#/components/parameters/limit"} if p.get("name") == "limit" else p
+            for p in generic.get("parameters", [])]}}
     for layer in LAYERS.values():
         paths[f"/collections/{layer.id}/items"] = {"get": {
             **{k: v for k, v in generic.items() if k not in ("parameters", "operationId")},
             "summary": f"{layer.title}: features",
             "operationId": f"ogc_items_{layer.id}",
-            "parameters": _items_parameters(layer, generic.get("parameters", []), settings),
+            "parameters": _items_parameters(layer, generic.get("parameters", [])),
         }}
     document = {
         "openapi": whole.get("openapi", "3.0.3"),
