@@ -309,7 +309,7 @@ def test_sortby_and_properties(client):
             _items(client, "compounds", sortby="+households", limit=1000)["features"]]
     assert plus == sorted(plus)
     none = _items(client, "compounds", properties="", limit=3)
-    assert all(f["properties"] == {} for f in none["features"])
+    assert all(f["properties"] == {"id": f["id"]} for f in none["features"])  # only the id
 
 
 # -- bad input is a 400/404/406 problem, never a 500 ----------------------------------------------
