@@ -26,6 +26,7 @@ from datetime import UTC, date, datetime, time
 
 from geo import STORAGE_SRID
 from geo.errors import InvalidInput
+from geo.i18n import _
 from geo.layers import Layer
 
 # Guards put before the parser: the cql2 library is native code, and a filter nested thousands
@@ -44,9 +45,18 @@ FILTER_CRS: dict[str, tuple[int, bool]] = {
     "http://www.opengis.net/def/crs/EPSG/0/4326": (STORAGE_SRID, True),
     "http://www.opengis.net/def/crs/EPSG/0/3857": (3857, False),
 }
-_UNITS_M = {"m": 1.0, "meter": 1.0, "meters": 1.0, "metre": 1.0, "metres": 1.0,
-            "km": 1000.0, "kilometer": 1000.0, "kilometers": 1000.0, "kilometre": 1000.0,
-            "kilometres": 1000.0}
+_UNITS_M = {
+    "m": 1.0,
+    "meter": 1.0,
+    "meters": 1.0,
+    "metre": 1.0,
+    "metres": 1.0,
+    "km": 1000.0,
+    "kilometer": 1000.0,
+    "kilometers": 1000.0,
+    "kilometre": 1000.0,
+    "kilometres": 1000.0,
+}
 # Prefilter in degrees before the exact distance in metres (a degree is >= ~50 km below 60
 # degrees of latitude), so the GiST index on geom does the work.
 _DEG_PER_M_BOUND = 1 / 50_000
@@ -54,15 +64,28 @@ _SHOWN = 80
 
 _COMPARISONS = {"=": "=", "<>": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 _MIRRORED = {"=": "=", "<>": "<>", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
-_SPATIAL = {"s_intersects": "ST_Intersects", "s_within": "ST_Within",
-            "s_contains": "ST_Contains", "s_disjoint": "ST_Disjoint",
-            "s_touches": "ST_Touches", "s_crosses": "ST_Crosses", "s_overlaps": "ST_Overlaps",
-            "s_equals": "ST_Equals"}
+_SPATIAL = {
+    "s_intersects": "ST_Intersects",
+    "s_within": "ST_Within",
+    "s_contains": "ST_Contains",
+    "s_disjoint": "ST_Disjoint",
+    "s_touches": "ST_Touches",
+    "s_crosses": "ST_Crosses",
+    "s_overlaps": "ST_Overlaps",
+    "s_equals": "ST_Equals",
+}
 _SPATIAL_MIRRORED = {"s_within": "s_contains", "s_contains": "s_within"}
 _ARITHMETIC = ("+", "-", "*", "/", "%", "^", "div")
 _TEMPORAL = ("t_intersects", "t_before", "t_after", "t_disjoint", "t_equals", "t_during")
-_GEOMETRY_TYPES = ("Point", "MultiPoint", "LineString", "MultiLineString", "Polygon",
-                   "MultiPolygon", "GeometryCollection")
+_GEOMETRY_TYPES = (
+    "Point",
+    "MultiPoint",
+    "LineString",
+    "MultiLineString",
+    "Polygon",
+    "MultiPolygon",
+    "GeometryCollection",
+)
 
 
 @dataclass(frozen=True)
@@ -118,8 +141,13 @@ def language(text: str | None) -> str:
         return "cql2-text"
     found = LANGUAGE_ALIASES.get(text.strip(), text.strip())
     if found not in LANGUAGES:
-        raise InvalidInput(f"filter-lang: '{text[:_SHOWN]}' is not one of "
-                           f"{', '.join(LANGUAGES)}.")
+        raise InvalidInput(
+            _(
+                "filter-lang: '{text}' is not one of {languages}.",
+                text=text[:_SHOWN],
+                languages=", ".join(LANGUAGES),
+            )
+        )
     return found
 
 
@@ -128,12 +156,19 @@ def filter_crs(text: str | None) -> tuple[int, bool]:
     if text is None:
         return FILTER_CRS[CRS84]
     key = text.strip().strip("[]")
-    key = {"EPSG:4326": "http://www.opengis.net/def/crs/EPSG/0/4326",
-           "EPSG:3857": "http://www.opengis.net/def/crs/EPSG/0/3857",
-           "OGC:CRS84": CRS84}.get(key, key).replace("https://", "http://")
+    key = {
+        "EPSG:4326": "http://www.opengis.net/def/crs/EPSG/0/4326",
+        "EPSG:3857": "http://www.opengis.net/def/crs/EPSG/0/3857",
+        "OGC:CRS84": CRS84,
+    }.get(key, key).replace("https://", "http://")
     if key not in FILTER_CRS:
-        raise InvalidInput(f"filter-crs: '{text[:_SHOWN]}' is not one of "
-                           f"{', '.join(FILTER_CRS)}.")
+        raise InvalidInput(
+            _(
+                "filter-crs: '{text}' is not one of {filter_crs}.",
+                text=text[:_SHOWN],
+                filter_crs=", ".join(FILTER_CRS),
+            )
+        )
     return FILTER_CRS[key]
 
 
@@ -149,18 +184,28 @@ def _nesting(text: str) -> int:
 
 
 def _parse_error(error: Exception, lang: str) -> InvalidInput:
+    # The library's message spans lines (a caret drawing): keep where, and what it expected.
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     where = next((line[3:].strip() for line in lines if line.startswith("-->")), None)
     expected = next((line[1:].strip() for line in lines if line.startswith("=")), None)
-    said = f"filter: not valid {lang.upper()}"
     if where:
-        line_no, _, column = where.partition(":")
-        said += f" at line {line_no}, column {column}"
-    if expected:
-        said += f" ({expected})"
-    elif lines and not where:
-        said += f" ({lines[0][:160]})"
-    return InvalidInput(said + ".")
+        line_no, _sep, column = where.partition(":")
+        return InvalidInput(
+            _(
+                "filter: not valid {lang} at line {line}, column {column} ({expected}).",
+                lang=lang.upper(),
+                line=line_no,
+                column=column,
+                expected=expected or "?",
+            )
+        )
+    return InvalidInput(
+        _(
+            "filter: not valid {lang} ({reason}).",
+            lang=lang.upper(),
+            reason=(lines[0] if lines else "?")[:160],
+        )
+    )
 
 
 def parse_filter(text: str, lang: str | None = None, crs: str | None = None) -> Filter:
@@ -185,27 +230,36 @@ def parse_filter(text: str, lang: str | None = None, crs: str | None = None) -> 
     lang = language(lang)
     srid, lat_first = filter_crs(crs)
     if "\x00" in text:
-        raise InvalidInput("filter: the value holds a NUL character.")
+        raise InvalidInput(_("filter: the value holds a NUL character."))
     if not text.strip():
-        raise InvalidInput("filter: the filter is empty.")
+        raise InvalidInput(_("filter: the filter is empty."))
     if len(text) > MAX_FILTER_CHARS:
-        raise InvalidInput(f"filter: at most {MAX_FILTER_CHARS:,} characters, not "
-                           f"{len(text):,}.")
+        raise InvalidInput(
+            _(
+                "filter: at most {max_filter_chars} characters, not {text}.",
+                max_filter_chars=format(MAX_FILTER_CHARS, ","),
+                text=format(len(text), ","),
+            )
+        )
     if _nesting(text) > MAX_NESTING:
-        raise InvalidInput(f"filter: nested more than {MAX_NESTING} levels deep.")
+        raise InvalidInput(
+            _("filter: nested more than {max_nesting} levels deep.", max_nesting=MAX_NESTING)
+        )
     try:
         if lang == "cql2-json":
             try:
                 json.loads(text)
             except (ValueError, RecursionError) as error:
-                raise InvalidInput(f"filter: not valid JSON ({str(error)[:120]}).") from None
+                raise InvalidInput(
+                    _("filter: not valid JSON ({error}).", error=str(error)[:120])
+                ) from None
             expression = cql2.parse_json(text).to_json()
         else:
             expression = cql2.parse_text(text).to_json()
     except InvalidInput:
         raise
     except RecursionError:
-        raise InvalidInput("filter: the expression is too deeply nested.") from None
+        raise InvalidInput(_("filter: the expression is too deeply nested.")) from None
     except Exception as error:  # cql2.ParseError and what the library raises for odd input
         raise _parse_error(error, lang) from None
     return Filter(expression, srid, lat_first)
@@ -214,8 +268,14 @@ def parse_filter(text: str, lang: str | None = None, crs: str | None = None) -> 
 # -- translation ------------------------------------------------------------------------------
 
 
-def where_clause(fields: Mapping[str, Field], criteria: Criteria, *, geometry: str,
-                 prefix: str = "w_", what: str = "the collection") -> tuple[str, dict]:
+def where_clause(
+    fields: Mapping[str, Field],
+    criteria: Criteria,
+    *,
+    geometry: str,
+    prefix: str = "w_",
+    what: str = "the collection",
+) -> tuple[str, dict]:
     """The SQL condition (``TRUE`` when nothing narrows) and its bound parameters.
 
     Parameters
@@ -243,8 +303,10 @@ def where_clause(fields: Mapping[str, Field], criteria: Criteria, *, geometry: s
     clauses: list[str] = []
     if criteria.bbox is not None:
         west, south, east, north = (bind(v) for v in criteria.bbox)
-        clauses.append(f"ST_Intersects({geometry}, ST_MakeEnvelope({west}, {south}, {east}, "
-                       f"{north}, {STORAGE_SRID}))")
+        clauses.append(
+            f"ST_Intersects({geometry}, ST_MakeEnvelope({west}, {south}, {east}, "
+            f"{north}, {STORAGE_SRID}))"
+        )
     if criteria.time_range is not None:
         name, start, end = criteria.time_range
         column = _field(fields, name, what).sql
@@ -255,7 +317,7 @@ def where_clause(fields: Mapping[str, Field], criteria: Criteria, *, geometry: s
     for name, values in criteria.equals:
         column = _field(fields, name, what).sql
         if not values:
-            raise InvalidInput(f"{name}: give at least one value to filter by.")
+            raise InvalidInput(_("{name}: give at least one value to filter by.", name=name))
         clauses.append(f"{column} IN ({', '.join(bind(v) for v in values)})")
     if criteria.filter is not None:
         walker = _Walker(fields, bind, geometry, criteria.filter, what)
@@ -266,8 +328,14 @@ def where_clause(fields: Mapping[str, Field], criteria: Criteria, *, geometry: s
 def _field(fields: Mapping[str, Field], name: str, what: str) -> Field:
     found = fields.get(name)
     if found is None:
-        raise InvalidInput(f"'{str(name)[:_SHOWN]}' is not a queryable of {what} "
-                           f"(one of: {', '.join(fields)}).")
+        raise InvalidInput(
+            _(
+                "'{name}' is not a queryable of {what} (one of: {fields}).",
+                name=str(name)[:_SHOWN],
+                what=what,
+                fields=", ".join(fields),
+            )
+        )
     return found
 
 
@@ -290,12 +358,20 @@ def _instant(text: str, what: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text.replace("z", "Z").replace(" ", "T", 1))
     except ValueError:
-        raise InvalidInput(f"filter: {what}: '{text[:_SHOWN]}' is not an RFC 3339 date-time "
-                           "(e.g. 2026-01-01T00:00:00Z).") from None
+        raise InvalidInput(
+            _(
+                "filter: {what}: '{text}' is not an RFC 3339 "
+                "date-time (e.g. 2026-01-01T00:00:00Z).",
+                what=what,
+                text=text[:_SHOWN],
+            )
+        ) from None
     try:
         return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
     except OverflowError:
-        raise InvalidInput(f"filter: {what}: '{text[:_SHOWN]}' is out of range.") from None
+        raise InvalidInput(
+            _("filter: {what}: '{text}' is out of range.", what=what, text=text[:_SHOWN])
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -309,8 +385,9 @@ class _Span:
 class _Walker:
     """Walks normalised CQL2 JSON, returning SQL text; values go through ``bind``."""
 
-    def __init__(self, fields: Mapping[str, Field], bind: _Binder, geometry: str,
-                 parsed: Filter, what: str) -> None:
+    def __init__(
+        self, fields: Mapping[str, Field], bind: _Binder, geometry: str, parsed: Filter, what: str
+    ) -> None:
         self.fields = fields
         self.bind = bind
         self.geometry = geometry
@@ -323,14 +400,14 @@ class _Walker:
         if isinstance(node, bool):
             return "TRUE" if node else "FALSE"
         if not isinstance(node, dict) or "op" not in node:
-            raise InvalidInput(f"filter: expected a condition, found {_shown(node)}.")
+            raise InvalidInput(_("filter: expected a condition, found {node}.", node=_shown(node)))
         op = str(node["op"]).lower()
         args = node.get("args")
         if not isinstance(args, list):
-            raise InvalidInput(f"filter: the operator '{op}' needs its arguments.")
+            raise InvalidInput(_("filter: the operator '{op}' needs its arguments.", op=op))
         if op in ("and", "or"):
             if len(args) < 2:
-                raise InvalidInput(f"filter: '{op}' needs at least two conditions.")
+                raise InvalidInput(_("filter: '{op}' needs at least two conditions.", op=op))
             joined = f" {op.upper()} ".join(self.condition(a) for a in args)
             return f"({joined})"
         if op == "not":
@@ -354,41 +431,65 @@ class _Walker:
         if op in _TEMPORAL:
             return self._temporal(op, args)
         if op in _ARITHMETIC:
-            raise InvalidInput("filter: arithmetic is not supported; compare a property "
-                               "with a value.")
-        raise InvalidInput(f"filter: the operator or function '{str(node['op'])[:_SHOWN]}' "
-                           "is not supported.")
+            raise InvalidInput(
+                _("filter: arithmetic is not supported; compare a property with a value.")
+            )
+        raise InvalidInput(
+            _(
+                "filter: the operator or function '{node}' is not supported.",
+                node=str(node["op"])[:_SHOWN],
+            )
+        )
 
     @staticmethod
     def _count(op: str, args: list, *counts: int) -> None:
         if len(args) not in counts:
             wanted = " or ".join(str(c) for c in counts)
-            raise InvalidInput(f"filter: '{op}' takes {wanted} arguments, not {len(args)}.")
+            raise InvalidInput(
+                _(
+                    "filter: '{op}' takes {wanted} arguments, not {args}.",
+                    op=op,
+                    wanted=wanted,
+                    args=len(args),
+                )
+            )
 
     def _property(self, node: object, *, casei: bool = False) -> tuple[Field, str]:
         if isinstance(node, dict) and str(node.get("op", "")).lower() == "casei":
             inner = node.get("args") or [None]
             found, sql = self._property(inner[0])
             if found.type != "string":
-                raise InvalidInput(f"filter: CASEI applies to text; '{found.name}' is "
-                                   f"{found.type}.")
+                raise InvalidInput(
+                    _(
+                        "filter: CASEI applies to text; '{name}' is {type}.",
+                        name=found.name,
+                        type=_article(found.type),
+                    )
+                )
             return found, f"lower({sql})"
         if isinstance(node, dict) and "op" in node:
             if str(node["op"]).lower() in _ARITHMETIC:
-                raise InvalidInput("filter: arithmetic is not supported; compare a property "
-                                   "with a value.")
-            raise InvalidInput(f"filter: the function '{str(node['op'])[:_SHOWN]}' is not "
-                               "supported.")
+                raise InvalidInput(
+                    _("filter: arithmetic is not supported; compare a property with a value.")
+                )
+            raise InvalidInput(
+                _("filter: the function '{node}' is not supported.", node=str(node["op"])[:_SHOWN])
+            )
         if not isinstance(node, dict) or "property" not in node:
-            raise InvalidInput(f"filter: expected a property (a queryable's name), found "
-                               f"{_shown(node)}.")
+            raise InvalidInput(
+                _(
+                    "filter: expected a property (a queryable's name), found {node}.",
+                    node=_shown(node),
+                )
+            )
         found = _field(self.fields, str(node["property"]), self.what)
         return found, found.sql
 
     @staticmethod
     def _is_property(node: object) -> bool:
-        return isinstance(node, dict) and ("property" in node or str(
-            node.get("op", "")).lower() == "casei")
+        return isinstance(node, dict) and (
+            "property" in node or str(node.get("op", "")).lower() == "casei"
+        )
 
     # -- values, typed by the property they are compared with
 
@@ -397,10 +498,16 @@ class _Walker:
         if isinstance(node, dict) and str(node.get("op", "")).lower() == "casei":
             inner = (node.get("args") or [None])[0]
             if kind != "string" or not isinstance(inner, str):
-                raise InvalidInput("filter: CASEI applies to text.")
+                raise InvalidInput(_("filter: CASEI applies to text."))
             return inner.lower()
-        wrong = InvalidInput(f"filter: '{found.name}' is {_article(kind)}; "
-                             f"{_shown(node)} is not.")
+        wrong = InvalidInput(
+            _(
+                "filter: '{name}' is {kind}; {node} is not.",
+                name=found.name,
+                kind=_article(kind),
+                node=_shown(node),
+            )
+        )
         if kind in ("number", "integer"):
             if isinstance(node, bool) or not isinstance(node, int | float):
                 raise wrong
@@ -420,8 +527,13 @@ class _Walker:
         if kind in ("date", "datetime"):
             span = self._span(node, found)
             if span.start != span.end or span.start is None:
-                raise InvalidInput(f"filter: compare '{found.name}' with one date or "
-                                   "date-time (use T_INTERSECTS for an interval).")
+                raise InvalidInput(
+                    _(
+                        "filter: compare '{name}' with one date or date-time "
+                        "(use T_INTERSECTS for an interval).",
+                        name=found.name,
+                    )
+                )
             return span.start
         raise wrong
 
@@ -431,7 +543,7 @@ class _Walker:
         if isinstance(node, dict) and "interval" in node:
             ends = node["interval"]
             if not isinstance(ends, list) or len(ends) != 2:
-                raise InvalidInput("filter: an interval has a start and an end.")
+                raise InvalidInput(_("filter: an interval has a start and an end."))
             start = self._span(ends[0], found).start if ends[0] != ".." else None
             end = self._span(ends[1], found).end if ends[1] != ".." else None
             return _Span(start, end)
@@ -442,16 +554,24 @@ class _Walker:
         elif isinstance(node, str):
             text = node
         else:
-            raise InvalidInput(f"filter: '{found.name}' is {_article(found.type)}; "
-                               f"{_shown(node)} is not.")
+            raise InvalidInput(
+                _(
+                    "filter: '{name}' is {type}; {node} is not.",
+                    name=found.name,
+                    type=_article(found.type),
+                    node=_shown(node),
+                )
+            )
         text = text.strip()
         day = _day(text)
         if day is not None:
             if as_date:
                 return _Span(day, day)
             # A date compared with a date-time is that whole day, in UTC.
-            return _Span(datetime.combine(day, time.min, tzinfo=UTC),
-                         datetime.combine(day, time.max, tzinfo=UTC))
+            return _Span(
+                datetime.combine(day, time.min, tzinfo=UTC),
+                datetime.combine(day, time.max, tzinfo=UTC),
+            )
         moment = _instant(text, found.name)
         return _Span(moment.date() if as_date else moment, moment.date() if as_date else moment)
 
@@ -464,22 +584,33 @@ class _Walker:
             left, right, op = right, left, _MIRRORED[op]
         found, column = self._property(left)
         if found.type == "geometry":
-            raise InvalidInput(f"filter: compare the geometry '{found.name}' with a spatial "
-                               "operator such as S_INTERSECTS.")
+            raise InvalidInput(
+                _(
+                    "filter: compare the geometry '{name}' with "
+                    "a spatial operator such as S_INTERSECTS.",
+                    name=found.name,
+                )
+            )
         if self._is_property(right):
-            raise InvalidInput("filter: compare a property with a value, not with another "
-                               "property.")
+            raise InvalidInput(
+                _("filter: compare a property with a value, not with another property.")
+            )
         if found.type in ("date", "datetime") and not isinstance(right, bool):
             span = self._span(right, found)
             if span.start is None or span.end is None:
-                raise InvalidInput(f"filter: compare '{found.name}' with one date or "
-                                   "date-time.")
+                raise InvalidInput(
+                    _("filter: compare '{name}' with one date or date-time.", name=found.name)
+                )
             # A day: '=' is within it, '<' before it starts, '>' after it ends...
             low, high = self.bind(span.start), self.bind(span.end)
-            return {"=": f"({column} BETWEEN {low} AND {high})",
-                    "<>": f"(NOT ({column} BETWEEN {low} AND {high}))",
-                    "<": f"({column} < {low})", "<=": f"({column} <= {high})",
-                    ">": f"({column} > {high})", ">=": f"({column} >= {low})"}[op]
+            return {
+                "=": f"({column} BETWEEN {low} AND {high})",
+                "<>": f"(NOT ({column} BETWEEN {low} AND {high}))",
+                "<": f"({column} < {low})",
+                "<=": f"({column} <= {high})",
+                ">": f"({column} > {high})",
+                ">=": f"({column} >= {low})",
+            }[op]
         return f"({column} {_COMPARISONS[op]} {self.bind(self._value(found, right))})"
 
     def _between(self, args: list) -> str:
@@ -488,8 +619,13 @@ class _Walker:
         self._count("between", args, 3)
         found, column = self._property(args[0])
         if found.type not in ("number", "integer", "date", "datetime"):
-            raise InvalidInput(f"filter: BETWEEN needs a number or a time; '{found.name}' is "
-                               f"{found.type}.")
+            raise InvalidInput(
+                _(
+                    "filter: BETWEEN needs a number or a time; '{name}' is {type}.",
+                    name=found.name,
+                    type=_article(found.type),
+                )
+            )
         if found.type in ("date", "datetime"):
             low = self._span(args[1], found).start
             high = self._span(args[2], found).end
@@ -502,9 +638,11 @@ class _Walker:
         found, column = self._property(args[0])
         options = args[1]
         if not isinstance(options, list) or not options:
-            raise InvalidInput("filter: IN needs a list of at least one value.")
+            raise InvalidInput(_("filter: IN needs a list of at least one value."))
         if len(options) > MAX_IN_VALUES:
-            raise InvalidInput(f"filter: IN takes at most {MAX_IN_VALUES} values.")
+            raise InvalidInput(
+                _("filter: IN takes at most {max_in_values} values.", max_in_values=MAX_IN_VALUES)
+            )
         values = [self._value(found, option) for option in options]
         return f"({column} IN ({', '.join(self.bind(v) for v in values)}))"
 
@@ -512,8 +650,13 @@ class _Walker:
         self._count("like", args, 2)
         found, column = self._property(args[0])
         if found.type != "string":
-            raise InvalidInput(f"filter: LIKE applies to text; '{found.name}' is "
-                               f"{_article(found.type)}.")
+            raise InvalidInput(
+                _(
+                    "filter: LIKE applies to text; '{name}' is {type}.",
+                    name=found.name,
+                    type=_article(found.type),
+                )
+            )
         pattern = self._value(found, args[1])
         # CQL2's wildcards (% and _) and escape (\) are PostgreSQL's own.
         return f"({column} LIKE {self.bind(pattern)})"
@@ -525,9 +668,12 @@ class _Walker:
         srid, lat_first = self.parsed.srid, self.parsed.lat_first
         if isinstance(node, dict) and "bbox" in node:
             numbers = node["bbox"]
-            if (not isinstance(numbers, list) or len(numbers) not in (4, 6)
-                    or not all(_finite(n) for n in numbers)):
-                raise InvalidInput("filter: a BBOX has 4 (or 6) finite numbers.")
+            if (
+                not isinstance(numbers, list)
+                or len(numbers) not in (4, 6)
+                or not all(_finite(n) for n in numbers)
+            ):
+                raise InvalidInput(_("filter: a BBOX has 4 (or 6) finite numbers."))
             if len(numbers) == 6:
                 numbers = [numbers[0], numbers[1], numbers[3], numbers[4]]
             shapely_geometry = box(*numbers)
@@ -535,19 +681,29 @@ class _Walker:
             try:
                 shapely_geometry = shape(node)
             except Exception:
-                raise InvalidInput(f"filter: the {node['type']} is not a valid geometry."
-                                   ) from None
+                raise InvalidInput(
+                    _("filter: the {node} is not a valid geometry.", node=node["type"])
+                ) from None
             if not all(_finite(c) for c in _coordinates(shapely_geometry)):
-                raise InvalidInput("filter: a geometry's coordinates must be finite numbers.")
+                raise InvalidInput(_("filter: a geometry's coordinates must be finite numbers."))
         elif isinstance(node, dict) and str(node.get("op", "")).upper() in (
-                t.upper() for t in _GEOMETRY_TYPES):
-            raise InvalidInput(f"filter: the {str(node['op']).upper()} is not a valid "
-                               "geometry (e.g. POINT(108.54 32.52)).")
+            t.upper() for t in _GEOMETRY_TYPES
+        ):
+            raise InvalidInput(
+                _(
+                    "filter: the {upper} is not a valid geometry (e.g. POINT(108.54 32.52)).",
+                    upper=str(node["op"]).upper(),
+                )
+            )
         else:
-            raise InvalidInput(f"filter: expected a geometry (WKT, GeoJSON or BBOX), found "
-                               f"{_shown(node)}.")
+            raise InvalidInput(
+                _(
+                    "filter: expected a geometry (WKT, GeoJSON or BBOX), found {node}.",
+                    node=_shown(node),
+                )
+            )
         if shapely_geometry.is_empty:
-            raise InvalidInput("filter: the geometry is empty.")
+            raise InvalidInput(_("filter: the geometry is empty."))
         sql = f"ST_GeomFromText({self.bind(shapely_geometry.wkt)}, {srid})"
         if lat_first:
             sql = f"ST_FlipCoordinates({sql})"
@@ -558,8 +714,13 @@ class _Walker:
     def _geometry_property(self, node: object) -> str:
         found, column = self._property(node)
         if found.type != "geometry":
-            raise InvalidInput(f"filter: spatial operators apply to the geometry; "
-                               f"'{found.name}' is {found.type}.")
+            raise InvalidInput(
+                _(
+                    "filter: spatial operators apply to the geometry; '{name}' is {type}.",
+                    name=found.name,
+                    type=_article(found.type),
+                )
+            )
         return column
 
     def _spatial(self, op: str, args: list) -> str:
@@ -575,21 +736,28 @@ class _Walker:
         column = self._geometry_property(args[0])
         distance = args[2]
         if isinstance(distance, bool) or not _finite(distance) or distance < 0:
-            raise InvalidInput("filter: S_DWITHIN's distance must be a number >= 0.")
+            raise InvalidInput(_("filter: S_DWITHIN's distance must be a number >= 0."))
         unit = "meters"
         if len(args) == 4:
             given = args[3]
-            unit = str(given["property"] if isinstance(given, dict) and "property" in given
-                       else given).lower()
+            unit = str(
+                given["property"] if isinstance(given, dict) and "property" in given else given
+            ).lower()
         if unit not in _UNITS_M:
-            raise InvalidInput(f"filter: S_DWITHIN's unit '{unit[:_SHOWN]}' is not one of "
-                               "meters, kilometers.")
+            raise InvalidInput(
+                _(
+                    "filter: S_DWITHIN's unit '{unit}' is not one of meters, kilometers.",
+                    unit=unit[:_SHOWN],
+                )
+            )
         metres = float(distance) * _UNITS_M[unit]
         other = self._geometry(args[1])
         near = self.bind(metres)
         box = self.bind(metres * _DEG_PER_M_BOUND)
-        return (f"({column} && ST_Expand({other}, {box}) AND "
-                f"ST_DWithin({column}::geography, ({other})::geography, {near}))")
+        return (
+            f"({column} && ST_Expand({other}, {box}) AND "
+            f"ST_DWithin({column}::geography, ({other})::geography, {near}))"
+        )
 
     def _temporal(self, op: str, args: list) -> str:
         self._count(op, args, 2)
@@ -599,13 +767,22 @@ class _Walker:
             op = {"t_before": "t_after", "t_after": "t_before"}.get(op, op)
         found, column = self._property(left)
         if found.type not in ("date", "datetime"):
-            raise InvalidInput(f"filter: temporal operators apply to dates and times; "
-                               f"'{found.name}' is {found.type}.")
+            raise InvalidInput(
+                _(
+                    "filter: temporal operators apply to dates and times; '{name}' is {type}.",
+                    name=found.name,
+                    type=_article(found.type),
+                )
+            )
         span = self._span(right, found)
         start = None if span.start is None else self.bind(span.start)
         end = None if span.end is None else self.bind(span.end)
-        inside = " AND ".join(c for c in (start and f"{column} >= {start}",
-                                          end and f"{column} <= {end}") if c) or "TRUE"
+        inside = (
+            " AND ".join(
+                c for c in (start and f"{column} >= {start}", end and f"{column} <= {end}") if c
+            )
+            or "TRUE"
+        )
         if op in ("t_intersects", "t_equals", "t_during"):
             if op == "t_during" and start is not None and end is not None:
                 return f"({column} > {start} AND {column} < {end})"
@@ -618,8 +795,7 @@ class _Walker:
 
 
 def _finite(value: object) -> bool:
-    return (not isinstance(value, bool) and isinstance(value, int | float)
-            and math.isfinite(value))
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
 
 
 def _coordinates(geometry) -> Iterable[float]:
@@ -629,9 +805,15 @@ def _coordinates(geometry) -> Iterable[float]:
 
 
 def _article(kind: str) -> str:
-    return {"integer": "an integer", "number": "a number", "string": "text",
-            "boolean": "true or false", "date": "a date", "datetime": "a date-time",
-            "geometry": "a geometry"}.get(kind, kind)
+    return {
+        "integer": _("an integer"),
+        "number": _("a number"),
+        "string": _("text"),
+        "boolean": _("true or false"),
+        "date": _("a date"),
+        "datetime": _("a date-time"),
+        "geometry": _("a geometry"),
+    }.get(kind, kind)
 
 
 def layer_fields(layer: Layer) -> dict[str, Field]:

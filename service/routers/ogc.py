@@ -22,6 +22,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Res
 
 from geo import features, filtering, history
 from geo.errors import InvalidInput, NotFound
+from geo.i18n import _
 from geo.layers import LAYERS, Layer, table_versions
 from service import params
 from service.deps import EngineDep, SettingsDep, require_reader
@@ -553,8 +554,8 @@ def item_readings(
     """An asset's readings by metric and time, paged (`next` link), as JSON or CSV."""
     layer = _layer(collectionId)
     _check_parameters(request, READINGS_PARAMETERS)
-    missing = NotFound(f"Collection '{layer.id}' has no asset '{featureId[:80]}' with "
-                       "readings.")
+    missing = NotFound(_("Collection '{collection}' has no asset '{feature}' with readings.",
+                         collection=layer.id, feature=featureId[:80]))
     if layer.table is None or not (featureId.isascii() and featureId.isdigit()):
         raise missing
     span = params.parse_datetime(datetime_) if datetime_ is not None else None
