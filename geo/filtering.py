@@ -626,6 +626,8 @@ class _Walker:
                     type=_article(found.type),
                 )
             )
+        low: object
+        high: object
         if found.type in ("date", "datetime"):
             low = self._span(args[1], found).start
             high = self._span(args[2], found).end
@@ -664,6 +666,7 @@ class _Walker:
     def _geometry(self, node: object) -> str:
         """A geometry literal as SQL in SRID 4326 (its text bound, never inlined)."""
         from shapely.geometry import box, shape  # here: only spatial filters need it
+        from shapely.geometry.base import BaseGeometry
 
         srid, lat_first = self.parsed.srid, self.parsed.lat_first
         if isinstance(node, dict) and "bbox" in node:
@@ -676,7 +679,7 @@ class _Walker:
                 raise InvalidInput(_("filter: a BBOX has 4 (or 6) finite numbers."))
             if len(numbers) == 6:
                 numbers = [numbers[0], numbers[1], numbers[3], numbers[4]]
-            shapely_geometry = box(*numbers)
+            shapely_geometry: BaseGeometry = box(*numbers)
         elif isinstance(node, dict) and node.get("type") in _GEOMETRY_TYPES:
             try:
                 shapely_geometry = shape(node)
