@@ -236,7 +236,8 @@ LAYERS: dict[str, Layer] = {
                       "within the look-ahead)"),
              Property("model_version", "string"),
              Property("as_of", "datetime", "What the forecast knew: data up to this time")),
-            table="predictions", depends_on=("streets", "manholes", "parking", "compounds"),
+            # No table of its own: its extent is its assets' (not the predictions' own geom).
+            depends_on=("predictions", "streets", "manholes", "parking", "compounds"),
         ),
     )
 }

@@ -146,7 +146,9 @@ def _extents(request: Request, engine, layers: list[Layer]) -> dict[str, feature
     with engine.connect() as conn:
         versions = table_versions(conn)
         for layer in layers:
-            version = versions.get(layer.table) if layer.table else None
+            # Every table the layer is made of; a layer of none is never cached.
+            tables = [t for t in (layer.table, *layer.depends_on) if t is not None]
+            version = tuple(versions.get(t) for t in tables) if tables else None
             cached = cache.get(layer.id)
             if version is not None and cached is not None and cached[0] == version:
                 found[layer.id] = cached[1]

@@ -446,6 +446,12 @@ def test_planners_question_is_one_request_equal_to_sql_on_predictions(client, sc
     keys = [(f["properties"]["asset_id"], f["properties"]["metric"],
              f["properties"]["horizon_days"]) for f in every["features"]]
     assert len(keys) == len(set(keys)) == 3 * streets
+    # Its extent is the streets' (the forecast rows have no geometry of their own).
+    with scored.connect() as conn:
+        box = conn.execute(sa.text("SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) "
+                                   "FROM (SELECT ST_Extent(geom) AS e FROM streets) x")).one()
+    extent = client.get("/ogc/collections/forecasts").json()["extent"]["spatial"]["bbox"]
+    assert extent == [pytest.approx(list(box))]
 
 
 # -- an asset's history -----------------------------------------------------------------------
