@@ -45,6 +45,8 @@ FILTER_CRS: dict[str, tuple[int, bool]] = {
     "http://www.opengis.net/def/crs/EPSG/0/4326": (STORAGE_SRID, True),
     "http://www.opengis.net/def/crs/EPSG/0/3857": (3857, False),
 }
+# The coordinate range of each filter-crs: (|x| at most, |y| at most), x first as stored.
+_EXTENTS = {STORAGE_SRID: (180.0, 90.0), 3857: (20037508.342789244, 20037508.342789244)}
 _UNITS_M = {
     "m": 1.0,
     "meter": 1.0,
@@ -707,6 +709,24 @@ class _Walker:
             )
         if shapely_geometry.is_empty:
             raise InvalidInput(_("filter: the geometry is empty."))
+        if not shapely_geometry.is_valid:  # GEOS may fail on it (a ring that crosses itself)
+            from shapely.validation import explain_validity
+
+            raise InvalidInput(
+                _(
+                    "filter: the geometry is not valid ({reason}).",
+                    reason=explain_validity(shapely_geometry)[:120],
+                )
+            )
+        # Out-of-range coordinates would make PostGIS fail (geography, ST_Transform): refuse.
+        west, south, east, north = shapely_geometry.bounds
+        x_max, y_max = _EXTENTS[srid]
+        if lat_first:
+            x_max, y_max = y_max, x_max
+        if not (-x_max <= west <= east <= x_max and -y_max <= south <= north <= y_max):
+            raise InvalidInput(
+                _("filter: a geometry's coordinates lie outside the range of its CRS.")
+            )
         sql = f"ST_GeomFromText({self.bind(shapely_geometry.wkt)}, {srid})"
         if lat_first:
             sql = f"ST_FlipCoordinates({sql})"

@@ -258,6 +258,10 @@ HOSTILE = {
     "bad geometry": ("S_INTERSECTS(geometry, POINT(1))", "not a valid geometry"),
     "spatial on a number": ("S_INTERSECTS(pci, POINT(1 2))", "apply to the geometry"),
     "negative distance": ("S_DWITHIN(geometry, POINT(108 32), -5, meters)", "distance"),
+    "self-crossing polygon": ("S_WITHIN(geometry, POLYGON((108 32, 109 33, 109 32, 108 33, "
+                              "108 32)))", "not valid (Self-intersection"),
+    "coordinates out of range": ("S_DWITHIN(geometry, POINT(500 500), 5, meters)",
+                                 "outside the range"),
     "unknown unit": ("S_DWITHIN(geometry, POINT(108 32), 5, furlongs)", "unit"),
     "temporal on text": ("T_BEFORE(name, TIMESTAMP('2026-01-01T00:00:00Z'))", "temporal"),
     "bad timestamp": ("pci_observed_at > TIMESTAMP('2026-13-45T00:00:00Z')", "pci_observed_at"),
