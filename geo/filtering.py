@@ -175,6 +175,13 @@ def filter_crs(text: str | None) -> tuple[int, bool]:
 
 
 def _nesting(text: str) -> int:
+    """How deep a filter nests: brackets and NOTs, outside quoted text.
+
+    >>> _nesting("NOT (a = 1 OR (b = '((('))")
+    3
+    """
+    # Quoted text may hold brackets and the word "not": it nests nothing.
+    text = re.sub(r"'[^']*'|\"[^\"]*\"", "''", text)
     depth = deepest = 0
     for char in text:
         if char in "([{":
