@@ -441,6 +441,7 @@ def test_planners_question_is_one_request_equal_to_sql_on_predictions(client, sc
             f"SELECT s.external_id {crossing} AND d.community = :c"), {"c": community}
         ).scalars())
         everywhere = conn.execute(sa.text(f"SELECT count(*) {crossing}")).scalar_one()
+        streets = conn.execute(sa.text("SELECT count(*) FROM streets")).scalar_one()
     question = f"horizon_days = 90 AND upper < 55 AND community = '{community}'"
     body = client.get("/ogc/collections/forecasts/items",
                       params={"filter": question, "limit": 10_000}).json()
