@@ -13,6 +13,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from geo import filtering
 from geo.errors import Conflict, InvalidInput, NotFound
 from geo.vocabulary import ALERT_STATUSES, SEVERITIES
 
@@ -54,6 +55,7 @@ class AlertFilter:
     kinds: tuple[str, ...] = ()
     assignees: tuple[str, ...] = ()
     ids: tuple[int, ...] = ()
+    filter: filtering.Filter | None = None  # a CQL2 filter on FIELDS
 
 
 def raise_alert(conn: Connection, *, kind: str, severity: str, asset_layer: str | None,
@@ -232,20 +234,29 @@ def list_alerts(conn: Connection, where: AlertFilter, *, limit: int, offset: int
     ), {**params, "limit": limit, "offset": offset}).mappings()]
 
 
+# What GET /alerts may filter by, as queryables of the one translator (geo.filtering).
+FIELDS = {f.name: f for f in (
+    filtering.Field("id", "integer", "a.id"), filtering.Field("status", "string", "a.status"),
+    filtering.Field("severity", "string", "a.severity"),
+    filtering.Field("kind", "string", "a.kind"),
+    filtering.Field("assignee", "string", "a.assignee"),
+    filtering.Field("asset_layer", "string", "a.asset_layer"),
+    filtering.Field("asset_id", "integer", "a.asset_id"),
+    filtering.Field("opened_at", "datetime", "a.opened_at"),
+    filtering.Field("updated_at", "datetime", "a.updated_at"),
+    filtering.Field("due_on", "date", "a.due_on"),
+    filtering.Field("geometry", "geometry", "a.geom"),
+)}
+
+
 def filter_clause(where: AlertFilter) -> tuple[str, dict]:
     """The WHERE clause (on alias ``a``) and parameters of an alert filter."""
-    clauses: list[str] = ["TRUE"]
-    params: dict[str, object] = {}
-    if where.bbox:
-        clauses.append("a.geom && ST_MakeEnvelope(:w, :s, :e, :n, 4326)")
-        params.update(zip("wsen", where.bbox, strict=True))
-    for column, values in (("status", where.statuses), ("severity", where.severities),
-                           ("kind", where.kinds), ("assignee", where.assignees),
-                           ("id", where.ids)):
-        if values:
-            clauses.append(f"a.{column} = ANY(:{column})")
-            params[column] = list(values)
-    return " AND ".join(clauses), params
+    equals = tuple((name, values) for name, values in (
+        ("status", where.statuses), ("severity", where.severities), ("kind", where.kinds),
+        ("assignee", where.assignees), ("id", where.ids)) if values)
+    return filtering.where_clause(
+        FIELDS, filtering.Criteria(bbox=where.bbox, equals=equals, filter=where.filter),
+        geometry="a.geom", what="alerts")
 
 
 def assign(conn: Connection, alert_id: int, *, actor: str, changes: dict) -> dict:

@@ -41,6 +41,9 @@ def export(
                            "a whole community.")] = None,
     properties: Annotated[str | None, typer.Option(
         help="Comma-separated properties to write, in this order (default: all).")] = None,
+    filter_: Annotated[str | None, typer.Option(
+        "--filter", help="A CQL2 text filter, e.g. \"pci < 55 AND road_class = 'primary'\" "
+                         "(as the OGC API's filter).")] = None,
 ) -> None:
     """Export LAYER to a GeoPackage, GeoJSON, CSV, zipped Shapefile, GeoParquet or FlatGeobuf.
 
@@ -67,7 +70,7 @@ def export(
             filters.append((name.strip(), value))
         filters += [("district", name) for name in district or []]
         query = exporting.export_query(found, bbox=bbox, datetime_text=datetime_text,
-                                       properties=properties, filters=filters)
+                                       properties=properties, filters=filters, cql=filter_)
         engine = _engine(_settings())
         written = exporting.write_export_to(engine, query, fmt, out)
     except TwinError as error:

@@ -34,14 +34,14 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-from geo import STORAGE_SRID
+from geo import STORAGE_SRID, filtering
 from geo.errors import InvalidInput, NotFound
 from geo.exports import Column, ExportQuery, read_features
 from geo.layers import Layer
 from service import params
 
 # The query parameters an export takes besides property filters.
-EXPORT_PARAMETERS = ("bbox", "datetime", "properties")
+EXPORT_PARAMETERS = ("bbox", "datetime", "properties", "filter", "filter-lang", "filter-crs")
 # Side files of a CSV export (GeoCSV as GDAL reads it): the column types and the CRS.
 CSV_SIDE_FILES = ("csvt", "prj")
 
@@ -116,6 +116,9 @@ def export_query(
     datetime_text: str | None = None,
     properties: str | None = None,
     filters: Iterable[tuple[str, str]] = (),
+    cql: str | None = None,
+    cql_lang: str | None = None,
+    cql_crs: str | None = None,
     now: datetime | None = None,
 ) -> ExportQuery:
     """Validate what a user asked of a layer (as typed) into an :class:`ExportQuery`.
@@ -136,6 +139,7 @@ def export_query(
         since=None if span is None or span.instant else span.start,
         bbox=None if bbox is None else params.parse_bbox(bbox),
         equals=params.parse_filters(layer, filters),
+        filter=None if cql is None else filtering.parse_filter(cql, cql_lang, cql_crs),
         properties=None if properties is None else params.parse_properties(
             layer, properties, as_given=True, skip=("id",)),  # the id always comes
     )

@@ -228,6 +228,8 @@ def parse_instant(text: str, what: str = "datetime", *, end_of_day: bool = False
     """
     text = text.strip()
     shown = text[:_SHOWN_CHARS]
+    if len(text) == 11 and text[10] in "Tt":
+        text = text[:10]  # GDAL 3.6's OAPIF driver writes a date filter as "2026-01-01T"
     if len(text) == 10:
         try:
             day = date.fromisoformat(text)
@@ -296,6 +298,8 @@ def parse_datetime(text: str, *, whole_day: bool = True) -> TimeSpan:
     --------
     >>> parse_datetime("2024-05-01T00:00:00Z/..").end is None
     True
+    >>> parse_datetime("2026-01-01T/..").start.isoformat()  # as GDAL 3.6 sends a date
+    '2026-01-01T00:00:00+00:00'
     >>> day = parse_datetime("2024-05-01")
     >>> day.start.isoformat(), day.end.isoformat(), day.instant
     ('2024-05-01T00:00:00+00:00', '2024-05-01T23:59:59.999999+00:00', False)
@@ -303,7 +307,7 @@ def parse_datetime(text: str, *, whole_day: bool = True) -> TimeSpan:
     True
     """
     if "/" not in text:
-        if len(text.strip()) == 10:
+        if len(text.strip()) == 10 or (len(text.strip()) == 11 and text.strip()[10] in "Tt"):
             day_end = parse_instant(text, end_of_day=True)
             if whole_day:
                 return TimeSpan(parse_instant(text), day_end)

@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path as FilePath
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import anyio
 import sqlalchemy as sa
@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
-from geo import alerts, work
+from geo import alerts, filtering, work
 from geo.errors import Conflict, InvalidInput, NotFound
 from geo.settings import DatabaseSettings, LoopSettings
 from geo.text_rules import check_text
@@ -136,6 +136,13 @@ def list_alerts(
                                         f"descending: {', '.join(alerts.SORTABLE)} (default "
                                         "-updated_at).", examples=["-severity,opened_at"])
                       ] = None,
+    filter_: Annotated[str | None, Query(
+        alias="filter", description="A CQL2 filter over the alerts' columns ("
+        f"{', '.join(alerts.FIELDS)}), AND-ed with the other parameters.",
+        examples=["severity IN ('high','critical') AND opened_at > DATE('2026-01-01')"])
+                       ] = None,
+    filter_lang: Annotated[Literal["cql2-text", "cql2-json"] | None, Query(
+        alias="filter-lang", description="`cql2-text` (default) or `cql2-json`.")] = None,
 ) -> JSONResponse:
     """Alerts as a GeoJSON FeatureCollection, each with its asset's ``asset_external_id``."""
     where = alerts.AlertFilter(
@@ -144,6 +151,7 @@ def list_alerts(
         severities=params.parse_choices(severity, "severity", alerts.SEVERITIES),
         kinds=params.parse_choices(kind, "kind"),
         assignees=params.parse_choices(assignee, "assignee"),
+        filter=filtering.parse_filter(filter_, filter_lang) if filter_ is not None else None,
     )
     keys = (params.parse_sort_keys(sortby, alerts.SORTABLE, "an alert sort key")
             if sortby is not None and sortby.strip() else ())
