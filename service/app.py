@@ -85,9 +85,10 @@ def create_app(engine: Engine, settings: ServiceSettings | None = None) -> FastA
         changes = LayerChanges(engine.url)
         app.state.changes = changes
         changes.start()
-        # Tile state lives as long as the app: cache, versions, render slots (tile_server).
+        # Tile state lives as long as the app: cache, versions, render connections.
         app.state.tiles = TileServer(engine, settings, changes)
         app.state.tile_cache = app.state.tiles.cache
+        await app.state.tiles.open()
         worker = None
         if settings.run_worker:
             from service.jobs import start_in_background
@@ -100,6 +101,7 @@ def create_app(engine: Engine, settings: ServiceSettings | None = None) -> FastA
                 worker.cancel()
                 with suppress(asyncio.CancelledError):
                     await worker
+            await app.state.tiles.close()
             changes.stop()
 
     app = FastAPI(

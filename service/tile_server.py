@@ -7,25 +7,30 @@ Every tile has an ``ETag`` made from the versions of the layer's tables (``layer
 ``layer.depends_on``), the tile and the canonical query, so it changes when the data does;
 ``If-None-Match`` gets ``304``. Tiles are kept in the cache keyed by the same versions.
 ``Cache-Control: no-cache`` lets clients keep tiles and revalidate them with a cheap ``304``.
-At most the engine pool's size less one tiles render at once, so a burst of misses queues on
-the event loop instead of opening overflow connections (each a new PostgreSQL backend).
+Tiles render on the event loop over a small pool of asynchronous psycopg connections opened in
+the lifespan (no thread hop, no SQLAlchemy layer per tile: the uncached path was bound by
+Python more than by PostgreSQL); a burst of misses queues for the pool's connections instead
+of opening new backends.
 A tile that met more features than its limit says so in its ``Tile-Truncated`` header.
 """
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from datetime import datetime
 from typing import NamedTuple
 
+import psycopg
 from fastapi import Response
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
 from geo import tiles
+from geo.database import CONNECT_TIMEOUT_S
+from geo.errors import DatabaseUnavailable
 from geo.layers import Layer
-from service.changes import LayerChanges
+from service.changes import LayerChanges, conninfo_of
 from service.settings import ServiceSettings
 from service.tile_cache import TileCache
 from service.tile_versions import TableVersions, VersionPoll
@@ -38,6 +43,8 @@ CACHE_CONTROL_KEYED = "private, no-cache"
 TRUNCATED_HEADER = "Tile-Truncated"
 _QUERY_MEMO_MAX = 1024  # distinct (layer, query string) pairs remembered per process
 _MAX_BOUNDS_ENTRIES = 256
+# Connections that render tiles, per process: on 2 cores more only queue inside PostgreSQL.
+RENDER_CONNECTIONS = 4
 
 
 class CachedTile(NamedTuple):
@@ -81,13 +88,22 @@ class TileServer:
         megabytes = settings.tile_cache_mb
         self.cache = TileCache(megabytes * 1024 * 1024) if megabytes > 0 else None
         self.versions = TableVersions(changes, VersionPoll(engine))
-        # More renders at once would only make the pool open overflow connections, each
-        # closed again on return (a new backend per tile), and put more threads behind the GIL.
-        size = getattr(engine.pool, "size", lambda: 2)()
-        self._slots = asyncio.Semaphore(max(1, size - 1))
+        self._pool = AsyncConnectionPool(
+            conninfo_of(engine.url), min_size=RENDER_CONNECTIONS, max_size=RENDER_CONNECTIONS,
+            open=False, timeout=CONNECT_TIMEOUT_S, name="twin-tiles",
+            kwargs={"autocommit": True, "application_name": "twin-tiles",
+                    "connect_timeout": CONNECT_TIMEOUT_S})
         self._queries: dict[tuple, tiles.TileRequest] = {}
         self._bounds: dict[tuple, tuple[float, float, float, float] | None] = {}
         self._bounds_lock = threading.Lock()
+
+    async def open(self) -> None:
+        """Open the render connections (in the lifespan; they come up in the background)."""
+        await self._pool.open(wait=False)
+
+    async def close(self) -> None:
+        """Close the render connections."""
+        await self._pool.close()
 
     # -- the fast path's memory of validated queries ----------------------------------------
 
@@ -115,8 +131,7 @@ class TileServer:
         cache = self.cache
         entry = cache.get(tile.layer_id, versions, key) if cache is not None else None
         if entry is None:
-            async with self._slots:
-                rendered = await run_in_threadpool(self._render, tile)
+            rendered = await self._render(tile)
             entry = CachedTile(etag, rendered.body, truncation_note(rendered))
             if cache is not None:
                 cache.put(tile.layer_id, versions, key, entry)
@@ -126,9 +141,23 @@ class TileServer:
             return Response(status_code=204, headers=headers)
         return Response(entry[1], media_type=MVT, headers=headers)
 
-    def _render(self, tile: tiles.TileRequest) -> tiles.RenderedTile:
-        with self.engine.connect() as conn:
-            return tiles.render_tile(conn, tile)
+    async def _render(self, tile: tiles.TileRequest) -> tiles.RenderedTile:
+        away = DatabaseUnavailable("The database is not reachable; try again shortly.")
+        try:
+            return await self._render_once(tile)
+        except PoolTimeout:
+            raise away from None
+        except psycopg.OperationalError:
+            pass  # a connection broken since its last use (a restarted server): the pool
+            # drops it; try once more on another, and a server still away is a 503
+        try:
+            return await self._render_once(tile)
+        except psycopg.OperationalError:
+            raise away from None
+
+    async def _render_once(self, tile: tiles.TileRequest) -> tiles.RenderedTile:
+        async with self._pool.connection() as conn:
+            return await tiles.render_tile_async(conn, tile)
 
     # -- extents --------------------------------------------------------------------------------
 
