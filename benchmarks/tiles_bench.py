@@ -492,9 +492,10 @@ def bench_per_zoom(tipg: Server, twin: Server, engine_url: sa.URL, layer: str,
                 stats[name]["ms"].append((time.perf_counter() - started) * 1000)
                 stats[name]["bytes"].append(len(body) if status == 200 else 0)
                 decoded = mapbox_vector_tile.decode(body) if status == 200 and body else {}
+                # TiPg names its tile layer "default", the twin by the layer's id.
                 found = None
                 for key, value in decoded.items():
-                    if key.endswith(layer):
+                    if key in (layer, "default"):
                         found = len(value["features"])
                 stats[name]["features"].append(found or 0)
                 if name == "twin" and "tile-truncated" in headers:

@@ -36,6 +36,7 @@ from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 from sqlalchemy.engine import Connection
 
 from geo.errors import NotFound
+from geo.i18n import _
 from geo.layers import LAYERS, Layer
 from geo.vocabulary import (
     ALERT_STATUSES,
@@ -166,11 +167,11 @@ def check_tile(z: int, x: int, y: int) -> None:
         When the zoom is out of range or x or y is outside the zoom's matrix.
     """
     if not 0 <= z <= MAX_ZOOM:
-        raise NotFound(f"Zoom {z} is outside 0-{MAX_ZOOM}.")
+        raise NotFound(_("Zoom {z} is outside 0-{max_zoom}.", z=z, max_zoom=MAX_ZOOM))
     size = 1 << z
     if not (0 <= x < size and 0 <= y < size):
-        raise NotFound(f"Tile {z}/{x}/{y} does not exist: at zoom {z}, x and y go from 0 "
-                       f"to {size - 1}.")
+        raise NotFound(_("Tile {z}/{x}/{y} does not exist: at zoom {z}, x and y go from 0 "
+                         "to {last}.", z=z, x=x, y=y, last=size - 1))
 
 
 def tile_bounds(z: int, x: int, y: int) -> tuple[float, float, float, float]:

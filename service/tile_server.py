@@ -29,6 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from geo import tiles
 from geo.database import CONNECT_TIMEOUT_S
 from geo.errors import DatabaseUnavailable
+from geo.i18n import _
 from geo.layers import Layer
 from service.changes import LayerChanges, conninfo_of
 from service.settings import ServiceSettings
@@ -142,7 +143,7 @@ class TileServer:
         return Response(entry[1], media_type=MVT, headers=headers)
 
     async def _render(self, tile: tiles.TileRequest) -> tiles.RenderedTile:
-        away = DatabaseUnavailable("The database is not reachable; try again shortly.")
+        away = DatabaseUnavailable(_("The database is not reachable; try again shortly."))
         try:
             return await self._render_once(tile)
         except PoolTimeout:

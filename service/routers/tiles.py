@@ -30,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 
 from geo import tiles
 from geo.errors import NotFound
+from geo.i18n import _
 from geo.layers import LAYERS
 from maps import maplibre
 from service import deps, params
@@ -218,8 +219,8 @@ async def get_style(request: Request, caller: ReaderDep, name: str) -> JSONRespo
     """
     build = maplibre.STYLES.get(name)
     if build is None:
-        raise NotFound(f"There is no style '{name[:100]}'; the styles are "
-                       f"{', '.join(maplibre.STYLES)}.")
+        raise NotFound(_("There is no style '{name}'; the styles are {styles}.",
+                         name=name[:100], styles=", ".join(maplibre.STYLES)))
     return JSONResponse(build(_base(request), await _union_bounds(request)),
                         headers={"Cache-Control": "no-cache"})
 

@@ -382,6 +382,13 @@ def test_bad_requests_are_problems_not_500s(client, path, status):
     assert response.json()["status"] == status
 
 
+def test_tile_errors_speak_the_readers_language(client):
+    response = client.get("/tiles/streets/25/0/0.mvt?lang=zh")
+    assert response.status_code == 404 and "缩放级别 25" in response.json()["detail"]
+    english = client.get("/tiles/streets/2/4/0.mvt", headers={"Accept-Language": "en"})
+    assert "x and y go from 0 to 3" in english.json()["detail"]
+
+
 def test_sql_looking_text_is_only_a_value(client, sample_engine):
     tile = _tile_of(sample_engine, "manholes", 13)
     response = client.get(_url("manholes", tile, "kind=storm%27)%3B%20DROP%20TABLE%20manholes"
