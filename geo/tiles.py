@@ -232,6 +232,31 @@ def _quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+_AREAS = ("WITH b AS MATERIALIZED (SELECT ST_MakeEnvelope(:xmin, :ymin, :xmax, :ymax, 3857) "
+          "AS tile, ST_Transform(ST_MakeEnvelope(:bxmin, :bymin, :bxmax, :bymax, 3857), 4326) "
+          "AS area) ")
+
+
+def _where(layer_id: str, filter_names: tuple[str, ...], by_class: bool) -> str:
+    # The envelopes are computed once (init plans), not per row; && finds candidates through
+    # the GiST index and ST_Intersects keeps exactly the features meeting the buffered tile.
+    where = ["s.geom && (SELECT area FROM b)", "ST_Intersects(s.geom, (SELECT area FROM b))"]
+    where += [f"s.{_quoted(name)} = ANY(:f_{name})" for name in filter_names]
+    if by_class:
+        where.append(f"coalesce(s.{_quoted(policy_of(layer_id).class_property or '')}, "
+                     f"'{OTHER}') = ANY(:classes)")
+    return " AND ".join(where)
+
+
+@lru_cache(maxsize=512)
+def _count_statement(layer_id: str, filter_names: tuple[str, ...], by_class: bool
+                     ) -> sa.TextClause:
+    # How many features met a tile that kept its limit: asked only then, so that the usual
+    # tile pays nothing for it.
+    return sa.text(_AREAS + f"SELECT count(*) FROM ({LAYERS[layer_id].select}) AS s "
+                   f"WHERE {_where(layer_id, filter_names, by_class)}")
+
+
 @lru_cache(maxsize=512)
 def _tile_statement(layer_id: str, properties: tuple[str, ...], filter_names: tuple[str, ...],
                     simplify: bool, by_class: bool) -> sa.TextClause:
@@ -249,31 +274,21 @@ def _tile_statement(layer_id: str, properties: tuple[str, ...], filter_names: tu
     geom = "ST_Transform(c.geom, 3857)"
     if simplify:
         geom = f"ST_Simplify({geom}, :tolerance, true)"
-    # The envelopes are computed once (init plans), not per row; && finds candidates through
-    # the GiST index and ST_Intersects keeps exactly the features meeting the buffered tile.
-    where = ["s.geom && (SELECT area FROM b)", "ST_Intersects(s.geom, (SELECT area FROM b))"]
-    where += [f"s.{_quoted(name)} = ANY(:f_{name})" for name in filter_names]
-    if by_class:
-        where.append(f"coalesce(s.{_quoted(policy.class_property or '')}, '{OTHER}') "
-                     "= ANY(:classes)")
+    where = _where(layer_id, filter_names, by_class)
     outputs = "".join(f", c.{_quoted(name)}" for name in properties)
     return sa.text(
-        "WITH b AS MATERIALIZED (SELECT ST_MakeEnvelope(:xmin, :ymin, :xmax, :ymax, 3857) "
-        "AS tile, ST_Transform(ST_MakeEnvelope(:bxmin, :bymin, :bxmax, :bymax, 3857), 4326) "
-        "AS area), "
-        # The features kept, the most important first; the window counts all that met the
-        # tile, so a cut tile can say how many it left out. Ordering and the limit come before
+        _AREAS.rstrip() + ", "
+        # The features kept, the most important first. Ordering and the limit come before
         # ST_AsMVTGeom: a city-wide tile cuts only the geometries it keeps.
         "c AS MATERIALIZED (SELECT s.id, s.geom" + "".join(f", {c}" for c in columns)
-        + f", count(*) OVER () AS matched_ FROM ({layer.select}) AS s WHERE {' AND '.join(where)} "
+        + f" FROM ({layer.select}) AS s WHERE {where} "
         f"ORDER BY {', '.join(policy.order)} LIMIT :limit) "
         "SELECT (SELECT ST_AsMVT(f, :layer_name, :extent, 'geom', 'id') FROM ("
         f"SELECT * FROM (SELECT c.id, ST_AsMVTGeom({geom}, (SELECT tile FROM b), :extent, "
         f":buffer, :clip) AS geom{outputs} FROM c "
         # OFFSET 0 keeps "g.geom IS NOT NULL" out of the inner query: pushed down, it made
         # PostgreSQL compute ST_AsMVTGeom twice per feature (once to filter, once to output).
-        "OFFSET 0) AS g WHERE g.geom IS NOT NULL) AS f), "
-        "(SELECT max(matched_) FROM c), (SELECT count(*) FROM c)"
+        "OFFSET 0) AS g WHERE g.geom IS NOT NULL) AS f), (SELECT count(*) FROM c)"
     )
 
 
@@ -310,12 +325,14 @@ def _simplifies(request: TileRequest) -> bool:
     return request.layer.geometry_type != "Point" and request.z <= SIMPLIFY_MAX_ZOOM
 
 
-def _statement_and_parameters(request: TileRequest) -> tuple[sa.TextClause, dict]:
+def _statement_and_parameters(request: TileRequest
+                              ) -> tuple[sa.TextClause, sa.TextClause, dict]:
     by_class = policy_of(request.layer_id).classes_at(request.z) is not None
-    statement = _tile_statement(request.layer_id, request.properties,
-                                tuple(name for name, _ in request.filters), _simplifies(request),
-                                by_class)
-    return statement, tile_parameters(request)
+    filter_names = tuple(name for name, _ in request.filters)
+    statement = _tile_statement(request.layer_id, request.properties, filter_names,
+                                _simplifies(request), by_class)
+    return statement, _count_statement(request.layer_id, filter_names, by_class), \
+        tile_parameters(request)
 
 
 def _info_parameters(params: dict, tile: RenderedTile) -> dict:
@@ -328,9 +345,10 @@ def render_tile(conn: Connection, request: TileRequest) -> RenderedTile:
     A tile that met more features than its limit also carries the layer :data:`INFO_LAYER`
     saying so.
     """
-    statement, params = _statement_and_parameters(request)
-    body, matched, kept = conn.execute(statement, params).one()
-    tile = RenderedTile(bytes(body) if body else b"", int(matched or 0), int(kept or 0))
+    statement, count, params = _statement_and_parameters(request)
+    body, kept = conn.execute(statement, params).one()
+    matched = conn.execute(count, params).scalar_one() if kept >= request.limit else kept
+    tile = RenderedTile(bytes(body) if body else b"", int(matched), int(kept))
     if tile.truncated:
         info = conn.execute(_INFO_STATEMENT, _info_parameters(params, tile)).scalar()
         tile = RenderedTile(tile.body + bytes(info or b""), tile.matched, tile.kept)
@@ -353,11 +371,16 @@ async def render_tile_async(conn: psycopg.AsyncConnection, request: TileRequest
     The service renders on its event loop this way, with no thread hop and no SQLAlchemy
     layer per tile; psycopg prepares the statement on the server after a few uses.
     """
-    statement, params = _statement_and_parameters(request)
+    statement, count, params = _statement_and_parameters(request)
     cursor = await conn.execute(_driver_sql(statement), params)
     row = await cursor.fetchone()
-    body, matched, kept = row if row is not None else (None, 0, 0)
-    tile = RenderedTile(bytes(body) if body else b"", int(matched or 0), int(kept or 0))
+    body, kept = row if row is not None else (None, 0)
+    matched = kept
+    if kept >= request.limit:
+        cursor = await conn.execute(_driver_sql(count), params)
+        found = await cursor.fetchone()
+        matched = found[0] if found else kept
+    tile = RenderedTile(bytes(body) if body else b"", int(matched), int(kept))
     if tile.truncated:
         cursor = await conn.execute(_driver_sql(_INFO_STATEMENT),
                                     _info_parameters(params, tile))
