@@ -17,8 +17,8 @@ Examples
 >>> tile_bounds(0, 0, 0)[2]
 20037508.342789244
 >>> POLICIES["streets"].classes_at(10)
-('primary', 'secondary', 'tertiary', 'residential')
->>> POLICIES["streets"].classes_at(12) is None  # every class shows
+('primary', 'secondary', 'tertiary')
+>>> POLICIES["streets"].classes_at(13) is None  # every class shows
 True
 """
 
@@ -123,12 +123,13 @@ _ROAD_RANK = _rank("s.road_class", ROAD_CLASSES.values)
 # Worst first: critical alerts before low ones, high damage before low.
 _SEVERITY_RANK = _rank("s.severity", tuple(reversed(SEVERITIES)))
 POLICIES: dict[str, TilePolicy] = {
-    # Arterials at every zoom, lanes from the neighbourhood zooms; within a class the worse
+    # Arterials at every zoom, residential streets from z11 and service lanes from z13 (as
+    # OpenStreetMap-based basemaps show minor roads from about z12-z13); within a class the worse
     # pavement first, so a city-wide view that must cut keeps the streets that need work.
     "streets": TilePolicy(
         (_ROAD_RANK, "s.pci ASC NULLS LAST", "s.id"), "road_class",
-        (("primary", 0), ("secondary", 0), ("tertiary", 8), ("residential", 10),
-         ("service", 12)), other_minzoom=12,
+        (("primary", 0), ("secondary", 0), ("tertiary", 8), ("residential", 11),
+         ("service", 13)), other_minzoom=13,
         description="road class (primary first), then the lowest PCI first"),
     # The backlog is the planner's list: every class at every zoom, the worst first.
     "backlog": TilePolicy(("s.pci ASC NULLS LAST", _ROAD_RANK, "s.id"),
