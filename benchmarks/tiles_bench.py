@@ -271,15 +271,15 @@ def free_port() -> int:
 class Server:
     """A uvicorn server started by this script, in its own process group."""
 
-    def __init__(self, name: str, argv: list[str], env: dict, ready_path: str, log_dir: Path
-                 ) -> None:
+    def __init__(self, name: str, argv: list[str], env: dict, ready_path: str, log_dir: Path,
+                 cwd: Path = REPO) -> None:
         self.name, self.port = name, free_port()
         self.log_path = log_dir / f"{name}.log"
         argv = [*argv, "--host", HOST, "--port", str(self.port), "--log-level", "warning",
                 "--no-access-log"]
         with open(self.log_path, "wb") as out:
             self.process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, cwd=REPO,
+                                            stdin=subprocess.DEVNULL, cwd=cwd,
                                             start_new_session=True)
         self._wait(ready_path)
 
@@ -591,6 +591,10 @@ def main() -> int:
                         "uncached twin, 1 worker): time, size, features, cut tiles")
     parser.add_argument("--per-zoom-zooms", default="10,11,12,13,14",
                         help="zooms of --per-zoom (default %(default)s)")
+    parser.add_argument("--against", type=Path, default=None,
+                        help="another checkout of the twin (e.g. a clone of main): its app, "
+                        "uncached, takes the warm twin's place in every alternated round, so "
+                        "before and after are measured side by side (reported as its 'warm')")
     parser.add_argument("--no-walk", action="store_true",
                         help="skip the throughput walks (with --per-zoom)")
     args = parser.parse_args()
@@ -676,12 +680,15 @@ def main() -> int:
         log_dir.mkdir()
         run = {"generator": args.generator, "duration_s": args.duration, "work_dir": home}
 
-        def twin(workers: int, cache_mb: int) -> Server:
+        def twin(workers: int, cache_mb: int, checkout: Path = REPO) -> Server:
             env = {**base_env, "TWIN_DATABASE_URL": db_url, "TWIN_TILE_CACHE_MB": str(cache_mb)}
             name = f"twin-{workers}w-{'cache' if cache_mb else 'nocache'}"
+            if checkout != REPO:
+                name = f"twin-{workers}w-against-nocache"
+            # uvicorn imports the app from its working directory first: the checkout's code.
             return Server(name, [str(REPO / ".venv" / "bin" / "uvicorn"), "--factory",
                                  "service.asgi:create", "--workers", str(workers), *io_args],
-                          env, "/healthz", log_dir)
+                          env, "/healthz", log_dir, cwd=checkout)
 
         def tipg(workers: int) -> Server:
             env = {**base_env, "DATABASE_URL": tipg_url, "TIPG_TILE_BUFFER": "64",
@@ -703,7 +710,8 @@ def main() -> int:
                 servers.remove(server)
         for workers in worker_counts if not args.no_walk else ():
             log(f"{workers} worker(s): TiPg {tipg_version}, twin cache off, twin cache on")
-            group = [tipg(workers), twin(workers, 0), twin(workers, 256)]
+            group = [tipg(workers), twin(workers, 0),
+                     twin(workers, 0, args.against) if args.against else twin(workers, 256)]
             servers.extend(group)
             if workers == worker_counts[0]:  # one untimed pass warms PostgreSQL's buffers
                 for layer in cfg["layers"]:
@@ -720,7 +728,8 @@ def main() -> int:
             for server in group:
                 server.stop()
                 servers.remove(server)
-        results["summary"] = summarize(results, cfg) if not args.no_walk else {}
+        results["summary"] = (summarize(results, cfg) if not (args.no_walk or args.against)
+                              else {})
     finally:
         for server in servers:
             server.stop()
