@@ -32,7 +32,7 @@ from geo import tiles
 from geo.errors import NotFound
 from geo.i18n import _
 from geo.layers import LAYERS
-from maps import maplibre
+from maps import maplibre, qml
 from service import deps, params
 from service.deps import ReaderDep
 from service.tile_query import FORWARDED, TileQuery, TileQueryDep, build_tile_request
@@ -236,3 +236,18 @@ async def get_layer_style(request: Request, caller: ReaderDep, layer: str) -> JS
     bounds = await _server(request).bounds(found, None)
     return JSONResponse(maplibre.layer_style(_base(request), found, bounds),
                         headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/styles/twin/{layer}.qml", tags=["tiles"], summary="One layer's QGIS style (QML)",
+            response_class=Response,
+            responses={200: {"content": {"text/xml": {}},
+                             "description": "A QGIS layer style (QML)."}})
+async def get_layer_qml(caller: ReaderDep, layer: str) -> Response:
+    """The layer's colours as a QGIS style file, for the layer opened through OGC API.
+
+    The same rules as the MapLibre style; in QGIS: Layer Properties > Style > Load Style.
+    """
+    found = params.find_layer(layer)
+    return Response(qml.layer_qml(found), media_type="text/xml",
+                    headers={"Content-Disposition": f'attachment; filename="{found.id}.qml"',
+                             "Cache-Control": "no-cache"})

@@ -2,10 +2,12 @@
 
     QT_QPA_PLATFORM=offscreen /usr/bin/python3 tests/service/qgis_client.py BASE_URL OUT_DIR L1,L2..
 
-For every layer named: opens it through QGIS's native OGC API - Features provider (OAPIF) and
-counts its features; opens its vector tiles as a QGIS vector tile layer with the twin's own
+For every layer named: opens it through QGIS's native OGC API - Features provider (OAPIF),
+counts its features and styles it with the twin's QML for it (``/styles/twin/{layer}.qml``);
+opens its vector tiles as a QGIS vector tile layer with the twin's own
 style for that layer (``/styles/twin/{layer}.json``, converted by QGIS's MapLibre converter),
-and renders the streets' tiles alone to ``OUT_DIR/streets.png`` and all tile layers together
+and renders the streets' tiles alone to ``OUT_DIR/streets.png``, the OAPIF streets alone to
+``OUT_DIR/oapif-streets.png``, and all tile layers together
 to ``OUT_DIR/twin.png``. Prints one JSON object: counts, validity, converter warnings and, for
 each image, how many pixels have each exact colour.
 """
@@ -42,11 +44,24 @@ def main() -> int:  # noqa: D103 (a script)
     app.initQgis()
     report: dict = {"oapif": {}, "tiles": {}, "images": {}}
     tile_layers = {}
+    oapif_layers = {}
     for name in names:
         oapif = QgsVectorLayer(f"url='{base}/ogc' typename='{name}'", name, "OAPIF")
         count = sum(1 for _ in oapif.getFeatures()) if oapif.isValid() else None
         ids = oapif.fields().names() if oapif.isValid() else []
-        report["oapif"][name] = {"valid": oapif.isValid(), "count": count, "fields": ids}
+        # The layer's QGIS style as an analyst loads it: the QML file from the service.
+        qml_path = out_dir / f"{name}.qml"
+        with urllib.request.urlopen(f"{base}/styles/twin/{name}.qml") as response:
+            qml_path.write_bytes(response.read())
+        message, styled = oapif.loadNamedStyle(str(qml_path))
+        renderer = oapif.renderer()
+        rules = [r.filterExpression() for r in renderer.rootRule().children()] \
+            if renderer is not None and renderer.type() == "RuleRenderer" else []
+        report["oapif"][name] = {"valid": oapif.isValid(), "count": count, "fields": ids,
+                                 "styled": styled, "style_message": message, "rules": rules,
+                                 "geometry": oapif.wkbType(),
+                                 "renderer": renderer.type() if renderer else None}
+        oapif_layers[name] = oapif
 
         uri = QgsDataSourceUri()
         uri.setParam("type", "xyz")
@@ -97,6 +112,7 @@ def main() -> int:  # noqa: D103 (a script)
 
     if "streets" in tile_layers:
         render("streets.png", [tile_layers["streets"]])
+        render("oapif-streets.png", [oapif_layers["streets"]])
     # QGIS draws the first layer of the list on top; alerts last in the twin's draw order.
     render("twin.png", [tile_layers[n] for n in reversed(names)])
     print(json.dumps(report), flush=True)

@@ -53,6 +53,16 @@ def test_every_layer_opens_in_qgis_with_the_database_counts(qgis_report, sample_
             assert qgis_report["tiles"][layer_id]["valid"], layer_id
 
 
+def test_every_layer_takes_its_qml_style(qgis_report):
+    for layer_id in OPENED:
+        opened = qgis_report["oapif"][layer_id]
+        assert opened["styled"], (layer_id, opened["style_message"])
+        if opened["count"]:  # an empty collection gives QGIS no geometry type to draw
+            assert opened["renderer"] == "RuleRenderer", (layer_id, opened)
+            assert all(opened["rules"]) or len(opened["rules"]) == 1, (layer_id, opened)
+    assert len(qgis_report["oapif"]["streets"]["rules"]) == len(PCI_BANDS) + 1
+
+
 def test_qgis_converts_the_published_style_without_loss(qgis_report):
     for layer_id in OPENED:
         converted = qgis_report["tiles"][layer_id]
@@ -70,13 +80,14 @@ def test_streets_come_out_in_their_condition_colours(qgis_report, sample_engine)
     lengths: dict[str, int] = {}
     for value in pcis:
         lengths[pci_colour(value)] = lengths.get(pci_colour(value), 0) + 1
-    pixels = qgis_report["images"]["streets.png"]
-    drawn = {colour for colour, n in pixels.items() if n >= 20}
-    # Every band that holds at least three streets shows in its own colour, and no colour of
-    # the streets' image is a PCI colour the database does not have.
-    assert {c for c, n in lengths.items() if n >= 3} <= drawn
     palette = {c for _, _, c in PCI_BANDS} | {NO_DATA}
-    assert drawn & palette <= set(lengths)
+    # Through the tiles with the MapLibre style and through OGC API with the QML alike:
+    # every band that holds at least three streets shows in its own colour, and no colour of
+    # the streets' image is a PCI colour the database does not have.
+    for image in ("streets.png", "oapif-streets.png"):
+        drawn = {colour for colour, n in qgis_report["images"][image].items() if n >= 20}
+        assert {c for c, n in lengths.items() if n >= 3} <= drawn, image
+        assert drawn & palette <= set(lengths), image
     # The whole twin drawn together still shows the streets' colours: no layer's
     # background hides the others.
     together = qgis_report["images"]["twin.png"]

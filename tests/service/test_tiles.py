@@ -347,6 +347,10 @@ def test_each_layer_has_its_own_style_without_background(client):
         assert set(style["sources"]) == {layer_id}
         assert style["layers"] and all(x["source"] == layer_id for x in style["layers"])
     assert client.get("/styles/twin/nope.json").status_code == 404
+    qml = client.get("/styles/twin/streets.qml")
+    assert qml.status_code == 200 and qml.headers["content-type"].startswith("text/xml")
+    assert qml.text.count("<rule ") == len(PCI_BANDS) + 1
+    assert client.get("/styles/twin/nope.qml").status_code == 404
 
 
 @pytest.mark.parametrize(("path", "status"), [
