@@ -88,7 +88,8 @@ def layer_qml(layer: Layer) -> str:
     kinds = {"Point": ("marker",), "LineString": ("line",), "Polygon": ("fill",)}.get(
         layer.geometry_type, ("fill", "line", "marker"))
     geometry = {"marker": "Point", "line": "Line", "fill": "Polygon"}
-    rule_xml, symbols = [], []
+    rule_xml: list[str] = []
+    symbols: list[str] = []
     for kind in kinds:
         for name, rule, colour in rules:
             parts = [expression(rule)] if rule is not None else []
