@@ -61,7 +61,7 @@ SIMPLIFY_MAX_ZOOM = 16
 GENERALISE_MAX_ZOOM = 12
 GENERALISE_UNITS = 4
 # Properties a tile can be filtered on (any of a comma list), where the layer has them.
-FILTERABLE = ("status", "severity", "kind")
+FILTERABLE = ("status", "severity", "kind", "district")
 # Where a filtered property has a closed vocabulary, other values are an error, not no match.
 VOCABULARIES: dict[tuple[str, str], tuple[str, ...]] = {
     ("alerts", "status"): ALERT_STATUSES,

@@ -28,6 +28,7 @@ from maps.styles import (
     DAMAGE_COLOURS,
     DAMAGE_OTHER,
     DEBRIS_COLOUR,
+    DISTRICT_COLOUR,
     MANHOLE_COLOURS,
     NO_DATA,
     OCCUPANCY_BANDS,
@@ -39,7 +40,7 @@ from maps.styles import (
 WORLD = (-180.0, -85.0511287798066, 180.0, 85.0511287798066)
 DEFAULT_COLOUR = "#607d8b"
 BACKGROUND = "#f2efe9"
-DRAW_ORDER = ("compounds", "parking", "streets", "debris_piles", "road_damage", "manholes",
+DRAW_ORDER = ("districts", "compounds", "parking", "streets", "debris_piles", "road_damage", "manholes",
               "alerts")
 
 Rule = tuple[str, list | None, str]  # (name, filter or None for every feature, colour)
@@ -81,10 +82,15 @@ RULES: dict[str, list[Rule]] = {
     "parking": _bands("occupancy_pct", OCCUPANCY_BANDS, OCCUPANCY_NO_DATA),
     "road_damage": _categories("damage_class", DAMAGE_COLOURS, DAMAGE_OTHER),
     "debris_piles": [("all", None, DEBRIS_COLOUR)],
+    "districts": [("all", None, DISTRICT_COLOUR)],
 }
+# Polygons' fill opacity; districts (nested, under every other layer) are outlines only.
+FILL_OPACITY = {"districts": 0.0}
+DEFAULT_FILL_OPACITY = 0.45
 
 
-def _draw_rank(layer: Layer) -> float:
+def draw_rank(layer: Layer) -> float:
+    """Where a layer is drawn: lower ranks first (under the others)."""
     if layer.id in DRAW_ORDER:
         return DRAW_ORDER.index(layer.id)
     # Layers added to the registry later go above the base layers, below alerts.
@@ -107,7 +113,8 @@ def style_layers(layer: Layer) -> list[dict]:
             prefix = f"{layer.id}-{rule_name}"
             if kind == "Polygon":
                 out.append({"id": f"{prefix}-fill", "type": "fill", **base, **only,
-                            "paint": {"fill-color": colour, "fill-opacity": 0.45}})
+                            "paint": {"fill-color": colour, "fill-opacity": FILL_OPACITY.get(
+                                layer.id, DEFAULT_FILL_OPACITY)}})
                 out.append({"id": f"{prefix}-outline", "type": "line", **base, **only,
                             "paint": {"line-color": colour, "line-width": 1}})
             elif kind == "LineString":
@@ -132,7 +139,7 @@ def _source(base_url: str, layer: Layer) -> dict:
 
 def twin_style(base_url: str, bounds: tuple[float, float, float, float] | None) -> dict:
     """The ``twin`` style: every layer of the registry on a background, coloured by condition."""
-    ordered = sorted(LAYERS.values(), key=_draw_rank)
+    ordered = sorted(LAYERS.values(), key=draw_rank)
     west, south, east, north = bounds or WORLD
     style: dict[str, Any] = {
         "version": 8,

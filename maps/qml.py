@@ -18,7 +18,7 @@ from __future__ import annotations
 from xml.sax.saxutils import quoteattr
 
 from geo.layers import Layer
-from maps.maplibre import DEFAULT_COLOUR, RULES
+from maps.maplibre import DEFAULT_COLOUR, DEFAULT_FILL_OPACITY, FILL_OPACITY, RULES
 
 _COMPARISONS = {"==": "IS", "!=": "IS NOT", ">=": ">=", ">": ">", "<=": "<=", "<": "<"}
 
@@ -65,7 +65,7 @@ def _options(values: dict[str, str]) -> str:
                    for k, v in values.items())
 
 
-def _symbol(index: int, kind: str, colour: str) -> str:
+def _symbol(index: int, kind: str, colour: str, fill_opacity: float) -> str:
     if kind == "line":
         layer = ("SimpleLine", {"line_color": _rgba(colour), "line_width": "0.8",
                                 "line_width_unit": "MM", "capstyle": "round",
@@ -75,7 +75,8 @@ def _symbol(index: int, kind: str, colour: str) -> str:
                                   "outline_color": "255,255,255,255", "outline_width": "0.2",
                                   "name": "circle"})
     else:
-        layer = ("SimpleFill", {"color": _rgba(colour, 115), "style": "solid",
+        layer = ("SimpleFill", {"color": _rgba(colour, round(255 * fill_opacity)),
+                                "style": "solid" if fill_opacity else "no",
                                 "outline_color": _rgba(colour), "outline_width": "0.26"})
     return (f'<symbol type="{kind}" name="{index}" alpha="1" clip_to_extent="1" '
             f'force_rhr="0"><layer class="{layer[0]}" enabled="1" locked="0" pass="0">'
@@ -101,7 +102,8 @@ def layer_qml(layer: Layer) -> str:
             filter_attr = f" filter={quoteattr(text)}" if text else ""
             rule_xml.append(f'<rule key="r{index}" symbol="{index}" '
                             f'label={quoteattr(name)}{filter_attr}/>')
-            symbols.append(_symbol(index, kind, colour))
+            symbols.append(_symbol(index, kind, colour,
+                                   FILL_OPACITY.get(layer.id, DEFAULT_FILL_OPACITY)))
     return ("<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
             '<qgis version="3.22.16" styleCategories="Symbology">'
             '<renderer-v2 type="RuleRenderer" symbollevels="0" enableorderby="0" '

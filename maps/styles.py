@@ -29,6 +29,7 @@ DAMAGE_COLOURS = dict(zip(DAMAGE_CLASSES.values, ("#e6ab02", "#d95f02", "#7570b3
                           strict=True))
 DAMAGE_LABELS = {code: name.capitalize() for code, name in DAMAGE_NAMES.items()}
 DEBRIS_COLOUR = "#8c510a"
+DISTRICT_COLOUR = "#6a51a3"  # outlines only: districts and grids nest and lie under everything
 # Parking occupancy: (lowest percent of the band, colour), fullest first; grey-blue: no reading.
 OCCUPANCY_BANDS = ((90, "#d73027"), (70, "#fee08b"), (0, "#1a9850"))
 OCCUPANCY_NO_DATA = "#8c96c6"

@@ -114,7 +114,8 @@ def main() -> int:  # noqa: D103 (a script)
         render("streets.png", [tile_layers["streets"]])
         render("oapif-streets.png", [oapif_layers["streets"]])
     # QGIS draws the first layer of the list on top; alerts last in the twin's draw order.
-    render("twin.png", [tile_layers[n] for n in reversed(names)])
+    # The backlog is left out here: it is drawn over the very streets it lists, on purpose.
+    render("twin.png", [tile_layers[n] for n in reversed(names) if n != "backlog"])
     print(json.dumps(report), flush=True)
     return 0
 

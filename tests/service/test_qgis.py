@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from geo.layers import LAYERS
+from maps.maplibre import draw_rank
 from maps.styles import NO_DATA, PCI_BANDS, pci_colour
 from tests.tools import requires_tool
 
@@ -21,8 +22,8 @@ pytestmark = requires_tool("qgis", "/usr/bin/qgis")
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, where python3-qgis installs PyQGIS
 CLIENT = Path(__file__).with_name("qgis_client.py")
-# Every layer a crew or planner opens; the backlog is a view of the streets.
-OPENED = ("compounds", "parking", "streets", "debris_piles", "road_damage", "manholes", "alerts")
+# Every published layer, in the style's draw order (QGIS gets them bottom first).
+OPENED = tuple(layer.id for layer in sorted(LAYERS.values(), key=draw_rank))
 
 
 @pytest.fixture(scope="module")
