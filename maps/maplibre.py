@@ -40,8 +40,8 @@ from maps.styles import (
 WORLD = (-180.0, -85.0511287798066, 180.0, 85.0511287798066)
 DEFAULT_COLOUR = "#607d8b"
 BACKGROUND = "#f2efe9"
-DRAW_ORDER = ("districts", "compounds", "parking", "streets", "debris_piles", "road_damage", "manholes",
-              "alerts")
+DRAW_ORDER = ("districts", "compounds", "parking", "streets", "debris_piles", "road_damage",
+              "manholes", "alerts")
 
 Rule = tuple[str, list | None, str]  # (name, filter or None for every feature, colour)
 
