@@ -9,7 +9,7 @@ reads that counter and keeps each change here: the last total per broker is the 
 next run compares with, since drops mostly happen while no watcher is connected.
 
 Revision ID: 0015
-Revises: 0009
+Revises: 0008
 Create Date: 2026-12-07
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0015"
-down_revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
