@@ -29,6 +29,12 @@ DAMAGE_COLOURS = dict(zip(DAMAGE_CLASSES.values, ("#e6ab02", "#d95f02", "#7570b3
                           strict=True))
 DAMAGE_LABELS = {code: name.capitalize() for code, name in DAMAGE_NAMES.items()}
 DEBRIS_COLOUR = "#8c510a"
+DISTRICT_COLOUR = "#6a51a3"  # outlines only: districts and grids nest and lie under everything
+# Parking occupancy: (lowest percent of the band, colour), fullest first; grey-blue: no reading.
+OCCUPANCY_BANDS = ((90, "#d73027"), (70, "#fee08b"), (0, "#1a9850"))
+OCCUPANCY_NO_DATA = "#8c96c6"
+COMPOUND_OTHER = "#cccccc"  # a city's own management type
+DAMAGE_OTHER = "#666666"
 HOTSPOT_COLOURS = ("#fdd49e", "#fc8d59", "#d7301f", "#7f0000")  # more reports: darker
 
 
@@ -75,12 +81,12 @@ def point_style(colour_js: str, radius: int = 4) -> str:
 
 
 MANHOLE_STYLE = point_style(_match("status", MANHOLE_COLOURS, MANHOLE_COLOURS["none"]))
-DAMAGE_STYLE = point_style(_match("damage_class", DAMAGE_COLOURS, "#666666"), radius=3)
+DAMAGE_STYLE = point_style(_match("damage_class", DAMAGE_COLOURS, DAMAGE_OTHER), radius=3)
 DEBRIS_STYLE = ("function (p, z) { return {radius: 5, weight: 1, color: '#ffffff', fill: true, "
                 f"fillColor: {js_value(DEBRIS_COLOUR)}, fillOpacity: 0.85, "
                 f"fillRule: 'nonzero'}}; }}")
 COMPOUND_STYLE = ("function (p, z) { var c = "
-                  + _match("management_type", COMPOUND_COLOURS, "#cccccc")
+                  + _match("management_type", COMPOUND_COLOURS, COMPOUND_OTHER)
                   + "; return {weight: 1, color: c, fill: true, fillColor: c, "
                     "fillOpacity: 0.45}; }")
 

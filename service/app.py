@@ -30,6 +30,7 @@ from service.routers import (
     work,
 )
 from service.settings import ServiceSettings
+from service.tile_server import TRUNCATED_HEADER, TileServer
 
 REQUESTS = Counter("twin_http_requests_total", "HTTP requests", ["route", "method", "status"])
 LATENCY = Histogram("twin_http_request_seconds", "HTTP request latency", ["route", "method"],
@@ -86,6 +87,10 @@ def create_app(engine: Engine, settings: ServiceSettings | None = None) -> FastA
         changes = LayerChanges(engine.url)
         app.state.changes = changes
         changes.start()
+        # Tile state lives as long as the app: cache, versions, render connections.
+        app.state.tiles = TileServer(engine, settings, changes)
+        app.state.tile_cache = app.state.tiles.cache
+        await app.state.tiles.open()
         worker = None
         if settings.run_worker:
             from service.jobs import start_in_background
@@ -98,6 +103,7 @@ def create_app(engine: Engine, settings: ServiceSettings | None = None) -> FastA
                 worker.cancel()
                 with suppress(asyncio.CancelledError):
                     await worker
+            await app.state.tiles.close()
             changes.stop()
 
     app = FastAPI(
@@ -118,7 +124,7 @@ def create_app(engine: Engine, settings: ServiceSettings | None = None) -> FastA
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                            allow_methods=["GET", "POST"], allow_headers=["*"],
-                           expose_headers=["ETag"])
+                           expose_headers=["ETag", TRUNCATED_HEADER])
 
     # Inside MeasureRequests, outside the routers and error handlers: everything that answers
     # a request speaks its language.
