@@ -24,9 +24,13 @@ from predict.features import (
 )
 
 DEFAULT_HORIZONS = (30, 90, 365)
+# How long before the forecast's target date a programmed resurfacing falls (days; negative:
+# after it): made by the estimator from the window's horizon and the street's programme.
+PROGRAMME_LEAD = "programme_lead_days"
+WINDOW_DIFFERENCES = ((PROGRAMME_LEAD, "horizon_days", "programme_offset_days"),)
 DEFAULT_THRESHOLD = {"pci": PCI_THRESHOLD}
 # Look-ahead grid for "days until the threshold is crossed" (linear between grid points).
-THRESHOLD_GRID_DAYS = (30, 60, 90, 180, 365, 730)
+THRESHOLD_GRID_DAYS = (30, 60, 90, 180, 365, 730, 1095)
 MIN_TRAINING_ROWS = 200
 MIN_STREETS = 10
 MAX_TRAINING_ROWS = 60_000
@@ -112,9 +116,13 @@ def fit_road_model(ctx: RoadContext, as_of, *, random_state: int = 0,
             f"(at least {MIN_TRAINING_ROWS} examples from {MIN_STREETS} streets are needed).")
     if len(pairs) > max_rows:
         pairs = pairs.sample(n=max_rows, random_state=random_state).sort_values("cutoff")
-    features = [c for c in pairs.columns if c not in ("target", "cutoff", "asset_id")]
+    features = [c for c in pairs.columns
+                if c not in ("target", "cutoff", "target_time", "asset_id")]
+    params.setdefault("differences", WINDOW_DIFFERENCES)
     estimator = WearForecaster(random_state=random_state, **params)
-    estimator.fit(pairs[features], pairs["target"].to_numpy(), groups=pairs["asset_id"].to_numpy())
+    # Calibrated on held-out time: the intervals are checked on the latest outcomes.
+    estimator.fit(pairs[features], pairs["target"].to_numpy(),
+                  groups=pairs["asset_id"].to_numpy(), times=pairs["target_time"].to_numpy())
     first = ctx.history["observed_at"].min()
     return RoadModel(estimator, ctx.scale, features, as_utc(first), as_of, len(pairs),
                      estimator.get_params())
