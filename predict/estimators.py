@@ -12,7 +12,6 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.utils.validation import check_is_fitted
 
-
 # Bands of days ahead with an interval calibration of their own (a month, a season, a year,
 # two and three years ahead), and the fewest held-out rows a band needs for it.
 HORIZON_BANDS = (45.0, 135.0, 270.0, 540.0, 900.0)

@@ -228,11 +228,12 @@ def generate_scenario(blocks: pd.DataFrame | None = None, *, seed: int = 3,
                           programme.reset_index(drop=True), truth)
 
 
-WIDE_MAPPING = '''# How ingest.wide_survey reads survey_wide.csv (one row per block, one column per year).
+WIDE_MAPPING = '''# How ingest.wide_survey reads survey_wide.csv (a row per block).
 id_column = "BLOCK_ID"             # the twin's streets.external_id
 year_pattern = "{metric}_{year}"   # columns like RATING_2019; {metric} is the key below
 date_pattern = "SURVEYED_{year}"   # the survey's date per year (else survey_day below)
 survey_day = "07-01"               # month-day used where a year has no date column
+source = "city-survey"
 
 [metrics]                          # column stem = twin metric (declare each first)
 RATING = "city_rating"
