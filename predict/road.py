@@ -133,7 +133,8 @@ def forecast(model: RoadModel, features: pd.DataFrame, as_of, horizons,
     """Forecasts per street and horizon, in the metric's units.
 
     Returns a frame with ``asset_id, horizon_days, target_date, last_value, value, lower,
-    upper, days_to_threshold``: the median forecast with its interval, and the days from
+    upper, explanation, days_to_threshold``: the median forecast with its interval, the
+    evidence it assumes (``programme_notes``), and the days from
     ``as_of`` until the median forecast crosses ``threshold`` (NaN when it does not within
     the look-ahead grid, 0 when already past it).
 
@@ -144,7 +145,8 @@ def forecast(model: RoadModel, features: pd.DataFrame, as_of, horizons,
     horizons = check_horizons(horizons)
     if features.empty:
         return pd.DataFrame(columns=["asset_id", "horizon_days", "target_date", "last_value",
-                                     "value", "lower", "upper", "days_to_threshold"])
+                                     "value", "lower", "upper", "explanation",
+                                     "days_to_threshold"])
     scale = model.scale
     days = sorted(set(horizons) | (set(THRESHOLD_GRID_DAYS) if threshold is not None else set()))
     windows = window_features(pd.DatetimeIndex([as_of] * len(days)), np.asarray(days))
@@ -164,6 +166,7 @@ def forecast(model: RoadModel, features: pd.DataFrame, as_of, horizons,
     if not scale.higher_is_better:  # goodness bounds map to swapped metric bounds
         out["lower"], out["upper"] = out["upper"].to_numpy(), out["lower"].to_numpy()
     out["target_date"] = (as_of.normalize() + pd.to_timedelta(out["horizon_days"], "D")).dt.date
+    out["explanation"] = programme_notes(features, as_of, out)
     if threshold is not None:
         grid = [days.index(d) for d in THRESHOLD_GRID_DAYS]
         crossing = _first_crossing(model, features, median[:, grid], threshold)
@@ -171,6 +174,31 @@ def forecast(model: RoadModel, features: pd.DataFrame, as_of, horizons,
     else:
         out["days_to_threshold"] = np.nan
     return out
+
+
+def programme_notes(features: pd.DataFrame, as_of: pd.Timestamp, out: pd.DataFrame
+                    ) -> list[str | None]:
+    """What evidence a forecast row assumes: the programme's treatment before its target date.
+
+    "forecast assumes the 2027 mill and overlay in the programme" when the street's next
+    programme entry (``programme_offset_days`` after ``as_of``) falls by the target date.
+    """
+    if "programme_offset_days" not in features:
+        return [None] * len(out)
+    offset = features["programme_offset_days"].reindex(out["asset_id"]).to_numpy(float)
+    treatment = features["programme_treatment"].reindex(out["asset_id"]).to_numpy()
+    notes: list[str | None] = []
+    for days, what, horizon in zip(offset, treatment, out["horizon_days"], strict=True):
+        if np.isnan(days) or days > horizon:
+            notes.append(None)
+            continue
+        notes.append(programme_note((as_of + pd.Timedelta(days=float(days))).year, str(what)))
+    return notes
+
+
+def programme_note(year: int, treatment: str) -> str:
+    """The words that say a forecast assumes a programmed treatment."""
+    return f"forecast assumes the {year} {treatment.replace('_', ' ')} in the programme"
 
 
 def _first_crossing(model: RoadModel, features: pd.DataFrame, goodness: np.ndarray,

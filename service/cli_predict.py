@@ -50,7 +50,8 @@ def score(
         "--horizon", help="Days ahead; repeat for several (default 30, 90, 365).")] = None,
     as_of: AsOfOption = None,
     out: Annotated[Path | None, typer.Option(
-        "--out", help="Also write external_id, metric, target_date, value, lower, upper "
+        "--out", help="Also write external_id, metric, target_date, value, lower, upper, "
+                      "days_to_threshold, explanation "
                       "to this CSV.")] = None,
     version: Annotated[str | None, typer.Option(
         help="Model version (default: the newest for the metric).")] = None,
