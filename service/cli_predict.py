@@ -101,6 +101,9 @@ def evaluate(
              "apart, ending at --as-of (default: the newest that leaves --horizon "
              "scorable).")] = 1,
     step: Annotated[int, typer.Option(help="Road wear: days between backtest origins.")] = 365,
+    threshold: Annotated[float | None, typer.Option(
+        help="Road wear backtest: the condition threshold whose crossings are scored "
+             "(default: PCI 55, else the middle of the range).")] = None,
     report_file: Annotated[Path | None, typer.Option(
         "--report", help="Road wear: write the backtest's plots (error by horizon, interval "
                          "calibration, map of errors) to this .html or .png file.")] = None,
@@ -113,7 +116,7 @@ def evaluate(
         if target == "road-wear" and (origins > 1 or report_file is not None):
             report = backtest(_engine(_settings()), metric, horizon or [90], as_of=as_of,
                               origins=origins, step_days=step, window_days=window,
-                              report=report_file)
+                              threshold=threshold, report=report_file)
             if not as_json:
                 _print_backtest(report)
                 return
