@@ -169,9 +169,11 @@ def programme_dates(programme: pd.DataFrame) -> pd.DataFrame:
     year = programme["year"].astype(int)
     mid = pd.to_datetime(year.astype(str) + "-07-01", utc=True)
     planned = (pd.to_datetime(programme["planned_on"], utc=True)
-               if "planned_on" in programme else pd.Series(pd.NaT, index=programme.index))
+               if "planned_on" in programme
+               else pd.Series(pd.NaT, index=programme.index, dtype="datetime64[ns, UTC]"))
     published = (pd.to_datetime(programme["published_on"], utc=True)
-                 if "published_on" in programme else pd.Series(pd.NaT, index=programme.index))
+                 if "published_on" in programme
+                 else pd.Series(pd.NaT, index=programme.index, dtype="datetime64[ns, UTC]"))
     before = pd.to_datetime((year - 1).astype(str) + "-01-01", utc=True)
     return pd.DataFrame({"asset_id": programme["asset_id"].to_numpy(),
                          "year": year.to_numpy(),
