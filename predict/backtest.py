@@ -117,12 +117,18 @@ def summarise(rows: pd.DataFrame, scale: MetricScale, threshold: float) -> dict:
 def rolling_origins(ctx: RoadContext, horizons: Sequence[int], *, count: int, step_days: int,
                     last: pd.Timestamp | None = None, window_days: float = 15
                     ) -> list[pd.Timestamp]:
-    """``count`` origins ``step_days`` apart, the newest leaving the longest horizon scorable."""
+    """``count`` origins ``step_days`` apart, the newest leaving the longest horizon scorable.
+
+    A step of whole years (365, 730 ...) steps by calendar years, so yearly origins keep
+    their day of the year across leap years.
+    """
     end = ctx.history["observed_at"].max()
     newest = (end - (max(horizons) + window_days) * DAY).normalize()
     if last is not None:
         newest = min(newest, as_utc(last))
-    return [newest - i * step_days * DAY for i in reversed(range(count))]
+    step = (pd.DateOffset(years=step_days // 365) if step_days % 365 == 0
+            else pd.DateOffset(days=step_days))
+    return [newest - i * step for i in reversed(range(count))]
 
 
 def backtest_road(ctx: RoadContext, origins: Sequence, horizons: Sequence[int], *,
