@@ -56,7 +56,7 @@ def _street_ids(engine: Engine, table: pd.DataFrame, path: Path) -> list[int]:
 def _dates(table: pd.DataFrame, column: str, path: Path) -> list:
     if column not in table.columns:
         return [None] * len(table)
-    out = []
+    out: list = []
     for line, value in enumerate(table[column], start=2):
         if not value:
             out.append(None)

@@ -387,6 +387,18 @@ def forecast_frame(features: pd.DataFrame, cutoff, horizons_days) -> pd.DataFram
     return pd.concat([repeated, window], axis=1)
 
 
+YEARLY_GAP_DAYS = 180  # surveys this far apart or more are "yearly or rarer"
+
+
+def survey_gap_days(ctx: RoadContext, as_of) -> float:
+    """The median days between a street's consecutive observations by ``as_of``."""
+    as_of = pd.Timestamp(as_of)
+    as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of.tz_convert("UTC")
+    h = ctx.history[ctx.history["observed_at"] <= as_of]
+    gaps = h.sort_values(["asset_id", "observed_at"]).groupby("asset_id")["observed_at"].diff()
+    return float(gaps.median() / DAY) if gaps.notna().any() else 30.0
+
+
 def pair_spacing(ctx: RoadContext, as_of) -> tuple[int, int]:
     """Cutoff step and longest horizon of training examples that suit the survey cadence.
 

@@ -18,7 +18,10 @@ from geo.errors import InvalidInput
 from predict.features import RoadContext
 
 # The report's words, in one place for the i18n catalogue.
-TEXT = {
+TABLE_HEAD = ("days ahead", "rows", "origins", "MAE model", "MAE persistence", "MAE trend",
+              "model / persistence", "coverage", "crossings P / R model",
+              "crossings P / R trend")
+TEXT: dict[str, str] = {
     "title": "Road-wear backtest of '{metric}'",
     "error": "Mean absolute error by horizon",
     "calibration": "80 % interval: share of outcomes inside, by horizon",
@@ -26,9 +29,6 @@ TEXT = {
     "days": "days ahead", "mae": "MAE ({metric})", "coverage": "coverage",
     "model": "model", "persistence": "persistence", "trend": "linear trend",
     "nominal": "nominal 80 %", "map_colour": "|model error| - |persistence error|",
-    "table": ["days ahead", "rows", "origins", "MAE model", "MAE persistence", "MAE trend",
-              "model / persistence", "coverage", "crossings P / R model",
-              "crossings P / R trend"],
     "origins": "Origins: {origins}. {scoring}.",
 }
 
@@ -73,7 +73,7 @@ def _figure(report: dict, rows: pd.DataFrame, ctx: RoadContext, panels: str = "a
 
 
 def _table(report: dict) -> str:
-    head = "".join(f"<th>{html.escape(t)}</th>" for t in TEXT["table"])
+    head = "".join(f"<th>{html.escape(t)}</th>" for t in TABLE_HEAD)
     body = []
     for h, e in sorted(report["horizons"].items(), key=lambda kv: int(kv[0])):
         c = e["crossings"]

@@ -15,10 +15,12 @@ from geo.settings import PCI_THRESHOLD
 from predict.estimators import WearForecaster
 from predict.features import (
     DAY,
+    YEARLY_GAP_DAYS,
     MetricScale,
     RoadContext,
     load_road_context,
     road_features,
+    survey_gap_days,
     training_pairs,
     window_features,
 )
@@ -28,6 +30,7 @@ DEFAULT_HORIZONS = (30, 90, 365)
 # after it): made by the estimator from the window's horizon and the street's programme.
 PROGRAMME_LEAD = "programme_lead_days"
 WINDOW_DIFFERENCES = ((PROGRAMME_LEAD, "horizon_days", "programme_offset_days"),)
+YEARLY_CALIBRATION_FRACTION = 0.4
 DEFAULT_THRESHOLD = {"pci": PCI_THRESHOLD}
 # Look-ahead grid for "days until the threshold is crossed" (linear between grid points).
 THRESHOLD_GRID_DAYS = (30, 60, 90, 180, 365, 730, 1095)
@@ -119,6 +122,10 @@ def fit_road_model(ctx: RoadContext, as_of, *, random_state: int = 0,
     features = [c for c in pairs.columns
                 if c not in ("target", "cutoff", "target_time", "asset_id")]
     params.setdefault("differences", WINDOW_DIFFERENCES)
+    if survey_gap_days(ctx, as_of) >= YEARLY_GAP_DAYS:
+        # Yearly surveys: hold out the last 40 % of outcomes (several years) to calibrate, so
+        # the interval sees more than one or two years' paving budgets.
+        params.setdefault("calibration_fraction", YEARLY_CALIBRATION_FRACTION)
     estimator = WearForecaster(random_state=random_state, **params)
     # Calibrated on held-out time: the intervals are checked on the latest outcomes.
     estimator.fit(pairs[features], pairs["target"].to_numpy(),
