@@ -23,8 +23,10 @@ from starlette.concurrency import run_in_threadpool
 from geo import alerts, work
 from geo.errors import Conflict, InvalidInput, NotFound
 from geo.settings import DatabaseSettings, LoopSettings
+from geo.text_rules import check_text
 from service import params
 from service.deps import Caller, CrewDep, EngineDep, ReaderDep, SettingsDep, require
+from service.privacy import mask_personal
 
 log = logging.getLogger("twin.service.alerts")
 router = APIRouter(tags=["alerts"])
@@ -32,6 +34,7 @@ router = APIRouter(tags=["alerts"])
 GEOJSON = "application/geo+json"
 MAX_ID = 2**63 - 1  # alert ids are bigint
 MAX_NOTE_CHARS = 4000
+MAX_NAME_CHARS = 200  # a crew, team or person
 STREAM_POLL_S = 1.0
 STREAM_WAKE_S = 0.05  # how often a waiting stream looks at the alerts table's version
 STREAM_HEARTBEAT_S = 15.0
@@ -50,7 +53,7 @@ class WorkIn(BaseModel):
                                     for layer, actions in work.ACTIONS.items()) + ".")
     done_at: datetime | None = Field(None, description="When it was done (default: now); "
                                      "RFC 3339 with an offset.")
-    done_by: str | None = Field(None, max_length=200,
+    done_by: str | None = Field(None, max_length=MAX_NAME_CHARS,
                                 description="Who did it (default: the key's name).")
     note: str | None = Field(None, max_length=MAX_NOTE_CHARS, description="What was found.")
 
@@ -70,26 +73,35 @@ class Assignment(BaseModel):
 
     model_config = {"extra": "forbid"}
 
-    assignee: str | None = Field(None, max_length=200, description="A crew or team; null "
-                                 "unassigns.")
+    assignee: str | None = Field(None, max_length=MAX_NAME_CHARS,
+                                 description="A crew or team; null unassigns.")
     due_on: date | None = Field(None, description="Due date (YYYY-MM-DD); null clears it.")
 
 
 # -- listing --------------------------------------------------------------------------------
 
 
-def _feature(alert: dict) -> dict:
+def _noted(item: dict, staff: bool) -> dict:
+    # Crews write what they were told ("resident at 137... says"); only staff read it whole.
+    return item if staff or not item.get("note") else {**item,
+                                                       "note": mask_personal(item["note"])}
+
+
+def _feature(alert: dict, *, staff: bool) -> dict:
+    """The alert as GeoJSON; notes with phone numbers and the like masked unless ``staff``."""
     properties = {k: v for k, v in alert.items() if k not in ("id", "geometry", "history")}
     feature = {"type": "Feature", "id": alert["id"], "geometry": alert["geometry"],
                "properties": {"id": alert["id"], **properties}}
     if "history" in alert:
         # An event says its evidence when it has some (an alert raised again names what).
-        feature["history"] = [{**{k: event[k] for k in HISTORY_FIELDS},
-                               **({"evidence": event["evidence"]} if event.get("evidence")
-                                  else {})} for event in alert["history"]]
-    for extra in ("work", "photos"):
-        if extra in alert:
-            feature[extra] = alert[extra]
+        feature["history"] = [_noted({**{k: event[k] for k in HISTORY_FIELDS},
+                                      **({"evidence": event["evidence"]}
+                                         if event.get("evidence") else {})}, staff)
+                              for event in alert["history"]]
+    if "work" in alert:
+        feature["work"] = [_noted(record, staff) for record in alert["work"]]
+    if "photos" in alert:
+        feature["photos"] = alert["photos"]
     return jsonable_encoder(feature)
 
 
@@ -143,7 +155,8 @@ def list_alerts(
         links.append({"rel": "next", "type": GEOJSON,
                       "href": str(request.url.include_query_params(offset=offset + limit))})
     return JSONResponse({"type": "FeatureCollection", "numberReturned": len(found),
-                         "features": [_feature(a) for a in found], "links": links},
+                         "features": [_feature(a, staff=caller.has("crew")) for a in found],
+                         "links": links},
                         media_type=GEOJSON)
 
 
@@ -180,7 +193,8 @@ async def _until_alerts_change(request: Request, seen_version: int) -> None:
         await anyio.sleep(STREAM_WAKE_S)
 
 
-async def alert_events(request: Request, engine: Engine, after: int) -> AsyncIterator[str]:
+async def alert_events(request: Request, engine: Engine, after: int, *, staff: bool
+                       ) -> AsyncIterator[str]:
     """Server-sent events of alert changes after event ``after``, until the client leaves.
 
     The database is read (``events_after``) when the alerts table's NOTIFY arrives, and at
@@ -199,7 +213,7 @@ async def alert_events(request: Request, engine: Engine, after: int) -> AsyncIte
             yield ": the database is not reachable; retrying\n\n"
         for event in events:
             after = event["event_id"]
-            data = json.dumps(jsonable_encoder(event), ensure_ascii=False)
+            data = json.dumps(jsonable_encoder(_noted(event, staff)), ensure_ascii=False)
             yield f"id: {after}\nevent: alert\ndata: {data}\n\n"
         now = time.monotonic()
         if events:
@@ -241,7 +255,8 @@ async def stream_alerts(
         after = int(text)
     if after is None:
         after = await run_in_threadpool(_last_event_id, engine)
-    return StreamingResponse(alert_events(request, engine, after), media_type="text/event-stream",
+    return StreamingResponse(alert_events(request, engine, after,
+                                          staff=caller.has("crew")), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
@@ -261,9 +276,11 @@ def get_alert(alert_id: AlertId, engine: EngineDep, caller: ReaderDep) -> JSONRe
     """The alert with its history, work records and photos.
 
     Where it is, why it was raised, every change made to it since, the work recorded on it
-    and its photos (listed here; each is served to callers with a key).
+    and its photos (listed here; each is served to callers with a key). Below the crew role,
+    phone numbers, e-mail addresses and ID numbers in notes are masked.
     """
-    return JSONResponse(_feature(_full_alert(engine, alert_id)), media_type=GEOJSON)
+    return JSONResponse(_feature(_full_alert(engine, alert_id), staff=caller.has("crew")),
+                        media_type=GEOJSON)
 
 
 def _full_alert(engine: Engine, alert_id: int) -> dict:
@@ -280,7 +297,7 @@ def _act(engine: Engine, alert_id: int, action: str, actor: str | None, body: Ac
     assert actor is not None  # the crew role is only ever a named key
     note = body.note if body else None
     if note is not None:
-        note = params.clean_text(note, "note").strip() or None
+        note = check_text(note, "note", max_chars=MAX_NOTE_CHARS, free_text=True).strip() or None
     if action == "dismiss" and note is None:
         raise InvalidInput("Dismissing an alert needs a note saying why "
                            '(a JSON body {"note": "..."}).')
@@ -292,7 +309,8 @@ def _act(engine: Engine, alert_id: int, action: str, actor: str | None, body: Ac
         if done is not None:
             _record_work(conn, alert_id, actor, done)
         alerts.act(conn, alert_id, action, actor=actor, note=note)
-    return JSONResponse(_feature(_full_alert(engine, alert_id)), media_type=GEOJSON)
+    return JSONResponse(_feature(_full_alert(engine, alert_id), staff=True),
+                        media_type=GEOJSON)
 
 
 def _record_work(conn, alert_id: int, actor: str, done: WorkIn) -> None:
@@ -305,8 +323,10 @@ def _record_work(conn, alert_id: int, actor: str, done: WorkIn) -> None:
         raise InvalidInput("work.done_at needs a UTC offset, e.g. 2026-12-07T09:30:00+08:00.")
     if done_at > datetime.now(UTC) + timedelta(minutes=5):
         raise InvalidInput(f"work.done_at {done_at.isoformat()} is in the future.")
-    done_by = params.clean_text(done.done_by, "work.done_by").strip() if done.done_by else ""
-    work_note = params.clean_text(done.note, "work.note").strip() if done.note else None
+    done_by = (check_text(done.done_by, "work.done_by", max_chars=MAX_NAME_CHARS).strip()
+               if done.done_by else "")
+    work_note = (check_text(done.note, "work.note", max_chars=MAX_NOTE_CHARS,
+                            free_text=True).strip() if done.note else None)
     work.record(conn, alert_id=alert_id, asset_layer=target.asset_layer,
                 asset_id=target.asset_id, action=done.action, done_at=done_at,
                 done_by=done_by or actor, note=work_note or None, recorded_by=actor)
@@ -383,11 +403,13 @@ def assign(alert_id: AlertId, engine: EngineDep, caller: CrewDep,
     if not changes:
         raise InvalidInput('Say what to change: {"assignee": "...", "due_on": "YYYY-MM-DD"}.')
     if changes.get("assignee") is not None:
-        changes["assignee"] = params.clean_text(changes["assignee"], "assignee").strip() or None
+        changes["assignee"] = check_text(changes["assignee"], "assignee",
+                                         max_chars=MAX_NAME_CHARS).strip() or None
     assert caller.name is not None  # the crew role is only ever a named key
     with engine.begin() as conn:
         alerts.assign(conn, alert_id, actor=caller.name, changes=changes)
-    return JSONResponse(_feature(_full_alert(engine, alert_id)), media_type=GEOJSON)
+    return JSONResponse(_feature(_full_alert(engine, alert_id), staff=True),
+                        media_type=GEOJSON)
 
 
 # The formats a phone camera gives, told by their first bytes (never by name or header).

@@ -24,6 +24,7 @@ import paho.mqtt.client as mqtt
 import pytest
 import sqlalchemy as sa
 
+from geo import store
 from geo.database import create_engine
 from geo.errors import InvalidInput, TwinError
 from ingest.watch import LOGGER, WatchStats, parse_mqtt_url, readings_of_message, watch
@@ -63,7 +64,7 @@ def _until(predicate, timeout: float = WAIT_S, what: str = "the condition"):
 class Broker:
     """A mosquitto of the test's own, with persistence in a temporary directory."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, settings: str = "") -> None:
         self.port = _free_port()
         self.directory = directory
         self.config = directory / "mosquitto.conf"
@@ -74,6 +75,7 @@ class Broker:
             f"persistence_location {directory}/\n"
             # Run as root, mosquitto would otherwise switch to a user who cannot write here.
             f"user {getpass.getuser()}\n"
+            + settings
         )
         self.log = directory / "mosquitto.log"
         self.process: subprocess.Popen | None = None
@@ -354,6 +356,46 @@ def test_bad_messages_are_rejected_with_reasons_and_good_ones_still_land(engine,
         "succeeded", 11, 5, 6)
 
 
+HOSTILE_TEXT = ["a\x00b", "bell\x07 escape\x1b[31m", "\u202eevil\u202c", "🚧 井盖",
+                "'; DROP TABLE readings; --", "x" * 1_000_000]
+HOSTILE_DATES = ["0001-01-01T00:00:00Z", "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59Z",
+                 "9999-12-31T23:59:59-12:00", "2016-12-31T23:59:60Z", "2026-02-30T10:00:00Z",
+                 "1e308"]
+
+
+def test_hostile_text_and_dates_are_rejected_and_the_extreme_offsets_land_right(
+        engine, broker, feed):
+    url = broker.url(feed["topic"])
+    bad = [{**reading("MH-1", "tilt_deg", 1.0, 1), name: value}
+           for name in ("asset_layer", "asset_external_id", "metric") for value in HOSTILE_TEXT]
+    bad += [{**reading("MH-1", "tilt_deg", 1.0, 1), "observed_at": value}
+            for value in HOSTILE_DATES]
+    # The world's extreme offsets are real times: the same instant, stored in UTC.
+    east = (BASE + timedelta(minutes=30)).astimezone(timezone(timedelta(hours=14)))
+    west = (BASE + timedelta(minutes=31)).astimezone(timezone(timedelta(hours=-12)))
+    good = [{**reading("MH-1", "tilt_deg", 2.0, 0), "observed_at": east.isoformat()},
+            {**reading("MH-1", "tilt_deg", 3.0, 0), "observed_at": west.isoformat()}]
+    with Watcher(engine, url, feed["client_id"], source=feed["source"]) as watcher:
+        publish(broker.port, feed["topic"], [*bad, *good])
+        watcher.wait_messages(len(bad) + len(good))
+        stats = watcher.finish()
+
+    assert stored(engine, feed["source"]) == {("MH-1", "tilt_deg", east): 2.0,
+                                              ("MH-1", "tilt_deg", west): 3.0}
+    assert stats.rejected == len(bad)
+    with engine.connect() as conn:
+        # Every reading of this source is one of the two; no year-1 partition was made.
+        assert conn.execute(sa.text(
+            "SELECT count(*) FROM readings WHERE observed_at < '1970-01-01'")).scalar_one() == 0
+        kept = conn.execute(sa.text(
+            "SELECT row_number, value, reason FROM ingest_rejects WHERE run_id = :id"),
+            {"id": stats.run_id}).all()
+    assert len({row for row, _, _ in kept}) == len(bad)  # some rows have two reasons
+    for _, value, reason in kept:
+        # Kept for the record, but never as a terminal escape or a megabyte of text.
+        assert "\x1b" not in (value or "") + reason and len(reason) < 300
+
+
 # -- 3. a job restart -----------------------------------------------------------------------
 
 def test_messages_published_while_the_job_is_down_land_exactly_once(engine, broker, feed):
@@ -416,6 +458,44 @@ def test_a_broker_restart_loses_nothing(engine, private_broker, feed):
     assert stats.rejected == 0
 
 
+# -- what the broker drops ------------------------------------------------------------------
+
+def test_messages_the_broker_drops_are_reported_not_lost_quietly(engine, tmp_path, feed):
+    # Mosquitto's stock queue limit (1000) scaled down: the job's session may hold 20 queued
+    # messages while the job is away; the broker drops the rest of a burst of 100 and counts
+    # them in $SYS, published every second here.
+    broker = Broker(tmp_path, "max_queued_messages 20\nsys_interval 1\n")
+    broker.start()
+    try:
+        url = broker.url(feed["topic"])
+        where = f"127.0.0.1:{broker.port}"
+        with Watcher(engine, url, feed["client_id"], source=feed["source"]) as watcher:
+            # The first sight of the broker's counter is the baseline the next run compares with.
+            watcher.wait(lambda: drops_of(engine, where) is not None, "the broker's counter")
+            watcher.finish()
+        sent = [reading("MH-2", "water_level_pct", float(i % 100), 300 + i) for i in range(100)]
+        publish(broker.port, feed["topic"], sent)
+        with Watcher(engine, url, feed["client_id"], source=feed["source"]) as watcher:
+            watcher.wait(lambda: (drops_of(engine, where) or 0) > 0, "the drops to be reported")
+            stats = watcher.finish()
+    finally:
+        broker.kill()
+
+    landed = len(stored(engine, feed["source"]))
+    assert 0 < landed < len(sent)
+    # Every message either landed or is reported dropped: none is lost without a word.
+    assert landed + stats.broker_dropped == len(sent)
+    assert drops_of(engine, where) == stats.broker_dropped
+    last = runs(engine, url)[-1]
+    assert last.status == "succeeded"
+    assert f"the broker reported {stats.broker_dropped} messages dropped" in last.message
+
+
+def drops_of(engine, broker: str) -> int | None:
+    with engine.connect() as conn:
+        return store.feed_drops_by_broker(conn).get(broker)
+
+
 # -- a burst --------------------------------------------------------------------------------
 
 def test_a_burst_beyond_the_brokers_queue_lands_whole_in_full_batches(engine, broker, feed):
@@ -438,6 +518,7 @@ def test_a_burst_beyond_the_brokers_queue_lands_whole_in_full_batches(engine, br
 CHILD = """
 import json, logging, sys
 from sqlalchemy.engine import make_url
+from geo import store
 from geo.database import create_engine
 from ingest.watch import watch
 logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
