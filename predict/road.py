@@ -205,7 +205,10 @@ def programme_notes(features: pd.DataFrame, as_of: pd.Timestamp, out: pd.DataFra
 
 def programme_note(year: int, treatment: str) -> str:
     """The words that say a forecast assumes a programmed treatment."""
-    return f"forecast assumes the {year} {treatment.replace('_', ' ')} in the programme"
+    from geo.i18n import _
+
+    return _("forecast assumes the {year} {treatment} in the programme", year=year,
+             treatment=treatment.replace("_", " "))
 
 
 def _first_crossing(model: RoadModel, features: pd.DataFrame, goodness: np.ndarray,

@@ -14,6 +14,7 @@ import typer
 from rich.table import Table
 
 from geo.errors import TwinError
+from geo.i18n import _
 from service.cli import _engine, _fail, _settings, console
 
 predict_app = typer.Typer(
@@ -193,9 +194,11 @@ def load_surveys(
         report = load_wide_survey(_engine(_settings()), path, mapping, dry_run=dry_run)
     except TwinError as error:
         raise _fail(error) from None
-    console.print(f"{report.rows_read:,} survey values read: {report.rows_new:,} new, "
-                  f"{report.rows_updated:,} updated, {report.rows_rejected:,} rejected"
-                  + (f" (see {report.rejects_path})" if report.rows_rejected else "") + ".")
+    console.print(_("{read} survey values read: {new} new, {updated} updated, {rejected} "
+                    "rejected.", read=f"{report.rows_read:,}", new=f"{report.rows_new:,}",
+                    updated=f"{report.rows_updated:,}", rejected=f"{report.rows_rejected:,}"))
+    if report.rows_rejected:
+        console.print(_("Rejected rows: {path}", path=report.rejects_path))
 
 
 @predict_app.command("load-programme")
@@ -213,7 +216,7 @@ def load_programme(
         count = run(_engine(_settings()), path, source=source)
     except TwinError as error:
         raise _fail(error) from None
-    console.print(f"Programme loaded: {count:,} scheduled treatments.")
+    console.print(_("Programme loaded: {count} scheduled treatments.", count=f"{count:,}"))
 
 
 @predict_app.command("load-work")
@@ -228,7 +231,7 @@ def load_work(
         count = load_work_records(_engine(_settings()), path, source=source)
     except TwinError as error:
         raise _fail(error) from None
-    console.print(f"Work records loaded: {count:,}.")
+    console.print(_("Work records loaded: {count}.", count=f"{count:,}"))
 
 
 @alerts_app.command("refresh")
