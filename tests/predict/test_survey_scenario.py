@@ -158,10 +158,12 @@ def test_backtest_through_the_twin_writes_a_report_and_beats_the_baselines(twin,
         h = report["horizons"][horizon]
         assert h["mae"]["model"] < h["mae"]["persistence"], (horizon, h["mae"])
         assert h["mae"]["model"] < h["mae"]["trend"], (horizon, h["mae"])
-        # Through the twin (394 of the sample's streets) the intervals are too narrow two
-        # years ahead (0.61-0.63 measured, 0.81 in memory on 600 blocks): not solved, see
-        # docs/benchmarks.md; this guards the rest and against getting worse.
-        assert h["coverage"] >= 0.55, (horizon, h["coverage"])
+    # Through the twin (the sample's 394 streets) the intervals hold one year ahead (0.79)
+    # but are too narrow two and three years ahead (0.61, 0.49 measured; 0.79-0.82 in memory
+    # on 600 blocks): not solved, see docs/benchmarks.md. These guard against worse.
+    assert 0.72 <= report["horizons"][365]["coverage"] <= 0.88
+    assert report["horizons"][730]["coverage"] >= 0.55
+    assert report["horizons"][1095]["coverage"] >= 0.42
     text = out.read_text()
     assert "data:image/png;base64," in text and "model / persistence" in text
     png = tmp_path / "backtest.png"
