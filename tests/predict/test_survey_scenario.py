@@ -160,7 +160,8 @@ def test_backtest_through_the_twin_writes_a_report_and_beats_the_baselines(twin,
         assert h["mae"]["model"] < h["mae"]["trend"], (horizon, h["mae"])
     # Through the twin (the sample's 394 streets) the intervals hold one year ahead (0.79)
     # but are too narrow two and three years ahead (0.61, 0.49 measured; 0.79-0.82 in memory
-    # on 600 blocks): not solved, see docs/benchmarks.md. These guard against worse.
+    # on 600 synthetic blocks, 0.59 / 0.45 in memory on these streets too): not solved, see
+    # docs/benchmarks.md. These guard against worse.
     assert 0.72 <= report["horizons"][365]["coverage"] <= 0.88
     assert report["horizons"][730]["coverage"] >= 0.55
     assert report["horizons"][1095]["coverage"] >= 0.42
