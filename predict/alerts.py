@@ -8,6 +8,7 @@ with a note, and every change lands in the alert's history.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import pandas as pd
 from sqlalchemy.engine import Engine
@@ -16,8 +17,8 @@ from geo import alerts as alert_store
 from geo import predictions as sql
 from geo.vocabulary import DAMAGE_NAMES
 from predict import manholes
-from predict.features import JUMP_GOODNESS, MetricScale
-from predict.road import as_utc, default_threshold
+from predict.features import JUMP_GOODNESS, MetricScale, programme_dates
+from predict.road import as_utc, default_threshold, programme_note
 
 ROAD_WEAR = "road_wear"
 DEBRIS = "debris_pile"
@@ -137,6 +138,7 @@ def road_wear_alerts(engine: Engine, report: RefreshReport, *, metric: str,
         forecasts = sql.latest_street_predictions(conn, scale.id, horizon_days)
         streets = sql.street_attributes(conn).set_index("asset_id")
         surveys = sql.street_surveys(conn, scale.id).set_index("asset_id")
+        programme = programme_dates(sql.street_programme(conn, datetime.now(UTC)))
     if forecasts.empty:
         report.notes.append(f"No stored {horizon_days}-day '{metric}' forecasts: run "
                             f"`twin predict score --metric {metric} --horizon {horizon_days}` "
@@ -172,6 +174,11 @@ def road_wear_alerts(engine: Engine, report: RefreshReport, *, metric: str,
                   f"80 %: {_fmt(min(row.lower, row.upper))}-{_fmt(max(row.lower, row.upper))}")
         if pd.notna(crossing):
             reason += f"; crosses {threshold:g} in about {int(crossing)} days"
+        planned = programme[(programme["asset_id"] == row.asset_id)
+                            & (programme["planned_at"] > as_of)
+                            & (programme["planned_at"] <= as_utc(row.target_date))]
+        for entry in planned.itertuples():
+            reason += "; " + programme_note(int(entry.year), entry.treatment)
         details = {"metric": metric, "now": now_value, "forecast": round(float(row.value), 2),
                    "lower": round(float(row.lower), 2), "upper": round(float(row.upper), 2),
                    "target_date": str(row.target_date), "threshold": threshold,
