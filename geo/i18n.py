@@ -36,8 +36,8 @@ How to add a message
    or loses a placeholder.
 
 Lazy strings (``_l``) are :class:`babel.support.LazyProxy` objects, translated each time they
-are turned into text (``str()``, f-strings, ``%``, ``+``); pass ``str(x)`` where a real ``str``
-is needed (JSON, ``isinstance`` checks).
+are turned into text (``str()``, f-strings, ``%``, ``+``, string methods); pass ``str(x)`` where
+a real ``str`` is needed (``json.dumps``, Jinja's ``tojson``, ``isinstance`` checks).
 
 Examples
 --------
@@ -63,7 +63,7 @@ from datetime import date, datetime, tzinfo
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from babel import Locale, dates, numbers
 from babel.messages.mofile import write_mo
@@ -220,6 +220,8 @@ def _format(text: str, values: dict[str, Any]) -> str:
 
 def gettext(message: str, /, **values: Any) -> str:
     """``message`` in the current locale, with ``{placeholders}`` filled from ``values``."""
+    if not isinstance(message, str):  # a lazy string: it is already in the current locale
+        return _format(str(message), values)
     return _format(translations(current_locale()).ugettext(message), values)
 
 
@@ -232,9 +234,14 @@ def ngettext(singular: str, plural: str, n: int, /, **values: Any) -> str:
     return _format(text, {"n": format_decimal(n), **values})
 
 
-def lazy_gettext(message: str, /, **values: Any) -> LazyProxy:
-    """A string translated each time it is used: for module-level constants."""
-    return LazyProxy(gettext, message, enable_cache=False, **values)
+def lazy_gettext(message: str, /, **values: Any) -> str:
+    """A string translated each time it is used: for module-level constants.
+
+    Typed as ``str`` because it acts as one wherever text is used (formatting, ``+``,
+    ``html.escape``, string methods); only ``json.dumps`` and Jinja's ``tojson`` need
+    ``str(x)`` first (``maps.elements.js_value`` does that).
+    """
+    return cast(str, LazyProxy(gettext, message, enable_cache=False, **values))
 
 
 _l = lazy_gettext
@@ -261,15 +268,35 @@ def format_date(value: date | datetime, format: str = "medium") -> str:
 
 
 def format_datetime(
-    value: datetime, format: str = "medium", tz: tzinfo | str | None = None
+    value: datetime, format: str = "minute", tz: tzinfo | str | None = None
 ) -> str:
     """A date and time in the current locale, in ``tz`` (the value's own zone when None).
 
-    A naive ``value`` is taken as UTC, as the twin stores times.
+    ``format`` is ``minute`` (the date, and the time to the minute on a 24-hour clock: what
+    crews and planners read), or Babel's short, medium, long, full or a pattern. A naive
+    ``value`` is taken as UTC, as the twin stores times.
+
+    Examples
+    --------
+    >>> when = datetime(2026, 10, 30, 8, 15)
+    >>> with use_locale("en"):
+    ...     format_datetime(when)
+    'Oct 30, 2026 08:15'
+    >>> with use_locale("zh"):
+    ...     format_datetime(when)
+    '2026年10月30日 08:15'
     """
     if tz is None and value.tzinfo is not None:
         tz = value.tzinfo
     zone = dates.get_timezone(tz) if isinstance(tz, str) else tz
+    if format == "minute":
+        # CLDR has date and time skeletons apart: the locale's own date, then its 24 h time.
+        when = value if value.tzinfo is not None else value.replace(tzinfo=dates.UTC)
+        if zone is not None:
+            when = when.astimezone(zone)
+        locale = babel_locale()
+        return (dates.format_skeleton("yMMMd", when, locale=locale) + " "
+                + dates.format_skeleton("Hm", when, locale=locale))
     return dates.format_datetime(value, format=format, tzinfo=zone, locale=babel_locale())
 
 

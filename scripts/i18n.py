@@ -90,7 +90,8 @@ def update() -> None:
         catalog.obsolete.clear()
         if locale == SOURCE_LOCALE:
             for message in catalog:
-                if message.id and not message.string:
+                texts = message.string if isinstance(message.string, tuple) else (message.string,)
+                if message.id and not all(texts):
                     message.string = message.id
         # No source locations: line numbers would change with every edit and conflict.
         for message in catalog:
