@@ -21,6 +21,8 @@ fi
 # Tests open exports with GDAL's ogrinfo, talk to a real MQTT broker,
 # and open the maps in a real browser.
 [ "$EXTRAS" = test ] && packages+=(gdal-bin mosquitto chromium)
+# Chinese pages in that browser (and their screenshots in docs/) need a CJK font.
+[ "$EXTRAS" = test ] && packages+=(fonts-noto-cjk)
 
 missing=()
 for package in "${packages[@]}"; do

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 from geo import alerts as alert_store
 from geo import exports, predictions, tiles, worklist
 from geo.errors import InvalidInput
-from geo.i18n import _, _l, format_datetime, html_lang, ngettext
+from geo.i18n import _, _l, format_date, format_datetime, html_lang, ngettext
 from geo.layers import LAYERS
 from maps.analysis import damage_density, debris_hotspots
 from maps.assets import STATIC_DIR, inline_assets
@@ -140,7 +140,7 @@ def planner_inputs(conn: Connection, horizons: tuple[int, ...] = DEFAULT_HORIZON
     return {
         "sources": _sources(conn, layers, now, inline),
         "forecasts": forecasts,
-        "forecast_as_of": f"{max(made):%Y-%m-%d}" if made else "",
+        "forecast_as_of": format_date(max(made)) if made else "",
         "damage": damage_density(points),
         "hotspots": debris_hotspots(zip(debris["lon"], debris["lat"],
                                         debris["observed_at"], strict=True)),
