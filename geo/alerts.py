@@ -14,7 +14,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from geo.errors import Conflict, InvalidInput, NotFound
-from geo.vocabulary import ALERT_STATUSES, SEVERITIES
+from geo.i18n import _
+from geo.vocabulary import ALERT_STATUSES, SEVERITIES, STATUS_LABELS, label
 
 STATUSES = ALERT_STATUSES
 ACTIVE = ("open", "acknowledged", "in_progress")
@@ -73,7 +74,8 @@ def raise_alert(conn: Connection, *, kind: str, severity: str, asset_layer: str 
     alert is raised whatever came before.
     """
     if severity not in SEVERITIES:
-        raise InvalidInput(f"Severity '{severity}' is not one of {', '.join(SEVERITIES)}.")
+        raise InvalidInput(_("Severity '{severity}' is not one of {allowed}.", severity=severity,
+                             allowed=", ".join(SEVERITIES)))
     details = dict(details or {})
     if evidence is not None:
         details["evidence"] = evidence
@@ -175,15 +177,16 @@ def act(conn: Connection, alert_id: int, action: str, *, actor: str,
         When the alert's status does not allow the action.
     """
     if action not in ACTIONS:
-        raise InvalidInput(f"Unknown action '{action}'; use one of {', '.join(ACTIONS)}.")
+        raise InvalidInput(_("Unknown action '{action}'; use one of {allowed}.", action=action,
+                             allowed=", ".join(ACTIONS)))
     status = conn.execute(sa.text("SELECT status FROM alerts WHERE id = :id FOR UPDATE"),
                           {"id": alert_id}).scalar()
     if status is None:
-        raise NotFound(f"There is no alert {alert_id}.")
+        raise NotFound(_("There is no alert {id}.", id=alert_id))
     allowed_from, to_status = ACTIONS[action]
     if status not in allowed_from:
-        raise Conflict(f"Alert {alert_id} is {status.replace('_', ' ')}, so '{action}' is "
-                       f"not possible.")
+        raise Conflict(_("Alert {id} is {status}, so '{action}' is not possible.", id=alert_id,
+                         status=label(STATUS_LABELS, status), action=action))
     _set_status(conn, alert_id, status, to_status, actor, note)
     return get_alert(conn, alert_id)
 
@@ -212,7 +215,7 @@ def get_alert(conn: Connection, alert_id: int) -> dict:
     row = conn.execute(sa.text(f"SELECT {_ALERT_COLUMNS} {_ALERT_FROM} WHERE a.id = :id"),
                        {"id": alert_id}).mappings().first()
     if row is None:
-        raise NotFound(f"There is no alert {alert_id}.")
+        raise NotFound(_("There is no alert {id}.", id=alert_id))
     alert = dict(row)
     alert["history"] = [dict(r) for r in conn.execute(sa.text(
         "SELECT id, at, actor, from_status, to_status, note, evidence FROM alert_events "
@@ -261,9 +264,10 @@ def assign(conn: Connection, alert_id: int, *, actor: str, changes: dict) -> dic
     row = conn.execute(sa.text("SELECT status, assignee, due_on FROM alerts WHERE id = :id "
                                "FOR UPDATE"), {"id": alert_id}).first()
     if row is None:
-        raise NotFound(f"There is no alert {alert_id}.")
+        raise NotFound(_("There is no alert {id}.", id=alert_id))
     if row.status not in ACTIVE:
-        raise Conflict(f"Alert {alert_id} is {row.status}, so it cannot be assigned.")
+        raise Conflict(_("Alert {id} is {status}, so it cannot be assigned.", id=alert_id,
+                         status=label(STATUS_LABELS, row.status)))
     new = {"assignee": changes.get("assignee", row.assignee),
            "due_on": changes.get("due_on", row.due_on)}
     if (new["assignee"], new["due_on"]) != (row.assignee, row.due_on):

@@ -22,8 +22,10 @@ How to add a message
        LEGEND_TITLE = _l("Open alerts")       # module-level constant: a lazy string
        ngettext("{n} alert", "{n} alerts", n)  # plural forms; ``n`` is passed to format
 
-   Do not build a message from pieces (``_("Open") + " " + _("alerts")``): Chinese orders
-   words differently; translate the whole sentence. Values (names, ids, numbers) go in
+   Without values the text is returned as it is; with values, write a literal brace as
+   ``{{`` or pass it in a value. Do not build a message from pieces
+   (``_("Open") + " " + _("alerts")``): Chinese orders words differently; translate the
+   whole sentence. Values (names, ids, numbers) go in
    placeholders, formatted with :func:`format_decimal` / :func:`format_date` /
    :func:`format_datetime` so that they follow the locale too.
 2. Run ``.venv/bin/python scripts/i18n.py update``: it extracts every msgid from the code

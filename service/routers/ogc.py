@@ -22,6 +22,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Res
 
 from geo import features
 from geo.errors import InvalidInput, NotFound
+from geo.i18n import _
 from geo.layers import LAYERS, Layer, table_versions
 from service import params
 from service.deps import EngineDep, SettingsDep, require_reader
@@ -89,8 +90,8 @@ def _negotiate(request: Request, f: str | None) -> None:
         media = media.lower()
         if quality > 0 and (media in ("*/*", "application/*") or media.endswith("json")):
             return
-    raise HTTPException(406, "Only JSON is offered here (application/json, "
-                        "application/geo+json); HTML is not.")
+    raise HTTPException(406, _("Only JSON is offered here (application/json, "
+                               "application/geo+json); HTML is not."))
 
 
 def _check_parameters(request: Request, allowed: frozenset[str] | set[str]) -> None:
@@ -98,8 +99,8 @@ def _check_parameters(request: Request, allowed: frozenset[str] | set[str]) -> N
     for name, value in request.query_params.multi_items():
         if name not in allowed:
             known = ", ".join(sorted(allowed))
-            raise InvalidInput(f"Unknown query parameter '{name}'; this operation takes: "
-                               f"{known}.")
+            raise InvalidInput(_("Unknown query parameter '{name}'; this operation takes: "
+                                 "{known}.", name=name, known=known))
         params.clean_text(value, name)
 
 

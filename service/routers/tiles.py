@@ -39,6 +39,7 @@ from starlette.concurrency import run_in_threadpool
 
 from geo import tiles
 from geo.errors import InvalidInput, NotFound
+from geo.i18n import _
 from geo.layers import LAYERS, Layer, table_versions
 from maps.styles import (
     COMPOUND_COLOURS,
@@ -307,11 +308,13 @@ def build_tile_request(
     layer = params.find_layer(layer_id)
     tiles.check_tile(z, x, y)
     if not 1 <= limit <= tiles.MAX_LIMIT:
-        raise InvalidInput(f"limit must be from 1 to {tiles.MAX_LIMIT}, not {limit}.")
+        raise InvalidInput(_("limit must be from 1 to {most}, not {value}.",
+                             most=tiles.MAX_LIMIT, value=limit))
     if not 256 <= extent <= 16384:
-        raise InvalidInput(f"extent must be from 256 to 16384, not {extent}.")
+        raise InvalidInput(_("extent must be from 256 to 16384, not {value}.", value=extent))
     if not 0 <= buffer <= extent:
-        raise InvalidInput(f"buffer must be from 0 to the extent ({extent}), not {buffer}.")
+        raise InvalidInput(_("buffer must be from 0 to the extent ({extent}), not {value}.",
+                             extent=extent, value=buffer))
     as_of = None  # now
     if datetime_text is not None and datetime_text.strip():
         as_of = params.parse_instant(datetime_text, rfc3339=False)
@@ -680,7 +683,8 @@ async def get_style(request: Request, engine: EngineDep, caller: ReaderDep,
     """
     build = STYLES.get(name)
     if build is None:
-        raise NotFound(f"There is no style '{name[:100]}'; the styles are {', '.join(STYLES)}.")
+        raise NotFound(_("There is no style '{name}'; the styles are {names}.",
+                         name=name[:100], names=", ".join(STYLES)))
     boxes = [b for layer in LAYERS.values()
              if (b := await _bounds(request, engine, layer, None)) is not None]
     union = (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
