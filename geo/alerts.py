@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from geo.errors import Conflict, InvalidInput, NotFound
-from geo.i18n import _
+from geo.i18n import SOURCE_LOCALE, Message, _, render, use_locale
 from geo.vocabulary import ALERT_STATUSES, SEVERITIES, STATUS_LABELS, label
 
 STATUSES = ALERT_STATUSES
@@ -58,7 +58,7 @@ class AlertFilter:
 
 
 def raise_alert(conn: Connection, *, kind: str, severity: str, asset_layer: str | None,
-                asset_id: int | None, geom_ewkt: str, reason: str,
+                asset_id: int | None, geom_ewkt: str, reason: str | Message,
                 details: dict | None = None, evidence_at: datetime | None = None,
                 evidence: str | None = None) -> tuple[int | None, bool]:
     """Open an alert, or update the active one of the same asset and kind.
@@ -79,6 +79,12 @@ def raise_alert(conn: Connection, *, kind: str, severity: str, asset_layer: str 
     details = dict(details or {})
     if evidence is not None:
         details["evidence"] = evidence
+    if isinstance(reason, dict):
+        # Kept as a message, written in each reader's language (localised); the column holds
+        # the English for SQL readers and older clients.
+        details["reason_message"] = reason
+        with use_locale(SOURCE_LOCALE):
+            reason = render(reason)
     params = {"kind": kind, "severity": severity, "layer": asset_layer, "asset": asset_id,
               "geom": geom_ewkt, "reason": reason, "details": json.dumps(details, default=str),
               "evidence_at": evidence_at}
@@ -216,7 +222,7 @@ def get_alert(conn: Connection, alert_id: int) -> dict:
                        {"id": alert_id}).mappings().first()
     if row is None:
         raise NotFound(_("There is no alert {id}.", id=alert_id))
-    alert = dict(row)
+    alert = localised(dict(row))
     alert["history"] = [dict(r) for r in conn.execute(sa.text(
         "SELECT id, at, actor, from_status, to_status, note, evidence FROM alert_events "
         "WHERE alert_id = :id ORDER BY at, id"), {"id": alert_id}).mappings()]
@@ -229,10 +235,18 @@ def list_alerts(conn: Connection, where: AlertFilter, *, limit: int, offset: int
     clause, params = filter_clause(where)
     order = [f"{SORTABLE[name]} {'DESC' if desc else 'ASC'} NULLS LAST" for name, desc in sortby]
     order += ["a.updated_at DESC", "a.id DESC"]
-    return [dict(r) for r in conn.execute(sa.text(
+    return [localised(dict(r)) for r in conn.execute(sa.text(
         f"SELECT {_ALERT_COLUMNS} {_ALERT_FROM} WHERE {clause} "
         f"ORDER BY {', '.join(order)} LIMIT :limit OFFSET :offset"
     ), {**params, "limit": limit, "offset": offset}).mappings()]
+
+
+def localised(alert: dict) -> dict:
+    """The alert with its reason in the current language (when it was kept as a message)."""
+    details = alert.get("details")
+    if isinstance(details, dict) and isinstance(details.get("reason_message"), dict):
+        alert["reason"] = render(details["reason_message"])
+    return alert
 
 
 def filter_clause(where: AlertFilter) -> tuple[str, dict]:

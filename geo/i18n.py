@@ -37,6 +37,11 @@ How to add a message
 4. ``pytest tests/geo/test_i18n.py`` fails while any msgid lacks either translation, is fuzzy,
    or loses a placeholder.
 
+Texts kept in the database (an alert's reason) are kept as a *message*, not in one language:
+``deferred("...{value}...", value=...)`` is a JSON-able ``{"msgid": ..., "values": ...}``
+(values may be messages too, and ``{"date": "YYYY-MM-DD"}`` is a date), and
+:func:`render` writes it in the language of whoever reads it.
+
 Lazy strings (``_l``) are :class:`babel.support.LazyProxy` objects, translated each time they
 are turned into text (``str()``, f-strings, ``%``, ``+``, string methods); pass ``str(x)`` where
 a real ``str`` is needed (``json.dumps``, Jinja's ``tojson``, ``isinstance`` checks).
@@ -247,6 +252,36 @@ def lazy_gettext(message: str, /, **values: Any) -> str:
 
 
 _l = lazy_gettext
+
+
+Message = dict[str, Any]
+
+
+def deferred(message: str, /, **values: Any) -> Message:
+    """A message to keep (in JSON) and write later, in its reader's language, with :func:`render`.
+
+    Examples
+    --------
+    >>> reason = deferred("Why: {reason}", reason=deferred("this alert"))
+    >>> with use_locale("zh"):
+    ...     render(reason)
+    '原因：此告警'
+    """
+    return {"msgid": message, "values": values}
+
+
+def render(message: Message | str | None) -> str:
+    """A :func:`deferred` message (or plain text, as it is) in the current locale."""
+    if not isinstance(message, dict):
+        return "" if message is None else str(message)
+    if "date" in message and len(message) == 1:
+        try:
+            return format_date(date.fromisoformat(str(message["date"])[:10]))
+        except ValueError:
+            return str(message["date"])
+    values = {k: render(v) if isinstance(v, dict) else v
+              for k, v in (message.get("values") or {}).items()}
+    return gettext(str(message.get("msgid", "")), **values)
 
 
 def N_(message: str) -> str:  # noqa: N802 - the gettext convention

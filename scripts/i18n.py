@@ -26,7 +26,7 @@ from geo.i18n import DOMAIN, LOCALES, SOURCE_LOCALE, catalogue_path  # noqa: E40
 
 # The packages whose code speaks to users (tests and scripts do not).
 PACKAGES = ("geo", "ingest", "predict", "maps", "service", "sample_data")
-KEYWORDS = {**DEFAULT_KEYWORDS, "_l": None, "lazy_gettext": None}
+KEYWORDS = {**DEFAULT_KEYWORDS, "_l": None, "lazy_gettext": None, "deferred": None}
 
 
 def extract() -> Catalog:
