@@ -487,6 +487,9 @@ def _watch(url: str, *, source: str | None, as_json: bool) -> None:
         console.print(f"Stopped: {stats.messages:,} messages, {stats.readings_new:,} new "
                       f"readings, {stats.readings_unchanged:,} unchanged, {stats.rejected:,} "
                       f"rejected.")
+    if stats.broker_dropped:
+        err_console.print(f"The broker reported {stats.broker_dropped:,} messages dropped while "
+                          f"this job ran: readings may be missing (see docs/mosquitto.conf).")
 
 
 @metrics_app.command("set")
