@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from geo.errors import InvalidInput, NotFound, TwinError
+from geo.i18n import _, format_decimal
 from geo.layers import LAYERS
 
 # service.exporting (and SQLAlchemy with it) is imported when the command runs, so that
@@ -58,7 +59,7 @@ def export(
         for item in where or []:
             name, sep, value = item.partition("=")
             if not sep or not name.strip():
-                raise InvalidInput(f"--where '{item}' is not PROPERTY=VALUE.")
+                raise InvalidInput(_("--where '{item}' is not PROPERTY=VALUE.", item=item))
             filters.append((name.strip(), value))
         query = exporting.export_query(found, bbox=bbox, datetime_text=datetime_text,
                                        properties=properties, filters=filters)
@@ -67,5 +68,6 @@ def export(
     except TwinError as error:
         raise _fail(error) from None
     features = f"{written.features:,} feature{'' if written.features == 1 else 's'}"
-    console.print(f"Wrote {features} of {found.id} to {out} ({fmt.title}, "
-                  f"{out.stat().st_size:,} bytes).", highlight=False)
+    console.print(_("Wrote {features} of {layer} to {out} ({format}, {size} bytes).",
+                    features=features, layer=found.id, out=out, format=fmt.title,
+                    size=format_decimal(out.stat().st_size)), highlight=False)

@@ -81,7 +81,7 @@ def _negotiate(request: Request, f: str | None) -> None:
         media, *options = (part.strip() for part in item.split(";"))
         quality = 1.0
         for option in options:
-            key, _, value = option.partition("=")
+            key, _sep, value = option.partition("=")
             if key.strip().lower() == "q":
                 try:
                     quality = float(value)
