@@ -159,7 +159,7 @@ function twinKey(answer) {
 
 // POST a JSON body (or none) or a form; resolves to [response, parsed body].
 function twinPost(path, key, body) {
-    var headers = {"X-API-Key": key}, payload;
+    var headers = {"X-API-Key": key, "Accept-Language": TWIN_LANG}, payload;
     if (body instanceof FormData) { payload = body; }
     else if (body) { headers["Content-Type"] = "application/json"; payload = JSON.stringify(body); }
     return fetch(TWIN_API + path, {method: "POST", headers: headers, body: payload})
@@ -346,7 +346,8 @@ TWIN_MAP.on("popupopen", function (e) {
     var record = document.createElement("div");
     record.className = "twin-record";
     box.insertBefore(record, box.querySelector(".actions"));
-    fetch(TWIN_API + "/alerts/" + box.getAttribute("data-alert"), {headers: {"X-API-Key": key}})
+    fetch(TWIN_API + "/alerts/" + box.getAttribute("data-alert"),
+          {headers: {"X-API-Key": key, "Accept-Language": TWIN_LANG}})
         .then(function (r) { return r.ok ? r.json() : {}; })
         .then(function (alert) {
             (alert.work || []).forEach(function (w) {
@@ -470,7 +471,10 @@ function twinLoadWork() {
     }
     if (!twinApiKey()) { state.textContent = TWIN_TEXT.workNeedsKey; return; }
     state.textContent = TWIN_TEXT.workLoading;
-    return fetch(TWIN_API + "/work?limit=" + TWIN_WORK_LIMIT, {headers: twinKeyHeaders()})
+    // In the page's language: the reasons and refusals the twin writes.
+    var headers = twinKeyHeaders();
+    headers["Accept-Language"] = TWIN_LANG;
+    return fetch(TWIN_API + "/work?limit=" + TWIN_WORK_LIMIT, {headers: headers})
         .then(function (r) {
             return r.json().then(function (b) { return [r, b]; },
                                  function () { return [r, {}]; });

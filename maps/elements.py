@@ -15,7 +15,7 @@ from folium.elements import JSCSSMixin
 from folium.map import Layer
 from folium.template import Template
 
-from geo.i18n import _
+from geo.i18n import _, html_lang
 
 KEY_STORAGE = "twin-api-key"  # where the crew's API key is kept in the browser (localStorage)
 # The page scales to the phone's width and may be zoomed by its user (folium's own tag forbids
@@ -206,6 +206,8 @@ class Page(MacroElement):
         </style>
         <script>
         var TWIN_KEY_TEXT = {{ this.key_text }};
+        // The page's language, asked of the twin with every call (Accept-Language).
+        var TWIN_LANG = {{ this.lang|tojson }};
         function twinApiKey() {
             try { return window.localStorage.getItem({{ this.key_storage|tojson }}) || ""; }
             catch (e) { return ""; }
@@ -259,6 +261,7 @@ class Page(MacroElement):
         self.key_storage = KEY_STORAGE
         self.key_box = key_box
         self.background = background
+        self.lang = html_lang()
         # The key box's words, in the language of the page being built.
         self.key_text = js_value({"label": _("API key:"), "placeholder": _("crew key"),
                                   "save": _("Save"), "saved": " " + _("saved"),
