@@ -34,8 +34,8 @@ def split_format(name: str) -> tuple[str, str]:
     """``"pothole.json"`` -> ``("pothole", "json")``; an unknown format is a 404."""
     stem, dot, fmt = name.rpartition(".")
     if not dot or fmt not in FORMATS or not stem:
-        raise Open311Error(404, f"'{name}' is not a resource of this endpoint; ask for "
-                                f"<name>.json or <name>.xml.")
+        raise Open311Error(404, _("'{name}' is not a resource of this endpoint; ask for "
+                                  "<name>.json or <name>.xml.", name=name))
     return stem, fmt
 
 

@@ -30,3 +30,14 @@ def test_definition_and_xml_follow_the_language(client):
     english = client.get("/open311/v2/services/debris_pile.json?lang=en").json()
     assert english["attributes"][0]["description"] == "About how much is there?"
     assert not CJK.search(str(english))
+
+
+def test_errors_in_the_residents_language(client):
+    chinese = client.get("/open311/v2/services/teleport.json?lang=zh")
+    assert chinese.status_code == 404
+    assert chinese.json() == [{"code": 404, "description": "没有服务“teleport”。"}]
+    english = client.get("/open311/v2/services/teleport.json?lang=en").json()
+    assert english == [{"code": 404, "description": "There is no service 'teleport'."}]
+    xml = client.get("/open311/v2/requests.xml?start_date=2026-02-01T00:00:00Z"
+                     "&end_date=2026-01-01T00:00:00Z", headers={"Accept-Language": "zh"}).text
+    assert "end_date 早于 start_date。" in xml
