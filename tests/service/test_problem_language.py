@@ -43,3 +43,14 @@ def test_the_deployment_language_is_the_default(sample_engine, monkeypatch):
                     raise_server_exceptions=False) as chinese_first:
         assert chinese_first.get("/alerts/987654321").json()["title"] == "未找到"
         assert chinese_first.get("/alerts/987654321?lang=en").json()["title"] == "Not found"
+
+
+def test_lang_is_taken_by_every_route_and_filters_nothing(client):
+    # OGC API refuses unknown parameters, and items and exports take other names as property
+    # filters: ?lang= is neither.
+    items = client.get("/ogc/collections/streets/items?limit=2&lang=zh")
+    assert items.status_code == 200 and len(items.json()["features"]) == 2
+    assert items.headers["content-language"] == "zh-Hans"
+    assert client.get("/ogc/collections/streets?lang=en").status_code == 200
+    export = client.get("/exports/streets.geojson?lang=zh")
+    assert export.status_code == 200 and len(export.json()["features"]) > 0
