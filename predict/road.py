@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection
 
 from geo import predictions as sql
 from geo.errors import InvalidInput
+from geo.i18n import Message, deferred, render
 from geo.settings import PCI_THRESHOLD
 from predict.estimators import WearForecaster
 from predict.features import (
@@ -199,16 +200,15 @@ def programme_notes(features: pd.DataFrame, as_of: pd.Timestamp, out: pd.DataFra
         if np.isnan(days) or days > horizon:
             notes.append(None)
             continue
-        notes.append(programme_note((as_of + pd.Timedelta(days=float(days))).year, str(what)))
+        notes.append(render(programme_note((as_of + pd.Timedelta(days=float(days))).year,
+                                           str(what))))
     return notes
 
 
-def programme_note(year: int, treatment: str) -> str:
-    """The words that say a forecast assumes a programmed treatment."""
-    from geo.i18n import _
-
-    return _("forecast assumes the {year} {treatment} in the programme", year=year,
-             treatment=treatment.replace("_", " "))
+def programme_note(year: int, treatment: str) -> Message:
+    """The words that say a forecast assumes a programmed treatment (render them to show)."""
+    return deferred("forecast assumes the {year} {treatment} in the programme", year=year,
+                    treatment=treatment.replace("_", " "))
 
 
 def _first_crossing(model: RoadModel, features: pd.DataFrame, goodness: np.ndarray,

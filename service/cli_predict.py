@@ -40,8 +40,10 @@ def train(metric: MetricOption = "pci", as_of: AsOfOption = None,
         result = train_model(_engine(_settings()), metric, as_of, random_state=random_state)
     except TwinError as error:
         raise _fail(error) from None
-    console.print(f"Stored model [bold]{result.version}[/]: '{result.metric}' from "
-                  f"{result.train_from} to {result.train_to}, {result.rows:,} examples.")
+    console.print(_("Stored model [bold]{version}[/]: '{metric}' from {start} to {end}, "
+                    "{rows} examples.", version=result.version, metric=result.metric,
+                    start=result.train_from, end=result.train_to,
+                    rows=format_decimal(result.rows)))
 
 
 @predict_app.command("score")
@@ -74,7 +76,8 @@ def score(
                           + (f" CSV: {result.csv}" if result.csv else ""))
             return
         if target != "road-wear":
-            raise TwinError(f"Target '{target}' is not one of road-wear, debris.")
+            raise TwinError(_("Target '{target}' is not one of road-wear, debris.",
+                              target=target))
         result = score_streets(_engine(_settings()), metric, horizon or DEFAULT_HORIZONS, as_of,
                                out=out, version=version)
     except TwinError as error:
@@ -255,8 +258,8 @@ def refresh(
                      threshold=threshold, until=as_of)
     except TwinError as error:
         raise _fail(error) from None
-    table = Table(title="Alerts refreshed")
-    for column in ("kind", "opened", "still open", "resolved"):
+    table = Table(title=_("Alerts refreshed"))
+    for column in (_("kind"), _("opened"), _("still open"), _("resolved")):
         table.add_column(column)
     kinds = sorted(set(report.opened) | set(report.kept) | set(report.resolved))
     for kind in kinds:
@@ -264,4 +267,4 @@ def refresh(
                       str(report.resolved.get(kind, 0)))
     console.print(table)
     for note in report.notes:
-        console.print(f"[yellow]Note:[/] {note}")
+        console.print(_("[yellow]Note:[/] {note}", note=note))

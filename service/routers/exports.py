@@ -21,6 +21,7 @@ from starlette.background import BackgroundTask
 from geo.layers import LAYERS
 from service import exporting
 from service.deps import EngineDep, ReaderDep
+from service.language import LANGUAGE_PARAMETER
 
 router = APIRouter(tags=["exports"])
 
@@ -115,7 +116,7 @@ def export_layer(
     the layer's size.
     """
     filters = [(name, value) for name, value in request.query_params.multi_items()
-               if name not in exporting.EXPORT_PARAMETERS]
+               if name not in exporting.EXPORT_PARAMETERS and name != LANGUAGE_PARAMETER]
     if suffix.lower() in exporting.CSV_SIDE_FILES:
         side = suffix.lower()
         query = exporting.export_query(exporting.find_layer(layer), bbox=bbox,

@@ -7,6 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from geo import store
 from geo.database import ping
 from geo.errors import DatabaseUnavailable
+from geo.i18n import _
 from service.deps import EngineDep
 
 router = APIRouter(tags=["operations"])
@@ -30,7 +31,8 @@ def readyz(engine: EngineDep) -> dict:
     try:
         ping(engine)
     except sa.exc.DBAPIError:
-        raise DatabaseUnavailable("The database is not reachable; try again shortly.") from None
+        raise DatabaseUnavailable(
+            _("The database is not reachable; try again shortly.")) from None
     return {"status": "ready"}
 
 

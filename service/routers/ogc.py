@@ -26,6 +26,7 @@ from geo.i18n import _
 from geo.layers import LAYERS, Layer, table_versions
 from service import params
 from service.deps import EngineDep, SettingsDep, require_reader
+from service.language import LANGUAGE_PARAMETER
 from service.settings import ServiceSettings
 
 router = APIRouter(prefix="/ogc", tags=["OGC API - Features"],
@@ -95,7 +96,7 @@ def _negotiate(request: Request, f: str | None) -> None:
         media, *options = (part.strip() for part in item.split(";"))
         quality = 1.0
         for option in options:
-            key, _, value = option.partition("=")
+            key, _sep, value = option.partition("=")
             if key.strip().lower() == "q":
                 try:
                     quality = float(value)
@@ -104,17 +105,17 @@ def _negotiate(request: Request, f: str | None) -> None:
         media = media.lower()
         if quality > 0 and (media in ("*/*", "application/*") or media.endswith("json")):
             return
-    raise HTTPException(406, "Only JSON is offered here (application/json, "
-                        "application/geo+json); HTML is not.")
+    raise HTTPException(406, _("Only JSON is offered here (application/json, "
+                               "application/geo+json); HTML is not."))
 
 
 def _check_parameters(request: Request, allowed: frozenset[str] | set[str]) -> None:
     """A 400 for a query parameter the operation does not take, or a value with a NUL."""
     for name, value in request.query_params.multi_items():
-        if name not in allowed:
+        if name not in allowed and name != LANGUAGE_PARAMETER:
             known = ", ".join(sorted(allowed))
-            raise InvalidInput(f"Unknown query parameter '{name}'; this operation takes: "
-                               f"{known}.")
+            raise InvalidInput(_("Unknown query parameter '{name}'; this operation takes: "
+                                 "{known}.", name=name, known=known))
         params.clean_text(value, name)
 
 
@@ -351,7 +352,7 @@ def items(
     now = datetime.now(UTC)
     # Every other parameter is one of the layer's properties (_check_parameters saw to it).
     filters = [(name, value) for name, value in request.query_params.multi_items()
-               if name not in ITEMS_PARAMETERS]
+               if name not in ITEMS_PARAMETERS and name != LANGUAGE_PARAMETER]
     # The declared default documents the out-of-the-box value; the deployment's setting rules.
     asked = limit if "limit" in request.query_params else settings.items_default_limit
     page_size = min(asked, settings.items_max_limit)
