@@ -19,8 +19,10 @@ TABLES = {
     "alerts",
     "alert_events",
     "layer_versions",
+    "buildings",
 }
-SPATIAL = {"streets", "manholes", "parking", "compounds", "road_damage", "debris_piles", "alerts"}
+SPATIAL = {"streets", "manholes", "parking", "compounds", "road_damage", "debris_piles", "alerts",
+           "buildings"}
 
 
 def _tables(conn) -> set[str]:
