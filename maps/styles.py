@@ -30,6 +30,9 @@ DAMAGE_COLOURS = dict(zip(DAMAGE_CLASSES.values, ("#e6ab02", "#d95f02", "#7570b3
 DAMAGE_LABELS = {code: name.capitalize() for code, name in DAMAGE_NAMES.items()}
 DEBRIS_COLOUR = "#8c510a"
 HOTSPOT_COLOURS = ("#fdd49e", "#fc8d59", "#d7301f", "#7f0000")  # more reports: darker
+# Houses by their open matters (residents' requests and alerts at them): none in a quiet
+# blue-grey, then warmer as they add up; (at least this many, colour).
+MATTER_STEPS = ((0, "#c6ccd6"), (1, "#fdae61"), (3, "#f46d43"), (6, "#a50026"))
 
 
 def pci_colour(value: float | None) -> str:

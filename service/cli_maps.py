@@ -10,11 +10,11 @@ import typer
 from geo.errors import InvalidInput, TwinError
 from service.cli import _engine, _fail, _settings, console
 
-KINDS = ("crew", "planner")
+KINDS = ("crew", "planner", "3d")
 
 
 def map_command(
-    kind: Annotated[str, typer.Option("--kind", help="crew or planner.")],
+    kind: Annotated[str, typer.Option("--kind", help="crew, planner or 3d.")],
     out: Annotated[Path, typer.Option("--out", help="The HTML file to write.")],
     horizon: Annotated[list[int] | None, typer.Option(
         "--horizon", help="Planner: forecast horizons in days to offer (repeat; default "
@@ -23,9 +23,10 @@ def map_command(
     """Write a map as one self-contained HTML file: scripts and data inside, no server needed.
 
     The data is the twin's now: alerts for crews; condition, forecasts, damage, debris,
-    manholes and compounds for planners. Buttons that act on alerts need the service.
+    manholes and compounds for planners; houses, streets, manholes and alerts in 3D.
+    Buttons that act on alerts need the service.
     """
-    from service.routers.maps import DEFAULT_HORIZONS, render_crew, render_planner
+    from service.routers.maps import DEFAULT_HORIZONS, render_3d, render_crew, render_planner
 
     try:
         if kind not in KINDS:
@@ -35,6 +36,7 @@ def map_command(
         engine = _engine(_settings())
         with console.status(f"Drawing the {kind} map"):
             html = (render_crew(engine, inline=True) if kind == "crew" else
+                    render_3d(engine, inline=True) if kind == "3d" else
                     render_planner(engine, tuple(horizon or DEFAULT_HORIZONS), inline=True))
     except TwinError as error:
         raise _fail(error) from None
@@ -124,6 +126,7 @@ def demo(
         f"\n[bold]Neighbourhood Twin is ready[/] (Ctrl-C stops it):\n"
         f"  crew map        {base}/map\n"
         f"  planner map     {base}/map/planner\n"
+        f"  3D view         {base}/map/3d\n"
         f"  API docs        {base}/docs\n"
         f"  OGC API         {base}/ogc\n", highlight=False)
     uvicorn.run(app, host=host, port=port, log_level="warning")
