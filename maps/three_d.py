@@ -32,6 +32,7 @@ KEEP_SOURCES = ("compounds", "streets", "manholes", "alerts")
 HOUSES_SOURCE = "buildings"
 HOUSES_LAYER = "houses"
 INITIAL_PITCH, INITIAL_BEARING = 55, -25
+INITIAL_MIN_ZOOM = 15.8  # close enough to tell houses apart, whatever the twin's extent
 ACTIVE_STATUSES = ALERT_STATUSES[:3]  # open, acknowledged, in progress
 
 # Every text the page shows, in one place (to be wrapped by the i18n catalogue).
@@ -87,6 +88,7 @@ _PAGE = """<!DOCTYPE html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>__TITLE__</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="__STATIC__/vendor/maplibre-gl/maplibre-gl.css">
 <script src="__STATIC__/vendor/maplibre-gl/maplibre-gl.js"></script>
 <style>
@@ -160,6 +162,10 @@ _CODE = r"""
     });
     style.layers.forEach(function (l) {
       if (l.source === 'compounds' && l.type === 'fill') { l.paint['fill-opacity'] = 0.18; }
+      if (l.source === 'manholes' && l.type === 'circle') {  // small: the houses lead here
+        l.paint['circle-radius'] = ['interpolate', ['linear'], ['zoom'], 14, 1.2, 18, 4];
+        l.paint['circle-stroke-width'] = 0;
+      }
       if (l.source === 'alerts') {  // the alerts still to deal with, not their history
         var active = ['in', ['get', 'status'], ['literal', C.activeStatuses]];
         l.filter = l.filter ? ['all', l.filter, active] : active;
@@ -250,7 +256,7 @@ _CODE = r"""
     if (C.bounds) {
       var camera = map.cameraForBounds([[C.bounds[0], C.bounds[1]], [C.bounds[2], C.bounds[3]]],
                                        {padding: 20});
-      map.jumpTo({center: camera.center, zoom: Math.max(camera.zoom, 14.5),
+      map.jumpTo({center: camera.center, zoom: Math.max(camera.zoom, C.minZoom),
                   pitch: C.pitch, bearing: C.bearing});
     }
     map.on('error', function (e) {
@@ -355,6 +361,7 @@ def map_3d(*, style: str | dict, forecasts: dict[int, dict[int, float]],
         "housesSource": HOUSES_SOURCE,
         "housesLayer": HOUSES_LAYER,
         "pitch": INITIAL_PITCH,
+        "minZoom": INITIAL_MIN_ZOOM,
         "bearing": INITIAL_BEARING,
         "compoundColours": COMPOUND_COLOURS,
         "compoundLabels": COMPOUND_LABELS,

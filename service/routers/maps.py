@@ -13,7 +13,7 @@ disk (GeoJSON instead of tiles, scripts inlined).
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -66,7 +66,7 @@ def layer_geojson(conn: Connection, layer_id: str, properties: tuple[str, ...],
             values = dict(zip(properties, row[2:], strict=True))
             features.append({"type": "Feature", "geometry": json.loads(row[1]),
                              "properties": {"id": row[0], **{
-                                 k: (v.isoformat() if isinstance(v, datetime) else v)
+                                 k: (v.isoformat() if isinstance(v, date | datetime) else v)
                                  for k, v in values.items()}}})
     return {"type": "FeatureCollection", "features": features}
 
