@@ -47,11 +47,11 @@ def webgl():
 
 @pytest.fixture(scope="module")
 def alerts_at_houses(sample_engine):
-    """Active alerts on a few houses, so that some have open matters to colour."""
+    """Active alerts on the houses in the middle of the view, so they have matters to colour."""
     with sample_engine.begin() as conn:
         rows = conn.execute(sa.text(
-            "SELECT id, ST_AsEWKT(ST_PointOnSurface(geom)) FROM buildings ORDER BY id LIMIT 40"
-        )).all()
+            "SELECT id, ST_AsEWKT(ST_PointOnSurface(geom)) FROM buildings ORDER BY geom <-> "
+            "(SELECT ST_SetSRID(ST_Centroid(ST_Extent(geom)), 4326) FROM streets) LIMIT 40")).all()
         for i, (building_id, ewkt) in enumerate(rows):
             for k in range(1 + i % 7):
                 alerts.raise_alert(conn, kind=f"house_check_{k}", severity="medium",
