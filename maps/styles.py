@@ -7,6 +7,7 @@ management types.
 
 from __future__ import annotations
 
+from geo.i18n import N_
 from geo.vocabulary import DAMAGE_CLASSES, DAMAGE_NAMES, MANAGEMENT_TYPES, SEVERITIES
 from maps.elements import js_value
 
@@ -14,17 +15,20 @@ SEVERITY_ORDER = SEVERITIES  # least urgent first
 SEVERITY_COLOURS = dict(zip(SEVERITIES, ("#fecc5c", "#fd8d3c", "#f03b20", "#bd0026"),
                             strict=True))
 # (lowest PCI of the band, name, colour), best first: docs/domain.md / ASTM D6433.
-PCI_BANDS = ((86, "Good", "#1a9850"), (71, "Satisfactory", "#91cf60"), (56, "Fair", "#fee08b"),
-             (41, "Poor", "#fc8d59"), (26, "Very poor", "#e34a33"), (11, "Serious", "#b2182b"),
-             (0, "Failed", "#6d0000"))
+# (Names marked for the catalogue: a page shows them with geo.i18n's ``_``.)
+PCI_BANDS = ((86, N_("Good"), "#1a9850"), (71, N_("Satisfactory"), "#91cf60"),
+             (56, N_("Fair"), "#fee08b"), (41, N_("Poor"), "#fc8d59"),
+             (26, N_("Very poor"), "#e34a33"), (11, N_("Serious"), "#b2182b"),
+             (0, N_("Failed"), "#6d0000"))
 NO_DATA = "#9e9e9e"
 MANHOLE_COLOURS = {"none": "#3b6ea8", **SEVERITY_COLOURS}
 # In the order of the vocabulary; ``other`` (a city's own type) is drawn in the default grey.
 COMPOUND_COLOURS = dict(zip(MANAGEMENT_TYPES.values, ("#80b1d3", "#fdb462", "#bebada", "#fb8072"),
                             strict=True))
-COMPOUND_LABELS = {"commodity": "Commodity housing, property company",
-                   "resettlement": "Affordable / resettlement", "old": "Old compound, bungalows",
-                   "unmanaged": "No property management"}
+COMPOUND_LABELS = {"commodity": N_("Commodity housing, property company"),
+                   "resettlement": N_("Affordable / resettlement"),
+                   "old": N_("Old compound, bungalows"),
+                   "unmanaged": N_("No property management")}
 DAMAGE_COLOURS = dict(zip(DAMAGE_CLASSES.values, ("#e6ab02", "#d95f02", "#7570b3", "#e7298a"),
                           strict=True))
 DAMAGE_LABELS = {code: name.capitalize() for code, name in DAMAGE_NAMES.items()}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import html
 
+from geo.i18n import _, current_locale
 from geo.vocabulary import ALERT_STATUSES
 from maps.elements import js_value
 from maps.styles import (
@@ -35,43 +36,68 @@ INITIAL_PITCH, INITIAL_BEARING = 55, -25
 INITIAL_MIN_ZOOM = 15.8  # close enough to tell houses apart, whatever the twin's extent
 ACTIVE_STATUSES = ALERT_STATUSES[:3]  # open, acknowledged, in progress
 
-# Every text the page shows, in one place (to be wrapped by the i18n catalogue).
-TEXT = {
-    "title": "Neighbourhood Twin: 3D",
-    "houses_by": "Houses coloured by",
-    "by_compound": "compound type",
-    "by_matters": "open matters",
-    "streets_by": "Streets coloured by",
-    "now": "condition now (PCI)",
-    "forecast": "forecast in {days} days",
-    "hint": "Drag to move; right-drag or Ctrl-drag to tilt and rotate.",
-    "no_data": "no data",
-    "matters_legend": ["none", "1-2", "3-5", "6 or more"],
-    "other_type": "other or none",
-    "building": "Building",
-    "floors": "Storeys",
-    "height_m": "Height (m)",
-    "use": "Use",
-    "year_built": "Built",
-    "households": "Households",
-    "structure": "Structure",
-    "condition": "Safety grade",
-    "compound_name": "Compound",
-    "compound_type": "Compound type",
-    "open_requests": "Open requests",
-    "open_alerts": "Active alerts",
-    "street": "Street",
-    "road_class": "Road class",
-    "pci": "PCI now",
-    "forecast_popup": "PCI forecast, {days} days",
-    "manhole": "Manhole",
-    "kind": "Kind",
-    "status": "Status",
-    "active_alerts": "Active alerts",
-    "alert": "Alert",
-    "severity": "Severity",
-    "reason": "Why",
-}
+def page_text() -> dict[str, str]:
+    """Every text the page shows, in the current locale (``geo.i18n``).
+
+    ``{days}`` is filled in in the browser.
+    """
+    return {
+        "title": _("Neighbourhood Twin: 3D"),
+        "houses_by": _("Houses coloured by"),
+        "by_compound": _("compound type"),
+        "by_matters": _("open matters"),
+        "streets_by": _("Streets coloured by"),
+        "now": _("condition now (PCI)"),
+        "forecast": _("forecast in {days} days"),
+        "hint": _("Drag to move; right-drag or Ctrl-drag to tilt and rotate."),
+        "no_data": _("no data"),
+        "matters_0": _("no open matters"),
+        "matters_1": _("1-2 open matters"),
+        "matters_3": _("3-5 open matters"),
+        "matters_6": _("6 or more open matters"),
+        "other_type": _("other or none"),
+        "building": _("Building"),
+        "floors": _("Storeys"),
+        "height_m": _("Height (m)"),
+        "use": _("Use"),
+        "year_built": _("Built"),
+        "households": _("Households"),
+        "structure": _("Structure"),
+        "condition": _("Safety grade"),
+        "compound_name": _("Compound"),
+        "compound_type": _("Compound type"),
+        "open_requests": _("Open requests"),
+        "open_alerts": _("Active alerts"),
+        "street": _("Street"),
+        "road_class": _("Road class"),
+        "pci": _("PCI now"),
+        "forecast_popup": _("PCI forecast in {days} days"),
+        "manhole": _("Manhole"),
+        "kind": _("Kind"),
+        "status": _("Status"),
+        "active_alerts": _("Active alerts"),
+        "alert": _("Alert"),
+        "severity": _("Severity"),
+        "reason": _("Why"),
+    }
+
+
+def value_text() -> dict[str, dict[str, str]]:
+    """The houses' class values as the popup shows them, in the current locale."""
+    return {
+        "use": {"residential": _("residential"), "commercial": _("commercial"),
+                "mixed": _("shops below flats"), "public": _("public"),
+                "industrial": _("industrial"), "ancillary": _("garage or shed"),
+                "other": _("other")},
+        "structure": {"reinforced_concrete": _("reinforced concrete"),
+                      "brick_concrete": _("brick and concrete"),
+                      "brick_wood": _("brick and timber"), "steel": _("steel"),
+                      "timber": _("timber"), "earth": _("rammed earth or adobe"),
+                      "other": _("other")},
+        "condition": {"A": _("A, sound"), "B": _("B, basically sound"),
+                      "C": _("C, locally dangerous"), "D": _("D, dangerous as a whole")},
+    }
+
 
 POPUP_FIELDS = {
     "buildings": ("building", ("floors", "height_m", "use", "year_built", "households",
@@ -83,7 +109,7 @@ POPUP_FIELDS = {
 }
 
 _PAGE = """<!DOCTYPE html>
-<html lang="en">
+<html lang="__LANG__">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -203,7 +229,7 @@ _CODE = r"""
         return [C.compoundLabels[k] || k, C.compoundColours[k]];
       }).concat([[T.other_type, C.otherColour]]));
     } else {
-      keys('houses-keys', C.matters.map(function (m, i) { return [T.matters_legend[i], m[1]]; }));
+      keys('houses-keys', C.matters.map(function (m) { return [T['matters_' + m[0]], m[1]]; }));
     }
   }
   function streetKeys() {
@@ -232,6 +258,7 @@ _CODE = r"""
       if (v === undefined || v === null || v === '') return;
       if (k === 'pci' || k === 'height_m') v = Number(v).toFixed(k === 'pci' ? 0 : 1);
       if (k === 'compound_type') v = C.compoundLabels[v] || v;
+      if (C.values[k] && C.values[k][v]) v = C.values[k][v];
       rows += '<div>' + esc(T[k]) + ': ' + esc(v) + '</div>';
     });
     if (source === 'streets' && state) {
@@ -352,6 +379,7 @@ def map_3d(*, style: str | dict, forecasts: dict[int, dict[int, float]],
     static_prefix : str
         Where the service serves ``service/static``.
     """
+    text = page_text()
     config = {
         "style": style,
         "bounds": list(bounds) if bounds else None,
@@ -364,25 +392,27 @@ def map_3d(*, style: str | dict, forecasts: dict[int, dict[int, float]],
         "minZoom": INITIAL_MIN_ZOOM,
         "bearing": INITIAL_BEARING,
         "compoundColours": COMPOUND_COLOURS,
-        "compoundLabels": COMPOUND_LABELS,
+        "compoundLabels": {k: _(label) for k, label in COMPOUND_LABELS.items()},
         "otherColour": "#cccccc",
         "matters": [list(step) for step in MATTER_STEPS],
         "pciSteps": [x for low, _name, colour in reversed(PCI_BANDS) for x in (low, colour)],
-        "pciBands": [list(band) for band in PCI_BANDS],
+        "pciBands": [[low, _(name), colour] for low, name, colour in PCI_BANDS],
         "noData": NO_DATA,
         "activeStatuses": list(ACTIVE_STATUSES),
-        "text": TEXT,
+        "text": text,
+        "values": value_text(),
         "popups": {k: [title, list(fields)] for k, (title, fields) in POPUP_FIELDS.items()},
     }
     fills = {
         "__STATIC__": static_prefix.rstrip("/"),
-        "__TITLE__": html.escape(TEXT["title"]),
+        "__LANG__": current_locale().replace("_", "-"),
+        "__TITLE__": html.escape(text["title"]),
         "__SUBTITLE__": html.escape(subtitle),
-        "__HOUSES_BY__": html.escape(TEXT["houses_by"]),
-        "__BY_COMPOUND__": html.escape(TEXT["by_compound"]),
-        "__BY_MATTERS__": html.escape(TEXT["by_matters"]),
-        "__STREETS_BY__": html.escape(TEXT["streets_by"]),
-        "__HINT__": html.escape(TEXT["hint"]),
+        "__HOUSES_BY__": html.escape(text["houses_by"]),
+        "__BY_COMPOUND__": html.escape(text["by_compound"]),
+        "__BY_MATTERS__": html.escape(text["by_matters"]),
+        "__STREETS_BY__": html.escape(text["streets_by"]),
+        "__HINT__": html.escape(text["hint"]),
     }
     page = _PAGE
     for key, value in fills.items():

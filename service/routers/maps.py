@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 from geo import alerts as alert_store
 from geo import exports, predictions, tiles, worklist
 from geo.errors import InvalidInput
+from geo.i18n import _
 from geo.layers import LAYERS
 from maps.analysis import damage_density, debris_hotspots
 from maps.assets import STATIC_DIR, inline_assets
@@ -181,7 +182,7 @@ def three_d_inputs(conn: Connection, horizons: tuple[int, ...] = DEFAULT_HORIZON
     bounds = twin_bounds(conn)
     return {"style": _inline_style(conn, bounds, now) if inline else STYLE_URL,
             "forecasts": forecasts, "bounds": bounds,
-            "subtitle": f"Shown {now:%Y-%m-%d %H:%M} UTC"}
+            "subtitle": _("Shown {time} UTC", time=now.strftime("%Y-%m-%d %H:%M"))}
 
 
 def render_3d(engine: Engine, *, inline: bool = False) -> str:
