@@ -94,7 +94,9 @@ def test_3d_view_extrudes_houses_in_their_colours(webgl, maps_live_url, alerts_a
     empty = png_colours(page.screenshot(clip=CLIP))
     page.ws.close()
 
-    page = _open(webgl, f"{maps_live_url}/map/3d")
+    # In Chinese, the sample deployment's language (the page's texts come from the catalogue).
+    page = _open(webgl, f"{maps_live_url}/map/3d?lang=zh")
+    assert page.evaluate("document.title") == "社区数字孪生：三维"
     assert page.evaluate("window.twin3d.map.getPitch()") > 30  # tilted: 3D, not a flat map
     assert page.evaluate("window.twin3d.map.getLayer('houses').type") == "fill-extrusion"
     shown = _shot(page)
@@ -143,7 +145,7 @@ def test_3d_view_extrudes_houses_in_their_colours(webgl, maps_live_url, alerts_a
     assert page.wait("document.querySelector('.maplibregl-popup') !== null", timeout=10,
                      network=False)
     popup = page.evaluate("document.querySelector('.maplibregl-popup').innerText")
-    assert "Building:" in popup and "Storeys:" in popup and "Compound:" in popup
+    assert "楼栋:" in popup and "层数:" in popup and "小区:" in popup
 
     assert page.errors() == [] and page.evaluate("window.twin3d.errors") == []
     urls = [u for u in page.requested_urls() if not u.startswith(("data:", "blob:"))]
