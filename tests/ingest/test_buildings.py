@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from geo.database import create_engine
+from ingest.draft import draft_mapping
 from ingest.pipeline import ingest_file
 
 OSM_MAPPING = Path(__file__).parents[2] / "sample_data" / "mappings" / "osm_buildings.toml"
@@ -124,3 +125,21 @@ def test_each_house_knows_its_compound_whichever_is_loaded_first(twin, tmp_path)
     linked = _buildings(twin)["compound"]
     assert linked.fillna("none").to_dict() == {"way/1001": "CP-1", "way/1002": "CP-1",
                                                "way/1003": "none"}
+
+
+def test_a_drafted_mapping_of_an_osm_extract_recognises_the_building_tags(twin, tmp_path):
+    path = _write(tmp_path / "osm.geojson", OSM_BUILDINGS)
+    draft = draft_mapping(path, "buildings")
+    assert draft.preset == "osm"
+    assert {name: draft.fields[name]["column"] for name in ("external_id", "floors", "height_m",
+                                                             "year_built", "use", "structure")
+            } == {"external_id": "osm_id", "floors": "building:levels", "height_m": "height",
+                  "year_built": "start_date", "use": "building",
+                  "structure": "building:material"}
+    assert draft.fields["use"]["map"]["apartments"] == "residential"
+    assert draft.fields["use"]["map"]["school"] == "public"
+    mapping = tmp_path / "osm.toml"
+    mapping.write_text(draft.text)
+    report = ingest_file(twin, "buildings", path, mapping_path=mapping)
+    assert report.rows_new == 7  # every footprint; the point is no house
+    assert _buildings(twin).loc["way/1002", "height_m"] == 52.0
