@@ -27,6 +27,8 @@ GEOJSON_DIGITS = 7
 # only polygons, as PostGIS 3.3's ST_ForcePolygonCCW also reverses lines).
 GEOMETRY_SQL = {
     "wkb": "ST_AsBinary(q.geom)",
+    # For formats whose layer holds one geometry type (FlatGeobuf): single parts made multi.
+    "wkb_multi": "ST_AsBinary(ST_Multi(q.geom))",
     "wkt": "ST_AsText(q.geom)",
     "geojson": "ST_AsGeoJSON(CASE WHEN GeometryType(q.geom) IN ('POLYGON', 'MULTIPOLYGON') "
                f"THEN ST_ForcePolygonCCW(q.geom) ELSE q.geom END, {GEOJSON_DIGITS})",
@@ -108,10 +110,44 @@ def _from_where(query: ExportQuery) -> tuple[str, dict]:
     return f"FROM ({layer.select}) q{where}", params
 
 
+def has_multipart(conn: Connection, layer: Layer) -> bool:
+    """Whether the layer's table holds any multi-part geometry (stops at the first found).
+
+    The table, not the export's query: that would run the layer's joins (latest readings...)
+    over every row once more, to learn only what its geometry column says.
+    """
+    if layer.table is None:
+        return True
+    return conn.execute(sa.text(
+        f"SELECT EXISTS (SELECT 1 FROM {layer.table} "
+        "WHERE GeometryType(geom) LIKE 'MULTI%')")).scalar_one()
+
+
 def count_features(conn: Connection, query: ExportQuery) -> int:
     """How many features an export holds."""
     from_where, params = _from_where(query)
     return conn.execute(sa.text(f"SELECT count(*) {from_where}"), params).scalar_one()
+
+
+def _columns(layer: Layer, names: tuple[str, ...], oids: Sequence[object]
+             ) -> tuple[Column, ...]:
+    types = {p.name: p.type for p in layer.properties}
+    return (
+        Column("id", "integer", wide=oids[0] not in _NARROW_INTEGER_OIDS),
+        Column("geom", "geometry"),
+        *(Column(n, types[n], wide=oid not in _NARROW_INTEGER_OIDS)
+          for n, oid in zip(names, oids[2:], strict=True)),
+    )
+
+
+def describe_columns(conn: Connection, query: ExportQuery) -> tuple[Column, ...]:
+    """The columns an export has, with their types, without reading a row (for side files)."""
+    layer = query.layer
+    names = tuple(_checked_name(layer, n) for n in query.property_names)
+    from_where, params = _from_where(query)
+    select = ", ".join(["q.id", "q.geom", *(f"q.{n}" for n in names)])
+    result = conn.execute(sa.text(f"SELECT {select} {from_where} LIMIT 0"), params)
+    return _columns(layer, names, [d[1] for d in result.cursor.description])
 
 
 def read_features(
@@ -151,11 +187,4 @@ def read_features(
     result = conn.execute(sa.text(f"SELECT {select} {from_where} ORDER BY q.id"), params,
                           execution_options={"stream_results": True, "yield_per": chunk_rows})
     oids = [d[1] for d in result.cursor.description]  # DB-API: (name, type_code, ...)
-    types = {p.name: p.type for p in layer.properties}
-    columns = (
-        Column("id", "integer", wide=oids[0] not in _NARROW_INTEGER_OIDS),
-        Column("geom", "geometry"),
-        *(Column(n, types[n], wide=oid not in _NARROW_INTEGER_OIDS)
-          for n, oid in zip(names, oids[2:], strict=True)),
-    )
-    return columns, result.partitions(chunk_rows)
+    return _columns(layer, names, oids), result.partitions(chunk_rows)

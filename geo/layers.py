@@ -61,6 +61,16 @@ def _latest(metric: str, alias: str) -> str:
 
 _ASSET = (Property("external_id", "string", "Identifier in the source system"),
           Property("source", "string", "Source system"))
+# Where a feature lies: its district_id is kept current by triggers (migration 0009), so the
+# names come by primary key; `district` is the finest district (a grid where grids exist).
+_IN_DISTRICT = " LEFT JOIN districts dx ON dx.id = t.district_id"
+_DISTRICT_COLUMNS = ", dx.name AS district, dx.community, dx.sub_district"
+_DISTRICT = (
+    Property("district", "string", "The finest district it lies in (a grid where there are "
+             "grids), by name"),
+    Property("community", "string", "The community (社区) it lies in"),
+    Property("sub_district", "string", "The sub-district or town (街道/镇) it lies in"),
+)
 _ACTIVE_ALERTS = (
     "LEFT JOIN LATERAL (SELECT count(*) AS n, max(CASE a.severity WHEN 'critical' THEN 4 "
     "WHEN 'high' THEN 3 WHEN 'medium' THEN 2 WHEN 'low' THEN 1 END) AS worst FROM alerts a "
@@ -77,8 +87,9 @@ BACKLOG_SELECT = (
     "t.resurfaced_on, pci.value AS pci, pci.observed_at AS pci_observed_at, "
     "ST_Length(t.geom::geography) AS length_m, "
     "EXISTS (SELECT 1 FROM alerts a WHERE a.asset_layer = 'streets' AND a.asset_id = t.id "
-    "AND a.status IN ('open', 'acknowledged', 'in_progress')) AS alerted "
-    "FROM streets t JOIN LATERAL (SELECT r.value, r.observed_at FROM readings r "
+    "AND a.status IN ('open', 'acknowledged', 'in_progress')) AS alerted"
+    f"{_DISTRICT_COLUMNS} FROM streets t{_IN_DISTRICT} "
+    "JOIN LATERAL (SELECT r.value, r.observed_at FROM readings r "
     "WHERE r.metric_id = (SELECT id FROM metrics WHERE name = 'pci') AND r.asset_id = t.id "
     "AND r.observed_at <= :as_of ORDER BY r.observed_at DESC LIMIT 1) pci ON TRUE "
     f"WHERE pci.value < {PCI_THRESHOLD:g} AND (t.resurfaced_on IS NULL "
@@ -95,7 +106,7 @@ BUILDINGS_SELECT = (
     "t.year_built, t.households, t.structure, t.condition, t.compound_id, "
     "c.external_id AS compound_external_id, c.name AS compound_name, "
     "c.management_type AS compound_type, rq.n AS open_requests, al.n AS open_alerts, "
-    "rq.n + al.n AS open_matters FROM buildings t "
+    f"rq.n + al.n AS open_matters{_DISTRICT_COLUMNS} FROM buildings t{_IN_DISTRICT} "
     "LEFT JOIN compounds c ON c.id = t.compound_id "
     "CROSS JOIN LATERAL (SELECT count(*) AS n FROM service_requests r WHERE r.status = 'open' "
     "AND r.requested_at <= :as_of "
@@ -115,13 +126,14 @@ LAYERS: dict[str, Layer] = {
             "LineString",
             "SELECT t.id, t.geom, t.external_id, t.source, t.name, t.road_class, t.surface, "
             "t.width_m, t.lanes, t.resurfaced_on, pci.value AS pci, "
-            "pci.observed_at AS pci_observed_at FROM streets t " + _latest("pci", "pci"),
+            f"pci.observed_at AS pci_observed_at{_DISTRICT_COLUMNS} FROM streets t{_IN_DISTRICT} "
+            + _latest("pci", "pci"),
             (*_ASSET, Property("name", "string"), Property("road_class", "string"),
              Property("surface", "string"), Property("width_m", "number"),
              Property("lanes", "integer"), Property("resurfaced_on", "date"),
              Property("pci", "number", "Latest pavement condition index, 0-100"),
-             Property("pci_observed_at", "datetime", "When that PCI was observed")),
-            table="streets", depends_on=("readings",),
+             Property("pci_observed_at", "datetime", "When that PCI was observed"), *_DISTRICT),
+            table="streets", depends_on=("readings", "districts"),
         ),
         Layer(
             "manholes", "Manholes",
@@ -129,33 +141,36 @@ LAYERS: dict[str, Layer] = {
             "Point",
             "SELECT t.id, t.geom, t.external_id, t.source, t.kind, t.depth_m, t.cover_state, "
             "t.sensor_id, coalesce(al.n, 0) AS active_alerts, "
-            f"coalesce({_WORST}, 'none') AS status FROM manholes t " + _ACTIVE_ALERTS,
+            f"coalesce({_WORST}, 'none') AS status{_DISTRICT_COLUMNS} "
+            f"FROM manholes t{_IN_DISTRICT} " + _ACTIVE_ALERTS,
             (*_ASSET, Property("kind", "string"), Property("depth_m", "number"),
              Property("cover_state", "string"), Property("sensor_id", "string"),
              Property("active_alerts", "integer"),
-             Property("status", "string", "Worst active alert: none, low ... critical")),
-            table="manholes", depends_on=("alerts",),
+             Property("status", "string", "Worst active alert: none, low ... critical"),
+             *_DISTRICT),
+            table="manholes", depends_on=("alerts", "districts"),
         ),
         Layer(
             "parking", "Parking", "Parking lots and on-street bays, with the latest occupancy.",
             "Geometry",
             "SELECT t.id, t.geom, t.external_id, t.source, t.name, t.kind, t.capacity, "
-            "occ.value AS occupancy_pct, occ.observed_at AS occupancy_observed_at "
-            "FROM parking t " + _latest("occupancy_pct", "occ"),
+            "occ.value AS occupancy_pct, occ.observed_at AS occupancy_observed_at"
+            f"{_DISTRICT_COLUMNS} FROM parking t{_IN_DISTRICT} " + _latest("occupancy_pct", "occ"),
             (*_ASSET, Property("name", "string"), Property("kind", "string"),
              Property("capacity", "integer"), Property("occupancy_pct", "number"),
-             Property("occupancy_observed_at", "datetime")),
-            table="parking", depends_on=("readings",),
+             Property("occupancy_observed_at", "datetime"), *_DISTRICT),
+            table="parking", depends_on=("readings", "districts"),
         ),
         Layer(
             "compounds", "Residential compounds",
             "Residential compounds and their management type.",
             "Polygon",
             "SELECT t.id, t.geom, t.external_id, t.source, t.name, t.management_type, "
-            "t.households, t.built_year FROM compounds t",
+            f"t.households, t.built_year{_DISTRICT_COLUMNS} FROM compounds t{_IN_DISTRICT}",
             (*_ASSET, Property("name", "string"), Property("management_type", "string"),
-             Property("households", "integer"), Property("built_year", "integer")),
-            table="compounds",
+             Property("households", "integer"), Property("built_year", "integer"),
+             *_DISTRICT),
+            table="compounds", depends_on=("districts",),
         ),
         Layer(
             "buildings", "Buildings",
@@ -179,8 +194,9 @@ LAYERS: dict[str, Layer] = {
              Property("compound_type", "string", "Management type of its compound"),
              Property("open_requests", "integer", "Residents' requests open at it"),
              Property("open_alerts", "integer", "Active alerts on or at it"),
-             Property("open_matters", "integer", "open_requests + open_alerts")),
-            table="buildings", depends_on=("compounds", "alerts", "service_requests"),
+             Property("open_matters", "integer", "open_requests + open_alerts"), *_DISTRICT),
+            table="buildings",
+            depends_on=("compounds", "alerts", "service_requests", "districts"),
         ),
         Layer(
             "road_damage", "Road damage",
@@ -188,36 +204,40 @@ LAYERS: dict[str, Layer] = {
             "D40 potholes) made by the time asked.",
             "Point",
             "SELECT t.id, t.geom, t.external_id, t.source, t.observed_at, t.damage_class, "
-            "t.severity, t.size_m2, t.confidence, t.street_id FROM road_damage t "
-            "WHERE t.observed_at <= :as_of",
+            f"t.severity, t.size_m2, t.confidence, t.street_id{_DISTRICT_COLUMNS} "
+            f"FROM road_damage t{_IN_DISTRICT} WHERE t.observed_at <= :as_of",
             (*_ASSET, Property("observed_at", "datetime"), Property("damage_class", "string"),
              Property("severity", "string"), Property("size_m2", "number"),
-             Property("confidence", "number"), Property("street_id", "integer")),
-            time_property="observed_at", table="road_damage",
+             Property("confidence", "number"), Property("street_id", "integer"), *_DISTRICT),
+            time_property="observed_at", table="road_damage", depends_on=("districts",),
         ),
         Layer(
             "debris_piles", "Debris piles",
             "Observations of construction spoil and dumped waste made by the time asked.",
             "Geometry",
             "SELECT t.id, t.geom, t.external_id, t.source, t.observed_at, t.pile_ref, "
-            "t.volume_m3, t.material, t.confidence FROM debris_piles t "
-            "WHERE t.observed_at <= :as_of",
+            f"t.volume_m3, t.material, t.confidence{_DISTRICT_COLUMNS} "
+            f"FROM debris_piles t{_IN_DISTRICT} WHERE t.observed_at <= :as_of",
             (*_ASSET, Property("observed_at", "datetime"), Property("pile_ref", "string"),
              Property("volume_m3", "number"), Property("material", "string"),
-             Property("confidence", "number")),
-            time_property="observed_at", table="debris_piles",
+             Property("confidence", "number"), *_DISTRICT),
+            time_property="observed_at", table="debris_piles", depends_on=("districts",),
         ),
         Layer(
             "alerts", "Alerts",
             "Alerts for crews: what, where, why, and their status.",
             "Geometry",
             "SELECT t.id, t.geom, t.kind, t.severity, t.status, t.reason, t.asset_layer, "
-            "t.asset_id, t.opened_at, t.updated_at FROM alerts t WHERE t.opened_at <= :as_of",
+            "t.asset_id, t.opened_at, t.updated_at, CAST(t.details AS text) AS details"
+            f"{_DISTRICT_COLUMNS} FROM alerts t{_IN_DISTRICT} WHERE t.opened_at <= :as_of",
             (Property("kind", "string"), Property("severity", "string"),
              Property("status", "string"), Property("reason", "string"),
              Property("asset_layer", "string"), Property("asset_id", "integer"),
-             Property("opened_at", "datetime"), Property("updated_at", "datetime")),
-            time_property="opened_at", table="alerts",
+             Property("opened_at", "datetime"), Property("updated_at", "datetime"),
+             Property("details", "string", "The evidence behind the alert, as a JSON object "
+                      "in text (the same in every format)"),
+             *_DISTRICT),
+            time_property="opened_at", table="alerts", depends_on=("districts",),
         ),
         Layer(
             "backlog", "Planning backlog",
@@ -229,8 +249,29 @@ LAYERS: dict[str, Layer] = {
              Property("pci", "number", "Latest pavement condition index, 0-100"),
              Property("pci_observed_at", "datetime", "When that PCI was observed"),
              Property("length_m", "number", "Length in metres"),
-             Property("alerted", "boolean", "Whether an alert on it is open")),
-            table="streets", depends_on=("readings", "alerts"),
+             Property("alerted", "boolean", "Whether an alert on it is open"), *_DISTRICT),
+            table="streets", depends_on=("readings", "alerts", "districts"),
+        ),
+        Layer(
+            "districts", "Districts and grids",
+            "Administrative areas: sub-districts (街道/镇), communities (社区) and the grids "
+            "(网格) inside them, each with its parent.",
+            "Polygon",
+            "SELECT t.id, t.geom, t.external_id, t.source, t.name, t.name_en, t.level, "
+            "p.external_id AS parent_code, p.name AS parent, t.community, t.sub_district, "
+            "ST_Area(t.geom::geography) / 1e6 AS area_km2 "
+            "FROM districts t LEFT JOIN districts p ON p.id = t.parent_id",
+            (Property("external_id", "string", "The district's code in the source system"),
+             Property("source", "string", "Source system"),
+             Property("name", "string", "Name (Chinese as a rule)"),
+             Property("name_en", "string", "Name in English"),
+             Property("level", "string", "sub_district, community or grid"),
+             Property("parent_code", "string", "Code of the district it lies in"),
+             Property("parent", "string", "Name of the district it lies in"),
+             Property("community", "string", "The community it is or lies in"),
+             Property("sub_district", "string", "The sub-district it is or lies in"),
+             Property("area_km2", "number", "Area in square kilometres")),
+            table="districts",
         ),
     )
 }

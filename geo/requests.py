@@ -1,7 +1,8 @@
 """Resident requests (Open311 GeoReport v2): the services catalogue and every SQL statement.
 
 A request is triaged into one of the "three kinds of matters" (big: a government department;
-small: the compound's property company or residents' committee, else the sub-district office;
+small: the compound's property company or residents' committee, else the community (and grid)
+of the district it lies in;
 private: the resident, with a market service) and routed to a responsible party with an SLA.
 A report within ``DUPLICATE_RADIUS_M`` of an open request of the same service, or of an active
 alert of a matching kind, joins it as a supporter. Reporters' contact details are kept in
@@ -22,7 +23,6 @@ from geo.errors import InvalidInput, NotFound
 MATTERS = ("big", "small", "private")
 DUPLICATE_RADIUS_M = 30.0
 AREA_MARGIN_DEG = 0.005  # ~500 m around the twin's assets: farther is not this neighbourhood
-DISTRICT = "Chengguan sub-district, Ziyang County"
 RESIDENT_SOURCE = "resident"
 RESIDENT_CONFIDENCE = 0.6
 OVERDUE_KIND = "request_overdue"
@@ -149,7 +149,7 @@ class Route:
 
     party: str
     kind: str  # department, property_company, resettlement_office, residents_committee,
-    # sub_district, resident
+    # community, sub_district, resident
     compound_id: int | None = None
 
 
@@ -170,24 +170,51 @@ def compound_at(conn: Connection, lon: float, lat: float) -> dict | None:
     return dict(row) if row else None
 
 
+def district_at(conn: Connection, lon: float, lat: float) -> dict | None:
+    """The finest district containing a point (``district_of`` of migration 0009), or None.
+
+    Its ``name`` and ``level``, and the ``community`` and ``sub_district`` it is or lies in.
+    """
+    row = conn.execute(sa.text(
+        "SELECT id, name, level, community, sub_district FROM districts "
+        "WHERE id = district_of(ST_SetSRID(ST_MakePoint(:lon, :lat), 4326))"),
+        {"lon": lon, "lat": lat}).mappings().first()
+    return dict(row) if row else None
+
+
 def route(conn: Connection, service: Service, matter: str, lon: float, lat: float) -> Route:
-    """Route a matter by its kind and place: the compound's manager, else the district."""
+    """Route a matter by its kind and place: the compound's manager, else the district's.
+
+    Big matters go to the county department, for the sub-district the point lies in; small
+    matters outside a compound to the community's residents' committee (with the grid's
+    worker where the point lies in a grid), else the sub-district office. A point in no
+    district goes to the county's urban management.
+    """
     if matter == "private":
         return Route("The resident (a market service; the residents' committee can refer one)",
                      "resident")
+    district = district_at(conn, lon, lat)
+    sub_district = district["sub_district"] if district else None
     if matter == "big":
         department = DEPARTMENTS[service.department or "city_management"]
-        return Route(f"{department} ({DISTRICT})", "department")
+        return Route(f"{department} ({sub_district})" if sub_district else department,
+                     "department")
     compound = compound_at(conn, lon, lat)
     if compound is None:
-        return Route(f"{DISTRICT} office, with community volunteers", "sub_district")
+        if district is None:
+            return Route(DEPARTMENTS["city_management"], "department")
+        if district["community"]:
+            grid = f" and the {district['name']} grid worker" if district["level"] == "grid" \
+                else ""
+            return Route(f"{district['community']} residents' committee{grid}", "community")
+        return Route(f"{sub_district} office, with community volunteers", "sub_district")
     name, kind = compound["name"] or "The compound", compound["management_type"]
+    office = f"the {sub_district} office" if sub_district else "the sub-district office"
     party = {
         "commodity": (f"{name} property management company", "property_company"),
         "resettlement": (f"{name} resettlement community service centre",
                          "resettlement_office"),
-        "old": (f"{name} residents' committee, with the sub-district office",
-                "residents_committee"),
+        "old": (f"{name} residents' committee, with {office}", "residents_committee"),
         "unmanaged": (f"{name} residents' committee", "residents_committee"),
     }[kind]
     return Route(party[0], party[1], compound["id"])
@@ -375,8 +402,10 @@ WITH v AS (
               WHEN o.id IS NOT NULL THEN o.status_notes ELSE r.status_notes END AS status_notes,
          greatest(r.updated_at, o.updated_at, al.updated_at) AS updated_at,
          (SELECT count(*) FROM service_request_supporters s
-          WHERE s.request_id = r.id) AS supporters
+          WHERE s.request_id = r.id) AS supporters,
+         r.district_id, d.name AS district, d.community, d.sub_district
   FROM service_requests r
+  LEFT JOIN districts d ON d.id = r.district_id
   LEFT JOIN service_requests o ON o.id = r.duplicate_of
   LEFT JOIN alerts al ON al.id = coalesce(r.joined_alert_id, r.overdue_alert_id)
 )
@@ -430,8 +459,9 @@ def staff_view(conn: Connection, request_id: int) -> dict:
     row = conn.execute(sa.text(
         "SELECT id, service_code, matter, matter_source, matter_confidence, responsible_party, "
         "responsible_kind, compound_id, duplicate_of, joined_alert_id, observation_layer, "
-        "observation_id, overdue_alert_id, status, status_notes, expected_at "
-        "FROM service_requests WHERE id = :id"), {"id": request_id}).mappings().first()
+        "observation_id, overdue_alert_id, status, status_notes, expected_at, "
+        "(SELECT name FROM districts d WHERE d.id = r.district_id) AS district "
+        "FROM service_requests r WHERE id = :id"), {"id": request_id}).mappings().first()
     if row is None:
         raise NotFound(f"There is no request {request_id}.")
     view = dict(row)

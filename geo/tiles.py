@@ -38,7 +38,7 @@ MAX_LIMIT = 50_000
 # ST_AsMVTGeom (collapsed features are kept, so no feature vanishes from a tile).
 SIMPLIFY_MAX_ZOOM = 16
 # Properties a tile can be filtered on (any of a comma list), where the layer has them.
-FILTERABLE = ("status", "severity", "kind")
+FILTERABLE = ("status", "severity", "kind", "district")
 # Where a filtered property has a closed vocabulary, other values are an error, not no match.
 VOCABULARIES: dict[tuple[str, str], tuple[str, ...]] = {
     ("alerts", "status"): ALERT_STATUSES,

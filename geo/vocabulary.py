@@ -91,6 +91,12 @@ DAMAGE_SEVERITIES = Vocabulary(
 SEVERITIES = ("low", "medium", "high", "critical")
 ALERT_STATUSES = ("open", "acknowledged", "in_progress", "resolved", "dismissed")
 READING_ASSET_LAYERS = ("streets", "manholes", "parking", "compounds")
+# Administrative nesting in a county, coarsest first: town or sub-district (镇/街道), community
+# or village (社区/村), grid (网格). Closed: a level decides nesting, so a guess would mislead.
+DISTRICT_LEVELS = Vocabulary(
+    ("sub_district", "community", "grid"), open=False,
+    description="sub_district (a town or 街道), community (a 社区 or village) or grid (网格)",
+)
 
 # (table, field) -> vocabulary: what the CHECK constraints and validation enforce.
 FIELD_VOCABULARIES: dict[tuple[str, str], Vocabulary] = {

@@ -36,8 +36,10 @@ def open_alerts(conn: Connection, bbox: tuple[float, float, float, float] | None
         "a.evidence_at, a.assignee, a.due_on, ST_AsGeoJSON(a.geom, 7)::json AS geometry, "
         f"{in_bbox} AS in_bbox, st.name AS street_name, st.external_id AS street_external_id, "
         "st.road_class, CAST(st.properties ->> 'heavy_vehicles_per_day' AS double precision) "
-        "AS heavy_vehicles_per_day, hh.compounds, hh.households "
+        "AS heavy_vehicles_per_day, hh.compounds, hh.households, dx.name AS district, "
+        "dx.community, dx.sub_district "
         "FROM alerts a LEFT JOIN assets x ON x.id = a.asset_id AND x.layer = a.asset_layer "
+        "LEFT JOIN districts dx ON dx.id = a.district_id "
         "LEFT JOIN LATERAL (SELECT s.name, s.external_id, s.road_class, s.properties "
         "  FROM streets s WHERE (a.asset_layer = 'streets' AND s.id = a.asset_id) "
         "  OR (a.asset_layer IS DISTINCT FROM 'streets' AND ST_DWithin(s.geom, a.geom, "
@@ -60,7 +62,8 @@ def backlog(conn: Connection, *, bbox: tuple[float, float, float, float] | None 
     return [dict(r) for r in conn.execute(sa.text(
         f"SELECT q.id, q.external_id, q.name, q.road_class, q.surface, q.resurfaced_on, "
         f"q.pci, q.pci_observed_at, round(q.length_m::numeric, 1)::float AS length_m, "
-        f"q.alerted, ST_AsGeoJSON(q.geom, 7)::json AS geometry "
+        f"q.alerted, q.district, q.community, q.sub_district, "
+        f"ST_AsGeoJSON(q.geom, 7)::json AS geometry "
         f"FROM ({BACKLOG_SELECT}) q WHERE {where} "
         f"ORDER BY q.pci, q.length_m DESC, q.id LIMIT :limit OFFSET :offset"),
         {**params, "as_of": "infinity"}).mappings()]

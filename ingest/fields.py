@@ -21,6 +21,7 @@ LAYER_TABLES = {
     "road_damage": "road_damage",
     "debris_piles": "debris_piles",
     "buildings": "buildings",
+    "districts": "districts",
 }
 READINGS = "readings"
 
@@ -155,6 +156,19 @@ LAYERS: dict[str, LayerSpec] = {
         ),
         ("Point", "Polygon", "MultiPolygon"),
         is_observation=True,
+    ),
+    # Administrative areas; external_id is the district's own code, parent_code its parent's
+    # (optional: without it the parent is the smallest coarser district containing it).
+    "districts": LayerSpec(
+        "districts",
+        (
+            EXTERNAL_ID,
+            Field("name", "text", required=True),
+            Field("name_en", "text"),
+            Field("level", "text", required=True, vocabulary=vocab.DISTRICT_LEVELS),
+            Field("parent_code", "text"),
+        ),
+        ("Polygon", "MultiPolygon"),
     ),
 }
 

@@ -187,6 +187,7 @@ def read_table_chunks(path: Path | str, *, chunk_rows: int = 50_000) -> Iterator
 
 
 def _csv_table(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    _check_csv_width(path)
     options = {"dtype": str, "keep_default_na": False, "na_values": [""], "on_bad_lines": "error"}
     try:
         with pd.read_csv(path, chunksize=chunk_rows, encoding="utf-8-sig", **options) as rows:
@@ -348,10 +349,34 @@ def _gdal_frames(info: LayerInfo, chunk_rows: int) -> Iterator[gpd.GeoDataFrame]
 
 # CSV: pandas reads it in chunks; shapely builds the geometry.
 
+# A table the twin loads has a few dozen columns; a header far wider is a wrong file (or an
+# attack), and parsing a million columns takes minutes before any check could speak.
+MAX_CSV_COLUMNS = 1_000
+MAX_CSV_HEADER_BYTES = 256 * 1024
+
+
+def _check_csv_width(path: Path) -> None:
+    """Refuse a CSV whose header is far wider than any layer's, reading only its start."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(MAX_CSV_HEADER_BYTES + 1)
+    except OSError as exc:
+        raise InvalidInput(f"{path} cannot be read: {exc.strerror or exc}.") from None
+    line, newline, _ = head.partition(b"\n")
+    # A comma inside a quoted name would be counted twice: close enough for a limit this wide.
+    columns = line.count(b",") + 1
+    if columns > MAX_CSV_COLUMNS or (not newline and len(head) > MAX_CSV_HEADER_BYTES):
+        told = (f"{columns:,} columns" if newline
+                else f"a first line longer than {MAX_CSV_HEADER_BYTES // 1024} KB "
+                     f"({columns:,} columns in it so far)")
+        raise InvalidInput(f"{path} has {told}; a file for the twin may have at most "
+                           f"{MAX_CSV_COLUMNS:,} columns. Is it the right file?")
+
 
 def _open_csv(
     path: Path, x_column: str | None, y_column: str | None, wkt_column: str | None
 ) -> LayerInfo:
+    _check_csv_width(path)
     try:
         columns = [str(c) for c in pd.read_csv(path, nrows=0, encoding="utf-8-sig").columns]
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:

@@ -11,8 +11,10 @@ from geo.errors import InvalidInput
 from ingest.pipeline import RunReport, ingest_file
 
 SAMPLE_SOURCE = "sample"
-# (twin layer, file, layer inside the file), in load order: assets before their readings.
+# (twin layer, file, layer inside the file), in load order: districts first (so features
+# are placed in them as they land), assets before their readings.
 SAMPLE_FILES = (
+    ("districts", "neighbourhood.gpkg", "districts"),
     ("streets", "neighbourhood.gpkg", "streets"),
     ("manholes", "neighbourhood.gpkg", "manholes"),
     ("parking", "neighbourhood.gpkg", "parking"),

@@ -1390,6 +1390,44 @@ def simulate_parking(seed: int, parking: pd.DataFrame, days: int, readings: Read
 # writers
 # ============================================================================================
 
+# Districts: one sub-district (街道) over the whole sample, split along the river into
+# communities (社区), each cut into GRID_ROWS x GRID_COLS grids (网格). Codes follow the
+# national pattern: county 610924 (Ziyang), sub-district +3 digits, community +3, grid +G2.
+SUB_DISTRICT = ("610924001", "城关街道", "Chengguan Sub-district")
+COMMUNITIES = (("滨江社区", "Binjiang Community"), ("新城社区", "Xincheng Community"),
+               ("文化社区", "Wenhua Community"), ("和平社区", "Heping Community"),
+               ("兴隆社区", "Xinglong Community"), ("安乐社区", "Anle Community"))
+GRID_ROWS, GRID_COLS = 2, 2
+DISTRICT_MARGIN_M = 150.0
+_CN_DIGITS = "一二三四五六七八九十"
+
+
+def build_districts(scale: float, extent: tuple[float, float, float, float]) -> dict:
+    """The sample's districts over ``extent`` (EPSG:4545 metres), as GeoPackage fields."""
+    x0, y0, x1, y1 = (extent[0] - DISTRICT_MARGIN_M, extent[1] - DISTRICT_MARGIN_M,
+                      extent[2] + DISTRICT_MARGIN_M, extent[3] + DISTRICT_MARGIN_M)
+    n_comm = max(3, min(len(COMMUNITIES), round(3 * math.sqrt(scale))))
+    code, name, name_en = SUB_DISTRICT
+    rows = [(code, name, name_en, "sub_district", None, shapely.box(x0, y0, x1, y1))]
+    width = (x1 - x0) / n_comm
+    for c in range(n_comm):
+        c_code = f"{code}{c + 1:03d}"
+        c_name, c_en = COMMUNITIES[c]
+        cx0, cx1 = x0 + c * width, x0 + (c + 1) * width
+        rows.append((c_code, c_name, c_en, "community", code, shapely.box(cx0, y0, cx1, y1)))
+        gw, gh = (cx1 - cx0) / GRID_COLS, (y1 - y0) / GRID_ROWS
+        for g in range(GRID_ROWS * GRID_COLS):
+            gx, gy = cx0 + (g % GRID_COLS) * gw, y0 + (g // GRID_COLS) * gh
+            rows.append((f"{c_code}G{g + 1:02d}", f"{c_name}第{_CN_DIGITS[g]}网格",
+                         f"{c_en} Grid {g + 1}", "grid", c_code,
+                         shapely.box(gx, gy, gx + gw, gy + gh)))
+    codes, names, names_en, levels, parents, geoms = zip(*rows, strict=True)
+    return {"geom": np.array(geoms, dtype=object), "fields": {
+        "external_id": np.array(codes, dtype=object), "name": np.array(names, dtype=object),
+        "name_en": np.array(names_en, dtype=object), "level": np.array(levels, dtype=object),
+        "parent_code": np.array(parents, dtype=object)}}
+
+
 def _write_csv(df: pd.DataFrame, path: Path) -> None:
     df.to_csv(path, index=False, lineterminator="\n")
 
@@ -1606,6 +1644,8 @@ def generate(out: Path, *, seed: int = 7, scale: float = 1.0, months: int = 24,
 
         steps.step(f"Writing {GPKG}")
         comp, park = blocks.compounds, blocks.parking
+        districts = build_districts(scale, tuple(shapely.total_bounds(
+            np.concatenate([st.geom, comp["geom"].to_numpy(), park["geom"].to_numpy()]))))
         _write_gpkg(out / GPKG, end, [
             ("streets", st.geom, {
                 "external_id": st.ids, "name": st.name, "road_class": st.road_class,
@@ -1638,9 +1678,11 @@ def generate(out: Path, *, seed: int = 7, scale: float = 1.0, months: int = 24,
                     ("floors", np.int32), ("height_m", float), ("year_built", np.int32),
                     ("households", np.int32), ("structure", object), ("condition", object),
                     ("compound_external_id", object))}),
+            ("districts", districts["geom"], districts["fields"]),
         ])
         layer_rows = {"streets": int(st.ids.size), "manholes": int(mh.ids.size),
-                      "parking": len(park), "compounds": len(comp), "buildings": len(houses)}
+                      "parking": len(park), "compounds": len(comp), "buildings": len(houses),
+                      "districts": int(districts["geom"].size)}
         rows[GPKG] = sum(layer_rows.values())
         steps.done()
 

@@ -16,7 +16,7 @@ from geo.layers import LAYERS
 # service.exporting (and SQLAlchemy with it) is imported when the command runs, so that
 # registering this command costs other `twin` commands nothing; a test checks this list
 # against exporting.FORMATS.
-FORMAT_HELP = "gpkg, geojson, csv, shp.zip or parquet"
+FORMAT_HELP = "gpkg, geojson, csv, shp.zip, parquet or fgb"
 
 
 def export(
@@ -35,12 +35,17 @@ def export(
     where: Annotated[list[str] | None, typer.Option(
         "--where", help="PROPERTY=VALUE: keep features whose property equals VALUE; "
                         "repeat for more (one property repeated: any of its values).")] = None,
+    district: Annotated[list[str] | None, typer.Option(
+        "--district", help="Keep features whose district (the finest district they lie in, "
+                           "by name) is this; repeat for more. `--where community=NAME` keeps "
+                           "a whole community.")] = None,
     properties: Annotated[str | None, typer.Option(
         help="Comma-separated properties to write, in this order (default: all).")] = None,
 ) -> None:
-    """Export LAYER to a GeoPackage, GeoJSON, CSV, zipped Shapefile or GeoParquet file.
+    """Export LAYER to a GeoPackage, GeoJSON, CSV, zipped Shapefile, GeoParquet or FlatGeobuf.
 
-    Types and the CRS (EPSG:4326) are kept; the file appears only once it is complete.
+    Types and the CRS (EPSG:4326) are kept (a CSV gets them in a .csvt and a .prj beside it);
+    the file appears only once it is complete.
 
     Exit codes: 0 written, 2 unusable input (nothing written), 1 other errors.
     """
@@ -60,12 +65,21 @@ def export(
             if not sep or not name.strip():
                 raise InvalidInput(f"--where '{item}' is not PROPERTY=VALUE.")
             filters.append((name.strip(), value))
+        filters += [("district", name) for name in district or []]
         query = exporting.export_query(found, bbox=bbox, datetime_text=datetime_text,
                                        properties=properties, filters=filters)
         engine = _engine(_settings())
         written = exporting.write_export_to(engine, query, fmt, out)
     except TwinError as error:
         raise _fail(error) from None
-    features = f"{written.features:,} feature{'' if written.features == 1 else 's'}"
-    console.print(f"Wrote {features} of {found.id} to {out} ({fmt.title}, "
-                  f"{out.stat().st_size:,} bytes).", highlight=False)
+    from geo.i18n import _, format_decimal, ngettext
+
+    console.print(ngettext(
+        "Wrote {n} feature of {layer} to {out} ({format}, {size} bytes).",
+        "Wrote {n} features of {layer} to {out} ({format}, {size} bytes).", written.features,
+        layer=found.id, out=str(out), format=fmt.title,
+        size=format_decimal(out.stat().st_size)), highlight=False)
+    if written.side_files:
+        console.print(_("Beside it, for GDAL and QGIS: {files} (column types and CRS).",
+                        files=", ".join(side.name for side in written.side_files)),
+                      highlight=False)

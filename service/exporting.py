@@ -1,7 +1,9 @@
 """Exports of the twin's layers for GIS analysts, shared by ``GET /exports`` and ``twin export``.
 
-Formats: GeoPackage, GeoJSON (RFC 7946), CSV with a WKT column, zipped ESRI Shapefile and
-GeoParquet; every one in EPSG:4326 (longitude, latitude) with the layer's types kept.
+Formats: GeoPackage, GeoJSON (RFC 7946), CSV with a WKT column (its types in a ``.csvt`` and
+its CRS in a ``.prj`` beside it, the side files GDAL and so QGIS read), zipped ESRI Shapefile,
+FlatGeobuf and GeoParquet; every one in EPSG:4326 (longitude, latitude) with the layer's types
+kept.
 
 Memory
 ------
@@ -40,6 +42,8 @@ from service import params
 
 # The query parameters an export takes besides property filters.
 EXPORT_PARAMETERS = ("bbox", "datetime", "properties")
+# Side files of a CSV export (GeoCSV as GDAL reads it): the column types and the CRS.
+CSV_SIDE_FILES = ("csvt", "prj")
 
 
 @dataclass(frozen=True)
@@ -60,10 +64,12 @@ FORMATS: dict[str, ExportFormat] = {
         ExportFormat("csv", "CSV with a WKT geometry column", "text/csv; charset=utf-8", True),
         ExportFormat("shp.zip", "ESRI Shapefile, zipped", "application/zip", False),
         ExportFormat("parquet", "GeoParquet 1.0", "application/vnd.apache.parquet", False),
+        ExportFormat("fgb", "FlatGeobuf", "application/flatgeobuf", False),
     )
 }
 # Other file name endings the CLI recognises in --out.
-_SUFFIX_ALIASES = {"json": "geojson", "zip": "shp.zip", "geoparquet": "parquet"}
+_SUFFIX_ALIASES = {"json": "geojson", "zip": "shp.zip", "geoparquet": "parquet",
+                   "flatgeobuf": "fgb"}
 
 
 # -- what the user asked ------------------------------------------------------------------------
@@ -204,6 +210,46 @@ def _csv_pieces(query: ExportQuery, columns: tuple[Column, ...],
         buffer.seek(0)
         buffer.truncate()
     yield buffer.getvalue().encode()
+
+
+# GDAL's .csvt names: one per column, in order (the first is the WKT geometry).
+_CSVT_TYPES = {"number": "Real", "string": "String", "date": "Date", "datetime": "DateTime",
+               "boolean": "Integer(Boolean)"}
+
+
+def csvt_text(columns: tuple[Column, ...]) -> str:
+    r"""The ``.csvt`` of a CSV export: GDAL's type of each column, WKT first, then id, ...
+
+    Examples
+    --------
+    >>> csvt_text((Column("id", "integer"), Column("geom", "geometry"),
+    ...            Column("lanes", "integer", wide=False), Column("pci", "number")))
+    '"WKT","Integer64","Integer","Real"\n'
+    """
+    def kind(column: Column) -> str:
+        if column.type == "integer":
+            return "Integer64" if column.wide else "Integer"
+        return _CSVT_TYPES.get(column.type, "String")
+
+    ordered = [columns[0], *columns[2:]]
+    return ",".join(['"WKT"', *(f'"{kind(c)}"' for c in ordered)]) + "\n"
+
+
+def prj_text() -> str:
+    """The ``.prj`` of a CSV export: EPSG:4326 as the WKT a Shapefile's .prj holds."""
+    from pyproj import CRS
+
+    return CRS.from_epsg(STORAGE_SRID).to_wkt("WKT1_ESRI")
+
+
+def csv_side_file(engine: Engine, query: ExportQuery, suffix: str) -> str:
+    """The text of one side file (``csvt`` or ``prj``) of a CSV export of ``query``."""
+    if suffix == "prj":
+        return prj_text()
+    from geo.exports import describe_columns
+
+    with engine.connect() as conn:
+        return csvt_text(describe_columns(conn, query))
 
 
 _PIECES: dict[str, tuple[str, Callable]] = {
@@ -477,10 +523,44 @@ def _write_parquet(conn, query: ExportQuery, directory: Path) -> tuple[Path, int
     return path, written
 
 
+def _write_fgb(conn, query: ExportQuery, directory: Path) -> tuple[Path, int]:
+    # FlatGeobuf is written in one pass (its spatial index is built at the end), so the
+    # chunks go to GDAL as one Arrow stream rather than as appends.
+    import pyarrow as pa
+    import pyogrio
+
+    from geo.exports import has_multipart
+
+    layer = query.layer
+    path = directory / f"{layer.id}.fgb"
+    geometry_type = _OGR_GEOMETRY_TYPES.get(layer.geometry_type, "Unknown")
+    # A FlatGeobuf layer holds one geometry type: a streets or compounds layer with any
+    # multi-part feature is written as MultiLineString or MultiPolygon throughout.
+    multi = geometry_type in ("LineString", "Polygon") and has_multipart(conn, layer)
+    if multi:
+        geometry_type = "Multi" + geometry_type
+    columns, chunks = read_features(conn, query, geometry="wkb_multi" if multi else "wkb")
+    schema = _arrow_schema(columns)
+    written = [0]
+
+    def batches() -> Iterator:
+        for rows in chunks:
+            written[0] += len(rows)
+            yield from _arrow_table(schema, columns, rows).to_batches()
+
+    pyogrio.write_arrow(
+        pa.RecordBatchReader.from_batches(schema, batches()), path, layer=layer.id,
+        driver="FlatGeobuf", geometry_name="geom", crs=f"EPSG:{STORAGE_SRID}",
+        geometry_type=geometry_type,
+        layer_options={"TITLE": layer.title, "DESCRIPTION": layer.description})
+    return path, written[0]
+
+
 _FILE_WRITERS: dict[str, Callable] = {
     "gpkg": _write_gpkg,
     "shp.zip": _write_shapefile_zip,
     "parquet": _write_parquet,
+    "fgb": _write_fgb,
 }
 
 
@@ -490,6 +570,7 @@ class ExportFile:
 
     path: Path
     features: int
+    side_files: tuple[Path, ...] = ()  # beside path, same stem: a CSV's .csvt and .prj
 
 
 def write_export(engine: Engine, query: ExportQuery, fmt: ExportFormat,
@@ -504,7 +585,12 @@ def write_export(engine: Engine, query: ExportQuery, fmt: ExportFormat,
         with open(path, "wb") as out:
             for piece in _pieces(engine, query, fmt, counter):
                 out.write(piece)
-        return ExportFile(path, counter[0])
+        sides: tuple[Path, ...] = ()
+        if fmt.suffix == "csv":
+            sides = tuple(path.with_suffix("." + side) for side in CSV_SIDE_FILES)
+            for side in sides:
+                side.write_text(csv_side_file(engine, query, side.suffix[1:]), encoding="utf-8")
+        return ExportFile(path, counter[0], sides)
     with engine.connect() as conn:
         path, features = _FILE_WRITERS[fmt.suffix](conn, query, directory)
     return ExportFile(path, features)
@@ -514,7 +600,9 @@ def write_export_to(engine: Engine, query: ExportQuery, fmt: ExportFormat,
                     out: Path) -> ExportFile:
     """Write an export to ``out`` atomically: a temporary name beside it, renamed at the end.
 
-    On any failure nothing is left at ``out`` (an earlier file there is kept as it was).
+    On any failure nothing is left at ``out`` (an earlier file there is kept as it was). A
+    CSV's side files land beside ``out`` with its stem (``streets.csvt``, ``streets.prj``),
+    moved in before the CSV itself.
     """
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.is_dir():
@@ -527,7 +615,10 @@ def write_export_to(engine: Engine, query: ExportQuery, fmt: ExportFormat,
         raise InvalidInput(f"Cannot write in '{parent}': {error.strerror}.") from None
     try:
         written = write_export(engine, query, fmt, scratch)
+        sides = tuple(out.with_suffix(side.suffix) for side in written.side_files)
+        for side, target in zip(written.side_files, sides, strict=True):
+            os.replace(side, target)
         os.replace(written.path, out)
-        return ExportFile(out, written.features)
+        return ExportFile(out, written.features, sides)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

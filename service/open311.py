@@ -91,6 +91,9 @@ def request_entry(row: dict, contact: dict | None = None) -> dict:
         "matter": row["matter"],
         "supporters": row["supporters"],
         "duplicate_of": str(row["duplicate_of"]) if row["duplicate_of"] else None,
+        "district": row.get("district"),
+        "community": row.get("community"),
+        "sub_district": row.get("sub_district"),
     }
     if contact is not None:
         entry.update({k: contact.get(k) for k in ("first_name", "last_name", "phone", "email")})

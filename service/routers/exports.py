@@ -1,4 +1,8 @@
-"""Exports for GIS analysts: ``GET /exports/{layer}.{gpkg|geojson|csv|shp.zip|parquet}``."""
+"""Exports for GIS analysts: ``GET /exports/{layer}.{gpkg|geojson|csv|shp.zip|parquet|fgb}``.
+
+A CSV's side files are beside it: ``{layer}.csvt`` (column types) and ``{layer}.prj`` (CRS), so
+GDAL opening ``/vsicurl_streaming/.../exports/streets.csv`` finds them as it does on disk.
+"""
 
 from __future__ import annotations
 
@@ -73,7 +77,8 @@ def export_layer(
     engine: EngineDep,
     caller: ReaderDep,
     layer: Annotated[str, PathParam(description="A layer id: " + ", ".join(LAYERS) + ".")],
-    suffix: Annotated[str, PathParam(description="The format: " + _FORMATS_TEXT + ".")],
+    suffix: Annotated[str, PathParam(description="The format: " + _FORMATS_TEXT + "; or "
+                                     "`csvt` / `prj`, the side files of the CSV.")],
     bbox: Annotated[str | None, Query(
         description="west,south,east,north in degrees (EPSG:4326): features intersecting it.",
         examples=["108.53,32.515,108.54,32.52"])] = None,
@@ -100,9 +105,18 @@ def export_layer(
     then streamed. Either way the service holds one chunk of 10,000 rows at a time, whatever
     the layer's size.
     """
-    found, fmt = exporting.split_file_name(f"{layer}.{suffix}")
     filters = [(name, value) for name, value in request.query_params.multi_items()
                if name not in exporting.EXPORT_PARAMETERS]
+    if suffix.lower() in exporting.CSV_SIDE_FILES:
+        side = suffix.lower()
+        query = exporting.export_query(exporting.find_layer(layer), bbox=bbox,
+                                       datetime_text=datetime, properties=properties,
+                                       filters=filters)
+        return StreamingResponse(
+            iter([exporting.csv_side_file(engine, query, side).encode()]),
+            media_type="text/plain; charset=utf-8",
+            headers=_disposition(f"{query.layer.id}.{side}"))
+    found, fmt = exporting.split_file_name(f"{layer}.{suffix}")
     query = exporting.export_query(found, bbox=bbox, datetime_text=datetime,
                                    properties=properties, filters=filters)
     filename = f"{found.id}.{fmt.suffix}"

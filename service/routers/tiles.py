@@ -270,6 +270,7 @@ class TileQuery:
     status: str | None
     severity: str | None
     kind: str | None
+    district: str | None
     limit: int
     extent: int
     buffer: int
@@ -279,7 +280,8 @@ class TileQuery:
         """Validate into a tile request (404 for unknown layer or tile, 400 for bad values)."""
         return build_tile_request(
             layer, z, x, y, datetime_text=self.datetime, properties_text=self.properties,
-            filters={"status": self.status, "severity": self.severity, "kind": self.kind},
+            filters={"status": self.status, "severity": self.severity, "kind": self.kind,
+                     "district": self.district},
             limit=self.limit, extent=self.extent, buffer=self.buffer, clip=self.clip)
 
 
@@ -353,6 +355,10 @@ async def tile_query(
         max_length=2000,
         description="Only features whose `kind` is one of these (comma list): alerts, "
         "manholes, parking.")] = None,
+    district: Annotated[str | None, Query(
+        max_length=2000,
+        description="Only features whose `district` (the finest district they lie in, by "
+        "name) is one of these (comma list); every layer but districts.")] = None,
     limit: Annotated[int, Query(
         ge=1, le=tiles.MAX_LIMIT,
         description="Most features in one tile; keeps low zooms small.")] = tiles.DEFAULT_LIMIT,
@@ -366,7 +372,8 @@ async def tile_query(
         description="Clip geometries to the tile plus its buffer.")] = True,
 ) -> TileQuery:
     """The tile query parameters, documented once for every route that takes them."""
-    return TileQuery(datetime_, properties, status, severity, kind, limit, extent, buffer, clip)
+    return TileQuery(datetime_, properties, status, severity, kind, district, limit, extent,
+                     buffer, clip)
 
 
 TileQueryDep = Annotated[TileQuery, Depends(tile_query)]

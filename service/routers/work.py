@@ -23,7 +23,8 @@ SORTABLE = ("priority", "severity", "opened_at", "updated_at", "due_on", "kind",
 _SEVERITY_RANK = {s: i for i, s in enumerate(alerts.SEVERITIES)}
 ITEM_FIELDS = ("id", "rank", "tier", "priority", "why_first", "kind", "severity", "status",
                "reason", "asset_layer", "asset_id", "asset_external_id", "street_name",
-               "road_class", "assignee", "due_on", "opened_at", "updated_at", "evidence_at")
+               "road_class", "assignee", "due_on", "opened_at", "updated_at", "evidence_at",
+               "district", "community", "sub_district")
 
 
 def _sort_value(item: dict, key: str):
@@ -42,7 +43,8 @@ def _sorted(items: list[dict], keys: tuple[tuple[str, bool], ...]) -> list[dict]
     return items
 
 
-def _worklist(engine, bbox, where: alerts.AlertFilter, keys, capacity: int) -> list[dict]:
+def _worklist(engine, bbox, where: alerts.AlertFilter, keys, capacity: int,
+              districts: tuple[str, ...] = ()) -> list[dict]:
     with engine.connect() as conn:
         rows = worklist.open_alerts(conn, bbox)
     ranked = priority.rank(rows, datetime.now(UTC).date(), capacity)
@@ -50,7 +52,8 @@ def _worklist(engine, bbox, where: alerts.AlertFilter, keys, capacity: int) -> l
               and (not where.kinds or i["kind"] in where.kinds)
               and (not where.severities or i["severity"] in where.severities)
               and (not where.statuses or i["status"] in where.statuses)
-              and (not where.assignees or i["assignee"] in where.assignees)]
+              and (not where.assignees or i["assignee"] in where.assignees)
+              and (not districts or i["district"] in districts)]
     return _sorted(chosen, keys) if keys else chosen
 
 
@@ -80,6 +83,10 @@ async def get_work(
                                                 "list).")] = None,
     bbox: Annotated[str | None, Query(description="west,south,east,north in degrees.")
                     ] = None,
+    district: Annotated[list[str] | None, Query(description="Districts by name (repeat or "
+                                                "comma list): alerts whose `district`, the "
+                                                "finest district they lie in, is one of them.")
+                        ] = None,
     sortby: Annotated[str | None, Query(description="Sort keys, `-` for descending: "
                                         f"{', '.join(SORTABLE)} (default -priority).")] = None,
     limit: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
@@ -101,7 +108,8 @@ async def get_work(
     keys = (params.parse_sort_keys(sortby, SORTABLE, "a worklist sort key")
             if sortby is not None and sortby.strip() else ())
     capacity = LoopSettings().weekly_capacity
-    items = await run_in_threadpool(_worklist, engine, box, where, keys, capacity)
+    districts = tuple(params.parse_choices(district, "district") or ())
+    items = await run_in_threadpool(_worklist, engine, box, where, keys, capacity, districts)
     limit = min(limit or settings.items_default_limit, settings.items_max_limit)
     page = items[offset:offset + limit]
     features = [{"type": "Feature", "id": i["id"], "geometry": i["geometry"],

@@ -20,9 +20,10 @@ TABLES = {
     "alert_events",
     "layer_versions",
     "buildings",
+    "districts",
 }
 SPATIAL = {"streets", "manholes", "parking", "compounds", "road_damage", "debris_piles", "alerts",
-           "buildings"}
+           "buildings", "districts"}
 
 
 def _tables(conn) -> set[str]:

@@ -187,6 +187,24 @@ def test_a_header_only_readings_csv_exits_2_with_a_sentence(assets, tmp_path):
                             ).scalar_one() == 0
 
 
+@pytest.mark.parametrize("layer", ["readings", "manholes"])
+def test_a_csv_of_a_million_columns_exits_2_at_once_in_one_sentence(assets, tmp_path, layer):
+    path = tmp_path / "wide.csv"
+    header = ",".join(f"c{i}" for i in range(1_000_000))
+    path.write_text(header + "\n" + ",".join("1" for _ in range(1_000_000)) + "\n")
+    done = run_twin(assets, "ingest", layer, path)
+    said = " ".join((done.stdout + done.stderr).split())
+    assert done.returncode == 2, said[:500]
+    assert f"{path} has a first line longer than 256 KB" in said
+    assert "may have at most 1,000 columns" in said
+    assert len(said) < 400  # one sentence, not the 8.9 MB of column names
+    with assets.connect() as conn:
+        # At most a 'failed' run on record (readings start their run before reading).
+        assert conn.execute(sa.text(f"SELECT count(*) FROM ingest_runs WHERE layer = '{layer}' "
+                                    "AND path LIKE '%wide.csv' AND status <> 'failed'")
+                            ).scalar_one() == 0
+
+
 def test_a_10_mb_source_is_refused(client, assets):
     source = "s" * 10_000_000
     answer = client.post("/readings", json=[_item((GOOD + timedelta(minutes=9)).isoformat(),

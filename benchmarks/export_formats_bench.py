@@ -1,0 +1,117 @@
+"""Export formats side by side: time to write (the twin) and to read back whole (GDAL's ogrinfo).
+
+    .venv/bin/python benchmarks/export_formats_bench.py            # scale 10
+    .venv/bin/python benchmarks/export_formats_bench.py --quick    # the scale-1 sample
+
+One embedded PostGIS cluster in a temporary TWIN_HOME, destroyed at the end, holding
+``generate(out, seed=7, scale=S, months=3)`` loaded with ``ingest.sample.load_sample``. For
+``manholes`` and ``streets`` and every format of ``service.exporting.FORMATS``: the median of
+``--repeat`` runs of ``exporting.write_export`` (database to file), the file's size, and the
+median time of ``ogrinfo -ro -al -q`` reading every feature of it (the system's GDAL, the
+reader QGIS uses; GeoParquet is skipped where that GDAL has no Parquet driver).
+
+Raw figures go to ``benchmarks/results/export_formats.json`` (``.quick.json`` with --quick).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from geo import migrate  # noqa: E402
+from geo.cluster import EmbeddedCluster  # noqa: E402
+from geo.database import create_engine  # noqa: E402
+from ingest.sample import load_sample  # noqa: E402
+from sample_data.generate import generate  # noqa: E402
+from service import exporting  # noqa: E402
+
+RESULTS_DIR = REPO / "benchmarks" / "results"
+LAYERS = ("manholes", "streets")
+
+
+def median_time(fn, repeat: int) -> float:
+    runs = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        runs.append(time.perf_counter() - started)
+    return round(statistics.median(runs), 4)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()))
+    args = parser.parse_args()
+    scale = 1 if args.quick else 10
+    drivers = subprocess.run(["ogrinfo", "--formats"], capture_output=True, text=True).stdout
+    gdal = subprocess.run(["ogrinfo", "--version"], capture_output=True, text=True).stdout
+    results: dict = {"started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                     "scale": scale, "repeat": args.repeat, "gdal": gdal.strip(),
+                     "load_average_at_start": os.getloadavg(), "layers": {}}
+    home = Path(tempfile.mkdtemp(prefix="twin-export-bench-"))
+    cluster = EmbeddedCluster(home, os.environ.get("TWIN_CLUSTER_USER", "postgres"))
+    try:
+        cluster.start()
+        sample = args.data_dir / f"sample-districts-s{scale}-m3"
+        if not (sample / "manifest.json").exists():
+            generate(sample, seed=7, scale=scale, months=3)
+        engine = create_engine(cluster.url)
+        migrate.upgrade(engine)
+        load_sample(engine, sample)
+        with engine.begin() as conn:
+            conn.execute(sa.text("ANALYZE"))
+        for layer_id in LAYERS:
+            query = exporting.export_query(exporting.find_layer(layer_id))
+            per_format = results["layers"][layer_id] = {}
+            for fmt in exporting.FORMATS.values():
+                out = home / "out"
+                if out.exists():
+                    shutil.rmtree(out)
+                out.mkdir()
+                written = exporting.write_export(engine, query, fmt, out)  # untimed, warms
+
+                def write(fmt=fmt, query=query) -> None:
+                    scratch = Path(tempfile.mkdtemp(dir=home))
+                    exporting.write_export(engine, query, fmt, scratch)
+                    shutil.rmtree(scratch)
+
+                entry = {"features": written.features, "bytes": written.path.stat().st_size,
+                         "write_s": median_time(write, args.repeat)}
+                source = str(written.path)
+                if fmt.suffix == "shp.zip":
+                    source = f"/vsizip/{written.path}"
+                if fmt.suffix != "parquet" or "Parquet" in drivers:
+                    entry["gdal_read_s"] = median_time(lambda source=source: subprocess.run(
+                        ["ogrinfo", "-ro", "-al", "-q", source], check=True,
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), args.repeat)
+                per_format[fmt.suffix] = entry
+                print(f"{layer_id} {fmt.suffix}: {entry}", flush=True)
+        engine.dispose()
+    finally:
+        cluster.destroy()
+        shutil.rmtree(home, ignore_errors=True)
+    RESULTS_DIR.mkdir(exist_ok=True)
+    out_file = RESULTS_DIR / ("export_formats.quick.json" if args.quick
+                              else "export_formats.json")
+    out_file.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {out_file}")
+
+
+if __name__ == "__main__":
+    main()
