@@ -125,6 +125,16 @@ def test_each_house_knows_its_compound_whichever_is_loaded_first(twin, tmp_path)
     linked = _buildings(twin)["compound"]
     assert linked.fillna("none").to_dict() == {"way/1001": "CP-1", "way/1002": "CP-1",
                                                "way/1003": "none"}
+    # A community loaded after the houses: those inside it learn their district.
+    districts = _write(tmp_path / "districts.geojson", [_feature(
+        {"type": "Polygon", "coordinates": [ring]}, external_id="SQ-1", name="Xinglong",
+        level="community")])
+    ingest_file(twin, "districts", districts)
+    with twin.connect() as conn:
+        placed = dict(conn.execute(sa.text(
+            "SELECT b.external_id, d.name FROM buildings b "
+            "LEFT JOIN districts d ON d.id = b.district_id")).all())
+    assert placed == {"way/1001": "Xinglong", "way/1002": "Xinglong", "way/1003": None}
 
 
 def test_a_drafted_mapping_of_an_osm_extract_recognises_the_building_tags(twin, tmp_path):

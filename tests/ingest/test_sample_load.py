@@ -53,7 +53,11 @@ def test_the_sample_has_houses_in_every_compound_each_linked_to_the_compound_it_
         )).scalar_one()
         floors = conn.execute(sa.text(
             "SELECT min(floors), max(floors), count(height_m), count(*) FROM buildings")).one()
-    assert empty == 0 and mislinked == 0
+        # ... and its district, the one its point on surface lies in (migration 0009's rule).
+        districts = conn.execute(sa.text(
+            "SELECT count(*) FILTER (WHERE district_id IS NULL), count(*) FILTER (WHERE "
+            "district_id IS DISTINCT FROM district_of(geom)) FROM buildings")).one()
+    assert empty == 0 and mislinked == 0 and tuple(districts) == (0, 0)
     assert floors[0] >= 1 and floors[1] >= 11 and 0 < floors[2] < floors[3]
 
 
