@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from geo.settings import PCI_THRESHOLD
+from geo.vocabulary import STOREY_HEIGHT_M
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
@@ -117,6 +118,27 @@ FORECASTS_SELECT = (
     "LEFT JOIN districts dx ON dx.id = a.district_id"
 )
 
+# A request or an alert belongs to a building when it lies within about 10 m of its footprint
+# (degrees; a resident reports from the door, a phone's fix is a few metres off).
+BUILDING_NEAR_DEG = 0.0001
+_ACTIVE = "('open', 'acknowledged', 'in_progress')"
+BUILDINGS_SELECT = (
+    "SELECT t.id, t.geom, t.external_id, t.source, t.name, t.use, t.floors, t.height_m, "
+    f"coalesce(t.height_m, t.floors * {STOREY_HEIGHT_M:g}, {STOREY_HEIGHT_M:g}) AS drawn_height_m, "
+    "t.year_built, t.households, t.structure, t.condition, t.compound_id, "
+    "c.external_id AS compound_external_id, c.name AS compound_name, "
+    "c.management_type AS compound_type, rq.n AS open_requests, al.n AS open_alerts, "
+    f"rq.n + al.n AS open_matters{_DISTRICT_COLUMNS} FROM buildings t{_IN_DISTRICT} "
+    "LEFT JOIN compounds c ON c.id = t.compound_id "
+    "CROSS JOIN LATERAL (SELECT count(*) AS n FROM service_requests r WHERE r.status = 'open' "
+    "AND r.requested_at <= :as_of "
+    f"AND ST_DWithin(r.geom, t.geom, {BUILDING_NEAR_DEG})) rq "
+    "CROSS JOIN LATERAL (SELECT count(*) AS n FROM alerts a "
+    f"WHERE a.status IN {_ACTIVE} AND a.opened_at <= :as_of "
+    "AND ((a.asset_layer = 'buildings' AND a.asset_id = t.id) "
+    f"OR ST_DWithin(a.geom, t.geom, {BUILDING_NEAR_DEG}))) al"
+)
+
 LAYERS: dict[str, Layer] = {
     layer.id: layer
     for layer in (
@@ -171,6 +193,32 @@ LAYERS: dict[str, Layer] = {
              Property("households", "integer"), Property("built_year", "integer"),
              *_DISTRICT),
             table="compounds", depends_on=("districts",),
+        ),
+        Layer(
+            "buildings", "Buildings",
+            "Houses and other buildings: footprint, storeys, height, use, year built, "
+            "households, structure and safety grade, the compound each stands in, and the "
+            "residents' requests and alerts open at it (within about 10 m).",
+            "Polygon", BUILDINGS_SELECT,
+            (*_ASSET, Property("name", "string"),
+             Property("use", "string", "residential, commercial, mixed, public, industrial, "
+                      "ancillary or other"),
+             Property("floors", "integer", "Storeys above ground"),
+             Property("height_m", "number", "Height in metres, where known"),
+             Property("drawn_height_m", "number",
+                      f"Height drawn in 3D: height_m, else floors x {STOREY_HEIGHT_M:g} m, "
+                      "else one storey"),
+             Property("year_built", "integer"), Property("households", "integer"),
+             Property("structure", "string", "Load-bearing structure"),
+             Property("condition", "string", "Safety grade A (sound) to D (dangerous)"),
+             Property("compound_id", "integer", "The compound it stands in"),
+             Property("compound_external_id", "string"), Property("compound_name", "string"),
+             Property("compound_type", "string", "Management type of its compound"),
+             Property("open_requests", "integer", "Residents' requests open at it"),
+             Property("open_alerts", "integer", "Active alerts on or at it"),
+             Property("open_matters", "integer", "open_requests + open_alerts"), *_DISTRICT),
+            table="buildings",
+            depends_on=("compounds", "alerts", "service_requests", "districts"),
         ),
         Layer(
             "road_damage", "Road damage",

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 
 from geo import rule_queue
 
-ASSET_LAYERS = ("streets", "manholes", "parking", "compounds")
+ASSET_LAYERS = ("streets", "manholes", "parking", "compounds", "buildings")
 READING_STAGE_COLUMNS = ("metric_id", "asset_id", "observed_at", "value", "source", "row_number")
 REJECT_STAGE_COLUMNS = ("row_number", "field", "value", "reason", "outcome")
 # A damage observation belongs to the nearest street within this distance (degrees, ~30 m).
@@ -106,7 +106,27 @@ def upsert_layer_from_stage(conn: Connection, table: str, columns: Sequence[str]
     )
     if table == "road_damage":
         snap_damage_to_streets(conn)
+    if table in ("buildings", "compounds"):
+        assign_buildings_to_compounds(conn)
     return counts
+
+
+def assign_buildings_to_compounds(conn: Connection) -> int:
+    """Give each building the compound it stands in (by a point inside its footprint).
+
+    Run after buildings or compounds change, so a house loaded before its compound, or a
+    compound redrawn, is linked all the same. Only links that change are written (an
+    unchanged twin bumps no version). Returns how many buildings changed compound.
+    """
+    return conn.execute(
+        sa.text(
+            "WITH placed AS (SELECT b.id, (SELECT c.id FROM compounds c "
+            "  WHERE ST_Intersects(c.geom, ST_PointOnSurface(b.geom)) ORDER BY c.id LIMIT 1) "
+            "  AS compound_id FROM buildings b) "
+            "UPDATE buildings b SET compound_id = p.compound_id FROM placed p "
+            "WHERE b.id = p.id AND b.compound_id IS DISTINCT FROM p.compound_id"
+        )
+    ).rowcount
 
 
 def snap_damage_to_streets(conn: Connection) -> None:

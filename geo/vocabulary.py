@@ -98,6 +98,29 @@ MANAGEMENT_TYPES = Vocabulary(
 # translates).
 DAMAGE_NAMES = {"D00": N_("longitudinal crack"), "D10": N_("transverse crack"),
                 "D20": N_("alligator crack"), "D40": N_("pothole")}
+
+# Houses: what a building is used for, after OpenStreetMap's building=* values grouped the way
+# a county's housing register counts them (residential first; garages and sheds are ancillary).
+BUILDING_USES = Vocabulary(
+    ("residential", "commercial", "mixed", "public", "industrial", "ancillary"),
+    description="what the building is used for: housing, shops and offices, both, schools and "
+    "offices of the state, workshops and warehouses, or garages and sheds",
+)
+# The load-bearing structure as Chinese housing surveys record it (钢混, 砖混, 砖木, 钢, 木, 土).
+BUILDING_STRUCTURES = Vocabulary(
+    ("reinforced_concrete", "brick_concrete", "brick_wood", "steel", "timber", "earth"),
+    description="load-bearing structure: reinforced concrete frame, brick walls with concrete "
+    "floors, brick and timber, steel, timber, rammed earth or adobe",
+)
+# Safety grades of a house appraisal (JGJ 125, 危险房屋鉴定标准): A sound, B basically sound,
+# C locally dangerous, D dangerous as a whole. An ordered scale, so closed.
+BUILDING_CONDITIONS = Vocabulary(
+    ("A", "B", "C", "D"), open=False,
+    description="safety grade of the latest appraisal: A sound, B basically sound, "
+    "C locally dangerous, D dangerous as a whole",
+)
+# About 3 m a storey (domain notes): the height drawn for a house whose height is not known.
+STOREY_HEIGHT_M = 3.0
 # RDD2022's classes: D00 longitudinal, D10 transverse, D20 alligator cracks, D40 potholes.
 DAMAGE_CLASSES = Vocabulary(
     ("D00", "D10", "D20", "D40"),
@@ -133,6 +156,9 @@ FIELD_VOCABULARIES: dict[tuple[str, str], Vocabulary] = {
     ("compounds", "management_type"): MANAGEMENT_TYPES,
     ("road_damage", "damage_class"): DAMAGE_CLASSES,
     ("road_damage", "severity"): DAMAGE_SEVERITIES,
+    ("buildings", "use"): BUILDING_USES,
+    ("buildings", "structure"): BUILDING_STRUCTURES,
+    ("buildings", "condition"): BUILDING_CONDITIONS,
 }
 
 

@@ -62,6 +62,12 @@ NAMES = {
     "volume_m3": ("volume_m3", "volume", "amount", "quantity"),
     "pile_ref": ("pile_ref", "pile", "pile_id", "site_id"),
     "material": ("material", "debris_type", "waste_type", "type_of_waste"),
+    # Houses (OSM: building:levels, height, start_date).
+    "floors": ("building:levels", "building_levels", "levels", "floors", "storeys", "stories",
+               "num_floors", "floor_count", "no_floors"),
+    "height_m": ("height", "height_m", "building_height", "bldg_height", "bldg_ht"),
+    "year_built": ("year_built", "built_year", "yearbuilt", "start_date", "construction_year",
+                   "year"),
 }
 CLASS_NAMES = {
     "road_class": ("road_class", "highway", "mtfcc", "cfcc", "fclass", "func_class",
@@ -72,6 +78,10 @@ CLASS_NAMES = {
     "management_type": ("management_type", "management", "manager", "operator_type", "type",
                         "category", "building", "landuse"),
     "damage_class": ("damage_class", "damage_type", "defect", "class", "label", "type"),
+    "use": ("use", "building", "usage", "building_use", "function", "type"),
+    "structure": ("structure", "building:material", "structure_type", "construction",
+                  "material"),
+    "condition": ("condition", "safety_grade", "grade", "safety"),
 }
 
 # -- what values mean -------------------------------------------------------------------------
@@ -132,6 +142,26 @@ KEYWORDS: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
         ("commodity", "commodity"), ("property", "commodity"), ("managed", "commodity"),
         ("old", "old"), ("bungalow", "old"), ("historic", "old"),
     ),
+    # OSM's building=* values and words of a city's own uses.
+    ("buildings", "use"): (
+        ("apartment", "residential"), ("residential", "residential"), ("house", "residential"),
+        ("detached", "residential"), ("terrace", "residential"), ("dormitory", "residential"),
+        ("bungalow", "residential"), ("dwelling", "residential"), ("housing", "residential"),
+        ("mixed", "mixed"), ("retail", "commercial"), ("commercial", "commercial"),
+        ("office", "commercial"), ("shop", "commercial"), ("hotel", "commercial"),
+        ("supermarket", "commercial"), ("school", "public"), ("kindergarten", "public"),
+        ("hospital", "public"), ("university", "public"), ("college", "public"),
+        ("government", "public"), ("civic", "public"), ("public", "public"),
+        ("temple", "public"), ("church", "public"), ("industrial", "industrial"),
+        ("warehouse", "industrial"), ("factory", "industrial"), ("garage", "ancillary"),
+        ("shed", "ancillary"), ("carport", "ancillary"), ("roof", "ancillary"),
+    ),
+    ("buildings", "structure"): (
+        ("reinforced", "reinforced_concrete"), ("concrete", "reinforced_concrete"),
+        ("brick", "brick_concrete"), ("masonry", "brick_concrete"), ("steel", "steel"),
+        ("metal", "steel"), ("wood", "timber"), ("timber", "timber"), ("mud", "earth"),
+        ("adobe", "earth"), ("earth", "earth"), ("loam", "earth"),
+    ),
     ("road_damage", "damage_class"): (
         ("longitudinal", "D00"), ("transverse", "D10"), ("alligator", "D20"),
         ("crocodile", "D20"), ("fatigue", "D20"), ("pothole", "D40"), ("pot hole", "D40"),
@@ -143,7 +173,8 @@ KEYWORDS: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
         ("village", "community"), ("shequ", "community"), ("grid", "grid"), ("wangge", "grid"),
     ),
 }
-OSM_CLASS_COLUMNS = {"streets": "highway", "manholes": "manhole", "parking": "parking"}
+OSM_CLASS_COLUMNS = {"streets": "highway", "manholes": "manhole", "parking": "parking",
+                     "buildings": "building"}
 OSM_TAGS = ("osm_id", "highway", "building", "amenity", "man_made", "landuse", "other_tags",
             "osm_type", "osm_way_id")
 

@@ -20,6 +20,7 @@ LAYER_TABLES = {
     "compounds": "compounds",
     "road_damage": "road_damage",
     "debris_piles": "debris_piles",
+    "buildings": "buildings",
     "districts": "districts",
 }
 READINGS = "readings"
@@ -30,7 +31,9 @@ class Field:
     """One field of a layer, as validation sees it."""
 
     name: str
-    kind: str  # text, float, int, date, datetime
+    # text, float, int, date, datetime; length (a number of metres, or one with its unit, as
+    # OSM's height "12 m" or "40'"); year (a year, or the year of a date such as "1995-06")
+    kind: str
     required: bool = False
     vocabulary: Vocabulary | None = None
     min_value: float | None = None
@@ -168,6 +171,23 @@ LAYERS: dict[str, LayerSpec] = {
         ("Polygon", "MultiPolygon"),
     ),
 }
+
+LAYERS["buildings"] = LayerSpec(
+    "buildings",
+    (
+        EXTERNAL_ID,
+        Field("name", "text"),
+        Field("use", "text", vocabulary=vocab.BUILDING_USES),
+        # Storeys above ground (OSM's building:levels); the tallest towers have about 160.
+        Field("floors", "int", min_value=1, max_value=200),
+        Field("height_m", "length", min_value=1, max_value=1000),
+        Field("year_built", "year", min_value=1000, max_value=2100),
+        Field("households", "int", min_value=0, max_value=100_000),
+        Field("structure", "text", vocabulary=vocab.BUILDING_STRUCTURES),
+        Field("condition", "text", vocabulary=vocab.BUILDING_CONDITIONS),
+    ),
+    ("Polygon", "MultiPolygon"),
+)
 
 # Long-form readings: one value of one metric of one asset at one time.
 READING_FIELDS = (

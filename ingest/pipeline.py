@@ -172,8 +172,9 @@ def ingest_file(
     engine : Engine
         A migrated twin database.
     layer : str
-        One of ``streets``, ``manholes``, ``parking``, ``compounds``, ``road_damage``,
-        ``debris_piles`` (or an alias of one, such as ``debris``) or ``readings``.
+        One of ``streets``, ``manholes``, ``parking``, ``compounds``, ``buildings``,
+        ``road_damage``, ``debris_piles`` (or an alias of one, such as ``debris``) or
+        ``readings``.
     path : Path
         The file to load.
     mapping_path : Path, optional

@@ -19,6 +19,7 @@ SAMPLE_FILES = (
     ("manholes", "neighbourhood.gpkg", "manholes"),
     ("parking", "neighbourhood.gpkg", "parking"),
     ("compounds", "neighbourhood.gpkg", "compounds"),
+    ("buildings", "neighbourhood.gpkg", "buildings"),
     ("road_damage", "road_damage.geojson", None),
     ("debris_piles", "debris_piles.geojson", None),
     ("readings", "readings.csv", None),

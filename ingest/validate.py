@@ -9,6 +9,7 @@ outcome ``rejected`` or ``kept, value dropped``.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -22,7 +23,7 @@ from geo.text_rules import shown
 from geo.vocabulary import OTHER, original_key
 from ingest import timewindow
 from ingest.fields import READING_FIELDS, Field, LayerSpec
-from ingest.mapping import FieldRule, Mapping
+from ingest.mapping import UNIT_FACTORS, FieldRule, Mapping
 
 REJECT_COLUMNS = ["row_number", "field", "value", "reason"]
 # Outcomes of a line of the rejects report.
@@ -135,6 +136,90 @@ def parse_numbers(values: pd.Series, rule: FieldRule | None) -> tuple[pd.Series,
     return numbers.astype(float), not_numeric
 
 
+# A length as people write it: "12", "12.5 m", "12,5m", "40 ft", "40'", "12'6\"" (feet and
+# inches). OpenStreetMap's height=* takes metres unless a unit follows.
+_LENGTH = re.compile(
+    r"^\s*(?P<n>\d+(?:[.,]\d+)?)\s*(?P<unit>m|metres?|meters?|cm|mm|km|ft|feet|foot|'|)"
+    r"\s*(?:(?P<inches>\d+(?:\.\d+)?)\s*(?:\"|in|''))?\s*$", re.IGNORECASE)
+_LENGTH_UNITS = {"": None, "m": "m", "metre": "m", "metres": "m", "meter": "m", "meters": "m",
+                 "cm": "cm", "mm": "mm", "km": "km", "ft": "ft", "feet": "ft", "foot": "ft",
+                 "'": "ft"}
+
+
+def _length(text: str) -> tuple[float, str | None] | None:
+    found = _LENGTH.match(text)
+    if found is None:
+        return None
+    unit = _LENGTH_UNITS[found["unit"].lower()]
+    if found["inches"] is not None and unit != "ft":
+        return None
+    value = float(found["n"].replace(",", "."))
+    if found["inches"] is not None:
+        value += float(found["inches"]) / 12
+    return value, unit
+
+
+def parse_lengths(values: pd.Series, rule: FieldRule | None) -> tuple[pd.Series, pd.Series]:
+    """Lengths in metres, and a mask of values that are not lengths.
+
+    A bare number takes the rule's conversion (``from_unit``, ``multiply``, ``add``); a number
+    with its own unit is converted by that unit (and ``multiply``).
+
+    Examples
+    --------
+    >>> parse_lengths(pd.Series(["12", "12.5 m", "40'", "3,5m", "tall", None]), None)[0].round(2
+    ...     ).tolist()
+    [12.0, 12.5, 12.19, 3.5, nan, nan]
+    """
+    numbers, _ = parse_numbers(values, rule)
+    text = values.where(numbers.isna() & ~is_blank(values))
+    bad = pd.Series(False, index=values.index)
+    for index, raw in text.dropna().items():
+        found = _length(str(raw))
+        if found is None:
+            bad[index] = True
+            continue
+        value, unit = found
+        if unit is None:
+            numbers[index] = value * (rule.factor() if rule else 1.0) + (
+                (rule.add or 0.0) if rule else 0.0)
+        else:
+            numbers[index] = value * UNIT_FACTORS[unit] * (
+                rule.multiply if rule and rule.multiply is not None else 1.0)
+    return numbers.astype(float), bad
+
+
+# A year as files write it: 1995, "1995", "~1995" (OSM's approximate start_date), or a date
+# that starts with one ("1995-06", "1995-06-01", a date column). Decades ("1990s") and
+# centuries ("C19") are too vague for a year and are not read.
+_YEAR = re.compile(r"^\s*(?:~|c\.\s*|circa\s+)?(?P<year>\d{4})(?:-\d{2}(?:-\d{2})?)?"
+                   r"(?:[T ][0-9:.+Z-]*)?\s*$", re.IGNORECASE)
+
+
+def parse_years(values: pd.Series, rule: FieldRule | None) -> tuple[pd.Series, pd.Series]:
+    """Years as numbers, and a mask of values that cannot be read as a year.
+
+    Examples
+    --------
+    >>> parse_years(pd.Series(["1995", "~1988", "2003-06-01", "1990s", 2001, None]), None
+    ...     )[0].tolist()
+    [1995.0, 1988.0, 2003.0, nan, 2001.0, nan]
+    """
+    blank = is_blank(values)
+    years = pd.Series(np.nan, index=values.index, dtype=float)
+    for index, raw in values[~blank].items():
+        if hasattr(raw, "year"):  # a date or time read from a typed column
+            years[index] = float(raw.year)
+            continue
+        if isinstance(raw, (int, float, np.integer, np.floating)) and float(raw).is_integer():
+            years[index] = float(raw)
+            continue
+        found = _YEAR.match(str(raw))
+        if found is not None:
+            years[index] = float(found["year"])
+    return years, years.isna() & ~blank
+
+
 def parse_times(
     values: pd.Series, rule: FieldRule | None, zone: str
 ) -> tuple[pd.Series, pd.Series]:
@@ -215,7 +300,14 @@ def check_field(
         problems.add(missing, spec.name, raw, "is missing")
     unusable: list[tuple[pd.Series, str]] = []
     originals = None
-    if spec.kind in ("float", "int"):
+    if spec.kind in ("length", "year"):
+        parse = parse_lengths if spec.kind == "length" else parse_years
+        values, bad = parse(raw.where(~missing), rule)
+        unusable.append((bad, "is not a length" if spec.kind == "length" else "is not a year"))
+        if spec.kind == "year":
+            values = values.astype("Int64")
+        unusable += _out_of_range(values, spec)
+    elif spec.kind in ("float", "int"):
         values, bad = parse_numbers(raw.where(~missing), rule)
         unusable.append((bad, "is not a number"))
         if spec.kind == "int":

@@ -66,6 +66,10 @@ VALUE_LABELS = {"road_class": ROAD_CLASSES.labels, "kind": MANHOLE_KINDS.labels,
                 "damage_class": DAMAGE_CLASSES.labels, "severity": SEVERITY_LABELS,
                 "status": {"none": N_("none"), **SEVERITY_LABELS}}
 
+# Houses by their open matters (residents' requests and alerts at them): none in a quiet
+# blue-grey, then warmer as they add up; (at least this many, colour).
+MATTER_STEPS = ((0, "#c6ccd6"), (1, "#fdae61"), (3, "#f46d43"), (6, "#a50026"))
+
 
 def pci_colour(value: float | None) -> str:
     """The colour of a PCI value's band (grey when there is none).

@@ -27,6 +27,7 @@ import pandas as pd
 import pyogrio
 import pyogrio.raw
 import shapely
+import shapely.affinity
 import shapely.ops
 from pyproj import Transformer
 
@@ -730,6 +731,121 @@ def build_blocks(seed: int, scale: float, frame: Frame, st: Streets, start: date
         "capacity": np.concatenate([lot_cap, np.array(bay_cap, dtype=np.int32)]),
         "has_sensor": has_sensor, "geom": geom})
     return Blocks(compounds=compounds, parking=parking, sites=sites)
+
+
+# -- houses ----------------------------------------------------------------------------------
+
+# House forms: footprint (length, depth) in metres and storeys (inclusive range). Walk-ups are
+# the 5-7 storey blocks of old and resettlement compounds, towers the 11-18 storey blocks of
+# newer commodity compounds, village houses the 2-4 storey self-built houses of unmanaged
+# quarters, bungalows the 1-2 storey lane houses of old compounds (domain notes).
+HOUSE_FORMS = {"walkup": ((36.0, 12.0), (5, 7)), "midrise": ((42.0, 13.0), (6, 9)),
+               "tower": ((26.0, 18.0), (11, 18)), "village": ((12.0, 10.0), (2, 4)),
+               "bungalow": ((16.0, 8.0), (1, 2))}
+# Which forms a compound of each management type is built in, with their weights.
+HOUSE_FORMS_BY_TYPE = {"commodity": (("tower", 0.45), ("midrise", 0.55)),
+                       "resettlement": (("walkup", 0.7), ("tower", 0.3)),
+                       "old": (("walkup", 0.7), ("bungalow", 0.3)),
+                       "unmanaged": (("village", 0.75), ("walkup", 0.25))}
+HOUSE_GAP_M = {"walkup": 8.0, "midrise": 10.0, "tower": 14.0, "village": 3.0, "bungalow": 3.0}
+HOUSE_EDGE_M = 3.0         # kept clear inside the compound's boundary
+HOUSE_ROW_SUN = 0.7        # rows apart by this share of the height (sunlight spacing), at least
+HOUSES_MAX_PER_COMPOUND = 60
+STOREY_M = 3.0             # about 3 m per storey, plus a parapet
+HOUSE_STRUCTURE = {"walkup": ("brick_concrete", "reinforced_concrete"),
+                   "midrise": ("reinforced_concrete",), "tower": ("reinforced_concrete",),
+                   "village": ("brick_concrete", "brick_wood", "earth"),
+                   "bungalow": ("brick_wood", "brick_concrete")}
+HOUSE_HEIGHT_KNOWN = {"commodity": 1.0, "resettlement": 1.0, "old": 0.8, "unmanaged": 0.4}
+
+
+def _house_rows(poly, form: str, floors: int, shrink: float) -> list:
+    """Rectangles of one form on a grid aligned with the compound, wholly inside it."""
+    (length, depth), _ = HOUSE_FORMS[form]
+    length, depth = length * shrink, depth * shrink
+    box = shapely.minimum_rotated_rectangle(poly)
+    ring = shapely.get_coordinates(box)[:4]
+    edges = np.diff(np.vstack([ring, ring[:1]]), axis=0)
+    longest = edges[int(np.argmax(np.hypot(edges[:, 0], edges[:, 1])))]
+    angle = math.degrees(math.atan2(longest[1], longest[0]))
+    centre = shapely.centroid(poly)
+    flat = shapely.affinity.rotate(poly, -angle, origin=centre)
+    inner = shapely.buffer(flat, -HOUSE_EDGE_M, join_style="mitre")
+    if shapely.is_empty(inner):
+        return []
+    west, south, east, north = shapely.bounds(inner)
+    gap = HOUSE_GAP_M[form] * shrink
+    row_gap = max(gap, HOUSE_ROW_SUN * floors * STOREY_M * shrink)
+    xs = np.arange(west, east - length + 1e-6, length + gap)
+    ys = np.arange(south, north - depth + 1e-6, depth + row_gap)
+    if xs.size == 0 or ys.size == 0:
+        return []
+    gx, gy = np.meshgrid(xs, ys)
+    cells = shapely.box(gx.ravel(), gy.ravel(), gx.ravel() + length, gy.ravel() + depth)
+    inside = cells[shapely.contains(inner, cells)]
+    return [shapely.affinity.rotate(c, angle, origin=centre) for c in inside]
+
+
+def build_houses(seed: int, compounds: pd.DataFrame, end: date) -> pd.DataFrame:
+    """Houses inside every compound: footprints that do not overlap, storeys by compound type.
+
+    Each compound is built in one form (a tower estate, walk-up blocks, village houses...)
+    chosen by its management type; the houses stand on a grid aligned with the compound,
+    rows apart by their height. A compound too small for its form gets smaller houses, at
+    least one. Households are shared among the residential houses by floor area. Ids are
+    ``B-<compound id>-<n>``, stable for a compound as long as its shape is.
+    """
+    rng = _rng(seed, "houses")
+    rows = []
+    for c in compounds.itertuples(index=False):
+        names, weights = zip(*HOUSE_FORMS_BY_TYPE[c.management_type], strict=True)
+        form = names[int(rng.choice(len(names), p=np.array(weights) / sum(weights)))]
+        lo, hi = HOUSE_FORMS[form][1]
+        floors = int(rng.integers(lo, hi + 1))
+        houses = []
+        for shrink in (1.0, 0.75, 0.55, 0.4):
+            houses = _house_rows(c.geom, form, floors, shrink)
+            if houses:
+                break
+        if not houses:  # a sliver: one small house at its heart
+            spot = shapely.point_on_surface(c.geom)
+            houses = [shapely.intersection(shapely.buffer(spot, 5.0, cap_style="square"),
+                                           shapely.buffer(c.geom, -0.5))]
+            houses = [_largest_part(np.array(houses, dtype=object))[0]]
+        houses = houses[:HOUSES_MAX_PER_COMPOUND]
+        n = len(houses)
+        storeys = np.clip(floors + rng.integers(-1, 2, n), lo, hi)
+        use = np.full(n, "residential", dtype=object)
+        if form in ("midrise", "tower", "walkup") and n >= 3 and rng.random() < 0.35:
+            use[0] = "mixed"  # shops below the flats on the street side
+        if n >= 6 and rng.random() < 0.3:
+            use[-1] = "public"  # a kindergarten or the community's office
+            storeys[-1] = min(storeys[-1], 3)
+        floor_area = shapely.area(np.array(houses, dtype=object)) * storeys
+        share = np.where(use == "public", 0.0, floor_area)
+        households = np.floor(c.households * share / max(share.sum(), 1.0)).astype(np.int32)
+        height = np.round(storeys * STOREY_M + rng.uniform(0.3, 1.5, n), 1)
+        height = np.where(rng.random(n) < HOUSE_HEIGHT_KNOWN[c.management_type], height, np.nan)
+        built = np.minimum(c.built_year + rng.integers(0, 3, n), end.year).astype(np.int32)
+        structures = HOUSE_STRUCTURE[form]
+        structure = np.array([structures[int(k)] for k in rng.integers(0, len(structures), n)],
+                             dtype=object)
+        age = end.year - built
+        worse = np.clip(age / 60 + (form in ("village", "bungalow")) * 0.1, 0, 0.9)
+        draw = rng.random(n)
+        condition = np.where(draw > worse, "A", np.where(draw > worse / 3, "B",
+                                                        np.where(draw > worse / 12, "C", "D")))
+        for k in range(n):
+            rows.append({
+                "external_id": f"B-{c.external_id}-{k + 1:02d}",
+                "name": f"{c.name}, Building {k + 1}", "use": use[k],
+                "floors": int(storeys[k]), "height_m": float(height[k]),
+                "year_built": int(built[k]), "households": int(households[k]),
+                "structure": structure[k], "condition": str(condition[k]),
+                "compound_external_id": c.external_id, "geom": houses[k]})
+    return pd.DataFrame(rows, columns=["external_id", "name", "use", "floors", "height_m",
+                                       "year_built", "households", "structure", "condition",
+                                       "compound_external_id", "geom"])
 
 
 # ============================================================================================
@@ -1506,6 +1622,7 @@ def generate(out: Path, *, seed: int = 7, scale: float = 1.0, months: int = 24,
         steps.done()
         steps.step("Blocks: compounds, parking, building sites")
         blocks = build_blocks(seed, scale, frame, st, start, days)
+        houses = build_houses(seed, blocks.compounds, end)
         steps.done()
         steps.step("Rain and road condition")
         rain, _ = simulate_rain(seed, start, days)
@@ -1555,10 +1672,16 @@ def generate(out: Path, *, seed: int = 7, scale: float = 1.0, months: int = 24,
                 "households": comp["households"].to_numpy(dtype=np.int32),
                 "built_year": comp["built_year"].to_numpy(dtype=np.int32),
                 "property_company": comp["property_company"].to_numpy(dtype=object)}),
+            ("buildings", houses["geom"].to_numpy(), {
+                column: houses[column].to_numpy(dtype=dtype) for column, dtype in (
+                    ("external_id", object), ("name", object), ("use", object),
+                    ("floors", np.int32), ("height_m", float), ("year_built", np.int32),
+                    ("households", np.int32), ("structure", object), ("condition", object),
+                    ("compound_external_id", object))}),
             ("districts", districts["geom"], districts["fields"]),
         ])
         layer_rows = {"streets": int(st.ids.size), "manholes": int(mh.ids.size),
-                      "parking": len(park), "compounds": len(comp),
+                      "parking": len(park), "compounds": len(comp), "buildings": len(houses),
                       "districts": int(districts["geom"].size)}
         rows[GPKG] = sum(layer_rows.values())
         steps.done()

@@ -329,8 +329,8 @@ metrics_app = typer.Typer(
 )
 app.add_typer(metrics_app, name="metrics")
 
-LAYER_HELP = ("streets, manholes, parking, compounds, road_damage, debris_piles (also written "
-              "road-damage, debris) or readings")
+LAYER_HELP = ("streets, manholes, parking, compounds, buildings, road_damage, debris_piles "
+              "(also written road-damage, debris) or readings")
 
 
 @app.command("ingest")

@@ -12,11 +12,11 @@ from geo.errors import InvalidInput, TwinError
 from geo.i18n import _, default_locale, format_date, format_decimal, set_locale
 from service.cli import _engine, _fail, _settings, console
 
-KINDS = ("crew", "planner")
+KINDS = ("crew", "planner", "3d")
 
 
 def map_command(
-    kind: Annotated[str, typer.Option("--kind", help="crew or planner.")],
+    kind: Annotated[str, typer.Option("--kind", help="crew, planner or 3d.")],
     out: Annotated[Path, typer.Option("--out", help="The HTML file to write.")],
     horizon: Annotated[list[int] | None, typer.Option(
         "--horizon", help="Planner: forecast horizons in days to offer (repeat; default "
@@ -25,9 +25,10 @@ def map_command(
     """Write a map as one self-contained HTML file: scripts and data inside, no server needed.
 
     The data is the twin's now: alerts for crews; condition, forecasts, damage, debris,
-    manholes and compounds for planners. Buttons that act on alerts need the service.
+    manholes and compounds for planners; houses, streets, manholes and alerts in 3D.
+    Buttons that act on alerts need the service.
     """
-    from service.routers.maps import DEFAULT_HORIZONS, render_crew, render_planner
+    from service.routers.maps import DEFAULT_HORIZONS, render_3d, render_crew, render_planner
 
     try:
         if kind not in KINDS:
@@ -39,6 +40,7 @@ def map_command(
         engine = _engine(_settings())
         with console.status(_("Drawing the {kind} map", kind=kind)):
             html = (render_crew(engine, inline=True) if kind == "crew" else
+                    render_3d(engine, inline=True) if kind == "3d" else
                     render_planner(engine, tuple(horizon or DEFAULT_HORIZONS), inline=True))
     except TwinError as error:
         raise _fail(error) from None
@@ -138,7 +140,7 @@ def demo(
     app = create_app(engine, ServiceSettings(run_worker=True))
     base = f"http://{host}:{port}"
     pages = ((_("crew map"), "/map"), (_("planner map"), "/map/planner"),
-             (_("API docs"), "/docs"), (_("OGC API"), "/ogc"))
+             (_("3D view"), "/map/3d"), (_("API docs"), "/docs"), (_("OGC API"), "/ogc"))
     console.print(
         "\n" + _("[bold]Neighbourhood Twin is ready[/] (Ctrl-C stops it):") + "\n"
         + "".join(f"  {name:<16}{base}{path}\n" for name, path in pages), highlight=False)

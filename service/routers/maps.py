@@ -13,7 +13,7 @@ disk (GeoJSON instead of tiles, scripts inlined).
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -30,6 +30,7 @@ from maps.analysis import damage_density, debris_hotspots
 from maps.assets import STATIC_DIR, inline_assets
 from maps.crew import CREW_LAYERS, crew_map
 from maps.planner import PLANNER_LAYERS, STREET_FIELDS, planner_map
+from maps.three_d import HOUSES_SOURCE, KEEP_SOURCES, map_3d
 from service.deps import ReaderDep
 
 router = APIRouter(tags=["maps"])
@@ -66,7 +67,7 @@ def layer_geojson(conn: Connection, layer_id: str, properties: tuple[str, ...],
             values = dict(zip(properties, row[2:], strict=True))
             features.append({"type": "Feature", "geometry": json.loads(row[1]),
                              "properties": {"id": row[0], **{
-                                 k: (v.isoformat() if isinstance(v, datetime) else v)
+                                 k: (v.isoformat() if isinstance(v, date | datetime) else v)
                                  for k, v in values.items()}}})
     return {"type": "FeatureCollection", "features": features}
 
@@ -148,6 +149,51 @@ def planner_inputs(conn: Connection, horizons: tuple[int, ...] = DEFAULT_HORIZON
     }
 
 
+STYLE_URL = "/styles/twin.json"
+
+
+def _inline_style(conn: Connection, bounds, now: datetime) -> dict:
+    """The twin's MapLibre style with the 3D view's layers inline as GeoJSON (no server)."""
+    from maps.maplibre import twin_style
+
+    wanted = (*KEEP_SOURCES, HOUSES_SOURCE)
+    style = twin_style("", bounds)
+    style["sources"] = {
+        layer_id: {"type": "geojson", "promoteId": "id",
+                   "data": layer_geojson(conn, layer_id, LAYERS[layer_id].property_names, now)}
+        for layer_id in wanted if layer_id in LAYERS}
+    style["layers"] = [{k: v for k, v in layer.items() if k != "source-layer"}
+                       for layer in style["layers"]
+                       if layer["type"] == "background" or layer.get("source") in style["sources"]]
+    return style
+
+
+def three_d_inputs(conn: Connection, horizons: tuple[int, ...] = DEFAULT_HORIZONS, *,
+                   inline: bool = False, now: datetime | None = None) -> dict:
+    """What ``maps.three_d.map_3d`` needs: the style (its URL, or inline), forecasts, bounds."""
+    now = now or datetime.now(UTC)
+    forecasts: dict[int, dict[int, float]] = {}
+    metric = predictions.metric_by_name(conn, PCI)
+    if metric is not None:
+        for horizon in horizons:
+            frame = predictions.latest_street_predictions(conn, metric["id"], horizon)
+            if len(frame):
+                forecasts[horizon] = {int(r.asset_id): float(r.value)
+                                      for r in frame.itertuples()}
+    bounds = twin_bounds(conn)
+    return {"style": _inline_style(conn, bounds, now) if inline else STYLE_URL,
+            "forecasts": forecasts, "bounds": bounds,
+            "subtitle": _("Shown {time} UTC", time=now.strftime("%Y-%m-%d %H:%M"))}
+
+
+def render_3d(engine: Engine, *, inline: bool = False) -> str:
+    """The 3D page as HTML (self-contained when ``inline``)."""
+    with engine.connect() as conn:
+        inputs = three_d_inputs(conn, inline=inline)
+    page = map_3d(**inputs)
+    return inline_assets(page) if inline else page
+
+
 def render_crew(engine: Engine, *, inline: bool = False) -> str:
     """The crew map page as HTML (self-contained when ``inline``)."""
     with engine.connect() as conn:
@@ -182,6 +228,18 @@ def crew_page(request: Request, caller: ReaderDep) -> HTMLResponse:
     Acting on an alert asks for a crew API key once; the browser keeps it.
     """
     return HTMLResponse(render_crew(request.app.state.engine),
+                        headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/map/3d", summary="The 3D view: houses by height over streets, manholes, alerts",
+            response_class=HTMLResponse, responses=_HTML)
+def three_d_page(request: Request, caller: ReaderDep) -> HTMLResponse:
+    """Houses extruded by their height, by compound type or by the matters open at them.
+
+    Streets by condition now or forecast; manholes and active alerts. Tilt and rotate
+    with a right-drag or Ctrl-drag. MapLibre GL over the twin's own tiles and style.
+    """
+    return HTMLResponse(render_3d(request.app.state.engine),
                         headers={"Cache-Control": "no-cache"})
 
 

@@ -19,10 +19,11 @@ TABLES = {
     "alerts",
     "alert_events",
     "layer_versions",
+    "buildings",
     "districts",
 }
 SPATIAL = {"streets", "manholes", "parking", "compounds", "road_damage", "debris_piles", "alerts",
-           "districts"}
+           "buildings", "districts"}
 
 
 def _tables(conn) -> set[str]:

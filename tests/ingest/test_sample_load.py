@@ -15,6 +15,7 @@ LAYER_FILES = {
     "manholes": ("neighbourhood.gpkg", "manholes"),
     "parking": ("neighbourhood.gpkg", "parking"),
     "compounds": ("neighbourhood.gpkg", "compounds"),
+    "buildings": ("neighbourhood.gpkg", "buildings"),
     "road_damage": ("road_damage.geojson", None),
     "debris_piles": ("debris_piles.geojson", None),
 }
@@ -38,6 +39,26 @@ def test_every_feature_and_reading_of_the_sample_lands(engine, loaded):
         assert _count(engine, LAYER_TABLES[layer]) == features
     readings = len(pd.read_csv(SAMPLE_DIR / "readings.csv"))
     assert loaded["readings"].rows_new == readings == _count(engine, "readings")
+
+
+def test_the_sample_has_houses_in_every_compound_each_linked_to_the_compound_it_names(
+        engine, loaded):
+    with engine.connect() as conn:
+        empty = conn.execute(sa.text(
+            "SELECT count(*) FROM compounds c WHERE NOT EXISTS "
+            "(SELECT 1 FROM buildings b WHERE b.compound_id = c.id)")).scalar_one()
+        mislinked = conn.execute(sa.text(
+            "SELECT count(*) FROM buildings b LEFT JOIN compounds c ON c.id = b.compound_id "
+            "WHERE c.external_id IS DISTINCT FROM b.properties->>'compound_external_id'"
+        )).scalar_one()
+        floors = conn.execute(sa.text(
+            "SELECT min(floors), max(floors), count(height_m), count(*) FROM buildings")).one()
+        # ... and its district, the one its point on surface lies in (migration 0009's rule).
+        districts = conn.execute(sa.text(
+            "SELECT count(*) FILTER (WHERE district_id IS NULL), count(*) FILTER (WHERE "
+            "district_id IS DISTINCT FROM district_of(geom)) FROM buildings")).one()
+    assert empty == 0 and mislinked == 0 and tuple(districts) == (0, 0)
+    assert floors[0] >= 1 and floors[1] >= 11 and 0 < floors[2] < floors[3]
 
 
 def test_features_land_where_the_file_puts_them(engine, loaded):

@@ -21,6 +21,8 @@ import zlib
 from urllib.parse import urlparse
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+# WebGL pages (MapLibre) draw through Chromium's software renderer instead of no GPU at all.
+WEBGL_FLAGS = ("--use-gl=swiftshader", "--enable-unsafe-swiftshader", "--ignore-gpu-blocklist")
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run",
          "--disable-default-apps", "--mute-audio", "--remote-debugging-port=0")
@@ -167,10 +169,11 @@ class Page:
 class Chromium:
     """A headless Chromium with its own profile, removed when closed."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, webgl: bool = False) -> None:
         self.profile = tempfile.mkdtemp(prefix="twin-chromium-")
+        flags = [f for f in FLAGS if f != "--disable-gpu"] + list(WEBGL_FLAGS) if webgl else FLAGS
         self.process = subprocess.Popen(
-            [CHROMIUM, *FLAGS, f"--user-data-dir={self.profile}", "about:blank"],
+            [CHROMIUM, *flags, f"--user-data-dir={self.profile}", "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 30
         self.port = None
@@ -248,3 +251,49 @@ def png_colours(png: bytes, limit: int = 50) -> int:
             if len(colours) >= limit:
                 break
     return len(colours)
+
+
+def png_pixels(png: bytes):
+    """The RGB pixels of a PNG (8-bit RGB or RGBA) as a numpy array of (height, width, 3)."""
+    import numpy as np
+
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, width, height, channels = 8, b"", 0, 0, 3
+    while pos < len(png):
+        n, kind = struct.unpack("!I4s", png[pos:pos + 8])
+        body = png[pos + 8:pos + 8 + n]
+        if kind == b"IHDR":
+            width, height, depth, colour = struct.unpack("!IIBB", body[:10])
+            assert depth == 8 and colour in (2, 6), (depth, colour)
+            channels = 3 if colour == 2 else 4
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + n
+    raw = np.frombuffer(zlib.decompress(idat), dtype=np.uint8).reshape(height, -1)
+    stride = width * channels
+    out = np.zeros((height, stride), dtype=np.uint8)
+    previous = np.zeros(stride, dtype=np.int32)
+    for row in range(height):
+        kind, line = raw[row, 0], raw[row, 1:].astype(np.int32)
+        if kind == 1:  # sub: a running sum per channel
+            line = np.cumsum(line.reshape(width, channels), axis=0).reshape(-1) % 256
+        elif kind == 2:
+            line = (line + previous) % 256
+        elif kind in (3, 4):  # average, Paeth: each byte needs the one before it
+            values = line.tolist()
+            above = previous.tolist()
+            for i in range(stride):
+                a = values[i - channels] if i >= channels else 0
+                b = above[i]
+                if kind == 3:
+                    values[i] = (values[i] + (a + b) // 2) & 0xFF
+                    continue
+                c = above[i - channels] if i >= channels else 0
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                values[i] = (values[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)
+                             ) & 0xFF
+            line = np.array(values, dtype=np.int32)
+        out[row] = line
+        previous = line
+    return out.reshape(height, width, channels)[:, :, :3]

@@ -51,7 +51,7 @@ def _ogrinfo(*args) -> str:
     return result.stdout
 
 
-@pytest.mark.parametrize("layer", ["streets", "manholes", "parking", "compounds"])
+@pytest.mark.parametrize("layer", ["streets", "manholes", "parking", "compounds", "buildings"])
 def test_asset_layers_open_in_gdal_with_the_local_crs(small, layer):
     info = _ogrinfo(small / "neighbourhood.gpkg", layer)
     assert "CGCS2000 / 3-degree Gauss-Kruger CM 108E" in info
@@ -95,3 +95,26 @@ def test_an_existing_file_is_not_overwritten(tmp_path):
     with pytest.raises(InvalidInput, match="precious.txt"):
         generate(target, seed=1, scale=0.3, months=2)
     assert target.read_text() == "keep me"
+
+
+def test_every_compound_has_houses_that_stand_inside_it_apart_with_plausible_floors(small):
+    import geopandas as gpd
+
+    houses = gpd.read_file(small / "neighbourhood.gpkg", layer="buildings")
+    compounds = gpd.read_file(small / "neighbourhood.gpkg", layer="compounds").set_index(
+        "external_id")
+    assert set(houses["compound_external_id"]) == set(compounds.index)
+    assert houses["external_id"].is_unique
+    assert houses["external_id"].str.fullmatch(r"B-CP-\d{4}-\d{2}").all()
+    around = compounds.geometry[houses["compound_external_id"]].to_numpy()
+    assert all(c.contains(h) for c, h in zip(around, houses.geometry, strict=True))
+    pairs = gpd.sjoin(houses, houses, predicate="intersects")
+    assert (pairs.index == pairs["index_right"]).all()  # each touches only itself
+    homes = houses[houses["use"] != "public"].join(compounds["management_type"],
+                                                    on="compound_external_id")
+    floors = homes.groupby("management_type")["floors"]
+    low, high = floors.min(), floors.max()
+    assert 6 <= low["commodity"] and high["commodity"] <= 18  # mid-rise blocks to towers
+    assert 5 <= low["resettlement"] and high["resettlement"] <= 18
+    assert high["unmanaged"] <= 7 and high["old"] <= 7  # village houses, walk-ups, bungalows
+    assert (houses["floors"] >= 1).all() and houses["households"].sum() > 0
