@@ -12,6 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import Counter, Histogram
 from sqlalchemy.engine import Engine
 
+from predict.triage import TriageModels
 from service import limits
 from service.changes import LayerChanges
 from service.errors import install_error_handlers
@@ -110,6 +111,8 @@ def create_app(engine: Engine, settings: ServiceSettings | None = None) -> FastA
     )
     app.state.engine = engine
     app.state.settings = settings
+    # The triage model in use: loaded from the registry on first use and once per version.
+    app.state.triage = TriageModels(engine)
     install_error_handlers(app, settings.retry_after_s)
     # Inside CORS, so that a 413 still carries the CORS headers a browser needs to read it.
     limits.install(app, settings)

@@ -65,7 +65,7 @@ def evaluate_rules() -> dict:
 
 
 def _refresh(engine: Engine) -> dict:
-    from geo.requests import escalate_overdue
+    from civic.workflow import escalate_overdue
     from predict.alerts import refresh
 
     report = refresh(engine)
