@@ -447,3 +447,113 @@ def staff_labels(conn: Connection) -> list[tuple[str, str, str]]:
         "THEN 'resident' ELSE 'sanitation' END) FROM service_requests "
         "WHERE matter_source = 'staff' "
         "AND description IS NOT NULL AND description <> '' ORDER BY id")).all()]
+
+
+# -- places residents name (report page, chat groups) ---------------------------------------
+
+
+def compound_place(conn: Connection, external_id: str) -> dict | None:
+    """A compound by its external id, with a point inside it (id, name, lon, lat)."""
+    row = conn.execute(sa.text(
+        "SELECT id, external_id, name, ST_X(ST_PointOnSurface(geom)) AS lon, "
+        "ST_Y(ST_PointOnSurface(geom)) AS lat FROM compounds WHERE external_id = :e "
+        "ORDER BY id LIMIT 1"), {"e": external_id}).mappings().first()
+    return dict(row) if row else None
+
+
+def compound_choices(conn: Connection) -> list[dict]:
+    """Every compound's external id and name, by name (the report page's list)."""
+    return [dict(r) for r in conn.execute(sa.text(
+        "SELECT external_id, name FROM compounds WHERE name IS NOT NULL "
+        "ORDER BY name, external_id")).mappings()]
+
+
+def gate_point(conn: Connection, compound_id: int, gate: int) -> tuple[float, float] | None:
+    """Where gate ``gate`` of a compound is taken to be.
+
+    The twin holds no gates, and gates open onto streets: gate N is the point of the
+    compound's boundary nearest to the N-th nearest distinct street.
+    """
+    row = conn.execute(sa.text(
+        "SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_ClosestPoint(ST_Boundary(c.geom), s.geom) AS p "
+        " FROM compounds c CROSS JOIN LATERAL (SELECT geom FROM streets "
+        "  ORDER BY geom <-> c.geom LIMIT :n) s WHERE c.id = :id "
+        " ORDER BY ST_Distance(c.geom, s.geom) OFFSET :n - 1 LIMIT 1) g"),
+        {"id": compound_id, "n": gate}).first()
+    return (row[0], row[1]) if row else None
+
+
+def street_point(conn: Connection, name: str, near_compound_id: int | None
+                 ) -> tuple[float, float] | None:
+    """The point of a named street nearest to a compound (or the street's middle)."""
+    row = conn.execute(sa.text(
+        "SELECT ST_X(p), ST_Y(p) FROM (SELECT CASE WHEN c.geom IS NULL "
+        " THEN ST_PointOnSurface(ST_Collect(s.geom)) "
+        " ELSE ST_ClosestPoint(ST_Collect(s.geom), ST_PointOnSurface(c.geom)) END AS p "
+        " FROM streets s LEFT JOIN compounds c ON c.id = :cid "
+        " WHERE lower(s.name) = lower(:name) GROUP BY c.geom) q"),
+        {"name": name, "cid": near_compound_id}).first()
+    return (row[0], row[1]) if row and row[0] is not None else None
+
+
+def place_names(conn: Connection) -> dict[str, list[str]]:
+    """Names residents may type: streets and compounds of the twin."""
+    streets = conn.execute(sa.text(
+        "SELECT DISTINCT name FROM streets WHERE name IS NOT NULL")).scalars().all()
+    compounds = conn.execute(sa.text(
+        "SELECT DISTINCT name FROM compounds WHERE name IS NOT NULL")).scalars().all()
+    return {"streets": list(streets), "compounds": list(compounds)}
+
+
+def compound_by_name(conn: Connection, name: str) -> str | None:
+    """The external id of a compound by its name."""
+    return conn.execute(sa.text(
+        "SELECT external_id FROM compounds WHERE lower(name) = lower(:n) ORDER BY id LIMIT 1"),
+        {"n": name}).scalar()
+
+
+def twin_extent(conn: Connection) -> tuple[float, float, float, float] | None:
+    """West, south, east, north of the twin's streets and compounds."""
+    row = conn.execute(sa.text(
+        "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM (SELECT ST_Extent(geom) "
+        "AS e FROM (SELECT geom FROM streets UNION ALL SELECT geom FROM compounds) g) x")).first()
+    return tuple(row) if row and row[0] is not None else None  # type: ignore[return-value]
+
+
+def supporters_of(conn: Connection, request_id: int) -> int:
+    """How many reports support a request."""
+    return conn.execute(sa.text(
+        "SELECT count(*) FROM service_request_supporters WHERE request_id = :r"),
+        {"r": request_id}).scalar_one()
+
+
+# -- the councils' living list (三事清单) ------------------------------------------------------
+
+_LIVING = """
+SELECT r.id, r.service_code, r.description, r.matter, r.status, r.responsible_party,
+       r.responsible_kind, r.department, r.channel, r.requested_at, r.expected_at,
+       c.external_id AS compound_external_id, c.name AS compound_name,
+       (SELECT count(*) FROM service_request_supporters s WHERE s.request_id = r.id)
+         AS supporters,
+       extract(epoch FROM (coalesce(r.closed_at, now()) - r.requested_at)) / 86400.0 AS age_days,
+       (r.status = 'open' AND r.expected_at < now()) AS overdue
+FROM service_requests r LEFT JOIN compounds c ON c.id = r.compound_id
+WHERE r.duplicate_of IS NULL
+  AND (CAST(:compound AS text) IS NULL OR c.external_id = :compound)
+  AND (CAST(:matters AS text[]) IS NULL OR r.matter = ANY(:matters))
+  AND (CAST(:statuses AS text[]) IS NULL OR r.status = ANY(:statuses))
+"""
+
+
+def living_list(conn: Connection, *, compound: str | None = None,
+                matters: list[str] | None = None, statuses: list[str] | None = None,
+                limit: int = 5000) -> list[dict]:
+    """Original requests (supporters counted, not listed) with compound, age and overdue flag.
+
+    Ordered for a council: by compound, responsible party, matter, status, oldest first.
+    """
+    return [dict(r) for r in conn.execute(sa.text(
+        _LIVING + " ORDER BY c.name NULLS LAST, r.responsible_party, r.matter, r.status DESC, "
+        "r.requested_at LIMIT :limit"),
+        {"compound": compound, "matters": matters, "statuses": statuses,
+         "limit": limit}).mappings()]

@@ -12,20 +12,25 @@ from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import Counter, Histogram
 from sqlalchemy.engine import Engine
 
+from civic.intake import load_groups
 from predict.triage import TriageModels
 from service import limits
 from service.changes import LayerChanges
 from service.errors import install_error_handlers
 from service.routers import (
     alerts,
+    council,
     docs,
     exports,
     health,
+    intake,
     maps,
     ogc,
     open311,
     readings,
+    report,
     tiles,
+    webhooks,
     work,
 )
 from service.settings import ServiceSettings
@@ -113,6 +118,7 @@ def create_app(engine: Engine, settings: ServiceSettings | None = None) -> FastA
     app.state.settings = settings
     # The triage model in use: loaded from the registry on first use and once per version.
     app.state.triage = TriageModels(engine)
+    app.state.chat_groups = load_groups()
     install_error_handlers(app, settings.retry_after_s)
     # Inside CORS, so that a 413 still carries the CORS headers a browser needs to read it.
     limits.install(app, settings)
@@ -122,6 +128,10 @@ def create_app(engine: Engine, settings: ServiceSettings | None = None) -> FastA
                            expose_headers=["ETag"])
 
     app.add_middleware(MeasureRequests)
-    for module in (health, tiles, ogc, alerts, exports, readings, open311, maps, docs, work):
+    for module in (health, tiles, ogc, alerts, exports, readings, open311, maps, docs, work,
+                   intake, council, webhooks):
         app.include_router(module.router)
+    report_router, limiter = report.make_router(settings)
+    report.install_limits(app, limiter)
+    app.include_router(report_router)
     return app
