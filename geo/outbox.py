@@ -21,14 +21,18 @@ from geo.errors import NotFound
 DELIVER_TASK = "deliver_webhooks"  # procrastinate task name (service/jobs.py registers it)
 DELIVER_QUEUE = "webhooks"
 DELIVER_LOCK = "deliver_webhooks"
+RESIDENT_ACTORS = ("report:", "chat:")  # actor names that carry a device or a chat sender id
 
 
 def record(conn: Connection, request_id: int, kind: str, *, previous: str | None,
            note: str | None, at_actor: str) -> int:
     """Put one change of a request in the outbox, for every active subscription; its id.
 
-    The payload is what a receiver needs to tell the reporter: never the reporter's contact.
+    The payload is what a receiver needs to tell the reporter: never the reporter's contact
+    (a resident's device or chat id is part of the actor name of their own posts: "resident").
     """
+    if at_actor.startswith(RESIDENT_ACTORS):
+        at_actor = "resident"
     outbox_id = conn.execute(sa.text(
         "INSERT INTO request_outbox (request_id, kind, payload) "
         "SELECT r.id, :kind, jsonb_build_object("
