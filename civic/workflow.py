@@ -221,6 +221,8 @@ def escalate_overdue(conn: Connection, now: datetime | None = None) -> list[tupl
             details={"service_request_id": str(row["id"]), "service_code": row["service_code"],
                      "matter": row["matter"], "responsible_party": row["responsible_party"],
                      "expected_datetime": row["expected_at"].isoformat()})
+        if alert_id is None:  # raise_alert gives None only for a settled alert kept settled
+            continue
         store.mark_overdue(conn, row["id"], alert_id)
         escalated.append((row["id"], alert_id))
     return escalated

@@ -517,7 +517,7 @@ def twin_extent(conn: Connection) -> tuple[float, float, float, float] | None:
     row = conn.execute(sa.text(
         "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM (SELECT ST_Extent(geom) "
         "AS e FROM (SELECT geom FROM streets UNION ALL SELECT geom FROM compounds) g) x")).first()
-    return tuple(row) if row and row[0] is not None else None  # type: ignore[return-value]
+    return (row[0], row[1], row[2], row[3]) if row and row[0] is not None else None
 
 
 def supporters_of(conn: Connection, request_id: int) -> int:
