@@ -72,8 +72,9 @@ def open_request_near(conn: Connection, service_code: str, lon: float, lat: floa
     (service ``other``: a chat message about a streetlight supports a streetlight request).
     """
     return conn.execute(sa.text(
-        "SELECT id FROM service_requests WHERE (service_code = :code OR (department = :dept "
-        "AND (service_code = 'other' OR CAST(:code AS text) = 'other'))) AND status = 'open' "
+        "SELECT id FROM service_requests WHERE (CASE WHEN service_code = 'other' "
+        "OR CAST(:code AS text) = 'other' THEN department = :dept ELSE service_code = :code "
+        "END) AND status = 'open' "
         "AND duplicate_of IS NULL AND joined_alert_id IS NULL "
         "AND ST_DWithin(geom::geography, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography,"
         " :r) ORDER BY geom <-> ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) LIMIT 1 FOR UPDATE"),

@@ -86,6 +86,7 @@ def council_page(engine: EngineDep, reader: ReaderDep, compound: CompoundQ = Non
     empty = f"<p>{tx('council.empty')}</p>" if not lines else ""
     return HTMLResponse(f"""<!doctype html>
 <html lang="{'zh-CN' if language == 'zh' else 'en'}"><head><meta charset="utf-8">
+<link rel="icon" href="data:,">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{tx('council.title')}</title><style>{_STYLE} main{{max-width:1100px}}</style></head>
 <body><header><h1>{tx('council.title')}</h1>

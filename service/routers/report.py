@@ -278,6 +278,7 @@ def report_html(lang: str, choices: list[dict], extent) -> str:
                             ensure_ascii=False)
     return f"""<!doctype html>
 <html lang="{'zh-CN' if lang == 'zh' else 'en'}"><head><meta charset="utf-8">
+<link rel="icon" href="data:,">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{t['report.title']}</title>
 <link rel="stylesheet" href="/static/vendor/leaflet/leaflet.css">
@@ -359,6 +360,7 @@ def status_html(lang: str, view: dict) -> str:
     expected = view["expected_at"].strftime("%Y-%m-%d %H:%M") if view["expected_at"] else ""
     return f"""<!doctype html>
 <html lang="{'zh-CN' if lang == 'zh' else 'en'}"><head><meta charset="utf-8">
+<link rel="icon" href="data:,">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{tx('status.title')}</title><style>{_STYLE}</style></head><body>
 <header><h1>{tx('status.title')} #{_e(view['service_request_id'])}</h1></header><main>

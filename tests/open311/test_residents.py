@@ -9,18 +9,13 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
-import pytest
 import sqlalchemy as sa
-import uvicorn
 
-from service.app import create_app
-from service.settings import ServiceSettings
-from tests.service.conftest import _free_port, api_keys  # noqa: F401
+from tests.service.conftest import api_keys  # noqa: F401
 
 HTTP = httpx.Client(timeout=120)  # the first triage trains the model: slow on a busy machine
 
@@ -33,33 +28,6 @@ def _png() -> bytes:
     raw = b"".join(b"\x00" + b"\xff\x00\x00" * 2 for _ in range(2))
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 2, 8, 2, 0, 0, 0))
             + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
-
-
-@pytest.fixture(scope="module")
-def twin(sample_engine, monkeypatch_module) -> Iterator[str]:  # noqa: F811
-    """The real app on a real port with its job worker, quick webhook retries, tight limits."""
-    monkeypatch_module.setenv("TWIN_WEBHOOK_RETRY_BASE_S", "0.5")
-    monkeypatch_module.setenv("TWIN_WEBHOOK_RETRY_MAX_S", "1")
-    settings = ServiceSettings(run_worker=True, report_limit_device="4/hour",
-                               report_limit_address="1000/hour")
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(sample_engine, settings),
-                                           host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=15)
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    with pytest.MonkeyPatch.context() as mp:
-        yield mp
 
 
 class Receiver:
