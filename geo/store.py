@@ -343,12 +343,19 @@ def backend_pid(conn: Connection) -> int:
 
 
 def mark_interrupted_runs(conn: Connection) -> int:
-    """Mark runs left 'running' by a process that is gone; return how many."""
+    """Mark runs left 'running' by a server process that is gone; return how many.
+
+    A run is its server process's as long as that process lives: the same pid *and* the same
+    start time, since the server reuses pids. A client killed mid-statement leaves its process
+    at work for a while, so this is checked when a run starts and again when one ends.
+    """
     return conn.execute(
         sa.text(
-            "UPDATE ingest_runs SET status = 'interrupted', finished_at = now(), "
+            "UPDATE ingest_runs r SET status = 'interrupted', finished_at = now(), "
             " message = 'the load ended before it committed; none of its rows were kept' "
-            "WHERE status = 'running' AND backend_pid NOT IN (SELECT pid FROM pg_stat_activity)"
+            "WHERE r.status = 'running' AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a "
+            "  WHERE a.pid = r.backend_pid"
+            "  AND (r.backend_start IS NULL OR a.backend_start = r.backend_start))"
         )
     ).rowcount
 
@@ -367,7 +374,8 @@ def start_run(
     return conn.execute(
         sa.text(
             "INSERT INTO ingest_runs (layer, source, path, checksum_sha256, status, mapping_path,"
-            " backend_pid) VALUES (:layer, :source, :path, :checksum, 'running', :mapping, :pid) "
+            " backend_pid, backend_start) VALUES (:layer, :source, :path, :checksum, 'running',"
+            " :mapping, :pid, (SELECT backend_start FROM pg_stat_activity WHERE pid = :pid)) "
             "RETURNING id"
         ),
         {
@@ -396,12 +404,15 @@ def finish_run(
     """Record how a run ended, or, with status 'running', a long job's progress so far.
 
     ``pid`` is the server process now doing the job's writes (a job that reconnected has a
-    new one), so that it is not taken for an interrupted run.
+    new one), so that it is not taken for an interrupted run. A run that ends also marks
+    the runs whose process has gone since (``mark_interrupted_runs``).
     """
     counts = counts or UpsertCounts()
     conn.execute(
         sa.text(
             "UPDATE ingest_runs SET status = :status, backend_pid = coalesce(:pid, backend_pid),"
+            " backend_start = coalesce((SELECT backend_start FROM pg_stat_activity"
+            "  WHERE pid = :pid), backend_start),"
             " finished_at = CASE WHEN :status = 'running' THEN NULL ELSE clock_timestamp() END,"
             " rows_read = :read, rows_new = :new, rows_updated = :updated,"
             " rows_unchanged = :unchanged, rows_rejected = :rejected, rows_repaired = :repaired,"
@@ -420,6 +431,10 @@ def finish_run(
             "pid": pid,
         },
     )
+    if status != "running":
+        # A run killed while a later one started may have kept its server process busy until
+        # now; the end of any run is a moment to see that it is gone.
+        mark_interrupted_runs(conn)
 
 
 def create_rejects_stage(conn: Connection) -> None:
@@ -442,3 +457,32 @@ def save_rejects(conn: Connection, run_id: int) -> None:
         ),
         {"run_id": run_id},
     )
+
+
+# -- broker drops ---------------------------------------------------------------------------
+
+
+def last_feed_drop_total(conn: Connection, broker: str) -> int | None:
+    """The broker's dropped-messages counter as last recorded, or None if never read."""
+    return conn.execute(
+        sa.text("SELECT dropped_total FROM feed_drops WHERE broker = :broker "
+                "ORDER BY id DESC LIMIT 1"),
+        {"broker": broker},
+    ).scalar()
+
+
+def record_feed_drops(conn: Connection, broker: str, *, total: int, new: int,
+                      run_id: int | None) -> None:
+    """Keep a reading of the broker's counter and how many messages it adds to the lost."""
+    conn.execute(
+        sa.text("INSERT INTO feed_drops (broker, dropped_total, dropped_new, run_id) "
+                "VALUES (:broker, :total, :new, :run_id)"),
+        {"broker": broker, "total": total, "new": new, "run_id": run_id},
+    )
+
+
+def feed_drops_by_broker(conn: Connection) -> dict[str, int]:
+    """Messages each broker is known to have dropped, over all recorded time."""
+    rows = conn.execute(sa.text(
+        "SELECT broker, sum(dropped_new)::bigint FROM feed_drops GROUP BY broker ORDER BY broker"))
+    return {broker: int(total) for broker, total in rows}

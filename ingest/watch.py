@@ -12,6 +12,12 @@ message delivered twice is an unchanged upsert.
 
 A message that cannot be read is rejected with a reason (in ``ingest_rejects`` and the log)
 and acknowledged like any other, so a bad message is never retried forever.
+
+What the broker itself drops (a queue over mosquitto's ``max_queued_messages`` while the job is
+away or slow) never reaches the job, so the job reads the broker's ``$SYS`` counter of dropped
+messages and reports every increase: in the log, in the run's record, in ``feed_drops`` (and so
+in the service's ``/metrics``). The counter is the broker's, for all its clients: an increase
+says readings may be missing, not which.
 """
 
 from __future__ import annotations
@@ -65,6 +71,8 @@ DB_RETRY_FIRST_S, DB_RETRY_MAX_S = 0.5, 30.0
 POLL_S = 0.1  # how often the batching loop looks at the stop flag while waiting
 LOGGED_REJECTS_PER_BATCH = 20
 MESSAGE_FIELD = "message"
+# Mosquitto's count of messages it dropped since it started, published every sys_interval.
+DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"
 
 # The keys of one reading in a message; "source" is optional and overrides the job's source.
 READING_KEYS = (*(f.name for f in READING_FIELDS), "source")
@@ -261,6 +269,7 @@ class WatchStats:
     readings_updated: int = 0
     rejected: int = 0
     batches: int = 0
+    broker_dropped: int = 0  # messages the broker reported dropping while this job ran
     run_id: int | None = None
 
     def as_dict(self) -> dict:
@@ -425,6 +434,10 @@ class _WatchJob:
         self.refused: str | None = None
         self.closing = False
         self.unloaded = 0  # messages given up on at a stop while the database was away
+        self.broker = f"{target.host}:{target.port}"
+        self.drops_mid: int | None = None  # the subscription to the broker's drop counter
+        self.drops_seen: int | None = None  # its latest value, set by the MQTT thread
+        self.drops_known: int | None = None  # the value last recorded in feed_drops
         self.client = self._make_client()
 
     def request_stop(self, reason: str) -> None:
@@ -470,9 +483,16 @@ class _WatchJob:
         # Subscribing again on a kept session is harmless; retained messages come only once.
         options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
         client.subscribe(self.target.topic, options=options)
+        self.drops_mid = client.subscribe(DROPPED_TOPIC, qos=0)[1]
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         failures = [str(code) for code in reason_codes if code.is_failure]
+        if mid == self.drops_mid:
+            if failures:
+                LOGGER.warning("The broker %s does not let the job read %s (%s): messages it "
+                               "drops cannot be detected.", self.target, DROPPED_TOPIC,
+                               failures[0])
+            return
         if failures:
             self.refused = f"the subscription to '{self.target.topic}' was refused: {failures[0]}"
             LOGGER.warning("The broker %s refused %s.", self.target, self.refused)
@@ -485,6 +505,11 @@ class _WatchJob:
                            "acknowledged will come again.", self.target, reason_code)
 
     def _on_message(self, client, userdata, message) -> None:
+        if message.topic == DROPPED_TOPIC:
+            text = message.payload.decode("ascii", "replace").strip()
+            if text.isdigit():
+                self.drops_seen = int(text)
+            return
         LOGGER.debug("Received message %d on %s (%d bytes).", message.mid, message.topic,
                      len(message.payload))
         self.inbox.put(_Delivery(self.generation, message.mid, message.qos, message.topic,
@@ -544,6 +569,7 @@ class _WatchJob:
                 self.stats.run_id = store.start_run(
                     bookkeeping, layer=READINGS, source=self.source, path=self.url,
                     checksum_sha256="", mapping_path=None, pid=pid)
+                self.drops_known = store.last_feed_drop_total(bookkeeping, self.broker)
         except sa_exc.DBAPIError as exc:
             self._drop_connection()
             raise DatabaseUnavailable(
@@ -592,8 +618,12 @@ class _WatchJob:
             self._drop_connection()
             raise
         self._stop_broker()
+        self._check_drops()
         left = self.inbox.qsize() + self.unloaded
         ending = f"{self.stop_reason}; {self.stats.messages} messages"
+        if self.stats.broker_dropped:
+            ending += (f"; the broker reported {self.stats.broker_dropped} messages dropped, "
+                       f"so readings may be missing")
         if left:
             LOGGER.info("%d messages received but not loaded stay with the broker for the next "
                         "run.", left)
@@ -625,6 +655,33 @@ class _WatchJob:
             self._load(batch)
             busy_at = time.monotonic()
 
+    def _check_drops(self) -> None:
+        """Record a change of the broker's drop counter; warn when it says messages were lost."""
+        seen = self.drops_seen
+        if seen is None or seen == self.drops_known:
+            return
+        if self.drops_known is None:
+            new = 0  # the first reading ever of this broker: a baseline, not a loss we saw
+        elif seen > self.drops_known:
+            new = seen - self.drops_known
+        else:
+            new = seen  # the counter went back: the broker restarted and counts from 0
+        try:
+            with self.engine.begin() as conn:
+                store.record_feed_drops(conn, self.broker, total=seen, new=new,
+                                        run_id=self.stats.run_id)
+        except sa_exc.DBAPIError as error:
+            LOGGER.warning("Could not record the broker's drop counter (%s); trying again "
+                           "later.", _reason(error))
+            return
+        self.drops_known = seen
+        if new:
+            self.stats.broker_dropped += new
+            LOGGER.warning(
+                "The broker %s reports %d more messages dropped (%d since it started): "
+                "readings may be missing. A queue limit drops them (mosquitto's "
+                "max_queued_messages); see docs/mosquitto.conf.", self.target, new, seen)
+
     def _collect(self, limit: int, busy_at: float) -> list[_Delivery]:
         """Up to ``limit`` current messages, waiting at most batch_seconds from the first.
 
@@ -647,6 +704,7 @@ class _WatchJob:
             except queue.Empty:
                 if now >= deadline:
                     break
+                self._check_drops()  # a quiet feed is when the broker's counter is news
                 continue
             if delivery.generation != self.generation:
                 continue  # came on a lost connection: the broker sends it again

@@ -13,10 +13,12 @@ from prometheus_client import Counter, Histogram
 from sqlalchemy.engine import Engine
 
 from civic.intake import load_groups
+from geo.i18n import default_locale
 from predict.triage import TriageModels
 from service import limits
 from service.changes import LayerChanges
 from service.errors import install_error_handlers
+from service.language import RequestLanguage
 from service.routers import (
     alerts,
     council,
@@ -127,6 +129,9 @@ def create_app(engine: Engine, settings: ServiceSettings | None = None) -> FastA
                            allow_methods=["GET", "POST"], allow_headers=["*"],
                            expose_headers=["ETag"])
 
+    # Inside MeasureRequests, outside the routers and error handlers: everything that answers
+    # a request speaks its language.
+    app.add_middleware(RequestLanguage, default=default_locale())
     app.add_middleware(MeasureRequests)
     for module in (health, tiles, ogc, alerts, exports, readings, open311, maps, docs, work,
                    intake, council, webhooks):

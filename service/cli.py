@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from geo.errors import InvalidInput, TwinError
+from geo.i18n import _, default_locale, set_locale
 from geo.settings import DatabaseSettings
 
 app = typer.Typer(
@@ -60,6 +61,8 @@ state = _State()
 def main(database_url: DatabaseUrlOption = None) -> None:
     """Neighbourhood Twin: streets, manholes, parking and compounds on PostGIS."""
     state.database_url = database_url
+    # The run speaks the deployment's language (TWIN_LANGUAGE).
+    set_locale(default_locale())
 
 
 def _settings() -> DatabaseSettings:
@@ -70,7 +73,8 @@ def _settings() -> DatabaseSettings:
 
 
 def _fail(error: TwinError) -> typer.Exit:
-    err_console.print(f"[bold red]Error:[/] {error}", highlight=False, soft_wrap=True)
+    label = _("Error:")
+    err_console.print(f"[bold red]{label}[/] {error}", highlight=False, soft_wrap=True)
     return typer.Exit(error.exit_code)
 
 
@@ -483,6 +487,9 @@ def _watch(url: str, *, source: str | None, as_json: bool) -> None:
         console.print(f"Stopped: {stats.messages:,} messages, {stats.readings_new:,} new "
                       f"readings, {stats.readings_unchanged:,} unchanged, {stats.rejected:,} "
                       f"rejected.")
+    if stats.broker_dropped:
+        err_console.print(f"The broker reported {stats.broker_dropped:,} messages dropped while "
+                          f"this job ran: readings may be missing (see docs/mosquitto.conf).")
 
 
 @metrics_app.command("set")
@@ -694,15 +701,16 @@ app.command("demo")(demo)
 
 def run() -> None:
     """Entry point of the ``twin`` script: a bug is reported in one line, not a traceback."""
+    set_locale(default_locale())
     try:
         app()
     except Exception as error:  # noqa: BLE001 - the last line of defence for the user
         if os.environ.get("TWIN_DEBUG"):
             raise
+        what = f"{type(error).__name__}: {error}"
         err_console.print(
-            f"[bold red]Internal error[/] (a bug in twin, not in your input): "
-            f"{type(error).__name__}: {error}. Run again with TWIN_DEBUG=1 for the traceback.",
-            highlight=False,
-            soft_wrap=True,
+            _("Internal error (a bug in twin, not in your input): {error}. Run again with "
+              "TWIN_DEBUG=1 for the traceback.", error=what),
+            style="bold red", highlight=False, soft_wrap=True,
         )
         sys.exit(1)

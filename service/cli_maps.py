@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from geo.errors import InvalidInput, TwinError
+from geo.i18n import default_locale, set_locale
 from service.cli import _engine, _fail, _settings, console
 
 KINDS = ("crew", "planner")
@@ -109,6 +111,11 @@ def demo(
 
     from service.app import create_app
     from service.settings import ServiceSettings
+
+    # The demo is the sample's deployment, a Chinese county's: it speaks Chinese unless
+    # TWIN_LANGUAGE says otherwise (pages still follow ?lang= and Accept-Language).
+    os.environ.setdefault("TWIN_LANGUAGE", "zh")
+    set_locale(default_locale())
 
     try:
         engine = _engine(_settings())

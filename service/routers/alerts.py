@@ -25,6 +25,7 @@ from geo.errors import Conflict, InvalidInput, NotFound
 from geo.settings import DatabaseSettings, LoopSettings
 from service import params
 from service.deps import Caller, CrewDep, EngineDep, ReaderDep, SettingsDep, require
+from service.privacy import mask_personal
 
 log = logging.getLogger("twin.service.alerts")
 router = APIRouter(tags=["alerts"])
@@ -78,18 +79,27 @@ class Assignment(BaseModel):
 # -- listing --------------------------------------------------------------------------------
 
 
-def _feature(alert: dict) -> dict:
+def _noted(item: dict, staff: bool) -> dict:
+    # Crews write what they were told ("resident at 137... says"); only staff read it whole.
+    return item if staff or not item.get("note") else {**item,
+                                                       "note": mask_personal(item["note"])}
+
+
+def _feature(alert: dict, *, staff: bool) -> dict:
+    """The alert as GeoJSON; notes with phone numbers and the like masked unless ``staff``."""
     properties = {k: v for k, v in alert.items() if k not in ("id", "geometry", "history")}
     feature = {"type": "Feature", "id": alert["id"], "geometry": alert["geometry"],
                "properties": {"id": alert["id"], **properties}}
     if "history" in alert:
         # An event says its evidence when it has some (an alert raised again names what).
-        feature["history"] = [{**{k: event[k] for k in HISTORY_FIELDS},
-                               **({"evidence": event["evidence"]} if event.get("evidence")
-                                  else {})} for event in alert["history"]]
-    for extra in ("work", "photos"):
-        if extra in alert:
-            feature[extra] = alert[extra]
+        feature["history"] = [_noted({**{k: event[k] for k in HISTORY_FIELDS},
+                                      **({"evidence": event["evidence"]}
+                                         if event.get("evidence") else {})}, staff)
+                              for event in alert["history"]]
+    if "work" in alert:
+        feature["work"] = [_noted(record, staff) for record in alert["work"]]
+    if "photos" in alert:
+        feature["photos"] = alert["photos"]
     return jsonable_encoder(feature)
 
 
@@ -143,7 +153,8 @@ def list_alerts(
         links.append({"rel": "next", "type": GEOJSON,
                       "href": str(request.url.include_query_params(offset=offset + limit))})
     return JSONResponse({"type": "FeatureCollection", "numberReturned": len(found),
-                         "features": [_feature(a) for a in found], "links": links},
+                         "features": [_feature(a, staff=caller.has("crew")) for a in found],
+                         "links": links},
                         media_type=GEOJSON)
 
 
@@ -180,7 +191,8 @@ async def _until_alerts_change(request: Request, seen_version: int) -> None:
         await anyio.sleep(STREAM_WAKE_S)
 
 
-async def alert_events(request: Request, engine: Engine, after: int) -> AsyncIterator[str]:
+async def alert_events(request: Request, engine: Engine, after: int, *, staff: bool
+                       ) -> AsyncIterator[str]:
     """Server-sent events of alert changes after event ``after``, until the client leaves.
 
     The database is read (``events_after``) when the alerts table's NOTIFY arrives, and at
@@ -199,7 +211,7 @@ async def alert_events(request: Request, engine: Engine, after: int) -> AsyncIte
             yield ": the database is not reachable; retrying\n\n"
         for event in events:
             after = event["event_id"]
-            data = json.dumps(jsonable_encoder(event), ensure_ascii=False)
+            data = json.dumps(jsonable_encoder(_noted(event, staff)), ensure_ascii=False)
             yield f"id: {after}\nevent: alert\ndata: {data}\n\n"
         now = time.monotonic()
         if events:
@@ -241,7 +253,8 @@ async def stream_alerts(
         after = int(text)
     if after is None:
         after = await run_in_threadpool(_last_event_id, engine)
-    return StreamingResponse(alert_events(request, engine, after), media_type="text/event-stream",
+    return StreamingResponse(alert_events(request, engine, after,
+                                          staff=caller.has("crew")), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
@@ -261,9 +274,11 @@ def get_alert(alert_id: AlertId, engine: EngineDep, caller: ReaderDep) -> JSONRe
     """The alert with its history, work records and photos.
 
     Where it is, why it was raised, every change made to it since, the work recorded on it
-    and its photos (listed here; each is served to callers with a key).
+    and its photos (listed here; each is served to callers with a key). Below the crew role,
+    phone numbers, e-mail addresses and ID numbers in notes are masked.
     """
-    return JSONResponse(_feature(_full_alert(engine, alert_id)), media_type=GEOJSON)
+    return JSONResponse(_feature(_full_alert(engine, alert_id), staff=caller.has("crew")),
+                        media_type=GEOJSON)
 
 
 def _full_alert(engine: Engine, alert_id: int) -> dict:
@@ -292,7 +307,8 @@ def _act(engine: Engine, alert_id: int, action: str, actor: str | None, body: Ac
         if done is not None:
             _record_work(conn, alert_id, actor, done)
         alerts.act(conn, alert_id, action, actor=actor, note=note)
-    return JSONResponse(_feature(_full_alert(engine, alert_id)), media_type=GEOJSON)
+    return JSONResponse(_feature(_full_alert(engine, alert_id), staff=True),
+                        media_type=GEOJSON)
 
 
 def _record_work(conn, alert_id: int, actor: str, done: WorkIn) -> None:
@@ -387,7 +403,8 @@ def assign(alert_id: AlertId, engine: EngineDep, caller: CrewDep,
     assert caller.name is not None  # the crew role is only ever a named key
     with engine.begin() as conn:
         alerts.assign(conn, alert_id, actor=caller.name, changes=changes)
-    return JSONResponse(_feature(_full_alert(engine, alert_id)), media_type=GEOJSON)
+    return JSONResponse(_feature(_full_alert(engine, alert_id), staff=True),
+                        media_type=GEOJSON)
 
 
 # The formats a phone camera gives, told by their first bytes (never by name or header).

@@ -2,13 +2,19 @@
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
+from geo import store
 from geo.database import ping
 from geo.errors import DatabaseUnavailable
 from service.deps import EngineDep
 
 router = APIRouter(tags=["operations"])
+
+# Kept by the MQTT watchers in the database (they are other processes); read at each scrape.
+FEED_DROPPED = Gauge("twin_feed_dropped_messages",
+                     "Sensor messages the MQTT broker reported dropping, over all recorded time",
+                     ["broker"])
 
 
 @router.get("/healthz", summary="The process is alive")
@@ -29,6 +35,12 @@ def readyz(engine: EngineDep) -> dict:
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-def metrics() -> Response:
-    """Request counts and latencies by route, in Prometheus' text format."""
+def metrics(engine: EngineDep) -> Response:
+    """Request counts and latencies by route, and feed losses, in Prometheus' text format."""
+    try:
+        with engine.connect() as conn:
+            for broker, dropped in store.feed_drops_by_broker(conn).items():
+                FEED_DROPPED.labels(broker=broker).set(dropped)
+    except sa.exc.DBAPIError:
+        pass  # the request metrics are still worth answering with while the database is away
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

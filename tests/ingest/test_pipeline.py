@@ -438,3 +438,54 @@ def test_cli_mistakes_are_one_sentence(twin, tmp_path):
     ]:
         result = run_twin(twin, *args)
         assert result.returncode == 2 and expected in result.stderr, result.stderr
+
+
+def _wait_gone(engine, pid: int) -> None:
+    deadline = time.monotonic() + 30
+    while scalar(engine, f"SELECT count(*) FROM pg_stat_activity WHERE pid = {pid}"):
+        assert time.monotonic() < deadline, f"server process {pid} did not end"
+        time.sleep(0.05)
+
+
+def test_a_run_whose_process_ends_during_a_later_run_is_marked_when_that_run_ends(twin):
+    from geo import store
+
+    # Run A's client was killed, but its server process is still at work (a long statement)
+    # when run B starts: A is still legitimately 'running' then.
+    held = twin.connect()
+    with twin.begin() as conn:
+        a = store.start_run(conn, layer="readings", source="s", path="a.csv", checksum_sha256="",
+                            mapping_path=None, pid=store.backend_pid(held))
+    with twin.begin() as conn:
+        store.mark_interrupted_runs(conn)
+        b = store.start_run(conn, layer="readings", source="s", path="b.csv", checksum_sha256="",
+                            mapping_path=None, pid=store.backend_pid(conn))
+    status = "SELECT status FROM ingest_runs WHERE id = {}"
+    assert scalar(twin, status.format(a)) == "running"
+    # A's process ends while B works; B's end is the next moment anyone looks.
+    pid = store.backend_pid(held)
+    held.invalidate()
+    _wait_gone(twin, pid)
+    with twin.begin() as conn:
+        store.finish_run(conn, b, status="succeeded")
+    assert (scalar(twin, status.format(a)), scalar(twin, status.format(b))) == (
+        "interrupted", "succeeded")
+
+
+def test_a_reused_server_pid_does_not_keep_a_dead_run_running(twin):
+    from geo import store
+
+    with twin.connect() as live:
+        pid = store.backend_pid(live)
+        with twin.begin() as conn:
+            mine = store.start_run(conn, layer="readings", source="s", path="mine.csv",
+                                   checksum_sha256="", mapping_path=None, pid=pid)
+            # A run of long ago whose process had the same pid as this live one.
+            old = store.start_run(conn, layer="readings", source="s", path="old.csv",
+                                  checksum_sha256="", mapping_path=None, pid=pid)
+            conn.execute(sa.text("UPDATE ingest_runs SET backend_start = '2020-01-01' "
+                                 "WHERE id = :id"), {"id": old})
+            assert store.mark_interrupted_runs(conn) == 1
+        statuses = scalar(twin, "SELECT string_agg(status, ',' ORDER BY id) FROM ingest_runs "
+                                f"WHERE id IN ({mine}, {old})")
+    assert statuses == "running,interrupted"

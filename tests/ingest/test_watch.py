@@ -24,6 +24,7 @@ import paho.mqtt.client as mqtt
 import pytest
 import sqlalchemy as sa
 
+from geo import store
 from geo.database import create_engine
 from geo.errors import InvalidInput, TwinError
 from ingest.watch import LOGGER, WatchStats, parse_mqtt_url, readings_of_message, watch
@@ -63,7 +64,7 @@ def _until(predicate, timeout: float = WAIT_S, what: str = "the condition"):
 class Broker:
     """A mosquitto of the test's own, with persistence in a temporary directory."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, settings: str = "") -> None:
         self.port = _free_port()
         self.directory = directory
         self.config = directory / "mosquitto.conf"
@@ -74,6 +75,7 @@ class Broker:
             f"persistence_location {directory}/\n"
             # Run as root, mosquitto would otherwise switch to a user who cannot write here.
             f"user {getpass.getuser()}\n"
+            + settings
         )
         self.log = directory / "mosquitto.log"
         self.process: subprocess.Popen | None = None
@@ -416,6 +418,44 @@ def test_a_broker_restart_loses_nothing(engine, private_broker, feed):
     assert stats.rejected == 0
 
 
+# -- what the broker drops ------------------------------------------------------------------
+
+def test_messages_the_broker_drops_are_reported_not_lost_quietly(engine, tmp_path, feed):
+    # Mosquitto's stock queue limit (1000) scaled down: the job's session may hold 20 queued
+    # messages while the job is away; the broker drops the rest of a burst of 100 and counts
+    # them in $SYS, published every second here.
+    broker = Broker(tmp_path, "max_queued_messages 20\nsys_interval 1\n")
+    broker.start()
+    try:
+        url = broker.url(feed["topic"])
+        where = f"127.0.0.1:{broker.port}"
+        with Watcher(engine, url, feed["client_id"], source=feed["source"]) as watcher:
+            # The first sight of the broker's counter is the baseline the next run compares with.
+            watcher.wait(lambda: drops_of(engine, where) is not None, "the broker's counter")
+            watcher.finish()
+        sent = [reading("MH-2", "water_level_pct", float(i % 100), 300 + i) for i in range(100)]
+        publish(broker.port, feed["topic"], sent)
+        with Watcher(engine, url, feed["client_id"], source=feed["source"]) as watcher:
+            watcher.wait(lambda: (drops_of(engine, where) or 0) > 0, "the drops to be reported")
+            stats = watcher.finish()
+    finally:
+        broker.kill()
+
+    landed = len(stored(engine, feed["source"]))
+    assert 0 < landed < len(sent)
+    # Every message either landed or is reported dropped: none is lost without a word.
+    assert landed + stats.broker_dropped == len(sent)
+    assert drops_of(engine, where) == stats.broker_dropped
+    last = runs(engine, url)[-1]
+    assert last.status == "succeeded"
+    assert f"the broker reported {stats.broker_dropped} messages dropped" in last.message
+
+
+def drops_of(engine, broker: str) -> int | None:
+    with engine.connect() as conn:
+        return store.feed_drops_by_broker(conn).get(broker)
+
+
 # -- a burst --------------------------------------------------------------------------------
 
 def test_a_burst_beyond_the_brokers_queue_lands_whole_in_full_batches(engine, broker, feed):
@@ -438,6 +478,7 @@ def test_a_burst_beyond_the_brokers_queue_lands_whole_in_full_batches(engine, br
 CHILD = """
 import json, logging, sys
 from sqlalchemy.engine import make_url
+from geo import store
 from geo.database import create_engine
 from ingest.watch import watch
 logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)

@@ -171,6 +171,24 @@ def test_dismiss_needs_a_note(client, sample_engine, manholes, crew):
     assert last["at"]
 
 
+def test_phone_numbers_in_crews_notes_are_masked_for_readers_below_crew(
+        client, sample_engine, manholes, crew):
+    alert_id = raise_on(sample_engine, manholes[3], "manhole_tilt", "low",
+                        "cover tilted 9.8 deg")
+    note = "resident Wang called from 13700001111, cover rocks under traffic"
+    assert client.post(f"/alerts/{alert_id}/acknowledge", headers=crew,
+                       json={"note": note}).status_code == 200
+
+    def last_note(headers: dict) -> str:
+        return client.get(f"/alerts/{alert_id}", headers=headers).json()["history"][-1]["note"]
+
+    anonymous = last_note({})
+    assert "13700001111" not in anonymous and "cover rocks under traffic" in anonymous
+    listed = client.get("/alerts", params={"kind": "manhole_tilt", "status": "acknowledged"})
+    assert "13700001111" not in listed.text
+    assert last_note(crew) == note  # the crew that works on it reads it whole
+
+
 def test_unknown_alerts_are_404(client, crew):
     problem_of(client.get("/alerts/987654321"), 404)
     problem_of(client.post("/alerts/987654321/acknowledge", headers=crew), 404)

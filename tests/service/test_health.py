@@ -5,6 +5,17 @@ def test_health_ready_and_metrics(client):
     assert metrics.status_code == 200 and "twin_http_requests_total" in metrics.text
 
 
+def test_metrics_say_what_a_broker_dropped(client, sample_engine):
+    # What the MQTT watchers recorded (tests/ingest/test_watch.py has them read a real broker).
+    from geo import store
+
+    with sample_engine.begin() as conn:
+        store.record_feed_drops(conn, "feeds.example:1883", total=1200, new=0, run_id=None)
+        store.record_feed_drops(conn, "feeds.example:1883", total=1450, new=250, run_id=None)
+    text = client.get("/metrics").text
+    assert 'twin_feed_dropped_messages{broker="feeds.example:1883"} 250.0' in text
+
+
 def test_unknown_path_is_problem_json(client):
     response = client.get("/no/such/thing")
     assert response.status_code == 404
