@@ -119,12 +119,12 @@ def take(conn: Connection, groups: dict[str, ChatGroup], msg: ChatMessage,
         compound_id=place.compound_id)
     done = workflow.submit(conn, sub, classify)
     if done.duplicate_of is not None:
-        reply = text("chat.plus_one").format(
+        reply = text("chat.plus_one", "zh",
             id=done.duplicate_of, supporters=store.supporters_of(conn, done.duplicate_of))
     elif done.matter == "private":
-        reply = text("chat.private").format(id=done.request_id)
+        reply = text("chat.private", "zh", id=done.request_id)
     else:
-        reply = text("chat.new").format(
+        reply = text("chat.new", "zh",
             matter=text(f"matter.{done.matter}"), id=done.request_id, party=done.party,
             expected=f"{done.public['expected_at']:%m月%d日 %H:%M}",
             url=status_url.format(token=done.token))

@@ -10,7 +10,7 @@
   receiver that is away for an hour, or a worker that restarts, loses nothing.
 
 Revision ID: 0011
-Revises: 0008
+Revises: 0015
 Create Date: 2026-12-07
 """
 
@@ -19,7 +19,7 @@ from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "0011"
-down_revision = "0008"
+down_revision = "0015"  # chained after main's 0015 when main was merged
 branch_labels = None
 depends_on = None
 
