@@ -26,7 +26,6 @@ Reporters' names, phones and e-mails are answered only to admin keys.
 from __future__ import annotations
 
 import json
-import math
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl
 
@@ -40,6 +39,7 @@ from civic.catalogue import MATTERS, SERVICES
 from geo import requests as store
 from geo.errors import InvalidInput, NotFound
 from geo.text_rules import check_text, shown
+from service import params
 from service.deps import Caller, caller_of_key
 from service.errors import Unauthorized
 from service.open311 import (
@@ -170,11 +170,8 @@ async def create_request(fmt: str, request: Request) -> Response:
 
 
 def _float(form: dict, name: str, low: float, high: float) -> float:
-    try:
-        value = float(form[name])
-    except ValueError:
-        raise Open311Error(400, f"{name} must be a number.") from None
-    if not math.isfinite(value) or not low <= value <= high:
+    value = params.parse_number(form[name], name)  # the service's own number parser
+    if not low <= value <= high:
         raise Open311Error(400, f"{name} must be between {low} and {high}.")
     return value
 
@@ -321,13 +318,12 @@ def _list(engine: Engine, fmt: str, query: dict[str, str], key: str | None) -> R
         raise Open311Error(400, f"start_date to end_date may span at most {MAX_RANGE_DAYS} "
                                 f"days.")
     status = query.get("status") or None
-    statuses = {s.strip() for s in status.split(",")} if status else set()
-    if statuses - {"open", "closed"}:
-        raise Open311Error(400, "status must be open or closed.")
-    codes = [c.strip() for c in query.get("service_code", "").split(",") if c.strip()] or None
-    matters = [m.strip() for m in query.get("matter", "").split(",") if m.strip()] or None
-    if matters and set(matters) - set(MATTERS):
-        raise Open311Error(400, "matter must be big, small or private (comma-separated).")
+    statuses = set(params.parse_choices([status] if status else None, "status",
+                                        ("open", "closed")))
+    codes = list(params.parse_choices([query["service_code"]] if query.get("service_code")
+                                      else None, "service_code")) or None
+    matters = list(params.parse_choices([query["matter"]] if query.get("matter") else None,
+                                        "matter", MATTERS)) or None
     if query.get("district"):
         raise Open311Error(400, "district is not a filter of this endpoint yet: requests do "
                                 "not carry their district; filter by matter or service_code.")
