@@ -447,15 +447,24 @@ def create_rejects_stage(conn: Connection) -> None:
     )
 
 
+# A rejected value is kept as sent, for the record, except that control characters (a
+# terminal's escape sequences among them) are kept as their visible pictures (U+2400 block):
+# whoever reads the rejects in a terminal or a spreadsheet sees them, and is not acted upon.
+_CONTROLS = "".join(chr(c) for c in (*range(1, 9), 11, 12, *range(14, 32), 127))
+_PICTURES = "".join(chr(0x2400 + c) if c < 32 else "\u2421" for c in (
+    *range(1, 9), 11, 12, *range(14, 32), 127))
+
+
 def save_rejects(conn: Connection, run_id: int) -> None:
-    """Keep the staged rejects with their run."""
+    """Keep the staged rejects with their run (control characters made visible)."""
     conn.execute(
         sa.text(
             "INSERT INTO ingest_rejects (run_id, row_number, field, value, reason, outcome) "
-            "SELECT :run_id, row_number, field, value, reason, outcome FROM stage_rejects "
-            "ORDER BY row_number"
+            "SELECT :run_id, row_number, translate(field, :controls, :pictures),"
+            " translate(value, :controls, :pictures), translate(reason, :controls, :pictures),"
+            " outcome FROM stage_rejects ORDER BY row_number"
         ),
-        {"run_id": run_id},
+        {"run_id": run_id, "controls": _CONTROLS, "pictures": _PICTURES},
     )
 
 

@@ -18,6 +18,7 @@ import pandas as pd
 import shapely
 
 from geo import STORAGE_SRID
+from geo.text_rules import shown
 from geo.vocabulary import OTHER, original_key
 from ingest import timewindow
 from ingest.fields import READING_FIELDS, Field, LayerSpec
@@ -624,7 +625,7 @@ def validate_readings(
         unknown,
         "asset_external_id",
         out["asset_external_id"],
-        "is not an asset of layer " + out["asset_layer"].astype(str) + " in the twin",
+        "is not an asset of layer " + out["asset_layer"].astype(str).map(shown) + " in the twin",
     )
     good = ~problems.bad
     accepted = pd.DataFrame(

@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from geo import alerts, work
 from geo.errors import Conflict, InvalidInput, NotFound
 from geo.settings import DatabaseSettings, LoopSettings
+from geo.text_rules import check_text
 from service import params
 from service.deps import Caller, CrewDep, EngineDep, ReaderDep, SettingsDep, require
 from service.privacy import mask_personal
@@ -33,6 +34,7 @@ router = APIRouter(tags=["alerts"])
 GEOJSON = "application/geo+json"
 MAX_ID = 2**63 - 1  # alert ids are bigint
 MAX_NOTE_CHARS = 4000
+MAX_NAME_CHARS = 200  # a crew, team or person
 STREAM_POLL_S = 1.0
 STREAM_WAKE_S = 0.05  # how often a waiting stream looks at the alerts table's version
 STREAM_HEARTBEAT_S = 15.0
@@ -51,7 +53,7 @@ class WorkIn(BaseModel):
                                     for layer, actions in work.ACTIONS.items()) + ".")
     done_at: datetime | None = Field(None, description="When it was done (default: now); "
                                      "RFC 3339 with an offset.")
-    done_by: str | None = Field(None, max_length=200,
+    done_by: str | None = Field(None, max_length=MAX_NAME_CHARS,
                                 description="Who did it (default: the key's name).")
     note: str | None = Field(None, max_length=MAX_NOTE_CHARS, description="What was found.")
 
@@ -71,8 +73,8 @@ class Assignment(BaseModel):
 
     model_config = {"extra": "forbid"}
 
-    assignee: str | None = Field(None, max_length=200, description="A crew or team; null "
-                                 "unassigns.")
+    assignee: str | None = Field(None, max_length=MAX_NAME_CHARS,
+                                 description="A crew or team; null unassigns.")
     due_on: date | None = Field(None, description="Due date (YYYY-MM-DD); null clears it.")
 
 
@@ -295,7 +297,7 @@ def _act(engine: Engine, alert_id: int, action: str, actor: str | None, body: Ac
     assert actor is not None  # the crew role is only ever a named key
     note = body.note if body else None
     if note is not None:
-        note = params.clean_text(note, "note").strip() or None
+        note = check_text(note, "note", max_chars=MAX_NOTE_CHARS, free_text=True).strip() or None
     if action == "dismiss" and note is None:
         raise InvalidInput("Dismissing an alert needs a note saying why "
                            '(a JSON body {"note": "..."}).')
@@ -321,8 +323,10 @@ def _record_work(conn, alert_id: int, actor: str, done: WorkIn) -> None:
         raise InvalidInput("work.done_at needs a UTC offset, e.g. 2026-12-07T09:30:00+08:00.")
     if done_at > datetime.now(UTC) + timedelta(minutes=5):
         raise InvalidInput(f"work.done_at {done_at.isoformat()} is in the future.")
-    done_by = params.clean_text(done.done_by, "work.done_by").strip() if done.done_by else ""
-    work_note = params.clean_text(done.note, "work.note").strip() if done.note else None
+    done_by = (check_text(done.done_by, "work.done_by", max_chars=MAX_NAME_CHARS).strip()
+               if done.done_by else "")
+    work_note = (check_text(done.note, "work.note", max_chars=MAX_NOTE_CHARS,
+                            free_text=True).strip() if done.note else None)
     work.record(conn, alert_id=alert_id, asset_layer=target.asset_layer,
                 asset_id=target.asset_id, action=done.action, done_at=done_at,
                 done_by=done_by or actor, note=work_note or None, recorded_by=actor)
@@ -399,7 +403,8 @@ def assign(alert_id: AlertId, engine: EngineDep, caller: CrewDep,
     if not changes:
         raise InvalidInput('Say what to change: {"assignee": "...", "due_on": "YYYY-MM-DD"}.')
     if changes.get("assignee") is not None:
-        changes["assignee"] = params.clean_text(changes["assignee"], "assignee").strip() or None
+        changes["assignee"] = check_text(changes["assignee"], "assignee",
+                                         max_chars=MAX_NAME_CHARS).strip() or None
     assert caller.name is not None  # the crew role is only ever a named key
     with engine.begin() as conn:
         alerts.assign(conn, alert_id, actor=caller.name, changes=changes)

@@ -356,6 +356,46 @@ def test_bad_messages_are_rejected_with_reasons_and_good_ones_still_land(engine,
         "succeeded", 11, 5, 6)
 
 
+HOSTILE_TEXT = ["a\x00b", "bell\x07 escape\x1b[31m", "\u202eevil\u202c", "🚧 井盖",
+                "'; DROP TABLE readings; --", "x" * 1_000_000]
+HOSTILE_DATES = ["0001-01-01T00:00:00Z", "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59Z",
+                 "9999-12-31T23:59:59-12:00", "2016-12-31T23:59:60Z", "2026-02-30T10:00:00Z",
+                 "1e308"]
+
+
+def test_hostile_text_and_dates_are_rejected_and_the_extreme_offsets_land_right(
+        engine, broker, feed):
+    url = broker.url(feed["topic"])
+    bad = [{**reading("MH-1", "tilt_deg", 1.0, 1), name: value}
+           for name in ("asset_layer", "asset_external_id", "metric") for value in HOSTILE_TEXT]
+    bad += [{**reading("MH-1", "tilt_deg", 1.0, 1), "observed_at": value}
+            for value in HOSTILE_DATES]
+    # The world's extreme offsets are real times: the same instant, stored in UTC.
+    east = (BASE + timedelta(minutes=30)).astimezone(timezone(timedelta(hours=14)))
+    west = (BASE + timedelta(minutes=31)).astimezone(timezone(timedelta(hours=-12)))
+    good = [{**reading("MH-1", "tilt_deg", 2.0, 0), "observed_at": east.isoformat()},
+            {**reading("MH-1", "tilt_deg", 3.0, 0), "observed_at": west.isoformat()}]
+    with Watcher(engine, url, feed["client_id"], source=feed["source"]) as watcher:
+        publish(broker.port, feed["topic"], [*bad, *good])
+        watcher.wait_messages(len(bad) + len(good))
+        stats = watcher.finish()
+
+    assert stored(engine, feed["source"]) == {("MH-1", "tilt_deg", east): 2.0,
+                                              ("MH-1", "tilt_deg", west): 3.0}
+    assert stats.rejected == len(bad)
+    with engine.connect() as conn:
+        # Every reading of this source is one of the two; no year-1 partition was made.
+        assert conn.execute(sa.text(
+            "SELECT count(*) FROM readings WHERE observed_at < '1970-01-01'")).scalar_one() == 0
+        kept = conn.execute(sa.text(
+            "SELECT row_number, value, reason FROM ingest_rejects WHERE run_id = :id"),
+            {"id": stats.run_id}).all()
+    assert len({row for row, _, _ in kept}) == len(bad)  # some rows have two reasons
+    for _, value, reason in kept:
+        # Kept for the record, but never as a terminal escape or a megabyte of text.
+        assert "\x1b" not in (value or "") + reason and len(reason) < 300
+
+
 # -- 3. a job restart -----------------------------------------------------------------------
 
 def test_messages_published_while_the_job_is_down_land_exactly_once(engine, broker, feed):
