@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from civic import council
 from civic.catalogue import MATTERS
 from civic.texts import pick_lang, text
+from geo.text_rules import check_text
 from service.deps import EngineDep, ReaderDep
 from service.params import parse_choices
 from service.privacy import mask_personal
@@ -29,6 +30,8 @@ StatusQ = Annotated[list[str] | None, Query(description="open, closed (comma lis
 
 
 def _lines(engine, compound, matter, status):
+    if compound is not None:
+        compound = check_text(compound, "compound", max_chars=100)
     matters = list(parse_choices(matter, "matter", MATTERS)) or None
     statuses = list(parse_choices(status, "status", council.STATUSES)) or None
     with engine.connect() as conn:
