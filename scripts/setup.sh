@@ -18,9 +18,9 @@ if compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null; then
 else
   packages+=(postgresql postgresql-postgis)
 fi
-# Tests open exports with GDAL's ogrinfo, talk to a real MQTT broker,
-# and open the maps in a real browser.
-[ "$EXTRAS" = test ] && packages+=(gdal-bin mosquitto chromium)
+# Tests open exports with GDAL's ogrinfo, talk to a real MQTT broker, keep the residents' rate
+# limits in a real Redis, and open the maps in a real browser.
+[ "$EXTRAS" = test ] && packages+=(gdal-bin mosquitto chromium redis-server)
 
 missing=()
 for package in "${packages[@]}"; do

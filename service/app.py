@@ -136,7 +136,7 @@ def create_app(engine: Engine, settings: ServiceSettings | None = None) -> FastA
     for module in (health, tiles, ogc, alerts, exports, readings, open311, maps, docs, work,
                    intake, council, webhooks):
         app.include_router(module.router)
-    report_router, limiter = report.make_router(settings)
+    report_router, limiter = report.make_router(settings, engine.url.database or "twin")
     report.install_limits(app, limiter)
     app.include_router(report_router)
     return app

@@ -157,11 +157,14 @@ def status_view(engine, token: str) -> dict:
             "history": [{**h, "note": mask_personal(h["note"])} for h in history]}
 
 
-def make_router(settings: ServiceSettings) -> tuple[APIRouter, Limiter]:
+def make_router(settings: ServiceSettings, database: str = "twin"
+                ) -> tuple[APIRouter, Limiter]:
     """The /report routes with a limiter built from the app's settings."""
     router = APIRouter(tags=["residents"])
+    # Keys carry the database's name: deployments (and test twins) sharing one Redis keep
+    # their counts apart, while every process of one deployment shares them.
     limiter = Limiter(key_func=address_key, storage_uri=settings.rate_limit_storage,
-                      headers_enabled=False)
+                      headers_enabled=False, key_prefix=f"twin:{database}:")
 
     @router.get("/report", response_class=HTMLResponse,
                 summary="The residents' report page (no key; Chinese, ?lang=en)")

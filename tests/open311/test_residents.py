@@ -6,6 +6,7 @@ import hmac
 import json
 import socket
 import struct
+import subprocess
 import threading
 import time
 import zlib
@@ -14,8 +15,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import sqlalchemy as sa
+import uvicorn
 
-from tests.service.conftest import api_keys  # noqa: F401
+from service.app import create_app
+from service.settings import ServiceSettings
+from tests.service.conftest import _free_port, api_keys  # noqa: F401
+from tests.tools import find_tool, requires_tool
 
 HTTP = httpx.Client(timeout=120)  # the first triage trains the model: slow on a busy machine
 
@@ -250,3 +255,43 @@ def test_abuse_limits_hold(twin, sample_engine):
     assert stored == 4  # the refused ones stored nothing
     district = HTTP.get(f"{twin}/open311/v2/requests.json", params={"district": "x"})
     assert district.status_code == 400 and "district" in district.json()[0]["description"]
+
+
+@requires_tool("redis-server", "/usr/bin/redis-server")
+def test_rate_limits_are_shared_by_every_process_through_redis(sample_engine, tmp_path):
+    """Two service processes on one Redis: a device's limit holds across both."""
+    port = _free_port()
+    redis = subprocess.Popen(
+        [find_tool("redis-server", "/usr/bin/redis-server"), "--port", str(port), "--bind",
+         "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    servers = []
+    try:
+        settings = ServiceSettings(report_limit_device="3/hour",
+                                   report_limit_address="1000/hour",
+                                   rate_limit_storage=f"redis://127.0.0.1:{port}/0")
+        urls = []
+        for _ in range(2):
+            web = _free_port()
+            server = uvicorn.Server(uvicorn.Config(create_app(sample_engine, settings),
+                                                   host="127.0.0.1", port=web,
+                                                   log_level="warning"))
+            thread = threading.Thread(target=server.run, daemon=True)
+            thread.start()
+            servers.append((server, thread))
+            urls.append(f"http://127.0.0.1:{web}")
+        _wait(lambda: all(s.started for s, _ in servers), timeout=60)
+        lon, lat = _street_point(sample_engine, 200)
+        statuses = []
+        for n in range(5):  # alternately to each process
+            r = HTTP.post(f"{urls[n % 2]}/report", headers={"X-Device-Id": "dev-two"}, data={
+                "description": f"streetlight broken, lamp {n}", "lat": str(lat + n * 2e-3),
+                "long": str(lon)})
+            statuses.append(r.status_code)
+        assert statuses == [201, 201, 201, 429, 429], statuses
+    finally:
+        for server, thread in servers:
+            server.should_exit = True
+            thread.join(timeout=15)
+        redis.terminate()
+        redis.wait(timeout=10)
