@@ -24,9 +24,8 @@ from geo.errors import InvalidInput
 from geo.text_rules import check_text
 from service.deps import EngineDep, require
 from service.errors import problem
-from service.routers.alerts import photo_type
+from service.resident_photos import check_photo, keep_photo
 from service.routers.open311 import classifier
-from service.routers.report import _keep_photo
 
 router = APIRouter(tags=["residents"])
 MAX_IMAGES = 3
@@ -51,12 +50,7 @@ def _images(encoded: list[str], limit: int) -> list[tuple[bytes, str, str]]:
             data = base64.b64decode(item, validate=True)
         except (binascii.Error, ValueError):
             raise InvalidInput(f"images[{n}] is not base64.") from None
-        if len(data) > limit:
-            raise InvalidInput(f"images[{n}] is larger than {limit // (1024 * 1024)} MB.")
-        kind = photo_type(data[:16])
-        if kind is None:
-            raise InvalidInput(f"images[{n}] is not a JPEG, PNG or WebP image.")
-        out.append((data, *kind))
+        out.append(check_photo(data, limit, f"images[{n}]"))
     return out
 
 
@@ -64,7 +58,7 @@ def _take(engine, groups, msg: intake.ChatMessage, images, classify) -> tuple[di
     with engine.begin() as conn:
         done, reply = intake.take(conn, groups, msg, classify, "/report/status/{token}")
         for data, media, suffix in images:
-            digest, relative = _keep_photo(data, suffix)
+            digest, relative = keep_photo(data, suffix)
             store.add_photo(conn, request_id=done.request_id, media_type=media,
                             size=len(data), sha256=digest, path=relative)
     outcome = ("plus_one" if done.duplicate_of is not None

@@ -15,7 +15,6 @@ router is made per app (:func:`make_router`) so the limiter is built with the ap
 
 from __future__ import annotations
 
-import hashlib
 import html
 import json
 from typing import Annotated
@@ -36,7 +35,8 @@ from geo.text_rules import check_text
 from service.deps import Caller, EngineDep, require
 from service.errors import problem
 from service.privacy import mask_personal
-from service.routers.alerts import photo_dir, photo_type
+from service.resident_photos import check_photo, keep_photo
+from service.routers.alerts import photo_dir
 from service.routers.open311 import classifier
 from service.settings import ServiceSettings
 
@@ -68,29 +68,10 @@ def install_limits(app, limiter: Limiter) -> None:
 
 
 def _photo(upload: UploadFile | None, limit: int) -> tuple[bytes, str, str] | None:
-    if upload is None or not upload.filename and not upload.size:
+    if upload is None:
         return None
     data = upload.file.read(limit + 1)
-    if not data:
-        return None
-    if len(data) > limit:
-        raise InvalidInput(f"photo: the photo is larger than {limit // (1024 * 1024)} MB.")
-    kind = photo_type(data[:16])
-    if kind is None:
-        raise InvalidInput("photo: the file is not a JPEG, PNG or WebP image.")
-    return data, *kind
-
-
-def _keep_photo(data: bytes, suffix: str) -> tuple[str, str]:
-    digest = hashlib.sha256(data).hexdigest()
-    relative = f"residents/{digest[:2]}/{digest}{suffix}"
-    target = photo_dir() / relative
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if not target.exists():  # the same bytes twice are one file
-        partial = target.with_suffix(".part")
-        partial.write_bytes(data)
-        partial.replace(target)
-    return digest, relative
+    return check_photo(data, limit) if data else None
 
 
 def _point(lat: str | None, long: str | None) -> tuple[float, float] | None:
@@ -128,7 +109,7 @@ def submit_report(engine, classify: workflow.Classify, *, description: str,
         done = workflow.submit(conn, sub, classify)
         if photo is not None:
             data, media, suffix = photo
-            digest, relative = _keep_photo(data, suffix)
+            digest, relative = keep_photo(data, suffix)
             store.add_photo(conn, request_id=done.request_id, media_type=media, size=len(data),
                             sha256=digest, path=relative)
     return done
