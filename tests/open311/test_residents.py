@@ -1,6 +1,7 @@
 """Residents in the loop: /report without a key, chat-group intake, the living list, pushed
 feedback to a webhook receiver that is down and comes back, and the abuse limits."""
 
+import base64
 import hashlib
 import hmac
 import json
@@ -189,13 +190,22 @@ def test_chat_messages_make_a_routed_request_then_a_plus_one(twin, api_keys, sam
     msg = {"group_id": "grp-cp-0004", "sender_id": "wx-li", "text": "2号门外路面塌陷了，很危险",
            "sent_at": datetime.now(UTC).isoformat()}
     assert HTTP.post(f"{twin}/intake/messages", json=msg).status_code == 401
-    first = HTTP.post(f"{twin}/intake/messages", json=msg, headers=key)
+    not_image = HTTP.post(f"{twin}/intake/messages", headers=key, json={
+        **msg, "images": [base64.b64encode(b"GIF89a not allowed").decode()]})
+    assert not_image.status_code == 400, not_image.text
+    assert "images[1]" in not_image.json()["detail"]
+    first = HTTP.post(f"{twin}/intake/messages", headers=key, json={
+        **msg, "images": [base64.b64encode(_png()).decode()]})
     assert first.status_code == 201, first.text
     one = first.json()
     assert (one["outcome"], one["matter"], one["department"]) == ("new", "big", "roads")
     assert "Transport" in one["responsible_party"]
     assert one["located"].startswith("gate 2 of ")
     assert "收到" in one["reply"] and one["service_request_id"] in one["reply"]
+    with sample_engine.connect() as conn:
+        assert conn.execute(sa.text(
+            "SELECT count(*) FROM service_request_photos WHERE request_id = :r"),
+            {"r": int(one["service_request_id"])}).scalar_one() == 1
     second = HTTP.post(f"{twin}/intake/messages", headers=key, json={
         **msg, "sender_id": "wx-wang", "text": "2号门外的路塌了一大块"})
     assert second.status_code == 201, second.text
