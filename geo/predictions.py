@@ -392,3 +392,10 @@ def recent_serious_damage(conn: Connection, *, recent_days: int, until: datetime
         "  AND (d.severity = 'high' OR d.damage_class = 'D40') "
         "ORDER BY d.street_id, d.observed_at"),
         {"days": recent_days, "until": until}))
+
+
+def latest_version(conn: Connection, target: str) -> str | None:
+    """The version of the newest model for a target (any metric), or None."""
+    return conn.execute(sa.text(
+        "SELECT version FROM models WHERE target = :target "
+        "ORDER BY trained_at DESC, version DESC LIMIT 1"), {"target": target}).scalar()

@@ -1,9 +1,10 @@
-"""Resident requests (Open311 GeoReport v2): the services catalogue and every SQL statement.
+"""Resident requests (Open311, /report, chat groups): every SQL statement of them.
 
-A request is triaged into one of the "three kinds of matters" (big: a government department;
-small: the compound's property company or residents' committee, else the community (and grid)
-of the district it lies in;
-private: the resident, with a market service) and routed to a responsible party with an SLA.
+The catalogue, triage, routing and workflow are in the ``civic`` package; this module only
+reads and writes. A request is triaged into one of the "three kinds of matters" (big: a
+government department; small: the compound's property company or residents' committee, else
+the community (and grid) of the district it lies in; private: the resident, with a market
+service) and routed to a responsible party with an SLA.
 A report within ``DUPLICATE_RADIUS_M`` of an open request of the same service, or of an active
 alert of a matching kind, joins it as a supporter. Reporters' contact details are kept in
 ``service_request_contacts`` and read only by :func:`contacts_of` (for admins).
@@ -12,159 +13,23 @@ alert of a matching kind, joins it as a supporter. Reporters' contact details ar
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from geo import outbox
 from geo.errors import InvalidInput, NotFound
-from geo.i18n import N_, deferred
 
 MATTERS = ("big", "small", "private")
 DUPLICATE_RADIUS_M = 30.0
 AREA_MARGIN_DEG = 0.005  # ~500 m around the twin's assets: farther is not this neighbourhood
 RESIDENT_SOURCE = "resident"
 RESIDENT_CONFIDENCE = 0.6
-OVERDUE_KIND = "request_overdue"
-OVERDUE_SEVERITY = {"big": "high", "small": "medium", "private": "low"}
-# SLA by matter when the service has no fixed one (free-text requests).
-MATTER_SLA_HOURS = {"big": 72, "small": 168, "private": 72}
-
-DEPARTMENTS = {
-    "roads": "County Transport Bureau, roads section",
-    "drainage": "County Water Affairs Bureau, drainage section",
-    "utilities": "County Housing and Urban-Rural Development Bureau, municipal facilities",
-    "lighting": "County Urban Management Bureau, street lighting",
-    "city_management": "County Urban Management Bureau, sanitation and enforcement",
-}
-
-
-@dataclass(frozen=True)
-class Attribute:
-    """A service attribute (GeoReport v2 service definition)."""
-
-    code: str
-    description: str
-    datatype: str = "singlevaluelist"  # string, number, datetime, text, singlevaluelist
-    required: bool = False
-    values: tuple[tuple[str, str], ...] = ()
-    datatype_description: str = ""
-
-
-@dataclass(frozen=True)
-class Service:
-    """One kind of request residents may make."""
-
-    code: str
-    name: str
-    description: str
-    group: str
-    keywords: tuple[str, ...]
-    matter: str | None  # None: decided from the description by the classifier
-    department: str | None  # the department for big matters
-    sla_hours: int | None
-    attributes: tuple[Attribute, ...] = ()
-    # attribute code -> value -> matter, overriding the service's own matter
-    matter_by_attribute: dict[str, dict[str, str]] = field(default_factory=dict)
-    alert_kinds: tuple[str, ...] = ()  # active alerts that are the same matter
-    observation: str | None = None  # the twin layer a report feeds
-
-
-_WHERE_DRAIN = Attribute(
-    "where", N_("Where is the drain?"), required=True,
-    values=(("street", N_("On a street or public space")),
-            ("compound", N_("Inside a compound")),
-            ("inside_home", N_("Inside my home (sink, toilet, private pipe)"))))
-_WHERE_LIGHT = Attribute(
-    "where", N_("Where is the light?"), required=True,
-    values=(("street", N_("On a street")), ("compound", N_("Inside a compound"))))
-
-SERVICES: dict[str, Service] = {s.code: s for s in (
-    Service("pothole", N_("Pothole"), N_("A hole in the road surface."), N_("Roads"),
-            ("pothole", "road", "坑槽"), "big", "roads", 72,
-            (Attribute("size", N_("How big is it?"), required=True,
-                       values=(("small", N_("Smaller than a shoe box")),
-                               ("medium", N_("About a bucket")),
-                               ("large", N_("Larger than a bicycle wheel")))),),
-            alert_kinds=("road_wear",), observation="road_damage"),
-    Service("road_cracking", N_("Road cracking"), N_("Cracks in the road surface."),
-            N_("Roads"),
-            ("crack", "road", "裂缝"), "big", "roads", 720,
-            (Attribute("crack_type", N_("What do the cracks look like?"),
-                       values=(("longitudinal", N_("Along the road")),
-                               ("transverse", N_("Across the road")),
-                               ("alligator", N_("A web of cracks")))),),
-            alert_kinds=("road_wear",)),
-    Service("manhole_cover", N_("Manhole cover missing or broken"),
-            N_("A manhole cover that is missing, broken, open or tilted."),
-            N_("Manholes"), ("manhole", "cover", "井盖"), "big", "utilities", 4,
-            (Attribute("cover_state", N_("What is wrong with the cover?"), required=True,
-                       values=(("missing", N_("Missing")), ("broken", N_("Broken")),
-                               ("open", N_("Open")), ("tilted", N_("Tilted or loose")))),),
-            alert_kinds=("manhole_cover_open", "manhole_tilt")),
-    Service("blocked_drain", N_("Blocked or overflowing drain"),
-            N_("A drain or gully that is blocked or overflowing."), N_("Drainage"),
-            ("drain", "flooding", "下水道", "积水"), "big", "drainage", 24,
-            (_WHERE_DRAIN,
-             Attribute("flooding", N_("Is water standing on the road?"),
-                       values=(("yes", N_("Yes")), ("no", N_("No"))))),
-            matter_by_attribute={"where": {"inside_home": "private"}},
-            alert_kinds=("manhole_flooding",)),
-    Service("debris_pile", N_("Debris or construction-spoil pile"),
-            N_("Construction spoil or rubble left in a public place."), N_("Debris"),
-            ("debris", "spoil", "rubble", "渣土"), "small", None, 168,
-            (Attribute("volume", N_("About how much is there?"), required=True,
-                       values=(("lt1", N_("Less than 1 m³ (a few bags)")),
-                               ("1to5", N_("1-5 m³ (a small truck)")),
-                               ("gt5", N_("More than 5 m³")))),
-             Attribute("material", N_("What is it mostly?"), required=False,
-                       values=(("soil", N_("Soil")), ("rubble", N_("Bricks and concrete")),
-                               ("mixed", N_("Mixed"))))),
-            observation="debris_piles"),
-    Service("illegal_dumping", N_("Illegal dumping"),
-            N_("Household waste, furniture or bulky items dumped in a public place."),
-            N_("Debris"), ("dumping", "waste", "垃圾"), "small", None, 72,
-            (Attribute("waste_type", N_("What was dumped?"),
-                       values=(("household", N_("Household waste")),
-                               ("bulky", N_("Furniture or bulky items")),
-                               ("other", N_("Other")))),)),
-    Service("ground_lock", N_("Private ground lock on public parking"),
-            N_("A private lock or barrier taking a public parking space."), N_("Parking"),
-            ("parking", "ground lock", "地锁"), "small", None, 168),
-    Service("occupied_green_space", N_("Occupied green space"),
-            N_("Green space taken for vegetable plots, storage or parking."),
-            N_("Green space"), ("green space", "绿地"), "small", None, 336),
-    Service("streetlight", N_("Broken streetlight"),
-            N_("A streetlight that is off, flickering or damaged."), N_("Lighting"),
-            ("streetlight", "路灯"), "big", "lighting", 72,
-            (_WHERE_LIGHT,), matter_by_attribute={"where": {"compound": "small"}}),
-    Service("other", N_("Something else"),
-            N_("Describe the problem; it is triaged from the description."), N_("Other"),
-            ("other", "其他"), None, "city_management", None),
-)}
-
 _DEBRIS_VOLUME_M3 = {"lt1": 0.5, "1to5": 3.0, "gt5": 8.0}
 _POTHOLE_SEVERITY = {"small": "low", "medium": "medium", "large": "high"}
 _POTHOLE_SIZE_M2 = {"small": 0.05, "medium": 0.25, "large": 1.0}
-
-
-@dataclass(frozen=True)
-class Route:
-    """Who fixes a matter, and where it was decided."""
-
-    party: str
-    kind: str  # department, property_company, resettlement_office, residents_committee,
-    # community, sub_district, resident
-    compound_id: int | None = None
-
-
-def matter_from_service(service: Service, attributes: dict[str, str]) -> tuple[str | None, str]:
-    """The matter a service and its attributes decide, and which of them decided it."""
-    for code, by_value in service.matter_by_attribute.items():
-        if attributes.get(code) in by_value:
-            return by_value[attributes[code]], "attributes"
-    return service.matter, "service"
+PUBLIC_EVENT_KINDS = ("status", "reply")  # the changes a reporter is told of (the outbox)
 
 
 def compound_at(conn: Connection, lon: float, lat: float) -> dict | None:
@@ -186,44 +51,6 @@ def district_at(conn: Connection, lon: float, lat: float) -> dict | None:
         "WHERE id = district_of(ST_SetSRID(ST_MakePoint(:lon, :lat), 4326))"),
         {"lon": lon, "lat": lat}).mappings().first()
     return dict(row) if row else None
-
-
-def route(conn: Connection, service: Service, matter: str, lon: float, lat: float) -> Route:
-    """Route a matter by its kind and place: the compound's manager, else the district's.
-
-    Big matters go to the county department, for the sub-district the point lies in; small
-    matters outside a compound to the community's residents' committee (with the grid's
-    worker where the point lies in a grid), else the sub-district office. A point in no
-    district goes to the county's urban management.
-    """
-    if matter == "private":
-        return Route("The resident (a market service; the residents' committee can refer one)",
-                     "resident")
-    district = district_at(conn, lon, lat)
-    sub_district = district["sub_district"] if district else None
-    if matter == "big":
-        department = DEPARTMENTS[service.department or "city_management"]
-        return Route(f"{department} ({sub_district})" if sub_district else department,
-                     "department")
-    compound = compound_at(conn, lon, lat)
-    if compound is None:
-        if district is None:
-            return Route(DEPARTMENTS["city_management"], "department")
-        if district["community"]:
-            grid = f" and the {district['name']} grid worker" if district["level"] == "grid" \
-                else ""
-            return Route(f"{district['community']} residents' committee{grid}", "community")
-        return Route(f"{sub_district} office, with community volunteers", "sub_district")
-    name, kind = compound["name"] or "The compound", compound["management_type"]
-    office = f"the {sub_district} office" if sub_district else "the sub-district office"
-    party = {
-        "commodity": (f"{name} property management company", "property_company"),
-        "resettlement": (f"{name} resettlement community service centre",
-                         "resettlement_office"),
-        "old": (f"{name} residents' committee, with {office}", "residents_committee"),
-        "unmanaged": (f"{name} residents' committee", "residents_committee"),
-    }[kind]
-    return Route(party[0], party[1], compound["id"])
 
 
 def in_twin_area(conn: Connection, lon: float, lat: float) -> bool:
@@ -249,14 +76,22 @@ def geocode(conn: Connection, address: str) -> tuple[float, float] | None:
 
 
 def open_request_near(conn: Connection, service_code: str, lon: float, lat: float,
-                      radius_m: float = DUPLICATE_RADIUS_M) -> int | None:
-    """The nearest open, original request of a service within ``radius_m``."""
+                      radius_m: float = DUPLICATE_RADIUS_M, *,
+                      department: str | None = None) -> int | None:
+    """The nearest open, original request of the same matter within ``radius_m``.
+
+    The same matter: the same service, or the same trade where either was told in free text
+    (service ``other``: a chat message about a streetlight supports a streetlight request).
+    """
     return conn.execute(sa.text(
-        "SELECT id FROM service_requests WHERE service_code = :code AND status = 'open' "
+        "SELECT id FROM service_requests WHERE (CASE WHEN service_code = 'other' "
+        "OR CAST(:code AS text) = 'other' THEN department = :dept ELSE service_code = :code "
+        "END) AND status = 'open' "
         "AND duplicate_of IS NULL AND joined_alert_id IS NULL "
         "AND ST_DWithin(geom::geography, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography,"
         " :r) ORDER BY geom <-> ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) LIMIT 1 FOR UPDATE"),
-        {"code": service_code, "lon": lon, "lat": lat, "r": radius_m}).scalar()
+        {"code": service_code, "lon": lon, "lat": lat, "r": radius_m,
+         "dept": department}).scalar()
 
 
 def active_alert_near(conn: Connection, kinds: tuple[str, ...], lon: float, lat: float,
@@ -297,30 +132,34 @@ def lock_key(conn: Connection, key_name: str) -> None:
 def insert_request(conn: Connection, *, token: str, service_code: str, description: str | None,
                    attributes: dict, address_string: str | None, media_url: str | None,
                    lon: float, lat: float, matter: str, matter_source: str,
-                   matter_confidence: float | None, route_: Route, duplicate_of: int | None,
+                   matter_confidence: float | None, party: str, party_kind: str,
+                   department: str | None, compound_id: int | None, duplicate_of: int | None,
                    joined_alert_id: int | None, status: str, status_notes: str | None,
-                   sla_hours: int, api_key_name: str, fingerprint: str) -> int:
+                   sla_hours: int, api_key_name: str, fingerprint: str,
+                   channel: str = "open311", chat_group_id: str | None = None) -> int:
     """Store a request and its first history event; return its id."""
     request_id = conn.execute(sa.text(
         "INSERT INTO service_requests (token, service_code, description, attributes, "
         "address_string, media_url, geom, status, status_notes, matter, matter_source, "
         "matter_confidence, responsible_party, responsible_kind, compound_id, duplicate_of, "
-        "joined_alert_id, api_key_name, fingerprint, expected_at, closed_at) VALUES (:token, "
+        "joined_alert_id, api_key_name, fingerprint, expected_at, closed_at, department, channel, "
+        "chat_group_id) VALUES (:token, "
         ":code, :description, CAST(:attributes AS jsonb), :address, :media, "
         "ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), :status, :notes, :matter, :msource, "
         ":mconf, :party, :pkind, :compound, :dup, :alert, :key, :fp, "
         "now() + make_interval(hours => :sla), "
-        "CASE WHEN CAST(:status AS text) = 'closed' THEN now() END) "
+        "CASE WHEN CAST(:status AS text) = 'closed' THEN now() END, :dept, :channel, :group) "
         "RETURNING id"),
         {"token": token, "code": service_code, "description": description,
          "attributes": json.dumps(attributes), "address": address_string, "media": media_url,
          "lon": lon, "lat": lat, "status": status, "notes": status_notes, "matter": matter,
-         "msource": matter_source, "mconf": matter_confidence, "party": route_.party,
-         "pkind": route_.kind, "compound": route_.compound_id, "dup": duplicate_of,
+         "msource": matter_source, "mconf": matter_confidence, "party": party,
+         "pkind": party_kind, "compound": compound_id, "dup": duplicate_of,
          "alert": joined_alert_id, "key": api_key_name, "fp": fingerprint,
-         "sla": sla_hours}).scalar_one()
+         "sla": sla_hours, "dept": department, "channel": channel,
+         "group": chat_group_id}).scalar_one()
     add_event(conn, request_id, api_key_name, "status", None, status,
-              f"received; {matter} matter for {route_.party}")
+              status_notes or f"Received: a {matter} matter for {party}.")
     return request_id
 
 
@@ -357,14 +196,16 @@ def add_event(conn: Connection, request_id: int, actor: str, kind: str, from_val
         "note) VALUES (:id, :actor, :kind, :f, :t, :note)"),
         {"id": request_id, "actor": actor, "kind": kind, "f": from_value, "t": to_value,
          "note": note})
+    if kind in PUBLIC_EVENT_KINDS:  # the reporter is told, in this same transaction
+        outbox.record(conn, request_id, kind, previous=from_value, note=note, at_actor=actor)
 
 
-def add_observation(conn: Connection, service: Service, request_id: int, attributes: dict,
-                    lon: float, lat: float) -> tuple[str, int] | None:
+def add_observation(conn: Connection, observation: str | None, request_id: int,
+                    attributes: dict, lon: float, lat: float) -> tuple[str, int] | None:
     """Feed the twin: a resident's pothole or spoil pile becomes an observation."""
     params = {"ext": f"SR-{request_id}", "src": RESIDENT_SOURCE, "lon": lon, "lat": lat,
               "conf": RESIDENT_CONFIDENCE}
-    if service.observation == "road_damage":
+    if observation == "road_damage":
         size = attributes.get("size", "medium")
         obs_id = conn.execute(sa.text(
             "INSERT INTO road_damage (source, external_id, observed_at, confidence, geom, "
@@ -376,7 +217,7 @@ def add_observation(conn: Connection, service: Service, request_id: int, attribu
             "jsonb_build_object('service_request_id', CAST(:ext AS text))) RETURNING id"),
             {**params, "sev": _POTHOLE_SEVERITY.get(size, "medium"),
              "size": _POTHOLE_SIZE_M2.get(size, 0.25)}).scalar_one()
-    elif service.observation == "debris_piles":
+    elif observation == "debris_piles":
         obs_id = conn.execute(sa.text(
             "INSERT INTO debris_piles (source, external_id, observed_at, confidence, geom, "
             "volume_m3, material, properties) VALUES (:src, :ext, now(), :conf, "
@@ -388,8 +229,8 @@ def add_observation(conn: Connection, service: Service, request_id: int, attribu
         return None
     conn.execute(sa.text(
         "UPDATE service_requests SET observation_layer = :layer, observation_id = :obs "
-        "WHERE id = :id"), {"layer": service.observation, "obs": obs_id, "id": request_id})
-    return service.observation, obs_id
+        "WHERE id = :id"), {"layer": observation, "obs": obs_id, "id": request_id})
+    return observation, obs_id
 
 
 # The public view of a request: a supporter shows its original's status and notes; a request
@@ -398,6 +239,7 @@ _PUBLIC = """
 WITH v AS (
   SELECT r.id, r.token, r.service_code, r.description, r.address_string, r.media_url,
          ST_X(r.geom) AS long, ST_Y(r.geom) AS lat, r.matter, r.responsible_party,
+         r.responsible_kind, r.department, r.channel, r.compound_id,
          r.requested_at, r.expected_at, r.duplicate_of, r.joined_alert_id,
          CASE WHEN al.status IN ('resolved', 'dismissed') THEN 'closed'
               WHEN o.id IS NOT NULL THEN o.status ELSE r.status END AS status,
@@ -422,10 +264,12 @@ SELECT * FROM v
 def public_requests(conn: Connection, *, ids: list[int] | None = None,
                     codes: list[str] | None = None, start: datetime | None = None,
                     end: datetime | None = None, status: str | None = None,
+                    matters: list[str] | None = None, districts: list[str] | None = None,
                     limit: int = 1000) -> list[dict]:
     """Requests as the public sees them (never contact details), newest first.
 
-    ``ids`` overrides every other filter, as in GeoReport v2.
+    ``ids`` overrides every other filter, as in GeoReport v2. ``districts`` are names of a
+    grid, a community or a sub-district: a request in any of them, or within them, is kept.
     """
     params: dict[str, object]
     if ids is not None:
@@ -439,6 +283,13 @@ def public_requests(conn: Connection, *, ids: list[int] | None = None,
         if status:
             clauses.append("status = :status")
             params["status"] = status
+        if matters:
+            clauses.append("matter = ANY(:matters)")
+            params["matters"] = matters
+        if districts:
+            clauses.append("district_id IN (SELECT id FROM districts WHERE name = ANY(:districts)"
+                           " OR community = ANY(:districts) OR sub_district = ANY(:districts))")
+            params["districts"] = districts
         where = "WHERE " + " AND ".join(clauses)
     params["limit"] = limit
     return [dict(r) for r in conn.execute(sa.text(
@@ -479,7 +330,7 @@ def staff_view(conn: Connection, request_id: int) -> dict:
 
 def _locked(conn: Connection, request_id: int) -> sa.RowMapping:
     row = conn.execute(sa.text(
-        "SELECT id, service_code, status, matter, description, ST_X(geom) AS lon, "
+        "SELECT id, service_code, status, matter, department, description, ST_X(geom) AS lon, "
         "ST_Y(geom) AS lat, duplicate_of FROM service_requests WHERE id = :id FOR UPDATE"),
         {"id": request_id}).mappings().first()
     if row is None:
@@ -496,14 +347,67 @@ def set_status(conn: Connection, request_id: int, status: str, notes: str | None
     if row.duplicate_of is not None:
         raise InvalidInput(f"Request {request_id} supports request {row.duplicate_of}; "
                            f"change that one.")
+    supporters = conn.execute(sa.text(
+        "SELECT id, status FROM service_requests WHERE duplicate_of = :id ORDER BY id "
+        "FOR UPDATE"), {"id": request_id}).all()
     conn.execute(sa.text(
         "UPDATE service_requests SET status = :s, status_notes = :n, updated_at = now(), "
         "closed_at = CASE WHEN CAST(:s AS text) = 'closed' THEN now() END "
         "WHERE id = :id OR duplicate_of = :id"), {"s": status, "n": notes, "id": request_id})
     add_event(conn, request_id, actor, "status", row.status, status, notes)
+    for supporter_id, was in supporters:  # each reporter of the matter is told
+        add_event(conn, supporter_id, actor, "status", was, status, notes)
 
 
-def reclassify(conn: Connection, request_id: int, matter: str, route_: Route, actor: str,
+def add_reply(conn: Connection, request_id: int, text: str, actor: str) -> None:
+    """A staff member's reply to the reporters of a matter (the request and its supporters)."""
+    row = _locked(conn, request_id)
+    if row.duplicate_of is not None:
+        raise InvalidInput(f"Request {request_id} supports request {row.duplicate_of}; "
+                           f"reply on that one.")
+    conn.execute(sa.text("UPDATE service_requests SET updated_at = now() "
+                         "WHERE id = :id OR duplicate_of = :id"), {"id": request_id})
+    add_event(conn, request_id, actor, "reply", None, None, text)
+    for (supporter_id,) in conn.execute(sa.text(
+            "SELECT id FROM service_requests WHERE duplicate_of = :id ORDER BY id"),
+            {"id": request_id}).all():
+        add_event(conn, supporter_id, actor, "reply", None, None, text)
+
+
+def public_history(conn: Connection, request_id: int) -> list[dict]:
+    """What a reporter is shown of a request's history: status changes and replies."""
+    return [dict(r) for r in conn.execute(sa.text(
+        "SELECT at, kind, from_value, to_value, note FROM service_request_events "
+        "WHERE request_id = :id AND kind = ANY(:kinds) ORDER BY at, id"),
+        {"id": request_id, "kinds": list(PUBLIC_EVENT_KINDS)}).mappings()]
+
+
+def add_photo(conn: Connection, *, request_id: int, media_type: str, size: int, sha256: str,
+              path: str) -> int:
+    """Keep a resident's photo of a request; its id."""
+    return conn.execute(sa.text(
+        "INSERT INTO service_request_photos (request_id, media_type, size, sha256, path) "
+        "VALUES (:r, :m, :s, :h, :p) RETURNING id"),
+        {"r": request_id, "m": media_type, "s": size, "h": sha256, "p": path}).scalar_one()
+
+
+def photos_of(conn: Connection, request_id: int) -> list[dict]:
+    """A request's photos (without their bytes)."""
+    return [dict(r) for r in conn.execute(sa.text(
+        "SELECT id, media_type, size, created_at FROM service_request_photos "
+        "WHERE request_id = :r ORDER BY id"), {"r": request_id}).mappings()]
+
+
+def photo(conn: Connection, photo_id: int) -> dict | None:
+    """A photo's record (its path under the photo directory)."""
+    row = conn.execute(sa.text(
+        "SELECT id, request_id, media_type, path FROM service_request_photos WHERE id = :id"),
+        {"id": photo_id}).mappings().first()
+    return dict(row) if row else None
+
+
+def reclassify(conn: Connection, request_id: int, matter: str, *, party: str, party_kind: str,
+               department: str | None, compound_id: int | None, sla_hours: int, actor: str,
                note: str | None) -> None:
     """Keep a staff member's classification and the routing that follows from it."""
     if matter not in MATTERS:
@@ -512,23 +416,16 @@ def reclassify(conn: Connection, request_id: int, matter: str, route_: Route, ac
     conn.execute(sa.text(
         "UPDATE service_requests SET matter = :m, matter_source = 'staff', "
         "matter_confidence = NULL, responsible_party = :party, responsible_kind = :kind, "
-        "compound_id = :compound, updated_at = now(), "
+        "compound_id = :compound, department = :dept, updated_at = now(), "
         "expected_at = requested_at + make_interval(hours => :sla) WHERE id = :id"),
-        {"m": matter, "party": route_.party, "kind": route_.kind, "compound": route_.compound_id,
-         "sla": sla_hours(SERVICES.get(row.service_code), matter), "id": request_id})
+        {"m": matter, "party": party, "kind": party_kind, "compound": compound_id,
+         "dept": department, "sla": sla_hours, "id": request_id})
     add_event(conn, request_id, actor, "classification", row.matter, matter, note)
 
 
 def request_for_triage(conn: Connection, request_id: int) -> dict:
     """What re-routing a request needs: service, place, current matter."""
     return dict(_locked(conn, request_id))
-
-
-def sla_hours(service: Service | None, matter: str) -> int:
-    """The service's SLA, or the matter's when the service has none."""
-    if service is not None and service.sla_hours is not None and service.matter == matter:
-        return service.sla_hours
-    return MATTER_SLA_HOURS[matter]
 
 
 def overdue_requests(conn: Connection, now: datetime | None = None) -> list[dict]:
@@ -565,36 +462,120 @@ def close_settled_by_alerts(conn: Connection) -> int:
     return len(rows)
 
 
-def staff_labels(conn: Connection) -> list[tuple[str, str]]:
-    """(description, matter) of requests a staff member classified: retraining examples."""
-    return [(r[0], r[1]) for r in conn.execute(sa.text(
-        "SELECT description, matter FROM service_requests WHERE matter_source = 'staff' "
+def staff_labels(conn: Connection) -> list[tuple[str, str, str]]:
+    """(description, matter, department) a staff member classified: retraining examples."""
+    return [(r[0], r[1], r[2]) for r in conn.execute(sa.text(
+        "SELECT description, matter, coalesce(department, CASE WHEN matter = 'private' "
+        "THEN 'resident' ELSE 'sanitation' END) FROM service_requests "
+        "WHERE matter_source = 'staff' "
         "AND description IS NOT NULL AND description <> '' ORDER BY id")).all()]
 
 
-def escalate_overdue(conn: Connection, now: datetime | None = None) -> list[tuple[int, int]]:
-    """Raise an alert for each open request past its expected time, for its responsible party.
+# -- places residents name (report page, chat groups) ---------------------------------------
 
-    Requests whose joined or overdue alert was settled are closed first. Returns
-    (request id, alert id) pairs of the requests escalated now.
+
+def compound_place(conn: Connection, external_id: str) -> dict | None:
+    """A compound by its external id, with a point inside it (id, name, lon, lat)."""
+    row = conn.execute(sa.text(
+        "SELECT id, external_id, name, ST_X(ST_PointOnSurface(geom)) AS lon, "
+        "ST_Y(ST_PointOnSurface(geom)) AS lat FROM compounds WHERE external_id = :e "
+        "ORDER BY id LIMIT 1"), {"e": external_id}).mappings().first()
+    return dict(row) if row else None
+
+
+def compound_choices(conn: Connection) -> list[dict]:
+    """Every compound's external id and name, by name (the report page's list)."""
+    return [dict(r) for r in conn.execute(sa.text(
+        "SELECT external_id, name FROM compounds WHERE name IS NOT NULL "
+        "ORDER BY name, external_id")).mappings()]
+
+
+def gate_point(conn: Connection, compound_id: int, gate: int) -> tuple[float, float] | None:
+    """Where gate ``gate`` of a compound is taken to be.
+
+    The twin holds no gates, and gates open onto streets: gate N is the point of the
+    compound's boundary nearest to the N-th nearest distinct street.
     """
-    from geo.alerts import raise_alert  # the alerts module is the one writer of alerts
+    row = conn.execute(sa.text(
+        "SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_ClosestPoint(ST_Boundary(c.geom), s.geom) AS p "
+        " FROM compounds c CROSS JOIN LATERAL (SELECT geom FROM streets "
+        "  ORDER BY geom <-> c.geom LIMIT :n) s WHERE c.id = :id "
+        " ORDER BY ST_Distance(c.geom, s.geom) OFFSET :n - 1 LIMIT 1) g"),
+        {"id": compound_id, "n": gate}).first()
+    return (row[0], row[1]) if row else None
 
-    close_settled_by_alerts(conn)
-    escalated = []
-    for row in overdue_requests(conn, now):
-        service = SERVICES.get(row["service_code"])
-        name = deferred(service.name) if service else row["service_code"]
-        alert_id, _ = raise_alert(
-            conn, kind=OVERDUE_KIND, severity=OVERDUE_SEVERITY[row["matter"]],
-            asset_layer="service_requests", asset_id=row["id"], geom_ewkt=row["ewkt"],
-            reason=deferred("Resident request {id} ({name}) is overdue since {since}; "
-                            "responsible: {party}.", id=row["id"], name=name,
-                            since=f"{row['expected_at']:%Y-%m-%d %H:%M %Z}",
-                            party=row["responsible_party"]),
-            details={"service_request_id": str(row["id"]), "service_code": row["service_code"],
-                     "matter": row["matter"], "responsible_party": row["responsible_party"],
-                     "expected_datetime": row["expected_at"].isoformat()})
-        mark_overdue(conn, row["id"], alert_id)
-        escalated.append((row["id"], alert_id))
-    return escalated
+
+def street_point(conn: Connection, name: str, near_compound_id: int | None
+                 ) -> tuple[float, float] | None:
+    """The point of a named street nearest to a compound (or the street's middle)."""
+    row = conn.execute(sa.text(
+        "SELECT ST_X(p), ST_Y(p) FROM (SELECT CASE WHEN c.geom IS NULL "
+        " THEN ST_PointOnSurface(ST_Collect(s.geom)) "
+        " ELSE ST_ClosestPoint(ST_Collect(s.geom), ST_PointOnSurface(c.geom)) END AS p "
+        " FROM streets s LEFT JOIN compounds c ON c.id = :cid "
+        " WHERE lower(s.name) = lower(:name) GROUP BY c.geom) q"),
+        {"name": name, "cid": near_compound_id}).first()
+    return (row[0], row[1]) if row and row[0] is not None else None
+
+
+def place_names(conn: Connection) -> dict[str, list[str]]:
+    """Names residents may type: streets and compounds of the twin."""
+    streets = conn.execute(sa.text(
+        "SELECT DISTINCT name FROM streets WHERE name IS NOT NULL")).scalars().all()
+    compounds = conn.execute(sa.text(
+        "SELECT DISTINCT name FROM compounds WHERE name IS NOT NULL")).scalars().all()
+    return {"streets": list(streets), "compounds": list(compounds)}
+
+
+def compound_by_name(conn: Connection, name: str) -> str | None:
+    """The external id of a compound by its name."""
+    return conn.execute(sa.text(
+        "SELECT external_id FROM compounds WHERE lower(name) = lower(:n) ORDER BY id LIMIT 1"),
+        {"n": name}).scalar()
+
+
+def twin_extent(conn: Connection) -> tuple[float, float, float, float] | None:
+    """West, south, east, north of the twin's streets and compounds."""
+    row = conn.execute(sa.text(
+        "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM (SELECT ST_Extent(geom) "
+        "AS e FROM (SELECT geom FROM streets UNION ALL SELECT geom FROM compounds) g) x")).first()
+    return (row[0], row[1], row[2], row[3]) if row and row[0] is not None else None
+
+
+def supporters_of(conn: Connection, request_id: int) -> int:
+    """How many reports support a request."""
+    return conn.execute(sa.text(
+        "SELECT count(*) FROM service_request_supporters WHERE request_id = :r"),
+        {"r": request_id}).scalar_one()
+
+
+# -- the councils' living list (三事清单) ------------------------------------------------------
+
+_LIVING = """
+SELECT r.id, r.service_code, r.description, r.matter, r.status, r.responsible_party,
+       r.responsible_kind, r.department, r.channel, r.requested_at, r.expected_at,
+       c.external_id AS compound_external_id, c.name AS compound_name,
+       (SELECT count(*) FROM service_request_supporters s WHERE s.request_id = r.id)
+         AS supporters,
+       extract(epoch FROM (coalesce(r.closed_at, now()) - r.requested_at)) / 86400.0 AS age_days,
+       (r.status = 'open' AND r.expected_at < now()) AS overdue
+FROM service_requests r LEFT JOIN compounds c ON c.id = r.compound_id
+WHERE r.duplicate_of IS NULL
+  AND (CAST(:compound AS text) IS NULL OR c.external_id = :compound)
+  AND (CAST(:matters AS text[]) IS NULL OR r.matter = ANY(:matters))
+  AND (CAST(:statuses AS text[]) IS NULL OR r.status = ANY(:statuses))
+"""
+
+
+def living_list(conn: Connection, *, compound: str | None = None,
+                matters: list[str] | None = None, statuses: list[str] | None = None,
+                limit: int = 5000) -> list[dict]:
+    """Original requests (supporters counted, not listed) with compound, age and overdue flag.
+
+    Ordered for a council: by compound, responsible party, matter, status, oldest first.
+    """
+    return [dict(r) for r in conn.execute(sa.text(
+        _LIVING + " ORDER BY c.name NULLS LAST, r.responsible_party, r.matter, r.status DESC, "
+        "r.requested_at LIMIT :limit"),
+        {"compound": compound, "matters": matters, "statuses": statuses,
+         "limit": limit}).mappings()]

@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 from geo.i18n import DOMAIN, LOCALES, SOURCE_LOCALE, catalogue_path  # noqa: E402
 
 # The packages whose code speaks to users (tests and scripts do not).
-PACKAGES = ("geo", "ingest", "predict", "maps", "service", "sample_data")
+PACKAGES = ("geo", "ingest", "predict", "maps", "civic", "service", "sample_data")
 KEYWORDS = {**DEFAULT_KEYWORDS, "_l": None, "lazy_gettext": None, "deferred": None}
 
 

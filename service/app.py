@@ -12,21 +12,27 @@ from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import Counter, Histogram
 from sqlalchemy.engine import Engine
 
+from civic.intake import load_groups
 from geo.i18n import default_locale
+from predict.triage import TriageModels
 from service import limits
 from service.changes import LayerChanges
 from service.errors import install_error_handlers
 from service.language import RequestLanguage
 from service.routers import (
     alerts,
+    council,
     docs,
     exports,
     health,
+    intake,
     maps,
     ogc,
     open311,
     readings,
+    report,
     tiles,
+    webhooks,
     work,
 )
 from service.settings import ServiceSettings
@@ -118,6 +124,9 @@ def create_app(engine: Engine, settings: ServiceSettings | None = None) -> FastA
     )
     app.state.engine = engine
     app.state.settings = settings
+    # The triage model in use: loaded from the registry on first use and once per version.
+    app.state.triage = TriageModels(engine)
+    app.state.chat_groups = load_groups()
     install_error_handlers(app, settings.retry_after_s)
     # Inside CORS, so that a 413 still carries the CORS headers a browser needs to read it.
     limits.install(app, settings)
@@ -130,6 +139,10 @@ def create_app(engine: Engine, settings: ServiceSettings | None = None) -> FastA
     # a request speaks its language.
     app.add_middleware(RequestLanguage, default=default_locale())
     app.add_middleware(MeasureRequests)
-    for module in (health, tiles, ogc, alerts, exports, readings, open311, maps, docs, work):
+    for module in (health, tiles, ogc, alerts, exports, readings, open311, maps, docs, work,
+                   intake, council, webhooks):
         app.include_router(module.router)
+    report_router, limiter = report.make_router(settings, engine.url.database or "twin")
+    report.install_limits(app, limiter)
+    app.include_router(report_router)
     return app

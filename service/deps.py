@@ -52,6 +52,15 @@ def get_caller(
     key = x_api_key
     if key is None and authorization and authorization.lower().startswith("bearer "):
         key = authorization[7:].strip()
+    return caller_of_key(engine, key)
+
+
+def caller_of_key(engine: Engine, key: str | None) -> Caller:
+    """The caller a key names (anonymous without one); Unauthorized for a key that is not valid.
+
+    The one key check of the service: ``get_caller`` reads the key from the headers, Open311
+    from its ``api_key`` field as the spec has it.
+    """
     if not key:
         return Caller(None, None)
     with engine.connect() as conn:

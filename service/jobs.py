@@ -4,6 +4,9 @@
   and queues this job in the same transaction (geo/rule_queue.py); it evaluates the manhole
   rules and the street survey rule for exactly those assets, so a cover-open reading is an
   alert within a second or two.
+- ``deliver_webhooks`` (queue ``webhooks``): queued with every change of a resident request
+  (geo/outbox.py); posts it to the subscribed webhooks (service/webhooks.py), plus a sweep
+  every minute.
 - ``refresh_alerts`` (every 15 minutes by default), ``score_forecasts`` (daily) and
   ``train_model`` (weekly) run on the schedules of ``geo.settings.LoopSettings``; procrastinate
   defers each periodic job once per tick however many workers run.
@@ -21,14 +24,14 @@ import logging
 import procrastinate
 from sqlalchemy.engine import Engine
 
-from geo import rule_queue
+from geo import outbox, rule_queue
 from geo.errors import TwinError
 from geo.settings import LoopSettings
 from service.changes import conninfo_of
 
 log = logging.getLogger("twin.jobs")
 SCHEDULE_QUEUE = "schedule"
-QUEUES = (rule_queue.RULES_QUEUE, SCHEDULE_QUEUE)
+QUEUES = (rule_queue.RULES_QUEUE, SCHEDULE_QUEUE, outbox.DELIVER_QUEUE)
 METRIC = "pci"
 # A job waiting for the evaluate_rules lock is not announced again when the lock frees (the
 # worker is told only of new jobs), so the worker also looks every 0.2 s rather than procrastinate's
@@ -64,8 +67,26 @@ def evaluate_rules() -> dict:
     return {"assets": len(taken), "opened": report.opened, "resolved": report.resolved}
 
 
+@app.task(name=outbox.DELIVER_TASK, queue=outbox.DELIVER_QUEUE, lock=outbox.DELIVER_LOCK)
+def deliver_webhooks() -> dict:
+    """Post the due changes of residents' requests to their webhooks (service/webhooks.py)."""
+    from service.webhooks import deliver
+
+    return deliver(_db())
+
+
+@app.periodic(cron="* * * * *", periodic_id="webhooks")
+@app.task(name="sweep_webhooks", queue=outbox.DELIVER_QUEUE, queueing_lock="sweep_webhooks",
+          lock=outbox.DELIVER_LOCK)
+def sweep_webhooks(timestamp: int) -> dict:
+    """Every minute: deliver what is due, should a queued delivery job ever have been lost."""
+    from service.webhooks import deliver
+
+    return deliver(_db())
+
+
 def _refresh(engine: Engine) -> dict:
-    from geo.requests import escalate_overdue
+    from civic.workflow import escalate_overdue
     from predict.alerts import refresh
 
     report = refresh(engine)

@@ -37,6 +37,8 @@ def limit_for(path: str, settings: ServiceSettings) -> tuple[int, str]:
     """The body limit in bytes of a request path and the name of its route family."""
     if PHOTO_UPLOAD.fullmatch(path):
         return LoopSettings().photo_max_bytes + MULTIPART_SLACK, "a photo upload"
+    if path == "/report" or path == "/intake/messages":
+        return settings.report_photo_max_bytes + MULTIPART_SLACK, "a resident's report"
     if path == "/readings" or path.startswith("/readings/"):
         return settings.max_body_bytes_readings, _("a readings batch")
     if path.startswith("/open311/"):

@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 
 from fastapi.responses import JSONResponse, Response
 
+from civic.catalogue import SERVICES, Service
 from geo.i18n import SOURCE_LOCALE, _, current_locale
-from geo.requests import SERVICES, Service
 from service.privacy import mask_personal
 
 _CJK = re.compile(r"[\u3400-\u9fff]")
@@ -186,8 +186,8 @@ def _typer_app():
     @app.command("check-overdue")
     def check_overdue() -> None:
         """Raise an alert for every open request past its expected time."""
+        from civic.workflow import escalate_overdue
         from geo.errors import TwinError
-        from geo.requests import escalate_overdue
         from service.cli import _engine, _fail, _settings, console
 
         try:
@@ -201,7 +201,7 @@ def _typer_app():
 
     @app.command("evaluate")
     def evaluate_classifier() -> None:
-        """Print the triage classifier's held-out accuracy and confusion matrix."""
+        """Print triage accuracy (matter and department) per language and per matter."""
         from predict.triage import evaluate
 
         print(evaluate().as_markdown())

@@ -27,6 +27,14 @@ class ServiceSettings(BaseSettings):
     max_body_bytes: int = 1_000_000
     max_body_bytes_readings: int = READINGS_MAX_BYTES
     max_body_bytes_open311: int = 64_000
+    # Residents' /report (no key): rate limits per device (X-Device-Id, else the address) and
+    # per client address, in the limits library's notation; kept in memory per process unless
+    # a shared store is given (e.g. redis://127.0.0.1:6379/0). Behind a proxy the address is
+    # the proxy's: run uvicorn with --proxy-headers.
+    report_limit_device: str = "10/hour"
+    report_limit_address: str = "60/hour"
+    rate_limit_storage: str = "memory://"
+    report_photo_max_bytes: int = 5 * 1024 * 1024
     environment: Literal["development", "production"] = "development"
     # Run a job worker (service/jobs.py) inside the service; `twin serve` sets it unless
     # --no-worker, so the embedded demo needs no second command.

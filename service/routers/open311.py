@@ -11,18 +11,22 @@ Outside the spec (staff):
   the override becomes a training example (``POST /open311/v2/classifier/retrain``, admin).
 - ``POST /open311/v2/requests/{id}/status`` (crew or above; ``status=open|closed``,
   ``status_notes``): settle or reopen a matter, with every supporting request.
+- ``POST /open311/v2/requests/{id}/replies`` (crew or above; ``text``): a reply to the
+  reporters of a matter; like every status change it goes to the outbox and its webhooks.
+
+``GET requests.{fmt}`` also takes ``matter`` (big, small, private) and ``district`` (a grid's,
+a community's or a sub-district's name: the requests in it), each comma-separated.
+
+The workflow (triage, routing, duplicates, SLA) is ``civic.workflow``; the key check is the
+service's own (``service.deps.caller_of_key``), read from ``api_key`` as the spec wants.
 
 Reporters' names, phones and e-mails are answered only to admin keys.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import math
-import secrets
 from datetime import UTC, datetime, timedelta
-from typing import overload
 from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
@@ -30,12 +34,15 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
-from geo import keys
+from civic import workflow
+from civic.catalogue import MATTERS, SERVICES
 from geo import requests as store
 from geo.errors import InvalidInput, NotFound
 from geo.i18n import _, format_decimal
 from geo.text_rules import check_text, shown
-from service.deps import ROLE_RANK
+from service import params
+from service.deps import Caller, caller_of_key
+from service.errors import Unauthorized
 from service.open311 import (
     FORMATS,
     Open311Error,
@@ -59,14 +66,22 @@ _FREE_TEXT = {"description": MAX_DESCRIPTION, "status_notes": MAX_DESCRIPTION,
 MAX_RANGE_DAYS = 90
 EARLIEST_DATE = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST_DATE = datetime(2199, 12, 31, tzinfo=UTC)
-IDENTICAL_WINDOW_S = 600  # the same post again within 10 minutes is refused
-KEY_WINDOW_S = 600
-KEY_MAX_POSTS = 300  # per key and window: a flood from one client is refused
 _CONTACT = ("first_name", "last_name", "phone", "email")
 
 
 def _engine(request: Request) -> Engine:
     return request.app.state.engine
+
+
+def classifier(request: Request) -> workflow.Classify:
+    """The triage model of the app (built in its lifespan), as a function of a text."""
+    models = request.app.state.triage
+
+    def classify(text: str) -> tuple[str, str, float]:
+        model, _ = models.current()
+        return model.classify(text)
+
+    return classify
 
 
 def _fmt_of(name: str) -> str:
@@ -79,6 +94,10 @@ async def _run(fmt: str, work, *args) -> Response:
         return await run_in_threadpool(work, *args)
     except Open311Error as error:
         return error_answer(fmt, error)
+    except workflow.Refused as error:
+        return error_answer(fmt, Open311Error(error.status, str(error)))
+    except Unauthorized as error:  # the spec answers a bad key with 403
+        return error_answer(fmt, Open311Error(403, str(error)))
     except InvalidInput as error:
         return error_answer(fmt, Open311Error(400, str(error)))
     except NotFound as error:
@@ -99,24 +118,15 @@ def _key_from(request: Request, form: dict[str, str] | None = None) -> str | Non
             or request.headers.get("x-api-key"))
 
 
-@overload
-def _caller(engine: Engine, key: str | None, *, required: str) -> tuple[str, str]: ...
-@overload
-def _caller(engine: Engine, key: str | None, *, required: None) -> tuple[str, str] | None: ...
-def _caller(engine: Engine, key: str | None, *, required: str | None) -> tuple[str, str] | None:
-    """(name, role) of the key; 403 when a role is required and the key falls short."""
-    if not key:
-        if required:
-            raise Open311Error(403, _("api_key was not provided."))
-        return None
-    with engine.connect() as conn:
-        found = keys.role_of_key(conn, key)
-    if found is None:
-        raise Open311Error(403, _("api_key is not valid (unknown or revoked)."))
-    if required and ROLE_RANK[found[1]] < ROLE_RANK[required]:
+def _caller(engine: Engine, key: str | None, *, required: str | None) -> Caller:
+    """Who posts, by the service's one key check; 403 when a role is required and missing."""
+    caller = caller_of_key(engine, key)
+    if required and caller.role is None:
+        raise Open311Error(403, _("api_key was not provided."))
+    if required and not caller.has(required):
         raise Open311Error(403, _("This needs an api_key with the role '{role}' or above.",
                                   role=required))
-    return found
+    return caller
 
 
 # -- services -------------------------------------------------------------------------------
@@ -127,7 +137,7 @@ async def services(fmt: str) -> Response:
     """Every service with its code, name, group and keywords."""
     if fmt not in FORMATS:
         return error_answer("json", Open311Error(404, _("Use services.json or services.xml.")))
-    return answer(fmt, "services", [service_entry(s) for s in store.SERVICES.values()])
+    return answer(fmt, "services", [service_entry(s) for s in SERVICES.values()])
 
 
 @router.get("/services/{name}", summary="A service's definition and attributes")
@@ -136,11 +146,11 @@ async def service(name: str) -> Response:
     fmt = _fmt_of(name)
     try:
         code, fmt = split_format(name)
-        if code not in store.SERVICES:
+        if code not in SERVICES:
             raise Open311Error(404, _("There is no service '{code}'.", code=shown(code)))
     except Open311Error as error:
         return error_answer(fmt, error)
-    return answer(fmt, "definition", service_definition(store.SERVICES[code]))
+    return answer(fmt, "definition", service_definition(SERVICES[code]))
 
 
 # -- requests -------------------------------------------------------------------------------
@@ -157,15 +167,13 @@ async def create_request(fmt: str, request: Request) -> Response:
         form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
     except UnicodeDecodeError:
         return error_answer(fmt, Open311Error(400, _("The body must be UTF-8, form-encoded.")))
-    return await _run(fmt, _submit, _engine(request), fmt, form, _key_from(request, form))
+    return await _run(fmt, _submit, _engine(request), fmt, form, _key_from(request, form),
+                      classifier(request))
 
 
 def _float(form: dict, name: str, low: float, high: float) -> float:
-    try:
-        value = float(form[name])
-    except ValueError:
-        raise Open311Error(400, _("{name} must be a number.", name=name)) from None
-    if not math.isfinite(value) or not low <= value <= high:
+    value = params.parse_number(form[name], name)  # the service's own number parser
+    if not low <= value <= high:
         raise Open311Error(400, _("{name} must be between {low} and {high}.", name=name,
                                   low=low, high=high))
     return value
@@ -176,7 +184,7 @@ def _parse(form: dict[str, str]) -> dict:
     code = form.get("service_code", "").strip()
     if not code:
         raise Open311Error(400, _("service_code was not provided."))
-    service = store.SERVICES.get(code)
+    service = SERVICES.get(code)
     if service is None:
         raise Open311Error(400, _("service_code '{code}' is not a service of this endpoint; "
                                   "see services.json.", code=code))
@@ -205,8 +213,6 @@ def _parse(form: dict[str, str]) -> dict:
             raise Open311Error(400, _("attribute[{attribute}] is required for '{code}' "
                                       "({question}).", attribute=attr.code, code=code,
                                       question=_(attr.description)))
-    if service.matter is None and not (description or "").strip():
-        raise Open311Error(400, _("A description is required for '{code}'.", code=code))
     contact = {k: (form.get(k) or "").strip() or None for k in (*_CONTACT, "device_id",
                                                                    "account_id")}
     for field, given in contact.items():
@@ -233,79 +239,22 @@ def _parse(form: dict[str, str]) -> dict:
             "contact": contact, "media_url": media_url, "address": address, "point": point}
 
 
-def _fingerprint(key_name: str, p: dict) -> str:
-    parts = [key_name, p["service"].code, p["description"] or "", p["address"] or "",
-             json.dumps(p["attributes"], sort_keys=True),
-             p["contact"]["email"] or "", p["contact"]["phone"] or ""]
-    if p["point"]:
-        parts += [f"{p['point'][0]:.5f}", f"{p['point'][1]:.5f}"]
-    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
-
-
-def _submit(engine: Engine, fmt: str, form: dict[str, str], key: str | None) -> Response:
-    key_name, _role = _caller(engine, key, required="viewer")
+def _submit(engine: Engine, fmt: str, form: dict[str, str], key: str | None,
+            classify: workflow.Classify) -> Response:
+    caller = _caller(engine, key, required="viewer")
+    assert caller.name is not None  # a role is only ever a named key
     _check_fields(form)
     p = _parse(form)
-    service = p["service"]
-    matter, source = store.matter_from_service(service, p["attributes"])
-    confidence = None
-    if matter is None:
-        from predict.triage import current
-
-        matter, confidence = current().classify(p["description"])
-        source = "classifier"
+    sub = workflow.Submission(
+        service_code=p["service"].code, description=p["description"], actor=caller.name,
+        attributes=p["attributes"], point=p["point"], address=p["address"],
+        media_url=p["media_url"], contact=p["contact"])
     with engine.begin() as conn:
-        store.lock_key(conn, key_name)
-        if p["point"] is None:
-            p["point"] = store.geocode(conn, p["address"])
-            if p["point"] is None:
-                raise Open311Error(400, _("address_string '{address}' names no street or "
-                                          "compound of this area; give lat and long.",
-                                          address=p["address"]))
-        lon, lat = p["point"]
-        if not store.in_twin_area(conn, lon, lat):
-            raise Open311Error(400, _("lat {lat}, long {lon} is outside the area this endpoint "
-                                      "serves.", lat=lat, lon=lon))
-        fingerprint = _fingerprint(key_name, p)
-        same = store.recent_identical(conn, fingerprint, IDENTICAL_WINDOW_S)
-        if same is not None:
-            raise Open311Error(400, _("This request was received already as {id}; it is not "
-                                      "taken twice.", id=same))
-        if store.posts_by_key(conn, key_name, KEY_WINDOW_S) >= KEY_MAX_POSTS:
-            raise Open311Error(403, _("Too many requests from this api_key (at most {most} in "
-                                      "{minutes} minutes).", most=KEY_MAX_POSTS,
-                                      minutes=KEY_WINDOW_S // 60))
-        duplicate_of = joined_alert = None
-        if matter != "private":
-            duplicate_of = store.open_request_near(conn, service.code, lon, lat)
-            if duplicate_of is None:
-                joined_alert = store.active_alert_near(conn, service.alert_kinds, lon, lat)
-        route = store.route(conn, service, matter, lon, lat)
-        status, notes = "open", None
-        if matter == "private":
-            status = "closed"
-            notes = ("A private matter (私事): residents solve it themselves or with a market "
-                     "service; the residents' committee can refer one.")
-        request_id = store.insert_request(
-            conn, token=secrets.token_urlsafe(16), service_code=service.code,
-            description=p["description"], attributes=p["attributes"],
-            address_string=p["address"], media_url=p["media_url"], lon=lon, lat=lat,
-            matter=matter, matter_source=source, matter_confidence=confidence, route_=route,
-            duplicate_of=duplicate_of, joined_alert_id=joined_alert, status=status,
-            status_notes=notes, sla_hours=store.sla_hours(service, matter),
-            api_key_name=key_name, fingerprint=fingerprint)
-        store.insert_contact(conn, request_id, p["contact"])
-        if duplicate_of is not None:
-            store.add_supporter(conn, request_id, request_id=duplicate_of)
-        elif joined_alert is not None:
-            store.add_supporter(conn, request_id, alert_id=joined_alert)
-        else:
-            store.add_observation(conn, service, request_id, p["attributes"], lon, lat)
-        row = store.public_requests(conn, ids=[request_id])[0]
-    entry = request_entry(row)
+        done = workflow.submit(conn, sub, classify)
+    entry = request_entry(done.public)
     return answer(fmt, "requests", [{
         "service_request_id": entry["service_request_id"],
-        "token": row["token"],
+        "token": done.token,
         "service_notice": entry["service_notice"],
         "account_id": None,
         "status": entry["status"],
@@ -336,8 +285,7 @@ def _when(value: str | None, name: str) -> datetime | None:
 
 
 def _admin(engine: Engine, key: str | None) -> bool:
-    caller = _caller(engine, key, required=None)
-    return caller is not None and caller[1] == "admin"
+    return _caller(engine, key, required=None).role == "admin"
 
 
 def _entries(conn, rows: list[dict], admin: bool) -> list[dict]:
@@ -379,12 +327,17 @@ def _list(engine: Engine, fmt: str, query: dict[str, str], key: str | None) -> R
         raise Open311Error(400, _("start_date to end_date may span at most {days} days.",
                                   days=MAX_RANGE_DAYS))
     status = query.get("status") or None
-    statuses = {s.strip() for s in status.split(",")} if status else set()
-    if statuses - {"open", "closed"}:
-        raise Open311Error(400, _("status must be open or closed."))
-    codes = [c.strip() for c in query.get("service_code", "").split(",") if c.strip()] or None
+    statuses = set(params.parse_choices([status] if status else None, "status",
+                                        ("open", "closed")))
+    codes = list(params.parse_choices([query["service_code"]] if query.get("service_code")
+                                      else None, "service_code")) or None
+    matters = list(params.parse_choices([query["matter"]] if query.get("matter") else None,
+                                        "matter", MATTERS)) or None
+    districts = list(params.parse_choices([query["district"]] if query.get("district")
+                                          else None, "district")) or None
     with engine.connect() as conn:
-        rows = store.public_requests(conn, codes=codes, start=start, end=end,
+        rows = store.public_requests(conn, codes=codes, start=start, end=end, matters=matters,
+                                     districts=districts,
                                      status=statuses.pop() if len(statuses) == 1 else None)
         return answer(fmt, "requests", _entries(conn, rows, admin))
 
@@ -467,22 +420,13 @@ async def classify(request_id: str, request: Request) -> Response:
 
 
 def _classify(engine: Engine, request_id: str, fields: dict, key: str | None) -> Response:
-    name, _role = _caller(engine, key, required="planner")
+    caller = _caller(engine, key, required="planner")
+    assert caller.name is not None
     _check_fields(fields)
     rid = _request_id(request_id)
-    matter = fields.get("matter", "")
-    if matter not in store.MATTERS:
-        raise Open311Error(400, _("matter must be big, small or private."))
     with engine.begin() as conn:
-        current = store.request_for_triage(conn, rid)
-        service = store.SERVICES.get(current["service_code"]) or store.SERVICES["other"]
-        route = store.route(conn, service, matter, current["lon"], current["lat"])
-        store.reclassify(conn, rid, matter, route, name, fields.get("note"))
-        if current["duplicate_of"] is None:
-            if matter == "private" and current["status"] == "open":
-                store.set_status(conn, rid, "closed", "Reclassified as a private matter.", name)
-            elif matter != "private" and current["matter"] == "private":
-                store.set_status(conn, rid, "open", f"Reclassified as a {matter} matter.", name)
+        workflow.reclassify(conn, rid, fields.get("matter", ""), caller.name,
+                            fields.get("note"))
         view = store.staff_view(conn, rid)
     return JSONResponse(_jsonable(view))
 
@@ -500,7 +444,8 @@ async def set_status(request_id: str, request: Request) -> Response:
 
 
 def _status(engine: Engine, request_id: str, fields: dict, key: str | None) -> Response:
-    name, _role = _caller(engine, key, required="crew")
+    name = _caller(engine, key, required="crew").name
+    assert name is not None
     _check_fields(fields)
     rid = _request_id(request_id)
     notes = fields.get("status_notes") or None
@@ -512,6 +457,32 @@ def _status(engine: Engine, request_id: str, fields: dict, key: str | None) -> R
     return JSONResponse([request_entry(r) for r in rows])
 
 
+@router.post("/requests/{request_id}/replies",
+             summary="Reply to the reporters of a matter (crew; outside the spec)")
+async def reply(request_id: str, request: Request) -> Response:
+    """Send ``text`` to the request's reporter and its supporters (status page, webhooks)."""
+    try:
+        fields = await _fields(request)
+    except Open311Error as error:
+        return error_answer("json", error)
+    return await _run("json", _reply, _engine(request), request_id, fields,
+                      _key_from(request, fields))
+
+
+def _reply(engine: Engine, request_id: str, fields: dict, key: str | None) -> Response:
+    name = _caller(engine, key, required="crew").name
+    assert name is not None
+    _check_fields(fields)
+    rid = _request_id(request_id)
+    text = (fields.get("text") or "").strip()
+    if not text:
+        raise Open311Error(400, "text was not provided: say what to tell the reporters.")
+    with engine.begin() as conn:
+        store.add_reply(conn, rid, text, name)
+        history = store.public_history(conn, rid)
+    return JSONResponse(_jsonable({"service_request_id": str(rid), "history": history}))
+
+
 @router.post("/classifier/retrain",
              summary="Retrain the triage classifier with staff overrides (admin)")
 async def retrain(request: Request) -> Response:
@@ -521,12 +492,12 @@ async def retrain(request: Request) -> Response:
 
 def _retrain(engine: Engine, key: str | None) -> Response:
     _caller(engine, key, required="admin")
-    from predict.triage import train
+    from predict.triage import train_and_store
 
-    with engine.connect() as conn:
+    with engine.begin() as conn:
         extra = store.staff_labels(conn)
-    train(extra)
-    return JSONResponse({"staff_examples": len(extra)})
+        version = train_and_store(conn, extra)
+    return JSONResponse({"staff_examples": len(extra), "version": version})
 
 
 def _jsonable(value):

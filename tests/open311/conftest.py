@@ -55,5 +55,32 @@ def street_points(sample_engine) -> list[tuple[float, float]]:  # noqa: F811
     return chosen
 
 
+@pytest.fixture(scope="module")
+def twin(sample_engine, monkeypatch_module) -> Iterator[str]:  # noqa: F811
+    """The real app on a real port with its job worker, quick webhook retries, tight limits."""
+    monkeypatch_module.setenv("TWIN_WEBHOOK_RETRY_BASE_S", "0.5")
+    monkeypatch_module.setenv("TWIN_WEBHOOK_RETRY_MAX_S", "1")
+    settings = ServiceSettings(run_worker=True, report_limit_device="4/hour",
+                               report_limit_address="1000/hour")
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(sample_engine, settings),
+                                           host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=15)
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as mp:
+        yield mp
+
+
 def post(client, fmt="json", **fields):
     return client.post(f"/open311/v2/requests.{fmt}", data=fields)

@@ -1,0 +1,314 @@
+"""Residents in the loop: /report without a key, chat-group intake, the living list, pushed
+feedback to a webhook receiver that is down and comes back, and the abuse limits."""
+
+import base64
+import hashlib
+import hmac
+import json
+import socket
+import struct
+import subprocess
+import threading
+import time
+import zlib
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import sqlalchemy as sa
+import uvicorn
+
+from service.app import create_app
+from service.settings import ServiceSettings
+from tests.service.conftest import _free_port, api_keys  # noqa: F401
+from tests.tools import find_tool, requires_tool
+
+HTTP = httpx.Client(timeout=120)  # the first triage trains the model: slow on a busy machine
+
+
+def _png() -> bytes:
+    """A real 2x2 PNG."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    raw = b"".join(b"\x00" + b"\xff\x00\x00" * 2 for _ in range(2))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 2, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+class Receiver:
+    """A webhook receiver on a fixed port that can be down (not listening) and up."""
+
+    def __init__(self) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.got: list[tuple[dict, dict]] = []
+        self.server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def up(self) -> None:
+        got = self.got
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                got.append((dict(self.headers), {"raw": body}))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def down(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None
+
+
+def _wait(predicate, timeout: float = 40.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError("timed out waiting")
+
+
+def _street_point(engine, offset: int) -> tuple[float, float]:
+    with engine.connect() as conn:
+        x, y = conn.execute(sa.text(
+            "SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_LineInterpolatePoint(geom, 0.5) AS p, id "
+            "FROM streets WHERE ST_GeometryType(geom) = 'ST_LineString' ORDER BY id "
+            "OFFSET :o LIMIT 1) s"), {"o": offset}).one()
+    return float(x), float(y)
+
+
+def test_report_with_photo_reaches_open311_council_and_a_webhook_that_was_down(
+        twin, api_keys, sample_engine):  # noqa: F811
+    receiver = Receiver()  # down: nothing listens on its port yet
+    made = HTTP.post(f"{twin}/webhooks", json={"url": receiver.url, "description": "bot"},
+                      headers={"X-API-Key": api_keys["admin"]})
+    assert made.status_code == 201, made.text
+    secret = made.json()["secret"]
+    assert HTTP.get(f"{twin}/webhooks").status_code == 401  # admin only
+
+    page = HTTP.get(f"{twin}/report")
+    assert page.status_code == 200 and "报告问题" in page.text and "路灯" in page.text
+    assert "Report a problem" in HTTP.get(f"{twin}/report?lang=en").text
+    lon, lat = _street_point(sample_engine, 40)
+    phone = "13700001111"
+    r = HTTP.post(f"{twin}/report", data={
+        "description": f"路灯坏了，晚上很黑，电话{phone}", "lat": str(lat), "long": str(lon)},
+        files={"photo": ("p.png", _png(), "image/png")}, headers={"X-Device-Id": "dev-a"})
+    assert r.status_code == 201, r.text
+    made = r.json()
+    rid, token = made["service_request_id"], made["token"]
+    assert (made["matter"], made["department"]) == ("big", "lighting")
+    assert "street lighting" in made["responsible_party"]
+
+    # In Open311, for anyone, with the phone number masked; and on the council list.
+    got = HTTP.get(f"{twin}/open311/v2/requests/{rid}.json").json()[0]
+    assert got["service_code"] == "other" and got["matter"] == "big"
+    assert phone not in json.dumps(got) and "[phone removed]" in got["description"]
+    listed = HTTP.get(f"{twin}/open311/v2/requests.json", params={"matter": "big"}).json()
+    assert rid in {x["service_request_id"] for x in listed}
+    assert all(x["matter"] == "big" for x in listed)
+    small = HTTP.get(f"{twin}/open311/v2/requests.json", params={"matter": "small"}).json()
+    assert rid not in {x["service_request_id"] for x in small}
+    lines = HTTP.get(f"{twin}/council.json", params={"matter": "big"}).json()
+    line = next(ln for ln in lines if int(rid) in ln["request_ids"])
+    assert line["matter"] == "big" and line["status"] == "open" and line["requests"] >= 1
+    assert str(rid) in HTTP.get(f"{twin}/council.csv").text
+    assert "三事清单" in HTTP.get(f"{twin}/council").text
+    with sample_engine.connect() as conn:
+        photos = conn.execute(sa.text(
+            "SELECT media_type FROM service_request_photos WHERE request_id = :r"),
+            {"r": int(rid)}).scalars().all()
+    assert photos == ["image/png"]
+
+    # Staff reply and settle it while the receiver is down.
+    crew = {"X-API-Key": api_keys["crew"]}
+    assert HTTP.post(f"{twin}/open311/v2/requests/{rid}/replies",
+                      data={"text": "已派人检修，电话13911112222"}, headers=crew).status_code == 200
+    assert HTTP.post(f"{twin}/open311/v2/requests/{rid}/status",
+                      data={"status": "closed", "status_notes": "灯已修好"},
+                      headers=crew).status_code == 200
+
+    def pending_attempts():
+        with sample_engine.connect() as conn:
+            return conn.execute(sa.text(
+                "SELECT max(attempts) FROM webhook_deliveries WHERE request_id = :r "
+                "AND status = 'pending'"), {"r": int(rid)}).scalar()
+    _wait(lambda: (pending_attempts() or 0) >= 1 or None)  # tried, failed, kept
+    assert receiver.got == []
+    time.sleep(2)  # a few more failed rounds
+    receiver.up()
+    try:
+        def delivered():
+            with sample_engine.connect() as conn:
+                return conn.execute(sa.text(
+                    "SELECT bool_and(status = 'delivered') FROM webhook_deliveries "
+                    "WHERE request_id = :r"), {"r": int(rid)}).scalar()
+        _wait(delivered)
+    finally:
+        receiver.down()
+    mine = []
+    for headers, body in receiver.got:
+        raw = body["raw"]
+        sign = hmac.new(secret.encode(), headers["X-Twin-Timestamp"].encode() + b"." + raw,
+                        hashlib.sha256).hexdigest()
+        assert headers["X-Twin-Signature"] == f"sha256={sign}"
+        assert phone.encode() not in raw and b"13911112222" not in raw
+        assert b"dev-a" not in raw
+        payload = json.loads(raw)
+        if payload["service_request_id"] == rid:
+            mine.append((int(headers["X-Twin-Event"]), payload))
+    kinds = [(p["kind"], p["status"]) for _, p in mine]
+    assert kinds == [("status", "open"), ("reply", "open"), ("status", "closed")]
+    assert [e for e, _ in mine] == sorted(e for e, _ in mine)  # in order
+    assert mine[1][1]["note"] == "已派人检修，电话[phone removed]"
+
+    # The reporter's page shows the status and the replies.
+    status = HTTP.get(f"{twin}/report/status/{token}", params={"format": "json"}).json()
+    assert status["status"] == "closed"
+    assert [h["kind"] for h in status["history"]] == ["status", "reply", "status"]
+    html = HTTP.get(f"{twin}/report/status/{token}").text
+    assert "已办结" in html and "已派人检修" in html
+
+
+def test_chat_messages_make_a_routed_request_then_a_plus_one(twin, api_keys, sample_engine):  # noqa: F811
+    key = {"X-API-Key": api_keys["viewer"]}
+    msg = {"group_id": "grp-cp-0004", "sender_id": "wx-li", "text": "2号门外路面塌陷了，很危险",
+           "sent_at": datetime.now(UTC).isoformat()}
+    assert HTTP.post(f"{twin}/intake/messages", json=msg).status_code == 401
+    not_image = HTTP.post(f"{twin}/intake/messages", headers=key, json={
+        **msg, "images": [base64.b64encode(b"GIF89a not allowed").decode()]})
+    assert not_image.status_code == 400, not_image.text
+    assert "images[1]" in not_image.json()["detail"]
+    first = HTTP.post(f"{twin}/intake/messages", headers=key, json={
+        **msg, "images": [base64.b64encode(_png()).decode()]})
+    assert first.status_code == 201, first.text
+    one = first.json()
+    assert (one["outcome"], one["matter"], one["department"]) == ("new", "big", "roads")
+    assert "Transport" in one["responsible_party"]
+    assert one["located"].startswith("gate 2 of ")
+    assert "收到" in one["reply"] and one["service_request_id"] in one["reply"]
+    with sample_engine.connect() as conn:
+        assert conn.execute(sa.text(
+            "SELECT count(*) FROM service_request_photos WHERE request_id = :r"),
+            {"r": int(one["service_request_id"])}).scalar_one() == 1
+    second = HTTP.post(f"{twin}/intake/messages", headers=key, json={
+        **msg, "sender_id": "wx-wang", "text": "2号门外的路塌了一大块"})
+    assert second.status_code == 201, second.text
+    two = second.json()
+    assert two["outcome"] == "plus_one"
+    assert two["duplicate_of"] == one["service_request_id"]
+    assert "+1" in two["reply"] and "共 1 人附议" in two["reply"]
+    got = HTTP.get(f"{twin}/open311/v2/requests/{one['service_request_id']}.json").json()[0]
+    assert got["supporters"] == 1
+    assert "wx-li" not in json.dumps(got)
+    # A small matter goes to the compound's manager.
+    litter = HTTP.post(f"{twin}/intake/messages", headers=key, json={
+        **msg, "sender_id": "wx-zhao", "text": "小区里垃圾桶满了，臭得很"}).json()
+    assert litter["matter"] == "small" and litter["department"] == "sanitation"
+    with sample_engine.connect() as conn:
+        name = conn.execute(sa.text("SELECT name FROM compounds WHERE external_id = 'CP-0004'"
+                                    )).scalar_one()
+    assert litter["responsible_party"].startswith(name)
+    lines = HTTP.get(f"{twin}/council.json", params={"compound": "CP-0004"}).json()
+    assert {ln["matter"] for ln in lines} >= {"big", "small"}
+    big = next(ln for ln in lines if int(one["service_request_id"]) in ln["request_ids"])
+    assert big["supporters"] >= 1
+    bad = HTTP.post(f"{twin}/intake/messages", headers=key, json={**msg, "group_id": "nope"})
+    assert bad.status_code == 400 and "group_id" in bad.json()["detail"]
+
+
+def test_abuse_limits_hold(twin, sample_engine):
+    lon, lat = _street_point(sample_engine, 90)
+    device = {"X-Device-Id": "dev-flood"}
+    statuses = []
+    for n in range(8):  # bounded: the device's limit is 4 an hour in this app
+        r = HTTP.post(f"{twin}/report", headers=device, data={
+            "description": f"rubbish dumped by the road, pile {n}", "lat": str(lat + n * 1e-3),
+            "long": str(lon)})
+        statuses.append(r.status_code)
+    assert statuses[:4] == [201] * 4 and set(statuses[4:]) == {429}, statuses
+    refused = HTTP.post(f"{twin}/report", headers=device, data={"description": "x",
+                                                                  "lat": str(lat),
+                                                                  "long": str(lon)})
+    assert refused.headers["content-type"] == "application/problem+json"
+    other = {"X-Device-Id": "dev-photo"}
+    not_image = HTTP.post(f"{twin}/report", headers=other, data={
+        "description": "road collapse", "lat": str(lat), "long": str(lon)},
+        files={"photo": ("x.png", b"<html>not a photo</html>", "image/png")})
+    assert not_image.status_code == 400 and "JPEG, PNG or WebP" in not_image.json()["detail"]
+    huge = HTTP.post(f"{twin}/report", headers=other, data={
+        "description": "road collapse", "lat": str(lat), "long": str(lon)},
+        files={"photo": ("x.jpg", b"\xff\xd8\xff\xe0" + b"\0" * (6 * 1024 * 1024),
+                         "image/jpeg")})
+    assert huge.status_code == 413
+    nowhere = HTTP.post(f"{twin}/report", headers=other, data={"description": "streetlight"})
+    assert nowhere.status_code == 400 and "compound" in nowhere.json()["detail"]
+    with sample_engine.connect() as conn:
+        stored = conn.execute(sa.text(
+            "SELECT count(*) FROM service_requests WHERE api_key_name LIKE 'report:device:dev-%' "
+            "AND api_key_name <> 'report:device:dev-a'")).scalar_one()
+    assert stored == 4  # the refused ones stored nothing
+    # Open311 GET by district: a community's name keeps the requests in it, and only those.
+    every = HTTP.get(f"{twin}/open311/v2/requests.json").json()
+    community = next(r["community"] for r in every if r.get("community"))
+    inside = HTTP.get(f"{twin}/open311/v2/requests.json", params={"district": community})
+    assert inside.status_code == 200
+    assert sorted(r["service_request_id"] for r in inside.json()) == sorted(
+        r["service_request_id"] for r in every if r.get("community") == community)
+    assert HTTP.get(f"{twin}/open311/v2/requests.json",
+                    params={"district": "no such place"}).json() == []
+
+
+@requires_tool("redis-server", "/usr/bin/redis-server")
+def test_rate_limits_are_shared_by_every_process_through_redis(sample_engine, tmp_path):
+    """Two service processes on one Redis: a device's limit holds across both."""
+    port = _free_port()
+    redis = subprocess.Popen(
+        [find_tool("redis-server", "/usr/bin/redis-server"), "--port", str(port), "--bind",
+         "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    servers = []
+    try:
+        settings = ServiceSettings(report_limit_device="3/hour",
+                                   report_limit_address="1000/hour",
+                                   rate_limit_storage=f"redis://127.0.0.1:{port}/0")
+        urls = []
+        for _ in range(2):
+            web = _free_port()
+            server = uvicorn.Server(uvicorn.Config(create_app(sample_engine, settings),
+                                                   host="127.0.0.1", port=web,
+                                                   log_level="warning"))
+            thread = threading.Thread(target=server.run, daemon=True)
+            thread.start()
+            servers.append((server, thread))
+            urls.append(f"http://127.0.0.1:{web}")
+        _wait(lambda: all(s.started for s, _ in servers), timeout=60)
+        lon, lat = _street_point(sample_engine, 200)
+        statuses = []
+        for n in range(5):  # alternately to each process
+            r = HTTP.post(f"{urls[n % 2]}/report", headers={"X-Device-Id": "dev-two"}, data={
+                "description": f"streetlight broken, lamp {n}", "lat": str(lat + n * 2e-3),
+                "long": str(lon)})
+            statuses.append(r.status_code)
+        assert statuses == [201, 201, 201, 429, 429], statuses
+    finally:
+        for server, thread in servers:
+            server.should_exit = True
+            thread.join(timeout=15)
+        redis.terminate()
+        redis.wait(timeout=10)
