@@ -32,7 +32,7 @@ TEXTS: dict[str, str] = {
     'report.need_place': N_('Place a pin on the map or choose a compound.'),
     'status.title': N_('Your request'),
     'status.status': N_('Status'),
-    'status.open': N_('Open'),
+    'status.open': N_('Being handled'),
     'status.closed': N_('Closed'),
     'status.matter': N_('Kind'),
     'status.party': N_('Responsible'),

@@ -187,8 +187,7 @@ def test_tiles_filter_by_district(client, sample_engine):
 
 
 def test_requests_are_routed_by_their_district(client, sample_engine):
-    from geo import requests as requests_sql
-    from geo.requests import SERVICES
+    from civic.routing import route
 
     with sample_engine.connect() as conn:
         # A point in a grid and in no compound: a small matter goes to that community.
@@ -197,9 +196,9 @@ def test_requests_are_routed_by_their_district(client, sample_engine):
             " SELECT ST_PointOnSurface(s.geom) AS p FROM streets s) q "
             "JOIN districts d ON d.id = district_of(q.p) WHERE NOT EXISTS (SELECT 1 FROM "
             "compounds c WHERE ST_Intersects(c.geom, q.p)) ORDER BY ST_X(p) LIMIT 1")).one()
-        small = requests_sql.route(conn, SERVICES["ground_lock"], "small", lon, lat)
-        big = requests_sql.route(conn, SERVICES["pothole"], "big", lon, lat)
-        nowhere = requests_sql.route(conn, SERVICES["ground_lock"], "small", 0.0, 0.0)
+        small = route(conn, "property_management", "small", lon, lat)
+        big = route(conn, "roads", "big", lon, lat)
+        nowhere = route(conn, "property_management", "small", 0.0, 0.0)
     assert small.kind == "community" and small.party.startswith(community)
     assert grid in small.party
     assert big.kind == "department" and big.party.endswith(f"({sub_district})")
