@@ -20,7 +20,7 @@ new located tables use it the same way (``BEFORE INSERT OR UPDATE OF geom`` trig
 ``twin_locate_district()``).
 
 Revision ID: 0009
-Revises: 0015
+Revises: 0008
 Create Date: 2026-12-07
 """
 
@@ -32,7 +32,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from geo.vocabulary import DISTRICT_LEVELS
 
 revision = "0009"
-down_revision = "0015"  # on main after 0015 (feed drops); written against 0008
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

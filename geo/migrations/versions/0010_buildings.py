@@ -6,7 +6,7 @@ may name it by id); its compound is found by place when buildings or compounds a
 (``geo.store.assign_buildings_to_compounds``), not taken from the file.
 
 Revision ID: 0010
-Revises: 0012
+Revises: 0009
 Create Date: 2026-12-07
 """
 
@@ -18,7 +18,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from geo.vocabulary import FIELD_VOCABULARIES
 
 revision = "0010"
-down_revision = "0012"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

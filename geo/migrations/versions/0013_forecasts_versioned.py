@@ -4,14 +4,14 @@ The ``forecasts`` layer (geo/layers.py) reads ``predictions``; its tiles' ETags 
 extents cache need the table's version bumped on every scoring run, as for the other layers.
 
 Revision ID: 0013
-Revises: 0009
+Revises: 0012
 Create Date: 2026-12-07
 """
 
 from alembic import op
 
 revision = "0013"
-down_revision = "0009"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 

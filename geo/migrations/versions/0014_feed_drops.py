@@ -8,16 +8,16 @@ also in Debian's package) and says so only in its log and its ``$SYS`` counter. 
 reads that counter and keeps each change here: the last total per broker is the baseline the
 next run compares with, since drops mostly happen while no watcher is connected.
 
-Revision ID: 0015
-Revises: 0008
+Revision ID: 0014
+Revises: 0013
 Create Date: 2026-12-07
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0015"
-down_revision = "0008"
+revision = "0014"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
