@@ -61,7 +61,7 @@ SIMPLIFY_MAX_ZOOM = 16
 GENERALISE_MAX_ZOOM = 12
 GENERALISE_UNITS = 4
 # Properties a tile can be filtered on (any of a comma list), where the layer has them.
-FILTERABLE = ("status", "severity", "kind", "district")
+FILTERABLE = ("status", "severity", "kind", "district", "horizon_days")
 # Where a filtered property has a closed vocabulary, other values are an error, not no match.
 VOCABULARIES: dict[tuple[str, str], tuple[str, ...]] = {
     ("alerts", "status"): ALERT_STATUSES,
@@ -205,7 +205,7 @@ class TileRequest:
     def query_key(self) -> str:
         """What the client asked for besides layer and z/x/y, in one canonical text."""
         as_of = self.as_of.astimezone(UTC).isoformat() if self.as_of else "now"
-        filters = ";".join(f"{name}={','.join(values)}" for name, values in self.filters)
+        filters = ";".join(f"{name}={','.join(map(str, values))}" for name, values in self.filters)
         return (f"as_of={as_of}|properties={','.join(self.properties)}|{filters}|"
                 f"limit={self.limit}|extent={self.extent}|buffer={self.buffer}|clip={self.clip}")
 

@@ -17,8 +17,8 @@ from geo.errors import InvalidInput
 from service import params
 
 # The query parameters a TileJSON carries on into its tile URLs.
-FORWARDED = ("datetime", "properties", "status", "severity", "kind", "district", "limit",
-             "extent", "buffer", "clip")
+FORWARDED = ("datetime", "properties", "status", "severity", "kind", "district", "horizon",
+             "limit", "extent", "buffer", "clip")
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ class TileQuery:
     severity: str | None
     kind: str | None
     district: str | None
+    horizon: str | None
     limit: int
     extent: int
     buffer: int
@@ -41,7 +42,7 @@ class TileQuery:
         return build_tile_request(
             layer, z, x, y, datetime_text=self.datetime, properties_text=self.properties,
             filters={"status": self.status, "severity": self.severity, "kind": self.kind,
-                     "district": self.district},
+                     "district": self.district, "horizon_days": self.horizon},
             limit=self.limit, extent=self.extent, buffer=self.buffer, clip=self.clip)
 
 
@@ -86,8 +87,8 @@ def build_tile_request(
         choices={name: values for (owner, name), values in tiles.VOCABULARIES.items()
                  if owner == layer.id})
     # Sorted, so that one query written differently is one tile (one ETag, one cache entry).
-    canonical = tuple(sorted((name, tuple(sorted(map(str, values))))
-                             for name, values in found))
+    # (Values keep their type: a horizon is compared with an integer column.)
+    canonical = tuple(sorted((name, tuple(sorted(values, key=str))) for name, values in found))
     return tiles.TileRequest(layer.id, z, x, y, as_of, properties, canonical, limit, extent,
                              buffer, clip)
 
@@ -119,6 +120,11 @@ async def tile_query(
         max_length=2000,
         description="Only features whose `district` (the finest district they lie in, by "
         "name) is one of these (comma list); every layer but districts.")] = None,
+    horizon: Annotated[str | None, Query(
+        max_length=200,
+        description="forecasts only: the horizons in days to show (comma list, e.g. `90`); "
+        "without it a tile holds every horizon's forecast of an asset, one over another.")
+    ] = None,
     limit: Annotated[int, Query(
         ge=1, le=tiles.MAX_LIMIT,
         description="Most features in one tile; keeps low zooms small. A tile that meets "
@@ -134,8 +140,8 @@ async def tile_query(
         description="Clip geometries to the tile plus its buffer.")] = True,
 ) -> TileQuery:
     """The tile query parameters, documented once for every route that takes them."""
-    return TileQuery(datetime_, properties, status, severity, kind, district, limit, extent,
-                     buffer, clip)
+    return TileQuery(datetime_, properties, status, severity, kind, district, horizon, limit,
+                     extent, buffer, clip)
 
 
 TileQueryDep = Annotated[TileQuery, Depends(tile_query)]

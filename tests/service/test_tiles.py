@@ -473,3 +473,21 @@ def test_the_fast_path_answers_as_the_full_route_does(client, sample_engine, api
                       headers={"X-API-Key": "not-a-key"}).status_code == 401
     keyed = client.get(_url("streets", tile, query), headers={"X-API-Key": api_keys["viewer"]})
     assert keyed.content == first.content
+
+
+def test_forecast_tiles_show_one_horizon_at_a_time(client, sample_engine):
+    from predict import pipeline
+
+    pipeline.train(sample_engine, "pci", max_iter=40, learning_rate=0.2)
+    pipeline.score(sample_engine, "pci", [30, 90])
+    tile = _tile_of(sample_engine, "streets", 14)
+    every = _features(client.get(_url("forecasts", tile)), "forecasts")
+    ninety = _features(client.get(_url("forecasts", tile, "horizon=90")), "forecasts")
+    assert {f["properties"]["horizon_days"] for f in every} == {30, 90}
+    assert ninety and {f["properties"]["horizon_days"] for f in ninety} == {90}
+    # Exactly the 90-day forecasts of the streets meeting the tile, as PostGIS says.
+    assert {f["id"] for f in ninety} == _expected_ids(
+        sample_engine, "forecasts", tile, extra="s.horizon_days = 90")
+    assert client.get(_url("forecasts", tile, "horizon=soon")).status_code == 400
+    tilejson = client.get("/tiles/forecasts/tilejson.json", params={"horizon": "90"}).json()
+    assert "horizon=90" in tilejson["tiles"][0]
