@@ -191,7 +191,7 @@ class TileRequest:
     y: int
     as_of: datetime | None = None  # None: the twin as it is now
     properties: tuple[str, ...] = ()
-    filters: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    filters: tuple[tuple[str, tuple[object, ...]], ...] = ()  # values typed as the property
     limit: int = DEFAULT_LIMIT
     extent: int = DEFAULT_EXTENT
     buffer: int = DEFAULT_BUFFER
