@@ -37,6 +37,7 @@ from service.routers import (
 )
 from service.settings import ServiceSettings
 from service.tile_server import TRUNCATED_HEADER, TileServer
+from service.tile_versions import FreshAfterWrites
 
 REQUESTS = Counter("twin_http_requests_total", "HTTP requests", ["route", "method", "status"])
 LATENCY = Histogram("twin_http_request_seconds", "HTTP request latency", ["route", "method"],
@@ -137,6 +138,7 @@ def create_app(engine: Engine, settings: ServiceSettings | None = None) -> FastA
 
     # Inside MeasureRequests, outside the routers and error handlers: everything that answers
     # a request speaks its language.
+    app.add_middleware(FreshAfterWrites)
     app.add_middleware(RequestLanguage, default=default_locale())
     app.add_middleware(MeasureRequests)
     for module in (health, tiles, ogc, alerts, exports, readings, open311, maps, docs, work,

@@ -4,6 +4,11 @@ Two sources, both built in the app's lifespan: the ``LayerChanges`` listener (in
 ``NOTIFY``) and :class:`VersionPoll`, a read of ``layer_versions`` at most every
 ``POLL_INTERVAL_S`` (a safety net should the listener miss a change). Versions only grow, so
 :class:`TableVersions` takes the larger of the two.
+
+A writer reads its own writes: :class:`FreshAfterWrites` holds back the answer to a write
+that succeeded until this process has read the versions again, so the tile its client asks
+for next is the new one. Other clients, and other processes, learn of it from ``NOTIFY`` at
+once, or from the poll within ``POLL_INTERVAL_S``.
 """
 
 from __future__ import annotations
@@ -47,6 +52,10 @@ class VersionPoll:
         finally:
             self._reading = None
 
+    async def refresh_now(self) -> None:
+        """Read the versions now, whatever their age (after this process wrote something)."""
+        await self._refresh()
+
     async def current(self) -> dict[str, int]:
         """The versions, refreshed when older than the interval."""
         if time.monotonic() - self._read_at >= self.interval_s:
@@ -74,3 +83,31 @@ class TableVersions:
         return tuple(max(changes.version(table) if changes is not None else 0,
                          polled.get(table, 0))
                      for table in (layer.table, *layer.depends_on) if table is not None)
+
+
+WRITES = frozenset(("POST", "PUT", "PATCH", "DELETE"))
+
+
+class FreshAfterWrites:
+    """Plain ASGI: before a successful write's answer goes out, read the layer versions anew."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        """Pass the request on; hold a write's response start until the versions are read."""
+        if scope["type"] != "http" or scope["method"] not in WRITES:
+            await self.app(scope, receive, send)
+            return
+
+        async def send_when_fresh(message) -> None:
+            if message["type"] == "http.response.start" and message["status"] < 400:
+                tiles = getattr(scope["app"].state, "tiles", None)
+                if tiles is not None:
+                    try:
+                        await tiles.versions.poll.refresh_now()
+                    except Exception:  # the write stands; the poll catches up by itself
+                        pass
+            await send(message)
+
+        await self.app(scope, receive, send_when_fresh)

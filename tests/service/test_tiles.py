@@ -491,3 +491,30 @@ def test_forecast_tiles_show_one_horizon_at_a_time(client, sample_engine):
     assert client.get(_url("forecasts", tile, "horizon=soon")).status_code == 400
     tilejson = client.get("/tiles/forecasts/tilejson.json", params={"horizon": "90"}).json()
     assert "horizon=90" in tilejson["tiles"][0]
+
+
+def test_a_writer_sees_its_own_write_in_the_next_tile(client, sample_engine, api_keys):
+    # Read-your-writes: the answer to a write goes out only once this process knows the
+    # layers' new versions, so the next tile is never the cached one from before.
+    with sample_engine.connect() as conn:
+        street_id, external_id = conn.execute(sa.text(
+            "SELECT id, external_id FROM streets ORDER BY id LIMIT 1")).one()
+    tile = _tile_of(sample_engine, "streets", 16, f"id = {street_id}")
+    url = _url("streets", tile, "properties=pci")
+    client.get(url)  # cached
+    crew = {"X-API-Key": api_keys["crew"]}
+    for step in range(15):
+        value = 30.0 + step
+        observed = f"2026-12-0{1 + step % 6}T0{step % 10}:{step:02d}:00Z"
+        posted = client.post("/readings", headers=crew, json=[{
+            "asset_layer": "streets", "asset_external_id": external_id, "metric": "pci",
+            "observed_at": observed, "value": value}])
+        assert posted.status_code in (200, 207), posted.text
+        with sample_engine.connect() as conn:
+            latest = conn.execute(sa.text(
+                "SELECT r.value FROM readings r JOIN metrics m ON m.id = r.metric_id "
+                "WHERE m.name = 'pci' AND r.asset_id = :id ORDER BY r.observed_at DESC "
+                "LIMIT 1"), {"id": street_id}).scalar_one()
+        seen = {f["id"]: f["properties"].get("pci") for f in _features(client.get(url),
+                                                                         "streets")}
+        assert seen[street_id] == latest, f"step {step}: tile says {seen[street_id]}"
