@@ -26,9 +26,15 @@ from predict.features import (
     RoadContext,
     programme_dates,
     road_features,
-    window_features,
 )
-from predict.road import RoadModel, _linear_trend, as_utc, check_horizons, fit_road_model
+from predict.road import (
+    RoadModel,
+    _linear_trend,
+    as_utc,
+    check_horizons,
+    fit_road_model,
+    predict_targets,
+)
 
 ROW_COLUMNS = ["origin", "horizon_days", "asset_id", "days_ahead", "truth", "model", "lower",
                "upper", "persistence", "trend"]
@@ -54,12 +60,7 @@ def score_origin(ctx: RoadContext, model: RoadModel, features: pd.DataFrame, as_
         near = near.sort_values(["asset_id", "distance"]).groupby("asset_id").head(1)
         targets = pd.DataFrame({"asset_id": near["asset_id"].to_numpy(),
                                 "horizon_days": ((near["observed_at"] - as_of) / DAY).to_numpy()})
-        frame = features.loc[targets["asset_id"].to_numpy()].reset_index()
-        window = window_features(pd.DatetimeIndex([as_of] * len(targets)),
-                                 targets["horizon_days"].to_numpy())
-        window["horizon_days"] = targets["horizon_days"].to_numpy()
-        frame = pd.concat([frame, window], axis=1)
-        lower, median, upper = model.estimator.predict_interval(frame[model.features])
+        frame, lower, median, upper = predict_targets(model, features, as_of, targets)
         parts.append(pd.DataFrame({
             "origin": as_of, "horizon_days": horizon, "asset_id": targets["asset_id"],
             "days_ahead": targets["horizon_days"], "truth": near["goodness"].to_numpy(),

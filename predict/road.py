@@ -245,6 +245,23 @@ def days_to_threshold(model: RoadModel, features: pd.DataFrame, as_of,
 # -- evaluation ---------------------------------------------------------------------------------
 
 
+def predict_targets(model: RoadModel, features: pd.DataFrame, as_of: pd.Timestamp,
+                    targets: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, np.ndarray,
+                                                    np.ndarray]:
+    """Forecasts (goodness) for ``targets`` (``asset_id``, ``horizon_days`` after ``as_of``).
+
+    Returns the model's input rows (each street's features as of ``as_of`` with the target's
+    window) and the lower, median and upper forecasts, in the targets' order.
+    """
+    frame = features.loc[targets["asset_id"].to_numpy()].reset_index()
+    window = window_features(pd.DatetimeIndex([as_of] * len(targets)),
+                             targets["horizon_days"].to_numpy())
+    window["horizon_days"] = targets["horizon_days"].to_numpy()
+    frame = pd.concat([frame, window], axis=1)
+    lower, median, upper = model.estimator.predict_interval(frame[model.features])
+    return frame, lower, median, upper
+
+
 def _linear_trend(ctx: RoadContext, as_of: pd.Timestamp, targets: pd.DataFrame,
                   features: pd.DataFrame) -> np.ndarray:
     """Per-street straight line through the observations since the last resurfacing jump."""
@@ -342,14 +359,7 @@ def evaluate_road(conn: Connection, metric: str, as_of, horizons, *, threshold: 
         observed = observed.sort_values(["asset_id", "distance"]).groupby("asset_id").head(1)
         observed["horizon_days"] = ((observed["observed_at"] - as_of) / DAY).to_numpy()
         targets = observed.reset_index(drop=True)
-        frame = features.loc[targets["asset_id"].to_numpy()].reset_index()
-        from predict.features import window_features
-
-        window = window_features(pd.DatetimeIndex([as_of] * len(targets)),
-                                 targets["horizon_days"].to_numpy())
-        window["horizon_days"] = targets["horizon_days"].to_numpy()
-        frame = pd.concat([frame, window], axis=1)
-        lower, median, upper = model.estimator.predict_interval(frame[model.features])
+        frame, lower, median, upper = predict_targets(model, features, as_of, targets)
         truth = scale.to_goodness(targets["value"].to_numpy())
         last = frame["last_value"].to_numpy(dtype=float)
         trend = _linear_trend(ctx, as_of, targets, features)
