@@ -13,6 +13,8 @@ from prometheus_client import Counter, Histogram
 from sqlalchemy.engine import Engine
 
 from geo.i18n import default_locale
+from geo.replicas import ReadRouting, parse_replica_urls
+from geo.settings import DatabaseSettings
 from service import limits
 from service.changes import LayerChanges
 from service.errors import install_error_handlers
@@ -81,11 +83,19 @@ def create_app(engine: Engine, settings: ServiceSettings | None = None) -> FastA
     """
     settings = settings or ServiceSettings()
 
+    database = DatabaseSettings()
+    replicas = parse_replica_urls(database.replica_urls)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         changes = LayerChanges(engine.url)
         app.state.changes = changes
         changes.start()
+        # Reads that may lag go to replicas only once they have the changes heard of here.
+        reads = ReadRouting(engine, replicas, max_lag_s=database.replica_max_lag_s,
+                            check_s=database.replica_check_s, floor=lambda: changes.lsn)
+        reads.start()
+        app.state.reads = reads
         worker = None
         if settings.run_worker:
             from service.jobs import start_in_background
@@ -98,6 +108,7 @@ def create_app(engine: Engine, settings: ServiceSettings | None = None) -> FastA
                 worker.cancel()
                 with suppress(asyncio.CancelledError):
                     await worker
+            reads.stop()
             changes.stop()
 
     app = FastAPI(

@@ -480,7 +480,6 @@ def _watch(url: str, *, source: str | None, as_json: bool, group: str | None,
     """Follow an MQTT sensor feed until stopped (Ctrl-C or SIGTERM)."""
     import json
     import logging
-
     import socket
 
     from ingest.watch import parse_mqtt_url, shared_topic, watch

@@ -29,7 +29,7 @@ from maps.analysis import damage_density, debris_hotspots
 from maps.assets import STATIC_DIR, inline_assets
 from maps.crew import CREW_LAYERS, crew_map
 from maps.planner import PLANNER_LAYERS, STREET_FIELDS, planner_map
-from service.deps import ReaderDep
+from service.deps import ReaderDep, reader_engine
 
 router = APIRouter(tags=["maps"])
 router.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
@@ -174,7 +174,7 @@ def crew_page(request: Request, caller: ReaderDep) -> HTMLResponse:
 
     Acting on an alert asks for a crew API key once; the browser keeps it.
     """
-    return HTMLResponse(render_crew(request.app.state.engine),
+    return HTMLResponse(render_crew(reader_engine(request.app.state)),
                         headers={"Cache-Control": "no-cache"})
 
 
@@ -195,5 +195,5 @@ def planner_page(
     chosen = tuple(dict.fromkeys(horizon or DEFAULT_HORIZONS))
     if len(chosen) > MAX_HORIZONS or any(not 1 <= h <= 3650 for h in chosen):
         raise InvalidInput(f"Give at most {MAX_HORIZONS} horizons, each 1 to 3650 days.")
-    return HTMLResponse(render_planner(request.app.state.engine, chosen),
+    return HTMLResponse(render_planner(reader_engine(request.app.state), chosen),
                         headers={"Cache-Control": "no-cache"})

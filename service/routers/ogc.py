@@ -24,7 +24,7 @@ from geo import features
 from geo.errors import InvalidInput, NotFound
 from geo.layers import LAYERS, Layer, table_versions
 from service import params
-from service.deps import EngineDep, SettingsDep, require_reader
+from service.deps import EngineDep, ReaderEngineDep, SettingsDep, require_reader
 from service.settings import ServiceSettings
 
 router = APIRouter(prefix="/ogc", tags=["OGC API - Features"],
@@ -258,7 +258,7 @@ def collection(request: Request, engine: EngineDep, collectionId: CollectionId, 
 )
 def items(
     request: Request,
-    engine: EngineDep,
+    engine: ReaderEngineDep,
     settings: SettingsDep,
     collectionId: CollectionId,  # noqa: N803
     bbox: Annotated[str | None, Query(
@@ -356,7 +356,7 @@ def items(
 )
 def item(
     request: Request,
-    engine: EngineDep,
+    engine: ReaderEngineDep,
     collectionId: CollectionId,  # noqa: N803
     featureId: Annotated[str, Path(description="The feature's id (an integer).")],  # noqa: N803
     f: FParam = None,

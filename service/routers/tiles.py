@@ -487,7 +487,7 @@ async def _serve(request: Request, tile: tiles.TileRequest, if_none_match: str |
     entry = cache.get(tile.layer_id, versions, key) if cache is not None else None
     if entry is None:
         async with _render_slots(request):
-            body = await run_in_threadpool(_render, request.app.state.engine, tile)
+            body = await run_in_threadpool(_render, deps.reader_engine(request.app.state), tile)
         entry = (etag, body)
         if cache is not None:
             cache.put(tile.layer_id, versions, key, entry)
