@@ -20,7 +20,7 @@ else
 fi
 # Tests open exports with GDAL's ogrinfo, talk to a real MQTT broker,
 # and open the maps in a real browser.
-[ "$EXTRAS" = test ] && packages+=(gdal-bin mosquitto chromium)
+[ "$EXTRAS" = test ] && packages+=(gdal-bin mosquitto chromium haproxy)
 
 missing=()
 for package in "${packages[@]}"; do
