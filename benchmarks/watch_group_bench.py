@@ -19,6 +19,7 @@ import argparse
 import getpass
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -99,16 +100,22 @@ def run(engine, env: dict, port: int, watchers: int, total: int, log: Path) -> d
                            ).encode() for n in range(total)]
     publish(port, topic, messages)
     rounds = 2
-    started = time.perf_counter()
+    offset = log.stat().st_size
     processes = start()
+    # From the first member's subscription (Python's start-up, a few seconds on a busy
+    # machine, is not intake) to the last reading committed.
+    wait(lambda: "Watching" in log.read_text()[offset:], 120, "a watcher to subscribe")
+    started = time.perf_counter()
     wait(lambda: count(engine, source) >= total, 900, "every reading")
     seconds = time.perf_counter() - started
+    batches = re.findall(r"Batch \d+: (\d+) messages.*\((\d+\.\d+) s\)", log.read_text()[offset:])
     for p in processes:
         p.terminate()
         p.wait(60)
     assert count(engine, source) == total
     return {"watchers": watchers, "readings": total, "seconds": round(seconds, 2),
-            "readings_per_s": round(total / seconds)}
+            "readings_per_s": round(total / seconds), "batches": len(batches),
+            "batch_seconds_total": round(sum(float(b[1]) for b in batches), 2)}
 
 
 def main() -> None:
