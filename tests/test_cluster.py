@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,9 +79,11 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("cluster")
-    os.chmod(directory, 0o755)  # PostgreSQL runs as another account when we are root
+def cluster():
+    # Not under pytest's own temporary directory, which only its owner may enter: as root,
+    # PostgreSQL runs as another account.
+    directory = Path(tempfile.mkdtemp(prefix="twin-cluster-"))
+    os.chmod(directory, 0o755)
     running = Cluster(directory, _free_base())
     up = running.script("up")
     try:
@@ -90,6 +94,7 @@ def cluster(tmp_path_factory):
         running.script("down", timeout=120)
         running.primary.dispose()
         running.replica.dispose()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
