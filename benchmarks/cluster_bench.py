@@ -3,7 +3,7 @@
     TWIN_CLUSTER_DIR=/tmp/twin-cl bash scripts/cluster.sh up
     .venv/bin/python benchmarks/cluster_bench.py --base 18700 --duration 10
 
-Needs ``wrk`` (``apt-get install wrk``). The tile list: ``manholes`` tiles at z15-16 over the
+Needs ``wrk`` (``apt-get install wrk``). The tile list: ``manholes`` tiles at z16-18 over the
 layer's TileJSON bounds (up to 400). Each server is first walked once (untimed) so that its
 tile cache holds every tile, then wrk (``-t2 -c32``) walks the list for ``--duration`` seconds,
 with the nodes' warm caches ("cached"). Then the same with a query string no earlier run used
@@ -46,7 +46,7 @@ def tiles(base: str, limit: int = 400) -> list[str]:
     bounds = httpx.get(f"{base}/tiles/manholes/tilejson.json", timeout=60).json()["bounds"]
     west, south, east, north = bounds
     paths = []
-    for z in (15, 16):
+    for z in (16, 17, 18):
         def tx(lon: float, z: int = z) -> int:
             return int((lon + 180) / 360 * 2 ** z)
 
