@@ -667,7 +667,10 @@ def serve(
 
     os.environ["TWIN_RUN_WORKER"] = "true" if job_worker else "false"
 
+    from geo.replicas import parse_replica_urls
+
     try:
+        parse_replica_urls(_settings().replica_urls)  # a mistaken URL is said before serving
         _engine(_settings())  # start and migrate before any worker needs the database
     except TwinError as error:
         raise _fail(error) from None
