@@ -199,3 +199,56 @@ def test_readiness_of_a_node_says_which_replicas_are_in_rotation(cluster):
     ready = httpx.get(f"{cluster.node_b}/readyz", timeout=10).json()
     assert json.dumps(ready)  # a JSON body
     assert ready["replicas"][0]["replica"].endswith(f":{cluster.base + 2}/twin")
+
+
+def _post_occupancy(cluster, crew_key: str, external_id: str, value: float) -> None:
+    observed = datetime.now(UTC).replace(microsecond=0).isoformat()
+    posted = httpx.post(f"{cluster.node_a}/readings", headers={"X-API-Key": crew_key},
+                        json=[{"asset_layer": "parking", "asset_external_id": external_id,
+                               "metric": "occupancy_pct", "observed_at": observed,
+                               "value": value}], timeout=30)
+    assert posted.status_code == 200, posted.text
+
+
+def _replica_state(cluster) -> dict:
+    return httpx.get(f"{cluster.node_b}/readyz", timeout=10).json()["replicas"][0]
+
+
+def test_a_replica_that_stops_replaying_serves_no_stale_read_and_leaves_rotation(
+        cluster, crew_key):
+    feature_id, external_id = _parking(cluster)
+    with cluster.replica.connect() as conn:
+        conn.execute(sa.text("SELECT pg_wal_replay_pause()"))
+    try:
+        value = 60 + (time.time() % 30)
+        _post_occupancy(cluster, crew_key, external_id, value)
+        written = time.monotonic()
+        seen = None
+        while time.monotonic() - written < 2.0:
+            item = httpx.get(f"{cluster.node_b}/ogc/collections/parking/items/{feature_id}",
+                             timeout=5)
+            seen = item.json()["properties"]["occupancy_pct"]
+            if seen == pytest.approx(value):
+                break
+            time.sleep(0.05)
+        # The replica has not replayed the write: node B read it from the primary.
+        assert seen == pytest.approx(value)
+        with cluster.replica.connect() as conn:
+            on_replica = conn.execute(sa.text(
+                "SELECT occ.value FROM parking t JOIN LATERAL (SELECT r.value FROM readings r "
+                "WHERE r.asset_id = t.id ORDER BY r.observed_at DESC LIMIT 1) occ ON TRUE "
+                "WHERE t.id = :id"), {"id": feature_id}).scalar()
+        assert on_replica != pytest.approx(value)
+        # Beyond TWIN_REPLICA_MAX_LAG_S (5 s) behind, it leaves rotation.
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and _replica_state(cluster)["in_rotation"]:
+            time.sleep(0.2)
+        state = _replica_state(cluster)
+        assert not state["in_rotation"] and "behind" in state["reason"], state
+    finally:
+        with cluster.replica.connect() as conn:
+            conn.execute(sa.text("SELECT pg_wal_replay_resume()"))
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and not _replica_state(cluster)["in_rotation"]:
+        time.sleep(0.2)
+    assert _replica_state(cluster)["in_rotation"]
