@@ -193,7 +193,8 @@ class ReadRouting:
             replica.monitor = None
             self._set(replica, False, f"unreachable: {_first_line(error)}", lag=None)
             return
-        replica.replayed = max(replica.replayed, int(replayed)) if recovering else -1
+        # Assigned, not raised: a replica made anew at the same address starts lower.
+        replica.replayed = int(replayed) if recovering else -1
         replica.checked_at = now
         if not recovering:
             self._set(replica, False, "not a standby (promoted or misconfigured)", lag=None)
