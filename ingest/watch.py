@@ -14,11 +14,12 @@ Several watchers split one feed with ``group``: each subscribes to the MQTT 5 sh
 subscription ``$share/<group>/<topic>`` and the broker hands each message to one member.
 Each member must have a client id of its own and keeps a persistent session, because of what
 mosquitto (2.0.11; its issues #1747 and #2662, and tests/ingest/test_watch_group.py) does
-with a member that goes away: the messages it had received but not acknowledged stay in *its* session, and so do the
-messages the broker goes on assigning to it round-robin while it is away; none is given to the
-others. They are delivered when a watcher with the same client id connects again (a supervisor
-restarting it: systemd, scripts/cluster.sh), and are lost only if the session expires first
-(``SESSION_EXPIRY_S``) or its queue overflows (``max_queued_messages``). Without a persistent
+with a member that goes away: the messages it had received but not acknowledged stay in *its*
+session, and so do the messages the broker goes on assigning to it round-robin while it is
+away; none is given to the others. They are delivered when a watcher with the same client id
+connects again (a supervisor restarting it: systemd, scripts/cluster.sh), and are lost only if
+the session expires first (``SESSION_EXPIRY_S``) or its queue overflows
+(``max_queued_messages``). Without a persistent
 session they would be lost at once, hence no clean sessions here. A message delivered to the
 killed member and to its restart is an unchanged upsert, so nothing is stored twice.
 
