@@ -74,7 +74,7 @@ TIPG_SPEC = "tipg==1.6.*"
 HOST = "127.0.0.1"
 CLIENTS = 32
 SEED = 7
-ZOOMS = (13, 14, 15, 16, 17)
+ZOOMS = (12, 13, 14, 15, 16, 17)
 FULL = {"scale": 10, "months": 3, "tiles": 500, "warm_requests": 3000, "tipg_repeat": 872,
         "items_requests": 60, "layers": ("manholes", "streets", "compounds")}
 QUICK = {"scale": 1, "months": 3, "tiles": 80, "warm_requests": 400, "tipg_repeat": 160,
@@ -249,6 +249,18 @@ def wrk_load(port: int, paths: list[str], duration_s: float, work_dir: Path,
 
 # -- servers --------------------------------------------------------------------------------
 
+def _unchunk(data: bytes) -> bytes:
+    out = b""
+    while data:
+        size_text, _, rest = data.partition(b"\r\n")
+        size = int(size_text.split(b";")[0], 16)
+        if size == 0:
+            break
+        out += rest[:size]
+        data = rest[size + 2:]
+    return out
+
+
 def free_port() -> int:
     """A free TCP port on the loopback address."""
     with socket.socket() as s:
@@ -259,15 +271,15 @@ def free_port() -> int:
 class Server:
     """A uvicorn server started by this script, in its own process group."""
 
-    def __init__(self, name: str, argv: list[str], env: dict, ready_path: str, log_dir: Path
-                 ) -> None:
+    def __init__(self, name: str, argv: list[str], env: dict, ready_path: str, log_dir: Path,
+                 cwd: Path = REPO) -> None:
         self.name, self.port = name, free_port()
         self.log_path = log_dir / f"{name}.log"
         argv = [*argv, "--host", HOST, "--port", str(self.port), "--log-level", "warning",
                 "--no-access-log"]
         with open(self.log_path, "wb") as out:
             self.process = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, cwd=REPO,
+                                            stdin=subprocess.DEVNULL, cwd=cwd,
                                             start_new_session=True)
         self._wait(ready_path)
 
@@ -295,6 +307,22 @@ class Server:
                 data += chunk
         head, _, body = data.partition(b"\r\n\r\n")
         return int(head.split(b" ", 2)[1]), body
+
+    def get_full(self, path: str) -> tuple[int, dict[str, str], bytes]:
+        """One GET on a fresh connection: (status, headers in lower case, body)."""
+        with socket.create_connection((HOST, self.port), timeout=120) as conn:
+            conn.sendall(f"GET {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n"
+                         .encode())
+            data = b""
+            while chunk := conn.recv(65536):
+                data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {k.strip().lower(): v.strip() for k, _, v in
+                   (line.partition(":") for line in lines[1:])}
+        if headers.get("transfer-encoding") == "chunked":
+            body = _unchunk(body)
+        return int(lines[0].split(" ", 2)[1]), headers, body
 
     def stop(self) -> None:
         """Stop the server (its process group) and wait for it."""
@@ -333,7 +361,7 @@ def uptime() -> str:
 
 # -- the workload ---------------------------------------------------------------------------
 
-def pick_tiles(engine, count: int) -> list[morecantile.Tile]:
+def pick_tiles(engine, count: int, zooms: tuple[int, ...] = ZOOMS) -> list[morecantile.Tile]:
     """A fixed, seeded list of distinct tiles at z13-17 over the sample's streets.
 
     Every tile at z13-17 over the streets' extent, in a seeded order; a sample of ``count``
@@ -344,7 +372,7 @@ def pick_tiles(engine, count: int) -> list[morecantile.Tile]:
             "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM "
             "(SELECT ST_Extent(geom) AS e FROM streets) q")).one()
     tms = morecantile.tms.get("WebMercatorQuad")
-    every = [t for z in ZOOMS for t in tms.tiles(west, south, east, north, [z])]
+    every = [t for z in zooms for t in tms.tiles(west, south, east, north, [z])]
     rng = random.Random(SEED)
     return rng.sample(every, min(count, len(every)))
 
@@ -431,6 +459,61 @@ def bench_items(server: Server, path: str, requests: int) -> dict | None:
     return {"path": path, "status": status, "measured": True, **result}
 
 
+def bench_per_zoom(tipg: Server, twin: Server, engine_url: sa.URL, layer: str,
+                   zooms: tuple[int, ...], per_zoom: int) -> dict:
+    """Each of up to ``per_zoom`` tiles per zoom, one at a time, from TiPg and the twin.
+
+    Alternated tile by tile (TiPg, then the twin) so both see the same machine. Per zoom:
+    median and p90 time, mean and largest size, features per tile, and how many tiles were
+    cut (the twin's Tile-Truncated header; TiPg: a tile holding exactly its 10,000 limit).
+    """
+    import mapbox_vector_tile
+
+    engine = create_engine(engine_url)
+    with engine.connect() as conn:
+        west, south, east, north = conn.execute(sa.text(
+            "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM "
+            f"(SELECT ST_Extent(geom) AS e FROM {layer}) q")).one()
+    engine.dispose()
+    tms = morecantile.tms.get("WebMercatorQuad")
+    rng = random.Random(SEED)
+    out: dict = {}
+    for z in zooms:
+        every = list(tms.tiles(west, south, east, north, [z]))
+        chosen = rng.sample(every, min(per_zoom, len(every)))
+        stats: dict = {name: {"ms": [], "bytes": [], "features": [], "cut": 0}
+                       for name in ("tipg", "twin")}
+        for tile in chosen:
+            for name, server, path in (
+                    ("tipg", tipg, tipg_paths(layer, [tile])[0]),
+                    ("twin", twin, twin_paths(layer, [tile])[0])):
+                started = time.perf_counter()
+                status, headers, body = server.get_full(path)
+                stats[name]["ms"].append((time.perf_counter() - started) * 1000)
+                stats[name]["bytes"].append(len(body) if status == 200 else 0)
+                decoded = mapbox_vector_tile.decode(body) if status == 200 and body else {}
+                # TiPg names its tile layer "default", the twin by the layer's id.
+                found = None
+                for key, value in decoded.items():
+                    if key in (layer, "default"):
+                        found = len(value["features"])
+                stats[name]["features"].append(found or 0)
+                if name == "twin" and "tile-truncated" in headers:
+                    stats[name]["cut"] += 1
+                if name == "tipg" and found == 10_000:
+                    stats[name]["cut"] += 1
+        out[str(z)] = {"tiles": len(chosen), "of": len(every), **{name: {
+            "median_ms": round(statistics.median(v["ms"]), 1) if v["ms"] else None,
+            "p90_ms": round(sorted(v["ms"])[int(0.9 * (len(v["ms"]) - 1))], 1)
+            if v["ms"] else None,
+            "mean_kb": round(statistics.mean(v["bytes"]) / 1024, 1) if v["bytes"] else None,
+            "max_kb": round(max(v["bytes"]) / 1024, 1) if v["bytes"] else None,
+            "max_features": max(v["features"]) if v["features"] else None,
+            "cut_tiles": v["cut"]} for name, v in stats.items()}}
+        log(f"z{z}: {out[str(z)]}")
+    return out
+
+
 def ratio(a: float | None, b: float | None) -> float | None:
     """The ratio of a to b, to two decimals (None without both)."""
     return round(a / b, 2) if a and b else None
@@ -498,8 +581,27 @@ def main() -> int:
                         "tiles.quick.json with --quick)")
     parser.add_argument("--layers", default=None,
                         help="layers to measure, comma-separated (default: the preset's)")
+    parser.add_argument("--sample-dir", type=Path, default=None,
+                        help="load this sample directory instead of generating one")
+    parser.add_argument("--scale", type=float, default=None, help="the generated sample's scale")
+    parser.add_argument("--zooms", default=None,
+                        help="zooms of the throughput walk, comma-separated (default 12-17)")
+    parser.add_argument("--per-zoom", type=int, default=0,
+                        help="also time up to N tiles per zoom one at a time (TiPg and the "
+                        "uncached twin, 1 worker): time, size, features, cut tiles")
+    parser.add_argument("--per-zoom-zooms", default="10,11,12,13,14",
+                        help="zooms of --per-zoom (default %(default)s)")
+    parser.add_argument("--against", type=Path, default=None,
+                        help="another checkout of the twin (e.g. a clone of main): its app, "
+                        "uncached, takes the warm twin's place in every alternated round, so "
+                        "before and after are measured side by side (reported as its 'warm')")
+    parser.add_argument("--no-walk", action="store_true",
+                        help="skip the throughput walks (with --per-zoom)")
     args = parser.parse_args()
     cfg = QUICK if args.quick else FULL
+    if args.scale:
+        cfg = {**cfg, "scale": args.scale}
+    zooms = tuple(int(z) for z in args.zooms.split(",")) if args.zooms else ZOOMS
     if args.layers:
         cfg = {**cfg, "layers": tuple(args.layers.split(","))}
     worker_counts = tuple(int(w) for w in args.workers.split(","))
@@ -523,7 +625,7 @@ def main() -> int:
         started = time.monotonic()
         cluster.start()
         results["timings_s"]["cluster_start"] = round(time.monotonic() - started, 1)
-        sample = args.data_dir / f"sample-s{cfg['scale']}-m{cfg['months']}"
+        sample = args.sample_dir or args.data_dir / f"sample-s{cfg['scale']}-m{cfg['months']}"
         started = time.monotonic()
         if not (sample / "manifest.json").exists():
             generate(sample, seed=SEED, scale=cfg["scale"], months=cfg["months"])
@@ -542,9 +644,9 @@ def main() -> int:
             results["postgres"] = conn.execute(sa.text("SHOW server_version")).scalar()
             results["postgis"] = conn.execute(sa.text("SELECT postgis_lib_version()")).scalar()
         log(f"sample loaded: {results['rows']} ({results['timings_s']})")
-        tiles = pick_tiles(engine, cfg["tiles"])
+        tiles = pick_tiles(engine, cfg["tiles"], zooms)
         results["tiles"] = {"count": len(tiles),
-                            "per_zoom": {z: sum(t.z == z for t in tiles) for z in ZOOMS}}
+                            "per_zoom": {z: sum(t.z == z for t in tiles) for z in zooms}}
         engine.dispose()
         socket_dir = str(cluster.socket_dir)
         db_url = f"postgresql://twin@/twin?host={socket_dir}"
@@ -578,12 +680,15 @@ def main() -> int:
         log_dir.mkdir()
         run = {"generator": args.generator, "duration_s": args.duration, "work_dir": home}
 
-        def twin(workers: int, cache_mb: int) -> Server:
+        def twin(workers: int, cache_mb: int, checkout: Path = REPO) -> Server:
             env = {**base_env, "TWIN_DATABASE_URL": db_url, "TWIN_TILE_CACHE_MB": str(cache_mb)}
             name = f"twin-{workers}w-{'cache' if cache_mb else 'nocache'}"
+            if checkout != REPO:
+                name = f"twin-{workers}w-against-nocache"
+            # uvicorn imports the app from its working directory first: the checkout's code.
             return Server(name, [str(REPO / ".venv" / "bin" / "uvicorn"), "--factory",
                                  "service.asgi:create", "--workers", str(workers), *io_args],
-                          env, "/healthz", log_dir)
+                          env, "/healthz", log_dir, cwd=checkout)
 
         def tipg(workers: int) -> Server:
             env = {**base_env, "DATABASE_URL": tipg_url, "TIPG_TILE_BUFFER": "64",
@@ -593,9 +698,20 @@ def main() -> int:
                                                *io_args],
                           env, "/healthz", log_dir)
 
-        for workers in worker_counts:
+        if args.per_zoom:
+            group = [tipg(1), twin(1, 0)]
+            servers.extend(group)
+            per_zoom_zooms = tuple(int(z) for z in args.per_zoom_zooms.split(","))
+            results["per_zoom"] = {layer: bench_per_zoom(
+                group[0], group[1], cluster.url, layer, per_zoom_zooms, args.per_zoom)
+                for layer in cfg["layers"]}
+            for server in group:
+                server.stop()
+                servers.remove(server)
+        for workers in worker_counts if not args.no_walk else ():
             log(f"{workers} worker(s): TiPg {tipg_version}, twin cache off, twin cache on")
-            group = [tipg(workers), twin(workers, 0), twin(workers, 256)]
+            group = [tipg(workers), twin(workers, 0),
+                     twin(workers, 0, args.against) if args.against else twin(workers, 256)]
             servers.extend(group)
             if workers == worker_counts[0]:  # one untimed pass warms PostgreSQL's buffers
                 for layer in cfg["layers"]:
@@ -612,7 +728,8 @@ def main() -> int:
             for server in group:
                 server.stop()
                 servers.remove(server)
-        results["summary"] = summarize(results, cfg)
+        results["summary"] = (summarize(results, cfg) if not (args.no_walk or args.against)
+                              else {})
     finally:
         for server in servers:
             server.stop()

@@ -13,8 +13,10 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from geo import filtering
 from geo.errors import Conflict, InvalidInput, NotFound
-from geo.vocabulary import ALERT_STATUSES, SEVERITIES
+from geo.i18n import SOURCE_LOCALE, Message, _, render, use_locale
+from geo.vocabulary import ALERT_STATUSES, SEVERITIES, STATUS_LABELS, label
 
 STATUSES = ALERT_STATUSES
 ACTIVE = ("open", "acknowledged", "in_progress")
@@ -54,10 +56,11 @@ class AlertFilter:
     kinds: tuple[str, ...] = ()
     assignees: tuple[str, ...] = ()
     ids: tuple[int, ...] = ()
+    filter: filtering.Filter | None = None  # a CQL2 filter on FIELDS
 
 
 def raise_alert(conn: Connection, *, kind: str, severity: str, asset_layer: str | None,
-                asset_id: int | None, geom_ewkt: str, reason: str,
+                asset_id: int | None, geom_ewkt: str, reason: str | Message,
                 details: dict | None = None, evidence_at: datetime | None = None,
                 evidence: str | None = None) -> tuple[int | None, bool]:
     """Open an alert, or update the active one of the same asset and kind.
@@ -73,10 +76,17 @@ def raise_alert(conn: Connection, *, kind: str, severity: str, asset_layer: str 
     alert is raised whatever came before.
     """
     if severity not in SEVERITIES:
-        raise InvalidInput(f"Severity '{severity}' is not one of {', '.join(SEVERITIES)}.")
+        raise InvalidInput(_("Severity '{severity}' is not one of {allowed}.", severity=severity,
+                             allowed=", ".join(SEVERITIES)))
     details = dict(details or {})
     if evidence is not None:
         details["evidence"] = evidence
+    if isinstance(reason, dict):
+        # Kept as a message, written in each reader's language (localised); the column holds
+        # the English for SQL readers and older clients.
+        details["reason_message"] = reason
+        with use_locale(SOURCE_LOCALE):
+            reason = render(reason)
     params = {"kind": kind, "severity": severity, "layer": asset_layer, "asset": asset_id,
               "geom": geom_ewkt, "reason": reason, "details": json.dumps(details, default=str),
               "evidence_at": evidence_at}
@@ -175,15 +185,16 @@ def act(conn: Connection, alert_id: int, action: str, *, actor: str,
         When the alert's status does not allow the action.
     """
     if action not in ACTIONS:
-        raise InvalidInput(f"Unknown action '{action}'; use one of {', '.join(ACTIONS)}.")
+        raise InvalidInput(_("Unknown action '{action}'; use one of {allowed}.", action=action,
+                             allowed=", ".join(ACTIONS)))
     status = conn.execute(sa.text("SELECT status FROM alerts WHERE id = :id FOR UPDATE"),
                           {"id": alert_id}).scalar()
     if status is None:
-        raise NotFound(f"There is no alert {alert_id}.")
+        raise NotFound(_("There is no alert {id}.", id=alert_id))
     allowed_from, to_status = ACTIONS[action]
     if status not in allowed_from:
-        raise Conflict(f"Alert {alert_id} is {status.replace('_', ' ')}, so '{action}' is "
-                       f"not possible.")
+        raise Conflict(_("Alert {id} is {status}, so '{action}' is not possible.", id=alert_id,
+                         status=label(STATUS_LABELS, status), action=action))
     _set_status(conn, alert_id, status, to_status, actor, note)
     return get_alert(conn, alert_id)
 
@@ -212,8 +223,8 @@ def get_alert(conn: Connection, alert_id: int) -> dict:
     row = conn.execute(sa.text(f"SELECT {_ALERT_COLUMNS} {_ALERT_FROM} WHERE a.id = :id"),
                        {"id": alert_id}).mappings().first()
     if row is None:
-        raise NotFound(f"There is no alert {alert_id}.")
-    alert = dict(row)
+        raise NotFound(_("There is no alert {id}.", id=alert_id))
+    alert = localised(dict(row))
     alert["history"] = [dict(r) for r in conn.execute(sa.text(
         "SELECT id, at, actor, from_status, to_status, note, evidence FROM alert_events "
         "WHERE alert_id = :id ORDER BY at, id"), {"id": alert_id}).mappings()]
@@ -226,26 +237,43 @@ def list_alerts(conn: Connection, where: AlertFilter, *, limit: int, offset: int
     clause, params = filter_clause(where)
     order = [f"{SORTABLE[name]} {'DESC' if desc else 'ASC'} NULLS LAST" for name, desc in sortby]
     order += ["a.updated_at DESC", "a.id DESC"]
-    return [dict(r) for r in conn.execute(sa.text(
+    return [localised(dict(r)) for r in conn.execute(sa.text(
         f"SELECT {_ALERT_COLUMNS} {_ALERT_FROM} WHERE {clause} "
         f"ORDER BY {', '.join(order)} LIMIT :limit OFFSET :offset"
     ), {**params, "limit": limit, "offset": offset}).mappings()]
 
 
+# What GET /alerts may filter by, as queryables of the one translator (geo.filtering).
+FIELDS = {f.name: f for f in (
+    filtering.Field("id", "integer", "a.id"), filtering.Field("status", "string", "a.status"),
+    filtering.Field("severity", "string", "a.severity"),
+    filtering.Field("kind", "string", "a.kind"),
+    filtering.Field("assignee", "string", "a.assignee"),
+    filtering.Field("asset_layer", "string", "a.asset_layer"),
+    filtering.Field("asset_id", "integer", "a.asset_id"),
+    filtering.Field("opened_at", "datetime", "a.opened_at"),
+    filtering.Field("updated_at", "datetime", "a.updated_at"),
+    filtering.Field("due_on", "date", "a.due_on"),
+    filtering.Field("geometry", "geometry", "a.geom"),
+)}
+
+
+def localised(alert: dict) -> dict:
+    """The alert with its reason in the current language (when it was kept as a message)."""
+    details = alert.get("details")
+    if isinstance(details, dict) and isinstance(details.get("reason_message"), dict):
+        alert["reason"] = render(details["reason_message"])
+    return alert
+
+
 def filter_clause(where: AlertFilter) -> tuple[str, dict]:
     """The WHERE clause (on alias ``a``) and parameters of an alert filter."""
-    clauses: list[str] = ["TRUE"]
-    params: dict[str, object] = {}
-    if where.bbox:
-        clauses.append("a.geom && ST_MakeEnvelope(:w, :s, :e, :n, 4326)")
-        params.update(zip("wsen", where.bbox, strict=True))
-    for column, values in (("status", where.statuses), ("severity", where.severities),
-                           ("kind", where.kinds), ("assignee", where.assignees),
-                           ("id", where.ids)):
-        if values:
-            clauses.append(f"a.{column} = ANY(:{column})")
-            params[column] = list(values)
-    return " AND ".join(clauses), params
+    equals = tuple((name, values) for name, values in (
+        ("status", where.statuses), ("severity", where.severities), ("kind", where.kinds),
+        ("assignee", where.assignees), ("id", where.ids)) if values)
+    return filtering.where_clause(
+        FIELDS, filtering.Criteria(bbox=where.bbox, equals=equals, filter=where.filter),
+        geometry="a.geom", what="alerts")
 
 
 def assign(conn: Connection, alert_id: int, *, actor: str, changes: dict) -> dict:
@@ -261,9 +289,10 @@ def assign(conn: Connection, alert_id: int, *, actor: str, changes: dict) -> dic
     row = conn.execute(sa.text("SELECT status, assignee, due_on FROM alerts WHERE id = :id "
                                "FOR UPDATE"), {"id": alert_id}).first()
     if row is None:
-        raise NotFound(f"There is no alert {alert_id}.")
+        raise NotFound(_("There is no alert {id}.", id=alert_id))
     if row.status not in ACTIVE:
-        raise Conflict(f"Alert {alert_id} is {row.status}, so it cannot be assigned.")
+        raise Conflict(_("Alert {id} is {status}, so it cannot be assigned.", id=alert_id,
+                         status=label(STATUS_LABELS, row.status)))
     new = {"assignee": changes.get("assignee", row.assignee),
            "due_on": changes.get("due_on", row.due_on)}
     if (new["assignee"], new["due_on"]) != (row.assignee, row.due_on):

@@ -16,8 +16,9 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from geo import filtering
 from geo.errors import InvalidInput
-from geo.layers import Layer, bbox_clause
+from geo.layers import Layer
 
 EXPORT_CHUNK_ROWS = 10_000
 # Decimal digits of GeoJSON coordinates: 1e-7 degree is about 1 cm.
@@ -53,6 +54,8 @@ class ExportQuery:
         west, south, east, north in degrees (EPSG:4326); features intersecting it.
     equals : tuple of (name, values)
         Property equality filters; a feature matches when the property equals any value.
+    filter : Filter, optional
+        A CQL2 filter (:func:`geo.filtering.parse_filter`), AND-ed with the rest.
     properties : tuple of str, optional
         The properties to export, in this order; None for all of the layer's.
     """
@@ -63,6 +66,7 @@ class ExportQuery:
     bbox: tuple[float, float, float, float] | None = None
     equals: tuple[tuple[str, tuple[object, ...]], ...] = ()
     properties: tuple[str, ...] | None = None
+    filter: filtering.Filter | None = None
 
     @property
     def property_names(self) -> tuple[str, ...]:
@@ -90,24 +94,15 @@ def _checked_name(layer: Layer, name: str) -> str:
 
 def _from_where(query: ExportQuery) -> tuple[str, dict]:
     layer = query.layer
-    clauses: list[str] = []
-    params: dict = {"as_of": query.as_of}
-    if query.bbox is not None:
-        clause, bbox_params = bbox_clause(query.bbox)
-        clauses.append(clause)
-        params.update(bbox_params)
+    time_range = None
     if query.since is not None and layer.time_property is not None:
-        clauses.append(f"q.{_checked_name(layer, layer.time_property)} >= :since")
-        params["since"] = query.since
-    for i, (name, values) in enumerate(query.equals):
-        column = _checked_name(layer, name)
-        if not values:
-            raise InvalidInput(f"{name}: give at least one value to filter by.")
-        binds = [f"eq_{i}_{j}" for j in range(len(values))]
-        clauses.append(f"q.{column} IN ({', '.join(':' + b for b in binds)})")
-        params.update(zip(binds, values, strict=True))
-    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-    return f"FROM ({layer.select}) q{where}", params
+        time_range = (layer.time_property, query.since, None)
+    clause, params = filtering.where_clause(
+        filtering.layer_fields(layer),
+        filtering.Criteria(bbox=query.bbox, time_range=time_range, equals=query.equals,
+                           filter=query.filter),
+        geometry="q.geom", what=f"'{layer.id}'")
+    return f"FROM ({layer.select}) q WHERE {clause}", {"as_of": query.as_of, **params}
 
 
 def has_multipart(conn: Connection, layer: Layer) -> bool:

@@ -15,8 +15,9 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from geo import filtering
 from geo.errors import InvalidInput
-from geo.layers import Layer, bbox_clause
+from geo.layers import Layer
 
 GEOJSON_DIGITS = 7
 # numberMatched: an exact count when the layer's table is estimated (pg_class.reltuples) to
@@ -39,6 +40,7 @@ class FeatureQuery:
     # (start, end), open ends None: applied to the layer's time property, if it has one.
     time_range: tuple[datetime | None, datetime | None] | None = None
     equals: tuple[tuple[str, tuple[object, ...]], ...] = ()  # (property, any of these values)
+    filter: filtering.Filter | None = None  # a CQL2 filter (OGC API - Features Part 3)
     sortby: tuple[tuple[str, bool], ...] = ()  # (property or "id", descending)
     properties: tuple[str, ...] | None = None  # None: all of the layer's properties
     limit: int = 100
@@ -66,9 +68,9 @@ class Page:
 
 
 def _properties_json(names: tuple[str, ...]) -> str:
-    if not names:
-        return "'{}'::json"
-    pairs = [f"'{n}', q.{n}" for n in names]
+    # The feature's id comes first among its properties too: clients such as QGIS show only
+    # properties as fields, and joins (road_damage.street_id, alerts.asset_id) need the id.
+    pairs = ["'id', q.id", *(f"'{n}', q.{n}" for n in names)]
     if len(pairs) <= _PAIRS_PER_CALL:
         return f"json_build_object({', '.join(pairs)})"
     chunks = [pairs[i:i + _PAIRS_PER_CALL] for i in range(0, len(pairs), _PAIRS_PER_CALL)]
@@ -82,31 +84,18 @@ def _feature_json(names: tuple[str, ...]) -> str:
 
 
 def _where(layer: Layer, query: FeatureQuery) -> tuple[str, dict]:
-    clauses: list[str] = []
-    params: dict = {"as_of": query.as_of}
-    if query.bbox is not None:
-        clause, bbox_params = bbox_clause(query.bbox)
-        clauses.append(clause)
-        params.update(bbox_params)
-    if query.time_range is not None and layer.time_property is not None:
-        start, end = query.time_range
-        column = f"q.{layer.time_property}"
-        if start is not None:
-            clauses.append(f"{column} >= :time_start")
-            params["time_start"] = start
-        if end is not None:
-            clauses.append(f"{column} <= :time_end")
-            params["time_end"] = end
-    for i, (name, values) in enumerate(query.equals):
-        if name not in layer.property_names:  # never a name that is not the layer's own
-            raise InvalidInput(f"'{name}' is not a property of '{layer.id}'.")
+    for name, values in query.equals:
         if not values or len(values) > MAX_VALUES_PER_PROPERTY:
             raise InvalidInput(f"{name}: give between 1 and {MAX_VALUES_PER_PROPERTY} values.")
-        binds = [f":eq_{i}_{j}" for j in range(len(values))]
-        clauses.append(f"q.{name} IN ({', '.join(binds)})")
-        params.update({b[1:]: v for b, v in zip(binds, values, strict=True)})
-    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-    return where, params
+    time_range = None
+    if query.time_range is not None and layer.time_property is not None:
+        time_range = (layer.time_property, *query.time_range)
+    clause, params = filtering.where_clause(
+        filtering.layer_fields(layer),
+        filtering.Criteria(bbox=query.bbox, time_range=time_range, equals=query.equals,
+                           filter=query.filter),
+        geometry="q.geom", what=f"'{layer.id}'")
+    return f"WHERE {clause}", {"as_of": query.as_of, **params}
 
 
 def _order_by(layer: Layer, query: FeatureQuery) -> str:

@@ -22,8 +22,10 @@ How to add a message
        LEGEND_TITLE = _l("Open alerts")       # module-level constant: a lazy string
        ngettext("{n} alert", "{n} alerts", n)  # plural forms; ``n`` is passed to format
 
-   Do not build a message from pieces (``_("Open") + " " + _("alerts")``): Chinese orders
-   words differently; translate the whole sentence. Values (names, ids, numbers) go in
+   Without values the text is returned as it is; with values, write a literal brace as
+   ``{{`` or pass it in a value. Do not build a message from pieces
+   (``_("Open") + " " + _("alerts")``): Chinese orders words differently; translate the
+   whole sentence. Values (names, ids, numbers) go in
    placeholders, formatted with :func:`format_decimal` / :func:`format_date` /
    :func:`format_datetime` so that they follow the locale too.
 2. Run ``.venv/bin/python scripts/i18n.py update``: it extracts every msgid from the code
@@ -35,9 +37,14 @@ How to add a message
 4. ``pytest tests/geo/test_i18n.py`` fails while any msgid lacks either translation, is fuzzy,
    or loses a placeholder.
 
+Texts kept in the database (an alert's reason) are kept as a *message*, not in one language:
+``deferred("...{value}...", value=...)`` is a JSON-able ``{"msgid": ..., "values": ...}``
+(values may be messages too, and ``{"date": "YYYY-MM-DD"}`` is a date), and
+:func:`render` writes it in the language of whoever reads it.
+
 Lazy strings (``_l``) are :class:`babel.support.LazyProxy` objects, translated each time they
-are turned into text (``str()``, f-strings, ``%``, ``+``); pass ``str(x)`` where a real ``str``
-is needed (JSON, ``isinstance`` checks).
+are turned into text (``str()``, f-strings, ``%``, ``+``, string methods); pass ``str(x)`` where
+a real ``str`` is needed (``json.dumps``, Jinja's ``tojson``, ``isinstance`` checks).
 
 Examples
 --------
@@ -63,7 +70,7 @@ from datetime import date, datetime, tzinfo
 from decimal import Decimal
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from babel import Locale, dates, numbers
 from babel.messages.mofile import write_mo
@@ -220,6 +227,8 @@ def _format(text: str, values: dict[str, Any]) -> str:
 
 def gettext(message: str, /, **values: Any) -> str:
     """``message`` in the current locale, with ``{placeholders}`` filled from ``values``."""
+    if not isinstance(message, str):  # a lazy string: it is already in the current locale
+        return _format(str(message), values)
     return _format(translations(current_locale()).ugettext(message), values)
 
 
@@ -232,12 +241,47 @@ def ngettext(singular: str, plural: str, n: int, /, **values: Any) -> str:
     return _format(text, {"n": format_decimal(n), **values})
 
 
-def lazy_gettext(message: str, /, **values: Any) -> LazyProxy:
-    """A string translated each time it is used: for module-level constants."""
-    return LazyProxy(gettext, message, enable_cache=False, **values)
+def lazy_gettext(message: str, /, **values: Any) -> str:
+    """A string translated each time it is used: for module-level constants.
+
+    Typed as ``str`` because it acts as one wherever text is used (formatting, ``+``,
+    ``html.escape``, string methods); only ``json.dumps`` and Jinja's ``tojson`` need
+    ``str(x)`` first (``maps.elements.js_value`` does that).
+    """
+    return cast(str, LazyProxy(gettext, message, enable_cache=False, **values))
 
 
 _l = lazy_gettext
+
+
+Message = dict[str, Any]
+
+
+def deferred(message: str, /, **values: Any) -> Message:
+    """A message to keep (in JSON) and write later, in its reader's language, with :func:`render`.
+
+    Examples
+    --------
+    >>> reason = deferred("Why: {reason}", reason=deferred("this alert"))
+    >>> with use_locale("zh"):
+    ...     render(reason)
+    '原因：此告警'
+    """
+    return {"msgid": message, "values": values}
+
+
+def render(message: Message | str | None) -> str:
+    """A :func:`deferred` message (or plain text, as it is) in the current locale."""
+    if not isinstance(message, dict):
+        return "" if message is None else str(message)
+    if "date" in message and len(message) == 1:
+        try:
+            return format_date(date.fromisoformat(str(message["date"])[:10]))
+        except ValueError:
+            return str(message["date"])
+    values = {k: render(v) if isinstance(v, dict) else v
+              for k, v in (message.get("values") or {}).items()}
+    return gettext(str(message.get("msgid", "")), **values)
 
 
 def N_(message: str) -> str:  # noqa: N802 - the gettext convention
@@ -261,15 +305,35 @@ def format_date(value: date | datetime, format: str = "medium") -> str:
 
 
 def format_datetime(
-    value: datetime, format: str = "medium", tz: tzinfo | str | None = None
+    value: datetime, format: str = "minute", tz: tzinfo | str | None = None
 ) -> str:
     """A date and time in the current locale, in ``tz`` (the value's own zone when None).
 
-    A naive ``value`` is taken as UTC, as the twin stores times.
+    ``format`` is ``minute`` (the date, and the time to the minute on a 24-hour clock: what
+    crews and planners read), or Babel's short, medium, long, full or a pattern. A naive
+    ``value`` is taken as UTC, as the twin stores times.
+
+    Examples
+    --------
+    >>> when = datetime(2026, 10, 30, 8, 15)
+    >>> with use_locale("en"):
+    ...     format_datetime(when)
+    'Oct 30, 2026 08:15'
+    >>> with use_locale("zh"):
+    ...     format_datetime(when)
+    '2026年10月30日 08:15'
     """
     if tz is None and value.tzinfo is not None:
         tz = value.tzinfo
     zone = dates.get_timezone(tz) if isinstance(tz, str) else tz
+    if format == "minute":
+        # CLDR has date and time skeletons apart: the locale's own date, then its 24 h time.
+        when = value if value.tzinfo is not None else value.replace(tzinfo=dates.UTC)
+        if zone is not None:
+            when = when.astimezone(zone)
+        locale = babel_locale()
+        return (dates.format_skeleton("yMMMd", when, locale=locale) + " "
+                + dates.format_skeleton("Hm", when, locale=locale))
     return dates.format_datetime(value, format=format, tzinfo=zone, locale=babel_locale())
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from geo import STORAGE_SRID
 from geo.settings import PCI_THRESHOLD
 
 if TYPE_CHECKING:
@@ -93,6 +92,29 @@ BACKLOG_SELECT = (
     "AND r.observed_at <= :as_of ORDER BY r.observed_at DESC LIMIT 1) pci ON TRUE "
     f"WHERE pci.value < {PCI_THRESHOLD:g} AND (t.resurfaced_on IS NULL "
     "OR pci.observed_at >= CAST(t.resurfaced_on AS timestamptz))"
+)
+
+# Forecasts: the newest prediction per asset, metric and horizon made as of :as_of, on the
+# asset's geometry. The threshold is the one scoring uses by default (predict.road's
+# default_threshold: PCI 55, else the middle of the metric's range). The district is the
+# asset's.
+_ASSET_PLACES = " UNION ALL ".join(
+    f"SELECT x.geom, x.external_id, x.source, {name} AS name, x.district_id FROM {table} x "
+    f"WHERE p.asset_layer = '{table}' AND x.id = p.asset_id"
+    for table, name in (("streets", "x.name"), ("manholes", "NULL::text"),
+                        ("parking", "x.name"), ("compounds", "x.name")))
+FORECASTS_SELECT = (
+    "SELECT p.id, coalesce(a.geom, p.geom) AS geom, a.external_id, a.source, a.name, "
+    "dx.name AS district, dx.community, dx.sub_district, p.asset_layer, p.asset_id, "
+    "m.name AS metric, p.horizon_days, p.target_date, p.value, p.lower, p.upper, "
+    f"CASE m.name WHEN 'pci' THEN {PCI_THRESHOLD:g} ELSE (m.min_value + m.max_value) / 2 END "
+    "AS threshold, p.days_to_threshold, p.model_version, p.as_of "
+    "FROM (SELECT DISTINCT ON (asset_layer, asset_id, metric_id, horizon_days) * "
+    "FROM predictions WHERE asset_id IS NOT NULL AND metric_id IS NOT NULL "
+    "AND as_of <= :as_of ORDER BY asset_layer, asset_id, metric_id, horizon_days, "
+    "as_of DESC, created_at DESC, id DESC) p JOIN metrics m ON m.id = p.metric_id "
+    f"JOIN LATERAL ({_ASSET_PLACES}) a ON TRUE "
+    "LEFT JOIN districts dx ON dx.id = a.district_id"
 )
 
 LAYERS: dict[str, Layer] = {
@@ -180,14 +202,23 @@ LAYERS: dict[str, Layer] = {
             "Alerts for crews: what, where, why, and their status.",
             "Geometry",
             "SELECT t.id, t.geom, t.kind, t.severity, t.status, t.reason, t.asset_layer, "
-            "t.asset_id, t.opened_at, t.updated_at, CAST(t.details AS text) AS details"
-            f"{_DISTRICT_COLUMNS} FROM alerts t{_IN_DISTRICT} WHERE t.opened_at <= :as_of",
+            "t.asset_id, x.external_id AS asset_external_id, t.opened_at, t.updated_at, "
+            "t.closed_at, t.details ->> 'evidence' AS evidence, t.evidence_at, t.assignee, "
+            f"t.due_on, t.details::text AS details{_DISTRICT_COLUMNS} FROM alerts t "
+            f"LEFT JOIN assets x ON x.id = t.asset_id AND x.layer = t.asset_layer{_IN_DISTRICT} "
+            "WHERE t.opened_at <= :as_of",
             (Property("kind", "string"), Property("severity", "string"),
              Property("status", "string"), Property("reason", "string"),
              Property("asset_layer", "string"), Property("asset_id", "integer"),
+             Property("asset_external_id", "string", "The asset's id in its source system"),
              Property("opened_at", "datetime"), Property("updated_at", "datetime"),
-             Property("details", "string", "The evidence behind the alert, as a JSON object "
-                      "in text (the same in every format)"),
+             Property("closed_at", "datetime", "When it was resolved or dismissed"),
+             Property("evidence", "string", "What the alert was raised on"),
+             Property("evidence_at", "datetime", "When that evidence was observed"),
+             Property("assignee", "string", "The crew or team to do the work"),
+             Property("due_on", "date", "When the work is due"),
+             Property("details", "string", "The rule's figures, as JSON text (the same in "
+                      "every format)"),
              *_DISTRICT),
             time_property="opened_at", table="alerts", depends_on=("districts",),
         ),
@@ -225,6 +256,28 @@ LAYERS: dict[str, Layer] = {
              Property("area_km2", "number", "Area in square kilometres")),
             table="districts",
         ),
+        Layer(
+            "forecasts", "Forecasts",
+            "The newest forecast of each asset's condition per metric and horizon made as of "
+            "the time asked: median value, interval, threshold and days until it is crossed.",
+            "Geometry", FORECASTS_SELECT,
+            (*_ASSET, Property("name", "string"), *_DISTRICT,
+             Property("asset_layer", "string"), Property("asset_id", "integer"),
+             Property("metric", "string"), Property("horizon_days", "integer"),
+             Property("target_date", "date", "The day forecast"),
+             Property("value", "number", "Median forecast"),
+             Property("lower", "number", "Lower end of the forecast interval"),
+             Property("upper", "number", "Upper end of the forecast interval"),
+             Property("threshold", "number", "The metric's repair threshold"),
+             Property("days_to_threshold", "integer",
+                      "Days from as_of until the median crosses the threshold (none: not "
+                      "within the look-ahead)"),
+             Property("model_version", "string"),
+             Property("as_of", "datetime", "What the forecast knew: data up to this time")),
+            # No table of its own: its extent is its assets' (not the predictions' own geom).
+            depends_on=("predictions", "streets", "manholes", "parking", "compounds",
+                        "districts"),
+        ),
     )
 }
 
@@ -256,10 +309,3 @@ def table_versions(conn: Connection) -> dict[str, int]:
 
     return dict(conn.execute(sa.text("SELECT layer, version FROM layer_versions")).all())
 
-
-def bbox_clause(bbox: tuple[float, float, float, float]) -> tuple[str, dict]:
-    """A WHERE clause keeping the rows of a layer query ``q`` that meet a lon/lat box."""
-    return (
-        f"ST_Intersects(q.geom, ST_MakeEnvelope(:west, :south, :east, :north, {STORAGE_SRID}))",
-        dict(zip(("west", "south", "east", "north"), bbox, strict=True)),
-    )

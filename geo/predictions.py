@@ -148,6 +148,30 @@ def street_neighbours(conn: Connection, distance_m: float) -> pd.DataFrame:
         {"deg": distance_m * _DEG_PER_M_BOUND, "m": distance_m}), ["asset_id", "neighbour_id"])
 
 
+def street_resurfacing_work(conn: Connection, until: datetime) -> pd.DataFrame:
+    """Recorded resurfacing of streets (asset_id, done_at, action) done by ``until``."""
+    from geo.work import RESURFACING
+
+    return _frame(conn.execute(sa.text(
+        "SELECT asset_id, done_at, action FROM work_records WHERE asset_layer = 'streets' "
+        "AND action = ANY(:actions) AND done_at <= :until ORDER BY asset_id, done_at"),
+        {"actions": list(RESURFACING), "until": until}), ["asset_id", "done_at", "action"])
+
+
+def street_programme(conn: Connection, until: datetime) -> pd.DataFrame:
+    """Paving programme entries published by ``until``.
+
+    An entry without a publication date counts as published on 1 January of the year before
+    its own (an annual programme adopted with the budget); ``predict.features.programme_dates``
+    applies the same rule to the frame.
+    """
+    return _frame(conn.execute(sa.text(
+        "SELECT street_id AS asset_id, year, treatment, planned_on, published_on "
+        "FROM paving_programme WHERE coalesce(published_on, make_date(year - 1, 1, 1)) "
+        "<= CAST(:until AS timestamptz)::date ORDER BY street_id, year"), {"until": until}),
+        ["asset_id", "year", "treatment", "planned_on", "published_on"])
+
+
 def debris_observations(conn: Connection, until: datetime) -> pd.DataFrame:
     """Debris observations made by ``until``, with their point (lon/lat)."""
     return _frame(conn.execute(sa.text(

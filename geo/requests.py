@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from geo.errors import InvalidInput, NotFound
+from geo.i18n import N_, deferred
 
 MATTERS = ("big", "small", "private")
 DUPLICATE_RADIUS_M = 30.0
@@ -71,71 +72,76 @@ class Service:
 
 
 _WHERE_DRAIN = Attribute(
-    "where", "Where is the drain?", required=True,
-    values=(("street", "On a street or public space"), ("compound", "Inside a compound"),
-            ("inside_home", "Inside my home (sink, toilet, private pipe)")))
+    "where", N_("Where is the drain?"), required=True,
+    values=(("street", N_("On a street or public space")),
+            ("compound", N_("Inside a compound")),
+            ("inside_home", N_("Inside my home (sink, toilet, private pipe)"))))
 _WHERE_LIGHT = Attribute(
-    "where", "Where is the light?", required=True,
-    values=(("street", "On a street"), ("compound", "Inside a compound")))
+    "where", N_("Where is the light?"), required=True,
+    values=(("street", N_("On a street")), ("compound", N_("Inside a compound"))))
 
 SERVICES: dict[str, Service] = {s.code: s for s in (
-    Service("pothole", "Pothole", "A hole in the road surface (坑槽).", "Roads",
+    Service("pothole", N_("Pothole"), N_("A hole in the road surface."), N_("Roads"),
             ("pothole", "road", "坑槽"), "big", "roads", 72,
-            (Attribute("size", "How big is it?", required=True,
-                       values=(("small", "Smaller than a shoe box"),
-                               ("medium", "About a bucket"),
-                               ("large", "Larger than a bicycle wheel"))),),
+            (Attribute("size", N_("How big is it?"), required=True,
+                       values=(("small", N_("Smaller than a shoe box")),
+                               ("medium", N_("About a bucket")),
+                               ("large", N_("Larger than a bicycle wheel")))),),
             alert_kinds=("road_wear",), observation="road_damage"),
-    Service("road_cracking", "Road cracking", "Cracks in the road surface (路面裂缝).", "Roads",
+    Service("road_cracking", N_("Road cracking"), N_("Cracks in the road surface."),
+            N_("Roads"),
             ("crack", "road", "裂缝"), "big", "roads", 720,
-            (Attribute("crack_type", "What do the cracks look like?",
-                       values=(("longitudinal", "Along the road"),
-                               ("transverse", "Across the road"),
-                               ("alligator", "A web of cracks"))),),
+            (Attribute("crack_type", N_("What do the cracks look like?"),
+                       values=(("longitudinal", N_("Along the road")),
+                               ("transverse", N_("Across the road")),
+                               ("alligator", N_("A web of cracks")))),),
             alert_kinds=("road_wear",)),
-    Service("manhole_cover", "Manhole cover missing or broken",
-            "A manhole cover that is missing, broken, open or tilted (井盖缺失/破损).",
-            "Manholes", ("manhole", "cover", "井盖"), "big", "utilities", 4,
-            (Attribute("cover_state", "What is wrong with the cover?", required=True,
-                       values=(("missing", "Missing"), ("broken", "Broken"),
-                               ("open", "Open"), ("tilted", "Tilted or loose"))),),
+    Service("manhole_cover", N_("Manhole cover missing or broken"),
+            N_("A manhole cover that is missing, broken, open or tilted."),
+            N_("Manholes"), ("manhole", "cover", "井盖"), "big", "utilities", 4,
+            (Attribute("cover_state", N_("What is wrong with the cover?"), required=True,
+                       values=(("missing", N_("Missing")), ("broken", N_("Broken")),
+                               ("open", N_("Open")), ("tilted", N_("Tilted or loose")))),),
             alert_kinds=("manhole_cover_open", "manhole_tilt")),
-    Service("blocked_drain", "Blocked or overflowing drain",
-            "A drain or gully that is blocked or overflowing (下水道堵塞/积水).", "Drainage",
+    Service("blocked_drain", N_("Blocked or overflowing drain"),
+            N_("A drain or gully that is blocked or overflowing."), N_("Drainage"),
             ("drain", "flooding", "下水道", "积水"), "big", "drainage", 24,
             (_WHERE_DRAIN,
-             Attribute("flooding", "Is water standing on the road?",
-                       values=(("yes", "Yes"), ("no", "No")))),
+             Attribute("flooding", N_("Is water standing on the road?"),
+                       values=(("yes", N_("Yes")), ("no", N_("No"))))),
             matter_by_attribute={"where": {"inside_home": "private"}},
             alert_kinds=("manhole_flooding",)),
-    Service("debris_pile", "Debris or construction-spoil pile",
-            "Construction spoil or rubble left in a public place (渣土堆积).", "Debris",
+    Service("debris_pile", N_("Debris or construction-spoil pile"),
+            N_("Construction spoil or rubble left in a public place."), N_("Debris"),
             ("debris", "spoil", "rubble", "渣土"), "small", None, 168,
-            (Attribute("volume", "About how much is there?", required=True,
-                       values=(("lt1", "Less than 1 m³ (a few bags)"),
-                               ("1to5", "1-5 m³ (a small truck)"),
-                               ("gt5", "More than 5 m³"))),
-             Attribute("material", "What is it mostly?", required=False,
-                       values=(("soil", "Soil"), ("rubble", "Bricks and concrete"),
-                               ("mixed", "Mixed")))),
+            (Attribute("volume", N_("About how much is there?"), required=True,
+                       values=(("lt1", N_("Less than 1 m³ (a few bags)")),
+                               ("1to5", N_("1-5 m³ (a small truck)")),
+                               ("gt5", N_("More than 5 m³")))),
+             Attribute("material", N_("What is it mostly?"), required=False,
+                       values=(("soil", N_("Soil")), ("rubble", N_("Bricks and concrete")),
+                               ("mixed", N_("Mixed"))))),
             observation="debris_piles"),
-    Service("illegal_dumping", "Illegal dumping",
-            "Household waste, furniture or bulky items dumped in a public place (乱倒垃圾).",
-            "Debris", ("dumping", "waste", "垃圾"), "small", None, 72,
-            (Attribute("waste_type", "What was dumped?",
-                       values=(("household", "Household waste"), ("bulky", "Furniture or "
-                               "bulky items"), ("other", "Other"))),)),
-    Service("ground_lock", "Private ground lock on public parking",
-            "A private lock or barrier taking a public parking space (私装地锁).", "Parking",
+    Service("illegal_dumping", N_("Illegal dumping"),
+            N_("Household waste, furniture or bulky items dumped in a public place."),
+            N_("Debris"), ("dumping", "waste", "垃圾"), "small", None, 72,
+            (Attribute("waste_type", N_("What was dumped?"),
+                       values=(("household", N_("Household waste")),
+                               ("bulky", N_("Furniture or bulky items")),
+                               ("other", N_("Other")))),)),
+    Service("ground_lock", N_("Private ground lock on public parking"),
+            N_("A private lock or barrier taking a public parking space."), N_("Parking"),
             ("parking", "ground lock", "地锁"), "small", None, 168),
-    Service("occupied_green_space", "Occupied green space",
-            "Green space taken for vegetable plots, storage or parking (占用绿地).",
-            "Green space", ("green space", "绿地"), "small", None, 336),
-    Service("streetlight", "Broken streetlight", "A streetlight that is off, flickering or "
-            "damaged (路灯损坏).", "Lighting", ("streetlight", "路灯"), "big", "lighting", 72,
+    Service("occupied_green_space", N_("Occupied green space"),
+            N_("Green space taken for vegetable plots, storage or parking."),
+            N_("Green space"), ("green space", "绿地"), "small", None, 336),
+    Service("streetlight", N_("Broken streetlight"),
+            N_("A streetlight that is off, flickering or damaged."), N_("Lighting"),
+            ("streetlight", "路灯"), "big", "lighting", 72,
             (_WHERE_LIGHT,), matter_by_attribute={"where": {"compound": "small"}}),
-    Service("other", "Something else", "Describe the problem; it is triaged from the "
-            "description (其他).", "Other", ("other", "其他"), None, "city_management", None),
+    Service("other", N_("Something else"),
+            N_("Describe the problem; it is triaged from the description."), N_("Other"),
+            ("other", "其他"), None, "city_management", None),
 )}
 
 _DEBRIS_VOLUME_M3 = {"lt1": 0.5, "1to5": 3.0, "gt5": 8.0}
@@ -578,13 +584,14 @@ def escalate_overdue(conn: Connection, now: datetime | None = None) -> list[tupl
     escalated = []
     for row in overdue_requests(conn, now):
         service = SERVICES.get(row["service_code"])
-        name = service.name if service else row["service_code"]
+        name = deferred(service.name) if service else row["service_code"]
         alert_id, _ = raise_alert(
             conn, kind=OVERDUE_KIND, severity=OVERDUE_SEVERITY[row["matter"]],
             asset_layer="service_requests", asset_id=row["id"], geom_ewkt=row["ewkt"],
-            reason=f"Resident request {row['id']} ({name}) is overdue since "
-                   f"{row['expected_at']:%Y-%m-%d %H:%M %Z}; responsible: "
-                   f"{row['responsible_party']}.",
+            reason=deferred("Resident request {id} ({name}) is overdue since {since}; "
+                            "responsible: {party}.", id=row["id"], name=name,
+                            since=f"{row['expected_at']:%Y-%m-%d %H:%M %Z}",
+                            party=row["responsible_party"]),
             details={"service_request_id": str(row["id"]), "service_code": row["service_code"],
                      "matter": row["matter"], "responsible_party": row["responsible_party"],
                      "expected_datetime": row["expected_at"].isoformat()})

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 from geo.errors import InvalidInput
+from geo.i18n import _, format_decimal
 
 # C0 controls, DEL and C1 controls; free text keeps tab, newline and carriage return.
 _LINE_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -61,13 +62,16 @@ def check_text(value: str, field: str, *, max_chars: int, free_text: bool = Fals
     """
     found = (_FREE_CONTROLS if free_text else _LINE_CONTROLS).search(value)
     if found:
-        raise InvalidInput(f"{shown(field)} holds a control character "
-                           f"(U+{ord(found.group()):04X}), which is not allowed.")
+        raise InvalidInput(_("{field} holds a control character ({code}), which is not "
+                             "allowed.", field=shown(field),
+                             code=f"U+{ord(found.group()):04X}"))
     if len(value) > max_chars:
-        raise InvalidInput(f"{shown(field)} is {len(value):,} characters; at most "
-                           f"{max_chars:,} are allowed.")
+        raise InvalidInput(_("{field} is {length} characters; at most {most} are allowed.",
+                             field=shown(field), length=format_decimal(len(value)),
+                             most=format_decimal(max_chars)))
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise InvalidInput(f"{shown(field)} is not valid Unicode text.") from None
+        raise InvalidInput(_("{field} is not valid Unicode text.",
+                             field=shown(field))) from None
     return value

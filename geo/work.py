@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from geo.errors import InvalidInput
+from geo.i18n import _
 
 # What a crew may record, per layer of the asset worked on (one source for the vocabulary).
 ACTIONS: dict[str, tuple[str, ...]] = {
@@ -31,11 +32,11 @@ def check_action(layer: str | None, action: str) -> None:
     """Refuse an action that is not in the layer's vocabulary, in one sentence."""
     allowed = ACTIONS.get(layer or "")
     if not allowed:
-        raise InvalidInput(f"Work on {layer or 'this alert'} is not recorded: work records are "
-                           f"for {', '.join(ACTIONS)}.")
+        raise InvalidInput(_("Work on {what} is not recorded: work records are for {layers}.",
+                             what=layer or _("this alert"), layers=", ".join(ACTIONS)))
     if action not in allowed:
-        raise InvalidInput(f"work.action: '{action}' is not work on {layer}; use one of "
-                           f"{', '.join(allowed)}.")
+        raise InvalidInput(_("work.action: '{action}' is not work on {layer}; use one of "
+                             "{allowed}.", action=action, layer=layer, allowed=", ".join(allowed)))
 
 
 def record(conn: Connection, *, alert_id: int | None, asset_layer: str, asset_id: int,

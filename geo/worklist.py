@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from geo.alerts import ACTIVE
+from geo.alerts import ACTIVE, localised
 from geo.layers import BACKLOG_SELECT
 
 # Within this distance of an alert, compounds' households count as exposed.
@@ -30,7 +30,7 @@ def open_alerts(conn: Connection, bbox: tuple[float, float, float, float] | None
     if bbox:
         in_bbox = "a.geom && ST_MakeEnvelope(:w, :s, :e, :n, 4326)"
         params.update(zip("wsen", bbox, strict=True))
-    return [dict(r) for r in conn.execute(sa.text(
+    return [localised(dict(r)) for r in conn.execute(sa.text(
         "SELECT a.id, a.kind, a.severity, a.status, a.reason, a.asset_layer, a.asset_id, "
         "x.external_id AS asset_external_id, a.details, a.opened_at, a.updated_at, "
         "a.evidence_at, a.assignee, a.due_on, ST_AsGeoJSON(a.geom, 7)::json AS geometry, "

@@ -136,6 +136,12 @@ KEYWORDS: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
         ("longitudinal", "D00"), ("transverse", "D10"), ("alligator", "D20"),
         ("crocodile", "D20"), ("fatigue", "D20"), ("pothole", "D40"), ("pot hole", "D40"),
     ),
+    ("districts", "level"): (
+        ("sub district", "sub_district"), ("subdistrict", "sub_district"),
+        ("street office", "sub_district"), ("township", "sub_district"),
+        ("town", "sub_district"), ("jiedao", "sub_district"), ("community", "community"),
+        ("village", "community"), ("shequ", "community"), ("grid", "grid"), ("wangge", "grid"),
+    ),
 }
 OSM_CLASS_COLUMNS = {"streets": "highway", "manholes": "manhole", "parking": "parking"}
 OSM_TAGS = ("osm_id", "highway", "building", "amenity", "man_made", "landuse", "other_tags",
@@ -229,6 +235,13 @@ def detect_preset(columns: dict[str, ColumnProfile]) -> str | None:
     return None
 
 
+# District levels as Chinese files write them (in the value, often after a name): grid 网格;
+# community 社区, village 村, residents' committee 居委会; sub-district 街道, town 镇/乡.
+DISTRICT_LEVEL_WORDS = (("网格", "grid"), ("社区", "community"), ("居委会", "community"),
+                        ("村", "community"), ("街道", "sub_district"), ("镇", "sub_district"),
+                        ("乡", "sub_district"))
+
+
 def nearest_value(value: str, table: str, field_name: str, vocabulary: Vocabulary) -> str:
     """The twin's value nearest a city's class value, or ``other``.
 
@@ -238,10 +251,18 @@ def nearest_value(value: str, table: str, field_name: str, vocabulary: Vocabular
     >>> [nearest_value(v, "streets", "road_class", ROAD_CLASSES)
     ...  for v in ("living_street", "A41", "S1400", "Minor Arterial", "footway", "Residental")]
     ['residential', 'residential', 'residential', 'secondary', 'other', 'residential']
+    >>> from geo.vocabulary import DISTRICT_LEVELS
+    >>> [nearest_value(v, "districts", "level", DISTRICT_LEVELS)
+    ...  for v in ("网格", "社区", "行政村", "街道办事处", "Township", "Sub-district", "ward")]
+    ['grid', 'community', 'community', 'sub_district', 'sub_district', 'sub_district', 'other']
     """
     text = str(value).strip()
     if text in vocabulary.values:
         return text
+    if (table, field_name) == ("districts", "level"):
+        for word, level in DISTRICT_LEVEL_WORDS:
+            if word in text:
+                return level
     if (table, field_name) == ("streets", "road_class"):
         code = text.upper()
         if code in MTFCC:
@@ -397,7 +418,7 @@ def draft_mapping(path: Path | str, layer: str, *, layer_name: str | None = None
 def _decide(spec_field: Field, table: str, columns: dict[str, ColumnProfile],
             preset: str | None, taken: set[str], rows: int) -> dict | None:
     name = spec_field.name
-    vocabulary = FIELD_VOCABULARIES.get((table, name))
+    vocabulary = FIELD_VOCABULARIES.get((table, name)) or spec_field.vocabulary
     if name == "external_id":
         column, why = _id_column(columns, preset, taken)
         return {"column": column, "why": why} if column else {
@@ -497,7 +518,8 @@ def render(draft: Draft, path: Path, info, columns: dict[str, ColumnProfile], ro
     simple, tables = [], []
     for spec_field in spec.fields:
         decided = draft.fields.get(spec_field.name)
-        vocabulary = FIELD_VOCABULARIES.get((LAYER_TABLES[draft.layer], spec_field.name))
+        vocabulary = (FIELD_VOCABULARIES.get((LAYER_TABLES[draft.layer], spec_field.name))
+                      or spec_field.vocabulary)
         about = _about(spec_field, vocabulary)
         if decided is None:
             simple.append(f"# {spec_field.name}: no column found ({about})")

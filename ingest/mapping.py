@@ -43,6 +43,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from geo.errors import InvalidInput
+from geo.i18n import _
 
 # Factors to the twin's units (metres, square and cubic metres, m/km).
 UNIT_FACTORS: dict[str, float] = {
@@ -212,9 +213,10 @@ def load_mapping(path: Path) -> Mapping:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise InvalidInput(f"Mapping file {path} does not exist.") from None
+        raise InvalidInput(_("Mapping file {path} does not exist.", path=path)) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"Mapping file {path} is not valid TOML: {exc}.") from None
+        raise InvalidInput(_("Mapping file {path} is not valid TOML: {error}.", path=path,
+                             error=exc)) from None
     try:
         return Mapping.model_validate(data)
     except ValidationError as exc:

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 
 from geo import store
 from geo.errors import InvalidInput
+from geo.i18n import _
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
@@ -71,9 +72,10 @@ def metrics_from_toml(path: Path) -> list[MetricDeclaration]:
     try:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise InvalidInput(f"Metrics file {path} does not exist.") from None
+        raise InvalidInput(_("Metrics file {path} does not exist.", path=path)) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"Metrics file {path} is not valid TOML: {exc}.") from None
+        raise InvalidInput(_("Metrics file {path} is not valid TOML: {error}.", path=path,
+                             error=exc)) from None
     tables = data.get("metrics")
     if not isinstance(tables, dict) or not tables:
         raise InvalidInput(f"Metrics file {path} declares no [metrics.NAME] tables.")

@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from geo import store
 from geo.errors import InvalidInput, TwinError
+from geo.i18n import _
 from geo.layers import canonical_name
 from ingest import readers
 from ingest.fields import LAYER_TABLES, LAYERS, READING_FIELDS, READINGS
@@ -210,11 +211,10 @@ def ingest_file(
         )
     mapping = load_mapping(mapping_path) if mapping_path else None
     if mapping and mapping.layer and canonical_name(mapping.layer) != layer:
-        raise InvalidInput(
-            f"Mapping file {mapping_path} is for layer '{mapping.layer}', not '{layer}'."
-        )
+        raise InvalidInput(_("Mapping file {path} is for layer '{mapped}', not '{layer}'.",
+                             path=mapping_path, mapped=mapping.layer, layer=layer))
     if not path.is_file():
-        raise InvalidInput(f"{path} does not exist or is not a file.")
+        raise InvalidInput(_("{path} does not exist or is not a file.", path=path))
     source = source or (mapping.source if mapping else None) or path.stem
     report = RunReport(
         layer=layer,

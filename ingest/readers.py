@@ -24,6 +24,7 @@ import shapely
 from pyogrio.errors import DataLayerError, DataSourceError
 
 from geo.errors import CRSError, InvalidInput
+from geo.i18n import _
 
 # Extension -> format: GDAL's driver name for the formats GDAL reads.
 FORMATS = {
@@ -100,14 +101,14 @@ def open_layer(
     path = Path(path)
     fmt = FORMATS.get(path.suffix.lower())
     if not path.exists():
-        raise InvalidInput(f"{path} does not exist.")
+        raise InvalidInput(_("{path} does not exist.", path=path))
     if fmt is None:
         supported = ", ".join(FORMATS)
-        raise InvalidInput(
-            f"{path} is not of a supported kind; the extensions read are {supported}."
-        )
+        raise InvalidInput(_("{path} is not of a supported kind; the extensions read are "
+                             "{supported}.", path=path, supported=supported))
     if not path.is_file() or path.stat().st_size == 0:
-        raise InvalidInput(f"{path} is {'empty (0 bytes)' if path.is_file() else 'not a file'}.")
+        raise InvalidInput(_("{path} is empty (0 bytes).", path=path) if path.is_file()
+                           else _("{path} is not a file.", path=path))
     if fmt == "CSV":
         info = _open_csv(path, x_column, y_column, wkt_column)
     elif fmt == "Parquet":
@@ -164,12 +165,12 @@ def read_table_chunks(path: Path | str, *, chunk_rows: int = 50_000) -> Iterator
     path = Path(path)
     kind = TABLE_FORMATS.get(path.suffix.lower())
     if kind is None:
-        raise InvalidInput(f"{path} has an unsupported extension for a table; use "
-                           f"{' or '.join(TABLE_FORMATS)}.")
+        raise InvalidInput(_("{path} has an unsupported extension for a table; use {kinds}.",
+                             path=path, kinds=" or ".join(TABLE_FORMATS)))
     if not path.is_file():
-        raise InvalidInput(f"{path} does not exist.")
+        raise InvalidInput(_("{path} does not exist.", path=path))
     if path.stat().st_size == 0:
-        raise InvalidInput(f"{path} is empty.")
+        raise InvalidInput(_("{path} is empty.", path=path))
     first = 1
     for frame in _csv_table(path, chunk_rows) if kind == "CSV" else _parquet_table(path,
                                                                                     chunk_rows):

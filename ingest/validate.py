@@ -625,7 +625,8 @@ def validate_readings(
         unknown,
         "asset_external_id",
         out["asset_external_id"],
-        "is not an asset of layer " + out["asset_layer"].astype(str).map(shown) + " in the twin",
+        "is not an asset of layer " + out["asset_layer"].map(lambda v: shown(str(v)))
+        + " in the twin",
     )
     good = ~problems.bad
     accepted = pd.DataFrame(

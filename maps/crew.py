@@ -19,6 +19,9 @@ from folium.map import CustomPane
 from folium.plugins import LocateControl, MarkerCluster
 from folium.template import Template
 
+from geo.i18n import _, _l, format_datetime, format_decimal, ngettext
+from geo.vocabulary import SEVERITY_LABELS, STATUS_LABELS
+from geo.vocabulary import label as vocabulary_label
 from geo.work import ACTIONS as WORK_ACTIONS
 from maps.assets import use_local_assets
 from maps.elements import (
@@ -48,80 +51,91 @@ from maps.styles import (
 )
 
 DEFAULT_CENTRE = (32.52, 108.54)  # the sample neighbourhood
-KIND_LABELS = {"road_wear": "Road wear", "manhole_tilt": "Manhole cover tilted",
-               "manhole_cover_open": "Manhole cover open",
-               "manhole_flooding": "Water high in manhole", "manhole_gas": "Gas in manhole",
-               "sensor_silent": "Manhole sensor silent", "sensor_stuck": "Manhole sensor stuck",
-               "sensor_drift": "Manhole sensor drifting",
-               "sensor_low_battery": "Manhole sensor battery low",
-               "debris_pile": "Spoil pile", "road_damage": "New road damage"}
+# Lazy strings (geo.i18n): each is written in the language of the page being built.
+KIND_LABELS = {"road_wear": _l("Road wear"), "manhole_tilt": _l("Manhole cover tilted"),
+               "manhole_cover_open": _l("Manhole cover open"),
+               "manhole_flooding": _l("Water high in manhole"),
+               "manhole_gas": _l("Gas in manhole"),
+               "sensor_silent": _l("Manhole sensor silent"),
+               "sensor_stuck": _l("Manhole sensor stuck"),
+               "sensor_drift": _l("Manhole sensor drifting"),
+               "sensor_low_battery": _l("Manhole sensor battery low"),
+               "debris_pile": _l("Spoil pile"), "road_damage": _l("New road damage")}
 # Layer id -> (name in the layer control, style, popup fields).
 CREW_LAYERS = {
-    "streets": ("Streets", STREET_CONTEXT_STYLE,
-                [("name", "Street"), ("external_id", "Id"), ("road_class", "Class"),
-                 ("pci", "PCI now")]),
-    "manholes": ("Manholes", MANHOLE_STYLE,
-                 [("external_id", "Manhole"), ("kind", "Kind"), ("cover_state", "Cover"),
-                  ("status", "Worst alert"), ("active_alerts", "Active alerts")]),
-    "road_damage": ("Road damage", DAMAGE_STYLE,
-                    [("damage_class", "Class"), ("severity", "Severity"),
-                     ("size_m2", "Size m2"), ("observed_at", "Seen")]),
-    "debris_piles": ("Debris piles", DEBRIS_STYLE,
-                     [("pile_ref", "Pile"), ("volume_m3", "Volume m3"),
-                      ("material", "Material"), ("observed_at", "Seen")]),
+    "streets": (_l("Streets"), STREET_CONTEXT_STYLE,
+                [("name", _l("Street")), ("external_id", _l("Id")), ("road_class", _l("Class")),
+                 ("pci", _l("PCI now"))]),
+    "manholes": (_l("Manholes"), MANHOLE_STYLE,
+                 [("external_id", _l("Manhole")), ("kind", _l("Kind")),
+                  ("cover_state", _l("Cover")), ("status", _l("Worst alert")),
+                  ("active_alerts", _l("Active alerts"))]),
+    "road_damage": (_l("Road damage"), DAMAGE_STYLE,
+                    [("damage_class", _l("Class")), ("severity", _l("Severity")),
+                     ("size_m2", _l("Size m2")), ("observed_at", _l("Seen"))]),
+    "debris_piles": (_l("Debris piles"), DEBRIS_STYLE,
+                     [("pile_ref", _l("Pile")), ("volume_m3", _l("Volume m3")),
+                      ("material", _l("Material")), ("observed_at", _l("Seen"))]),
 }
 
 CREW_SHOWN = ("streets", "manholes", "debris_piles")  # road damage: one click away
 WORK_PANEL_PX = 340  # the worklist beside the map on a desk
 WORK_LIMIT = 200  # worklist items put in the panel (the rest: GET /work)
 LINE_LAYERS = ("streets",)  # drawn in the lines pane, under the points
-LAYER_WORDS = {"streets": "street", "manholes": "manhole", "debris_piles": "debris pile",
-               "road_damage": "road damage", "parking": "parking", "compounds": "compound"}
+LAYER_WORDS = {"streets": _l("street"), "manholes": _l("manhole"),
+               "debris_piles": _l("debris pile"), "road_damage": _l("road damage"),
+               "parking": _l("parking"), "compounds": _l("compound")}
 
 _ACT_JS = """
-// Every word the crew reads that this script writes, in one place (to be translated).
+// Every word the crew reads that this script writes comes from TWIN_T (maps.crew.JS_TEXT, in
+// the page's language); {name} placeholders are filled by twinFmt.
+var TWIN_T = __TEXT__;
+function twinFmt(text, values) {
+    return String(text).replace(/\\{(\\w+)\\}/g, function (all, name) {
+        return values[name] === undefined ? all : values[name]; });
+}
 var TWIN_TEXT = {
-    askKey: "API key of a crew member (kept in this browser):",
-    needKey: "An API key is needed: enter it in the box at the top left.",
-    sending: "Sending...",
-    done: function (status) { return "Done: the alert is now " + status + "."; },
-    refused: function (code, why) { return "Refused (" + code + "): " + why; },
-    noAnswer: function (e) { return "No answer from the twin: " + e; },
-    workTitle: "Worklist",
-    workCount: function (n) { return n + " open"; },
-    workNeedsKey: "Enter a crew key (top left) to see the worklist.",
-    workLoading: "Loading the worklist...",
-    workOffline: "This page was opened from a file: the worklist needs the twin's service.",
-    workEmpty: "Nothing to do: no open alerts.",
-    workMore: function (n) { return n + " more in GET /work"; },
-    tiers: {this_week: "This week", next_week: "Next week", later: "Later"},
-    near: function (name) { return "near " + name; },
-    whyFirst: "Why first",
+    askKey: TWIN_T.askKey,
+    needKey: TWIN_T.needKey,
+    sending: TWIN_T.sending,
+    done: function (status) { return twinFmt(TWIN_T.done, {status: status}); },
+    refused: function (code, why) { return twinFmt(TWIN_T.refused, {code: code, why: why}); },
+    noAnswer: function (e) { return twinFmt(TWIN_T.noAnswer, {error: e}); },
+    workTitle: TWIN_T.workTitle,
+    workCount: function (n) { return twinFmt(TWIN_T.workCount, {n: n}); },
+    workNeedsKey: TWIN_T.workNeedsKey,
+    workLoading: TWIN_T.workLoading,
+    workOffline: TWIN_T.workOffline,
+    workEmpty: TWIN_T.workEmpty,
+    workMore: function (n) { return twinFmt(TWIN_T.workMore, {n: n}); },
+    tiers: TWIN_T.tiers,
+    near: function (name) { return twinFmt(TWIN_T.near, {name: name}); },
+    whyFirst: TWIN_T.whyFirst,
     assigned: function (who, due) {
-        return (who ? "Assigned to " + who : "Not assigned") + (due ? ", due " + due : ""); },
-    statuses: {open: "open", acknowledged: "acknowledged", in_progress: "in progress",
-               resolved: "resolved", dismissed: "dismissed"},
-    resolveTitle: "Work record",
-    action: "What was done",
-    noActions: "No work record is kept for this kind of place; a note is enough.",
-    note: "Note",
-    notePlaceholder: "What was found or done",
-    photo: "Photo (optional)",
-    save: "Save",
-    cancel: "Cancel",
-    dismissTitle: "Dismiss: why?",
-    dismissPlaceholder: "e.g. resurfaced last week, reading was a test",
-    dismissNeedsNote: "A note is needed to dismiss an alert.",
-    photoSending: "Work saved; sending the photo...",
-    photoSaved: "Photo stored with the work record.",
+        return (who ? twinFmt(TWIN_T.assignedTo, {who: who}) : TWIN_T.notAssigned)
+            + (due ? twinFmt(TWIN_T.due, {due: due}) : ""); },
+    statuses: TWIN_T.statuses,
+    severities: TWIN_T.severities,
+    resolveTitle: TWIN_T.resolveTitle,
+    action: TWIN_T.action,
+    noActions: TWIN_T.noActions,
+    note: TWIN_T.note,
+    notePlaceholder: TWIN_T.notePlaceholder,
+    photo: TWIN_T.photo,
+    save: TWIN_T.save,
+    cancel: TWIN_T.cancel,
+    dismissTitle: TWIN_T.dismissTitle,
+    dismissPlaceholder: TWIN_T.dismissPlaceholder,
+    dismissNeedsNote: TWIN_T.dismissNeedsNote,
+    photoSending: TWIN_T.photoSending,
+    photoSaved: TWIN_T.photoSaved,
     workDone: function (w) {
-        return "Work: " + (TWIN_TEXT.actions[w.action] || w.action) + " by " + w.done_by
-            + ", " + String(w.done_at).slice(0, 16).replace("T", " ")
+        return twinFmt(TWIN_T.workDone, {action: TWIN_TEXT.actions[w.action] || w.action,
+            who: w.done_by, when: String(w.done_at).slice(0, 16).replace("T", " ")})
             + (w.note ? " (" + w.note + ")" : ""); },
     photoRefused: function (code, why) {
-        return "Work saved, but the photo was refused (" + code + "): " + why; },
-    buttons: {start: "Start", acknowledge: "Acknowledge", resolve: "Resolve",
-              dismiss: "Dismiss"},
+        return twinFmt(TWIN_T.photoRefused, {code: code, why: why}); },
+    buttons: TWIN_T.buttons,
     kinds: __KINDS__,
     actions: __ACTION_LABELS__
 };
@@ -145,7 +159,7 @@ function twinKey(answer) {
 
 // POST a JSON body (or none) or a form; resolves to [response, parsed body].
 function twinPost(path, key, body) {
-    var headers = {"X-API-Key": key}, payload;
+    var headers = {"X-API-Key": key, "Accept-Language": TWIN_LANG}, payload;
     if (body instanceof FormData) { payload = body; }
     else if (body) { headers["Content-Type"] = "application/json"; payload = JSON.stringify(body); }
     return fetch(TWIN_API + path, {method: "POST", headers: headers, body: payload})
@@ -332,7 +346,8 @@ TWIN_MAP.on("popupopen", function (e) {
     var record = document.createElement("div");
     record.className = "twin-record";
     box.insertBefore(record, box.querySelector(".actions"));
-    fetch(TWIN_API + "/alerts/" + box.getAttribute("data-alert"), {headers: {"X-API-Key": key}})
+    fetch(TWIN_API + "/alerts/" + box.getAttribute("data-alert"),
+          {headers: {"X-API-Key": key, "Accept-Language": TWIN_LANG}})
         .then(function (r) { return r.ok ? r.json() : {}; })
         .then(function (alert) {
             (alert.work || []).forEach(function (w) {
@@ -399,7 +414,8 @@ function twinItemPopup(p) {
     var e = twinEscape;
     return "<div class='twin-popup' data-alert='" + p.id + "' data-layer='"
         + e(p.asset_layer || "") + "'><strong>" + e(TWIN_TEXT.kinds[p.kind] || p.kind)
-        + "</strong> (" + e(p.severity) + ")<div class='twin-place'>" + e(twinPlace(p))
+        + "</strong> (" + e(TWIN_TEXT.severities[p.severity] || p.severity)
+        + ")<div class='twin-place'>" + e(twinPlace(p))
         + " <small class='twin-ext'>" + e(p.asset_external_id || "") + "</small></div>"
         + "<div>" + e(p.reason) + "</div><div><span class='status'>"
         + e(twinStatusText(p.status)) + "</span> (" + p.id + ")</div><div class='actions'>"
@@ -455,7 +471,10 @@ function twinLoadWork() {
     }
     if (!twinApiKey()) { state.textContent = TWIN_TEXT.workNeedsKey; return; }
     state.textContent = TWIN_TEXT.workLoading;
-    return fetch(TWIN_API + "/work?limit=" + TWIN_WORK_LIMIT, {headers: twinKeyHeaders()})
+    // In the page's language: the reasons and refusals the twin writes.
+    var headers = twinKeyHeaders();
+    headers["Accept-Language"] = TWIN_LANG;
+    return fetch(TWIN_API + "/work?limit=" + TWIN_WORK_LIMIT, {headers: headers})
         .then(function (r) {
             return r.json().then(function (b) { return [r, b]; },
                                  function () { return [r, {}]; });
@@ -487,7 +506,8 @@ function twinLoadWork() {
                     + "</span> <small class='twin-ext'>" + twinEscape(p.asset_external_id || "")
                     + "</small></div><div class='twin-work-what'>"
                     + twinEscape(TWIN_TEXT.kinds[p.kind] || p.kind) + " &middot; "
-                    + twinEscape(p.severity) + " &middot; " + twinEscape(twinStatusText(p.status))
+                    + twinEscape(TWIN_TEXT.severities[p.severity] || p.severity) + " &middot; "
+                    + twinEscape(twinStatusText(p.status))
                     + "</div>" + (p.assignee || p.due_on ? "<div class='twin-work-who'>"
                         + twinEscape(TWIN_TEXT.assigned(p.assignee, p.due_on)) + "</div>" : "")
                     + "<ul class='twin-why' title='" + TWIN_TEXT.whyFirst + "'>"
@@ -510,7 +530,7 @@ var twinSaveKeyOnly = twinSaveKey;
 twinSaveKey = function (value) {
     twinSaveKeyOnly(value);
     var state = document.querySelector(".twin-key-state");
-    if (state) { state.textContent = twinApiKey() ? " saved" : " not set"; }
+    if (state) { state.textContent = twinApiKey() ? TWIN_KEY_TEXT.saved : TWIN_KEY_TEXT.notSet; }
     twinLoadWork();
 };
 twinFoldWork(window.innerWidth < TWIN_NARROW_PX);
@@ -589,10 +609,65 @@ function (cluster) {
 """
 
 
+# The words of the page's script (TWIN_T there); {name} are filled in by the script.
+JS_TEXT = {
+    "askKey": _l("API key of a crew member (kept in this browser):"),
+    "needKey": _l("An API key is needed: enter it in the box at the top left."),
+    "sending": _l("Sending..."),
+    "done": _l("Done: the alert is now {status}."),
+    "refused": _l("Refused ({code}): {why}"),
+    "noAnswer": _l("No answer from the twin: {error}"),
+    "workTitle": _l("Worklist"),
+    "workCount": _l("{n} open"),
+    "workNeedsKey": _l("Enter a crew key (top left) to see the worklist."),
+    "workLoading": _l("Loading the worklist..."),
+    "workOffline": _l("This page was opened from a file: the worklist needs the twin's service."),
+    "workEmpty": _l("Nothing to do: no open alerts."),
+    "workMore": _l("{n} more in GET /work"),
+    "tiers": {"this_week": _l("This week"), "next_week": _l("Next week"), "later": _l("Later")},
+    "near": _l("near {name}"),
+    "whyFirst": _l("Why first"),
+    "assignedTo": _l("Assigned to {who}"),
+    "notAssigned": _l("Not assigned"),
+    "due": _l(", due {due}"),
+    "resolveTitle": _l("Work record"),
+    "action": _l("What was done"),
+    "noActions": _l("No work record is kept for this kind of place; a note is enough."),
+    "note": _l("Note"),
+    "notePlaceholder": _l("What was found or done"),
+    "photo": _l("Photo (optional)"),
+    "save": _l("Save"),
+    "cancel": _l("Cancel"),
+    "dismissTitle": _l("Dismiss: why?"),
+    "dismissPlaceholder": _l("e.g. resurfaced last week, reading was a test"),
+    "dismissNeedsNote": _l("A note is needed to dismiss an alert."),
+    "photoSending": _l("Work saved; sending the photo..."),
+    "photoSaved": _l("Photo stored with the work record."),
+    "workDone": _l("Work: {action} by {who}, {when}"),
+    "photoRefused": _l("Work saved, but the photo was refused ({code}): {why}"),
+}
+BUTTONS = {"start": _l("Start"), "acknowledge": _l("Acknowledge"), "resolve": _l("Resolve"),
+           "dismiss": _l("Dismiss")}
+# Work a crew records (geo.work.ACTIONS), by name.
+WORK_ACTION_LABELS = {
+    "crack_sealing": _l("Crack sealing"), "patching": _l("Patching"),
+    "surface_treatment": _l("Surface treatment"), "mill_and_overlay": _l("Mill and overlay"),
+    "reconstruction": _l("Reconstruction"), "cover_reseated": _l("Cover reseated"),
+    "cover_replaced": _l("Cover replaced"), "frame_rebuilt": _l("Frame rebuilt"),
+    "blockage_cleared": _l("Blockage cleared"), "pile_cleared": _l("Pile cleared"),
+    "site_fenced": _l("Site fenced"),
+}
+
+
 def _act_js(work_actions: Mapping[str, Sequence[str]]) -> str:
-    """The page's script with the vocabularies it offers (kinds, work actions) filled in."""
-    labels = {a: a.replace("_", " ").capitalize() for acts in work_actions.values() for a in acts}
-    return (_ACT_JS.replace("__KINDS__", js_value(KIND_LABELS))
+    """The page's script with its words and the vocabularies it offers filled in."""
+    labels = {a: WORK_ACTION_LABELS.get(a, a.replace("_", " ").capitalize())
+              for acts in work_actions.values() for a in acts}
+    text = {**JS_TEXT, "buttons": BUTTONS,
+            "statuses": {k: _(v) for k, v in STATUS_LABELS.items()},
+            "severities": {k: _(v) for k, v in SEVERITY_LABELS.items()}}
+    return (_ACT_JS.replace("__TEXT__", js_value(text))
+            .replace("__KINDS__", js_value(KIND_LABELS))
             .replace("__ACTION_LABELS__", js_value(labels))
             .replace("__ACTIONS__", js_value({k: list(v) for k, v in work_actions.items()})))
 
@@ -629,8 +704,8 @@ def representative_point(geometry: Mapping | None) -> tuple[float, float] | None
 
 def _when(value: object) -> str:
     if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%d %H:%M UTC") if value.utcoffset() is not None \
-            else value.strftime("%Y-%m-%d %H:%M")
+        text = format_datetime(value)
+        return text + " UTC" if value.utcoffset() is not None else text
     return str(value or "")
 
 
@@ -645,6 +720,11 @@ def alert_place(alert: Mapping) -> tuple[str, str]:
     >>> alert_place({"asset_layer": "manholes", "asset_external_id": "MH-7",
     ...              "street_name": "Jiefang Road", "street_external_id": "ST-35"})
     ('near Jiefang Road', 'MH-7')
+    >>> from geo.i18n import use_locale
+    >>> with use_locale("zh"):
+    ...     alert_place({"asset_layer": "manholes", "asset_external_id": "MH-7",
+    ...                  "street_name": "Jiefang Road"})
+    ('Jiefang Road附近', 'MH-7')
     >>> alert_place({"asset_layer": "manholes", "asset_external_id": "MH-7"})
     ('manhole MH-7', '')
     """
@@ -652,8 +732,14 @@ def alert_place(alert: Mapping) -> tuple[str, str]:
     external = str(alert.get("asset_external_id") or alert.get("asset_id") or "")
     name = alert.get("street_name")
     if name:
-        return (str(name) if layer == "streets" else f"near {name}"), external
-    return f"{LAYER_WORDS.get(layer, layer or 'place')} {external}".strip(), ""
+        return (str(name) if layer == "streets" else _("near {name}", name=name)), external
+    return _place_words(layer, external), ""
+
+
+def _place_words(layer: str, external: str) -> str:
+    """``manhole MH-7``: the kind of place and its id."""
+    what = LAYER_WORDS.get(layer) or layer or _("place")
+    return _("{what} {id}", what=what, id=external).strip()
 
 
 def alert_popup(alert: Mapping, lat: float, lon: float) -> str:
@@ -666,26 +752,27 @@ def alert_popup(alert: Mapping, lat: float, lon: float) -> str:
     alert_id = int(alert["id"])
     kind = KIND_LABELS.get(str(alert.get("kind")), str(alert.get("kind", "")).replace("_", " "))
     layer = str(alert.get("asset_layer") or "")
-    where = (f"{LAYER_WORDS.get(layer, layer or 'place')} "
-             f"{alert.get('asset_external_id') or alert.get('asset_id') or ''}").strip()
+    where = _place_words(layer, str(alert.get("asset_external_id") or alert.get("asset_id") or ""))
     place, small = alert_place(alert)
-    status = str(alert.get("status", "")).replace("_", " ")
+    status = vocabulary_label(STATUS_LABELS, alert.get("status", ""))
+    severity = vocabulary_label(SEVERITY_LABELS, alert.get("severity", ""))
     buttons = "".join(
         f"<button type=\"button\" onclick=\"twinAct({alert_id}, '{action}', this)\">"
-        f"{label}</button>"
-        for action, label in (("start", "Start"), ("acknowledge", "Acknowledge"),
-                              ("resolve", "Resolve"), ("dismiss", "Dismiss")))
+        f"{e(label)}</button>" for action, label in BUTTONS.items())
     return (
         f'<div class="twin-popup" data-alert="{alert_id}" data-layer="{e(layer)}">'
         f"<strong>{e(kind)}</strong> "
         f'<span style="color:{SEVERITY_COLOURS.get(str(alert.get("severity")), "#333")}">'
-        f'({e(str(alert.get("severity", "")))})</span>'
+        f'({e(severity)})</span>'
         f'<div class="twin-place">{e(place)}'
         + (f' <small class="twin-ext">{e(small)}</small>' if small else "") + "</div>"
-        f"<div>Where: {e(where)} at {lat:.5f} N, {lon:.5f} E</div>"
-        f"<div>Why: {e(str(alert.get('reason', '')))}</div>"
-        f"<div>Since: {e(_when(alert.get('opened_at')))}</div>"
-        f'<div>Status: <span class="status">{e(status)}</span> (alert {alert_id})</div>'
+        + "<div>" + e(_("Where: {where} at {lat} N, {lon} E", where=where,
+                        lat=format_decimal(lat, "0.00000"), lon=format_decimal(lon, "0.00000")))
+        + "</div>"
+        + "<div>" + e(_("Why: {reason}", reason=alert.get("reason", ""))) + "</div>"
+        + "<div>" + e(_("Since: {when}", when=_when(alert.get("opened_at")))) + "</div>"
+        + "<div>" + e(_("Status:")) + f' <span class="status">{e(status)}</span> '
+        + e(_("(alert {id})", id=alert_id)) + "</div>"
         f'<div class="actions">{buttons}<div class="twin-form"></div>'
         f'<div class="answer"></div></div></div>'
     )
@@ -756,7 +843,7 @@ def alert_lines(points: Sequence[tuple[Mapping, tuple[float, float]]]) -> dict:
         features.append({"type": "Feature", "geometry": geometry, "properties": {
             "id": int(alert["id"]), "severity": str(alert.get("severity") or "low"),
             "place": place, "external_id": small,
-            "kind": KIND_LABELS.get(str(alert.get("kind")), str(alert.get("kind")))}})
+            "kind": str(KIND_LABELS.get(str(alert.get("kind")), alert.get("kind")))}})
     return {"type": "FeatureCollection", "features": features}
 
 
@@ -797,22 +884,22 @@ def crew_map(alerts: Sequence[Mapping], sources: Mapping[str, str | dict], *,
     m = TwinMap(location=DEFAULT_CENTRE, zoom_start=15, tiles=None, control_scale=True,
                 max_zoom=22)
     add_panes(m)
-    Page("Crew map: open alerts",
-         subtitle or f"{len(points)} active alert{'s' if len(points) != 1 else ''}",
+    Page(_("Crew map: open alerts"),
+         subtitle or ngettext("{n} active alert", "{n} active alerts", len(points)),
          key_box=True).add_to(m)
     add_sources(m, CREW_LAYERS, sources, show=CREW_SHOWN,
                 popups={"streets": street_popup_js()})
 
     lines = alert_lines(points)
     line_layer = folium.GeoJson(
-        lines, name="Alerted streets", pane="twin-lines",
+        lines, name=_("Alerted streets"), pane="twin-lines",
         style_function=lambda f: alert_line_style(f["properties"]["severity"]),
         # folium checks the tooltip's fields against the features: none, no tooltip.
         tooltip=folium.GeoJsonTooltip(["place", "kind"], labels=False)
         if lines["features"] else None)
     line_layer.add_to(m)
 
-    cluster = MarkerCluster(name="Alerts", overlay=True, control=True,
+    cluster = MarkerCluster(name=_("Alerts"), overlay=True, control=True,
                             icon_create_function=_CLUSTER_ICON % js_value(list(SEVERITY_ORDER)),
                             options={"maxClusterRadius": 50, "disableClusteringAtZoom": 18})
     cluster.add_to(m)
@@ -824,21 +911,26 @@ def crew_map(alerts: Sequence[Mapping], sources: Mapping[str, str | dict], *,
             (lat, lon),
             icon=folium.DivIcon(html="<div></div>", icon_size=(22, 22), icon_anchor=(11, 11),
                                 class_name=f"twin-alert twin-sev-{severity}"),
-            tooltip=html.escape(
-                f"{KIND_LABELS.get(str(alert.get('kind')), alert.get('kind'))} ({severity}), "
-                f"{place}"),
+            tooltip=html.escape(_(
+                "{kind} ({severity}), {place}",
+                kind=KIND_LABELS.get(str(alert.get("kind")), alert.get("kind")),
+                severity=vocabulary_label(SEVERITY_LABELS, severity), place=place)),
         ).add_to(cluster)
         BoundPopup(alert_popup(alert, lat, lon)).add_to(marker)
         AlertMarker(int(alert["id"])).add_to(marker)
 
-    LocateControl(position="topright", strings={"title": "Show where I am"},
+    LocateControl(position="topright", strings={"title": _("Show where I am")},
                   flyTo=True, keepCurrentZoomLevel=False).add_to(m)
-    Legend("Legend", [
-        ("Alerts by severity", [(SEVERITY_COLOURS[s], s, "circle") for s in SEVERITY_ORDER]),
-        ("Alerted streets", [(SEVERITY_COLOURS[s], s, "line") for s in SEVERITY_ORDER]),
-        ("Manholes: worst active alert", [(c, s, "circle") for s, c in MANHOLE_COLOURS.items()]),
-        ("Road damage", [(c, DAMAGE_LABELS[k], "circle") for k, c in DAMAGE_COLOURS.items()]),
-        ("Debris", [(DEBRIS_COLOUR, "Debris pile report", "circle")]),
+    sev = {s: vocabulary_label(SEVERITY_LABELS, s) for s in MANHOLE_COLOURS}
+    sev["none"] = _("none")
+    Legend(_("Legend"), [
+        (_("Alerts by severity"), [(SEVERITY_COLOURS[s], sev[s], "circle")
+                                   for s in SEVERITY_ORDER]),
+        (_("Alerted streets"), [(SEVERITY_COLOURS[s], sev[s], "line") for s in SEVERITY_ORDER]),
+        (_("Manholes: worst active alert"),
+         [(c, sev[s], "circle") for s, c in MANHOLE_COLOURS.items()]),
+        (_("Road damage"), [(c, DAMAGE_LABELS[k], "circle") for k, c in DAMAGE_COLOURS.items()]),
+        (_("Debris"), [(DEBRIS_COLOUR, _("Debris pile report"), "circle")]),
     ]).add_to(m)
     control = folium.LayerControl(collapsed=False, position="topright")
     control.add_to(m)

@@ -15,6 +15,8 @@ from folium.elements import JSCSSMixin
 from folium.map import Layer
 from folium.template import Template
 
+from geo.i18n import _, html_lang
+
 KEY_STORAGE = "twin-api-key"  # where the crew's API key is kept in the browser (localStorage)
 # The page scales to the phone's width and may be zoomed by its user (folium's own tag forbids
 # zooming, which makes small print unreadable for a crew in the street).
@@ -101,6 +103,7 @@ class VectorLayer(JSCSSMixin, Layer):
     def __init__(self, layer_id: str, name: str, style_js: str, *, tile_url: str | None = None,
                  geojson: dict | None = None, popup_js: str | None = None,
                  overlay: bool = True, show: bool = True, pane: str = "overlayPane") -> None:
+        name = str(name)  # a lazy string, in the language of the page being built
         super().__init__(name=name, overlay=overlay, control=True, show=show)
         if (tile_url is None) == (geojson is None):
             raise ValueError("Give exactly one of tile_url and geojson.")
@@ -171,7 +174,7 @@ class Legend(MacroElement):
         super().__init__()
         self._name = "Legend"
         self.position = position
-        self.title = title
+        self.title = str(title)
         self.fold_below = int(fold_below)
         parts = []
         for heading, items in sections:
@@ -202,6 +205,9 @@ class Page(MacroElement):
         .twin-popup .answer { margin-top: 4px; font-weight: bold; }
         </style>
         <script>
+        var TWIN_KEY_TEXT = {{ this.key_text }};
+        // The page's language, asked of the twin with every call (Accept-Language).
+        var TWIN_LANG = {{ this.lang|tojson }};
         function twinApiKey() {
             try { return window.localStorage.getItem({{ this.key_storage|tojson }}) || ""; }
             catch (e) { return ""; }
@@ -227,19 +233,19 @@ class Page(MacroElement):
             var div = L.DomUtil.create("div", "twin-title");
             div.innerHTML = {{ this.title_html|tojson }}
             {% if this.key_box %}
-                + '<div>API key: <input type="password" class="twin-key" '
-                + 'placeholder="crew key" autocomplete="off"> '
-                + '<button type="button" class="twin-key-save">Save</button>'
-                + '<span class="twin-key-state"></span></div>'
+                + '<div>' + TWIN_KEY_TEXT.label + ' <input type="password" class="twin-key" '
+                + 'placeholder="' + TWIN_KEY_TEXT.placeholder + '" autocomplete="off"> '
+                + '<button type="button" class="twin-key-save">' + TWIN_KEY_TEXT.save
+                + '</button><span class="twin-key-state"></span></div>'
             {% endif %};
             L.DomEvent.disableClickPropagation(div);
             {% if this.key_box %}
             var state = div.querySelector(".twin-key-state");
-            state.textContent = twinApiKey() ? " saved" : " not set";
+            state.textContent = twinApiKey() ? TWIN_KEY_TEXT.saved : TWIN_KEY_TEXT.notSet;
             div.querySelector(".twin-key-save").addEventListener("click", function () {
                 twinSaveKey(div.querySelector(".twin-key").value);
                 div.querySelector(".twin-key").value = "";
-                state.textContent = twinApiKey() ? " saved" : " not set";
+                state.textContent = twinApiKey() ? TWIN_KEY_TEXT.saved : TWIN_KEY_TEXT.notSet;
             });
             {% endif %}
             return div;
@@ -255,6 +261,11 @@ class Page(MacroElement):
         self.key_storage = KEY_STORAGE
         self.key_box = key_box
         self.background = background
+        self.lang = html_lang()
+        # The key box's words, in the language of the page being built.
+        self.key_text = js_value({"label": _("API key:"), "placeholder": _("crew key"),
+                                  "save": _("Save"), "saved": " " + _("saved"),
+                                  "notSet": " " + _("not set")})
         self.title_html = (f"<strong>{html.escape(title)}</strong>"
                            + (f"<div>{html.escape(subtitle)}</div>" if subtitle else ""))
 
@@ -292,5 +303,8 @@ class BoundPopup(MacroElement):
 
 
 def js_value(value: object) -> str:
-    """A Python value as a JavaScript literal (JSON; safe inside a ``<script>``)."""
-    return json.dumps(value).replace("</", "<\\/")
+    """A Python value as a JavaScript literal (JSON; safe inside a ``<script>``).
+
+    Lazy strings (``geo.i18n._l``) are written in the current language.
+    """
+    return json.dumps(value, default=str, ensure_ascii=False).replace("</", "<\\/")

@@ -13,6 +13,9 @@ from collections.abc import Mapping
 import folium
 from folium.plugins import HeatMap
 
+from geo.i18n import _, _l
+from geo.vocabulary import SEVERITY_LABELS
+from geo.vocabulary import label as vocabulary_label
 from maps.assets import use_local_assets
 from maps.crew import DEFAULT_CENTRE, _fit, add_panes
 from maps.elements import Legend, Page, Script, TwinMap, VectorLayer, js_value
@@ -31,25 +34,32 @@ from maps.styles import (
 )
 
 DENSITY_COLOURS = ("#ffffb2", "#fd8d3c", "#bd0026")
-STREET_FIELDS = [("name", "Street"), ("external_id", "Id"), ("road_class", "Class"),
-                 ("surface", "Surface"), ("pci", "PCI now"), ("pci_observed_at", "Observed")]
+# Lazy strings (geo.i18n): each is written in the language of the page being built.
+STREET_FIELDS = [("name", _l("Street")), ("external_id", _l("Id")), ("road_class", _l("Class")),
+                 ("surface", _l("Surface")), ("pci", _l("PCI now")),
+                 ("pci_observed_at", _l("Observed"))]
 PLANNER_LAYERS = {
-    "compounds": ("Compounds by management type", COMPOUND_STYLE,
-                  [("name", "Compound"), ("management_type", "Management"),
-                   ("households", "Households"), ("built_year", "Built")]),
-    "manholes": ("Manholes by status", MANHOLE_STYLE,
-                 [("external_id", "Manhole"), ("kind", "Kind"), ("cover_state", "Cover"),
-                  ("status", "Worst alert"), ("active_alerts", "Active alerts")]),
+    "compounds": (_l("Compounds by management type"), COMPOUND_STYLE,
+                  [("name", _l("Compound")), ("management_type", _l("Management")),
+                   ("households", _l("Households")), ("built_year", _l("Built"))]),
+    "manholes": (_l("Manholes by status"), MANHOLE_STYLE,
+                 [("external_id", _l("Manhole")), ("kind", _l("Kind")),
+                  ("cover_state", _l("Cover")), ("status", _l("Worst alert")),
+                  ("active_alerts", _l("Active alerts"))]),
 }
 
 
 def _forecast_popup(horizon: int) -> str:
-    base = popup_js("Street", STREET_FIELDS)
+    base = popup_js(_("Street"), STREET_FIELDS)
+    forecast = js_value(_("PCI forecast in {days} days: {value} ({low}-{high}), as of {as_of}",
+                          days=horizon, value="{value}", low="{low}", high="{high}",
+                          as_of="{as_of}"))
+    none = js_value(_("No forecast for this street."))
     return (f"function (p) {{ var f = (TWIN_FORECAST[{horizon}] || {{}})[p.id]; "
-            f"var extra = f ? '<div class=\"twin-popup\">PCI forecast in {horizon} days: ' + "
-            f"f[0].toFixed(1) + ' (' + f[1].toFixed(1) + '-' + f[2].toFixed(1) + "
-            f"'), as of ' + TWIN_FORECAST_AS_OF + '</div>' : "
-            f"'<div class=\"twin-popup\">No forecast for this street.</div>'; "
+            f"var extra = f ? '<div class=\"twin-popup\">' + {forecast}"
+            f".replace('{{value}}', f[0].toFixed(1)).replace('{{low}}', f[1].toFixed(1))"
+            f".replace('{{high}}', f[2].toFixed(1)).replace('{{as_of}}', TWIN_FORECAST_AS_OF)"
+            f" + '</div>' : '<div class=\"twin-popup\">' + {none} + '</div>'; "
             f"return ({base})(p) + extra; }}")
 
 
@@ -86,9 +96,10 @@ def planner_map(sources: Mapping[str, str | dict], *,
     m = TwinMap(location=DEFAULT_CENTRE, zoom_start=15, tiles=None, control_scale=True,
                 max_zoom=22)
     add_panes(m)
-    note = subtitle or (f"Forecasts as of {forecast_as_of}" if forecasts else
-                        "No forecast yet: run `twin predict train` and `twin predict score`")
-    Page("Planner map: street condition and hotspots", note).add_to(m)
+    note = subtitle or (
+        _("Forecasts as of {as_of}", as_of=forecast_as_of) if forecasts else
+        _("No forecast yet: run `twin predict train` and `twin predict score`"))
+    Page(_("Planner map: street condition and hotspots"), note).add_to(m)
     table = {int(h): {int(k): [round(float(x), 2) for x in v] for k, v in rows.items()}
              for h, rows in forecasts.items()}
     Script(f"var TWIN_FORECAST = {js_value(table)};\n"
@@ -98,11 +109,11 @@ def planner_map(sources: Mapping[str, str | dict], *,
     streets = sources.get("streets")
     if streets is not None:
         where = {"tile_url": streets} if isinstance(streets, str) else {"geojson": streets}
-        VectorLayer("streets", "Street condition now (PCI)", street_style("p.pci"),
-                    popup_js=popup_js("Street", STREET_FIELDS), overlay=False, show=True,
+        VectorLayer("streets", _("Street condition now (PCI)"), street_style("p.pci"),
+                    popup_js=popup_js(_("Street"), STREET_FIELDS), overlay=False, show=True,
                     pane="twin-lines", **where).add_to(m)
         for horizon in sorted(table):
-            VectorLayer("streets", f"Forecast PCI in {horizon} days",
+            VectorLayer("streets", _("Forecast PCI in {days} days", days=horizon),
                         street_style(f"((TWIN_FORECAST[{horizon}] || {{}})[p.id] || [null])[0]"),
                         popup_js=_forecast_popup(horizon), overlay=False, show=False,
                         pane="twin-lines", **where).add_to(m)
@@ -112,33 +123,36 @@ def planner_map(sources: Mapping[str, str | dict], *,
             _add_one(m, layer_id, sources[layer_id])
 
     if damage:
-        HeatMap(damage, name="Road damage density (last year)", radius=16, blur=12,
+        HeatMap(damage, name=_("Road damage density (last year)"), radius=16, blur=12,
                 min_opacity=0.05, max_zoom=17, show=True,
                 gradient={0.35: DENSITY_COLOURS[0], 0.65: DENSITY_COLOURS[1],
                           1.0: DENSITY_COLOURS[2]}).add_to(m)
     if hotspots and hotspots.get("features"):
         folium.GeoJson(
-            hotspots, name="Debris hotspots (reports per 100 m cell)",
+            hotspots, name=_("Debris hotspots (reports per 100 m cell)"),
             style_function=lambda f: {
                 "color": HOTSPOT_COLOURS[f["properties"]["level"]], "weight": 1,
                 "fillColor": HOTSPOT_COLOURS[f["properties"]["level"]], "fillOpacity": 0.55},
             tooltip=folium.GeoJsonTooltip(["reports", "last_seen"],
-                                          aliases=["Debris reports", "Last seen"]),
+                                          aliases=[_("Debris reports"), _("Last seen")]),
         ).add_to(m)
 
-    Legend("Legend", [
-        ("Street PCI (now or forecast)",
+    sev = {s: vocabulary_label(SEVERITY_LABELS, s) for s in MANHOLE_COLOURS}
+    sev["none"] = _("none")
+    Legend(_("Legend"), [
+        (_("Street PCI (now or forecast)"),
          [(c, f"{name} ({lo}-{hi})", "line") for (lo, name, c), hi in
           zip(PCI_BANDS, (100, 85, 70, 55, 40, 25, 10), strict=True)]
-         + [(NO_DATA, "no data", "line")]),
-        ("Manholes: worst active alert", [(c, s, "circle") for s, c in MANHOLE_COLOURS.items()]),
-        ("Compounds", [(COMPOUND_COLOURS[k], label, "box")
-                       for k, label in COMPOUND_LABELS.items()]),
-        ("Debris hotspots: reports per cell",
-         [(c, label, "box") for c, label in zip(HOTSPOT_COLOURS,
-                                                 ("few", "some", "many", "most"), strict=True)]),
-        ("Road damage density", [(f"linear-gradient(90deg, {', '.join(DENSITY_COLOURS)})",
-                                  "low to high", "box")]),
+         + [(NO_DATA, _("no data"), "line")]),
+        (_("Manholes: worst active alert"),
+         [(c, sev[s], "circle") for s, c in MANHOLE_COLOURS.items()]),
+        (_("Compounds"), [(COMPOUND_COLOURS[k], label, "box")
+                          for k, label in COMPOUND_LABELS.items()]),
+        (_("Debris hotspots: reports per cell"),
+         [(c, label, "box") for c, label in zip(
+             HOTSPOT_COLOURS, (_("few"), _("some"), _("many"), _("most")), strict=True)]),
+        (_("Road damage density"), [(f"linear-gradient(90deg, {', '.join(DENSITY_COLOURS)})",
+                                     _("low to high"), "box")]),
     ]).add_to(m)
     folium.LayerControl(collapsed=False, position="topright").add_to(m)
     _fit(m, bounds, [(p[0], p[1]) for p in damage or []])

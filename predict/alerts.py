@@ -8,16 +8,18 @@ with a note, and every change lands in the alert's history.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import pandas as pd
 from sqlalchemy.engine import Engine
 
 from geo import alerts as alert_store
 from geo import predictions as sql
+from geo.i18n import N_, deferred
 from geo.vocabulary import DAMAGE_NAMES
 from predict import manholes
-from predict.features import JUMP_GOODNESS, MetricScale
-from predict.road import as_utc, default_threshold
+from predict.features import JUMP_GOODNESS, MetricScale, programme_dates
+from predict.road import as_utc, default_threshold, programme_note
 
 ROAD_WEAR = "road_wear"
 DEBRIS = "debris_pile"
@@ -48,6 +50,36 @@ class RefreshReport:
 
 def _fmt(value: float) -> str:
     return f"{value:.0f}" if abs(value) >= 10 else f"{value:.1f}"
+
+
+def _day(value) -> dict:
+    """A date kept in a message: written the reader's way (geo.i18n.render)."""
+    return {"date": f"{pd.Timestamp(value):%Y-%m-%d}"}
+
+
+# "3 potholes": the count and the class's name, both in the reader's language.
+_DAMAGE_COUNTS = {
+    "D00": (N_("{n} longitudinal crack"), N_("{n} longitudinal cracks")),
+    "D10": (N_("{n} transverse crack"), N_("{n} transverse cracks")),
+    "D20": (N_("{n} alligator crack"), N_("{n} alligator cracks")),
+    "D40": (N_("{n} pothole"), N_("{n} potholes")),
+}
+
+
+def _damage_count(code: str, n: int) -> dict:
+    one, many = _DAMAGE_COUNTS.get(code, (N_("{n} {name}"), N_("{n} {name}")))
+    name = deferred(DAMAGE_NAMES[code]) if code in DAMAGE_NAMES else code
+    return deferred(one if n == 1 else many, n=n, name=name)
+
+
+def _joined(parts: list[dict]) -> dict:
+    """Messages joined into a list ("a, b, c"), the joining words in the reader's language."""
+    if not parts:
+        return deferred("nothing")
+    joined = parts[0]
+    for part in parts[1:]:
+        joined = deferred("{first}, {second}", first=joined, second=part)
+    return joined
 
 
 def _text(value) -> str | None:
@@ -100,15 +132,19 @@ def survey_alerts(engine: Engine, report: RefreshReport, *, metric: str,
                 still.append(("streets", int(row.asset_id)))
                 report.count(report.kept, ROAD_WEAR)
             continue
+        # Kept as messages (geo.i18n.deferred): each reader reads them in their language.
         if has_prev:
-            before = f"previous survey {_fmt(row.prev_value)} on {as_utc(row.prev_at):%Y-%m-%d}"
+            before = deferred("previous survey {value} on {day}", value=_fmt(row.prev_value),
+                              day=_day(as_utc(row.prev_at)))
         elif row.resurfaced_on is not None and pd.notna(row.resurfaced_on):
-            before = f"first survey since resurfacing on {row.resurfaced_on}"
+            before = deferred("first survey since resurfacing on {day}",
+                              day=_day(row.resurfaced_on))
         else:
-            before = "its first survey"
+            before = deferred("its first survey")
         evidence = f"{label} {_fmt(row.value)} surveyed {seen:%Y-%m-%d}"
-        reason = (f"{label} {_fmt(row.value)} at the survey of {seen:%Y-%m-%d}: below "
-                  f"{threshold:g} ({before})")
+        reason = deferred("{metric} {value} at the survey of {day}: below {threshold} ({before})",
+                          metric=label, value=_fmt(row.value), day=_day(seen),
+                          threshold=f"{threshold:g}", before=before)
         with engine.begin() as conn:
             alert_id, new = alert_store.raise_alert(
                 conn, kind=ROAD_WEAR, severity="high", asset_layer="streets",
@@ -137,6 +173,7 @@ def road_wear_alerts(engine: Engine, report: RefreshReport, *, metric: str,
         forecasts = sql.latest_street_predictions(conn, scale.id, horizon_days)
         streets = sql.street_attributes(conn).set_index("asset_id")
         surveys = sql.street_surveys(conn, scale.id).set_index("asset_id")
+        programme = programme_dates(sql.street_programme(conn, datetime.now(UTC)))
     if forecasts.empty:
         report.notes.append(f"No stored {horizon_days}-day '{metric}' forecasts: run "
                             f"`twin predict score --metric {metric} --horizon {horizon_days}` "
@@ -167,11 +204,22 @@ def road_wear_alerts(engine: Engine, report: RefreshReport, *, metric: str,
         # Calibrated so the top tiers stay small: within a month is high, later is medium.
         soon = pd.notna(crossing) and crossing <= 30
         severity = "high" if soon else "medium"
-        reason = (f"{label} {_fmt(now_value) if now_value is not None else 'unknown'} now, "
-                  f"forecast {_fmt(row.value)} by {row.target_date}, "
-                  f"80 %: {_fmt(min(row.lower, row.upper))}-{_fmt(max(row.lower, row.upper))}")
+        values = {"metric": label, "forecast": _fmt(row.value), "day": _day(row.target_date),
+                  "low": _fmt(min(row.lower, row.upper)), "high": _fmt(max(row.lower, row.upper)),
+                  "now": deferred("unknown") if now_value is None else _fmt(now_value)}
         if pd.notna(crossing):
-            reason += f"; crosses {threshold:g} in about {int(crossing)} days"
+            reason = deferred("{metric} {now} now, forecast {forecast} by {day}, 80 %: "
+                              "{low}-{high}; crosses {threshold} in about {days} days",
+                              threshold=f"{threshold:g}", days=int(crossing), **values)
+        else:
+            reason = deferred("{metric} {now} now, forecast {forecast} by {day}, 80 %: "
+                              "{low}-{high}", **values)
+        planned = programme[(programme["asset_id"] == row.asset_id)
+                            & (programme["planned_at"] > as_of)
+                            & (programme["planned_at"] <= as_utc(row.target_date))]
+        for entry in planned.itertuples():
+            reason = deferred("{reason}; {note}", reason=reason,
+                              note=programme_note(int(entry.year), entry.treatment))
         details = {"metric": metric, "now": now_value, "forecast": round(float(row.value), 2),
                    "lower": round(float(row.lower), 2), "upper": round(float(row.upper), 2),
                    "target_date": str(row.target_date), "threshold": threshold,
@@ -197,20 +245,28 @@ def road_wear_alerts(engine: Engine, report: RefreshReport, *, metric: str,
     report.count(report.resolved, ROAD_WEAR, n)
 
 
+# Each rule's reason, kept as a message (geo.i18n.deferred) for its reader's language.
 _REASONS = {
-    "manhole_tilt": lambda e: f"cover tilted {e.value:.1f} deg from its baseline since "
-                              f"{e.start:%Y-%m-%d %H:%M} UTC (alarm above 10 deg)",
-    "manhole_cover_open": lambda e: f"cover open since {e.start:%Y-%m-%d %H:%M} UTC",
-    "manhole_flooding": lambda e: f"water at {e.value:.0f} % of the well's depth since "
-                                  f"{e.start:%Y-%m-%d %H:%M} UTC (alarm 80 %, overflow 100 %)",
-    "manhole_gas": lambda e: f"gas outside the safe limits since {e.start:%Y-%m-%d %H:%M} UTC "
-                             f"(O2 19.5-23.5 %, LEL 10 %, CO 35 ppm, H2S 10 ppm)",
-    "sensor_silent": lambda e: f"no report for {e.value:.1f} days (alarm after 2 days)",
-    "sensor_stuck": lambda e: f"the same value {e.value:g} on every heartbeat since "
-                              f"{e.start:%Y-%m-%d %H:%M} UTC",
-    "sensor_drift": lambda e: f"dry-weather water level {e.value:.0f} points above its usual "
-                              f"level and rising since {e.start:%Y-%m-%d} ",
-    "sensor_low_battery": lambda e: f"battery at {e.value:.0f} %",
+    "manhole_tilt": lambda e: deferred(
+        "cover tilted {value} deg from its baseline since {since} UTC (alarm above 10 deg)",
+        value=f"{e.value:.1f}", since=f"{e.start:%Y-%m-%d %H:%M}"),
+    "manhole_cover_open": lambda e: deferred("cover open since {since} UTC",
+                                             since=f"{e.start:%Y-%m-%d %H:%M}"),
+    "manhole_flooding": lambda e: deferred(
+        "water at {value} % of the well's depth since {since} UTC (alarm 80 %, overflow 100 %)",
+        value=f"{e.value:.0f}", since=f"{e.start:%Y-%m-%d %H:%M}"),
+    "manhole_gas": lambda e: deferred(
+        "gas outside the safe limits since {since} UTC (O2 19.5-23.5 %, LEL 10 %, CO 35 ppm, "
+        "H2S 10 ppm)", since=f"{e.start:%Y-%m-%d %H:%M}"),
+    "sensor_silent": lambda e: deferred("no report for {value} days (alarm after 2 days)",
+                                        value=f"{e.value:.1f}"),
+    "sensor_stuck": lambda e: deferred("the same value {value} on every heartbeat since {since} "
+                                       "UTC", value=f"{e.value:g}",
+                                       since=f"{e.start:%Y-%m-%d %H:%M}"),
+    "sensor_drift": lambda e: deferred(
+        "dry-weather water level {value} points above its usual level and rising since {day}",
+        value=f"{e.value:.0f}", day=_day(e.start)),
+    "sensor_low_battery": lambda e: deferred("battery at {value} %", value=f"{e.value:.0f}"),
 }
 
 
@@ -243,7 +299,8 @@ def manhole_alerts(engine: Engine, report: RefreshReport, *, until=None,
             if e.asset_id not in sensors.index:
                 continue
             sensor = sensors.loc[e.asset_id]
-            reason = f"{sensor['external_id']} ({sensor['sensor_id']}): " + _REASONS[kind](e)
+            reason = deferred("{manhole} ({sensor}): {what}", manhole=sensor["external_id"],
+                              sensor=sensor["sensor_id"], what=_REASONS[kind](e))
             start = as_utc(e.start)
             with engine.begin() as conn:
                 alert_id, new = alert_store.raise_alert(
@@ -312,13 +369,18 @@ def debris_alerts(engine: Engine, report: RefreshReport, *, until=None) -> None:
         volume = None if pd.isna(pile.volume_m3) else float(pile.volume_m3)
         if volume is not None and volume >= DEBRIS_VOLUME_M3:
             severity = "high" if volume >= DEBRIS_LARGE_M3 else "medium"
-            times = "once" if pile.sightings == 1 else f"{pile.sightings} times"
-            reason = (f"pile of about {_fmt(volume)} m3 seen {seen:%Y-%m-%d}, reported {times} "
-                      f"(alert from {DEBRIS_VOLUME_M3:g} m3)")
+            times = (deferred("once") if pile.sightings == 1
+                     else deferred("{n} times", n=int(pile.sightings)))
+            reason = deferred("pile of about {volume} m3 seen {day}, reported {times} (alert "
+                              "from {limit} m3)", volume=_fmt(volume), day=_day(seen),
+                              times=times, limit=f"{DEBRIS_VOLUME_M3:g}")
         elif new_pile and street is not None:
             severity = "low"
-            reason = (f"new pile on {street}, first seen {as_utc(pile.first_seen):%Y-%m-%d}"
-                      + (f", about {_fmt(volume)} m3" if volume is not None else ""))
+            first_seen = _day(as_utc(pile.first_seen))
+            reason = (deferred("new pile on {street}, first seen {day}", street=street,
+                               day=first_seen) if volume is None else
+                      deferred("new pile on {street}, first seen {day}, about {volume} m3",
+                               street=street, day=first_seen, volume=_fmt(volume)))
         else:
             continue
         with engine.begin() as conn:
@@ -351,9 +413,8 @@ def damage_alerts(engine: Engine, report: RefreshReport, *, until=None) -> None:
     for street_id, seen in damage.groupby("asset_id", sort=True):
         newest = as_utc(seen["observed_at"].max())
         potholes = int((seen["damage_class"] == "D40").sum())
-        classes = seen["damage_class"].map(DAMAGE_NAMES).fillna(seen["damage_class"])
-        counts = classes.value_counts()
-        what = ", ".join(f"{n} {name}{'s' if n > 1 else ''}" for name, n in counts.items())
+        counts = seen["damage_class"].value_counts()
+        what = [_damage_count(str(code), int(n)) for code, n in counts.items()]
         first = seen.iloc[-1]
         street = _text(first.street_name) or _text(first.street_external_id)
         severity = "high" if potholes and (seen["severity"] == "high").any() else "medium"
@@ -361,8 +422,10 @@ def damage_alerts(engine: Engine, report: RefreshReport, *, until=None) -> None:
             alert_id, new = alert_store.raise_alert(
                 conn, kind=DAMAGE, severity=severity, asset_layer="streets",
                 asset_id=int(street_id), geom_ewkt=first.geom_ewkt,
-                reason=f"new damage on {street} since "
-                       f"{as_utc(seen['observed_at'].min()):%Y-%m-%d}: {what}",
+                reason=deferred(
+                    "new damage on {street} since {day}: {what}", street=street,
+                    day=_day(as_utc(seen["observed_at"].min())),
+                    what=_joined(what)),
                 details={"damage_ids": [int(i) for i in seen["damage_id"]],
                          "potholes": potholes, "newest": str(newest)},
                 evidence_at=newest.to_pydatetime(),

@@ -12,6 +12,11 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.utils.validation import check_is_fitted
 
+# Bands of days ahead with an interval calibration of their own (a month, a season, a year,
+# two and three years ahead), and the fewest held-out rows a band needs for it.
+HORIZON_BANDS = (45.0, 135.0, 270.0, 540.0, 900.0)
+MIN_BAND_ROWS = 40
+
 
 class WearForecaster(RegressorMixin, BaseEstimator):
     """Forecast a bounded condition value as the change from its last value.
@@ -37,13 +42,21 @@ class WearForecaster(RegressorMixin, BaseEstimator):
         Passed to each ``HistGradientBoostingRegressor``.
     random_state : int or None
         Seed of the calibration split and of the boosted trees.
+    differences : tuple of (name, a, b)
+        Columns made from others, ``name = a - b`` (e.g. how long before the forecast's target
+        a programmed resurfacing falls: the horizon minus the days to the work). They are
+        made here, for fitting and for every prediction, because ``predict_windows`` changes
+        the window's columns after the frame is built.
+    horizon_column : str
+        Column with the days ahead; the interval is calibrated per band of it.
     """
 
     def __init__(self, last_column: str = "last_value", lower_bound: float = 0.0,
                  upper_bound: float = 1.0, alpha: float = 0.2, calibration_fraction: float = 0.2,
                  max_iter: int = 200, learning_rate: float = 0.05, max_leaf_nodes: int = 15,
                  min_samples_leaf: int = 40, l2_regularization: float = 1.0,
-                 random_state: int | None = 0):
+                 random_state: int | None = 0, differences: tuple = (),
+                 horizon_column: str = "horizon_days"):
         self.last_column = last_column
         self.lower_bound = lower_bound
         self.upper_bound = upper_bound
@@ -55,6 +68,8 @@ class WearForecaster(RegressorMixin, BaseEstimator):
         self.min_samples_leaf = min_samples_leaf
         self.l2_regularization = l2_regularization
         self.random_state = random_state
+        self.differences = differences
+        self.horizon_column = horizon_column
 
     # -- input handling ----------------------------------------------------------------------
 
@@ -62,6 +77,10 @@ class WearForecaster(RegressorMixin, BaseEstimator):
         """Numeric matrix in the order of ``feature_names_in_``; categories become codes."""
         if not isinstance(X, pd.DataFrame):
             raise TypeError("X must be a pandas DataFrame with named feature columns.")
+        made = {name: pd.to_numeric(X[a], errors="coerce") - pd.to_numeric(X[b], errors="coerce")
+                for name, a, b in getattr(self, "differences", ()) if a in X and b in X}
+        if made:
+            X = X.assign(**made)
         if learn:
             self.feature_names_in_ = np.asarray(list(X.columns), dtype=object)
             self.n_features_in_ = len(self.feature_names_in_)
@@ -89,7 +108,7 @@ class WearForecaster(RegressorMixin, BaseEstimator):
 
     # -- fit and predict ---------------------------------------------------------------------
 
-    def fit(self, X: pd.DataFrame, y, groups=None):
+    def fit(self, X: pd.DataFrame, y, groups=None, times=None):
         """Fit the median and the interval's quantiles, then calibrate the interval.
 
         Parameters
@@ -99,8 +118,18 @@ class WearForecaster(RegressorMixin, BaseEstimator):
         y : array-like
             Observed values at the horizon (same scale as ``last_column``).
         groups : array-like, optional
-            A group per row (e.g. the street): calibration holds out whole groups, so that
-            repeated examples of one street do not sit on both sides.
+            A group per row (e.g. the street): without ``times``, calibration holds out whole
+            groups, so that repeated examples of one street do not sit on both sides.
+        times : array-like, optional
+            When each row's outcome was observed (any increasing number). Given, calibration
+            holds out *time*: the quantile models learn from the outcomes before the last
+            ``calibration_fraction`` of them and are calibrated on those last ones, so the
+            interval carries what changes from year to year (a city's paving budget) and not
+            only the spread within one period.
+
+        The adjustment is computed per band of ``horizon_column`` (``HORIZON_BANDS`` days;
+        a band with fewer than ``MIN_BAND_ROWS`` held-out rows takes the pooled one), so an
+        interval one year ahead is not as wide as one three years ahead.
 
         Returns
         -------
@@ -117,7 +146,10 @@ class WearForecaster(RegressorMixin, BaseEstimator):
         y = np.asarray(y, dtype=float)
         change = y - X[self.last_column].to_numpy(dtype=float)
         rng = np.random.default_rng(self.random_state)
-        if groups is not None:
+        if times is not None:
+            times = np.asarray(times, dtype=float)
+            calibrate = times > np.quantile(times, 1 - self.calibration_fraction)
+        elif groups is not None:
             groups = np.asarray(groups)
             unique = np.unique(groups)
             n_cal = max(1, int(round(len(unique) * self.calibration_fraction)))
@@ -134,9 +166,14 @@ class WearForecaster(RegressorMixin, BaseEstimator):
         # Conformity: how far outside the quantile band each held-out observation falls.
         scores = np.maximum(low.predict(matrix[calibrate]) - change[calibrate],
                             change[calibrate] - high.predict(matrix[calibrate]))
-        n = len(scores)
-        level = min(1.0, np.ceil((n + 1) * (1 - self.alpha)) / n)
-        self.interval_adjustment_ = float(np.quantile(scores, level, method="higher"))
+        self.interval_adjustment_ = self._conformal(scores)
+        horizon = (X[self._horizon_name].to_numpy(dtype=float)[calibrate]
+                   if self._horizon_name in X else np.zeros(len(scores)))
+        band = np.searchsorted(HORIZON_BANDS, horizon, side="right")
+        self.band_adjustments_ = [
+            self._conformal(scores[band == b]) if (band == b).sum() >= MIN_BAND_ROWS
+            else self.interval_adjustment_ for b in range(len(HORIZON_BANDS) + 1)]
+        self.band_rows_ = [int((band == b).sum()) for b in range(len(HORIZON_BANDS) + 1)]
         self.low_model_, self.high_model_ = low, high
         # The forecast itself learns from every example, the most recent included.
         self.median_model_ = self._booster(0.5).fit(matrix, change)
@@ -144,14 +181,32 @@ class WearForecaster(RegressorMixin, BaseEstimator):
         self.n_calibration_ = int(calibrate.sum())
         return self
 
+    @property
+    def _horizon_name(self) -> str:
+        return getattr(self, "horizon_column", "horizon_days")  # older stored models
+
+    def _conformal(self, scores: np.ndarray) -> float:
+        n = len(scores)
+        level = min(1.0, np.ceil((n + 1) * (1 - self.alpha)) / n)
+        return float(np.quantile(scores, level, method="higher"))
+
+    def _adjustment(self, horizon: np.ndarray) -> np.ndarray:
+        """The interval's conformal widening for each row's days ahead."""
+        bands = getattr(self, "band_adjustments_", None)
+        if bands is None:  # a model stored before per-horizon calibration
+            return np.full(len(horizon), self.interval_adjustment_)
+        return np.asarray(bands)[np.searchsorted(HORIZON_BANDS, horizon, side="right")]
+
     def predict_interval(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Lower bound, median and upper bound of the forecast, all inside the range."""
         check_is_fitted(self, "median_model_")
         matrix = self._matrix(X, learn=False)[:, self.used_]
         last = X[self.last_column].to_numpy(dtype=float)
         median = last + self.median_model_.predict(matrix)
-        lower = last + self.low_model_.predict(matrix) - self.interval_adjustment_
-        upper = last + self.high_model_.predict(matrix) + self.interval_adjustment_
+        adjust = self._adjustment(X[self._horizon_name].to_numpy(dtype=float)
+                                  if self._horizon_name in X else np.zeros(len(X)))
+        lower = last + self.low_model_.predict(matrix) - adjust
+        upper = last + self.high_model_.predict(matrix) + adjust
         lower, upper = np.minimum(lower, median), np.maximum(upper, median)
         clip = (self.lower_bound, self.upper_bound)
         return np.clip(lower, *clip), np.clip(median, *clip), np.clip(upper, *clip)
@@ -177,6 +232,12 @@ class WearForecaster(RegressorMixin, BaseEstimator):
         # nearly the same paths through the trees, which predicts much faster.
         stacked = np.repeat(base, k, axis=0)
         stacked[:, columns] = np.tile(values, (n, 1))
+        for name, a, b in getattr(self, "differences", ()):  # made of window columns too
+            if name in names and a in names and b in names:
+                stacked[:, names.index(name)] = (stacked[:, names.index(a)]
+                                                 - stacked[:, names.index(b)])
+        horizon = (stacked[:, names.index(self._horizon_name)]
+                   if self._horizon_name in names else np.zeros(n * k))
         stacked = stacked[:, self.used_]
         last = np.repeat(X[self.last_column].to_numpy(dtype=float), k)
         clip = (self.lower_bound, self.upper_bound)
@@ -185,10 +246,9 @@ class WearForecaster(RegressorMixin, BaseEstimator):
         upper = np.full(n * k, np.nan)
         rows = np.tile(np.asarray(interval, bool), n)
         if rows.any():
-            lower[rows] = (last[rows] + self.low_model_.predict(stacked[rows])
-                           - self.interval_adjustment_)
-            upper[rows] = (last[rows] + self.high_model_.predict(stacked[rows])
-                           + self.interval_adjustment_)
+            adjust = self._adjustment(horizon[rows])
+            lower[rows] = last[rows] + self.low_model_.predict(stacked[rows]) - adjust
+            upper[rows] = last[rows] + self.high_model_.predict(stacked[rows]) + adjust
             lower[rows] = np.minimum(lower[rows], median[rows])
             upper[rows] = np.maximum(upper[rows], median[rows])
         return tuple(np.clip(a, *clip).reshape(n, k) for a in (lower, median, upper))

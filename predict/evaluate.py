@@ -98,6 +98,45 @@ def backtest_pile_volume(conn, until, horizons, *, window_days: float = 15,
             "interval": "80 %", **report}
 
 
+def backtest(engine: Engine, metric: str, horizons, *, as_of=None, origins: int = 3,
+             step_days: int = 365, window_days: float = 15, threshold: float | None = None,
+             report: Path | None = None, **params) -> dict:
+    """Rolling-origin backtest of road wear: ``origins`` as-of dates ``step_days`` apart.
+
+    The newest origin is ``as_of`` (default: the newest date that leaves the longest horizon
+    and its window scorable). The history is read once; each origin's model and features use
+    only what was observed by it. ``report`` (.html or .png) gets the plots.
+    """
+    from predict.backtest import backtest_road, rolling_origins
+    from predict.features import load_road_context
+    from predict.road import resolve_as_of
+
+    horizons = check_horizons(horizons)
+    if origins < 1:
+        raise InvalidInput(f"--origins must be at least 1, not {origins}.")
+    with engine.connect() as conn:
+        scale, last = resolve_as_of(conn, metric, None)
+        if as_of is not None:
+            resolve_as_of(conn, metric, as_of)  # refuses an as-of outside the history
+        ctx = load_road_context(conn, metric, last.to_pydatetime())
+    dates = rolling_origins(ctx, horizons, count=origins, step_days=step_days,
+                            last=as_utc(as_of) if as_of is not None else None,
+                            window_days=window_days)
+    first = ctx.history["observed_at"].min()
+    if dates[0] <= first:
+        raise InvalidInput(
+            f"The '{metric}' history ({first.date()} to {last.date()}) is too short for "
+            f"{origins} origins {step_days} days apart before {dates[-1].date()}; give fewer "
+            f"--origins, a smaller --step or a shorter --horizon.")
+    result, rows = backtest_road(ctx, dates, horizons, window_days=window_days,
+                                 threshold=threshold, **params)
+    if report is not None:
+        from predict.report import write_report
+
+        result["report"] = str(write_report(result, rows, ctx, report))
+    return result
+
+
 def evaluate(engine: Engine, target: str, as_of, horizons, *, metric: str = "pci",
              truth_dir: Path | None = None, window_days: int = 15) -> dict:
     """Evaluate one target; see ``twin predict evaluate --help``."""

@@ -100,6 +100,10 @@ class RoadContext:
     debris: pd.DataFrame = field(default_factory=pd.DataFrame)
     manholes: pd.Series = field(default_factory=pd.Series)
     neighbours: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # Recorded resurfacing (asset_id, done_at, action) and the paving programme (asset_id,
+    # year, treatment, planned_on, published_on): evidence of work done and to come.
+    work: pd.DataFrame = field(default_factory=pd.DataFrame)
+    programme: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def _utc(values) -> pd.Series:
@@ -139,13 +143,43 @@ def load_road_context(conn: Connection, metric: str, until: datetime) -> RoadCon
     debris = sql.debris_near_streets(conn, until, DEBRIS_DISTANCE_M)
     debris["observed_at"] = _utc(debris["observed_at"])
     manholes = sql.manholes_near_streets(conn, MANHOLE_DISTANCE_M).set_index("asset_id")
+    work = sql.street_resurfacing_work(conn, until)
+    work["done_at"] = _utc(work["done_at"])
+    programme = sql.street_programme(conn, until)
     return RoadContext(
-        scale=scale, until=until, streets=streets,
+        scale=scale, until=until, streets=streets, work=work, programme=programme_dates(programme),
         history=pd.DataFrame({"asset_id": history["asset_id"].to_numpy(),
                               "observed_at": history["observed_at"].to_numpy(),
                               "goodness": scale.to_goodness(history["value"])}),
         others=others, damage=damage, debris=debris, manholes=manholes["manholes"],
         neighbours=sql.street_neighbours(conn, NEIGHBOUR_DISTANCE_M))
+
+
+def programme_dates(programme: pd.DataFrame) -> pd.DataFrame:
+    """Programme entries with UTC ``planned_at`` and ``published_at``.
+
+    A programme names a year; without a planned date the work counts as done on 1 July of
+    that year (the middle of the works season). Without a publication date an entry counts
+    as known from 1 January of the year before its year (an annual programme adopted with
+    the budget).
+    """
+    if programme.empty:
+        return pd.DataFrame(columns=["asset_id", "year", "treatment", "planned_at",
+                                     "published_at"])
+    year = programme["year"].astype(int)
+    mid = pd.to_datetime(year.astype(str) + "-07-01", utc=True)
+    planned = (pd.to_datetime(programme["planned_on"], utc=True)
+               if "planned_on" in programme
+               else pd.Series(pd.NaT, index=programme.index, dtype="datetime64[ns, UTC]"))
+    published = (pd.to_datetime(programme["published_on"], utc=True)
+                 if "published_on" in programme
+                 else pd.Series(pd.NaT, index=programme.index, dtype="datetime64[ns, UTC]"))
+    before = pd.to_datetime((year - 1).astype(str) + "-01-01", utc=True)
+    return pd.DataFrame({"asset_id": programme["asset_id"].to_numpy(),
+                         "year": year.to_numpy(),
+                         "treatment": programme["treatment"].astype(str).to_numpy(),
+                         "planned_at": planned.fillna(mid).to_numpy(),
+                         "published_at": published.fillna(before).to_numpy()})
 
 
 def _years(delta: pd.Series) -> pd.Series:
@@ -246,6 +280,7 @@ def road_features(ctx: RoadContext, cutoff) -> pd.DataFrame:
     after_last = (resurfaced > last_seen) & (resurfaced <= cutoff)
     out["resurfaced_since_last"] = after_last.astype(float)
     out["days_since_resurfaced_since_last"] = ((cutoff - resurfaced) / DAY).where(after_last)
+    _work_features(ctx, cutoff, out)
     if "prop_built_year" in out:
         out["built_age_years"] = cutoff.year - out["prop_built_year"]
     for name, frame in sorted(ctx.others.items()):
@@ -275,6 +310,45 @@ def road_features(ctx: RoadContext, cutoff) -> pd.DataFrame:
         out["neighbour_last_mean"] = neighbour["last_value"].mean().reindex(out.index)
         out["neighbour_slope_mean"] = neighbour["slope_life"].mean().reindex(out.index)
     return out
+
+
+# Programme entries planned up to this long before a cutoff still count: work slips.
+PROGRAMME_LOOKBACK_DAYS = 365
+
+
+def _work_features(ctx: RoadContext, cutoff: pd.Timestamp, out: pd.DataFrame) -> None:
+    """Age since the last detected or recorded resurfacing, and the programme's next entry.
+
+    Only work done by the cutoff and programme entries published by the cutoff are used.
+    ``programme_offset_days`` is the planned date of the street's first programme entry
+    planned after ``cutoff - PROGRAMME_LOOKBACK_DAYS`` (and not done already: no recorded work
+    or detected jump since its year began), in days from the cutoff; the forecast window adds
+    ``programme_lead_days`` (horizon minus offset: positive when planned before the target).
+    """
+    recorded = pd.Series(np.nan, index=out.index)
+    if not ctx.work.empty:
+        w = ctx.work[ctx.work["done_at"] <= cutoff]
+        last = w.groupby("asset_id")["done_at"].max()
+        recorded = ((cutoff - last) / DAY).reindex(out.index)
+    out["days_since_recorded_work"] = recorded
+    out["age_days"] = pd.concat([recorded, out["days_since_jump"]], axis=1).min(axis=1)
+    offset = pd.Series(np.nan, index=out.index)
+    treatment = pd.Series(pd.NA, index=out.index, dtype="string")
+    if not ctx.programme.empty:
+        p = ctx.programme[(ctx.programme["published_at"] <= cutoff)
+                          & (ctx.programme["planned_at"]
+                             > cutoff - PROGRAMME_LOOKBACK_DAYS * DAY)]
+        p = p[p["asset_id"].isin(out.index)]
+        if not p.empty:
+            year_start = pd.to_datetime(p["year"].astype(str) + "-01-01", utc=True)
+            since = (cutoff - year_start) / DAY
+            done = out["age_days"].reindex(p["asset_id"]).to_numpy() <= since.to_numpy()
+            p = p[~done].sort_values(["asset_id", "planned_at"]).groupby("asset_id").head(1)
+            p = p.set_index("asset_id")
+            offset = ((p["planned_at"] - cutoff) / DAY).reindex(out.index)
+            treatment = p["treatment"].astype("string").reindex(out.index)
+    out["programme_offset_days"] = offset.astype(float)
+    out["programme_treatment"] = treatment
 
 
 # -- calendar features of a forecast window ---------------------------------------------------
@@ -313,18 +387,54 @@ def forecast_frame(features: pd.DataFrame, cutoff, horizons_days) -> pd.DataFram
     return pd.concat([repeated, window], axis=1)
 
 
-def training_pairs(ctx: RoadContext, as_of, *, step_days: int = 30, max_horizon_days: int = 400,
+YEARLY_GAP_DAYS = 180  # surveys this far apart or more are "yearly or rarer"
+
+
+def survey_gap_days(ctx: RoadContext, as_of) -> float:
+    """The median days between a street's consecutive observations by ``as_of``."""
+    as_of = pd.Timestamp(as_of)
+    as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of.tz_convert("UTC")
+    h = ctx.history[ctx.history["observed_at"] <= as_of]
+    gaps = h.sort_values(["asset_id", "observed_at"]).groupby("asset_id")["observed_at"].diff()
+    return float(gaps.median() / DAY) if gaps.notna().any() else 30.0
+
+
+def pair_spacing(ctx: RoadContext, as_of) -> tuple[int, int]:
+    """Cutoff step and longest horizon of training examples that suit the survey cadence.
+
+    Frequent surveys (the sample's, weeks to months apart): a cutoff every 30 days and
+    horizons up to 400 days. Yearly surveys over many years: a cutoff every quarter of the
+    typical gap between a street's surveys (at most 120 days: more cutoffs repeat the same
+    features) and horizons up to half the history, at most 1,100 days (three years).
+    """
+    as_of = pd.Timestamp(as_of)
+    as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of.tz_convert("UTC")
+    h = ctx.history[ctx.history["observed_at"] <= as_of]
+    if h.empty:
+        return 30, 400
+    gaps = h.sort_values(["asset_id", "observed_at"]).groupby("asset_id")["observed_at"].diff()
+    gap = float(gaps.median() / DAY) if gaps.notna().any() else 30.0
+    span = float((h["observed_at"].max() - h["observed_at"].min()) / DAY)
+    step = int(np.clip(gap / 4, 30, 120))
+    return step, int(np.clip(span / 2, 400, 1100))
+
+
+def training_pairs(ctx: RoadContext, as_of, *, step_days: int | None = None,
+                   max_horizon_days: int | None = None,
                    min_history_days: int = 60) -> pd.DataFrame:
     """Examples (features at a cutoff, an observation after it) made only of data by ``as_of``.
 
     Cutoffs run every ``step_days`` back from ``as_of``; each pairs the features as of the
     cutoff with every later observation of the same street up to ``as_of`` and at most
-    ``max_horizon_days`` ahead. Columns: the features, ``horizon_days`` and the calendar facts,
-    ``cutoff`` (days since 1970, for time-ordered calibration), ``asset_id`` and ``target``
-    (goodness observed).
+    ``max_horizon_days`` ahead (both by default from ``pair_spacing``). Columns: the features,
+    ``horizon_days`` and the calendar facts, ``cutoff`` and ``target_time`` (days since 1970,
+    for time-ordered calibration), ``asset_id`` and ``target`` (goodness observed).
     """
     as_of = pd.Timestamp(as_of)
     as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of.tz_convert("UTC")
+    default_step, default_max = pair_spacing(ctx, as_of)
+    step_days = step_days or default_step
+    max_horizon_days = max_horizon_days or default_max
     history = ctx.history[ctx.history["observed_at"] <= as_of]
     if history.empty:
         return pd.DataFrame()
@@ -351,7 +461,9 @@ def training_pairs(ctx: RoadContext, as_of, *, step_days: int = 30, max_horizon_
         window["horizon_days"] = horizon  # the exact (fractional) days ahead
         rows = pd.concat([rows, window], axis=1)
         rows["target"] = later["goodness"].to_numpy()
-        rows["cutoff"] = float((cutoff - pd.Timestamp("1970-01-01", tz="UTC")) / DAY)
+        epoch = pd.Timestamp("1970-01-01", tz="UTC")
+        rows["cutoff"] = float((cutoff - epoch) / DAY)
+        rows["target_time"] = ((later["observed_at"] - epoch) / DAY).to_numpy()
         parts.append(rows)
     if not parts:
         return pd.DataFrame()

@@ -26,7 +26,8 @@ from predict.road import (
 )
 
 ROAD_WEAR = "road_wear"
-CSV_COLUMNS = ["external_id", "metric", "target_date", "value", "lower", "upper"]
+CSV_COLUMNS = ["external_id", "metric", "target_date", "value", "lower", "upper",
+               "days_to_threshold", "explanation"]
 
 
 @dataclass
@@ -135,7 +136,9 @@ def score(engine: Engine, metric: str = "pci", horizons=DEFAULT_HORIZONS, as_of=
             "external_id": streets.loc[frame["asset_id"], "external_id"].to_numpy(),
             "metric": metric, "target_date": frame["target_date"],
             "value": frame["value"].round(2), "lower": frame["lower"].round(2),
-            "upper": frame["upper"].round(2)})
+            "upper": frame["upper"].round(2),
+            "days_to_threshold": frame["days_to_threshold"].astype("Int64"),
+            "explanation": frame["explanation"]})
         table.sort_values(["external_id", "target_date"]).to_csv(
             out, index=False, columns=CSV_COLUMNS, lineterminator="\n")
         csv = str(out)

@@ -11,22 +11,30 @@ from sqlalchemy.engine import Connection
 
 from geo import predictions as sql
 from geo.errors import InvalidInput
+from geo.i18n import Message, deferred, render
 from geo.settings import PCI_THRESHOLD
 from predict.estimators import WearForecaster
 from predict.features import (
     DAY,
+    YEARLY_GAP_DAYS,
     MetricScale,
     RoadContext,
     load_road_context,
     road_features,
+    survey_gap_days,
     training_pairs,
     window_features,
 )
 
 DEFAULT_HORIZONS = (30, 90, 365)
+# How long before the forecast's target date a programmed resurfacing falls (days; negative:
+# after it): made by the estimator from the window's horizon and the street's programme.
+PROGRAMME_LEAD = "programme_lead_days"
+WINDOW_DIFFERENCES = ((PROGRAMME_LEAD, "horizon_days", "programme_offset_days"),)
+YEARLY_CALIBRATION_FRACTION = 0.4
 DEFAULT_THRESHOLD = {"pci": PCI_THRESHOLD}
 # Look-ahead grid for "days until the threshold is crossed" (linear between grid points).
-THRESHOLD_GRID_DAYS = (30, 60, 90, 180, 365, 730)
+THRESHOLD_GRID_DAYS = (30, 60, 90, 180, 365, 730, 1095)
 MIN_TRAINING_ROWS = 200
 MIN_STREETS = 10
 MAX_TRAINING_ROWS = 60_000
@@ -112,9 +120,17 @@ def fit_road_model(ctx: RoadContext, as_of, *, random_state: int = 0,
             f"(at least {MIN_TRAINING_ROWS} examples from {MIN_STREETS} streets are needed).")
     if len(pairs) > max_rows:
         pairs = pairs.sample(n=max_rows, random_state=random_state).sort_values("cutoff")
-    features = [c for c in pairs.columns if c not in ("target", "cutoff", "asset_id")]
+    features = [c for c in pairs.columns
+                if c not in ("target", "cutoff", "target_time", "asset_id")]
+    params.setdefault("differences", WINDOW_DIFFERENCES)
+    if survey_gap_days(ctx, as_of) >= YEARLY_GAP_DAYS:
+        # Yearly surveys: hold out the last 40 % of outcomes (several years) to calibrate, so
+        # the interval sees more than one or two years' paving budgets.
+        params.setdefault("calibration_fraction", YEARLY_CALIBRATION_FRACTION)
     estimator = WearForecaster(random_state=random_state, **params)
-    estimator.fit(pairs[features], pairs["target"].to_numpy(), groups=pairs["asset_id"].to_numpy())
+    # Calibrated on held-out time: the intervals are checked on the latest outcomes.
+    estimator.fit(pairs[features], pairs["target"].to_numpy(),
+                  groups=pairs["asset_id"].to_numpy(), times=pairs["target_time"].to_numpy())
     first = ctx.history["observed_at"].min()
     return RoadModel(estimator, ctx.scale, features, as_utc(first), as_of, len(pairs),
                      estimator.get_params())
@@ -125,7 +141,8 @@ def forecast(model: RoadModel, features: pd.DataFrame, as_of, horizons,
     """Forecasts per street and horizon, in the metric's units.
 
     Returns a frame with ``asset_id, horizon_days, target_date, last_value, value, lower,
-    upper, days_to_threshold``: the median forecast with its interval, and the days from
+    upper, explanation, days_to_threshold``: the median forecast with its interval, the
+    evidence it assumes (``programme_notes``), and the days from
     ``as_of`` until the median forecast crosses ``threshold`` (NaN when it does not within
     the look-ahead grid, 0 when already past it).
 
@@ -136,7 +153,8 @@ def forecast(model: RoadModel, features: pd.DataFrame, as_of, horizons,
     horizons = check_horizons(horizons)
     if features.empty:
         return pd.DataFrame(columns=["asset_id", "horizon_days", "target_date", "last_value",
-                                     "value", "lower", "upper", "days_to_threshold"])
+                                     "value", "lower", "upper", "explanation",
+                                     "days_to_threshold"])
     scale = model.scale
     days = sorted(set(horizons) | (set(THRESHOLD_GRID_DAYS) if threshold is not None else set()))
     windows = window_features(pd.DatetimeIndex([as_of] * len(days)), np.asarray(days))
@@ -156,6 +174,7 @@ def forecast(model: RoadModel, features: pd.DataFrame, as_of, horizons,
     if not scale.higher_is_better:  # goodness bounds map to swapped metric bounds
         out["lower"], out["upper"] = out["upper"].to_numpy(), out["lower"].to_numpy()
     out["target_date"] = (as_of.normalize() + pd.to_timedelta(out["horizon_days"], "D")).dt.date
+    out["explanation"] = programme_notes(features, as_of, out)
     if threshold is not None:
         grid = [days.index(d) for d in THRESHOLD_GRID_DAYS]
         crossing = _first_crossing(model, features, median[:, grid], threshold)
@@ -163,6 +182,33 @@ def forecast(model: RoadModel, features: pd.DataFrame, as_of, horizons,
     else:
         out["days_to_threshold"] = np.nan
     return out
+
+
+def programme_notes(features: pd.DataFrame, as_of: pd.Timestamp, out: pd.DataFrame
+                    ) -> list[str | None]:
+    """What evidence a forecast row assumes: the programme's treatment before its target date.
+
+    "forecast assumes the 2027 mill and overlay in the programme" when the street's next
+    programme entry (``programme_offset_days`` after ``as_of``) falls by the target date.
+    """
+    if "programme_offset_days" not in features:
+        return [None] * len(out)
+    offset = features["programme_offset_days"].reindex(out["asset_id"]).to_numpy(float)
+    treatment = features["programme_treatment"].reindex(out["asset_id"]).to_numpy()
+    notes: list[str | None] = []
+    for days, what, horizon in zip(offset, treatment, out["horizon_days"], strict=True):
+        if np.isnan(days) or days > horizon:
+            notes.append(None)
+            continue
+        notes.append(render(programme_note((as_of + pd.Timedelta(days=float(days))).year,
+                                           str(what))))
+    return notes
+
+
+def programme_note(year: int, treatment: str) -> Message:
+    """The words that say a forecast assumes a programmed treatment (render them to show)."""
+    return deferred("forecast assumes the {year} {treatment} in the programme", year=year,
+                    treatment=treatment.replace("_", " "))
 
 
 def _first_crossing(model: RoadModel, features: pd.DataFrame, goodness: np.ndarray,

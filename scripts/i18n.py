@@ -26,7 +26,7 @@ from geo.i18n import DOMAIN, LOCALES, SOURCE_LOCALE, catalogue_path  # noqa: E40
 
 # The packages whose code speaks to users (tests and scripts do not).
 PACKAGES = ("geo", "ingest", "predict", "maps", "service", "sample_data")
-KEYWORDS = {**DEFAULT_KEYWORDS, "_l": None, "lazy_gettext": None}
+KEYWORDS = {**DEFAULT_KEYWORDS, "_l": None, "lazy_gettext": None, "deferred": None}
 
 
 def extract() -> Catalog:
@@ -90,7 +90,8 @@ def update() -> None:
         catalog.obsolete.clear()
         if locale == SOURCE_LOCALE:
             for message in catalog:
-                if message.id and not message.string:
+                texts = message.string if isinstance(message.string, tuple) else (message.string,)
+                if message.id and not all(texts):
                     message.string = message.id
         # No source locations: line numbers would change with every edit and conflict.
         for message in catalog:

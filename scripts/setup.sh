@@ -18,9 +18,11 @@ if compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null; then
 else
   packages+=(postgresql postgresql-postgis)
 fi
-# Tests open exports with GDAL's ogrinfo, talk to a real MQTT broker,
-# and open the maps in a real browser.
-[ "$EXTRAS" = test ] && packages+=(gdal-bin mosquitto chromium haproxy)
+# Tests open exports with GDAL's ogrinfo, talk to a real MQTT broker, open the maps in a
+# real browser, and open the layers and styled tiles in a headless QGIS (Debian's PyQGIS).
+[ "$EXTRAS" = test ] && packages+=(gdal-bin mosquitto chromium qgis python3-qgis haproxy)
+# Chinese pages in that browser (and their screenshots in docs/) need a CJK font.
+[ "$EXTRAS" = test ] && packages+=(fonts-noto-cjk)
 
 missing=()
 for package in "${packages[@]}"; do

@@ -32,6 +32,7 @@ from service.routers import (
     work,
 )
 from service.settings import ServiceSettings
+from service.tile_server import TRUNCATED_HEADER, TileServer
 
 REQUESTS = Counter("twin_http_requests_total", "HTTP requests", ["route", "method", "status"])
 LATENCY = Histogram("twin_http_request_seconds", "HTTP request latency", ["route", "method"],
@@ -91,6 +92,10 @@ def create_app(engine: Engine, settings: ServiceSettings | None = None) -> FastA
         changes = LayerChanges(engine.url)
         app.state.changes = changes
         changes.start()
+        # Tile state lives as long as the app: cache, versions, render connections.
+        app.state.tiles = TileServer(engine, settings, changes)
+        app.state.tile_cache = app.state.tiles.cache
+        await app.state.tiles.open()
         # Reads that may lag go to replicas only once they have the changes heard of here.
         reads = ReadRouting(engine, replicas, max_lag_s=database.replica_max_lag_s,
                             check_s=database.replica_check_s, floor=lambda: changes.lsn)
@@ -108,6 +113,7 @@ def create_app(engine: Engine, settings: ServiceSettings | None = None) -> FastA
                 worker.cancel()
                 with suppress(asyncio.CancelledError):
                     await worker
+            await app.state.tiles.close()
             reads.stop()
             changes.stop()
 
@@ -129,7 +135,7 @@ def create_app(engine: Engine, settings: ServiceSettings | None = None) -> FastA
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
                            allow_methods=["GET", "POST"], allow_headers=["*"],
-                           expose_headers=["ETag"])
+                           expose_headers=["ETag", TRUNCATED_HEADER])
 
     # Inside MeasureRequests, outside the routers and error handlers: everything that answers
     # a request speaks its language.

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from geo.errors import InvalidInput, TwinError
-from geo.i18n import _, default_locale, set_locale
+from geo.i18n import _, default_locale, format_decimal, set_locale
 from geo.settings import DatabaseSettings
 
 app = typer.Typer(
@@ -80,10 +80,10 @@ def _fail(error: TwinError) -> typer.Exit:
 
 def _embedded_only(settings: DatabaseSettings, command: str) -> None:
     if settings.database_url:
-        raise TwinError(
-            f"`twin db {command}` manages the embedded database, but TWIN_DATABASE_URL "
-            f"points twin at an external one; unset it to manage the embedded database."
-        )
+        raise TwinError(_(
+            "`twin db {command}` manages the embedded database, but TWIN_DATABASE_URL "
+            "points twin at an external one; unset it to manage the embedded database.",
+            command=command))
 
 
 def _cluster(settings: DatabaseSettings):
@@ -99,7 +99,7 @@ def _engine(settings: DatabaseSettings, *, migrate: bool = True):
 
     engine = connect(settings)
     if migrate and migrations.current_revision(engine) != migrations.head_revision():
-        with console.status("Migrating the database schema"):
+        with console.status(_("Migrating the database schema")):
             migrations.upgrade(engine)
     return engine
 
@@ -111,21 +111,20 @@ def db_start() -> None:
     try:
         _embedded_only(settings, "start")
         cluster = _cluster(settings)
-        with console.status("Starting the embedded PostGIS database"):
+        with console.status(_("Starting the embedded PostGIS database")):
             started = cluster.start()
     except TwinError as error:
         raise _fail(error) from None
     status = cluster.status()
     if started:
-        console.print(
-            f"[green]Started[/] the embedded database (pid {status.pid}) in "
-            f"{status.data_dir}, socket in {status.socket_dir}."
-        )
+        console.print(_(
+            "[green]Started[/] the embedded database (pid {pid}) in {data_dir}, socket in "
+            "{socket_dir}.", pid=status.pid, data_dir=status.data_dir,
+            socket_dir=status.socket_dir))
     else:
-        console.print(
-            f"[yellow]Already running:[/] the embedded database (pid {status.pid}) in "
-            f"{status.data_dir}; nothing to do."
-        )
+        console.print(_(
+            "[yellow]Already running:[/] the embedded database (pid {pid}) in {data_dir}; "
+            "nothing to do.", pid=status.pid, data_dir=status.data_dir))
 
 
 @db_app.command("stop")
@@ -138,9 +137,9 @@ def db_stop() -> None:
     except TwinError as error:
         raise _fail(error) from None
     console.print(
-        "[green]Stopped[/] the embedded database."
+        _("[green]Stopped[/] the embedded database.")
         if stopped
-        else "The embedded database was not running; nothing to do."
+        else _("The embedded database was not running; nothing to do.")
     )
 
 
@@ -199,8 +198,10 @@ def db_migrate(
     except TwinError as error:
         raise _fail(error) from None
     console.print(
-        f"Schema at revision [bold]{after}[/]"
-        + (f" (was {before or 'empty'})." if before != after else "; nothing to do.")
+        _("Schema at revision [bold]{revision}[/] (was {before}).", revision=after,
+          before=before or _("empty"))
+        if before != after else
+        _("Schema at revision [bold]{revision}[/]; nothing to do.", revision=after)
     )
 
 
@@ -217,7 +218,8 @@ def db_downgrade(
         after = migrations.current_revision(engine)
     except TwinError as error:
         raise _fail(error) from None
-    console.print(f"Schema at revision [bold]{after or 'base (no twin tables)'}[/].")
+    console.print(_("Schema at revision [bold]{revision}[/].",
+                    revision=after or _("base (no twin tables)")))
 
 
 @db_app.command("reset")
@@ -228,26 +230,25 @@ def db_reset(
     from geo import migrate as migrations
 
     settings = _settings()
-    where = "the external database" if settings.database_url else f"{settings.home.absolute()}"
+    where = _("the external database") if settings.database_url else f"{settings.home.absolute()}"
     if not yes:
         if not sys.stdin.isatty():
-            raise _fail(TwinError("`twin db reset` deletes all twin data; add --yes to confirm."))
-        typer.confirm(f"Delete all twin data in {where}?", abort=True)
+            raise _fail(TwinError(_("`twin db reset` deletes all twin data; add --yes to "
+                                    "confirm.")))
+        typer.confirm(_("Delete all twin data in {where}?", where=where), abort=True)
     try:
         if settings.database_url:
             engine = _engine(settings, migrate=False)
             migrations.downgrade(engine, "base")
         else:
-            with console.status("Deleting the embedded database"):
+            with console.status(_("Deleting the embedded database")):
                 _cluster(settings).destroy()
-        with console.status("Creating an empty database"):
+        with console.status(_("Creating an empty database")):
             engine = _engine(settings)
     except TwinError as error:
         raise _fail(error) from None
-    console.print(
-        f"[green]Reset:[/] empty schema at revision "
-        f"{migrations.current_revision(engine)} in {where}."
-    )
+    console.print(_("[green]Reset:[/] empty schema at revision {revision} in {where}.",
+                    revision=migrations.current_revision(engine), where=where))
 
 
 @sample_app.command("generate")
@@ -266,9 +267,9 @@ def sample_generate(
         summary = generate(out, seed=seed, scale=scale, months=months, progress=console)
     except TwinError as error:
         raise _fail(error) from None
-    table = Table(title=f"Sample written to {out}")
-    table.add_column("file")
-    table.add_column("rows", justify="right")
+    table = Table(title=_("Sample written to {out}", out=out))
+    table.add_column(_("file"))
+    table.add_column(_("rows"), justify="right")
     for name, rows in summary.items():
         table.add_row(name, f"{rows:,}")
     console.print(table)
@@ -293,9 +294,10 @@ def sample_load(
             reports = load_sample(engine, directory or SAMPLE_DIR, progress=progress)
     except TwinError as error:
         raise _fail(error) from None
-    table = Table(title="Loaded")
-    for column in ("layer", "read", "new", "updated", "unchanged", "rejected"):
-        table.add_column(column, justify="right" if column != "layer" else "left")
+    table = Table(title=_("Loaded"))
+    for column in (_("layer"), _("read"), _("new"), _("updated"), _("unchanged"),
+                   _("rejected")):
+        table.add_column(column, justify="left" if not table.columns else "right")
     for r in reports:
         table.add_row(
             r.layer,
@@ -413,25 +415,27 @@ def ingest(
     if as_json:
         print(json.dumps(report.as_dict(), indent=2))
         return
-    table = Table(title=f"{'Dry run of ' if dry_run else ''}{layer} from {path}", show_header=False)
+    title = (_("Dry run of {layer} from {path}", layer=layer, path=path) if dry_run
+             else _("{layer} from {path}", layer=layer, path=path))
+    table = Table(title=title, show_header=False)
     for label, value in (
-        ("source", report.source),
-        ("read", report.rows_read),
-        ("new", report.rows_new),
-        ("updated", report.rows_updated),
-        ("unchanged", report.rows_unchanged),
-        ("rejected", report.rows_rejected),
-        ("repaired", report.rows_repaired),
-        ("kept, value dropped", report.rows_with_values_dropped),
-        ("seconds", f"{report.duration_s:.2f}"),
+        (_("source"), report.source),
+        (_("read"), report.rows_read),
+        (_("new"), report.rows_new),
+        (_("updated"), report.rows_updated),
+        (_("unchanged"), report.rows_unchanged),
+        (_("rejected"), report.rows_rejected),
+        (_("repaired"), report.rows_repaired),
+        (_("kept, value dropped"), report.rows_with_values_dropped),
+        (_("seconds"), f"{report.duration_s:.2f}"),
     ):
         table.add_row(label, f"{value:,}" if isinstance(value, int) else str(value))
     console.print(table)
     if report.rejects_path:
-        console.print(f"Rejected, repaired and dropped values, with reasons: "
-                      f"{report.rejects_path}")
+        console.print(_("Rejected, repaired and dropped values, with reasons: {path}",
+                        path=report.rejects_path))
     if dry_run:
-        console.print("[yellow]Dry run:[/] nothing was kept.")
+        console.print(_("[yellow]Dry run:[/] nothing was kept."))
 
 
 mapping_app = typer.Typer(
@@ -466,13 +470,15 @@ def mapping_draft(
     except TwinError as error:
         raise _fail(error) from None
     except OSError as error:
-        raise _fail(InvalidInput(f"{out} cannot be written ({error.strerror}).")) from None
+        raise _fail(InvalidInput(_("{out} cannot be written ({why}).", out=out,
+                                   why=error.strerror))) from None
     if out is None:
         print(draft.text, end="")
     else:
         preset = {"osm": " (OpenStreetMap)", "tiger": " (TIGER/Line)"}.get(draft.preset or "", "")
-        console.print(f"Wrote {out}{preset}; check it, then: twin ingest {layer} {path} "
-                      f"--mapping {out}", highlight=False, soft_wrap=True)
+        console.print(_("Wrote {out}{preset}; check it, then: twin ingest {layer} {path} "
+                        "--mapping {out}", out=out, preset=preset, layer=layer, path=path),
+                      highlight=False, soft_wrap=True)
 
 
 def _watch(url: str, *, source: str | None, as_json: bool, group: str | None,
@@ -496,7 +502,7 @@ def _watch(url: str, *, source: str | None, as_json: bool, group: str | None,
                                      "e.g. --client-id intake-{host}-1.",
                                      host=socket.gethostname()))
         engine = _engine(_settings())
-        err_console.print(f"Following {url}; Ctrl-C stops after the current batch.")
+        err_console.print(_("Following {url}; Ctrl-C stops after the current batch.", url=url))
         stats = watch(engine, url, source=source or "mqtt", group=group,
                       client_id=client_id or "twin-ingest")
     except TwinError as error:
@@ -504,12 +510,16 @@ def _watch(url: str, *, source: str | None, as_json: bool, group: str | None,
     if as_json:
         print(json.dumps(stats.as_dict(), indent=2, default=str))
     else:
-        console.print(f"Stopped: {stats.messages:,} messages, {stats.readings_new:,} new "
-                      f"readings, {stats.readings_unchanged:,} unchanged, {stats.rejected:,} "
-                      f"rejected.")
+        console.print(_("Stopped: {messages} messages, {new} new readings, {unchanged} "
+                        "unchanged, {rejected} rejected.",
+                        messages=format_decimal(stats.messages),
+                        new=format_decimal(stats.readings_new),
+                        unchanged=format_decimal(stats.readings_unchanged),
+                        rejected=format_decimal(stats.rejected)))
     if stats.broker_dropped:
-        err_console.print(f"The broker reported {stats.broker_dropped:,} messages dropped while "
-                          f"this job ran: readings may be missing (see docs/mosquitto.conf).")
+        err_console.print(_("The broker reported {n} messages dropped while this job ran: "
+                            "readings may be missing (see docs/mosquitto.conf).",
+                            n=format_decimal(stats.broker_dropped)))
 
 
 @metrics_app.command("set")
@@ -605,15 +615,18 @@ def keys_create(
 
     try:
         if role not in keys.ROLES:
-            raise InvalidInput(f"Role '{role}' is not one of {', '.join(keys.ROLES)}.")
+            raise InvalidInput(_("Role '{role}' is not one of {roles}.", role=role,
+                                 roles=", ".join(keys.ROLES)))
         engine = _engine(_settings())
         with engine.begin() as conn:
             if keys.key_name_exists(conn, name):
-                raise InvalidInput(f"A key named '{name}' exists already; choose another name.")
+                raise InvalidInput(_("A key named '{name}' exists already; choose another "
+                                     "name.", name=name))
             key = keys.create_key(conn, name=name, role=role)
     except TwinError as error:
         raise _fail(error) from None
-    err_console.print(f"Key '{name}' with role '{role}' (shown once; keep it safe):")
+    err_console.print(_("Key '{name}' with role '{role}' (shown once; keep it safe):",
+                        name=name, role=role))
     print(key)
 
 
@@ -629,7 +642,7 @@ def keys_list() -> None:
     except TwinError as error:
         raise _fail(error) from None
     table = Table()
-    for column in ("name", "role", "starts with", "created", "revoked"):
+    for column in (_("name"), _("role"), _("starts with"), _("created"), _("revoked")):
         table.add_column(column)
     for row in rows:
         table.add_row(row.name, row.role, row.key_prefix, f"{row.created_at:%Y-%m-%d %H:%M}",
@@ -646,10 +659,10 @@ def keys_revoke(name: Annotated[str, typer.Argument(help="The key's name.")]) ->
         engine = _engine(_settings())
         with engine.begin() as conn:
             if not keys.revoke_key(conn, name):
-                raise InvalidInput(f"There is no live key named '{name}'.")
+                raise InvalidInput(_("There is no live key named '{name}'.", name=name))
     except TwinError as error:
         raise _fail(error) from None
-    console.print(f"Revoked '{name}'.")
+    console.print(_("Revoked '{name}'.", name=name))
 
 
 @app.command("serve")
@@ -680,7 +693,8 @@ def serve(
 
         url = EmbeddedCluster(settings.home, settings.cluster_user).url
         os.environ["TWIN_DATABASE_URL"] = url.render_as_string(hide_password=False)
-    console.print(f"Serving on http://{host}:{port} (API documentation at /docs).")
+    console.print(_("Serving on {url} (API documentation at /docs).",
+                    url=f"http://{host}:{port}"))
     from service.access_log import uvicorn_log_config
 
     # The log config redacts keys given in query strings.
@@ -704,7 +718,7 @@ def worker(
         engine = _engine(_settings())
     except TwinError as error:
         raise _fail(error) from None
-    err_console.print("Running jobs; Ctrl-C stops after the current ones.")
+    err_console.print(_("Running jobs; Ctrl-C stops after the current ones."))
     asyncio.run(run_worker(engine, concurrency=concurrency))
 
 

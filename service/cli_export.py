@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from geo.errors import InvalidInput, NotFound, TwinError
+from geo.i18n import _, format_decimal, ngettext
 from geo.layers import LAYERS
 
 # service.exporting (and SQLAlchemy with it) is imported when the command runs, so that
@@ -41,6 +42,9 @@ def export(
                            "a whole community.")] = None,
     properties: Annotated[str | None, typer.Option(
         help="Comma-separated properties to write, in this order (default: all).")] = None,
+    filter_: Annotated[str | None, typer.Option(
+        "--filter", help="A CQL2 text filter, e.g. \"pci < 55 AND road_class = 'primary'\" "
+                         "(as the OGC API's filter).")] = None,
 ) -> None:
     """Export LAYER to a GeoPackage, GeoJSON, CSV, zipped Shapefile, GeoParquet or FlatGeobuf.
 
@@ -63,17 +67,15 @@ def export(
         for item in where or []:
             name, sep, value = item.partition("=")
             if not sep or not name.strip():
-                raise InvalidInput(f"--where '{item}' is not PROPERTY=VALUE.")
+                raise InvalidInput(_("--where '{item}' is not PROPERTY=VALUE.", item=item))
             filters.append((name.strip(), value))
         filters += [("district", name) for name in district or []]
         query = exporting.export_query(found, bbox=bbox, datetime_text=datetime_text,
-                                       properties=properties, filters=filters)
+                                       properties=properties, filters=filters, cql=filter_)
         engine = _engine(_settings())
         written = exporting.write_export_to(engine, query, fmt, out)
     except TwinError as error:
         raise _fail(error) from None
-    from geo.i18n import _, format_decimal, ngettext
-
     console.print(ngettext(
         "Wrote {n} feature of {layer} to {out} ({format}, {size} bytes).",
         "Wrote {n} features of {layer} to {out} ({format}, {size} bytes).", written.features,

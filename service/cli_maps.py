@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from geo.errors import InvalidInput, TwinError
-from geo.i18n import default_locale, set_locale
+from geo.i18n import _, default_locale, format_date, format_decimal, set_locale
 from service.cli import _engine, _fail, _settings, console
 
 KINDS = ("crew", "planner")
@@ -31,19 +31,22 @@ def map_command(
 
     try:
         if kind not in KINDS:
-            raise InvalidInput(f"Kind '{kind}' is not one of {', '.join(KINDS)}.")
+            raise InvalidInput(_("Kind '{kind}' is not one of {kinds}.", kind=kind,
+                                 kinds=", ".join(KINDS)))
         if out.is_dir():
-            raise InvalidInput(f"{out} is a directory; give a file name such as map.html.")
+            raise InvalidInput(_("{out} is a directory; give a file name such as map.html.",
+                                 out=out))
         engine = _engine(_settings())
-        with console.status(f"Drawing the {kind} map"):
+        with console.status(_("Drawing the {kind} map", kind=kind)):
             html = (render_crew(engine, inline=True) if kind == "crew" else
                     render_planner(engine, tuple(horizon or DEFAULT_HORIZONS), inline=True))
     except TwinError as error:
         raise _fail(error) from None
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(html, encoding="utf-8")
-    console.print(f"Wrote the {kind} map to {out} ({len(html.encode()) / 1e6:.1f} MB); "
-                  f"open it in a browser, no network needed.")
+    console.print(_("Wrote the {kind} map to {out} ({mb} MB); open it in a browser, no network "
+                    "needed.", kind=kind, out=out,
+                    mb=format_decimal(len(html.encode()) / 1e6, "0.0")))
 
 
 def _prepare(engine) -> None:
@@ -58,43 +61,50 @@ def _prepare(engine) -> None:
     with engine.connect() as conn:
         loaded = store.twin_area(conn) is not None
     if loaded:
-        console.print("Data: already loaded (`twin sample load` loads the sample again).")
+        console.print(_("Data: already loaded (`twin sample load` loads the sample again)."))
     else:
-        with console.status("Loading the sample neighbourhood through the ingest"):
+        with console.status(_("Loading the sample neighbourhood through the ingest")):
             reports = load_sample(engine, SAMPLE_DIR)
-        console.print(f"Data: loaded the sample ({sum(r.rows_new for r in reports):,} rows).")
+        console.print(_("Data: loaded the sample ({rows} rows).",
+                        rows=format_decimal(sum(r.rows_new for r in reports))))
 
     with engine.connect() as conn:
         metric = predictions.metric_by_name(conn, "pci")
         last = predictions.observation_span(conn, metric["id"])[1] if metric else None
         model = predictions.latest_model(conn, "road_wear", "pci")
     if last is None:
-        console.print("[yellow]No PCI readings:[/] no forecast or road-wear alert to make.")
+        console.print(_("[yellow]No PCI readings:[/] no forecast or road-wear alert to make."))
         return
     if model is not None and as_utc(model["train_to"]) >= as_utc(last):
         version = model["version"]
-        console.print(f"Model: {version} already covers the data up to {as_utc(last).date()}.")
+        console.print(_("Model: {version} already covers the data up to {day}.",
+                        version=version, day=format_date(as_utc(last).date())))
     else:
-        with console.status("Training the road-wear model (about half a minute)"):
+        with console.status(_("Training the road-wear model (about half a minute)")):
             version = train(engine, "pci", None).version
-        console.print(f"Model: trained {version}.")
+        console.print(_("Model: trained {version}.", version=version))
     assert metric is not None  # there are PCI readings, so the metric is declared
     with engine.connect() as conn:
         scored = predictions.latest_street_predictions(conn, metric["id"], DEFAULT_HORIZONS[0])
     if len(scored) and (scored["model_version"] == version).any():
-        console.print("Forecasts: already made with this model.")
+        console.print(_("Forecasts: already made with this model."))
     else:
-        with console.status("Forecasting every street"):
+        with console.status(_("Forecasting every street")):
             result = score(engine, "pci", DEFAULT_HORIZONS, None, version=version)
-        console.print(f"Forecasts: {result.rows:,} for {result.streets:,} streets.")
+        console.print(_("Forecasts: {rows} for {streets} streets.",
+                        rows=format_decimal(result.rows), streets=format_decimal(result.streets)))
     report = refresh(engine)
     # What a crew faces now: every open alert, whether this refresh raised it or kept it.
     open_now = {kind: report.opened.get(kind, 0) + report.kept.get(kind, 0)
                 for kind in sorted(set(report.opened) | set(report.kept))}
-    by_kind = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in open_now.items() if n)
-    console.print(f"Alerts: {sum(open_now.values())} open ({by_kind or 'none'}); "
-                  f"{sum(report.opened.values())} raised by this refresh, "
-                  f"{sum(report.resolved.values())} closed by it.")
+    from maps.crew import KIND_LABELS
+
+    by_kind = _(", ").join(f"{n} {str(KIND_LABELS.get(kind, kind.replace('_', ' '))).lower()}"
+                           for kind, n in open_now.items() if n)
+    console.print(_("Alerts: {open} open ({kinds}); {raised} raised by this refresh, {closed} "
+                    "closed by it.", open=sum(open_now.values()), kinds=by_kind or _("none"),
+                    raised=sum(report.opened.values()),
+                    closed=sum(report.resolved.values())))
 
 
 def demo(
@@ -127,10 +137,9 @@ def demo(
     # With its job worker: new readings raise alerts and the schedule runs, nothing by hand.
     app = create_app(engine, ServiceSettings(run_worker=True))
     base = f"http://{host}:{port}"
+    pages = ((_("crew map"), "/map"), (_("planner map"), "/map/planner"),
+             (_("API docs"), "/docs"), (_("OGC API"), "/ogc"))
     console.print(
-        f"\n[bold]Neighbourhood Twin is ready[/] (Ctrl-C stops it):\n"
-        f"  crew map        {base}/map\n"
-        f"  planner map     {base}/map/planner\n"
-        f"  API docs        {base}/docs\n"
-        f"  OGC API         {base}/ogc\n", highlight=False)
+        "\n" + _("[bold]Neighbourhood Twin is ready[/] (Ctrl-C stops it):") + "\n"
+        + "".join(f"  {name:<16}{base}{path}\n" for name, path in pages), highlight=False)
     uvicorn.run(app, host=host, port=port, log_level="warning")

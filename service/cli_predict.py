@@ -14,6 +14,7 @@ import typer
 from rich.table import Table
 
 from geo.errors import TwinError
+from geo.i18n import _, format_decimal
 from service.cli import _engine, _fail, _settings, console
 
 predict_app = typer.Typer(
@@ -39,8 +40,10 @@ def train(metric: MetricOption = "pci", as_of: AsOfOption = None,
         result = train_model(_engine(_settings()), metric, as_of, random_state=random_state)
     except TwinError as error:
         raise _fail(error) from None
-    console.print(f"Stored model [bold]{result.version}[/]: '{result.metric}' from "
-                  f"{result.train_from} to {result.train_to}, {result.rows:,} examples.")
+    console.print(_("Stored model [bold]{version}[/]: '{metric}' from {start} to {end}, "
+                    "{rows} examples.", version=result.version, metric=result.metric,
+                    start=result.train_from, end=result.train_to,
+                    rows=format_decimal(result.rows)))
 
 
 @predict_app.command("score")
@@ -50,7 +53,8 @@ def score(
         "--horizon", help="Days ahead; repeat for several (default 30, 90, 365).")] = None,
     as_of: AsOfOption = None,
     out: Annotated[Path | None, typer.Option(
-        "--out", help="Also write external_id, metric, target_date, value, lower, upper "
+        "--out", help="Also write external_id, metric, target_date, value, lower, upper, "
+                      "days_to_threshold, explanation "
                       "to this CSV.")] = None,
     version: Annotated[str | None, typer.Option(
         help="Model version (default: the newest for the metric).")] = None,
@@ -72,7 +76,8 @@ def score(
                           + (f" CSV: {result.csv}" if result.csv else ""))
             return
         if target != "road-wear":
-            raise TwinError(f"Target '{target}' is not one of road-wear, debris.")
+            raise TwinError(_("Target '{target}' is not one of road-wear, debris.",
+                              target=target))
         result = score_streets(_engine(_settings()), metric, horizon or DEFAULT_HORIZONS, as_of,
                                out=out, version=version)
     except TwinError as error:
@@ -95,13 +100,33 @@ def evaluate(
     window: Annotated[int, typer.Option(
         help="Road wear: days around as-of + horizon whose observations are scored.")] = 15,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    origins: Annotated[int, typer.Option(
+        help="Road wear: a rolling-origin backtest over this many as-of dates, --step days "
+             "apart, ending at --as-of (default: the newest that leaves --horizon "
+             "scorable).")] = 1,
+    step: Annotated[int, typer.Option(help="Road wear: days between backtest origins.")] = 365,
+    threshold: Annotated[float | None, typer.Option(
+        help="Road wear backtest: the condition threshold whose crossings are scored "
+             "(default: PCI 55, else the middle of the range).")] = None,
+    report_file: Annotated[Path | None, typer.Option(
+        "--report", help="Road wear: write the backtest's plots (error by horizon, interval "
+                         "calibration, map of errors) to this .html or .png file.")] = None,
 ) -> None:
     """Train on what was known at --as-of, forecast, and score against what happened next."""
+    from predict.evaluate import backtest
     from predict.evaluate import evaluate as run
 
     try:
-        report = run(_engine(_settings()), target, as_of, horizon or [90], metric=metric,
-                     truth_dir=truth, window_days=window)
+        if target == "road-wear" and (origins > 1 or report_file is not None):
+            report = backtest(_engine(_settings()), metric, horizon or [90], as_of=as_of,
+                              origins=origins, step_days=step, window_days=window,
+                              threshold=threshold, report=report_file)
+            if not as_json:
+                _print_backtest(report)
+                return
+        else:
+            report = run(_engine(_settings()), target, as_of, horizon or [90], metric=metric,
+                         truth_dir=truth, window_days=window)
     except TwinError as error:
         if as_json:
             print(json.dumps({"status": "error", "error": str(error)}))
@@ -110,6 +135,26 @@ def evaluate(
         print(json.dumps(report, indent=2, default=str))
         return
     _print_report(report)
+
+
+def _print_backtest(report: dict) -> None:
+    console.print(f"Road wear of '{report['metric']}', rolling-origin backtest over "
+                  f"{len(report['origins'])} origins "
+                  f"({', '.join(o['origin'] for o in report['origins'])}); "
+                  f"{report['scoring']}.", highlight=False, soft_wrap=True)
+    for horizon, h in sorted(report["horizons"].items(), key=lambda kv: int(kv[0])):
+        cross = h["crossings"]
+        console.print(
+            f"  {horizon} days: {h['rows']} outcomes; MAE model {h['mae']['model']}, "
+            f"persistence {h['mae']['persistence']}, linear trend {h['mae']['trend']} "
+            f"(model/persistence {h['model_vs_persistence']}, model/trend "
+            f"{h['model_vs_trend']}); {report['interval']} interval coverage "
+            f"{h['coverage']}; crossing {report['threshold']:g}: model precision "
+            f"{cross['model']['precision']} recall {cross['model']['recall']}, linear trend "
+            f"{cross['linear_trend']['precision']} / {cross['linear_trend']['recall']} "
+            f"({cross['model']['actual']} crossed)", highlight=False, soft_wrap=True)
+    if report.get("report"):
+        console.print(f"Report: {report['report']}")
 
 
 def _print_report(report: dict) -> None:
@@ -137,6 +182,64 @@ def _print_report(report: dict) -> None:
     console.print_json(json.dumps(report, default=str))
 
 
+@predict_app.command("load-surveys")
+def load_surveys(
+    path: Annotated[Path, typer.Argument(help="A wide survey CSV: one row per street block, "
+                                              "one column per year and metric.")],
+    mapping: Annotated[Path, typer.Option(help="TOML mapping (see ingest/wide_survey.py and "
+                                               "docs/forecasts.md).")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate only.")] = False,
+) -> None:
+    """Load a city's yearly survey table into readings, through the readings ingest."""
+    from ingest.wide_survey import load_wide_survey
+
+    try:
+        report = load_wide_survey(_engine(_settings()), path, mapping, dry_run=dry_run)
+    except TwinError as error:
+        raise _fail(error) from None
+    console.print(_("{read} survey values read: {new} new, {updated} updated, {rejected} "
+                    "rejected.", read=format_decimal(report.rows_read),
+                    new=format_decimal(report.rows_new),
+                    updated=format_decimal(report.rows_updated),
+                    rejected=format_decimal(report.rows_rejected)))
+    if report.rows_rejected:
+        console.print(_("Rejected rows: {path}", path=report.rejects_path))
+
+
+@predict_app.command("load-programme")
+def load_programme(
+    path: Annotated[Path, typer.Argument(help="CSV: external_id, year, treatment "
+                                              "[, planned_on, published_on].")],
+    source: Annotated[str | None, typer.Option(help="Programme's name (default: the file's "
+                                                    "name); its older entries are replaced.")]
+    = None,
+) -> None:
+    """Load a paving programme: streets scheduled for treatment, evidence for forecasts."""
+    from ingest.programme import load_programme as run
+
+    try:
+        count = run(_engine(_settings()), path, source=source)
+    except TwinError as error:
+        raise _fail(error) from None
+    console.print(_("Programme loaded: {count} scheduled treatments.",
+                    count=format_decimal(count)))
+
+
+@predict_app.command("load-work")
+def load_work(
+    path: Annotated[Path, typer.Argument(help="CSV: external_id, action, done_at.")],
+    source: Annotated[str | None, typer.Option(help="Who kept the records.")] = None,
+) -> None:
+    """Load a city's past work records of streets (resurfacing resets the wear curve)."""
+    from ingest.programme import load_work_records
+
+    try:
+        count = load_work_records(_engine(_settings()), path, source=source)
+    except TwinError as error:
+        raise _fail(error) from None
+    console.print(_("Work records loaded: {count}.", count=format_decimal(count)))
+
+
 @alerts_app.command("refresh")
 def refresh(
     metric: MetricOption = "pci",
@@ -155,8 +258,8 @@ def refresh(
                      threshold=threshold, until=as_of)
     except TwinError as error:
         raise _fail(error) from None
-    table = Table(title="Alerts refreshed")
-    for column in ("kind", "opened", "still open", "resolved"):
+    table = Table(title=_("Alerts refreshed"))
+    for column in (_("kind"), _("opened"), _("still open"), _("resolved")):
         table.add_column(column)
     kinds = sorted(set(report.opened) | set(report.kept) | set(report.resolved))
     for kind in kinds:
@@ -164,4 +267,4 @@ def refresh(
                       str(report.resolved.get(kind, 0)))
     console.print(table)
     for note in report.notes:
-        console.print(f"[yellow]Note:[/] {note}")
+        console.print(_("[yellow]Note:[/] {note}", note=note))

@@ -9,6 +9,7 @@ from fastapi import Depends, Header, Request
 from sqlalchemy.engine import Engine
 
 from geo import keys
+from geo.i18n import _
 from service.errors import Forbidden, Unauthorized
 from service.settings import ServiceSettings
 
@@ -72,7 +73,7 @@ def get_caller(
     with engine.connect() as conn:
         found = keys.role_of_key(conn, key)
     if found is None:
-        raise Unauthorized("The API key is not valid (unknown or revoked).")
+        raise Unauthorized(_("The API key is not valid (unknown or revoked)."))
     return Caller(*found)
 
 
@@ -84,10 +85,11 @@ def require(role: str):
 
     def check(caller: CallerDep) -> Caller:
         if caller.role is None:
-            raise Unauthorized(f"This needs an API key with the role '{role}' or above.")
+            raise Unauthorized(_("This needs an API key with the role '{role}' or above.",
+                                 role=role))
         if not caller.has(role):
-            raise Forbidden(f"The key '{caller.name}' has the role '{caller.role}'; this needs "
-                            f"'{role}' or above.")
+            raise Forbidden(_("The key '{name}' has the role '{has}'; this needs '{role}' or "
+                              "above.", name=caller.name, has=caller.role, role=role))
         return caller
 
     return check
@@ -97,7 +99,7 @@ def require_reader(caller: CallerDep, settings: SettingsDep) -> Caller:
     """Let anyone read when reading is open; otherwise any valid key."""
     if settings.open_read or caller.role is not None:
         return caller
-    raise Unauthorized("Reading needs an API key on this service.")
+    raise Unauthorized(_("Reading needs an API key on this service."))
 
 
 ReaderDep = Annotated[Caller, Depends(require_reader)]

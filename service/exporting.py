@@ -34,14 +34,14 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-from geo import STORAGE_SRID
+from geo import STORAGE_SRID, filtering
 from geo.errors import InvalidInput, NotFound
 from geo.exports import Column, ExportQuery, read_features
 from geo.layers import Layer
 from service import params
 
 # The query parameters an export takes besides property filters.
-EXPORT_PARAMETERS = ("bbox", "datetime", "properties")
+EXPORT_PARAMETERS = ("bbox", "datetime", "properties", "filter", "filter-lang", "filter-crs")
 # Side files of a CSV export (GeoCSV as GDAL reads it): the column types and the CRS.
 CSV_SIDE_FILES = ("csvt", "prj")
 
@@ -116,6 +116,9 @@ def export_query(
     datetime_text: str | None = None,
     properties: str | None = None,
     filters: Iterable[tuple[str, str]] = (),
+    cql: str | None = None,
+    cql_lang: str | None = None,
+    cql_crs: str | None = None,
     now: datetime | None = None,
 ) -> ExportQuery:
     """Validate what a user asked of a layer (as typed) into an :class:`ExportQuery`.
@@ -136,6 +139,7 @@ def export_query(
         since=None if span is None or span.instant else span.start,
         bbox=None if bbox is None else params.parse_bbox(bbox),
         equals=params.parse_filters(layer, filters),
+        filter=None if cql is None else filtering.parse_filter(cql, cql_lang, cql_crs),
         properties=None if properties is None else params.parse_properties(
             layer, properties, as_given=True, skip=("id",)),  # the id always comes
     )
@@ -336,12 +340,27 @@ def _arrow_table(schema, columns: tuple[Column, ...], rows: Sequence, *,
 _OGR_GEOMETRY_TYPES = {"Point": "Point", "LineString": "LineString", "Polygon": "Polygon"}
 
 
+def _single_type(conn, layer: Layer) -> tuple[str, str]:
+    """The geometry type a one-type format (GeoPackage, FlatGeobuf) declares, and the encoding.
+
+    A streets or compounds layer holding any multi-part feature is declared MultiLineString or
+    MultiPolygon, its single parts made multi, as those formats expect one type per layer.
+    """
+    from geo.exports import has_multipart
+
+    geometry_type = _OGR_GEOMETRY_TYPES.get(layer.geometry_type, "Unknown")
+    if geometry_type in ("LineString", "Polygon") and has_multipart(conn, layer):
+        return "Multi" + geometry_type, "wkb_multi"
+    return geometry_type, "wkb"
+
+
 def _write_gpkg(conn, query: ExportQuery, directory: Path) -> tuple[Path, int]:
     import pyogrio
 
     layer = query.layer
     path = directory / f"{layer.id}.gpkg"
-    columns, chunks = read_features(conn, query)
+    geometry_type, encoding = _single_type(conn, layer)
+    columns, chunks = read_features(conn, query, geometry=encoding)
     schema = _arrow_schema(columns)
 
     def write(rows: Sequence, *, append: bool) -> None:
@@ -352,8 +371,7 @@ def _write_gpkg(conn, query: ExportQuery, directory: Path) -> tuple[Path, int]:
             "layer_options": {"IDENTIFIER": layer.title, "DESCRIPTION": layer.description}}
         pyogrio.write_arrow(
             _arrow_table(schema, columns, rows), path, layer=layer.id, driver="GPKG",
-            geometry_name="geom", crs=f"EPSG:{STORAGE_SRID}",
-            geometry_type=_OGR_GEOMETRY_TYPES.get(layer.geometry_type, "Unknown"),
+            geometry_name="geom", crs=f"EPSG:{STORAGE_SRID}", geometry_type=geometry_type,
             append=append, **options)
 
     written = 0
@@ -490,8 +508,12 @@ def _write_shapefile_zip(conn, query: ExportQuery, directory: Path) -> tuple[Pat
     return path, written
 
 
-def geoparquet_metadata(layer: Layer, geometry_column: str = "geometry") -> dict:
-    """The GeoParquet 1.0 ``geo`` metadata of a layer's export: WKB, its types, EPSG:4326."""
+def geoparquet_metadata(layer: Layer, geometry_column: str = "geometry", *,
+                        multipart: bool = False) -> dict:
+    """The GeoParquet 1.0 ``geo`` metadata of a layer's export: WKB, its types, EPSG:4326.
+
+    ``multipart``: the layer holds multi-part features too (its types list both kinds).
+    """
     from pyproj import CRS
 
     known = _OGR_GEOMETRY_TYPES.get(layer.geometry_type)
@@ -500,7 +522,8 @@ def geoparquet_metadata(layer: Layer, geometry_column: str = "geometry") -> dict
         "primary_column": geometry_column,
         "columns": {geometry_column: {
             "encoding": "WKB",
-            "geometry_types": [known] if known else [],
+            "geometry_types": ([known, f"Multi{known}"] if multipart and known != "Point"
+                               else [known]) if known else [],
             "crs": CRS.from_epsg(STORAGE_SRID).to_json_dict(),
         }},
     }
@@ -513,8 +536,11 @@ def _write_parquet(conn, query: ExportQuery, directory: Path) -> tuple[Path, int
     path = directory / f"{layer.id}.parquet"
     columns, chunks = read_features(conn, query)
     names = {"geom": "geometry"}
+    from geo.exports import has_multipart
+
+    multipart = layer.geometry_type in ("LineString", "Polygon") and has_multipart(conn, layer)
     schema = _arrow_schema(columns, names=names, metadata={
-        "geo": json.dumps(geoparquet_metadata(layer))})
+        "geo": json.dumps(geoparquet_metadata(layer, multipart=multipart))})
     written = 0
     with pq.ParquetWriter(path, schema, compression="snappy") as writer:
         for rows in chunks:
@@ -529,17 +555,10 @@ def _write_fgb(conn, query: ExportQuery, directory: Path) -> tuple[Path, int]:
     import pyarrow as pa
     import pyogrio
 
-    from geo.exports import has_multipart
-
     layer = query.layer
     path = directory / f"{layer.id}.fgb"
-    geometry_type = _OGR_GEOMETRY_TYPES.get(layer.geometry_type, "Unknown")
-    # A FlatGeobuf layer holds one geometry type: a streets or compounds layer with any
-    # multi-part feature is written as MultiLineString or MultiPolygon throughout.
-    multi = geometry_type in ("LineString", "Polygon") and has_multipart(conn, layer)
-    if multi:
-        geometry_type = "Multi" + geometry_type
-    columns, chunks = read_features(conn, query, geometry="wkb_multi" if multi else "wkb")
+    geometry_type, encoding = _single_type(conn, layer)
+    columns, chunks = read_features(conn, query, geometry=encoding)
     schema = _arrow_schema(columns)
     written = [0]
 

@@ -11,6 +11,8 @@ from urllib.parse import parse_qs
 
 from geo.i18n import html_lang, negotiate, reset_locale, set_locale
 
+# The query parameter that picks the language: every route takes it, none filters by it.
+LANGUAGE_PARAMETER = "lang"
 # Answers whose words depend on the language; tiles, images and files do not.
 _TEXT_TYPES = (b"text/", b"application/json", b"application/problem+json", b"application/xml",
                b"application/geo+json")
@@ -29,7 +31,7 @@ class RequestLanguage:
             await self.app(scope, receive, send)
             return
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        lang = (query.get("lang") or [None])[0]
+        lang = (query.get(LANGUAGE_PARAMETER) or [None])[0]
         accept = None
         for name, value in scope.get("headers", ()):
             if name == b"accept-language":

@@ -23,6 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
 
+from geo.i18n import _, format_decimal
 from geo.settings import LoopSettings
 from service.errors import problem
 from service.open311 import Open311Error, error_answer
@@ -37,16 +38,20 @@ def limit_for(path: str, settings: ServiceSettings) -> tuple[int, str]:
     if PHOTO_UPLOAD.fullmatch(path):
         return LoopSettings().photo_max_bytes + MULTIPART_SLACK, "a photo upload"
     if path == "/readings" or path.startswith("/readings/"):
-        return settings.max_body_bytes_readings, "a readings batch"
+        return settings.max_body_bytes_readings, _("a readings batch")
     if path.startswith("/open311/"):
-        return settings.max_body_bytes_open311, "an Open311 post"
-    return settings.max_body_bytes, "a request body on this route"
+        return settings.max_body_bytes_open311, _("an Open311 post")
+    return settings.max_body_bytes, _("a request body on this route")
 
 
 def refusal(path: str, limit: int, what: str, size: int | None) -> Response:
     """The 413 answer: problem+json, or the Open311 error list (XML for ``.xml`` paths)."""
-    told = f"is {size:,} bytes" if size is not None else f"is more than {limit:,} bytes"
-    sentence = f"The body {told}; {what} may hold at most {limit:,} bytes."
+    sentence = (
+        _("The body is {size} bytes; {what} may hold at most {limit} bytes.",
+          size=format_decimal(size), what=what, limit=format_decimal(limit))
+        if size is not None else
+        _("The body is more than {limit} bytes; {what} may hold at most {limit} bytes.",
+          what=what, limit=format_decimal(limit)))
     if path.startswith("/open311/"):
         answer = error_answer("xml" if path.endswith(".xml") else "json",
                               Open311Error(413, sentence))

@@ -6,13 +6,17 @@ The spec's own error format is used here, not problem+json: a list of ``{code, d
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 
 from fastapi.responses import JSONResponse, Response
 
+from geo.i18n import SOURCE_LOCALE, _, current_locale
 from geo.requests import SERVICES, Service
 from service.privacy import mask_personal
+
+_CJK = re.compile(r"[\u3400-\u9fff]")
 
 FORMATS = ("json", "xml")
 
@@ -30,8 +34,8 @@ def split_format(name: str) -> tuple[str, str]:
     """``"pothole.json"`` -> ``("pothole", "json")``; an unknown format is a 404."""
     stem, dot, fmt = name.rpartition(".")
     if not dot or fmt not in FORMATS or not stem:
-        raise Open311Error(404, f"'{name}' is not a resource of this endpoint; ask for "
-                                f"<name>.json or <name>.xml.")
+        raise Open311Error(404, _("'{name}' is not a resource of this endpoint; ask for "
+                                  "<name>.json or <name>.xml.", name=name))
     return stem, fmt
 
 
@@ -46,10 +50,13 @@ def iso(value: datetime | None) -> str | None:
 
 def service_entry(service: Service) -> dict:
     """A service in the ``services`` list."""
-    return {"service_code": service.code, "service_name": service.name,
-            "description": service.description, "metadata": bool(service.attributes),
-            "type": "realtime", "keywords": ", ".join(service.keywords),
-            "group": service.group}
+    # Names and descriptions in the request's language (geo/requests.py marks them); the
+    # keywords a reader may search by: their language's, and the codes.
+    chinese = current_locale() != SOURCE_LOCALE
+    keywords = [k for k in service.keywords if chinese or not _CJK.search(k)]
+    return {"service_code": service.code, "service_name": _(service.name),
+            "description": _(service.description), "metadata": bool(service.attributes),
+            "type": "realtime", "keywords": ", ".join(keywords), "group": _(service.group)}
 
 
 def service_definition(service: Service) -> dict:
@@ -57,8 +64,8 @@ def service_definition(service: Service) -> dict:
     return {"service_code": service.code, "attributes": [
         {"variable": True, "code": a.code, "datatype": a.datatype, "required": a.required,
          "datatype_description": a.datatype_description or None, "order": order,
-         "description": a.description,
-         "values": [{"key": k, "name": n} for k, n in a.values]}
+         "description": _(a.description),
+         "values": [{"key": k, "name": _(n)} for k, n in a.values]}
         for order, a in enumerate(service.attributes, start=1)]}
 
 
@@ -73,7 +80,7 @@ def request_entry(row: dict, contact: dict | None = None) -> dict:
         "service_request_id": str(row["id"]),
         "status": row["status"],
         "status_notes": mask_personal(row["status_notes"]),
-        "service_name": service.name if service else row["service_code"],
+        "service_name": _(service.name) if service else row["service_code"],
         "service_code": row["service_code"],
         "description": mask_personal(row["description"]),
         "agency_responsible": row["responsible_party"],

@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, time
 
 from geo.errors import InvalidInput, NotFound
 from geo.features import MAX_VALUES_PER_PROPERTY
+from geo.i18n import _
 from geo.layers import LAYERS, Layer, canonical_name
 
 _INT64 = 2**63  # integer properties are bigint at most
@@ -52,8 +53,8 @@ def find_layer(name: str, *, what: str = "layer") -> Layer:
     """
     layer = LAYERS.get(canonical_name(name))
     if layer is None:
-        raise NotFound(f"There is no {what} '{name[:_SHOWN_CHARS]}'; the {what}s are: "
-                       f"{', '.join(LAYERS)}.")
+        raise NotFound(_("There is no {what} '{name}'; the {what}s are: {names}.",
+                         what=what, name=name[:_SHOWN_CHARS], names=", ".join(LAYERS)))
     return layer
 
 
@@ -70,11 +71,11 @@ def clean_text(text: str, what: str) -> str:
     geo.errors.InvalidInput: note: the value holds a NUL character.
     """
     if "\x00" in text:
-        raise InvalidInput(f"{what}: the value holds a NUL character.")
+        raise InvalidInput(_("{what}: the value holds a NUL character.", what=what))
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise InvalidInput(f"{what}: the value is not valid Unicode text.") from None
+        raise InvalidInput(_("{what}: the value is not valid Unicode text.", what=what)) from None
     return text
 
 
@@ -90,7 +91,8 @@ def comma_list(text: str) -> list[str]:
 
 
 def _not_one_of(what: str, value: str, allowed: Iterable[str]) -> InvalidInput:
-    return InvalidInput(f"{what}: '{value[:_SHOWN_CHARS]}' is not one of {', '.join(allowed)}.")
+    return InvalidInput(_("{what}: '{value}' is not one of {allowed}.", what=what,
+                          value=value[:_SHOWN_CHARS], allowed=", ".join(allowed)))
 
 
 def parse_choices(values: Iterable[str] | None, what: str,
@@ -136,9 +138,11 @@ def parse_number(text: str, what: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise InvalidInput(f"{what}: '{text[:_SHOWN_CHARS]}' is not a number.") from None
+        raise InvalidInput(_("{what}: '{value}' is not a number.", what=what,
+                             value=text[:_SHOWN_CHARS])) from None
     if not math.isfinite(value):
-        raise InvalidInput(f"{what}: '{text[:_SHOWN_CHARS]}' is not a finite number.")
+        raise InvalidInput(_("{what}: '{value}' is not a finite number.", what=what,
+                             value=text[:_SHOWN_CHARS]))
     return value
 
 
@@ -169,22 +173,23 @@ def parse_bbox(text: str, *, heights: bool = False) -> tuple[float, float, float
     parts = text.split(",")
     counts = (4, 6) if heights else (4,)
     if len(parts) not in counts:
-        with_heights = " or 6 with heights" if heights else ""
-        raise InvalidInput(f"bbox: expected 4 numbers (west,south,east,north){with_heights}, "
-                           f"got {len(parts)}.")
+        raise InvalidInput(
+            _("bbox: expected 4 numbers (west,south,east,north) or 6 with heights, got {n}.",
+              n=len(parts)) if heights else
+            _("bbox: expected 4 numbers (west,south,east,north), got {n}.", n=len(parts)))
     numbers = [parse_number(p.strip(), "bbox") for p in parts]
     if len(numbers) == 6:
         numbers = [numbers[0], numbers[1], numbers[3], numbers[4]]
     west, south, east, north = numbers
     if not (-180 <= west <= 180 and -180 <= east <= 180):
-        raise InvalidInput("bbox: longitudes must lie within -180..180 degrees.")
+        raise InvalidInput(_("bbox: longitudes must lie within -180..180 degrees."))
     if not (-90 <= south <= 90 and -90 <= north <= 90):
-        raise InvalidInput("bbox: latitudes must lie within -90..90 degrees.")
+        raise InvalidInput(_("bbox: latitudes must lie within -90..90 degrees."))
     if west > east:
-        raise InvalidInput("bbox: west is greater than east (boxes across the antimeridian "
-                           "are not supported).")
+        raise InvalidInput(_("bbox: west is greater than east (boxes across the antimeridian "
+                             "are not supported)."))
     if south > north:
-        raise InvalidInput("bbox: south is greater than north.")
+        raise InvalidInput(_("bbox: south is greater than north."))
     return west, south, east, north
 
 
@@ -192,7 +197,7 @@ def _utc(moment: datetime, what: str, text: str) -> datetime:
     try:
         return moment.astimezone(UTC)
     except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00
-        raise InvalidInput(f"{what}: '{text}' is out of range.") from None
+        raise InvalidInput(_("{what}: '{value}' is out of range.", what=what, value=text)) from None
 
 
 def parse_instant(text: str, what: str = "datetime", *, end_of_day: bool = False,
@@ -228,28 +233,34 @@ def parse_instant(text: str, what: str = "datetime", *, end_of_day: bool = False
     """
     text = text.strip()
     shown = text[:_SHOWN_CHARS]
+    if len(text) == 11 and text[10] in "Tt":
+        text = text[:10]  # GDAL 3.6's OAPIF driver writes a date filter as "2026-01-01T"
     if len(text) == 10:
         try:
             day = date.fromisoformat(text)
         except ValueError:
-            raise InvalidInput(f"{what}: '{shown}' is not a date (YYYY-MM-DD).") from None
+            raise InvalidInput(_("{what}: '{value}' is not a date (YYYY-MM-DD).", what=what,
+                                 value=shown)) from None
         return datetime.combine(day, time.max if end_of_day else time.min, tzinfo=UTC)
     if not rfc3339:
         try:
             moment = datetime.fromisoformat(text)
         except ValueError:
-            raise InvalidInput(f"{what}: '{shown}' is not an ISO 8601 date or date-time, such "
-                               "as 2026-06-01 or 2026-06-01T12:00:00Z.") from None
+            raise InvalidInput(_("{what}: '{value}' is not an ISO 8601 date or date-time, such "
+                                 "as 2026-06-01 or 2026-06-01T12:00:00Z.", what=what,
+                                 value=shown)) from None
         return _utc(moment if moment.tzinfo else moment.replace(tzinfo=UTC), what, shown)
     if len(text) < 20 or text[10] not in "Tt ":
-        raise InvalidInput(f"{what}: '{shown}' is not an RFC 3339 date-time "
-                           "(e.g. 2025-06-01T08:00:00Z).")
+        raise InvalidInput(_("{what}: '{value}' is not an RFC 3339 date-time "
+                             "(e.g. 2025-06-01T08:00:00Z).", what=what, value=shown))
     try:
         moment = datetime.fromisoformat(text[:10] + "T" + text[11:])
     except ValueError:
-        raise InvalidInput(f"{what}: '{shown}' is not an RFC 3339 date-time.") from None
+        raise InvalidInput(_("{what}: '{value}' is not an RFC 3339 date-time.", what=what,
+                             value=shown)) from None
     if moment.tzinfo is None:
-        raise InvalidInput(f"{what}: '{shown}' has no time zone offset (add Z or +hh:mm).")
+        raise InvalidInput(_("{what}: '{value}' has no time zone offset (add Z or +hh:mm).",
+                             what=what, value=shown))
     return _utc(moment, what, shown)
 
 
@@ -296,6 +307,8 @@ def parse_datetime(text: str, *, whole_day: bool = True) -> TimeSpan:
     --------
     >>> parse_datetime("2024-05-01T00:00:00Z/..").end is None
     True
+    >>> parse_datetime("2026-01-01T/..").start.isoformat()  # as GDAL 3.6 sends a date
+    '2026-01-01T00:00:00+00:00'
     >>> day = parse_datetime("2024-05-01")
     >>> day.start.isoformat(), day.end.isoformat(), day.instant
     ('2024-05-01T00:00:00+00:00', '2024-05-01T23:59:59.999999+00:00', False)
@@ -303,7 +316,7 @@ def parse_datetime(text: str, *, whole_day: bool = True) -> TimeSpan:
     True
     """
     if "/" not in text:
-        if len(text.strip()) == 10:
+        if len(text.strip()) == 10 or (len(text.strip()) == 11 and text.strip()[10] in "Tt"):
             day_end = parse_instant(text, end_of_day=True)
             if whole_day:
                 return TimeSpan(parse_instant(text), day_end)
@@ -311,12 +324,12 @@ def parse_datetime(text: str, *, whole_day: bool = True) -> TimeSpan:
         moment = parse_instant(text)
         return TimeSpan(moment, moment, instant=True)
     if text.count("/") != 1:
-        raise InvalidInput("datetime: an interval is start/end, with '..' for an open end.")
+        raise InvalidInput(_("datetime: an interval is start/end, with '..' for an open end."))
     first, second = (part.strip() for part in text.split("/"))
     start = None if first in ("", "..") else parse_instant(first)
     end = None if second in ("", "..") else parse_instant(second, end_of_day=True)
     if start is not None and end is not None and start > end:
-        raise InvalidInput("datetime: the interval starts after it ends.")
+        raise InvalidInput(_("datetime: the interval starts after it ends."))
     return TimeSpan(start, end)
 
 
@@ -343,22 +356,25 @@ def parse_value(layer: Layer, name: str, text: str) -> object:
         try:
             value = int(text.strip())
         except ValueError:
-            raise InvalidInput(f"{what}: '{shown}' is not an integer.") from None
+            raise InvalidInput(_("{what}: '{value}' is not an integer.", what=what,
+                                 value=shown)) from None
         if not -_INT64 <= value < _INT64:
-            raise InvalidInput(f"{what}: '{shown}' is out of range.")
+            raise InvalidInput(_("{what}: '{value}' is out of range.", what=what, value=shown))
         return value
     if kind == "number":
         return parse_number(text.strip(), what)
     if kind == "boolean":
         lowered = text.strip().lower()
         if lowered not in ("true", "false"):
-            raise InvalidInput(f"{what}: '{shown}' is not true or false.")
+            raise InvalidInput(_("{what}: '{value}' is not true or false.", what=what,
+                                 value=shown))
         return lowered == "true"
     if kind == "date":
         try:
             return date.fromisoformat(text.strip())
         except ValueError:
-            raise InvalidInput(f"{what}: '{shown}' is not a date (YYYY-MM-DD).") from None
+            raise InvalidInput(_("{what}: '{value}' is not a date (YYYY-MM-DD).", what=what,
+                                 value=shown)) from None
     if kind == "datetime":
         return parse_instant(text, what)
     return text
@@ -415,23 +431,27 @@ def parse_filters(
     found: dict[str, list[object]] = {}
     for name, text in pairs:
         if name not in filterable:
-            raise InvalidInput(f"'{name[:_SHOWN_CHARS]}' is not a property of '{layer.id}' to "
-                               f"filter by (one of: {', '.join(filterable) or 'none'}).")
+            raise InvalidInput(_("'{name}' is not a property of '{layer}' to filter by (one "
+                                 "of: {names}).", name=name[:_SHOWN_CHARS], layer=layer.id,
+                                 names=", ".join(filterable) or "-"))
         parts = comma_list(text) if comma_lists else [text]
         if not parts:
-            raise InvalidInput(f"{name}: give at least one value (a comma-separated list).")
+            raise InvalidInput(_("{name}: give at least one value (a comma-separated list).",
+                                 name=name))
         allowed = (choices or {}).get(name)
         values = found.setdefault(name, [])
         for part in parts:
             if max_chars is not None and len(part) > max_chars:
-                raise InvalidInput(f"{name}: a value may have at most {max_chars} characters.")
+                raise InvalidInput(_("{name}: a value may have at most {count} characters.",
+                                     name=name, count=max_chars))
             if allowed is not None and part not in allowed:
                 raise _not_one_of(name, part, allowed)
             value = parse_value(layer, name, part)
             if value not in values:
                 values.append(value)
         if len(values) > max_values:
-            raise InvalidInput(f"{name}: give at most {max_values} values.")
+            raise InvalidInput(_("{name}: give at most {count} values.", name=name,
+                                 count=max_values))
     return tuple((name, tuple(values)) for name, values in found.items())
 
 
@@ -462,8 +482,9 @@ def parse_properties(layer: Layer, text: str, *, as_given: bool = False,
         if name in skip or name in wanted:
             continue
         if name not in layer.property_names:
-            raise InvalidInput(f"properties: '{name[:_SHOWN_CHARS]}' is not a property of "
-                               f"'{layer.id}' (one of: {', '.join(layer.property_names)}).")
+            raise InvalidInput(_("properties: '{name}' is not a property of '{layer}' (one of: "
+                                 "{names}).", name=name[:_SHOWN_CHARS], layer=layer.id,
+                                 names=", ".join(layer.property_names)))
         wanted.append(name)
     if as_given:
         return tuple(wanted)
@@ -502,9 +523,10 @@ def parse_sort_keys(text: str, names: Iterable[str], described: str
         descending = item.startswith("-")
         name = item.lstrip("+-").strip()
         if name not in names:
-            raise InvalidInput(f"sortby: '{name[:_SHOWN_CHARS]}' is not {described} "
-                               f"(one of: {', '.join(names)}).")
+            raise InvalidInput(_("sortby: '{name}' is not {described} (one of: {names}).",
+                                 name=name[:_SHOWN_CHARS], described=described,
+                                 names=", ".join(names)))
         if name in (k for k, _ in keys):
-            raise InvalidInput(f"sortby: '{name}' is given twice.")
+            raise InvalidInput(_("sortby: '{name}' is given twice.", name=name))
         keys.append((name, descending))
     return tuple(keys)

@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path as FilePath
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import anyio
 import sqlalchemy as sa
@@ -20,8 +20,9 @@ from pydantic import BaseModel, Field
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
-from geo import alerts, work
+from geo import alerts, filtering, work
 from geo.errors import Conflict, InvalidInput, NotFound
+from geo.i18n import _
 from geo.settings import DatabaseSettings, LoopSettings
 from geo.text_rules import check_text
 from service import params
@@ -136,6 +137,13 @@ def list_alerts(
                                         f"descending: {', '.join(alerts.SORTABLE)} (default "
                                         "-updated_at).", examples=["-severity,opened_at"])
                       ] = None,
+    filter_: Annotated[str | None, Query(
+        alias="filter", description="A CQL2 filter over the alerts' columns ("
+        f"{', '.join(alerts.FIELDS)}), AND-ed with the other parameters.",
+        examples=["severity IN ('high','critical') AND opened_at > DATE('2026-01-01')"])
+                       ] = None,
+    filter_lang: Annotated[Literal["cql2-text", "cql2-json"] | None, Query(
+        alias="filter-lang", description="`cql2-text` (default) or `cql2-json`.")] = None,
 ) -> JSONResponse:
     """Alerts as a GeoJSON FeatureCollection, each with its asset's ``asset_external_id``."""
     where = alerts.AlertFilter(
@@ -144,6 +152,7 @@ def list_alerts(
         severities=params.parse_choices(severity, "severity", alerts.SEVERITIES),
         kinds=params.parse_choices(kind, "kind"),
         assignees=params.parse_choices(assignee, "assignee"),
+        filter=filtering.parse_filter(filter_, filter_lang) if filter_ is not None else None,
     )
     keys = (params.parse_sort_keys(sortby, alerts.SORTABLE, "an alert sort key")
             if sortby is not None and sortby.strip() else ())
@@ -251,7 +260,7 @@ async def stream_alerts(
     if last_event_id is not None and last_event_id.strip():
         text = last_event_id.strip()
         if not text.isdigit() or int(text) > MAX_ID:
-            raise InvalidInput("Last-Event-ID must be an event id (a whole number).")
+            raise InvalidInput(_("Last-Event-ID must be an event id (a whole number)."))
         after = int(text)
     if after is None:
         after = await run_in_threadpool(_last_event_id, engine)
@@ -299,12 +308,12 @@ def _act(engine: Engine, alert_id: int, action: str, actor: str | None, body: Ac
     if note is not None:
         note = check_text(note, "note", max_chars=MAX_NOTE_CHARS, free_text=True).strip() or None
     if action == "dismiss" and note is None:
-        raise InvalidInput("Dismissing an alert needs a note saying why "
-                           '(a JSON body {"note": "..."}).')
+        raise InvalidInput(_("Dismissing an alert needs a note saying why (a JSON body "
+                             "{example}).", example='{"note": "..."}'))
     done = body.work if body else None
     if done is not None and action != "resolve":
-        raise InvalidInput("A work record goes with resolving an alert, not with "
-                           f"'{action}'.")
+        raise InvalidInput(_("A work record goes with resolving an alert, not with "
+                             "'{action}'.", action=action))
     with engine.begin() as conn:
         if done is not None:
             _record_work(conn, alert_id, actor, done)
@@ -316,13 +325,14 @@ def _act(engine: Engine, alert_id: int, action: str, actor: str | None, body: Ac
 def _record_work(conn, alert_id: int, actor: str, done: WorkIn) -> None:
     target = work.alert_asset(conn, alert_id)
     if target is None:
-        raise NotFound(f"There is no alert {alert_id}.")
+        raise NotFound(_("There is no alert {id}.", id=alert_id))
     work.check_action(target.asset_layer, done.action)
     done_at = done.done_at or datetime.now(UTC)
     if done_at.tzinfo is None:
-        raise InvalidInput("work.done_at needs a UTC offset, e.g. 2026-12-07T09:30:00+08:00.")
+        raise InvalidInput(_("work.done_at needs a UTC offset, e.g. "
+                             "2026-12-07T09:30:00+08:00."))
     if done_at > datetime.now(UTC) + timedelta(minutes=5):
-        raise InvalidInput(f"work.done_at {done_at.isoformat()} is in the future.")
+        raise InvalidInput(_("work.done_at {when} is in the future.", when=done_at.isoformat()))
     done_by = (check_text(done.done_by, "work.done_by", max_chars=MAX_NAME_CHARS).strip()
                if done.done_by else "")
     work_note = (check_text(done.note, "work.note", max_chars=MAX_NOTE_CHARS,
@@ -401,7 +411,8 @@ def assign(alert_id: AlertId, engine: EngineDep, caller: CrewDep,
     """Set who does the work (``assignee``) and by when (``due_on``); kept in the history."""
     changes = body.model_dump(exclude_unset=True)
     if not changes:
-        raise InvalidInput('Say what to change: {"assignee": "...", "due_on": "YYYY-MM-DD"}.')
+        raise InvalidInput(_("Say what to change: {example}.",
+                             example='{"assignee": "...", "due_on": "YYYY-MM-DD"}'))
     if changes.get("assignee") is not None:
         changes["assignee"] = check_text(changes["assignee"], "assignee",
                                          max_chars=MAX_NAME_CHARS).strip() or None
@@ -437,10 +448,10 @@ def photo_dir() -> FilePath:
 def _store_photo(upload: UploadFile, limit: int) -> tuple[bytes, str, str]:
     data = upload.file.read(limit + 1)
     if len(data) > limit:
-        raise InvalidInput(f"The photo is larger than {limit // (1024 * 1024)} MB.")
+        raise InvalidInput(_("The photo is larger than {mb} MB.", mb=limit // (1024 * 1024)))
     kind = photo_type(data[:16])
     if kind is None:
-        raise InvalidInput("The file is not a JPEG, PNG or WebP image.")
+        raise InvalidInput(_("The file is not a JPEG, PNG or WebP image."))
     return data, *kind
 
 
@@ -463,10 +474,10 @@ def add_photo(alert_id: AlertId, engine: EngineDep, caller: CrewDep, photo: Uplo
     relative = f"{digest[:2]}/{digest}{suffix}"
     with engine.begin() as conn:
         if work.alert_asset(conn, alert_id) is None:
-            raise NotFound(f"There is no alert {alert_id}.")
+            raise NotFound(_("There is no alert {id}.", id=alert_id))
         if work_record is not None and work.work_record_alert(conn, work_record) != alert_id:
-            raise InvalidInput(f"work_record: {work_record} is not a work record of alert "
-                               f"{alert_id}.")
+            raise InvalidInput(_("work_record: {record} is not a work record of alert {id}.",
+                                 record=work_record, id=alert_id))
         target = photo_dir() / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         if not target.exists():  # the same bytes twice are one file
@@ -492,10 +503,10 @@ def get_photo(photo_id: Annotated[int, Path(ge=1, le=MAX_ID)], engine: EngineDep
     with engine.connect() as conn:
         found = work.photo(conn, photo_id)
     if found is None:
-        raise NotFound(f"There is no photo {photo_id}.")
+        raise NotFound(_("There is no photo {id}.", id=photo_id))
     path = photo_dir() / found.path
     if not path.is_file():
-        raise Conflict(f"Photo {photo_id} is recorded but its file is missing from "
-                       f"{photo_dir()}.")
+        raise Conflict(_("Photo {id} is recorded but its file is missing from {where}.",
+                         id=photo_id, where=photo_dir()))
     return FileResponse(path, media_type=found.media_type,
                         headers={"Cache-Control": "private, max-age=3600"})

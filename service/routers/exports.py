@@ -11,7 +11,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, BinaryIO
+from typing import Annotated, Any, BinaryIO, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
@@ -21,6 +21,7 @@ from starlette.background import BackgroundTask
 from geo.layers import LAYERS
 from service import exporting
 from service.deps import ReaderDep, ReaderEngineDep
+from service.language import LANGUAGE_PARAMETER
 
 router = APIRouter(tags=["exports"])
 
@@ -92,6 +93,15 @@ def export_layer(
     properties: Annotated[str | None, Query(
         description="Comma-separated properties to include, in this order (default: all; "
                     "the id and geometry always come).")] = None,
+    filter_: Annotated[str | None, Query(
+        alias="filter", description="A CQL2 filter, as on the OGC API items of the layer "
+        "(`/ogc/collections/{layer}/queryables` lists what it may name).",
+        examples=["pci < 55 AND road_class = 'primary'"])] = None,
+    filter_lang: Annotated[Literal["cql2-text", "cql2-json", "cql-text"] | None, Query(
+        alias="filter-lang", description="`cql2-text` (default) or `cql2-json`.")] = None,
+    filter_crs: Annotated[str | None, Query(
+        alias="filter-crs", description="The CRS of the filter's coordinates (default "
+        "CRS84).")] = None,
 ) -> StreamingResponse:
     """Export a layer, whole or filtered, as GeoPackage, GeoJSON, CSV, Shapefile or GeoParquet.
 
@@ -106,7 +116,7 @@ def export_layer(
     the layer's size.
     """
     filters = [(name, value) for name, value in request.query_params.multi_items()
-               if name not in exporting.EXPORT_PARAMETERS]
+               if name not in exporting.EXPORT_PARAMETERS and name != LANGUAGE_PARAMETER]
     if suffix.lower() in exporting.CSV_SIDE_FILES:
         side = suffix.lower()
         query = exporting.export_query(exporting.find_layer(layer), bbox=bbox,
@@ -118,7 +128,8 @@ def export_layer(
             headers=_disposition(f"{query.layer.id}.{side}"))
     found, fmt = exporting.split_file_name(f"{layer}.{suffix}")
     query = exporting.export_query(found, bbox=bbox, datetime_text=datetime,
-                                   properties=properties, filters=filters)
+                                   properties=properties, filters=filters, cql=filter_,
+                                   cql_lang=filter_lang, cql_crs=filter_crs)
     filename = f"{found.id}.{fmt.suffix}"
     if fmt.streamed:
         return StreamingResponse(exporting.stream_export(engine, query, fmt),

@@ -7,6 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from geo import store
 from geo.database import ping
 from geo.errors import DatabaseUnavailable
+from geo.i18n import _
 from service.deps import EngineDep
 
 router = APIRouter(tags=["operations"])
@@ -34,7 +35,8 @@ def readyz(request: Request, engine: EngineDep) -> dict:
     try:
         ping(engine)
     except sa.exc.DBAPIError:
-        raise DatabaseUnavailable("The database is not reachable; try again shortly.") from None
+        raise DatabaseUnavailable(
+            _("The database is not reachable; try again shortly.")) from None
     reads = getattr(request.app.state, "reads", None)
     if reads is not None and reads.replicas:
         return {"status": "ready", "replicas": reads.status()}

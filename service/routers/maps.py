@@ -24,6 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 from geo import alerts as alert_store
 from geo import exports, predictions, tiles, worklist
 from geo.errors import InvalidInput
+from geo.i18n import _, _l, format_date, format_datetime, html_lang, ngettext
 from geo.layers import LAYERS
 from maps.analysis import damage_density, debris_hotspots
 from maps.assets import STATIC_DIR, inline_assets
@@ -103,15 +104,16 @@ def crew_inputs(conn: Connection, *, inline: bool = False, now: datetime | None 
     active = [{**a, **streets.get(a["id"], {})} for a in active]
     return {"alerts": active, "sources": _sources(conn, CREW_LAYERS, now, inline),
             "bounds": twin_bounds(conn),
-            "subtitle": f"{len(active)} active alert{'s' if len(active) != 1 else ''}, "
-                        f"shown {now:%Y-%m-%d %H:%M} UTC"}
+            "subtitle": ngettext("{n} active alert, shown {when}",
+                                 "{n} active alerts, shown {when}", len(active),
+                                 when=format_datetime(now) + " UTC")}
 
 
 def planner_inputs(conn: Connection, horizons: tuple[int, ...] = DEFAULT_HORIZONS, *,
                    inline: bool = False, now: datetime | None = None) -> dict:
     """What ``maps.planner.planner_map`` needs: sources, forecasts, damage, hotspots."""
     now = now or datetime.now(UTC)
-    layers = {"streets": ("Streets", "", STREET_FIELDS), **PLANNER_LAYERS}
+    layers = {"streets": (_l("Streets"), "", STREET_FIELDS), **PLANNER_LAYERS}
     forecasts: dict[int, dict[int, tuple[float, float, float]]] = {}
     made: list = []
     metric = predictions.metric_by_name(conn, PCI)
@@ -138,7 +140,7 @@ def planner_inputs(conn: Connection, horizons: tuple[int, ...] = DEFAULT_HORIZON
     return {
         "sources": _sources(conn, layers, now, inline),
         "forecasts": forecasts,
-        "forecast_as_of": f"{max(made):%Y-%m-%d}" if made else "",
+        "forecast_as_of": format_date(max(made)) if made else "",
         "damage": damage_density(points),
         "hotspots": debris_hotspots(zip(debris["lon"], debris["lat"],
                                         debris["observed_at"], strict=True)),
@@ -150,7 +152,7 @@ def render_crew(engine: Engine, *, inline: bool = False) -> str:
     """The crew map page as HTML (self-contained when ``inline``)."""
     with engine.connect() as conn:
         inputs = crew_inputs(conn, inline=inline)
-    html = crew_map(**inputs).get_root().render()
+    html = with_lang(crew_map(**inputs).get_root().render())
     return inline_assets(html) if inline else html
 
 
@@ -159,8 +161,13 @@ def render_planner(engine: Engine, horizons: tuple[int, ...] = DEFAULT_HORIZONS,
     """The planner map page as HTML (self-contained when ``inline``)."""
     with engine.connect() as conn:
         inputs = planner_inputs(conn, horizons, inline=inline)
-    html = planner_map(**inputs).get_root().render()
+    html = with_lang(planner_map(**inputs).get_root().render())
     return inline_assets(html) if inline else html
+
+
+def with_lang(page: str) -> str:
+    """The page with its language on ``<html>`` (browsers pick CJK fonts and hyphenation by it)."""
+    return page.replace("<html>", f'<html lang="{html_lang()}">', 1)
 
 
 _HTML: dict[int | str, dict[str, Any]] = {
@@ -194,6 +201,7 @@ def planner_page(
     """
     chosen = tuple(dict.fromkeys(horizon or DEFAULT_HORIZONS))
     if len(chosen) > MAX_HORIZONS or any(not 1 <= h <= 3650 for h in chosen):
-        raise InvalidInput(f"Give at most {MAX_HORIZONS} horizons, each 1 to 3650 days.")
+        raise InvalidInput(_("Give at most {count} horizons, each 1 to 3650 days.",
+                             count=MAX_HORIZONS))
     return HTMLResponse(render_planner(reader_engine(request.app.state), chosen),
                         headers={"Cache-Control": "no-cache"})

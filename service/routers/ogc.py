@@ -20,11 +20,13 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 
-from geo import features
+from geo import features, filtering, history
 from geo.errors import InvalidInput, NotFound
+from geo.i18n import _
 from geo.layers import LAYERS, Layer, table_versions
 from service import params
 from service.deps import EngineDep, ReaderEngineDep, SettingsDep, require_reader
+from service.language import LANGUAGE_PARAMETER
 from service.settings import ServiceSettings
 
 router = APIRouter(prefix="/ogc", tags=["OGC API - Features"],
@@ -32,11 +34,24 @@ router = APIRouter(prefix="/ogc", tags=["OGC API - Features"],
 
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 GREGORIAN = "http://www.opengis.net/def/uom/ISO-8601/0/Gregorian"
+_PART3 = "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/"
+_CQL2 = "http://www.opengis.net/spec/cql2/1.0/conf/"
 CONFORMANCE = (
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
+    _PART3 + "queryables", _PART3 + "queryables-query-parameters", _PART3 + "filter",
+    _PART3 + "features-filter",
+    _CQL2 + "cql2-text", _CQL2 + "cql2-json", _CQL2 + "basic-cql2",
+    _CQL2 + "advanced-comparison-operators", _CQL2 + "case-insensitive-comparison",
+    _CQL2 + "basic-spatial-functions", _CQL2 + "basic-spatial-functions-plus",
+    _CQL2 + "spatial-functions", _CQL2 + "temporal-functions",
+    "http://www.opengis.net/spec/ogcapi-features-5/1.0/conf/schemas",
 )
+SCHEMA = "application/schema+json"
+CSV = "text/csv; charset=utf-8"
+REL_QUERYABLES = "http://www.opengis.net/def/rel/ogc/1.0/queryables"
+REL_SCHEMA = "http://www.opengis.net/def/rel/ogc/1.0/schema"
 JSON = "application/json"
 GEOJSON = "application/geo+json"
 OPENAPI = "application/vnd.oai.openapi+json;version=3.0"
@@ -47,7 +62,8 @@ DEFAULT_LIMIT = _DEFAULTS["items_default_limit"].default
 MAX_LIMIT = _DEFAULTS["items_max_limit"].default
 MAX_OFFSET = 2**63 - 1
 ITEMS_PARAMETERS = frozenset(("f", "bbox", "datetime", "limit", "offset", "sortby",
-                              "properties"))
+                              "properties", "filter", "filter-lang", "filter-crs"))
+READINGS_PARAMETERS = frozenset(("f", "metric", "datetime", "limit", "offset"))
 
 _PROBLEMS: dict[int | str, dict[str, Any]] = {
     400: {"description": "A parameter is not valid.", "content": {PROBLEM: {}}},
@@ -80,7 +96,7 @@ def _negotiate(request: Request, f: str | None) -> None:
         media, *options = (part.strip() for part in item.split(";"))
         quality = 1.0
         for option in options:
-            key, _, value = option.partition("=")
+            key, _sep, value = option.partition("=")
             if key.strip().lower() == "q":
                 try:
                     quality = float(value)
@@ -89,17 +105,17 @@ def _negotiate(request: Request, f: str | None) -> None:
         media = media.lower()
         if quality > 0 and (media in ("*/*", "application/*") or media.endswith("json")):
             return
-    raise HTTPException(406, "Only JSON is offered here (application/json, "
-                        "application/geo+json); HTML is not.")
+    raise HTTPException(406, _("Only JSON is offered here (application/json, "
+                               "application/geo+json); HTML is not."))
 
 
 def _check_parameters(request: Request, allowed: frozenset[str] | set[str]) -> None:
     """A 400 for a query parameter the operation does not take, or a value with a NUL."""
     for name, value in request.query_params.multi_items():
-        if name not in allowed:
+        if name not in allowed and name != LANGUAGE_PARAMETER:
             known = ", ".join(sorted(allowed))
-            raise InvalidInput(f"Unknown query parameter '{name}'; this operation takes: "
-                               f"{known}.")
+            raise InvalidInput(_("Unknown query parameter '{name}'; this operation takes: "
+                                 "{known}.", name=name, known=known))
         params.clean_text(value, name)
 
 
@@ -131,7 +147,9 @@ def _extents(request: Request, engine, layers: list[Layer]) -> dict[str, feature
     with engine.connect() as conn:
         versions = table_versions(conn)
         for layer in layers:
-            version = versions.get(layer.table) if layer.table else None
+            # Every table the layer is made of; a layer of none is never cached.
+            tables = [t for t in (layer.table, *layer.depends_on) if t is not None]
+            version = tuple(versions.get(t) for t in tables) if tables else None
             cached = cache.get(layer.id)
             if version is not None and cached is not None and cached[0] == version:
                 found[layer.id] = cached[1]
@@ -159,6 +177,18 @@ def _collection(request: Request, layer: Layer, extent: features.Extent) -> dict
             {"href": href, "rel": "self", "type": JSON, "title": layer.title},
             {"href": str(request.url_for("ogc_items", collectionId=layer.id)), "rel": "items",
              "type": GEOJSON, "title": f"{layer.title} as GeoJSON"},
+            {"href": str(request.url_for("ogc_queryables", collectionId=layer.id)),
+             "rel": REL_QUERYABLES, "type": SCHEMA,
+             "title": "What the features can be filtered by (JSON Schema)"},
+            {"href": str(request.url_for("ogc_schema", collectionId=layer.id)),
+             "rel": REL_SCHEMA, "type": SCHEMA,
+             "title": "The features' properties and their types (JSON Schema)"},
+            # GDAL's OAPIF driver (and so QGIS) types its fields from a JSON Schema of one
+            # GeoJSON Feature behind this link; GDAL 3.6 matches the rel "describedBy" with
+            # this exact case (link relations are case-insensitive, RFC 8288).
+            {"href": str(request.url_for("ogc_feature_schema", collectionId=layer.id)),
+             "rel": "describedBy", "type": SCHEMA,
+             "title": "One GeoJSON Feature of the collection (JSON Schema)"},
         ],
     })
     return body
@@ -183,8 +213,9 @@ def landing(request: Request, f: FParam = None) -> Response:
         "links": [
             {"href": str(request.url_for("ogc_landing")), "rel": "self", "type": JSON,
              "title": "This document"},
-            {"href": base + (request.app.openapi_url or "/openapi.json"), "rel": "service-desc",
-             "type": OPENAPI, "title": "The API definition"},
+            {"href": str(request.url_for("ogc_openapi")), "rel": "service-desc",
+             "type": OPENAPI, "title": "The API definition of this OGC API, one items path "
+             "per collection"},
             {"href": base + (request.app.docs_url or "/docs"), "rel": "service-doc",
              "type": "text/html", "title": "The API documentation"},
             {"href": str(request.url_for("ogc_conformance")), "rel": "conformance",
@@ -253,6 +284,13 @@ def collection(request: Request, engine: EngineDep, collectionId: CollectionId, 
         "`?road_class=primary` on streets or `?kind=sewer` on manholes. Repeating a parameter "
         "keeps features equal to any of the values. The properties are listed in each "
         "collection's description and in the features themselves.\n\n"
+        "**Filtering with CQL2** (OGC API - Features Part 3): `filter` in CQL2 text "
+        "(`filter-lang=cql2-text`, the default) or CQL2 JSON (`cql2-json`) over the "
+        "collection's queryables (`/queryables`): comparisons, BETWEEN, IN, LIKE, IS NULL, "
+        "AND/OR/NOT, S_INTERSECTS/S_WITHIN/S_DWITHIN and the other spatial operators, "
+        "T_INTERSECTS/T_BEFORE/T_AFTER, e.g. "
+        "`filter=horizon_days=90 AND upper<55` on forecasts. An unknown property, a value "
+        "of the wrong type or a filter that cannot be read is a 400 naming the problem.\n\n"
         "Any other query parameter is a 400."
     ),
 )
@@ -292,6 +330,18 @@ def items(
     properties: Annotated[str | None, Query(
         description="Comma-separated properties to return (all by default; empty for none). "
         "An unknown name is a 400.", examples=["name,road_class"])] = None,
+    filter_: Annotated[str | None, Query(
+        alias="filter", max_length=filtering.MAX_FILTER_CHARS,
+        description="A CQL2 filter over the collection's queryables (see `/queryables`), "
+        "in the language `filter-lang` names.",
+        examples=["pci < 55 AND road_class = 'primary'"])] = None,
+    filter_lang: Annotated[Literal["cql2-text", "cql2-json", "cql-text"] | None, Query(
+        alias="filter-lang", description="The language of `filter`: `cql2-text` (default) "
+        "or `cql2-json`; `cql-text`, the name GDAL sends, is read as CQL2 text.")] = None,
+    filter_crs: Annotated[str | None, Query(
+        alias="filter-crs", description="The CRS of the coordinates in `filter`: CRS84 "
+        "(default), `http://www.opengis.net/def/crs/EPSG/0/4326` (latitude first) or "
+        "`http://www.opengis.net/def/crs/EPSG/0/3857`.")] = None,
     f: FParam = None,
 ) -> Response:
     """Features of a collection, filtered, sorted and paged."""
@@ -302,7 +352,7 @@ def items(
     now = datetime.now(UTC)
     # Every other parameter is one of the layer's properties (_check_parameters saw to it).
     filters = [(name, value) for name, value in request.query_params.multi_items()
-               if name not in ITEMS_PARAMETERS]
+               if name not in ITEMS_PARAMETERS and name != LANGUAGE_PARAMETER]
     # The declared default documents the out-of-the-box value; the deployment's setting rules.
     asked = limit if "limit" in request.query_params else settings.items_default_limit
     page_size = min(asked, settings.items_max_limit)
@@ -311,6 +361,8 @@ def items(
         bbox=params.parse_bbox(bbox, heights=True) if bbox is not None else None,
         time_range=(span.start, span.end) if span is not None else None,
         equals=params.parse_filters(layer, filters),
+        filter=filtering.parse_filter(filter_, filter_lang, filter_crs)
+        if filter_ is not None else None,
         sortby=params.parse_sortby(layer, sortby) if sortby is not None else (),
         properties=params.parse_properties(layer, properties) if properties is not None
         else None,
@@ -380,3 +432,239 @@ def item(
     ]
     body = feature.rstrip()[:-1] + ', "links": ' + json.dumps(links) + "}"
     return Response(body, media_type=GEOJSON)
+
+
+# -- schemas: queryables (Part 3), schema (Part 5), one GeoJSON Feature (for GDAL) ---------------
+
+_JSON_SCHEMA = "https://json-schema.org/draft/2020-12/schema"
+_GEOMETRY_FORMATS = {"Point": "geometry-point", "LineString": "geometry-linestring",
+                     "Polygon": "geometry-polygon"}
+
+
+def _json_type(kind: str) -> dict:
+    return {"string": {"type": "string"}, "number": {"type": "number"},
+            "integer": {"type": "integer"}, "boolean": {"type": "boolean"},
+            "date": {"type": "string", "format": "date"},
+            "datetime": {"type": "string", "format": "date-time"}}[kind]
+
+
+def _property_schemas(layer: Layer, *, roles: bool) -> dict:
+    """``id``, the layer's properties and its geometry as JSON Schema, in the features' order."""
+    found: dict = {"id": {"title": "id", "description": "The feature's id on this server",
+                          "type": "integer", **({"x-ogc-role": "id"} if roles else {})}}
+    for p in layer.properties:
+        entry = {"title": p.name, **_json_type(p.type)}
+        if p.description:
+            entry["description"] = p.description
+        if roles and p.name == layer.time_property:
+            entry["x-ogc-role"] = "primary-instant"
+        found[p.name] = entry
+    found["geometry"] = {"title": "geometry",
+                         "format": _GEOMETRY_FORMATS.get(layer.geometry_type, "geometry-any"),
+                         "x-ogc-role": "primary-geometry"}
+    return found
+
+
+def _schema_response(request: Request, layer: Layer, body: dict) -> Response:
+    return _json({"$schema": _JSON_SCHEMA, "$id": str(request.url.remove_query_params("f")),
+                  "title": layer.title, "description": layer.description, **body},
+                 media_type=SCHEMA)
+
+
+_SCHEMA_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "A JSON Schema.", "content": {SCHEMA: {}}}, **_PROBLEMS, **_NOT_FOUND}
+
+
+@router.get("/collections/{collectionId}/queryables", name="ogc_queryables",
+            summary="What a collection's features can be filtered by",
+            response_class=Response, responses=_SCHEMA_RESPONSES)
+def queryables(request: Request, collectionId: CollectionId,  # noqa: N803
+               f: FParam = None) -> Response:
+    """The queryables of `filter` (and of property parameters) with their types (Part 3)."""
+    layer = _layer(collectionId)
+    _check_parameters(request, {"f"})
+    _negotiate(request, f)
+    return _schema_response(request, layer, {
+        "type": "object", "properties": _property_schemas(layer, roles=False),
+        "additionalProperties": False})
+
+
+@router.get("/collections/{collectionId}/schema", name="ogc_schema",
+            summary="The properties of a collection's features and their types",
+            response_class=Response, responses=_SCHEMA_RESPONSES)
+def schema(request: Request, collectionId: CollectionId,  # noqa: N803
+           f: FParam = None) -> Response:
+    """Every property of the features with its type and role (OGC API - Features Part 5)."""
+    layer = _layer(collectionId)
+    _check_parameters(request, {"f"})
+    _negotiate(request, f)
+    return _schema_response(request, layer, {
+        "type": "object", "properties": _property_schemas(layer, roles=True)})
+
+
+@router.get("/collections/{collectionId}/feature-schema", name="ogc_feature_schema",
+            summary="One GeoJSON Feature of a collection, as a JSON Schema",
+            response_class=Response, responses=_SCHEMA_RESPONSES)
+def feature_schema(request: Request, collectionId: CollectionId,  # noqa: N803
+                   f: FParam = None) -> Response:
+    """A GeoJSON Feature's schema: what GDAL's OAPIF driver reads to type the fields."""
+    layer = _layer(collectionId)
+    _check_parameters(request, {"f"})
+    _negotiate(request, f)
+    properties = _property_schemas(layer, roles=False)
+    properties.pop("geometry")
+    return _schema_response(request, layer, {
+        "type": "object", "required": ["type", "geometry", "properties"],
+        "properties": {
+            "type": {"type": "string", "enum": ["Feature"]},
+            "id": {"type": "integer"},
+            "geometry": {"type": "object", "description": f"A GeoJSON {layer.geometry_type} "
+                         "in CRS84 (a Geometry: any type)"},
+            "properties": {"type": "object", "properties": properties},
+        }})
+
+
+# -- an asset's history ---------------------------------------------------------------------------
+
+
+@router.get(
+    "/collections/{collectionId}/items/{featureId}/readings", name="ogc_item_readings",
+    summary="An asset's readings (its condition and sensor history)",
+    response_class=Response,
+    responses={200: {"description": "The readings, oldest first, as JSON or CSV.",
+                     "content": {JSON: {}, CSV: {}}}, **_PROBLEMS, **_NOT_FOUND},
+)
+def item_readings(
+    request: Request,
+    engine: EngineDep,
+    settings: SettingsDep,
+    collectionId: CollectionId,  # noqa: N803
+    featureId: Annotated[str, Path(description="The asset's id (an integer).")],  # noqa: N803
+    metric: Annotated[list[str] | None, Query(
+        description="Metrics to return (repeat or comma list), e.g. `pci`; all by default. "
+        "An undeclared metric is a 400.", examples=["pci"])] = None,
+    datetime_: Annotated[str | None, Query(
+        alias="datetime", description="Only readings observed in this RFC 3339 instant or "
+        "interval (`a/b`, `../b`, `a/..`; a date alone is that whole day).",
+        examples=["2025-01-01T00:00:00Z/.."])] = None,
+    limit: Annotated[int, Query(ge=1, description="Readings per page (at most the service's "
+                                "TWIN_ITEMS_MAX_LIMIT).",
+                                json_schema_extra={"maximum": MAX_LIMIT})] = 1000,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Readings to skip.")] = 0,
+    f: Annotated[Literal["json", "csv"] | None, Query(
+        description="`json` (default) or `csv`.")] = None,
+) -> Response:
+    """An asset's readings by metric and time, paged (`next` link), as JSON or CSV."""
+    layer = _layer(collectionId)
+    _check_parameters(request, READINGS_PARAMETERS)
+    missing = NotFound(_("Collection '{collection}' has no asset '{feature}' with readings.",
+                         collection=layer.id, feature=featureId[:80]))
+    if layer.table is None or not (featureId.isascii() and featureId.isdigit()):
+        raise missing
+    span = params.parse_datetime(datetime_) if datetime_ is not None else None
+    page_size = min(limit, settings.items_max_limit)
+    with engine.connect() as conn:
+        asset = history.asset_of_layer(conn, layer.table, int(featureId))
+        if asset is None:
+            raise missing
+        declared = history.metric_names(conn)
+        wanted = params.parse_choices(metric, "metric", tuple(declared))
+        rows, more = history.readings_page(
+            conn, asset["id"], metrics=wanted, start=span.start if span else None,
+            end=span.end if span else None, limit=page_size, offset=offset)
+    links = [{"href": str(request.url), "rel": "self", "type": CSV if f == "csv" else JSON}]
+    if more:
+        links.append({"href": str(request.url.include_query_params(
+            offset=offset + page_size, limit=page_size)), "rel": "next"})
+    if offset > 0:
+        links.append({"href": str(request.url.include_query_params(
+            offset=max(offset - page_size, 0), limit=page_size)), "rel": "prev"})
+    if f == "csv":
+        lines = ["metric,unit,observed_at,value,source"]
+        lines += [",".join((_csv_cell(r["metric"]), _csv_cell(r["unit"]),
+                            _rfc3339(r["observed_at"]) or "", repr(r["value"]),
+                            _csv_cell(r["source"]))) for r in rows]
+        headers = {"Link": ", ".join(f'<{link["href"]}>; rel="{link["rel"]}"'
+                                     for link in links[1:])} if len(links) > 1 else None
+        return Response("\r\n".join(lines) + "\r\n", media_type=CSV, headers=headers)
+    return _json({
+        "collection": layer.id, "id": asset["id"], "external_id": asset["external_id"],
+        "readings": [{**r, "observed_at": _rfc3339(r["observed_at"])} for r in rows],
+        "numberReturned": len(rows), "links": links})
+
+
+def _csv_cell(value: object) -> str:
+    text = "" if value is None else str(value)
+    if any(c in text for c in ',"\r\n') or text[:1] in ("=", "+", "-", "@"):
+        text = '"' + text.replace('"', '""') + '"'
+    return text
+
+
+# -- the OpenAPI document of this OGC API ---------------------------------------------------------
+
+
+def _items_parameters(layer: Layer, generic: list[dict]) -> list:
+    # GDAL reads a collection's page size from a $ref'd `limit` (default, maximum), the
+    # filter languages from `filter-lang`'s enum, and which properties it may push to the
+    # server from the query parameters named like its fields.
+    found: list[dict] = [{"$ref": "#/components/parameters/limit"}]
+    for parameter in generic:
+        name = parameter.get("name")
+        if name in ("collectionId", "limit"):
+            continue
+        if name == "filter-lang":
+            parameter = {**parameter, "schema": {"type": "string", "enum": [
+                "cql2-text", "cql2-json", "cql-text"], "default": "cql2-text"}}
+        found.append(parameter)
+    for p in layer.properties:
+        found.append({"name": p.name, "in": "query", "required": False,
+                      "description": f"Keeps features whose {p.name} equals the value "
+                      "(repeat for any of several).",
+                      "schema": _json_type(p.type), "style": "form", "explode": True})
+    return found
+
+
+@router.get("/api", name="ogc_openapi", summary="The OpenAPI document of this OGC API",
+            response_class=Response,
+            responses={200: {"description": "OpenAPI 3.0, one items path per collection.",
+                             "content": {OPENAPI: {}}}, **_PROBLEMS})
+def openapi(request: Request, settings: SettingsDep, f: FParam = None) -> Response:
+    """The OGC API part of the service's OpenAPI document, with a path per collection.
+
+    Paths are relative to the server ``.../ogc``, as OGC API clients (GDAL, QGIS) look them up.
+    """
+    _check_parameters(request, {"f"})
+    whole = request.app.openapi()
+    prefix = router.prefix
+    paths = {path[len(prefix):] or "/": item for path, item in whole["paths"].items()
+             if path == prefix or path.startswith(prefix + "/")}
+    generic = paths.get("/collections/{collectionId}/items", {}).get("get", {})
+    if generic:
+        paths["/collections/{collectionId}/items"] = {"get": {**generic, "parameters": [
+            {"$ref": "#/components/parameters/limit"} if p.get("name") == "limit" else p
+            for p in generic.get("parameters", [])]}}
+    for layer in LAYERS.values():
+        paths[f"/collections/{layer.id}/items"] = {"get": {
+            **{k: v for k, v in generic.items() if k not in ("parameters", "operationId")},
+            "summary": f"{layer.title}: features",
+            "operationId": f"ogc_items_{layer.id}",
+            "parameters": _items_parameters(layer, generic.get("parameters", [])),
+        }}
+    document = {
+        "openapi": whole.get("openapi", "3.0.3"),
+        "info": {**whole.get("info", {}), "title": f"{request.app.title}: OGC API - Features"},
+        "servers": [{"url": str(request.url_for("ogc_landing"))}],
+        "paths": paths,
+        "components": {
+            **whole.get("components", {}),
+            "parameters": {"limit": {
+                "name": "limit", "in": "query", "required": False,
+                "description": f"Features per page: {settings.items_default_limit} by default, "
+                f"at most {settings.items_max_limit} (larger values are taken as the maximum).",
+                "schema": {"type": "integer", "minimum": 1,
+                           "maximum": settings.items_max_limit,
+                           "default": settings.items_default_limit},
+                "style": "form", "explode": False}},
+        },
+    }
+    return _json(document, media_type=OPENAPI)

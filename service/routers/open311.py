@@ -33,6 +33,7 @@ from starlette.concurrency import run_in_threadpool
 from geo import keys
 from geo import requests as store
 from geo.errors import InvalidInput, NotFound
+from geo.i18n import _, format_decimal
 from geo.text_rules import check_text, shown
 from service.deps import ROLE_RANK
 from service.open311 import (
@@ -106,14 +107,15 @@ def _caller(engine: Engine, key: str | None, *, required: str | None) -> tuple[s
     """(name, role) of the key; 403 when a role is required and the key falls short."""
     if not key:
         if required:
-            raise Open311Error(403, "api_key was not provided.")
+            raise Open311Error(403, _("api_key was not provided."))
         return None
     with engine.connect() as conn:
         found = keys.role_of_key(conn, key)
     if found is None:
-        raise Open311Error(403, "api_key is not valid (unknown or revoked).")
+        raise Open311Error(403, _("api_key is not valid (unknown or revoked)."))
     if required and ROLE_RANK[found[1]] < ROLE_RANK[required]:
-        raise Open311Error(403, f"This needs an api_key with the role '{required}' or above.")
+        raise Open311Error(403, _("This needs an api_key with the role '{role}' or above.",
+                                  role=required))
     return found
 
 
@@ -124,7 +126,7 @@ def _caller(engine: Engine, key: str | None, *, required: str | None) -> tuple[s
 async def services(fmt: str) -> Response:
     """Every service with its code, name, group and keywords."""
     if fmt not in FORMATS:
-        return error_answer("json", Open311Error(404, "Use services.json or services.xml."))
+        return error_answer("json", Open311Error(404, _("Use services.json or services.xml.")))
     return answer(fmt, "services", [service_entry(s) for s in store.SERVICES.values()])
 
 
@@ -135,7 +137,7 @@ async def service(name: str) -> Response:
     try:
         code, fmt = split_format(name)
         if code not in store.SERVICES:
-            raise Open311Error(404, f"There is no service '{shown(code)}'.")
+            raise Open311Error(404, _("There is no service '{code}'.", code=shown(code)))
     except Open311Error as error:
         return error_answer(fmt, error)
     return answer(fmt, "definition", service_definition(store.SERVICES[code]))
@@ -149,12 +151,12 @@ async def create_request(fmt: str, request: Request) -> Response:
     """Take a resident's request: triage, route, join duplicates, feed the twin."""
     fmt_ok = fmt if fmt in FORMATS else "json"
     if fmt not in FORMATS:
-        return error_answer(fmt_ok, Open311Error(404, "Use requests.json or requests.xml."))
+        return error_answer(fmt_ok, Open311Error(404, _("Use requests.json or requests.xml.")))
     body = await request.body()  # at most max_body_bytes_open311 (service/limits.py)
     try:
         form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
     except UnicodeDecodeError:
-        return error_answer(fmt, Open311Error(400, "The body must be UTF-8, form-encoded."))
+        return error_answer(fmt, Open311Error(400, _("The body must be UTF-8, form-encoded.")))
     return await _run(fmt, _submit, _engine(request), fmt, form, _key_from(request, form))
 
 
@@ -162,9 +164,10 @@ def _float(form: dict, name: str, low: float, high: float) -> float:
     try:
         value = float(form[name])
     except ValueError:
-        raise Open311Error(400, f"{name} must be a number.") from None
+        raise Open311Error(400, _("{name} must be a number.", name=name)) from None
     if not math.isfinite(value) or not low <= value <= high:
-        raise Open311Error(400, f"{name} must be between {low} and {high}.")
+        raise Open311Error(400, _("{name} must be between {low} and {high}.", name=name,
+                                  low=low, high=high))
     return value
 
 
@@ -172,55 +175,60 @@ def _parse(form: dict[str, str]) -> dict:
     """Check a posted request against the spec and the catalogue (400 on any fault)."""
     code = form.get("service_code", "").strip()
     if not code:
-        raise Open311Error(400, "service_code was not provided.")
+        raise Open311Error(400, _("service_code was not provided."))
     service = store.SERVICES.get(code)
     if service is None:
-        raise Open311Error(400, f"service_code '{code}' is not a service of this endpoint; "
-                                f"see services.json.")
+        raise Open311Error(400, _("service_code '{code}' is not a service of this endpoint; "
+                                  "see services.json.", code=code))
     description = form.get("description") or None
     if description is not None and len(description) > MAX_DESCRIPTION:
-        raise Open311Error(400, f"description is {len(description):,} characters; at most "
-                                f"{MAX_DESCRIPTION:,} are allowed.")
+        raise Open311Error(400, _("description is {length} characters; at most {most} are "
+                                  "allowed.", length=format_decimal(len(description)),
+                                  most=format_decimal(MAX_DESCRIPTION)))
     attributes: dict[str, str] = {}
     known = {a.code: a for a in service.attributes}
     for name, value in form.items():
         if name.startswith("attribute[") and name.endswith("]"):
             attr = known.get(name[10:-1])
             if attr is None:
-                raise Open311Error(400, f"Service '{code}' has no attribute '{name[10:-1]}'.")
+                raise Open311Error(400, _("Service '{code}' has no attribute '{name}'.",
+                                          code=code, name=name[10:-1]))
             if attr.values and value not in {k for k, _ in attr.values}:
-                raise Open311Error(400, f"attribute[{attr.code}] must be one of "
-                                        f"{', '.join(k for k, _ in attr.values)}.")
+                raise Open311Error(400, _("attribute[{code}] must be one of {allowed}.",
+                                          code=attr.code,
+                                          allowed=", ".join(k for k, _v in attr.values)))
             if len(value) > MAX_FIELD:
-                raise Open311Error(400, f"attribute[{attr.code}] is too long.")
+                raise Open311Error(400, _("attribute[{code}] is too long.", code=attr.code))
             attributes[attr.code] = value
     for attr in service.attributes:
         if attr.required and not attributes.get(attr.code):
-            raise Open311Error(400, f"attribute[{attr.code}] is required for '{code}' "
-                                    f"({attr.description}).")
+            raise Open311Error(400, _("attribute[{attribute}] is required for '{code}' "
+                                      "({question}).", attribute=attr.code, code=code,
+                                      question=_(attr.description)))
     if service.matter is None and not (description or "").strip():
-        raise Open311Error(400, f"A description is required for '{code}'.")
+        raise Open311Error(400, _("A description is required for '{code}'.", code=code))
     contact = {k: (form.get(k) or "").strip() or None for k in (*_CONTACT, "device_id",
                                                                    "account_id")}
     for field, given in contact.items():
         if given and len(given) > MAX_FIELD:
-            raise Open311Error(400, f"{field} is too long (at most {MAX_FIELD} characters).")
+            raise Open311Error(400, _("{field} is too long (at most {most} characters).",
+                                      field=field, most=MAX_FIELD))
     if contact["email"] and "@" not in contact["email"]:
-        raise Open311Error(400, "email is not an e-mail address.")
+        raise Open311Error(400, _("email is not an e-mail address."))
     media_url = form.get("media_url") or None
     if media_url and not media_url.startswith(("http://", "https://")):
-        raise Open311Error(400, "media_url must be an http(s) URL.")
+        raise Open311Error(400, _("media_url must be an http(s) URL."))
     address = (form.get("address_string") or "").strip() or None
     if address and len(address) > MAX_FIELD:
-        raise Open311Error(400, "address_string is too long.")
+        raise Open311Error(400, _("address_string is too long."))
     has_lat, has_long = bool(form.get("lat")), bool(form.get("long"))
     if has_lat != has_long:
-        raise Open311Error(400, "lat and long must be given together.")
+        raise Open311Error(400, _("lat and long must be given together."))
     point = None
     if has_lat:
         point = (_float(form, "long", -180, 180), _float(form, "lat", -90, 90))
     elif not address:
-        raise Open311Error(400, "A location is required: lat and long, or address_string.")
+        raise Open311Error(400, _("A location is required: lat and long, or address_string."))
     return {"service": service, "description": description, "attributes": attributes,
             "contact": contact, "media_url": media_url, "address": address, "point": point}
 
@@ -235,7 +243,7 @@ def _fingerprint(key_name: str, p: dict) -> str:
 
 
 def _submit(engine: Engine, fmt: str, form: dict[str, str], key: str | None) -> Response:
-    key_name, _ = _caller(engine, key, required="viewer")
+    key_name, _role = _caller(engine, key, required="viewer")
     _check_fields(form)
     p = _parse(form)
     service = p["service"]
@@ -251,20 +259,22 @@ def _submit(engine: Engine, fmt: str, form: dict[str, str], key: str | None) -> 
         if p["point"] is None:
             p["point"] = store.geocode(conn, p["address"])
             if p["point"] is None:
-                raise Open311Error(400, f"address_string '{p['address']}' names no street or "
-                                        f"compound of this area; give lat and long.")
+                raise Open311Error(400, _("address_string '{address}' names no street or "
+                                          "compound of this area; give lat and long.",
+                                          address=p["address"]))
         lon, lat = p["point"]
         if not store.in_twin_area(conn, lon, lat):
-            raise Open311Error(400, f"lat {lat}, long {lon} is outside the area this "
-                                    f"endpoint serves.")
+            raise Open311Error(400, _("lat {lat}, long {lon} is outside the area this endpoint "
+                                      "serves.", lat=lat, lon=lon))
         fingerprint = _fingerprint(key_name, p)
         same = store.recent_identical(conn, fingerprint, IDENTICAL_WINDOW_S)
         if same is not None:
-            raise Open311Error(400, f"This request was received already as {same}; it is "
-                                    f"not taken twice.")
+            raise Open311Error(400, _("This request was received already as {id}; it is not "
+                                      "taken twice.", id=same))
         if store.posts_by_key(conn, key_name, KEY_WINDOW_S) >= KEY_MAX_POSTS:
-            raise Open311Error(403, f"Too many requests from this api_key (at most "
-                                    f"{KEY_MAX_POSTS} in {KEY_WINDOW_S // 60} minutes).")
+            raise Open311Error(403, _("Too many requests from this api_key (at most {most} in "
+                                      "{minutes} minutes).", most=KEY_MAX_POSTS,
+                                      minutes=KEY_WINDOW_S // 60))
         duplicate_of = joined_alert = None
         if matter != "private":
             duplicate_of = store.open_request_near(conn, service.code, lon, lat)
@@ -309,8 +319,8 @@ def _when(value: str | None, name: str) -> datetime | None:
     try:
         moment = datetime.fromisoformat(value.strip().replace(" ", "+"))
     except ValueError:
-        raise Open311Error(400, f"{name} must be an ISO 8601 date-time, e.g. "
-                                f"2026-01-01T00:00:00Z.") from None
+        raise Open311Error(400, _("{name} must be an ISO 8601 date-time, e.g. "
+                                  "2026-01-01T00:00:00Z.", name=name)) from None
     moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     try:
         # Far dates would overflow the window arithmetic below (9999-12-31 + 90 days).
@@ -318,9 +328,10 @@ def _when(value: str | None, name: str) -> datetime | None:
     except OverflowError:  # 9999-12-31T23:59:59-12:00 cannot be compared in UTC
         plausible = False
     if not plausible:
-        raise Open311Error(400, f"{name} {shown(value.strip())} is out of range; dates from "
-                                f"{EARLIEST_DATE:%Y-%m-%d} to {LATEST_DATE:%Y-%m-%d} are "
-                                f"served.")
+        raise Open311Error(400, _("{name} {value} is out of range; dates from {first} to "
+                                  "{last} are served.", name=name, value=shown(value.strip()),
+                                  first=f"{EARLIEST_DATE:%Y-%m-%d}",
+                                  last=f"{LATEST_DATE:%Y-%m-%d}"))
     return moment
 
 
@@ -338,7 +349,7 @@ def _entries(conn, rows: list[dict], admin: bool) -> list[dict]:
 async def list_requests(fmt: str, request: Request) -> Response:
     """``GET requests.{fmt}``; at most 90 days at a time (the last 90 by default)."""
     if fmt not in FORMATS:
-        return error_answer("json", Open311Error(404, "Use requests.json or requests.xml."))
+        return error_answer("json", Open311Error(404, _("Use requests.json or requests.xml.")))
     return await _run(fmt, _list, _engine(request), fmt, dict(request.query_params),
                       _key_from(request))
 
@@ -363,14 +374,14 @@ def _list(engine: Engine, fmt: str, query: dict[str, str], key: str | None) -> R
     elif end is None:
         end = start + window
     if end < start:
-        raise Open311Error(400, "end_date is before start_date.")
+        raise Open311Error(400, _("end_date is before start_date."))
     if end - start > window:
-        raise Open311Error(400, f"start_date to end_date may span at most {MAX_RANGE_DAYS} "
-                                f"days.")
+        raise Open311Error(400, _("start_date to end_date may span at most {days} days.",
+                                  days=MAX_RANGE_DAYS))
     status = query.get("status") or None
     statuses = {s.strip() for s in status.split(",")} if status else set()
     if statuses - {"open", "closed"}:
-        raise Open311Error(400, "status must be open or closed.")
+        raise Open311Error(400, _("status must be open or closed."))
     codes = [c.strip() for c in query.get("service_code", "").split(",") if c.strip()] or None
     with engine.connect() as conn:
         rows = store.public_requests(conn, codes=codes, start=start, end=end,
@@ -392,7 +403,7 @@ def _one(engine: Engine, name: str, key: str | None) -> Response:
     with engine.connect() as conn:
         rows = store.public_requests(conn, ids=ids) if ids else []
         if not rows:
-            raise Open311Error(404, f"There is no request '{stem}'.")
+            raise Open311Error(404, _("There is no request '{id}'.", id=stem))
         return answer(fmt, "requests", _entries(conn, rows, admin))
 
 
@@ -409,7 +420,7 @@ def _token(engine: Engine, name: str) -> Response:
     with engine.connect() as conn:
         request_id = store.request_of_token(conn, stem)
     if request_id is None:
-        raise Open311Error(404, f"There is no token '{stem}'.")
+        raise Open311Error(404, _("There is no token '{token}'.", token=stem))
     return answer(fmt, "requests", [{"service_request_id": str(request_id), "token": stem}])
 
 
@@ -422,14 +433,14 @@ async def _fields(request: Request) -> dict[str, str]:
         try:
             data = json.loads(body or b"{}")
         except ValueError:
-            raise Open311Error(400, "The body is not JSON.") from None
+            raise Open311Error(400, _("The body is not JSON.")) from None
         if not isinstance(data, dict):
-            raise Open311Error(400, "The body must be a JSON object.")
+            raise Open311Error(400, _("The body must be a JSON object."))
         return {k: str(v) for k, v in data.items() if v is not None}
     try:
         return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
     except UnicodeDecodeError:
-        raise Open311Error(400, "The body must be UTF-8.") from None
+        raise Open311Error(400, _("The body must be UTF-8.")) from None
 
 
 def _is_id(text: str) -> bool:
@@ -439,7 +450,7 @@ def _is_id(text: str) -> bool:
 
 def _request_id(value: str) -> int:
     if not _is_id(value):
-        raise Open311Error(404, f"There is no request '{value}'.")
+        raise Open311Error(404, _("There is no request '{id}'.", id=value))
     return int(value)
 
 
@@ -456,12 +467,12 @@ async def classify(request_id: str, request: Request) -> Response:
 
 
 def _classify(engine: Engine, request_id: str, fields: dict, key: str | None) -> Response:
-    name, _ = _caller(engine, key, required="planner")
+    name, _role = _caller(engine, key, required="planner")
     _check_fields(fields)
     rid = _request_id(request_id)
     matter = fields.get("matter", "")
     if matter not in store.MATTERS:
-        raise Open311Error(400, "matter must be big, small or private.")
+        raise Open311Error(400, _("matter must be big, small or private."))
     with engine.begin() as conn:
         current = store.request_for_triage(conn, rid)
         service = store.SERVICES.get(current["service_code"]) or store.SERVICES["other"]
@@ -489,12 +500,12 @@ async def set_status(request_id: str, request: Request) -> Response:
 
 
 def _status(engine: Engine, request_id: str, fields: dict, key: str | None) -> Response:
-    name, _ = _caller(engine, key, required="crew")
+    name, _role = _caller(engine, key, required="crew")
     _check_fields(fields)
     rid = _request_id(request_id)
     notes = fields.get("status_notes") or None
     if notes and len(notes) > MAX_DESCRIPTION:
-        raise Open311Error(400, "status_notes is too long.")
+        raise Open311Error(400, _("status_notes is too long."))
     with engine.begin() as conn:
         store.set_status(conn, rid, fields.get("status", ""), notes, name)
         rows = store.public_requests(conn, ids=[rid])

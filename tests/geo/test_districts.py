@@ -7,6 +7,7 @@ feature moves and the districts are loaded again.
 """
 
 import json
+from urllib.parse import parse_qs, urlsplit
 
 import geopandas as gpd
 import morecantile
@@ -180,6 +181,9 @@ def test_tiles_filter_by_district(client, sample_engine):
             else:
                 whole += len(found)
     assert 0 < only < whole
+    # A TileJSON asked for one district hands the filter on to its tiles.
+    document = client.get("/tiles/manholes/tilejson.json", params={"district": grid}).json()
+    assert parse_qs(urlsplit(document["tiles"][0]).query)["district"] == [grid]
 
 
 def test_requests_are_routed_by_their_district(client, sample_engine):
@@ -228,3 +232,34 @@ def test_worklist_filters_by_district(client, sample_engine):
     everything = client.get("/work", params={"limit": 100000}, headers=crew).json()
     ranks = {f["id"]: f["properties"]["rank"] for f in everything["features"]}
     assert all(ranks[f["id"]] == f["properties"]["rank"] for f in body["features"])
+
+
+def test_a_drafted_mapping_reads_chinese_level_names(sample_engine, tmp_path):
+    # A community file as a Chinese city keeps it: level names in Chinese (社区, 网格), codes.
+    with sample_engine.connect() as conn:
+        west, south, east, north = conn.execute(sa.text(
+            "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM (SELECT "
+            "ST_Extent(geom) AS e FROM districts WHERE level = 'sub_district') x")).one()
+    mid = (west + east) / 2
+    frame = gpd.GeoDataFrame({
+        "DM": ["CX", "CX-01", "CX-02"], "name": ["城西社区", "城西第一网格", "城西第二网格"],
+        "CJ": ["社区", "网格", "网格"],
+        "geometry": [shapely.box(west, south, east, north), shapely.box(west, south, mid, north),
+                     shapely.box(mid, south, east, north)]}, crs="EPSG:4326").to_crs("EPSG:4545")
+    path = tmp_path / "shequ.gpkg"
+    frame.to_file(path, layer="sq", driver="GPKG")
+    mapping = tmp_path / "shequ.toml"
+    drafted = run_twin(sample_engine, "mapping", "draft", path, "--layer", "districts",
+                       "--out", mapping)
+    assert drafted.returncode == 0, drafted.stdout + drafted.stderr
+    loaded = run_twin(sample_engine, "ingest", "districts", path, "--mapping", mapping)
+    assert loaded.returncode == 0, loaded.stdout + loaded.stderr
+    try:
+        with sample_engine.connect() as conn:
+            levels = dict(conn.execute(sa.text(
+                "SELECT external_id, level FROM districts WHERE source = :s"),
+                {"s": "shequ"}).all())
+        assert levels == {"CX": "community", "CX-01": "grid", "CX-02": "grid"}
+    finally:
+        with sample_engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM districts WHERE source = 'shequ'"))

@@ -135,7 +135,9 @@ def test_the_cli_speaks_the_deployments_language(tmp_path):
     chinese = _twin(*args, language="zh")
     assert chinese.returncode == 2
     assert chinese.stderr.startswith("错误："), chinese.stderr
+    assert chinese.stderr.strip().endswith("missing.csv 不存在。"), chinese.stderr
     english = _twin(*args, language="en")
     assert english.returncode == 2
     assert english.stderr.startswith("Error:"), english.stderr
+    assert english.stderr.strip().endswith("missing.csv does not exist."), english.stderr
     assert not CJK.search(english.stderr)

@@ -86,7 +86,7 @@ def test_crew_map_has_alerts_layers_legend_and_actions():
     popup = alert_popup(ALERTS[0], 32.521, 108.541)
     assert "twinAct(7, 'acknowledge', this)" in popup and "twinAct(7, 'resolve', this)" in popup
     assert "Why: Tilt 14.5 degrees from baseline (alarm at 10) &lt;b&gt;" in popup  # escaped
-    assert "Since: 2026-10-30 08:15 UTC" in popup and "MH-0007" in popup
+    assert "Since: Oct 30, 2026 08:15 UTC" in popup and "MH-0007" in popup
     assert "Manhole cover tilted" in popup and "32.52100 N, 108.54100 E" in popup
     assert "tile.openstreetmap" not in html and "L.tileLayer(" not in html
 

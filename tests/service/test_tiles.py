@@ -9,9 +9,12 @@ import morecantile
 import pytest
 import sqlalchemy as sa
 
+from geo import tiles
 from geo.alerts import raise_alert
 from geo.layers import LAYERS
-from service.routers.tiles import TileCache, build_tile_request
+from maps.styles import NO_DATA, PCI_BANDS
+from service.routers.tiles import build_tile_request
+from service.tile_cache import TileCache
 
 TMS = morecantile.tms.get("WebMercatorQuad")
 MVT = "application/vnd.mapbox-vector-tile"
@@ -78,13 +81,25 @@ def test_a_tile_holds_exactly_the_features_meeting_it(client, sample_engine, lay
     assert response.headers["etag"] and "no-cache" in response.headers["cache-control"]
 
 
-def test_a_low_zoom_tile_holds_the_whole_sample(client, sample_engine):
+def test_a_low_zoom_tile_holds_every_street_of_the_classes_shown_there(client, sample_engine):
     tile = _tile_of(sample_engine, "streets", 10)
+    classes = tiles.POLICIES["streets"].classes_at(10)
+    assert classes and "service" not in classes  # service lanes start at a higher zoom
     with sample_engine.connect() as conn:
+        shown = set(conn.execute(sa.text("SELECT id FROM streets WHERE road_class = ANY(:c)"),
+                                 {"c": list(classes)}).scalars())
         total = conn.execute(sa.text("SELECT count(*) FROM streets")).scalar_one()
-    features = _features(client.get(_url("streets", tile)), "streets")
-    assert len(features) == total  # simplified, but no street vanishes
+    response = client.get(_url("streets", tile))
+    features = _features(response, "streets")
+    assert shown and len(shown) < total
+    assert {f["id"] for f in features} == shown  # simplified, but no street of them vanishes
     assert all(f["geometry"]["coordinates"] for f in features)
+    assert "tile-truncated" not in response.headers
+    # From the highest class minimum zoom on, every street is there.
+    z = tiles.POLICIES["streets"].highest_minzoom
+    assert len(_features(client.get(_url("streets", _tile_of(sample_engine, "streets", z))),
+                         "streets")) == len(_expected_ids(
+                             sample_engine, "streets", _tile_of(sample_engine, "streets", z)))
 
 
 def test_properties_choose_what_goes_in_the_tile(client, sample_engine):
@@ -105,6 +120,64 @@ def test_properties_choose_what_goes_in_the_tile(client, sample_engine):
 def test_limit_caps_the_features_of_a_tile(client, sample_engine):
     tile = _tile_of(sample_engine, "manholes", 13)
     assert len(_features(client.get(_url("manholes", tile, "limit=5")), "manholes")) == 5
+
+
+def test_a_cut_tile_keeps_the_main_roads_and_worst_pavement_and_says_so(client, sample_engine):
+    tile = _tile_of(sample_engine, "streets", 13)
+    met = _expected_ids(sample_engine, "streets", tile)
+    assert len(met) > 20
+    # What a planner expects kept, worked out apart from the tile code: primary before
+    # secondary ... before service, then the lowest latest PCI first (no survey last).
+    with sample_engine.connect() as conn:
+        ranked = conn.execute(sa.text(
+            f"SELECT s.id FROM ({LAYERS['streets'].select}) s WHERE s.id = ANY(:ids) "
+            "ORDER BY array_position(ARRAY['primary','secondary','tertiary','residential',"
+            "'service'], s.road_class), s.pci ASC NULLS LAST, s.id"),
+            {"ids": list(met), "as_of": conn.execute(sa.text("SELECT now()")).scalar_one()}
+        ).scalars().all()
+    response = client.get(_url("streets", tile, "limit=20"))
+    assert set(_ids(response, "streets")) == set(ranked[:20])
+    assert response.headers["tile-truncated"] == f"kept=20; matched={len(met)}"
+    (info,) = _decode(response.content)["tile_info"]["features"]
+    assert info["properties"] == {"layer": "streets", "kept": 20, "matched": len(met),
+                                  "limit": 20, "truncated": True}
+    whole = client.get(_url("streets", tile))
+    assert "tile-truncated" not in whole.headers and "tile_info" not in _decode(whole.content)
+    # The same holds on the fast path (a query seen before) and from the cache.
+    again = client.get(_url("streets", tile, "limit=20"))
+    assert again.headers["tile-truncated"] == response.headers["tile-truncated"]
+    assert again.content == response.content
+
+
+def test_alerts_keep_the_most_severe_first(client, sample_engine):
+    # Far from the first manhole, where other tests raise their alerts.
+    tile = _tile_of(sample_engine, "manholes", 14, "id = (SELECT max(id) FROM manholes)")
+    with sample_engine.begin() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT id, ST_AsEWKT(geom) FROM manholes WHERE ST_Intersects(geom, "
+            "ST_Transform(ST_MakeEnvelope(:w, :s, :e, :n, 3857), 4326)) ORDER BY id DESC LIMIT 4"),
+            dict(zip("wsen", TMS.xy_bounds(tile), strict=True))).all()
+        made = {}
+        for (asset, ewkt), severity in zip(rows, ("low", "critical", "medium", "high"),
+                                           strict=True):
+            made[severity] = raise_alert(conn, kind="tilt", severity=severity,
+                                         asset_layer="manholes", asset_id=asset,
+                                         geom_ewkt=ewkt, reason="test order")[0]
+    deadline = time.monotonic() + 5
+    while True:
+        response = client.get(_url("alerts", tile, "limit=2&kind=tilt&status=open"))
+        if len(_ids(response, "alerts")) == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    kept = _ids(response, "alerts")
+    with sample_engine.connect() as conn:
+        worst_two = conn.execute(sa.text(
+            "SELECT id FROM alerts WHERE kind = 'tilt' AND status = 'open' AND id = ANY(:ids) "
+            "ORDER BY array_position(ARRAY['critical','high','medium','low'], severity), "
+            "opened_at DESC, id LIMIT 2"),
+            {"ids": list(_expected_ids(sample_engine, "alerts", tile))}).scalars().all()
+    assert kept == set(worst_two) and made["critical"] in kept
+    assert response.headers["tile-truncated"].startswith("kept=2; ")
 
 
 def test_datetime_gives_the_twin_as_of_then(client, sample_engine):
@@ -217,6 +290,12 @@ def test_tilejson_describes_the_layer(client):
     assert set(vector_layer["fields"]) == set(LAYERS["streets"].property_names)
     assert vector_layer["fields"]["pci"].startswith("number")
     assert {"minzoom", "maxzoom"} <= set(vector_layer)
+    classes = vector_layer["classes"]
+    assert classes["property"] == "road_class"
+    assert classes["minzoom"]["primary"] == 0
+    assert classes["minzoom"]["residential"] > classes["minzoom"]["secondary"]
+    assert classes["minzoom"]["service"] > classes["minzoom"]["residential"]
+    assert vector_layer["limit"] == 10_000 and "PCI" in vector_layer["order"]
     chosen = client.get("/tiles/alerts/tilejson.json?severity=high&properties=kind").json()
     assert chosen["tiles"][0].endswith("/tiles/alerts/{z}/{x}/{y}.mvt?severity=high"
                                        "&properties=kind")
@@ -256,6 +335,22 @@ def test_the_twin_style_uses_only_the_service(client):
     assert 108.4 < style["center"][0] < 108.7
     streets = [x for x in style["layers"] if x.get("source") == "streets"]
     assert "pci" in json.dumps(streets)
+    # Colours are constants behind filters (what QGIS's converter keeps), one per PCI band.
+    assert {x["paint"]["line-color"] for x in streets} == {
+        colour for _, _, colour in PCI_BANDS} | {NO_DATA}
+    assert '"step"' not in json.dumps(style) and '"match"' not in json.dumps(style)
+
+
+def test_each_layer_has_its_own_style_without_background(client):
+    for layer_id in LAYERS:
+        style = client.get(f"/styles/twin/{layer_id}.json").json()
+        assert set(style["sources"]) == {layer_id}
+        assert style["layers"] and all(x["source"] == layer_id for x in style["layers"])
+    assert client.get("/styles/twin/nope.json").status_code == 404
+    qml = client.get("/styles/twin/streets.qml")
+    assert qml.status_code == 200 and qml.headers["content-type"].startswith("text/xml")
+    assert qml.text.count("<rule ") == len(PCI_BANDS) + 1
+    assert client.get("/styles/twin/nope.qml").status_code == 404
 
 
 @pytest.mark.parametrize(("path", "status"), [
@@ -289,6 +384,13 @@ def test_bad_requests_are_problems_not_500s(client, path, status):
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["status"] == status
+
+
+def test_tile_errors_speak_the_readers_language(client):
+    response = client.get("/tiles/streets/25/0/0.mvt?lang=zh")
+    assert response.status_code == 404 and "缩放级别 25" in response.json()["detail"]
+    english = client.get("/tiles/streets/2/4/0.mvt", headers={"Accept-Language": "en"})
+    assert "x and y go from 0 to 3" in english.json()["detail"]
 
 
 def test_sql_looking_text_is_only_a_value(client, sample_engine):

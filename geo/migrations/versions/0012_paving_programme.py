@@ -1,0 +1,42 @@
+"""Paving programme: streets scheduled for treatment, with year and treatment.
+
+A city's programme is evidence for road-wear forecasts (a scheduled resurfacing resets the
+curve in its year). ``published_on`` says since when the twin may know an entry: a backtest
+as of an earlier date must not see it.
+
+Revision ID: 0012
+Revises: 0013
+Create Date: 2026-12-07
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0012"
+down_revision = "0013"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "paving_programme",
+        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        sa.Column("street_id", sa.BigInteger, sa.ForeignKey("streets.id", ondelete="CASCADE"),
+                  nullable=False),
+        sa.Column("year", sa.Integer, nullable=False),
+        sa.Column("treatment", sa.Text, nullable=False),
+        sa.Column("planned_on", sa.Date),
+        sa.Column("published_on", sa.Date),
+        sa.Column("source", sa.Text, nullable=False),
+        sa.Column("loaded_at", sa.DateTime(timezone=True), nullable=False,
+                  server_default=sa.func.now()),
+        sa.UniqueConstraint("street_id", "year", "treatment", "source",
+                            name="uq_paving_programme_entry"),
+        sa.CheckConstraint("year BETWEEN 1900 AND 2200", name="ck_paving_programme_year"),
+    )
+    op.create_index("ix_paving_programme_street", "paving_programme", ["street_id", "year"])
+
+
+def downgrade() -> None:
+    op.drop_table("paving_programme")

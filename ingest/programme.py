@@ -1,0 +1,123 @@
+"""Load a paving programme and past work records: evidence for road-wear forecasts.
+
+A **programme** CSV has a row per scheduled treatment: ``external_id`` (the street),
+``year``, ``treatment`` (one of the street work actions: crack_sealing, patching,
+surface_treatment, mill_and_overlay, reconstruction) and optionally ``planned_on`` (a date
+in the year) and ``published_on`` (since when the programme was known; without it, 1 January
+of the year before). Loading a programme replaces the earlier entries of the same source.
+
+A **work records** CSV has ``external_id``, ``action`` and ``done_at``: the city's record of
+resurfacing done before the twin's own operations loop kept them.
+
+Both refuse the whole file, with the line and the reason, when a row is wrong: nothing is
+half-loaded.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy.engine import Engine
+
+from geo import programme as sql
+from geo import work
+from geo.errors import InvalidInput
+
+PROGRAMME_COLUMNS = ("external_id", "year", "treatment")
+WORK_COLUMNS = ("external_id", "action", "done_at")
+
+
+def _read(path: Path, required: tuple[str, ...], what: str) -> pd.DataFrame:
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidInput(f"{what} {path} does not exist.")
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise InvalidInput(f"{what} {path} is not a readable CSV: {error}.") from None
+    missing = [c for c in required if c not in table.columns]
+    if missing:
+        raise InvalidInput(f"{what} {path} has no column '{missing[0]}' (needed: "
+                           f"{', '.join(required)}).")
+    return table
+
+
+def _street_ids(engine: Engine, table: pd.DataFrame, path: Path) -> list[int]:
+    with engine.connect() as conn:
+        ids = sql.street_ids(conn, table["external_id"].unique().tolist())
+    for line, value in enumerate(table["external_id"], start=2):
+        if value not in ids:
+            raise InvalidInput(f"{path}, line {line}: street '{value}' is not in the twin.")
+    return [ids[v] for v in table["external_id"]]
+
+
+def _dates(table: pd.DataFrame, column: str, path: Path) -> list:
+    if column not in table.columns:
+        return [None] * len(table)
+    out: list = []
+    for line, value in enumerate(table[column], start=2):
+        if not value:
+            out.append(None)
+            continue
+        try:
+            out.append(pd.Timestamp(value).date())
+        except ValueError:
+            raise InvalidInput(f"{path}, line {line}, {column}: '{value}' is not a date "
+                               "(YYYY-MM-DD).") from None
+    return out
+
+
+def load_programme(engine: Engine, path: Path, *, source: str | None = None) -> int:
+    """Load a programme CSV (see the module); returns the number of entries kept."""
+    path = Path(path)
+    table = _read(path, PROGRAMME_COLUMNS, "Programme")
+    years = []
+    for line, (year, treatment) in enumerate(zip(table["year"], table["treatment"],
+                                                 strict=True), start=2):
+        if not year.strip().isdigit() or not 1900 <= int(year) <= 2200:
+            raise InvalidInput(f"{path}, line {line}, year: '{year}' is not a year.")
+        if treatment not in work.ACTIONS["streets"]:
+            raise InvalidInput(f"{path}, line {line}, treatment: '{treatment}' is not one of "
+                               f"{', '.join(work.ACTIONS['streets'])}.")
+        years.append(int(year))
+    entries = pd.DataFrame({"street_id": _street_ids(engine, table, path), "year": years,
+                            "treatment": table["treatment"].to_numpy(),
+                            "planned_on": _dates(table, "planned_on", path),
+                            "published_on": _dates(table, "published_on", path)})
+    for line, (planned, year) in enumerate(zip(entries["planned_on"], years, strict=True),
+                                           start=2):
+        if planned is not None and planned.year != year:
+            raise InvalidInput(f"{path}, line {line}: planned_on {planned} is not in its year "
+                               f"{year}.")
+    entries = entries.drop_duplicates(["street_id", "year", "treatment"])
+    with engine.begin() as conn:
+        return sql.replace_programme(conn, source or path.stem, entries)
+
+
+def load_work_records(engine: Engine, path: Path, *, source: str | None = None) -> int:
+    """Load past work records of streets (see the module); returns how many were kept."""
+    path = Path(path)
+    table = _read(path, WORK_COLUMNS, "Work records")
+    for line, action in enumerate(table["action"], start=2):
+        if action not in work.ACTIONS["streets"]:
+            raise InvalidInput(f"{path}, line {line}, action: '{action}' is not one of "
+                               f"{', '.join(work.ACTIONS['streets'])}.")
+    done = []
+    for line, value in enumerate(table["done_at"], start=2):
+        try:
+            ts = pd.Timestamp(value)
+        except ValueError:
+            ts = pd.NaT
+        if pd.isna(ts):
+            raise InvalidInput(f"{path}, line {line}, done_at: '{value}' is not a date and "
+                               "time.")
+        done.append((ts.tz_localize(UTC) if ts.tzinfo is None else ts).to_pydatetime())
+    ids = _street_ids(engine, table, path)
+    with engine.begin() as conn:
+        for asset, action, done_at in zip(ids, table["action"], done, strict=True):
+            work.record(conn, alert_id=None, asset_layer="streets", asset_id=asset,
+                        action=action, done_at=done_at, done_by=source or path.stem, note=None,
+                        recorded_by=source or path.stem)
+    return len(table)

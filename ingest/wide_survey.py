@@ -1,0 +1,140 @@
+"""Load a city's yearly survey tables quickly: wide files, one column per year and metric.
+
+Cities keep street-block ratings as one row per block and one column per survey year
+(``RATING_2014, RATING_2015, ...``), sometimes with a column of survey dates per year and
+more metrics (cracking, patching) beside. A TOML mapping says how to read one::
+
+    id_column = "BLOCK_ID"             # the twin's streets.external_id
+    year_pattern = "{metric}_{year}"   # columns like RATING_2019
+    date_pattern = "SURVEYED_{year}"   # optional: the survey's date in each year
+    survey_day = "07-01"               # month-day where a year has no date (default 07-01)
+    source = "city-survey"             # optional: the readings' source
+
+    [metrics]                          # column stem = a declared twin metric
+    RATING = "city_rating"
+    CRACK = "cracking_pct"
+
+The table is turned into long readings (one per block, metric and year with a value) and
+loaded through the ordinary readings ingest, so every row is validated the same way (unknown
+blocks and values outside a metric's declared range are rejected into the rejects file) and
+the load is one transaction.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import tomllib
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy.engine import Engine
+
+from geo.errors import InvalidInput
+from ingest.pipeline import RunReport, ingest_file
+
+KEYS = {"id_column", "year_pattern", "date_pattern", "survey_day", "source", "metrics"}
+
+
+def read_mapping(path: Path) -> dict:
+    """The mapping, checked: its keys, the patterns' placeholders and the metrics table."""
+    try:
+        mapping = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InvalidInput(f"Mapping {path} does not exist.") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise InvalidInput(f"Mapping {path} is not valid TOML: {error}.") from None
+    unknown = sorted(set(mapping) - KEYS)
+    if unknown:
+        raise InvalidInput(f"Mapping {path}: unknown key '{unknown[0]}' (known: "
+                           f"{', '.join(sorted(KEYS))}).")
+    for key in ("id_column", "metrics"):
+        if key not in mapping:
+            raise InvalidInput(f"Mapping {path} needs '{key}'.")
+    if not isinstance(mapping["metrics"], dict) or not mapping["metrics"]:
+        raise InvalidInput(f"Mapping {path}: [metrics] must map column stems to twin metrics.")
+    pattern = mapping.setdefault("year_pattern", "{metric}_{year}")
+    if "{metric}" not in pattern or "{year}" not in pattern:
+        raise InvalidInput(f"Mapping {path}: year_pattern '{pattern}' must hold {{metric}} "
+                           "and {year}.")
+    if "date_pattern" in mapping and "{year}" not in mapping["date_pattern"]:
+        raise InvalidInput(f"Mapping {path}: date_pattern must hold {{year}}.")
+    day = mapping.setdefault("survey_day", "07-01")
+    if not re.fullmatch(r"\d{2}-\d{2}", str(day)):
+        raise InvalidInput(f"Mapping {path}: survey_day '{day}' must be MM-DD, like 07-01.")
+    return mapping
+
+
+def _year_columns(columns, pattern: str, stem: str) -> dict[int, str]:
+    regex = re.compile("^" + re.escape(pattern).replace(re.escape("{metric}"), re.escape(stem))
+                       .replace(re.escape("{year}"), r"(\d{4})") + "$")
+    return {int(m.group(1)): c for c in columns if (m := regex.match(str(c)))}
+
+
+def to_readings(table: pd.DataFrame, mapping: dict, where: str = "the table") -> pd.DataFrame:
+    """Long readings (asset_layer, asset_external_id, metric, observed_at, value, source).
+
+    >>> t = pd.DataFrame({"ID": ["A", "B"], "R_2020": [7, None], "R_2021": [6, 9]})
+    >>> m = {"id_column": "ID", "year_pattern": "{metric}_{year}", "survey_day": "07-01",
+    ...      "metrics": {"R": "rating"}}
+    >>> for row in to_readings(t, m)[["asset_external_id", "observed_at", "value"]].values:
+    ...     print(*row)
+    A 2020-07-01T00:00:00Z 7.0
+    A 2021-07-01T00:00:00Z 6.0
+    B 2021-07-01T00:00:00Z 9.0
+    """
+    id_column = mapping["id_column"]
+    if id_column not in table.columns:
+        raise InvalidInput(f"{where} has no id column '{id_column}' (the mapping's id_column).")
+    parts = []
+    for stem, metric in mapping["metrics"].items():
+        years = _year_columns(table.columns, mapping["year_pattern"], stem)
+        if not years:
+            raise InvalidInput(
+                f"{where} has no column like "
+                f"'{mapping['year_pattern'].format(metric=stem, year=2020)}' for metric "
+                f"'{metric}'.")
+        for year, column in sorted(years.items()):
+            value = pd.to_numeric(table[column], errors="coerce")
+            bad = table[column].notna() & value.isna()
+            if bad.any():
+                row = int(bad.to_numpy().nonzero()[0][0]) + 2  # header is line 1
+                raise InvalidInput(f"{where}, line {row}, column {column}: "
+                                   f"'{table[column][bad].iloc[0]}' is not a number.")
+            when = pd.Series(pd.Timestamp(f"{year}-{mapping['survey_day']}", tz="UTC"),
+                             index=table.index)
+            if "date_pattern" in mapping:
+                date_column = mapping["date_pattern"].format(year=year)
+                if date_column in table.columns:
+                    dates = pd.to_datetime(table[date_column], errors="coerce", utc=True)
+                    when = dates.fillna(when)
+            keep = value.notna()
+            parts.append(pd.DataFrame({
+                "asset_layer": "streets",
+                "asset_external_id": table.loc[keep, id_column].astype(str).to_numpy(),
+                "metric": metric,
+                "observed_at": when[keep].dt.strftime("%Y-%m-%dT%H:%M:%SZ").to_numpy(),
+                "value": value[keep].astype(float).to_numpy()}))
+    out = pd.concat(parts, ignore_index=True)
+    out["source"] = mapping.get("source", "survey")
+    return out.sort_values(["asset_external_id", "metric", "observed_at"], kind="stable"
+                           ).reset_index(drop=True)
+
+
+def load_wide_survey(engine: Engine, path: Path, mapping_path: Path, *,
+                     dry_run: bool = False) -> RunReport:
+    """Read a wide CSV by its mapping and load its readings through the readings ingest."""
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidInput(f"Survey table {path} does not exist.")
+    mapping = read_mapping(mapping_path)
+    try:
+        table = pd.read_csv(path, dtype={mapping["id_column"]: str}, low_memory=False)
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise InvalidInput(f"Survey table {path} is not a readable CSV: {error}.") from None
+    readings = to_readings(table, mapping, str(path))
+    with tempfile.TemporaryDirectory() as tmp:
+        long = Path(tmp) / f"{path.stem}.readings.csv"
+        readings.to_csv(long, index=False, lineterminator="\n")
+        return ingest_file(engine, "readings", long, source=mapping.get("source"),
+                           dry_run=dry_run, rejects_path=path.with_suffix(".rejects.csv"))

@@ -1,0 +1,76 @@
+"""The current versions of the tables behind each layer, for tile ETags and cache keys.
+
+Two sources, both built in the app's lifespan: the ``LayerChanges`` listener (instant, from
+``NOTIFY``) and :class:`VersionPoll`, a read of ``layer_versions`` at most every
+``POLL_INTERVAL_S`` (a safety net should the listener miss a change). Versions only grow, so
+:class:`TableVersions` takes the larger of the two.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from sqlalchemy.engine import Engine
+from starlette.concurrency import run_in_threadpool
+
+from geo.layers import Layer, table_versions
+from service.changes import LayerChanges
+
+# How stale the polled table versions may get when the change listener misses a change.
+POLL_INTERVAL_S = 0.25
+
+
+class VersionPoll:
+    """Table versions read from ``layer_versions`` at most every ``interval_s``.
+
+    A safety net beside ``app.state.changes``: versions only grow, so the tile key takes the
+    larger of the listener's and this poll's, and stays right if the listener falls behind.
+    Reads run in the thread pool, one at a time; other requests meanwhile use the last ones.
+    """
+
+    def __init__(self, engine: Engine, interval_s: float = POLL_INTERVAL_S) -> None:
+        self.engine = engine
+        self.interval_s = interval_s
+        self.versions: dict[str, int] = {}
+        self._read_at = float("-inf")
+        self._reading: asyncio.Future | None = None
+
+    def _read(self) -> dict[str, int]:
+        with self.engine.connect() as conn:
+            return table_versions(conn)
+
+    async def _refresh(self) -> None:
+        try:
+            self.versions = await run_in_threadpool(self._read)
+            self._read_at = time.monotonic()
+        finally:
+            self._reading = None
+
+    async def current(self) -> dict[str, int]:
+        """The versions, refreshed when older than the interval."""
+        if time.monotonic() - self._read_at >= self.interval_s:
+            reading = self._reading
+            if reading is None:
+                reading = self._reading = asyncio.ensure_future(self._refresh())
+            if not self.versions:  # nothing to answer with yet: wait (errors surface here)
+                await asyncio.shield(reading)
+            elif reading.done() and not reading.cancelled():
+                reading.exception()  # a failed background read is retried next time
+        return self.versions
+
+
+class TableVersions:
+    """The versions of a layer's tables: the listener's and the poll's, whichever is newer."""
+
+    def __init__(self, changes: LayerChanges | None, poll: VersionPoll) -> None:
+        self.changes = changes
+        self.poll = poll
+
+    async def of(self, layer: Layer) -> tuple[int, ...]:
+        """Current versions of the layer's tables (``layer.table`` then ``layer.depends_on``)."""
+        polled = await self.poll.current()
+        changes = self.changes
+        return tuple(max(changes.version(table) if changes is not None else 0,
+                         polled.get(table, 0))
+                     for table in (layer.table, *layer.depends_on) if table is not None)

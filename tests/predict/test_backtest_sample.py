@@ -1,0 +1,25 @@
+"""Rolling-origin backtest of road wear on the committed sample (PCI surveys, real PostGIS)."""
+
+import pytest
+
+from predict.evaluate import backtest
+
+
+@pytest.mark.slow
+def test_sample_backtest_beats_persistence_and_trend_at_every_horizon(sample_engine):
+    # Six monthly origins, 2025-11-20 to 2026-04-19 (the newest that leaves 180 days and the
+    # window scorable): figures in docs/benchmarks.md ("Road wear, rolling origins").
+    report = backtest(sample_engine, "pci", [30, 90, 180], origins=6, step_days=30)
+    assert len(report["origins"]) == 6
+    for horizon in (30, 90, 180):
+        h = report["horizons"][horizon]
+        assert h["rows"] > 250
+        assert h["mae"]["model"] < h["mae"]["persistence"], (horizon, h["mae"])
+        assert h["mae"]["model"] < h["mae"]["trend"], (horizon, h["mae"])
+        crossings = h["crossings"]
+        assert crossings["model"]["recall"] >= crossings["linear_trend"]["recall"]
+    for horizon in (30, 90):
+        assert 0.75 <= report["horizons"][horizon]["coverage"] <= 0.85
+    # 180 days ahead the intervals are too narrow on the sample (0.71 measured): the target
+    # of 0.75 is not met there; this guards against it getting worse.
+    assert report["horizons"][180]["coverage"] >= 0.68
