@@ -230,6 +230,18 @@ class ReadRouting:
         start = next(self._turn) % len(current)
         return current[start:] + current[:start]
 
+    def pick(self) -> Replica | None:
+        """A replica for one read on a pool of the caller's own (the tile server's), or None.
+
+        In rotation and, at its last check, past the floor; None means: read the primary.
+        """
+        current = self._rotation(self.floor())
+        return current[0] if current else None
+
+    def take_out(self, replica: Replica, reason: str) -> None:
+        """Out of rotation until the next check finds it well (a caller's read failed)."""
+        self._set(replica, False, reason, None)
+
     def _connect(self) -> psycopg.Connection:
         """A new pooled connection: to a replica in rotation if one answers, else the primary."""
         for replica in self._rotation(self.floor()):

@@ -92,15 +92,15 @@ def create_app(engine: Engine, settings: ServiceSettings | None = None) -> FastA
         changes = LayerChanges(engine.url)
         app.state.changes = changes
         changes.start()
-        # Tile state lives as long as the app: cache, versions, render connections.
-        app.state.tiles = TileServer(engine, settings, changes)
-        app.state.tile_cache = app.state.tiles.cache
-        await app.state.tiles.open()
         # Reads that may lag go to replicas only once they have the changes heard of here.
         reads = ReadRouting(engine, replicas, max_lag_s=database.replica_max_lag_s,
                             check_s=database.replica_check_s, floor=lambda: changes.lsn)
         reads.start()
         app.state.reads = reads
+        # Tile state lives as long as the app: cache, versions, render connections.
+        app.state.tiles = TileServer(engine, settings, changes, reads)
+        app.state.tile_cache = app.state.tiles.cache
+        await app.state.tiles.open()
         worker = None
         if settings.run_worker:
             from service.jobs import start_in_background

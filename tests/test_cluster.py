@@ -8,10 +8,12 @@ Slow (the cluster loads the sample: a few minutes on a busy machine); run alone 
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import tempfile
 import time
@@ -259,3 +261,34 @@ def test_a_replica_that_stops_replaying_serves_no_stale_read_and_leaves_rotation
         with cluster.replica.connect() as conn:
             conn.execute(sa.text("SELECT pg_wal_replay_resume()"))
     _wait_in_rotation(cluster)
+
+
+def test_a_reading_posted_through_the_balancer_is_in_a_tile_of_node_b_drawn_on_the_replica(
+        cluster, crew_key):
+    _wait_in_rotation(cluster)
+    feature_id, external_id = _parking(cluster)
+    with cluster.primary.connect() as conn:
+        lon, lat = conn.execute(sa.text(
+            "SELECT ST_X(c), ST_Y(c) FROM (SELECT ST_PointOnSurface(geom) c FROM parking "
+            "WHERE id = :id) p"), {"id": feature_id}).one()
+    z = 16
+    x = int((lon + 180) / 360 * 2 ** z)
+    y = int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * 2 ** z)
+    url = f"{cluster.node_b}/tiles/parking/{z}/{x}/{y}.mvt"
+    value = float(int(time.time()) % 40) + 40.5  # exact in a float32 and a float64
+    encoded = (struct.pack("<d", value), struct.pack("<f", value))
+    before = httpx.get(url, timeout=30)
+    assert before.status_code == 200
+    _post_occupancy(cluster, crew_key, external_id, value)
+    written = time.monotonic()
+    body = b""
+    while time.monotonic() - written < 2.0:
+        body = httpx.get(url, timeout=5).content
+        if any(e in body for e in encoded):
+            break
+        time.sleep(0.05)
+    assert any(e in body for e in encoded), "node B's tile lacks the new occupancy after 2 s"
+    with cluster.replica.connect() as conn:
+        drawn_here = conn.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE "
+                                          "application_name = 'twin-tiles'")).scalar_one()
+    assert drawn_here >= 1  # node B's tile pool has connections on the replica
