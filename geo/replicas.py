@@ -2,10 +2,11 @@
 
 With ``TWIN_REPLICA_URLS`` set (one or more PostgreSQL URLs of hot standbys of the primary,
 separated by commas or spaces), :class:`ReadRouting` gives a *reader engine* whose pooled
-connections go to the replicas in turn; reads that may be served a moment behind (tiles, OGC
-items, exports, maps) use it, and the tile server asks :meth:`ReadRouting.pick` for a replica for each tile it
-renders on its own asynchronous pools; everything else uses the primary engine as before. Without
-replicas the reader engine is the primary engine itself: exactly the single process of before.
+connections go to the replicas in turn; reads that may be served a moment behind (OGC items,
+exports, maps) use it, and the tile server asks :meth:`ReadRouting.pick` for a replica for each
+tile it renders on its own asynchronous pools; everything else uses the primary engine as
+before. Without replicas the reader engine is the primary engine itself: exactly the single
+process of before.
 
 A replica is in rotation while all of these hold, checked every ``TWIN_REPLICA_CHECK_S``:
 
