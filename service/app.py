@@ -93,8 +93,13 @@ def create_app(engine: Engine, settings: ServiceSettings | None = None) -> FastA
         app.state.changes = changes
         changes.start()
         # Reads that may lag go to replicas only once they have the changes heard of here.
+        def floor() -> int:
+            # The WAL position of the newest versions the node knows, from either source.
+            tile_state = getattr(app.state, "tiles", None)
+            return max(changes.lsn, tile_state.versions.poll.lsn if tile_state else 0)
+
         reads = ReadRouting(engine, replicas, max_lag_s=database.replica_max_lag_s,
-                            check_s=database.replica_check_s, floor=lambda: changes.lsn)
+                            check_s=database.replica_check_s, floor=floor)
         reads.start()
         app.state.reads = reads
         # Tile state lives as long as the app: cache, versions, render connections.
