@@ -53,7 +53,10 @@ from geo.database import CONNECT_TIMEOUT_S, conninfo_of, describe, parse_databas
 
 LOGGER = logging.getLogger("twin.geo.replicas")
 
-REBALANCE_S = 10.0  # a reader connection on the primary goes back to a replica after this
+REBALANCE_S = 2.0  # a reader connection on the primary goes back to a replica after this
+# How long a read waits for a replica to replay the latest change before going to the primary:
+# a streaming replica is usually milliseconds behind.
+REPLAY_WAIT_S = 0.1
 REPLICA_CONNECT_TIMEOUT_S = 2  # a replica that does not answer in time is skipped
 _SPLIT = re.compile(r"[\s,]+")
 
@@ -276,12 +279,18 @@ class ReadRouting:
         floor = self.floor()
         if target.replayed >= floor:
             return
-        # Behind the last change we know of as of the last check: ask this connection.
-        with dbapi_conn.cursor() as cursor:
-            cursor.execute(REPLAYED)
-            replayed = int(cursor.fetchone()[0])
-        dbapi_conn.rollback()
-        target.replayed = max(target.replayed, replayed)
+        # Behind the last change we know of as of the last check: ask this connection, and
+        # give a replica that streams a moment (REPLAY_WAIT_S) to replay a change just made.
+        deadline = time.monotonic() + REPLAY_WAIT_S
+        while True:
+            with dbapi_conn.cursor() as cursor:
+                cursor.execute(REPLAYED)
+                replayed = int(cursor.fetchone()[0])
+            dbapi_conn.rollback()
+            target.replayed = max(target.replayed, replayed)
+            if replayed >= floor or time.monotonic() >= deadline:
+                break
+            time.sleep(0.005)
         if replayed < floor:
             raise exc.DisconnectionError(f"replica {target.name} has not replayed the latest "
                                          f"change yet")
