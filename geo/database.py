@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from psycopg.conninfo import make_conninfo
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError, ProgrammingError
 
@@ -15,8 +16,8 @@ from geo.settings import DatabaseSettings
 CONNECT_TIMEOUT_S = 5
 
 
-def parse_database_url(raw: str) -> URL:
-    """Parse a PostgreSQL URL given by the user, using the psycopg 3 driver.
+def parse_database_url(raw: str, setting: str = "TWIN_DATABASE_URL") -> URL:
+    """Parse a PostgreSQL URL given by the user (in ``setting``), using the psycopg 3 driver.
 
     Raises
     ------
@@ -27,15 +28,24 @@ def parse_database_url(raw: str) -> URL:
         url = make_url(raw)
     except ArgumentError:
         raise InvalidInput(
-            "TWIN_DATABASE_URL is not a database URL; expected something like "
-            "postgresql://user:password@host:5432/dbname."
+            f"{setting} holds something that is not a database URL; expected something like "
+            f"postgresql://user:password@host:5432/dbname."
         ) from None
     if url.get_backend_name() not in ("postgresql", "postgres"):
         raise InvalidInput(
-            f"TWIN_DATABASE_URL names a '{url.get_backend_name()}' database; "
+            f"{setting} names a '{url.get_backend_name()}' database; "
             f"twin needs PostgreSQL with PostGIS (postgresql://...)."
         )
     return url.set(drivername="postgresql+psycopg")
+
+
+def conninfo_of(url: URL) -> str:
+    """A libpq connection string for a SQLAlchemy URL (host may be a socket directory)."""
+    params = {k: v for k, v in url.query.items() if isinstance(v, str)}
+    return make_conninfo(
+        "", host=params.pop("host", url.host), port=url.port, dbname=url.database,
+        user=url.username, password=url.password, **params,
+    )
 
 
 def describe(url: URL) -> str:

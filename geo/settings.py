@@ -18,6 +18,14 @@ class DatabaseSettings(BaseSettings):
     home: Path = Path(".twin")
     # PostgreSQL refuses to run as root; as root, the embedded cluster runs under this account.
     cluster_user: str = "postgres"
+    # Hot standbys of the database, for reads that may lag a moment (tiles, OGC items, exports,
+    # maps): PostgreSQL URLs separated by commas or spaces (geo/replicas.py). None: all reads
+    # go to the one database.
+    replica_urls: str | None = None
+    # A replica further behind than this, in seconds, is out of rotation until it catches up.
+    replica_max_lag_s: float = 5.0
+    # How often each replica's state and lag are checked, in seconds.
+    replica_check_s: float = 0.5
 
 
 # PCI 55 is the top of "Poor" (ASTM D6433): forecasts alert on crossing it and streets below it

@@ -10,6 +10,19 @@ messages acknowledged, so a message is either in the database or still with the 
 a crash, a broker restart or a database outage delays readings but never drops them, and a
 message delivered twice is an unchanged upsert.
 
+Several watchers split one feed with ``group``: each subscribes to the MQTT 5 shared
+subscription ``$share/<group>/<topic>`` and the broker hands each message to one member.
+Each member must have a client id of its own and keeps a persistent session, because of what
+mosquitto (2.0.11; its issues #1747 and #2662, and tests/ingest/test_watch_group.py) does
+with a member that goes away: the messages it had received but not acknowledged stay in *its*
+session, and so do the messages the broker goes on assigning to it round-robin while it is
+away; none is given to the others. They are delivered when a watcher with the same client id
+connects again (a supervisor restarting it: systemd, scripts/cluster.sh), and are lost only if
+the session expires first (``SESSION_EXPIRY_S``) or its queue overflows
+(``max_queued_messages``). Without a persistent
+session they would be lost at once, hence no clean sessions here. A message delivered to the
+killed member and to its restart is an unchanged upsert, so nothing is stored twice.
+
 A message that cannot be read is rejected with a reason (in ``ingest_rejects`` and the log)
 and acknowledged like any other, so a bad message is never retried forever.
 
@@ -143,6 +156,27 @@ def parse_mqtt_url(url: str) -> MqttTarget:
     if problem:
         raise InvalidInput(f"'{url}' has an invalid topic filter: {problem}.")
     return MqttTarget(host=host.strip("[]"), port=port, topic=topic)
+
+
+def shared_topic(group: str | None, topic: str) -> str:
+    """The filter to subscribe to: ``$share/<group>/<topic>`` in a group, else ``topic``.
+
+    Raises
+    ------
+    InvalidInput
+        When the group's name cannot be a share name.
+
+    Examples
+    --------
+    >>> shared_topic("intake", "sensors/#")
+    '$share/intake/sensors/#'
+    """
+    if group is None:
+        return topic
+    if not group or any(c in group for c in "/+#\x00"):
+        raise InvalidInput(f"The group name '{group[:80]}' is not usable: it must be non-empty "
+                           f"and hold no '/', '+', '#' or NUL.")
+    return f"$share/{group}/{topic}"
 
 
 def topic_filter_problem(topic: str) -> str | None:
@@ -294,6 +328,7 @@ def watch(
     url: str,
     *,
     client_id: str = "twin-ingest",
+    group: str | None = None,
     batch_size: int = 500,
     batch_seconds: float = 1.0,
     max_messages: int | None = None,
@@ -314,6 +349,9 @@ def watch(
         The job's MQTT client id. The broker keeps one session per id, so a job restarted
         under the same id receives what was published while it was away; two jobs running
         at once need different ids.
+    group : str, optional
+        Join the shared subscription ``$share/<group>/<topic>``: the watchers of one group
+        split the feed, each message going to one of them. Each needs its own ``client_id``.
     batch_size : int
         Most messages per batch (one transaction, then one acknowledgement each).
     batch_seconds : float
@@ -345,6 +383,7 @@ def watch(
         When the database cannot be reached at start.
     """
     target = parse_mqtt_url(url)
+    target = replace(target, topic=shared_topic(group, target.topic))
     if batch_size < 1:
         raise InvalidInput(f"The batch size must be at least 1, not {batch_size}.")
     if not batch_seconds > 0:

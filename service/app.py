@@ -14,6 +14,8 @@ from sqlalchemy.engine import Engine
 
 from civic.intake import load_groups
 from geo.i18n import default_locale
+from geo.replicas import ReadRouting, parse_replica_urls
+from geo.settings import DatabaseSettings
 from predict.triage import TriageModels
 from service import limits
 from service.changes import LayerChanges
@@ -89,13 +91,26 @@ def create_app(engine: Engine, settings: ServiceSettings | None = None) -> FastA
     """
     settings = settings or ServiceSettings()
 
+    database = DatabaseSettings()
+    replicas = parse_replica_urls(database.replica_urls)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         changes = LayerChanges(engine.url)
         app.state.changes = changes
         changes.start()
+        # Reads that may lag go to replicas only once they have the changes heard of here.
+        def floor() -> int:
+            # The WAL position of the newest versions the node knows, from either source.
+            tile_state = getattr(app.state, "tiles", None)
+            return max(changes.lsn, tile_state.versions.poll.lsn if tile_state else 0)
+
+        reads = ReadRouting(engine, replicas, max_lag_s=database.replica_max_lag_s,
+                            check_s=database.replica_check_s, floor=floor)
+        reads.start()
+        app.state.reads = reads
         # Tile state lives as long as the app: cache, versions, render connections.
-        app.state.tiles = TileServer(engine, settings, changes)
+        app.state.tiles = TileServer(engine, settings, changes, reads)
         app.state.tile_cache = app.state.tiles.cache
         await app.state.tiles.open()
         worker = None
@@ -111,6 +126,7 @@ def create_app(engine: Engine, settings: ServiceSettings | None = None) -> FastA
                 with suppress(asyncio.CancelledError):
                     await worker
             await app.state.tiles.close()
+            reads.stop()
             changes.stop()
 
     app = FastAPI(

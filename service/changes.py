@@ -11,20 +11,13 @@ import logging
 import threading
 
 import psycopg
-from psycopg.conninfo import make_conninfo
 from sqlalchemy.engine import URL
+
+from geo.database import conninfo_of
+from geo.replicas import PRIMARY_LSN
 
 log = logging.getLogger("twin.service.changes")
 CHANNEL = "twin_layer_changed"
-
-
-def conninfo_of(url: URL) -> str:
-    """A libpq connection string for a SQLAlchemy URL (host may be a socket directory)."""
-    params = {k: v for k, v in url.query.items() if isinstance(v, str)}
-    return make_conninfo(
-        "", host=params.pop("host", url.host), port=url.port, dbname=url.database,
-        user=url.username, password=url.password, **params,
-    )
 
 
 class LayerChanges:
@@ -33,6 +26,9 @@ class LayerChanges:
     def __init__(self, url: URL) -> None:
         self.conninfo = conninfo_of(url)
         self.versions: dict[str, int] = {}
+        # The primary's WAL position when the versions were last read: a replica that has
+        # replayed it has every change they count (geo/replicas.py, the floor of reads).
+        self.lsn = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="twin-layer-changes", daemon=True)
         self.ready = threading.Event()
@@ -52,6 +48,8 @@ class LayerChanges:
         self._thread.join(timeout=5)
 
     def _reload(self, conn: psycopg.Connection) -> dict[str, int]:
+        # Read before the versions (and so at or past their commits), set before them.
+        self.lsn = int(conn.execute(PRIMARY_LSN).fetchone()[0])  # type: ignore[index]
         return dict(conn.execute("SELECT layer, version FROM layer_versions").fetchall())
 
     def _run(self) -> None:

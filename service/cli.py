@@ -369,6 +369,16 @@ def ingest(
     allow_new_area: Annotated[
         bool, typer.Option(help="Load a file far from the area already in the twin.")
     ] = False,
+    group: Annotated[
+        str | None,
+        typer.Option(help="watch: join this MQTT shared-subscription group, so that several "
+                          "watchers split the feed (each with its own --client-id)."),
+    ] = None,
+    client_id: Annotated[
+        str | None,
+        typer.Option(help="watch: the MQTT client id, whose persistent session keeps what "
+                          "arrives while the watcher is away (default: twin-ingest)."),
+    ] = None,
 ) -> None:
     """Load LAYER from PATH: validated, atomic, idempotent; rejected rows are explained.
 
@@ -379,7 +389,7 @@ def ingest(
     from ingest.pipeline import ingest_file
 
     if layer == "watch":
-        _watch(path, source=source, as_json=as_json)
+        _watch(path, source=source, as_json=as_json, group=group, client_id=client_id)
         return
     progress = _progress(disable=as_json)
     try:
@@ -471,20 +481,30 @@ def mapping_draft(
                       highlight=False, soft_wrap=True)
 
 
-def _watch(url: str, *, source: str | None, as_json: bool) -> None:
+def _watch(url: str, *, source: str | None, as_json: bool, group: str | None,
+           client_id: str | None) -> None:
     """Follow an MQTT sensor feed until stopped (Ctrl-C or SIGTERM)."""
     import json
     import logging
+    import socket
 
-    from ingest.watch import parse_mqtt_url, watch
+    from ingest.watch import parse_mqtt_url, shared_topic, watch
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
     logging.getLogger("twin").setLevel(logging.INFO)
     try:
         parse_mqtt_url(url)  # a mistaken URL is said before the database starts
+        if group is not None:
+            shared_topic(group, "t")
+            if client_id is None:
+                # Two members under one id would take each other's session in turn.
+                raise InvalidInput(_("A watcher in a group needs its own --client-id, "
+                                     "e.g. --client-id intake-{host}-1.",
+                                     host=socket.gethostname()))
         engine = _engine(_settings())
         err_console.print(_("Following {url}; Ctrl-C stops after the current batch.", url=url))
-        stats = watch(engine, url, source=source or "mqtt")
+        stats = watch(engine, url, source=source or "mqtt", group=group,
+                      client_id=client_id or "twin-ingest")
     except TwinError as error:
         raise _fail(error) from None
     if as_json:
@@ -660,7 +680,10 @@ def serve(
 
     os.environ["TWIN_RUN_WORKER"] = "true" if job_worker else "false"
 
+    from geo.replicas import parse_replica_urls
+
     try:
+        parse_replica_urls(_settings().replica_urls)  # a mistaken URL is said before serving
         _engine(_settings())  # start and migrate before any worker needs the database
     except TwinError as error:
         raise _fail(error) from None

@@ -21,12 +21,28 @@ async def get_engine(request: Request) -> Engine:
     return request.app.state.engine
 
 
+def reader_engine(state) -> Engine:
+    """The engine for reads that may lag a moment behind the primary (``geo/replicas.py``).
+
+    A replica in rotation that has every change this process knows of, else the primary;
+    with no replicas configured, the primary engine itself.
+    """
+    reads = getattr(state, "reads", None)
+    return reads.engine if reads is not None else state.engine
+
+
+async def get_reader_engine(request: Request) -> Engine:
+    """The reader engine: tiles, OGC items, exports and maps read through it."""
+    return reader_engine(request.app.state)
+
+
 async def get_settings(request: Request) -> ServiceSettings:
     """The settings the app was made with."""
     return request.app.state.settings
 
 
 EngineDep = Annotated[Engine, Depends(get_engine)]
+ReaderEngineDep = Annotated[Engine, Depends(get_reader_engine)]
 SettingsDep = Annotated[ServiceSettings, Depends(get_settings)]
 
 

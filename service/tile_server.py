@@ -31,6 +31,7 @@ from geo.database import CONNECT_TIMEOUT_S
 from geo.errors import DatabaseUnavailable
 from geo.i18n import _
 from geo.layers import Layer
+from geo.replicas import ReadRouting
 from service.changes import LayerChanges, conninfo_of
 from service.settings import ServiceSettings
 from service.tile_cache import TileCache
@@ -83,8 +84,18 @@ class TileServer:
     """The tiles of one app: versions, cache, rendering, and what the fast path remembers."""
 
     def __init__(self, engine: Engine, settings: ServiceSettings,
-                 changes: LayerChanges | None) -> None:
+                 changes: LayerChanges | None, reads: ReadRouting | None = None) -> None:
         self.engine = engine
+        # Streaming replicas (geo/replicas.py): a pool each; a tile renders on one that is in
+        # rotation and has the changes this node knows of, else on the primary.
+        self.reads = reads
+        self._replica_pools = {
+            replica.name: AsyncConnectionPool(
+                replica.conninfo, min_size=1, max_size=RENDER_CONNECTIONS, open=False,
+                timeout=CONNECT_TIMEOUT_S, name=f"twin-tiles-{n}",
+                kwargs={"autocommit": True, "application_name": "twin-tiles",
+                        "connect_timeout": CONNECT_TIMEOUT_S})
+            for n, replica in enumerate(reads.replicas if reads is not None else [])}
         self.open_read = settings.open_read
         megabytes = settings.tile_cache_mb
         self.cache = TileCache(megabytes * 1024 * 1024) if megabytes > 0 else None
@@ -101,10 +112,14 @@ class TileServer:
     async def open(self) -> None:
         """Open the render connections (in the lifespan; they come up in the background)."""
         await self._pool.open(wait=False)
+        for pool in self._replica_pools.values():
+            await pool.open(wait=False)
 
     async def close(self) -> None:
         """Close the render connections."""
         await self._pool.close()
+        for pool in self._replica_pools.values():
+            await pool.close()
 
     # -- the fast path's memory of validated queries ----------------------------------------
 
@@ -157,6 +172,15 @@ class TileServer:
             raise away from None
 
     async def _render_once(self, tile: tiles.TileRequest) -> tiles.RenderedTile:
+        replica = self.reads.pick() if self.reads is not None else None
+        if replica is not None:
+            try:
+                async with self._replica_pools[replica.name].connection() as conn:
+                    return await tiles.render_tile_async(conn, tile)
+            except (PoolTimeout, psycopg.OperationalError) as error:
+                # A replica lost between two checks: this tile, and others, from the primary.
+                assert self.reads is not None
+                self.reads.take_out(replica, f"a tile failed on it: {type(error).__name__}")
         async with self._pool.connection() as conn:
             return await tiles.render_tile_async(conn, tile)
 

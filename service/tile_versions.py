@@ -16,10 +16,12 @@ from __future__ import annotations
 import asyncio
 import time
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
 from geo.layers import Layer, table_versions
+from geo.replicas import PRIMARY_LSN
 from service.changes import LayerChanges
 
 # How stale the polled table versions may get when the change listener misses a change.
@@ -38,12 +40,18 @@ class VersionPoll:
         self.engine = engine
         self.interval_s = interval_s
         self.versions: dict[str, int] = {}
+        # The primary's WAL position read just before the versions: with replicas, no tile of
+        # these versions is drawn on one that has not replayed it (geo/replicas.py's floor).
+        self.lsn = 0
         self._read_at = float("-inf")
         self._reading: asyncio.Future | None = None
 
     def _read(self) -> dict[str, int]:
         with self.engine.connect() as conn:
-            return table_versions(conn)
+            lsn = int(conn.execute(sa.text(PRIMARY_LSN)).scalar_one())
+            versions = table_versions(conn)
+        self.lsn = max(self.lsn, lsn)  # set before the versions are
+        return versions
 
     async def _refresh(self) -> None:
         try:

@@ -20,7 +20,7 @@ from starlette.background import BackgroundTask
 
 from geo.layers import LAYERS
 from service import exporting
-from service.deps import EngineDep, ReaderDep
+from service.deps import ReaderDep, ReaderEngineDep
 from service.language import LANGUAGE_PARAMETER
 
 router = APIRouter(tags=["exports"])
@@ -75,7 +75,7 @@ def list_exports(request: Request, caller: ReaderDep) -> dict:
 )
 def export_layer(
     request: Request,
-    engine: EngineDep,
+    engine: ReaderEngineDep,
     caller: ReaderDep,
     layer: Annotated[str, PathParam(description="A layer id: " + ", ".join(LAYERS) + ".")],
     suffix: Annotated[str, PathParam(description="The format: " + _FORMATS_TEXT + "; or "

@@ -1,7 +1,7 @@
 """Liveness, readiness and Prometheus metrics."""
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
 from geo import store
@@ -26,13 +26,20 @@ def healthz() -> dict:
 
 @router.get("/readyz", summary="The database is reachable",
             responses={503: {"description": "The database is not reachable."}})
-def readyz(engine: EngineDep) -> dict:
-    """Answer 200 when a query reaches the database, 503 with Retry-After otherwise."""
+def readyz(request: Request, engine: EngineDep) -> dict:
+    """Answer 200 when a query reaches the database, 503 with Retry-After otherwise.
+
+    With read replicas, also say which are in rotation (a replica out of it does not make
+    the node unready: its reads go to the others or the primary).
+    """
     try:
         ping(engine)
     except sa.exc.DBAPIError:
         raise DatabaseUnavailable(
             _("The database is not reachable; try again shortly.")) from None
+    reads = getattr(request.app.state, "reads", None)
+    if reads is not None and reads.replicas:
+        return {"status": "ready", "replicas": reads.status()}
     return {"status": "ready"}
 
 

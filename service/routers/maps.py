@@ -31,7 +31,7 @@ from maps.assets import STATIC_DIR, inline_assets
 from maps.crew import CREW_LAYERS, crew_map
 from maps.planner import PLANNER_LAYERS, STREET_FIELDS, planner_map
 from maps.three_d import HOUSES_SOURCE, KEEP_SOURCES, map_3d
-from service.deps import ReaderDep
+from service.deps import ReaderDep, reader_engine
 
 router = APIRouter(tags=["maps"])
 router.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
@@ -227,7 +227,7 @@ def crew_page(request: Request, caller: ReaderDep) -> HTMLResponse:
 
     Acting on an alert asks for a crew API key once; the browser keeps it.
     """
-    return HTMLResponse(render_crew(request.app.state.engine),
+    return HTMLResponse(render_crew(reader_engine(request.app.state)),
                         headers={"Cache-Control": "no-cache"})
 
 
@@ -239,7 +239,7 @@ def three_d_page(request: Request, caller: ReaderDep) -> HTMLResponse:
     Streets by condition now or forecast; manholes and active alerts. Tilt and rotate
     with a right-drag or Ctrl-drag. MapLibre GL over the twin's own tiles and style.
     """
-    return HTMLResponse(render_3d(request.app.state.engine),
+    return HTMLResponse(render_3d(reader_engine(request.app.state)),
                         headers={"Cache-Control": "no-cache"})
 
 
@@ -261,5 +261,5 @@ def planner_page(
     if len(chosen) > MAX_HORIZONS or any(not 1 <= h <= 3650 for h in chosen):
         raise InvalidInput(_("Give at most {count} horizons, each 1 to 3650 days.",
                              count=MAX_HORIZONS))
-    return HTMLResponse(render_planner(request.app.state.engine, chosen),
+    return HTMLResponse(render_planner(reader_engine(request.app.state), chosen),
                         headers={"Cache-Control": "no-cache"})

@@ -25,7 +25,7 @@ from geo.errors import InvalidInput, NotFound
 from geo.i18n import _
 from geo.layers import LAYERS, Layer, table_versions
 from service import params
-from service.deps import EngineDep, SettingsDep, require_reader
+from service.deps import EngineDep, ReaderEngineDep, SettingsDep, require_reader
 from service.language import LANGUAGE_PARAMETER
 from service.settings import ServiceSettings
 
@@ -296,7 +296,7 @@ def collection(request: Request, engine: EngineDep, collectionId: CollectionId, 
 )
 def items(
     request: Request,
-    engine: EngineDep,
+    engine: ReaderEngineDep,
     settings: SettingsDep,
     collectionId: CollectionId,  # noqa: N803
     bbox: Annotated[str | None, Query(
@@ -408,7 +408,7 @@ def items(
 )
 def item(
     request: Request,
-    engine: EngineDep,
+    engine: ReaderEngineDep,
     collectionId: CollectionId,  # noqa: N803
     featureId: Annotated[str, Path(description="The feature's id (an integer).")],  # noqa: N803
     f: FParam = None,

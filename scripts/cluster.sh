@@ -1,0 +1,199 @@
+#!/usr/bin/env bash
+# A local cluster of the twin, from Debian's packages, for tests and for people to try:
+#   scripts/cluster.sh up|down|status
+#
+# In one directory of its own (TWIN_CLUSTER_DIR, default .cluster) and on ports from
+# TWIN_CLUSTER_PORT (default 18700) up:
+#   +0  HAProxy in front of the two service nodes (health checks on /readyz) <- the address
+#   +1  PostgreSQL primary          +2  its streaming replica (pg_basebackup -R)
+#   +3  mosquitto (sensor feed: topic twin/readings/#)
+#   +11 twin serve node A           +12 twin serve node B   (reads from the replica)
+#   two `twin worker`s, and two `twin ingest watch` in one shared subscription (group
+#   "cluster"), each restarted under its own client id if it dies.
+# Needs: bash scripts/setup.sh test (the .venv, PostgreSQL + PostGIS, mosquitto, haproxy).
+set -euo pipefail
+
+REPO="$(cd "$(dirname "$0")/.." && pwd)"
+DIR="$(realpath -m "${TWIN_CLUSTER_DIR:-$REPO/.cluster}")"
+BASE="${TWIN_CLUSTER_PORT:-18700}"
+LB=$BASE PRIMARY=$((BASE + 1)) REPLICA=$((BASE + 2)) MQTT=$((BASE + 3))
+NODE_A=$((BASE + 11)) NODE_B=$((BASE + 12))
+TWIN="$REPO/.venv/bin/twin"
+PGBIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
+PRIMARY_URL="postgresql://twin@127.0.0.1:$PRIMARY/twin"
+REPLICA_URL="postgresql://twin@127.0.0.1:$REPLICA/twin"
+PROCESSES=(node-a node-b worker-1 worker-2 watcher-1 watcher-2 mosquitto haproxy)
+
+# PostgreSQL refuses to run as root: as root, its programs run as the postgres account.
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+say() { echo "==> $*"; }
+die() { echo "cluster.sh: $*" >&2; exit 1; }
+alive() { [ -f "$DIR/run/$1.pid" ] && kill -0 "$(cat "$DIR/run/$1.pid")" 2>/dev/null; }
+
+wait_for() {  # what, seconds, command...
+  local what=$1 seconds=$2; shift 2
+  for _ in $(seq $((seconds * 10))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  die "$what did not come up within $seconds s (logs in $DIR/log)"
+}
+
+# Run a twin command in the background under a small supervisor that restarts it when it
+# dies (as systemd's Restart=always would), logging to log/NAME.log.
+supervise() {  # name, environment and command...
+  local name=$1; shift
+  (
+    trap 'kill "$child" 2>/dev/null; wait "$child" 2>/dev/null; exit 0' TERM INT
+    while true; do
+      env "$@" >>"$DIR/log/$name.log" 2>&1 </dev/null & child=$!
+      echo "$child" >"$DIR/run/$name.child"
+      wait "$child" || true
+      sleep 1
+    done
+  ) >/dev/null 2>&1 &
+  echo $! >"$DIR/run/$name.pid"
+}
+
+start_postgres() {
+  local data=$1 port=$2
+  as_pg "$PGBIN/pg_ctl" -D "$data" -l "$DIR/log/$(basename "$data").log" -w -t 60 \
+    -o "-p $port -k $DIR/pgrun" start >/dev/null
+}
+
+up() {
+  [ -x "$TWIN" ] || die "no $TWIN: run bash scripts/setup.sh test first"
+  [ -n "$PGBIN" ] || die "PostgreSQL is not installed (bash scripts/setup.sh)"
+  command -v haproxy >/dev/null || die "haproxy is not installed (apt-get install -y haproxy)"
+  command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] \
+    || die "mosquitto is not installed (apt-get install -y mosquitto)"
+  alive haproxy && die "a cluster is already up in $DIR (scripts/cluster.sh down first)"
+  mkdir -p "$DIR"/{log,run,pgrun,mosquitto,node-a,node-b,workers}
+  if [ "$(id -u)" = 0 ]; then chown postgres "$DIR" "$DIR/log" "$DIR/pgrun"; fi
+
+  if [ ! -f "$DIR/primary/PG_VERSION" ]; then
+    say "PostgreSQL primary on 127.0.0.1:$PRIMARY"
+    as_pg "$PGBIN/initdb" -D "$DIR/primary" -U twin --auth=trust --encoding=UTF8 \
+      --locale=C.UTF-8 >"$DIR/log/initdb.log"
+    cat >>"$DIR/primary/postgresql.conf" <<EOF
+# set by scripts/cluster.sh
+listen_addresses = '127.0.0.1'
+wal_level = replica
+max_wal_senders = 5
+hot_standby = on
+# Readers on the replica may hold a snapshot a while; replaying cleanup under them would
+# cancel their queries. The primary keeps what they still see instead.
+hot_standby_feedback = on
+EOF
+    start_postgres "$DIR/primary" "$PRIMARY"
+    as_pg "$PGBIN/psql" -h 127.0.0.1 -p "$PRIMARY" -U twin -d postgres -qc "CREATE DATABASE twin"
+    as_pg "$PGBIN/psql" -h 127.0.0.1 -p "$PRIMARY" -U twin -d twin -qc "CREATE EXTENSION postgis"
+    say "Migrating and loading the sample"
+    TWIN_DATABASE_URL="$PRIMARY_URL" TWIN_HOME="$DIR/workers" "$TWIN" sample load \
+      >"$DIR/log/sample.log" 2>&1 || die "loading the sample failed (see $DIR/log/sample.log)"
+  else
+    start_postgres "$DIR/primary" "$PRIMARY"
+  fi
+  if [ ! -f "$DIR/replica/PG_VERSION" ]; then
+    say "Streaming replica on 127.0.0.1:$REPLICA (pg_basebackup -R)"
+    as_pg "$PGBIN/pg_basebackup" -h 127.0.0.1 -p "$PRIMARY" -U twin -D "$DIR/replica" -R \
+      -X stream -c fast
+  fi
+  start_postgres "$DIR/replica" "$REPLICA"
+
+  say "mosquitto on 127.0.0.1:$MQTT"
+  cat >"$DIR/mosquitto/mosquitto.conf" <<EOF
+listener $MQTT 127.0.0.1
+allow_anonymous true
+persistence true
+persistence_location $DIR/mosquitto/
+max_queued_messages 0
+sys_interval 10
+user $(id -un)
+EOF
+  "$(command -v mosquitto || echo /usr/sbin/mosquitto)" -c "$DIR/mosquitto/mosquitto.conf" \
+    >>"$DIR/log/mosquitto.log" 2>&1 </dev/null &
+  echo $! >"$DIR/run/mosquitto.pid"
+
+  local common=(TWIN_DATABASE_URL="$PRIMARY_URL" TWIN_REPLICA_URLS="$REPLICA_URL")
+  say "Two service nodes, two workers, two watchers"
+  supervise node-a "${common[@]}" TWIN_HOME="$DIR/node-a" "$TWIN" serve --host 127.0.0.1 \
+    --port "$NODE_A" --no-worker
+  supervise node-b "${common[@]}" TWIN_HOME="$DIR/node-b" "$TWIN" serve --host 127.0.0.1 \
+    --port "$NODE_B" --no-worker
+  for n in 1 2; do
+    supervise "worker-$n" "${common[@]}" TWIN_HOME="$DIR/workers" "$TWIN" worker
+    supervise "watcher-$n" "${common[@]}" TWIN_HOME="$DIR/workers" "$TWIN" ingest watch \
+      "mqtt://127.0.0.1:$MQTT/twin/readings/#" --group cluster --client-id "cluster-watcher-$n" \
+      --source cluster-mqtt
+  done
+
+  cat >"$DIR/haproxy.cfg" <<EOF
+global
+  maxconn 2000
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 60s
+  timeout server 60s
+  # A node that is lost mid-request, or answers 503 (its database went away), is retried on
+  # the other: only idempotent requests are retried (HAProxy's rule for retry-on).
+  retries 3
+  option redispatch 1
+  retry-on conn-failure empty-response response-timeout 502 503 504
+frontend twin
+  bind 127.0.0.1:$LB
+  default_backend nodes
+backend nodes
+  balance roundrobin
+  option httpchk GET /readyz
+  http-check expect status 200
+  default-server inter 500ms fall 2 rise 2
+  server a 127.0.0.1:$NODE_A check
+  server b 127.0.0.1:$NODE_B check
+EOF
+  haproxy -f "$DIR/haproxy.cfg" -D -p "$DIR/run/haproxy.pid" >>"$DIR/log/haproxy.log" 2>&1
+  wait_for "node A" 120 curl -sf "http://127.0.0.1:$NODE_A/readyz"
+  wait_for "node B" 120 curl -sf "http://127.0.0.1:$NODE_B/readyz"
+  wait_for "HAProxy" 30 curl -sf "http://127.0.0.1:$LB/readyz"
+  say "The twin is up at http://127.0.0.1:$LB/ (sensor feed: mqtt://127.0.0.1:$MQTT/twin/readings/...)"
+}
+
+down() {
+  for name in "${PROCESSES[@]}"; do
+    if alive "$name"; then
+      kill "$(cat "$DIR/run/$name.pid")" 2>/dev/null || true
+    fi
+  done
+  for name in "${PROCESSES[@]}"; do
+    for _ in $(seq 100); do alive "$name" || break; sleep 0.1; done
+    rm -f "$DIR/run/$name.pid" "$DIR/run/$name.child"
+  done
+  for data in replica primary; do
+    if [ -f "$DIR/$data/postmaster.pid" ]; then
+      as_pg "$PGBIN/pg_ctl" -D "$DIR/$data" -m fast -w stop >/dev/null || true
+    fi
+  done
+  say "Stopped (data kept in $DIR; remove it to start afresh)"
+}
+
+status() {
+  for name in "${PROCESSES[@]}"; do
+    if alive "$name"; then echo "$name: running (pid $(cat "$DIR/run/$name.pid"))"
+    else echo "$name: stopped"; fi
+  done
+  for data in primary replica; do
+    if [ -d "$DIR/$data" ] && as_pg "$PGBIN/pg_ctl" -D "$DIR/$data" status >/dev/null 2>&1; then
+      echo "postgres $data: running"
+    else echo "postgres $data: stopped"; fi
+  done
+  if curl -sf "http://127.0.0.1:$LB/readyz" >/dev/null 2>&1; then
+    echo "address: http://127.0.0.1:$LB/"
+  else
+    echo "address: http://127.0.0.1:$LB/ (not answering)"
+  fi
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  *) echo "usage: scripts/cluster.sh up|down|status" >&2; exit 2 ;;
+esac

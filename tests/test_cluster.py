@@ -1,0 +1,294 @@
+"""The local cluster (scripts/cluster.sh) as users meet it: through HAProxy, over two nodes,
+a primary and a streaming replica, with real processes killed and stopped under load.
+
+Slow (the cluster loads the sample: a few minutes on a busy machine); run alone with
+``.venv/bin/python -m pytest tests/test_cluster.py -q``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from geo.database import create_engine
+from tests.tools import requires_tool
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "scripts" / "cluster.sh"
+TWIN = REPO / ".venv" / "bin" / "twin"
+
+pytestmark = [pytest.mark.slow, requires_tool("haproxy", "/usr/sbin/haproxy"),
+              requires_tool("mosquitto", "/usr/sbin/mosquitto")]
+
+
+def _ports_free(base: int) -> bool:
+    for port in range(base, base + 13):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+def _free_base() -> int:
+    for base in range(31000 + os.getpid() % 50 * 100, 60000, 100):
+        if _ports_free(base):
+            return base
+    raise RuntimeError("no 13 free ports in a row")
+
+
+class Cluster:
+    def __init__(self, directory: Path, base: int) -> None:
+        self.directory, self.base = directory, base
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("TWIN_")}
+        self.env.update(TWIN_CLUSTER_DIR=str(directory), TWIN_CLUSTER_PORT=str(base))
+        self.address = f"http://127.0.0.1:{base}"
+        self.node_a = f"http://127.0.0.1:{base + 11}"
+        self.node_b = f"http://127.0.0.1:{base + 12}"
+        self.primary = create_engine(sa.engine.make_url(
+            f"postgresql+psycopg://twin@127.0.0.1:{base + 1}/twin"), pool_size=1)
+        self.replica = create_engine(sa.engine.make_url(
+            f"postgresql+psycopg://twin@127.0.0.1:{base + 2}/twin"), pool_size=1)
+
+    def script(self, action: str, timeout: float = 900) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", str(SCRIPT), action], env=self.env, capture_output=True,
+                              text=True, timeout=timeout)
+
+    def pg_ctl(self, data: str, *args: str) -> None:
+        pgbin = sorted(Path("/usr/lib/postgresql").glob("*/bin"))[-1]
+        command = [str(pgbin / "pg_ctl"), "-D", str(self.directory / data), *args]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        subprocess.run(command, check=True, capture_output=True, timeout=120)
+
+    def node_pid(self, name: str) -> int:
+        return int((self.directory / "run" / f"{name}.child").read_text())
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    # Not under pytest's own temporary directory, which only its owner may enter: as root,
+    # PostgreSQL runs as another account.
+    directory = Path(tempfile.mkdtemp(prefix="twin-cluster-"))
+    os.chmod(directory, 0o755)
+    running = Cluster(directory, _free_base())
+    up = running.script("up")
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert f"The twin is up at {running.address}/" in up.stdout
+        yield running
+    finally:
+        running.script("down", timeout=120)
+        running.primary.dispose()
+        running.replica.dispose()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def crew_key(cluster) -> str:
+    env = {**cluster.env, "TWIN_DATABASE_URL": str(cluster.primary.url.render_as_string(
+        hide_password=False)).replace("+psycopg", "")}
+    made = subprocess.run([str(TWIN), "keys", "create", "--role", "crew", "--name", "cluster-test"],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr
+    return made.stdout.strip().splitlines()[-1]
+
+
+def _parking(cluster) -> tuple[int, str]:
+    with cluster.primary.connect() as conn:
+        row = conn.execute(sa.text("SELECT id, external_id FROM parking ORDER BY id LIMIT 1")).one()
+    return row.id, row.external_id
+
+
+def _readers_on_replica(cluster) -> int:
+    with cluster.replica.connect() as conn:
+        return conn.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE "
+                                    "application_name = 'twin-reader'")).scalar_one()
+
+
+def test_status_tells_every_part_running(cluster):
+    status = cluster.script("status", timeout=60)
+    assert status.returncode == 0
+    for part in ("node-a", "node-b", "worker-1", "worker-2", "watcher-1", "watcher-2",
+                 "mosquitto", "haproxy"):
+        assert f"{part}: running" in status.stdout
+    assert "postgres replica: running" in status.stdout
+    assert f"address: {cluster.address}/\n" in status.stdout
+
+
+def test_a_reading_posted_to_node_a_is_in_an_item_of_node_b_within_2_s(cluster, crew_key):
+    feature_id, external_id = _parking(cluster)
+    value = 12.5 + (time.time() % 50)  # a value no earlier run left
+    observed = datetime.now(UTC).replace(microsecond=0).isoformat()
+    posted = httpx.post(f"{cluster.node_a}/readings", headers={"X-API-Key": crew_key},
+                        json=[{"asset_layer": "parking", "asset_external_id": external_id,
+                               "metric": "occupancy_pct", "observed_at": observed,
+                               "value": value}], timeout=30)
+    assert posted.status_code == 200, posted.text
+    written = time.monotonic()
+    seen = None
+    while time.monotonic() - written < 2.0:
+        item = httpx.get(f"{cluster.node_b}/ogc/collections/parking/items/{feature_id}",
+                         timeout=5)
+        assert item.status_code == 200
+        seen = item.json()["properties"]["occupancy_pct"]
+        if seen == pytest.approx(value):
+            break
+        time.sleep(0.05)
+    assert seen == pytest.approx(value), f"node B still shows {seen} 2 s after the write"
+    # ... and node B read it from the replica, not the primary.
+    assert _readers_on_replica(cluster) >= 1
+
+
+def _loop(url: str, count: int, during=None, at: int = 0) -> list[tuple[int, bytes]]:
+    """``count`` GETs of ``url`` one after another; ``during()`` is run before request ``at``."""
+    answers = []
+    with httpx.Client(timeout=30) as client:
+        for n in range(count):
+            if n == at and during is not None:
+                during()
+            try:
+                response = client.get(url)
+                answers.append((response.status_code, response.content))
+            except httpx.HTTPError as error:
+                answers.append((0, str(error).encode()))
+    return answers
+
+
+def test_killing_node_a_under_load_gives_no_failed_or_wrong_answer(cluster):
+    feature_id, _ = _parking(cluster)
+    url = f"{cluster.address}/ogc/collections/parking/items/{feature_id}"
+    expected = httpx.get(url, timeout=30).content
+    pid = cluster.node_pid("node-a")
+    answers = _loop(url, 300, during=lambda: os.kill(pid, signal.SIGKILL), at=50)
+    failures = [(status, body[:200]) for status, body in answers if status != 200]
+    assert not failures, failures[:5]
+    assert all(body == expected for _, body in answers)
+
+
+def test_stopping_the_replica_moves_reads_to_the_primary_with_no_failed_request(cluster):
+    feature_id, _ = _parking(cluster)
+    url = f"{cluster.address}/ogc/collections/parking/items/{feature_id}"
+    expected = httpx.get(url, timeout=30).content
+    try:
+        answers = _loop(url, 300, during=lambda: cluster.pg_ctl("replica", "-m", "fast", "-w",
+                                                                   "stop"), at=50)
+        after = _loop(url, 20)  # the replica is down: these come from the primary
+        assert not _replica_state(cluster)["in_rotation"]
+    finally:
+        cluster.pg_ctl("replica", "-l", str(cluster.directory / "log" / "replica.log"), "-w",
+                       "-o", f"-p {cluster.base + 2} -k {cluster.directory}/pgrun", "start")
+    failures = [(status, body[:200]) for status, body in answers + after if status != 200]
+    assert not failures, failures[:5]
+    assert all(body == expected for _, body in answers + after)
+
+
+def test_readiness_of_a_node_says_which_replicas_are_in_rotation(cluster):
+    ready = httpx.get(f"{cluster.node_b}/readyz", timeout=10).json()
+    assert json.dumps(ready)  # a JSON body
+    assert ready["replicas"][0]["replica"].endswith(f":{cluster.base + 2}/twin")
+
+
+def _post_occupancy(cluster, crew_key: str, external_id: str, value: float) -> None:
+    """Through HAProxy: node A may still be coming back from the test that killed it."""
+    observed = datetime.now(UTC).replace(microsecond=0).isoformat()
+    posted = httpx.post(f"{cluster.address}/readings", headers={"X-API-Key": crew_key},
+                        json=[{"asset_layer": "parking", "asset_external_id": external_id,
+                               "metric": "occupancy_pct", "observed_at": observed,
+                               "value": value}], timeout=30)
+    assert posted.status_code == 200, posted.text
+
+
+def _replica_state(cluster) -> dict:
+    return httpx.get(f"{cluster.node_b}/readyz", timeout=10).json()["replicas"][0]
+
+
+def _wait_in_rotation(cluster, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not _replica_state(cluster)["in_rotation"]:
+        time.sleep(0.2)
+    assert _replica_state(cluster)["in_rotation"], _replica_state(cluster)
+
+
+def test_a_replica_that_stops_replaying_serves_no_stale_read_and_leaves_rotation(
+        cluster, crew_key):
+    feature_id, external_id = _parking(cluster)
+    _wait_in_rotation(cluster)  # after the test that stopped it
+    with cluster.replica.connect() as conn:
+        conn.execute(sa.text("SELECT pg_wal_replay_pause()"))
+    try:
+        value = 60 + (time.time() % 30)
+        _post_occupancy(cluster, crew_key, external_id, value)
+        written = time.monotonic()
+        seen = None
+        while time.monotonic() - written < 2.0:
+            item = httpx.get(f"{cluster.node_b}/ogc/collections/parking/items/{feature_id}",
+                             timeout=5)
+            seen = item.json()["properties"]["occupancy_pct"]
+            if seen == pytest.approx(value):
+                break
+            time.sleep(0.05)
+        # The replica has not replayed the write: node B read it from the primary.
+        assert seen == pytest.approx(value)
+        with cluster.replica.connect() as conn:
+            on_replica = conn.execute(sa.text(
+                "SELECT occ.value FROM parking t JOIN LATERAL (SELECT r.value FROM readings r "
+                "WHERE r.asset_id = t.id ORDER BY r.observed_at DESC LIMIT 1) occ ON TRUE "
+                "WHERE t.id = :id"), {"id": feature_id}).scalar()
+        assert on_replica != pytest.approx(value)
+        # Beyond TWIN_REPLICA_MAX_LAG_S (5 s) behind, it leaves rotation.
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and "behind" not in _replica_state(cluster)["reason"]:
+            time.sleep(0.2)
+        state = _replica_state(cluster)
+        assert not state["in_rotation"] and "behind" in state["reason"], state
+    finally:
+        with cluster.replica.connect() as conn:
+            conn.execute(sa.text("SELECT pg_wal_replay_resume()"))
+    _wait_in_rotation(cluster)
+
+
+def test_a_reading_posted_through_the_balancer_is_in_a_tile_of_node_b_drawn_on_the_replica(
+        cluster, crew_key):
+    _wait_in_rotation(cluster)
+    feature_id, external_id = _parking(cluster)
+    with cluster.primary.connect() as conn:
+        lon, lat = conn.execute(sa.text(
+            "SELECT ST_X(c), ST_Y(c) FROM (SELECT ST_PointOnSurface(geom) c FROM parking "
+            "WHERE id = :id) p"), {"id": feature_id}).one()
+    z = 16
+    x = int((lon + 180) / 360 * 2 ** z)
+    y = int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * 2 ** z)
+    url = f"{cluster.node_b}/tiles/parking/{z}/{x}/{y}.mvt"
+    value = float(int(time.time()) % 40) + 40.5  # exact in a float32 and a float64
+    encoded = (struct.pack("<d", value), struct.pack("<f", value))
+    before = httpx.get(url, timeout=30)
+    assert before.status_code == 200
+    _post_occupancy(cluster, crew_key, external_id, value)
+    written = time.monotonic()
+    body = b""
+    while time.monotonic() - written < 2.0:
+        body = httpx.get(url, timeout=5).content
+        if any(e in body for e in encoded):
+            break
+        time.sleep(0.05)
+    assert any(e in body for e in encoded), "node B's tile lacks the new occupancy after 2 s"
+    with cluster.replica.connect() as conn:
+        drawn_here = conn.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE "
+                                          "application_name = 'twin-tiles'")).scalar_one()
+    assert drawn_here >= 1  # node B's tile pool has connections on the replica
