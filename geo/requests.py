@@ -534,14 +534,6 @@ def compound_by_name(conn: Connection, name: str) -> str | None:
         {"n": name}).scalar()
 
 
-def twin_extent(conn: Connection) -> tuple[float, float, float, float] | None:
-    """West, south, east, north of the twin's streets and compounds."""
-    row = conn.execute(sa.text(
-        "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM (SELECT ST_Extent(geom) "
-        "AS e FROM (SELECT geom FROM streets UNION ALL SELECT geom FROM compounds) g) x")).first()
-    return (row[0], row[1], row[2], row[3]) if row and row[0] is not None else None
-
-
 def supporters_of(conn: Connection, request_id: int) -> int:
     """How many reports support a request."""
     return conn.execute(sa.text(

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
 
 import anyio
@@ -23,10 +21,11 @@ from starlette.concurrency import run_in_threadpool
 from geo import alerts, filtering, work
 from geo.errors import Conflict, InvalidInput, NotFound
 from geo.i18n import _
-from geo.settings import DatabaseSettings, LoopSettings
+from geo.settings import LoopSettings
 from geo.text_rules import check_text
 from service import params
 from service.deps import Caller, CrewDep, EngineDep, ReaderDep, SettingsDep, require
+from service.photos import check_photo, keep_photo, photo_dir
 from service.privacy import mask_personal
 
 log = logging.getLogger("twin.service.alerts")
@@ -423,38 +422,6 @@ def assign(alert_id: AlertId, engine: EngineDep, caller: CrewDep,
                         media_type=GEOJSON)
 
 
-# The formats a phone camera gives, told by their first bytes (never by name or header).
-PHOTO_MAGIC = (
-    (b"\xff\xd8\xff", "image/jpeg", ".jpg"),
-    (b"\x89PNG\r\n\x1a\n", "image/png", ".png"),
-)
-
-
-def photo_type(head: bytes) -> tuple[str, str] | None:
-    """(media type, suffix) of a JPEG, PNG or WebP by its magic bytes, else None."""
-    for magic, media, suffix in PHOTO_MAGIC:
-        if head.startswith(magic):
-            return media, suffix
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp", ".webp"
-    return None
-
-
-def photo_dir() -> FilePath:
-    """Where photos are kept: TWIN_PHOTO_DIR, else TWIN_HOME/photos."""
-    return LoopSettings().photo_dir or DatabaseSettings().home / "photos"
-
-
-def _store_photo(upload: UploadFile, limit: int) -> tuple[bytes, str, str]:
-    data = upload.file.read(limit + 1)
-    if len(data) > limit:
-        raise InvalidInput(_("The photo is larger than {mb} MB.", mb=limit // (1024 * 1024)))
-    kind = photo_type(data[:16])
-    if kind is None:
-        raise InvalidInput(_("The file is not a JPEG, PNG or WebP image."))
-    return data, *kind
-
-
 @router.post(
     "/alerts/{alert_id}/photos", summary="Add a photo to an alert or its work record (crew)",
     status_code=201, response_class=JSONResponse, responses={
@@ -469,21 +436,15 @@ def add_photo(alert_id: AlertId, engine: EngineDep, caller: CrewDep, photo: Uplo
     Photos are kept by the twin (under TWIN_HOME/photos unless TWIN_PHOTO_DIR is set) and
     served only to callers with a key, never to anonymous readers.
     """
-    data, media, suffix = _store_photo(photo, LoopSettings().photo_max_bytes)
-    digest = hashlib.sha256(data).hexdigest()
-    relative = f"{digest[:2]}/{digest}{suffix}"
+    limit = LoopSettings().photo_max_bytes
+    data, media, suffix = check_photo(photo.file.read(limit + 1), limit)
     with engine.begin() as conn:
         if work.alert_asset(conn, alert_id) is None:
             raise NotFound(_("There is no alert {id}.", id=alert_id))
         if work_record is not None and work.work_record_alert(conn, work_record) != alert_id:
             raise InvalidInput(_("work_record: {record} is not a work record of alert {id}.",
                                  record=work_record, id=alert_id))
-        target = photo_dir() / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if not target.exists():  # the same bytes twice are one file
-            partial = target.with_suffix(".part")
-            partial.write_bytes(data)
-            partial.replace(target)
+        digest, relative = keep_photo(data, suffix)
         assert caller.name is not None  # the crew role is only ever a named key
         stored = work.add_photo(conn, alert_id=None if work_record else alert_id,
                                 work_record_id=work_record, media_type=media, size=len(data),

@@ -24,7 +24,7 @@ from geo.errors import InvalidInput
 from geo.text_rules import check_text
 from service.deps import EngineDep, require
 from service.errors import problem
-from service.resident_photos import check_photo, keep_photo
+from service.photos import check_photo, keep_photo
 from service.routers.open311 import classifier
 
 router = APIRouter(tags=["residents"])
@@ -58,7 +58,7 @@ def _take(engine, groups, msg: intake.ChatMessage, images, classify) -> tuple[di
     with engine.begin() as conn:
         done, reply = intake.take(conn, groups, msg, classify, "/report/status/{token}")
         for data, media, suffix in images:
-            digest, relative = keep_photo(data, suffix)
+            digest, relative = keep_photo(data, suffix, "residents/")
             store.add_photo(conn, request_id=done.request_id, media_type=media,
                             size=len(data), sha256=digest, path=relative)
     outcome = ("plus_one" if done.duplicate_of is not None

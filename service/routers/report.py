@@ -31,12 +31,12 @@ from civic import workflow
 from civic.texts import pick_lang, text
 from geo import requests as store
 from geo.errors import InvalidInput, NotFound
+from geo.store import twin_area
 from geo.text_rules import check_text
 from service.deps import Caller, EngineDep, require
 from service.errors import problem
+from service.photos import check_photo, keep_photo, photo_dir
 from service.privacy import mask_personal
-from service.resident_photos import check_photo, keep_photo
-from service.routers.alerts import photo_dir
 from service.routers.open311 import classifier
 from service.settings import ServiceSettings
 
@@ -109,7 +109,7 @@ def submit_report(engine, classify: workflow.Classify, *, description: str,
         done = workflow.submit(conn, sub, classify)
         if photo is not None:
             data, media, suffix = photo
-            digest, relative = keep_photo(data, suffix)
+            digest, relative = keep_photo(data, suffix, "residents/")
             store.add_photo(conn, request_id=done.request_id, media_type=media, size=len(data),
                             sha256=digest, path=relative)
     return done
@@ -154,7 +154,7 @@ def make_router(settings: ServiceSettings, database: str = "twin"
         """A phone-first page to report a problem with a place, a photo and a description."""
         with engine.connect() as conn:
             choices = store.compound_choices(conn)
-            extent = store.twin_extent(conn)
+            extent = twin_area(conn)
         return HTMLResponse(report_html(pick_lang(lang), choices, extent))
 
     @router.post("/report", status_code=201, summary="Report a problem (no key; multipart)")
