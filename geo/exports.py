@@ -94,14 +94,9 @@ def _checked_name(layer: Layer, name: str) -> str:
 
 def _from_where(query: ExportQuery) -> tuple[str, dict]:
     layer = query.layer
-    time_range = None
-    if query.since is not None and layer.time_property is not None:
-        time_range = (layer.time_property, query.since, None)
-    clause, params = filtering.where_clause(
-        filtering.layer_fields(layer),
-        filtering.Criteria(bbox=query.bbox, time_range=time_range, equals=query.equals,
-                           filter=query.filter),
-        geometry="q.geom", what=f"'{layer.id}'")
+    clause, params = filtering.layer_where(
+        layer, bbox=query.bbox, time_range=None if query.since is None else (query.since, None),
+        equals=query.equals, filter=query.filter)
     return f"FROM ({layer.select}) q WHERE {clause}", {"as_of": query.as_of, **params}
 
 

@@ -87,14 +87,8 @@ def _where(layer: Layer, query: FeatureQuery) -> tuple[str, dict]:
     for name, values in query.equals:
         if not values or len(values) > MAX_VALUES_PER_PROPERTY:
             raise InvalidInput(f"{name}: give between 1 and {MAX_VALUES_PER_PROPERTY} values.")
-    time_range = None
-    if query.time_range is not None and layer.time_property is not None:
-        time_range = (layer.time_property, *query.time_range)
-    clause, params = filtering.where_clause(
-        filtering.layer_fields(layer),
-        filtering.Criteria(bbox=query.bbox, time_range=time_range, equals=query.equals,
-                           filter=query.filter),
-        geometry="q.geom", what=f"'{layer.id}'")
+    clause, params = filtering.layer_where(layer, bbox=query.bbox, time_range=query.time_range,
+                                           equals=query.equals, filter=query.filter)
     return f"WHERE {clause}", {"as_of": query.as_of, **params}
 
 

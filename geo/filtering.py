@@ -856,3 +856,19 @@ def layer_fields(layer: Layer) -> dict[str, Field]:
     fields["geometry"] = Field("geometry", "geometry", "q.geom")
     fields["geom"] = Field("geom", "geometry", "q.geom")
     return fields
+
+
+def layer_where(layer: Layer, *, bbox: tuple[float, float, float, float] | None = None,
+                time_range: tuple[datetime | None, datetime | None] | None = None,
+                equals: tuple[tuple[str, tuple[object, ...]], ...] = (),
+                filter: Filter | None = None) -> tuple[str, dict]:
+    """The WHERE clause of a published layer's rows, wrapped as ``q``, and its parameters.
+
+    ``time_range`` (start, end; open ends None) applies to the layer's time property, if it
+    has one. OGC items and exports narrow a layer through this one call.
+    """
+    timed = ((layer.time_property, *time_range)
+             if time_range is not None and layer.time_property is not None else None)
+    return where_clause(layer_fields(layer),
+                        Criteria(bbox=bbox, time_range=timed, equals=equals, filter=filter),
+                        geometry="q.geom", what=f"'{layer.id}'")
