@@ -1,10 +1,12 @@
 """Chat-group intake: a message as a group's bot relays it becomes a request or a "+1".
 
-The group is mapped to its compound (and building, where the twin has buildings) by the
+The group is mapped to its compound, and a building's group to its building, by the
 sample's group file (``sample_data/requests/chat_groups.csv``: ``group_id, name,
-compound_external_id, building_external_id``). The text is triaged like any request and
-located by what it names: a gate of the compound ("2号门外", "gate 2"), a street or
-another compound of the twin; else the compound itself. The answer to post back into the
+compound_external_id, building_external_id``; a compound's own group leaves the building
+empty). The text is triaged like any request and located by what it names: another compound
+of the twin, a gate of the compound ("2号门外", "gate 2") or a street; else the group's
+building, else its compound. A request placed at a building counts among that building's open
+matters (the buildings layer counts those at the house). The answer to post back into the
 group is in Chinese.
 """
 
@@ -70,7 +72,7 @@ class Located:
 
 
 def locate(conn: Connection, group: ChatGroup, message: str) -> Located:
-    """Place a message: a named gate, street or compound, else the group's compound."""
+    """Place a message: a named compound, gate or street, else the group's building or compound."""
     compound = store.compound_place(conn, group.compound_external_id)
     if compound is None:
         raise InvalidInput(f"The group {group.group_id}'s compound "
@@ -97,6 +99,11 @@ def locate(conn: Connection, group: ChatGroup, message: str) -> Located:
             if point:
                 return Located(*point, f"{streets[typed]} near {compound['name']}",
                                compound["id"])
+    if group.building_external_id:
+        house = store.building_place(conn, group.building_external_id)
+        if house is not None:
+            return Located(house["lon"], house["lat"], f"building {house['name']}",
+                           house["compound_id"] or compound["id"])
     return Located(compound["lon"], compound["lat"], f"compound {compound['name']}",
                    compound["id"])
 

@@ -483,6 +483,15 @@ def compound_place(conn: Connection, external_id: str) -> dict | None:
     return dict(row) if row else None
 
 
+def building_place(conn: Connection, external_id: str) -> dict | None:
+    """A house by its external id, with a point inside it (id, name, compound_id, lon, lat)."""
+    row = conn.execute(sa.text(
+        "SELECT id, external_id, name, compound_id, ST_X(ST_PointOnSurface(geom)) AS lon, "
+        "ST_Y(ST_PointOnSurface(geom)) AS lat FROM buildings WHERE external_id = :e "
+        "ORDER BY id LIMIT 1"), {"e": external_id}).mappings().first()
+    return dict(row) if row else None
+
+
 def compound_choices(conn: Connection) -> list[dict]:
     """Every compound's external id and name, by name (the report page's list)."""
     return [dict(r) for r in conn.execute(sa.text(

@@ -232,6 +232,34 @@ def test_chat_messages_make_a_routed_request_then_a_plus_one(twin, api_keys, sam
     assert bad.status_code == 400 and "group_id" in bad.json()["detail"]
 
 
+def test_a_building_groups_message_is_placed_at_its_building_and_counted_there(
+        twin, api_keys, sample_engine):  # noqa: F811
+    key = {"X-API-Key": api_keys["viewer"]}
+    house = "B-CP-0002-01"
+
+    def open_matters() -> int:
+        found = HTTP.get(f"{twin}/ogc/collections/buildings/items",
+                         params={"filter": f"external_id='{house}'"}).json()["features"]
+        assert len(found) == 1
+        return found[0]["properties"]["open_requests"]
+
+    before = open_matters()
+    answer = HTTP.post(f"{twin}/intake/messages", headers=key, json={
+        "group_id": "grp-b-cp-0002-01", "sender_id": "wx-chen", "text": "楼道里的灯坏了好几天了",
+        "sent_at": datetime.now(UTC).isoformat()})
+    assert answer.status_code == 201, answer.text
+    made = answer.json()
+    assert made["located"].startswith("building ")
+    with sample_engine.connect() as conn:
+        inside, compound = conn.execute(sa.text(
+            "SELECT ST_Contains(b.geom, r.geom), c.external_id FROM service_requests r, "
+            "buildings b JOIN compounds c ON c.id = b.compound_id "
+            "WHERE r.id = :r AND b.external_id = :b"),
+            {"r": int(made["service_request_id"]), "b": house}).one()
+    assert inside and compound == "CP-0002"
+    assert open_matters() == before + 1
+
+
 def test_abuse_limits_hold(twin, sample_engine):
     lon, lat = _street_point(sample_engine, 90)
     device = {"X-Device-Id": "dev-flood"}
