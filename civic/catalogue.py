@@ -21,14 +21,14 @@ MATTER_SLA_HOURS = {"big": 72, "small": 168, "private": 72}
 # county department that answers for each one's big matters. Small matters go to the compound's
 # manager whatever the trade; the trade is kept so the manager knows whom to send.
 DEPARTMENTS = {
-    "roads": "County Transport Bureau, roads section",
-    "drainage": "County Water Affairs Bureau, drainage section",
-    "utilities": "County Housing and Urban-Rural Development Bureau, municipal facilities",
-    "lighting": "County Urban Management Bureau, street lighting",
-    "sanitation": "County Urban Management Bureau, sanitation and enforcement",
-    "greening": "County Urban Management Bureau, parks and greening",
-    "property_management": "County Housing and Urban-Rural Development Bureau, property "
-                           "management office",
+    "roads": N_("County Transport Bureau, roads section"),
+    "drainage": N_("County Water Affairs Bureau, drainage section"),
+    "utilities": N_("County Housing and Urban-Rural Development Bureau, municipal facilities"),
+    "lighting": N_("County Urban Management Bureau, street lighting"),
+    "sanitation": N_("County Urban Management Bureau, sanitation and enforcement"),
+    "greening": N_("County Urban Management Bureau, parks and greening"),
+    "property_management": N_("County Housing and Urban-Rural Development Bureau, property "
+                              "management office"),
 }
 PARTY_KINDS = {
     "department": "government department", "property_company": "property company",

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from sqlalchemy.engine import Connection
 
 from civic.catalogue import MATTERS, service_name
+from civic.routing import party_of
 from geo import requests as store
 
 STATUSES = ("open", "closed")
@@ -29,7 +30,7 @@ class Line:
 
     compound_external_id: str | None
     compound_name: str | None
-    responsible_party: str
+    responsible_party: str  # in English, as stored: the line's key
     responsible_kind: str
     matter: str
     status: str
@@ -38,12 +39,14 @@ class Line:
     oldest_days: float
     overdue: int
     request_ids: list[int]
+    responsible: str = ""  # the party in the reader's language
 
 
 def living_list(conn: Connection, *, compound: str | None = None,
                 matters: list[str] | None = None,
-                statuses: list[str] | None = None) -> tuple[list[Line], list[dict]]:
-    """The list's lines and the requests behind them."""
+                statuses: list[str] | None = None,
+                lang: str | None = None) -> tuple[list[Line], list[dict]]:
+    """The list's lines and the requests behind them, parties named in ``lang``."""
     items = store.living_list(conn, compound=compound, matters=matters, statuses=statuses)
     lines: dict[tuple, Line] = {}
     for item in items:
@@ -53,7 +56,8 @@ def living_list(conn: Connection, *, compound: str | None = None,
         if line is None:
             line = lines[key] = Line(
                 item["compound_external_id"], item["compound_name"], item["responsible_party"],
-                item["responsible_kind"], item["matter"], item["status"], 0, 0, 0.0, 0, [])
+                item["responsible_kind"], item["matter"], item["status"], 0, 0, 0.0, 0, [],
+                party_of(item, lang))
         line.requests += 1
         line.supporters += int(item["supporters"])
         line.oldest_days = max(line.oldest_days, round(float(item["age_days"]), 1))

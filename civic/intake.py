@@ -21,6 +21,7 @@ from pathlib import Path
 from sqlalchemy.engine import Connection
 
 from civic import workflow
+from civic.routing import party_text
 from civic.texts import text
 from geo import requests as store
 from geo.errors import InvalidInput
@@ -132,7 +133,8 @@ def take(conn: Connection, groups: dict[str, ChatGroup], msg: ChatMessage,
         reply = text("chat.private", "zh", id=done.request_id)
     else:
         reply = text("chat.new", "zh",
-            matter=text(f"matter.{done.matter}"), id=done.request_id, party=done.party,
+            matter=text(f"matter.{done.matter}"), id=done.request_id,
+            party=party_text(done.party_message, "zh"),
             expected=f"{done.public['expected_at']:%m月%d日 %H:%M}",
             url=status_url.format(token=done.token))
     return done, reply

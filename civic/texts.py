@@ -69,6 +69,34 @@ TEXTS: dict[str, str] = {
 }
 
 
+# The status notes the twin itself writes (stored as English text, like staff's notes); they
+# are shown in the reader's language, staff's own words as written.
+PRIVATE_NOTE = N_("A private matter (私事): residents solve it themselves or with a market "
+                  "service; the residents' committee can refer one.")
+RECLASSIFIED = {"big": N_("Reclassified as a big matter."),
+                "small": N_("Reclassified as a small matter."),
+                "private": N_("Reclassified as a private matter.")}
+SETTLED_BY_ALERT = {"resolved": N_("The matter was resolved."),
+                    "dismissed": N_("The matter was dismissed.")}
+_SYSTEM_NOTES = frozenset((PRIVATE_NOTE, *RECLASSIFIED.values(), *SETTLED_BY_ALERT.values()))
+
+
+def note_text(note: str | None, lang: str | None = None) -> str | None:
+    """A stored status note for a reader: the twin's own in ``lang``, others' as written.
+
+    ``lang`` defaults to the current language.
+
+    >>> note_text("The matter was resolved.", "zh"), note_text("Fixed on Monday.", "zh")
+    ('事项已解决。', 'Fixed on Monday.')
+    """
+    if note not in _SYSTEM_NOTES:
+        return note
+    if lang is None:
+        return gettext(note)
+    with use_locale(lang if lang in LANGS else DEFAULT_LANG):
+        return gettext(note)
+
+
 def text(key: str, lang: str = DEFAULT_LANG, **values: object) -> str:
     """A resident-facing text in ``lang`` (Chinese when the language is not offered).
 

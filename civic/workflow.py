@@ -25,15 +25,14 @@ from civic.catalogue import (
     sla_hours,
 )
 from civic.routing import route
+from civic.texts import PRIVATE_NOTE, RECLASSIFIED
 from geo import requests as store
 from geo.errors import InvalidInput
-from geo.i18n import _, deferred
+from geo.i18n import Message, _, deferred
 
 IDENTICAL_WINDOW_S = 600  # the same post again within 10 minutes is refused
 ACTOR_WINDOW_S = 600
 ACTOR_MAX_POSTS = 300  # per key (or device, or chat group) and window: a flood is refused
-PRIVATE_NOTE = ("A private matter (私事): residents solve it themselves or with a market "
-                "service; the residents' committee can refer one.")
 
 # text -> (matter, department, probability of the matter)
 Classify = Callable[[str], tuple[str, str, float]]
@@ -73,7 +72,8 @@ class Outcome:
     token: str
     matter: str
     department: str | None
-    party: str
+    party: str  # in English
+    party_message: Message  # in the reader's language: geo.i18n.render
     status: str
     duplicate_of: int | None
     joined_alert_id: int | None
@@ -160,9 +160,9 @@ def submit(conn: Connection, sub: Submission, classify: Classify) -> Outcome:
         conn, token=token, service_code=service.code, description=sub.description,
         attributes=sub.attributes, address_string=sub.address, media_url=sub.media_url,
         lon=lon, lat=lat, matter=matter, matter_source=source, matter_confidence=confidence,
-        party=routed.party, party_kind=routed.kind, department=department,
-        compound_id=sub.compound_id or routed.compound_id, duplicate_of=duplicate_of,
-        joined_alert_id=joined_alert, status=status, status_notes=notes,
+        party=routed.party, party_kind=routed.kind, party_message=routed.message,
+        department=department, compound_id=sub.compound_id or routed.compound_id,
+        duplicate_of=duplicate_of, joined_alert_id=joined_alert, status=status, status_notes=notes,
         sla_hours=sla_hours(service, matter), api_key_name=sub.actor, fingerprint=print_,
         channel=sub.channel, chat_group_id=sub.chat_group_id)
     store.insert_contact(conn, request_id, {k: v for k, v in sub.contact.items() if v})
@@ -174,8 +174,8 @@ def submit(conn: Connection, sub: Submission, classify: Classify) -> Outcome:
         store.add_observation(conn, service.observation, request_id, sub.attributes, lon, lat)
     public = store.public_requests(conn, ids=[request_id])[0]
     return Outcome(request_id=request_id, token=token, matter=matter, department=department,
-                   party=routed.party, status=public["status"], duplicate_of=duplicate_of,
-                   joined_alert_id=joined_alert, public=public)
+                   party=routed.party, party_message=routed.message, status=public["status"],
+                   duplicate_of=duplicate_of, joined_alert_id=joined_alert, public=public)
 
 
 def reclassify(conn: Connection, request_id: int, matter: str, actor: str,
@@ -192,14 +192,15 @@ def reclassify(conn: Connection, request_id: int, matter: str, actor: str,
         department = service.department
     routed = route(conn, department, matter, current["lon"], current["lat"])
     store.reclassify(conn, request_id, matter, party=routed.party, party_kind=routed.kind,
+                     party_message=routed.message,
                      department=department, compound_id=routed.compound_id,
                      sla_hours=sla_hours(service, matter), actor=actor, note=note)
     if current["duplicate_of"] is None:
         if matter == "private" and current["status"] == "open":
-            store.set_status(conn, request_id, "closed", "Reclassified as a private matter.",
+            store.set_status(conn, request_id, "closed", RECLASSIFIED["private"],
                              actor)
         elif matter != "private" and current["matter"] == "private":
-            store.set_status(conn, request_id, "open", f"Reclassified as a {matter} matter.",
+            store.set_status(conn, request_id, "open", RECLASSIFIED[matter],
                              actor)
 
 
@@ -222,7 +223,7 @@ def escalate_overdue(conn: Connection, now: datetime | None = None) -> list[tupl
             reason=deferred("Resident request {id} ({name}) is overdue since {since}; "
                             "responsible: {party}.", id=row["id"], name=name,
                             since=f"{row['expected_at']:%Y-%m-%d %H:%M %Z}",
-                            party=row["responsible_party"]),
+                            party=row["responsible_party_message"] or row["responsible_party"]),
             details={"service_request_id": str(row["id"]), "service_code": row["service_code"],
                      "matter": row["matter"], "responsible_party": row["responsible_party"],
                      "expected_datetime": row["expected_at"].isoformat()})

@@ -133,7 +133,8 @@ def insert_request(conn: Connection, *, token: str, service_code: str, descripti
                    attributes: dict, address_string: str | None, media_url: str | None,
                    lon: float, lat: float, matter: str, matter_source: str,
                    matter_confidence: float | None, party: str, party_kind: str,
-                   department: str | None, compound_id: int | None, duplicate_of: int | None,
+                   party_message: dict | None, department: str | None,
+                   compound_id: int | None, duplicate_of: int | None,
                    joined_alert_id: int | None, status: str, status_notes: str | None,
                    sla_hours: int, api_key_name: str, fingerprint: str,
                    channel: str = "open311", chat_group_id: str | None = None) -> int:
@@ -141,12 +142,12 @@ def insert_request(conn: Connection, *, token: str, service_code: str, descripti
     request_id = conn.execute(sa.text(
         "INSERT INTO service_requests (token, service_code, description, attributes, "
         "address_string, media_url, geom, status, status_notes, matter, matter_source, "
-        "matter_confidence, responsible_party, responsible_kind, compound_id, duplicate_of, "
-        "joined_alert_id, api_key_name, fingerprint, expected_at, closed_at, department, channel, "
-        "chat_group_id) VALUES (:token, "
+        "matter_confidence, responsible_party, responsible_party_message, responsible_kind, "
+        "compound_id, duplicate_of, joined_alert_id, api_key_name, fingerprint, expected_at, "
+        "closed_at, department, channel, chat_group_id) VALUES (:token, "
         ":code, :description, CAST(:attributes AS jsonb), :address, :media, "
         "ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), :status, :notes, :matter, :msource, "
-        ":mconf, :party, :pkind, :compound, :dup, :alert, :key, :fp, "
+        ":mconf, :party, CAST(:pmsg AS jsonb), :pkind, :compound, :dup, :alert, :key, :fp, "
         "now() + make_interval(hours => :sla), "
         "CASE WHEN CAST(:status AS text) = 'closed' THEN now() END, :dept, :channel, :group) "
         "RETURNING id"),
@@ -154,12 +155,14 @@ def insert_request(conn: Connection, *, token: str, service_code: str, descripti
          "attributes": json.dumps(attributes), "address": address_string, "media": media_url,
          "lon": lon, "lat": lat, "status": status, "notes": status_notes, "matter": matter,
          "msource": matter_source, "mconf": matter_confidence, "party": party,
+         "pmsg": None if party_message is None else json.dumps(party_message),
          "pkind": party_kind, "compound": compound_id, "dup": duplicate_of,
          "alert": joined_alert_id, "key": api_key_name, "fp": fingerprint,
          "sla": sla_hours, "dept": department, "channel": channel,
          "group": chat_group_id}).scalar_one()
-    add_event(conn, request_id, api_key_name, "status", None, status,
-              status_notes or f"Received: a {matter} matter for {party}.")
+    # The first event's note is the request's own (None when open): who acts on it is shown
+    # beside it in the reader's language (civic.routing.party_of), not frozen here in English.
+    add_event(conn, request_id, api_key_name, "status", None, status, status_notes)
     return request_id
 
 
@@ -239,14 +242,14 @@ _PUBLIC = """
 WITH v AS (
   SELECT r.id, r.token, r.service_code, r.description, r.address_string, r.media_url,
          ST_X(r.geom) AS long, ST_Y(r.geom) AS lat, r.matter, r.responsible_party,
-         r.responsible_kind, r.department, r.channel, r.compound_id,
+         r.responsible_party_message, r.responsible_kind, r.department, r.channel, r.compound_id,
          r.requested_at, r.expected_at, r.duplicate_of, r.joined_alert_id,
          CASE WHEN al.status IN ('resolved', 'dismissed') THEN 'closed'
               WHEN o.id IS NOT NULL THEN o.status ELSE r.status END AS status,
          CASE WHEN al.status IN ('resolved', 'dismissed') THEN coalesce(
                 (SELECT e.note FROM alert_events e WHERE e.alert_id = al.id
                  AND e.to_status = al.status ORDER BY e.at DESC, e.id DESC LIMIT 1),
-                'The matter was ' || al.status || '.')
+                'The matter was ' || al.status || '.')  -- civic.texts.SETTLED_BY_ALERT
               WHEN o.id IS NOT NULL THEN o.status_notes ELSE r.status_notes END AS status_notes,
          greatest(r.updated_at, o.updated_at, al.updated_at) AS updated_at,
          (SELECT count(*) FROM service_request_supporters s
@@ -407,7 +410,8 @@ def photo(conn: Connection, photo_id: int) -> dict | None:
 
 
 def reclassify(conn: Connection, request_id: int, matter: str, *, party: str, party_kind: str,
-               department: str | None, compound_id: int | None, sla_hours: int, actor: str,
+               party_message: dict | None, department: str | None, compound_id: int | None,
+               sla_hours: int, actor: str,
                note: str | None) -> None:
     """Keep a staff member's classification and the routing that follows from it."""
     if matter not in MATTERS:
@@ -415,10 +419,12 @@ def reclassify(conn: Connection, request_id: int, matter: str, *, party: str, pa
     row = _locked(conn, request_id)
     conn.execute(sa.text(
         "UPDATE service_requests SET matter = :m, matter_source = 'staff', "
-        "matter_confidence = NULL, responsible_party = :party, responsible_kind = :kind, "
+        "matter_confidence = NULL, responsible_party = :party, "
+        "responsible_party_message = CAST(:pmsg AS jsonb), responsible_kind = :kind, "
         "compound_id = :compound, department = :dept, updated_at = now(), "
         "expected_at = requested_at + make_interval(hours => :sla) WHERE id = :id"),
         {"m": matter, "party": party, "kind": party_kind, "compound": compound_id,
+         "pmsg": None if party_message is None else json.dumps(party_message),
          "dept": department, "sla": sla_hours, "id": request_id})
     add_event(conn, request_id, actor, "classification", row.matter, matter, note)
 
@@ -431,7 +437,8 @@ def request_for_triage(conn: Connection, request_id: int) -> dict:
 def overdue_requests(conn: Connection, now: datetime | None = None) -> list[dict]:
     """Open original requests past their expected time that are not escalated yet."""
     return [dict(r) for r in conn.execute(sa.text(
-        "SELECT r.id, r.service_code, r.matter, r.responsible_party, r.expected_at, "
+        "SELECT r.id, r.service_code, r.matter, r.responsible_party, "
+        "r.responsible_party_message, r.expected_at, "
         "ST_AsEWKT(r.geom) AS ewkt FROM service_requests r "
         "WHERE r.status = 'open' AND r.duplicate_of IS NULL AND r.joined_alert_id IS NULL "
         "AND r.overdue_alert_id IS NULL "
@@ -554,7 +561,8 @@ def supporters_of(conn: Connection, request_id: int) -> int:
 
 _LIVING = """
 SELECT r.id, r.service_code, r.description, r.matter, r.status, r.responsible_party,
-       r.responsible_kind, r.department, r.channel, r.requested_at, r.expected_at,
+       r.responsible_party_message, r.responsible_kind, r.department, r.channel,
+       r.requested_at, r.expected_at,
        c.external_id AS compound_external_id, c.name AS compound_name,
        (SELECT count(*) FROM service_request_supporters s WHERE s.request_id = r.id)
          AS supporters,

@@ -13,7 +13,9 @@ from datetime import UTC, datetime
 from fastapi.responses import JSONResponse, Response
 
 from civic.catalogue import SERVICES, Service
-from geo.i18n import SOURCE_LOCALE, _, current_locale
+from civic.routing import party_of
+from civic.texts import note_text
+from geo.i18n import N_, SOURCE_LOCALE, _, current_locale
 from service.privacy import mask_personal
 
 _CJK = re.compile(r"[\u3400-\u9fff]")
@@ -79,11 +81,11 @@ def request_entry(row: dict, contact: dict | None = None) -> dict:
     entry = {
         "service_request_id": str(row["id"]),
         "status": row["status"],
-        "status_notes": mask_personal(row["status_notes"]),
+        "status_notes": note_text(mask_personal(row["status_notes"])),
         "service_name": _(service.name) if service else row["service_code"],
         "service_code": row["service_code"],
         "description": mask_personal(row["description"]),
-        "agency_responsible": row["responsible_party"],
+        "agency_responsible": party_of(row),
         "service_notice": _notice(row),
         "requested_datetime": iso(row["requested_at"]),
         "updated_datetime": iso(row["updated_at"]),
@@ -107,14 +109,18 @@ def request_entry(row: dict, contact: dict | None = None) -> dict:
     return entry
 
 
+_MATTER_NOTICE = {"big": N_("a big matter (government)"),
+                  "small": N_("a small matter (community organisations)"),
+                  "private": N_("a private matter (the residents themselves)")}
+
+
 def _notice(row: dict) -> str:
-    kind = {"big": "a big matter (大事)", "small": "a small matter (小事)",
-            "private": "a private matter (私事)"}[row["matter"]]
-    text = f"Triaged as {kind}, routed to {row['responsible_party']}."
+    text = _("Triaged as {kind}, routed to {party}.", kind=_(_MATTER_NOTICE[row["matter"]]),
+             party=party_of(row))
     if row.get("duplicate_of"):
-        text += f" Joined request {row['duplicate_of']} as a supporter."
+        text += " " + _("Joined request {id} as a supporter.", id=row["duplicate_of"])
     elif row.get("joined_alert_id"):
-        text += f" Joined alert {row['joined_alert_id']} as a supporter."
+        text += " " + _("Joined alert {id} as a supporter.", id=row["joined_alert_id"])
     return text
 
 

@@ -29,14 +29,14 @@ MatterQ = Annotated[list[str] | None, Query(description="big, small, private (co
 StatusQ = Annotated[list[str] | None, Query(description="open, closed (comma lists).")]
 
 
-def _lines(engine, compound, matter, status):
+def _lines(engine, compound, matter, status, lang=None):
     if compound is not None:
         compound = check_text(compound, "compound", max_chars=100)
     matters = list(parse_choices(matter, "matter", MATTERS)) or None
     statuses = list(parse_choices(status, "status", council.STATUSES)) or None
     with engine.connect() as conn:
         return council.living_list(conn, compound=compound, matters=matters,
-                                   statuses=statuses)
+                                   statuses=statuses, lang=lang)
 
 
 @router.get("/council.json", summary="The living list as JSON")
@@ -70,12 +70,12 @@ def council_page(engine: EngineDep, reader: ReaderDep, compound: CompoundQ = Non
 
     def tx(key: str) -> str:
         return _e(text(key, language))
-    lines, items = _lines(engine, compound, matter, status)
+    lines, items = _lines(engine, compound, matter, status, language)
     head = "".join(f"<th>{tx('council.' + k)}</th>" for k in (
         "compound", "party", "matter", "status", "count", "supporters", "oldest", "overdue"))
     body = "".join(
         f"<tr><td>{_e(ln.compound_name) or tx('council.none')}</td>"
-        f"<td>{_e(ln.responsible_party)}</td><td>{tx('matter.' + ln.matter)}</td>"
+        f"<td>{_e(ln.responsible)}</td><td>{tx('matter.' + ln.matter)}</td>"
         f"<td>{tx('status.' + ln.status)}</td><td>{ln.requests}</td><td>{ln.supporters}</td>"
         f"<td>{ln.oldest_days:.1f}</td>"
         f"<td{' style=color:#b3261e;font-weight:700' if ln.overdue else ''}>{ln.overdue}</td>"

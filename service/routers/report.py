@@ -28,7 +28,8 @@ from slowapi.util import get_remote_address
 from starlette.concurrency import run_in_threadpool
 
 from civic import workflow
-from civic.texts import pick_lang, text
+from civic.routing import party_of, party_text
+from civic.texts import note_text, pick_lang, text
 from geo import requests as store
 from geo.errors import InvalidInput, NotFound
 from geo.store import twin_area
@@ -115,7 +116,7 @@ def submit_report(engine, classify: workflow.Classify, *, description: str,
     return done
 
 
-def status_view(engine, token: str) -> dict:
+def status_view(engine, token: str, lang: str) -> dict:
     """What the reporter sees: the request (masked) and its status changes and replies."""
     check_text(token, "token", max_chars=200)
     with engine.connect() as conn:
@@ -129,13 +130,16 @@ def status_view(engine, token: str) -> dict:
                         if h["kind"] == "reply" and h not in history]
         photos = store.photos_of(conn, request_id)
     return {"service_request_id": str(request_id), "status": row["status"],
-            "status_notes": mask_personal(row["status_notes"]), "matter": row["matter"],
+            "status_notes": note_text(mask_personal(row["status_notes"]), lang),
+            "matter": row["matter"],
             "department": row["department"], "responsible_party": row["responsible_party"],
+            "responsible": party_of(row, lang),
             "description": mask_personal(row["description"]),
             "requested_at": row["requested_at"], "expected_at": row["expected_at"],
             "supporters": row["supporters"], "duplicate_of": row["duplicate_of"],
             "photos": len(photos),
-            "history": [{**h, "note": mask_personal(h["note"])} for h in history]}
+            "history": [{**h, "note": note_text(mask_personal(h["note"]), lang)}
+                        for h in history]}
 
 
 def make_router(settings: ServiceSettings, database: str = "twin"
@@ -193,6 +197,7 @@ def make_router(settings: ServiceSettings, database: str = "twin"
         return JSONResponse({"service_request_id": str(done.request_id), "token": done.token,
                              "status_url": url, "status": done.status, "matter": done.matter,
                              "department": done.department, "responsible_party": done.party,
+                             "responsible": party_text(done.party_message, language),
                              "duplicate_of": str(done.duplicate_of) if done.duplicate_of
                              else None, "notice": notice}, status_code=201)
 
@@ -202,10 +207,11 @@ def make_router(settings: ServiceSettings, database: str = "twin"
                     format: Annotated[str | None, Query(
                         pattern="^(html|json)$", description="html (default) or json.")] = None):
         """The request's status, who acts on it, and the replies, by the reporter's token."""
-        view = status_view(engine, token)
+        language = pick_lang(lang)
+        view = status_view(engine, token, language)
         if format == "json":
             return JSONResponse(jsonable_encoder(view))
-        return HTMLResponse(status_html(pick_lang(lang), view))
+        return HTMLResponse(status_html(language, view))
 
     @router.get("/report/photos/{photo_id}", summary="A resident's photo (any key)")
     def report_photo(engine: EngineDep, photo_id: int,
@@ -322,7 +328,7 @@ document.getElementById('report').addEventListener('submit', async (ev) => {{
     answer.innerHTML = '';
     answer.append(T.sent + ' ', Object.assign(document.createElement('b'),
       {{textContent: body.token}}), document.createElement('br'), body.notice + ' — ' +
-      body.responsible_party, document.createElement('br'));
+      body.responsible, document.createElement('br'));
     answer.append(Object.assign(document.createElement('a'),
       {{href: body.status_url, textContent: T.follow, id: 'status-link'}}));
   }} else {{ answer.className = 'err'; answer.textContent = body.detail; }}
@@ -353,7 +359,7 @@ def status_html(lang: str, view: dict) -> str:
 <tr><th>{tx('status.status')}</th><td id="status"><span class="pill">
 {tx('status.' + view['status'])}</span> {_e(view['status_notes'])}</td></tr>
 <tr><th>{tx('status.matter')}</th><td>{tx('matter.' + view['matter'])}</td></tr>
-<tr><th>{tx('status.party')}</th><td>{_e(view['responsible_party'])}</td></tr>
+<tr><th>{tx('status.party')}</th><td>{_e(view['responsible'])}</td></tr>
 <tr><th>{tx('status.supporters')}</th><td>{_e(view['supporters'])}</td></tr>
 <tr><th>{tx('status.expected')}</th><td>{_e(expected)}</td></tr></table>
 <label>{tx('status.history')}</label><table id="history">{rows}</table>

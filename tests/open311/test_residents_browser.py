@@ -61,10 +61,12 @@ def test_report_page_on_a_phone_in_chinese(browser, twin):
     assert page.wait("document.getElementById('status-link') !== null", timeout=90), \
         (page.errors(), page.evaluate("document.getElementById('answer').textContent"))
     answer = page.evaluate("document.getElementById('answer').textContent")
-    assert "已收到" in answer and "street lighting" in answer
+    # The lighting department, named in the page's language (it was English before).
+    assert "已收到" in answer and "路灯所" in answer and "street lighting" not in answer
     page.call("Page.navigate", url=page.evaluate("document.getElementById('status-link').href"))
     assert page.wait("document.getElementById('status') !== null", timeout=30)
     assert "处理中" in page.evaluate("document.getElementById('status').textContent")
+    assert "路灯所" in page.evaluate("document.body.textContent")  # who acts, in Chinese
     _keep(page.screenshot(), "report-status-phone.png")
     assert page.errors() == []
     _local_only(page, twin)
@@ -94,6 +96,13 @@ def test_council_list_on_a_desk(browser, twin, api_keys):  # noqa: F811
     # the green space taken at Xinglong is not joined to its streetlight.
     lines = HTTP.get(f"{twin}/council.json", params={"compound": "CP-0002"}).json()
     assert sorted((ln["matter"], ln["requests"]) for ln in lines) == [("big", 1), ("small", 1)]
+    # The parties are named in the page's language: the county's bureaus and the compounds'
+    # managers in Chinese, not the stored English.
+    parties = page.evaluate("[...document.querySelectorAll('#lines tr td:nth-child(2)')]"
+                            ".map(td => td.textContent)")
+    assert any("县" in party for party in parties), parties
+    assert not any("Bureau" in party or "committee" in party or "company" in party
+                   for party in parties), parties
     png = page.screenshot(captureBeyondViewport=False)
     assert png_colours(png) > 5
     _keep(png, "council.png")
