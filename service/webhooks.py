@@ -84,8 +84,13 @@ def deliver(engine: Engine, settings: WebhookSettings | None = None) -> dict:
             try:
                 post(head["url"], head["secret"], head["outbox_id"], head["payload"],
                      settings.timeout_s)
-            except (OSError, ValueError) as error:  # refused, timed out, non-2xx, bad URL
-                wait = min(settings.retry_base_s * 2 ** head["attempts"], settings.retry_max_s)
+            # Any failure of one receiver (refused, timed out, non-2xx, a URL http.client cannot
+            # use, a peer that does not speak HTTP) is that receiver's: it waits and is tried
+            # again, and never holds up the changes of the others.
+            except Exception as error:  # noqa: BLE001
+                # The exponent is capped: 2 ** 1024 as a float overflows after days of outage.
+                wait = min(settings.retry_base_s * 2.0 ** min(head["attempts"], 30),
+                           settings.retry_max_s)
                 with engine.begin() as conn:
                     outbox.mark_failed(conn, head["subscription_id"], head["outbox_id"],
                                        str(error) or type(error).__name__, wait)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Body, Path
 from fastapi.encoders import jsonable_encoder
@@ -21,6 +22,17 @@ from service.deps import AdminDep, EngineDep
 
 router = APIRouter(tags=["webhooks"])
 MAX_URL = 2000
+
+
+def _usable_url(url: str) -> bool:
+    """Whether ``url`` is an http(s) URL that urllib can post to (a host, a valid port)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        return False
+    return (parts.scheme in ("http", "https") and bool(parts.hostname)
+            and not any(c.isspace() for c in url))
 
 
 class NewSubscription(BaseModel):
@@ -37,8 +49,8 @@ def subscribe(engine: EngineDep, caller: AdminDep,
               body: Annotated[NewSubscription, Body()]) -> JSONResponse:
     """Start delivering every change from now on; the answer holds the signing secret once."""
     url = check_text(body.url.strip(), "url", max_chars=MAX_URL)
-    if not url.startswith(("http://", "https://")):
-        raise InvalidInput("url must be an http(s) URL.")
+    if not _usable_url(url):
+        raise InvalidInput("url must be an http(s) URL with a host (and a numeric port, if any).")
     description = (check_text(body.description, "description", max_chars=200)
                    if body.description else None)
     secret = secrets.token_urlsafe(32)

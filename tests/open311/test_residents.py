@@ -18,6 +18,7 @@ import httpx
 import sqlalchemy as sa
 import uvicorn
 
+from geo import outbox
 from service.app import create_app
 from service.settings import ServiceSettings
 from tests.service.conftest import _free_port, api_keys  # noqa: F401
@@ -183,6 +184,64 @@ def test_report_with_photo_reaches_open311_council_and_a_webhook_that_was_down(
     assert [h["kind"] for h in status["history"]] == ["status", "reply", "status"]
     html = HTTP.get(f"{twin}/report/status/{token}").text
     assert "已办结" in html and "已派人检修" in html
+
+
+class NotHttp:
+    """A port that answers every connection with bytes that are not HTTP."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/hook"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\n" * 3)
+
+
+def test_a_broken_receiver_never_holds_up_the_others(twin, api_keys, sample_engine):  # noqa: F811
+    admin = {"X-API-Key": api_keys["admin"]}
+    for bad in ("http://127.0.0.1:80a/hook", "http://exa mple.cn/hook", "http:///hook"):
+        refused = HTTP.post(f"{twin}/webhooks", json={"url": bad}, headers=admin)
+        assert refused.status_code == 400 and "url" in refused.json()["detail"], bad
+    not_http = NotHttp()
+    with sample_engine.begin() as conn:  # as a row stored before URLs were checked could be
+        outbox.add_subscription(conn, url="http://127.0.0.1:80a/hook", secret="s",
+                                description="typo", created_by="test")
+    assert HTTP.post(f"{twin}/webhooks", json={"url": not_http.url},
+                     headers=admin).status_code == 201
+    good = Receiver()
+    assert HTTP.post(f"{twin}/webhooks", json={"url": good.url}, headers=admin).status_code == 201
+    good.up()
+    try:
+        lon, lat = _street_point(sample_engine, 70)
+        made = HTTP.post(f"{twin}/report", data={"description": "路灯不亮了", "lat": str(lat),
+                                                 "long": str(lon)},
+                         headers={"X-Device-Id": "dev-broken-receivers"})
+        assert made.status_code == 201, made.text
+        rid = made.json()["service_request_id"]
+        _wait(lambda: any(json.loads(b["raw"])["service_request_id"] == rid
+                          for _, b in good.got) or None)
+    finally:
+        good.down()
+        not_http.sock.close()
+    with sample_engine.connect() as conn:
+        errors = conn.execute(sa.text(
+            "SELECT s.url, d.status, d.attempts FROM webhook_deliveries d "
+            "JOIN webhook_subscriptions s ON s.id = d.subscription_id WHERE d.request_id = :r"),
+            {"r": int(rid)}).all()
+    by_url = {url: (status, attempts) for url, status, attempts in errors}
+    assert by_url[good.url][0] == "delivered"
+    assert by_url["http://127.0.0.1:80a/hook"][0] == "pending"  # kept, tried again later
+    assert by_url["http://127.0.0.1:80a/hook"][1] >= 1
+    assert by_url[not_http.url][0] == "pending" and by_url[not_http.url][1] >= 1
 
 
 def test_chat_messages_make_a_routed_request_then_a_plus_one(twin, api_keys, sample_engine):  # noqa: F811
