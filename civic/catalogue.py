@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from geo.i18n import N_
+from geo.i18n import N_, gettext
 
 MATTERS = ("big", "small", "private")
 OVERDUE_KIND = "request_overdue"
@@ -29,12 +29,6 @@ DEPARTMENTS = {
     "greening": N_("County Urban Management Bureau, parks and greening"),
     "property_management": N_("County Housing and Urban-Rural Development Bureau, property "
                               "management office"),
-}
-PARTY_KINDS = {
-    "department": "government department", "property_company": "property company",
-    "resettlement_office": "resettlement community service centre",
-    "residents_committee": "residents' committee", "sub_district": "sub-district office",
-    "resident": "residents themselves",
 }
 
 
@@ -160,6 +154,6 @@ def sla_hours(service: Service | None, matter: str) -> int:
 
 
 def service_name(code: str) -> str:
-    """A service's name, or its code when the catalogue no longer has it."""
+    """A service's name in the current language, or its code when the catalogue lacks it."""
     service = SERVICES.get(code)
-    return service.name if service else code
+    return gettext(service.name) if service else code

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 
 from sqlalchemy.engine import Connection
@@ -17,6 +18,7 @@ from sqlalchemy.engine import Connection
 from civic.catalogue import MATTERS, service_name
 from civic.routing import party_of
 from geo import requests as store
+from geo.i18n import use_locale
 
 STATUSES = ("open", "closed")
 CSV_FIELDS = ("compound_external_id", "compound_name", "responsible_party", "responsible_kind",
@@ -46,30 +48,26 @@ def living_list(conn: Connection, *, compound: str | None = None,
                 matters: list[str] | None = None,
                 statuses: list[str] | None = None,
                 lang: str | None = None) -> tuple[list[Line], list[dict]]:
-    """The list's lines and the requests behind them, parties named in ``lang``."""
+    """The list's lines and the requests behind them, parties named in ``lang``.
+
+    The lines count every request; the requests listed under them are the first
+    ``geo.requests.living_list`` gives (a page to meet over, not an archive).
+    """
+    lines = [Line(row["compound_external_id"], row["compound_name"], row["responsible_party"],
+                  row["responsible_kind"], row["matter"], row["status"], int(row["requests"]),
+                  int(row["supporters"]), round(float(row["oldest_days"]), 1),
+                  int(row["overdue"]), [int(i) for i in row["request_ids"]],
+                  party_of(row, lang))
+             for row in store.living_lines(conn, compound=compound, matters=matters,
+                                           statuses=statuses)]
     items = store.living_list(conn, compound=compound, matters=matters, statuses=statuses)
-    lines: dict[tuple, Line] = {}
-    for item in items:
-        key = (item["compound_external_id"], item["responsible_party"], item["matter"],
-               item["status"])
-        line = lines.get(key)
-        if line is None:
-            line = lines[key] = Line(
-                item["compound_external_id"], item["compound_name"], item["responsible_party"],
-                item["responsible_kind"], item["matter"], item["status"], 0, 0, 0.0, 0, [],
-                party_of(item, lang))
-        line.requests += 1
-        line.supporters += int(item["supporters"])
-        line.oldest_days = max(line.oldest_days, round(float(item["age_days"]), 1))
-        line.overdue += int(bool(item["overdue"]))
-        line.request_ids.append(int(item["id"]))
-    for item in items:
-        item["service_name"] = service_name(item["service_code"])
+    with use_locale(lang) if lang else nullcontext():
+        for item in items:
+            item["service_name"] = service_name(item["service_code"])
     order = {m: i for i, m in enumerate(MATTERS)}
-    ordered = sorted(lines.values(), key=lambda ln: (
-        ln.compound_name is None, ln.compound_name or "", ln.responsible_party,
-        order[ln.matter], ln.status != "open"))
-    return ordered, items
+    lines.sort(key=lambda ln: (ln.compound_name is None, ln.compound_name or "",
+                               ln.responsible_party, order[ln.matter], ln.status != "open"))
+    return lines, items
 
 
 def as_json(lines: list[Line]) -> list[dict]:

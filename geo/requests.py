@@ -576,6 +576,25 @@ WHERE r.duplicate_of IS NULL
 """
 
 
+def living_lines(conn: Connection, *, compound: str | None = None,
+                 matters: list[str] | None = None,
+                 statuses: list[str] | None = None) -> list[dict]:
+    """The living list's lines: original requests by compound, party, matter and status.
+
+    Counted over every request (the list of requests behind them is capped, the lines not):
+    requests, supporters, the oldest one's age in days, how many are overdue, and their ids.
+    """
+    return [dict(r) for r in conn.execute(sa.text(
+        "WITH items AS (" + _LIVING + ") SELECT compound_external_id, compound_name, "
+        "responsible_party, (array_agg(responsible_party_message ORDER BY id DESC))[1] "
+        "AS responsible_party_message, min(responsible_kind) AS responsible_kind, matter, "
+        "status, count(*) AS requests, sum(supporters) AS supporters, "
+        "max(age_days) AS oldest_days, count(*) FILTER (WHERE overdue) AS overdue, "
+        "array_agg(id ORDER BY requested_at, id) AS request_ids FROM items "
+        "GROUP BY compound_external_id, compound_name, responsible_party, matter, status"),
+        {"compound": compound, "matters": matters, "statuses": statuses}).mappings()]
+
+
 def living_list(conn: Connection, *, compound: str | None = None,
                 matters: list[str] | None = None, statuses: list[str] | None = None,
                 limit: int = 5000) -> list[dict]:
