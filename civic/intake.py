@@ -79,14 +79,22 @@ def locate(conn: Connection, group: ChatGroup, message: str) -> Located:
         raise InvalidInput(f"The group {group.group_id}'s compound "
                            f"{group.compound_external_id} is not in the twin.")
     names = store.place_names(conn)
+    # The group's own compound and building are where the message comes from, not places it
+    # names: take their names out first, so that a street or another compound whose name is
+    # part of them ("Anle Lane" in "Anle Lane Houses", 滨江花园 in 滨江花园二期) is not found.
     lowered = message.lower()
+    house = (store.building_place(conn, group.building_external_id)
+             if group.building_external_id else None)
+    for own in sorted(filter(None, (compound["name"], house and house["name"])), key=len,
+                      reverse=True):
+        lowered = lowered.replace(own.lower(), " ")
     for other in sorted(names["compounds"], key=len, reverse=True):
         if other.lower() in lowered and other != compound["name"]:
             ext = store.compound_by_name(conn, other)
             found = store.compound_place(conn, ext) if ext else None
             if found:
                 return Located(found["lon"], found["lat"], f"compound {other}", found["id"])
-    gate = _GATE.search(message)
+    gate = _GATE.search(lowered)
     if gate:
         number = int(gate.group(1) or gate.group(2))
         point = store.gate_point(conn, compound["id"], number) if 0 < number < 20 else None
@@ -100,11 +108,9 @@ def locate(conn: Connection, group: ChatGroup, message: str) -> Located:
             if point:
                 return Located(*point, f"{streets[typed]} near {compound['name']}",
                                compound["id"])
-    if group.building_external_id:
-        house = store.building_place(conn, group.building_external_id)
-        if house is not None:
-            return Located(house["lon"], house["lat"], f"building {house['name']}",
-                           house["compound_id"] or compound["id"])
+    if house is not None:
+        return Located(house["lon"], house["lat"], f"building {house['name']}",
+                       house["compound_id"] or compound["id"])
     return Located(compound["lon"], compound["lat"], f"compound {compound['name']}",
                    compound["id"])
 

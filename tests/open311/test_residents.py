@@ -317,6 +317,13 @@ def test_a_building_groups_message_is_placed_at_its_building_and_counted_there(
             {"r": int(made["service_request_id"]), "b": house}).one()
     assert inside and compound == "CP-0002"
     assert open_matters() == before + 1
+    # Naming its own compound (whose name holds the street "Xinglong Lane") is not naming
+    # that street: the message stays at the house.
+    named = HTTP.post(f"{twin}/intake/messages", headers=key, json={
+        "group_id": "grp-b-cp-0002-01", "sender_id": "wx-chen", "text":
+        "Xinglong Lane Houses 1号楼的电梯坏了", "sent_at": datetime.now(UTC).isoformat()})
+    assert named.status_code == 201, named.text
+    assert named.json()["located"].startswith("building "), named.json()["located"]
 
 
 def test_abuse_limits_hold(twin, sample_engine):
