@@ -357,6 +357,18 @@ def set_status(conn: Connection, request_id: int, status: str, notes: str | None
         "UPDATE service_requests SET status = :s, status_notes = :n, updated_at = now(), "
         "closed_at = CASE WHEN CAST(:s AS text) = 'closed' THEN now() END "
         "WHERE id = :id OR duplicate_of = :id"), {"s": status, "n": notes, "id": request_id})
+    if status == "open":
+        # Reopened after its alert was settled ("it is not fixed"): the settled alert no
+        # longer speaks for the request, or the public view would still read it as closed.
+        conn.execute(sa.text(
+            "UPDATE service_requests r SET "
+            "joined_alert_id = CASE WHEN j.status IN ('resolved', 'dismissed') THEN NULL "
+            "ELSE r.joined_alert_id END, "
+            "overdue_alert_id = CASE WHEN o.status IN ('resolved', 'dismissed') THEN NULL "
+            "ELSE r.overdue_alert_id END "
+            "FROM service_requests x LEFT JOIN alerts j ON j.id = x.joined_alert_id "
+            "LEFT JOIN alerts o ON o.id = x.overdue_alert_id "
+            "WHERE x.id = r.id AND r.id = :id"), {"id": request_id})
     add_event(conn, request_id, actor, "status", row.status, status, notes)
     for supporter_id, was in supporters:  # each reporter of the matter is told
         add_event(conn, supporter_id, actor, "status", was, status, notes)
@@ -457,16 +469,22 @@ def mark_overdue(conn: Connection, request_id: int, alert_id: int) -> None:
 
 def close_settled_by_alerts(conn: Connection) -> int:
     """Store 'closed' on requests whose joined or overdue alert was resolved or dismissed."""
-    rows = conn.execute(sa.text(
+    closed = conn.execute(sa.text(
         "UPDATE service_requests r SET status = 'closed', closed_at = now(), updated_at = now(),"
         " status_notes = coalesce((SELECT e.note FROM alert_events e WHERE e.alert_id = a.id "
         "AND e.to_status = a.status ORDER BY e.at DESC, e.id DESC LIMIT 1), "
-        "'The matter was ' || a.status || '.') FROM alerts a "
+        "'The matter was ' || a.status || '.') FROM alerts a "  # civic.texts.SETTLED_BY_ALERT
         "WHERE a.id = coalesce(r.joined_alert_id, r.overdue_alert_id) AND r.status = 'open' "
-        "AND a.status IN ('resolved', 'dismissed') RETURNING r.id")).scalars().all()
-    for request_id in rows:
-        add_event(conn, request_id, "twin", "status", "open", "closed", "its alert was settled")
-    return len(rows)
+        "AND a.status IN ('resolved', 'dismissed') RETURNING r.id, r.status_notes")).all()
+    # Its supporters are closed with it, and each reporter is told, as set_status does.
+    supporters = conn.execute(sa.text(
+        "UPDATE service_requests s SET status = 'closed', closed_at = now(), updated_at = now(),"
+        " status_notes = o.status_notes FROM service_requests o "
+        "WHERE s.duplicate_of = o.id AND o.id = ANY(:ids) AND s.status = 'open' "
+        "RETURNING s.id, s.status_notes"), {"ids": [row.id for row in closed]}).all()
+    for request_id, note in [*closed, *supporters]:
+        add_event(conn, request_id, "twin", "status", "open", "closed", note)
+    return len(closed)
 
 
 def staff_labels(conn: Connection) -> list[tuple[str, str, str]]:

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from georeport import GeoReport
 
 from civic.workflow import escalate_overdue
+from geo import outbox
 from predict.triage import evaluate
 
 from .conftest import post
@@ -202,6 +203,46 @@ def test_overdue_request_raises_alert(client, api_keys, street_points, sample_en
     with sample_engine.begin() as conn:  # raised once
         assert request_id not in dict(escalate_overdue(conn, datetime.now(UTC)
                                                         + timedelta(hours=5)))
+
+
+def test_a_settled_overdue_alert_closes_the_supporters_too_and_a_reopen_holds(
+        client, api_keys, street_points, sample_engine):
+    lon, lat = street_points[6]
+    crew = {"X-API-Key": api_keys["crew"]}
+    first = post(client, api_key=api_keys["viewer"], service_code="manhole_cover", lat=lat,
+                 long=lon, **{"attribute[cover_state]": "missing"}).json()[0]
+    second = post(client, api_key=api_keys["crew"], service_code="manhole_cover",
+                  lat=lat + 10 / 111_000, long=lon,
+                  **{"attribute[cover_state]": "missing"}).json()[0]
+    original, supporter = int(first["service_request_id"]), int(second["service_request_id"])
+    assert client.get(f"/open311/v2/requests/{supporter}.json").json()[0]["duplicate_of"] \
+        == str(original)
+    later = datetime.now(UTC) + timedelta(hours=5)
+    with sample_engine.begin() as conn:
+        alert_id = dict(escalate_overdue(conn, later))[original]
+    fixed = client.post(f"/alerts/{alert_id}/resolve", json={"note": "Cover replaced."},
+                        headers=crew)
+    assert fixed.status_code == 200, fixed.text
+    with sample_engine.begin() as conn:
+        escalate_overdue(conn, later)  # closes what its settled alert speaks for
+    with sample_engine.connect() as conn:
+        stored = dict(conn.execute(sa.text(
+            "SELECT id, status FROM service_requests WHERE id IN (:a, :b)"),
+            {"a": original, "b": supporter}).all())
+        told = [(o["payload"]["status"], o["payload"]["note"])
+                for o in outbox.outbox_of(conn, supporter)]
+    assert stored == {original: "closed", supporter: "closed"}
+    assert told[-1] == ("closed", "Cover replaced.")  # the supporter's reporter is told
+    # "It is not fixed": the crew reopens it, and it stays open for everyone.
+    reopened = client.post(f"/open311/v2/requests/{original}/status",
+                           data={"status": "open", "status_notes": "Still missing."},
+                           headers=crew)
+    assert reopened.status_code == 200, reopened.text
+    with sample_engine.begin() as conn:
+        escalate_overdue(conn, later)
+    for rid in (original, supporter):
+        got = client.get(f"/open311/v2/requests/{rid}.json").json()[0]
+        assert got["status"] == "open", (rid, got["status_notes"])
 
 
 def test_contact_details_never_public(client, api_keys, street_points):
