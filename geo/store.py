@@ -500,14 +500,27 @@ def last_feed_drop_total(conn: Connection, broker: str) -> int | None:
     ).scalar()
 
 
-def record_feed_drops(conn: Connection, broker: str, *, total: int, new: int,
-                      run_id: int | None) -> None:
-    """Keep a reading of the broker's counter and how many messages it adds to the lost."""
+def record_feed_drops(conn: Connection, broker: str, *, total: int,
+                      run_id: int | None) -> int | None:
+    """Keep a new reading of the broker's counter; how many messages it adds to the lost.
+
+    Every watcher of a group reads the same counter: the change is counted once, by whichever
+    records it first (the others find the total recorded already: None, nothing kept). The
+    first reading of a broker is a baseline (0); a total below the last means the broker
+    restarted and counts from 0 again.
+    """
+    conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('feed_drops:' || :broker))"),
+                 {"broker": broker})
+    last = last_feed_drop_total(conn, broker)
+    if last == total:
+        return None
+    new = 0 if last is None else total - last if total > last else total
     conn.execute(
         sa.text("INSERT INTO feed_drops (broker, dropped_total, dropped_new, run_id) "
                 "VALUES (:broker, :total, :new, :run_id)"),
         {"broker": broker, "total": total, "new": new, "run_id": run_id},
     )
+    return new
 
 
 def feed_drops_by_broker(conn: Connection) -> dict[str, int]:

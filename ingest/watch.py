@@ -693,28 +693,25 @@ class _WatchJob:
                 continue
             self._load(batch)
             busy_at = time.monotonic()
+            # A busy feed is when a broker drops: its counter is checked after every batch
+            # too (a no-op while it has not changed), not only when the feed goes quiet.
+            self._check_drops()
 
     def _check_drops(self) -> None:
         """Record a change of the broker's drop counter; warn when it says messages were lost."""
         seen = self.drops_seen
         if seen is None or seen == self.drops_known:
             return
-        if self.drops_known is None:
-            new = 0  # the first reading ever of this broker: a baseline, not a loss we saw
-        elif seen > self.drops_known:
-            new = seen - self.drops_known
-        else:
-            new = seen  # the counter went back: the broker restarted and counts from 0
         try:
             with self.engine.begin() as conn:
-                store.record_feed_drops(conn, self.broker, total=seen, new=new,
-                                        run_id=self.stats.run_id)
+                new = store.record_feed_drops(conn, self.broker, total=seen,
+                                              run_id=self.stats.run_id)
         except sa_exc.DBAPIError as error:
             LOGGER.warning("Could not record the broker's drop counter (%s); trying again "
                            "later.", _reason(error))
             return
         self.drops_known = seen
-        if new:
+        if new:  # None: another watcher of the group recorded this change already
             self.stats.broker_dropped += new
             LOGGER.warning(
                 "The broker %s reports %d more messages dropped (%d since it started): "

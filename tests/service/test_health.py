@@ -10,8 +10,11 @@ def test_metrics_say_what_a_broker_dropped(client, sample_engine):
     from geo import store
 
     with sample_engine.begin() as conn:
-        store.record_feed_drops(conn, "feeds.example:1883", total=1200, new=0, run_id=None)
-        store.record_feed_drops(conn, "feeds.example:1883", total=1450, new=250, run_id=None)
+        assert store.record_feed_drops(conn, "feeds.example:1883", total=1200, run_id=None) == 0
+        assert store.record_feed_drops(conn, "feeds.example:1883", total=1450, run_id=None) == 250
+        # The second watcher of a group reads the same counter: counted once, not twice.
+        assert store.record_feed_drops(conn, "feeds.example:1883", total=1450,
+                                       run_id=None) is None
     text = client.get("/metrics").text
     assert 'twin_feed_dropped_messages{broker="feeds.example:1883"} 250.0' in text
 
