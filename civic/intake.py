@@ -26,6 +26,7 @@ from civic.texts import text
 from geo import requests as store
 from geo.errors import InvalidInput
 
+MAX_IMAGES = 3  # photos a message may carry
 GROUPS_FILE = Path(__file__).resolve().parents[1] / "sample_data" / "requests" / "chat_groups.csv"
 _GATE = re.compile(r"(\d+)\s*号?\s*门|gate\s*(\d+)", re.IGNORECASE)
 # Chinese names of the sample's streets that residents use (the twin stores English names).

@@ -17,12 +17,14 @@ format).
 
 from __future__ import annotations
 
+import math
 import re
 
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
 
+from civic.intake import MAX_IMAGES
 from geo.i18n import _, format_decimal
 from geo.settings import LoopSettings
 from service.errors import problem
@@ -36,9 +38,12 @@ MULTIPART_SLACK = 64 * 1024  # the form's boundary and part headers around the p
 def limit_for(path: str, settings: ServiceSettings) -> tuple[int, str]:
     """The body limit in bytes of a request path and the name of its route family."""
     if PHOTO_UPLOAD.fullmatch(path):
-        return LoopSettings().photo_max_bytes + MULTIPART_SLACK, "a photo upload"
-    if path == "/report" or path == "/intake/messages":
-        return settings.report_photo_max_bytes + MULTIPART_SLACK, "a resident's report"
+        return LoopSettings().photo_max_bytes + MULTIPART_SLACK, _("a photo upload")
+    if path == "/report":
+        return settings.report_photo_max_bytes + MULTIPART_SLACK, _("a resident's report")
+    if path == "/intake/messages":  # JSON with up to MAX_IMAGES photos in base64 (4/3 larger)
+        return (MAX_IMAGES * math.ceil(settings.report_photo_max_bytes * 4 / 3) + MULTIPART_SLACK,
+                _("a chat-group message"))
     if path == "/readings" or path.startswith("/readings/"):
         return settings.max_body_bytes_readings, _("a readings batch")
     if path.startswith("/open311/"):

@@ -28,7 +28,6 @@ from service.photos import check_photo, keep_photo
 from service.routers.open311 import classifier
 
 router = APIRouter(tags=["residents"])
-MAX_IMAGES = 3
 require_any = Depends(require("viewer"))
 
 
@@ -39,7 +38,7 @@ class Message(BaseModel):
     sender_id: str = Field(max_length=100, examples=["wxid_abc123"])
     sent_at: datetime = Field(description="ISO 8601 with an offset.")
     text: str = Field(max_length=2000, examples=["2号门外的路灯坏了，晚上很黑"])
-    images: list[str] = Field(default_factory=list, max_length=MAX_IMAGES,
+    images: list[str] = Field(default_factory=list, max_length=intake.MAX_IMAGES,
                               description="Base64 JPEG, PNG or WebP, at most 3.")
 
 

@@ -27,14 +27,15 @@ from tests.tools import find_tool, requires_tool
 HTTP = httpx.Client(timeout=120)  # the first triage trains the model: slow on a busy machine
 
 
-def _png() -> bytes:
-    """A real 2x2 PNG."""
+def _png(padding: int = 0) -> bytes:
+    """A real 2x2 PNG, made ``padding`` bytes larger by a text chunk (a phone's photo size)."""
     def chunk(kind: bytes, data: bytes) -> bytes:
         return (struct.pack(">I", len(data)) + kind + data
                 + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
     raw = b"".join(b"\x00" + b"\xff\x00\x00" * 2 for _ in range(2))
+    text = chunk(b"tEXt", b"Comment\x00" + b"x" * padding) if padding else b""
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 2, 2, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+            + text + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
 class Receiver:
@@ -287,6 +288,11 @@ def test_chat_messages_make_a_routed_request_then_a_plus_one(twin, api_keys, sam
     assert {ln["matter"] for ln in lines} >= {"big", "small"}
     big = next(ln for ln in lines if int(one["service_request_id"]) in ln["request_ids"])
     assert big["supporters"] >= 1
+    # A phone's 4 MB photo, which base64 makes 5.3 MB of JSON, is taken.
+    photo = HTTP.post(f"{twin}/intake/messages", headers=key, json={
+        **msg, "sender_id": "wx-sun", "text": "小区门口的井盖不见了",
+        "images": [base64.b64encode(_png(4_000_000)).decode()]})
+    assert photo.status_code == 201, photo.text[:300]
     bad = HTTP.post(f"{twin}/intake/messages", headers=key, json={**msg, "group_id": "nope"})
     assert bad.status_code == 400 and "group_id" in bad.json()["detail"]
 
