@@ -25,6 +25,7 @@ from civic.routing import party_text
 from civic.texts import text
 from geo import requests as store
 from geo.errors import InvalidInput
+from geo.i18n import format_datetime, local_zone, use_locale
 
 MAX_IMAGES = 3  # photos a message may carry
 GROUPS_FILE = Path(__file__).resolve().parents[1] / "sample_data" / "requests" / "chat_groups.csv"
@@ -116,6 +117,12 @@ def locate(conn: Connection, group: ChatGroup, message: str) -> Located:
                    compound["id"])
 
 
+def _when_zh(value: datetime) -> str:
+    """A time for the group's reply: in Chinese, on the deployment's clock (TWIN_TIMEZONE)."""
+    with use_locale("zh"):
+        return format_datetime(value, tz=local_zone())
+
+
 def take(conn: Connection, groups: dict[str, ChatGroup], msg: ChatMessage,
          classify: workflow.Classify, status_url: str) -> tuple[workflow.Outcome, str]:
     """Make the request (or the +1) of a chat message; the outcome and the reply to post.
@@ -142,6 +149,6 @@ def take(conn: Connection, groups: dict[str, ChatGroup], msg: ChatMessage,
         reply = text("chat.new", "zh",
             matter=text(f"matter.{done.matter}"), id=done.request_id,
             party=party_text(done.party_message, "zh"),
-            expected=f"{done.public['expected_at']:%m月%d日 %H:%M}",
+            expected=_when_zh(done.public["expected_at"]),
             url=status_url.format(token=done.token))
     return done, reply

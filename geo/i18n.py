@@ -76,6 +76,7 @@ from babel import Locale, dates, numbers
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import LazyProxy, Translations
+from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DOMAIN = "twin"
@@ -91,11 +92,32 @@ _current: ContextVar[str | None] = ContextVar("twin_locale", default=None)
 
 
 class LanguageSettings(BaseSettings):
-    """The deployment's language: ``TWIN_LANGUAGE`` (``zh`` or ``en``; default English)."""
+    """The deployment's language and clock.
+
+    ``TWIN_LANGUAGE`` (``zh`` or ``en``; default English), and ``TWIN_TIMEZONE`` (an IANA
+    zone such as ``Asia/Shanghai``; default UTC): the zone residents' pages and messages
+    give times in, since residents read their own clock and the database keeps UTC.
+    """
 
     model_config = SettingsConfigDict(env_prefix="TWIN_", extra="ignore")
 
     language: str = SOURCE_LOCALE
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            dates.get_timezone(value)
+        except LookupError:
+            raise ValueError(f"TWIN_TIMEZONE '{value[:60]}' is not a time zone name such as "
+                             f"Asia/Shanghai or UTC.") from None
+        return value
+
+
+def local_zone() -> tzinfo:
+    """The deployment's time zone (``TWIN_TIMEZONE``), read on each call."""
+    return dates.get_timezone(LanguageSettings().timezone)
 
 
 def resolve(tag: str | None) -> str | None:

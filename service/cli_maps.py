@@ -127,6 +127,7 @@ def demo(
     # The demo is the sample's deployment, a Chinese county's: it speaks Chinese unless
     # TWIN_LANGUAGE says otherwise (pages still follow ?lang= and Accept-Language).
     os.environ.setdefault("TWIN_LANGUAGE", "zh")
+    os.environ.setdefault("TWIN_TIMEZONE", "Asia/Shanghai")  # and its residents' clock
     set_locale(default_locale())
 
     try:

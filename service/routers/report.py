@@ -32,6 +32,7 @@ from civic.routing import party_of, party_text
 from civic.texts import note_text, pick_lang, text
 from geo import requests as store
 from geo.errors import InvalidInput, NotFound
+from geo.i18n import format_datetime, local_zone, use_locale
 from geo.store import twin_area
 from geo.text_rules import check_text
 from service.deps import Caller, EngineDep, require
@@ -114,6 +115,12 @@ def submit_report(engine, classify: workflow.Classify, *, description: str,
             store.add_photo(conn, request_id=done.request_id, media_type=media, size=len(data),
                             sha256=digest, path=relative)
     return done
+
+
+def _when(value, lang: str) -> str:
+    """A time as the resident reads it: their language, the deployment's clock."""
+    with use_locale(lang):
+        return format_datetime(value, tz=local_zone())
 
 
 def status_view(engine, token: str, lang: str) -> dict:
@@ -343,11 +350,11 @@ def status_html(lang: str, view: dict) -> str:
     def change(h: dict) -> str:
         return tx("status." + h["to_value"]) if h["to_value"] in ("open", "closed") else ""
     rows = "".join(
-        f"<tr><td>{_e(h['at'].strftime('%Y-%m-%d %H:%M'))}</td>"
+        f"<tr><td>{_e(_when(h['at'], lang))}</td>"
         f"<td>{tx('status.reply') if h['kind'] == 'reply' else tx('status.change')}</td>"
         f"<td>{change(h)} {_e(h['note'])}</td></tr>" for h in view["history"])
     joined = f"<p class='done'>{tx('status.joined')}</p>" if view["duplicate_of"] else ""
-    expected = view["expected_at"].strftime("%Y-%m-%d %H:%M") if view["expected_at"] else ""
+    expected = _when(view["expected_at"], lang) if view["expected_at"] else ""
     return f"""<!doctype html>
 <html lang="{'zh-CN' if lang == 'zh' else 'en'}"><head><meta charset="utf-8">
 <link rel="icon" href="data:,">

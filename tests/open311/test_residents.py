@@ -13,6 +13,7 @@ import time
 import zlib
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from zoneinfo import ZoneInfo
 
 import httpx
 import sqlalchemy as sa
@@ -330,6 +331,19 @@ def test_a_building_groups_message_is_placed_at_its_building_and_counted_there(
         "Xinglong Lane Houses 1号楼的电梯坏了", "sent_at": datetime.now(UTC).isoformat()})
     assert named.status_code == 201, named.text
     assert named.json()["located"].startswith("building "), named.json()["located"]
+
+
+def test_residents_read_times_on_the_deployments_clock(twin, api_keys, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("TWIN_TIMEZONE", "Asia/Shanghai")
+    made = HTTP.post(f"{twin}/intake/messages", headers={"X-API-Key": api_keys["viewer"]}, json={
+        "group_id": "grp-cp-0007", "sender_id": "wx-clock", "text": "路灯杆被车撞歪了",
+        "sent_at": datetime.now(UTC).isoformat()})
+    assert made.status_code == 201, made.text
+    rid = made.json()["service_request_id"]
+    expected = datetime.fromisoformat(HTTP.get(
+        f"{twin}/open311/v2/requests/{rid}.json").json()[0]["expected_datetime"])
+    local = expected.astimezone(ZoneInfo("Asia/Shanghai"))
+    assert f"{local.month}月{local.day}日 {local:%H:%M}" in made.json()["reply"]
 
 
 def test_abuse_limits_hold(twin, sample_engine):
