@@ -122,8 +122,8 @@ def submit(conn: Connection, sub: Submission, classify: Classify) -> Outcome:
     """
     service = SERVICES.get(sub.service_code)
     if service is None:
-        raise InvalidInput(f"service_code '{sub.service_code}' is not a service of this "
-                           f"endpoint; see services.json.")
+        raise InvalidInput(_("service_code '{code}' is not a service of this endpoint; see "
+                             "services.json.", code=sub.service_code[:60]))
     matter, source, confidence, department = triage(sub.service_code, sub.attributes,
                                                      sub.description, classify)
     store.lock_key(conn, sub.actor)

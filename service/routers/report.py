@@ -32,7 +32,7 @@ from civic.routing import party_of, party_text
 from civic.texts import note_text, pick_lang, text
 from geo import requests as store
 from geo.errors import InvalidInput, NotFound
-from geo.i18n import format_datetime, local_zone, use_locale
+from geo.i18n import _, format_datetime, local_zone, use_locale
 from geo.store import twin_area
 from geo.text_rules import check_text
 from service.deps import Caller, EngineDep, require
@@ -64,8 +64,8 @@ def install_limits(app, limiter: Limiter) -> None:
 
     @app.exception_handler(RateLimitExceeded)
     async def too_many(request: Request, error: RateLimitExceeded):
-        return problem(429, f"Too many reports from this device or address (at most "
-                            f"{error.detail}); try again later.",
+        return problem(429, _("Too many reports from this device or address (at most "
+                              "{limit}); try again later.", limit=error.detail),
                        headers={"Retry-After": "3600"})
 
 
@@ -80,13 +80,13 @@ def _point(lat: str | None, long: str | None) -> tuple[float, float] | None:
     if not lat and not long:
         return None
     if not (lat and long):
-        raise InvalidInput("lat and long must be given together.")
+        raise InvalidInput(_("lat and long must be given together."))
     try:
         lon_v, lat_v = float(long), float(lat)
     except ValueError:
-        raise InvalidInput("lat and long must be numbers.") from None
+        raise InvalidInput(_("lat and long must be numbers.")) from None
     if not (-180 <= lon_v <= 180 and -90 <= lat_v <= 90):
-        raise InvalidInput("lat and long must be degrees (-90..90, -180..180).")
+        raise InvalidInput(_("lat and long must be degrees (-90..90, -180..180)."))
     return lon_v, lat_v
 
 
@@ -98,11 +98,11 @@ def submit_report(engine, classify: workflow.Classify, *, description: str,
     with engine.begin() as conn:
         if point is None:
             if not compound:
-                raise InvalidInput("Place a pin on the map (lat and long) or choose a compound.")
+                raise InvalidInput(_("Place a pin on the map (lat and long) or choose a compound."))
             place = store.compound_place(conn, compound)
             if place is None:
-                raise InvalidInput(f"compound: '{compound[:60]}' is not a compound of this "
-                                   f"area.")
+                raise InvalidInput(_("compound: '{compound}' is not a compound of this area.",
+                                     compound=compound[:60]))
             point, compound_id = (place["lon"], place["lat"]), place["id"]
         sub = workflow.Submission(
             service_code="other", description=description, actor=f"report:{device}",
@@ -185,7 +185,7 @@ def make_router(settings: ServiceSettings, database: str = "twin"
         description = check_text(description.strip(), "description",
                                  max_chars=MAX_DESCRIPTION, free_text=True)
         if not description:
-            raise InvalidInput("description: say what is wrong.")
+            raise InvalidInput(_("description: say what is wrong."))
         if compound:
             check_text(compound, "compound", max_chars=100)
         device = device_key(request)
@@ -327,7 +327,8 @@ document.getElementById('report').addEventListener('submit', async (ev) => {{
   else if (!data.get('compound')) {{ answer.className = 'err'; answer.textContent = T.need_place;
     return; }}
   if (!data.get('photo') || !data.get('photo').size) data.delete('photo');
-  const r = await fetch('/report', {{method: 'POST', body: data,
+  // ?lang= makes the whole answer, errors included, speak the page's language.
+  const r = await fetch('/report?lang={lang}', {{method: 'POST', body: data,
     headers: {{'X-Device-Id': device}}}});
   const body = await r.json();
   if (r.ok) {{

@@ -226,7 +226,7 @@ def test_a_broken_receiver_never_holds_up_the_others(twin, api_keys, sample_engi
         lon, lat = _street_point(sample_engine, 70)
         made = HTTP.post(f"{twin}/report", data={"description": "路灯不亮了", "lat": str(lat),
                                                  "long": str(lon)},
-                         headers={"X-Device-Id": "dev-broken-receivers"})
+                         headers={"X-Device-Id": "webhook-check"})
         assert made.status_code == 201, made.text
         rid = made.json()["service_request_id"]
         _wait(lambda: any(json.loads(b["raw"])["service_request_id"] == rid
