@@ -149,6 +149,7 @@ def submit(conn: Connection, sub: Submission, classify: Classify) -> Outcome:
                       status=403)
     duplicate_of = joined_alert = None
     if matter != "private":
+        store.lock_place(conn, lon, lat)
         duplicate_of = store.open_request_near(conn, service.code, lon, lat,
                                                department=department)
         if duplicate_of is None:

@@ -13,6 +13,7 @@ alert of a matching kind, joins it as a supporter. Reporters' contact details ar
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -73,6 +74,26 @@ def geocode(conn: Connection, address: str) -> tuple[float, float] | None:
         " FROM streets WHERE lower(name) = lower(:a) HAVING count(*) > 0) c "
         "ORDER BY rank LIMIT 1"), {"a": address.strip()}).first()
     return (row[0], row[1]) if row else None
+
+
+PLACE_CELL_M = 40.0  # at least DUPLICATE_RADIUS_M: two reports that may be one matter
+# lie in the same cell or in neighbouring ones
+
+
+def lock_place(conn: Connection, lon: float, lat: float) -> None:
+    """Serialise, for the transaction, the reports near a place (so duplicates see each other).
+
+    Two residents reporting one burst pipe at the same moment would otherwise both find no
+    open request and both become originals. The lock covers the point's cell of a
+    ``PLACE_CELL_M`` grid and its eight neighbours, taken in one order (no deadlock).
+    """
+    metres_x = lon * 111_320.0 * max(math.cos(math.radians(lat)), 0.01)
+    cell_x, cell_y = math.floor(metres_x / PLACE_CELL_M), math.floor(lat * 110_574.0 / PLACE_CELL_M)
+    keys = sorted((cell_x + dx) * 1_000_003 + (cell_y + dy)
+                  for dx in (-1, 0, 1) for dy in (-1, 0, 1))
+    for key in keys:
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('place'), hashtext(:k))"),
+                     {"k": str(key)})
 
 
 def open_request_near(conn: Connection, service_code: str, lon: float, lat: float,
