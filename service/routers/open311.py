@@ -288,9 +288,19 @@ def _admin(engine: Engine, key: str | None) -> bool:
     return _caller(engine, key, required=None).role == "admin"
 
 
+# What a private matter (inside a home: "my toilet is blocked") does not show to the public:
+# where it is and what was said, or anyone could list which houses have which problems.
+PRIVATE_WITHHELD = ("lat", "long", "address", "description", "media_url")
+
+
 def _entries(conn, rows: list[dict], admin: bool) -> list[dict]:
     contacts = store.contacts_of(conn, [r["id"] for r in rows]) if admin and rows else {}
-    return [request_entry(r, contacts.get(r["id"], {}) if admin else None) for r in rows]
+    entries = [request_entry(r, contacts.get(r["id"], {}) if admin else None) for r in rows]
+    if not admin:
+        for entry in entries:
+            if entry["matter"] == "private":
+                entry.update(dict.fromkeys(PRIVATE_WITHHELD))
+    return entries
 
 
 @router.get("/requests.{fmt}", summary="Requests by id, service, time and status")

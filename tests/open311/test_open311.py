@@ -313,8 +313,17 @@ def test_attribute_decides_private(client, api_keys, street_points):
     lon, lat = street_points[7]
     r = post(client, api_key=api_keys["viewer"], service_code="blocked_drain", lat=lat,
              long=lon, **{"attribute[where]": "inside_home"})
-    got = client.get(f"/open311/v2/requests/{r.json()[0]['service_request_id']}.json").json()[0]
+    rid = r.json()[0]["service_request_id"]
+    got = client.get(f"/open311/v2/requests/{rid}.json").json()[0]
     assert got["matter"] == "private" and got["status"] == "closed"
+    # Inside a home: the public learns neither where nor what, in any list; staff do.
+    assert (got["lat"], got["long"], got["address"], got["description"]) == (None,) * 4
+    listed = client.get("/open311/v2/requests.json", params={"matter": "private"}).json()
+    assert all(x["lat"] is None and x["description"] is None for x in listed)
+    assert rid in {x["service_request_id"] for x in listed}
+    admin = client.get(f"/open311/v2/requests/{rid}.json",
+                       headers={"X-API-Key": api_keys["admin"]}).json()[0]
+    assert admin["lat"] == pytest.approx(lat) and admin["long"] == pytest.approx(lon)
 
 
 def test_classifier_held_out_accuracy():
