@@ -8,6 +8,7 @@ callers with a key.
 from __future__ import annotations
 
 import hashlib
+import uuid
 from pathlib import Path
 
 from geo.errors import InvalidInput
@@ -58,7 +59,9 @@ def keep_photo(data: bytes, suffix: str, folder: str = "") -> tuple[str, str]:
     target = photo_dir() / relative
     target.parent.mkdir(parents=True, exist_ok=True)
     if not target.exists():
-        partial = target.with_suffix(".part")
+        # A name of this write's own: two uploads of the same bytes at once must not share
+        # (and rename away) one partial file. The rename is atomic; the last one wins.
+        partial = target.with_name(f"{target.name}.{uuid.uuid4().hex}.part")
         partial.write_bytes(data)
         partial.replace(target)
     return digest, relative

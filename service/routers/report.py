@@ -31,7 +31,7 @@ from civic import workflow
 from civic.routing import party_of, party_text
 from civic.texts import note_text, pick_lang, text
 from geo import requests as store
-from geo.errors import InvalidInput, NotFound
+from geo.errors import Conflict, InvalidInput, NotFound
 from geo.i18n import _, format_datetime, local_zone, use_locale
 from geo.store import twin_area
 from geo.text_rules import check_text
@@ -227,8 +227,12 @@ def make_router(settings: ServiceSettings, database: str = "twin"
         with engine.connect() as conn:
             found = store.photo(conn, photo_id)
         if found is None:
-            raise NotFound(f"There is no photo {photo_id}.")
-        return FileResponse(photo_dir() / found["path"], media_type=found["media_type"],
+            raise NotFound(_("There is no photo {id}.", id=photo_id))
+        path = photo_dir() / found["path"]
+        if not path.is_file():  # recorded, but not on this node's disk (TWIN_PHOTO_DIR)
+            raise Conflict(_("Photo {id} is recorded but its file is missing from {where}.",
+                             id=photo_id, where=photo_dir()))
+        return FileResponse(path, media_type=found["media_type"],
                             headers={"Cache-Control": "private, max-age=3600"})
 
     return router, limiter

@@ -21,6 +21,7 @@ import uvicorn
 
 from geo import outbox
 from service.app import create_app
+from service.photos import photo_dir
 from service.settings import ServiceSettings
 from tests.service.conftest import _free_port, api_keys  # noqa: F401
 from tests.tools import find_tool, requires_tool
@@ -134,9 +135,20 @@ def test_report_with_photo_reaches_open311_council_and_a_webhook_that_was_down(
     assert "三事清单" in HTTP.get(f"{twin}/council").text
     with sample_engine.connect() as conn:
         photos = conn.execute(sa.text(
-            "SELECT media_type FROM service_request_photos WHERE request_id = :r"),
-            {"r": int(rid)}).scalars().all()
-    assert photos == ["image/png"]
+            "SELECT id, media_type, path FROM service_request_photos WHERE request_id = :r"),
+            {"r": int(rid)}).all()
+    assert [p.media_type for p in photos] == ["image/png"]
+    viewer = {"X-API-Key": api_keys["viewer"]}
+    photo_url = f"{twin}/report/photos/{photos[0].id}"
+    assert HTTP.get(photo_url).status_code == 401  # never public
+    assert HTTP.get(photo_url, headers=viewer).content == _png()
+    kept = photo_dir() / photos[0].path  # a node without the shared photo folder: 409, no 500
+    kept.rename(kept.with_name("away"))
+    try:
+        gone = HTTP.get(photo_url, headers=viewer)
+        assert gone.status_code == 409 and "missing" in gone.json()["detail"]
+    finally:
+        kept.with_name("away").rename(kept)
 
     # Staff reply and settle it while the receiver is down.
     crew = {"X-API-Key": api_keys["crew"]}
