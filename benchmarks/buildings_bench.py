@@ -125,7 +125,7 @@ def main() -> int:
             _pass(engine, layer_id, properties, found)
         results["tiles"] = {name: _pass(engine, layer_id, properties, found)
                             for name, (layer_id, properties) in PASSES.items()}
-        from service.routers.maps import render_3d
+        from service.map_pages import render_3d
 
         started = time.perf_counter()
         page = render_3d(engine, inline=True)

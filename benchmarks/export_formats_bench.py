@@ -5,8 +5,8 @@
 
 One embedded PostGIS cluster in a temporary TWIN_HOME, destroyed at the end, holding
 ``generate(out, seed=7, scale=S, months=3)`` loaded with ``ingest.sample.load_sample``. For
-``manholes`` and ``streets`` and every format of ``service.exporting.FORMATS``: the median of
-``--repeat`` runs of ``exporting.write_export`` (database to file), the file's size, and the
+``manholes`` and ``streets`` and every format of ``service.export_formats.FORMATS``: the median of
+``--repeat`` runs of ``export_formats.write_export`` (database to file), the file's size, and the
 median time of ``ogrinfo -ro -al -q`` reading every feature of it (the system's GDAL, the
 reader QGIS uses; GeoParquet is skipped where that GDAL has no Parquet driver).
 
@@ -37,7 +37,7 @@ from geo.cluster import EmbeddedCluster  # noqa: E402
 from geo.database import create_engine  # noqa: E402
 from ingest.sample import load_sample  # noqa: E402
 from sample_data.generate import generate  # noqa: E402
-from service import exporting  # noqa: E402
+from service import export_formats  # noqa: E402
 
 RESULTS_DIR = REPO / "benchmarks" / "results"
 LAYERS = ("manholes", "streets")
@@ -77,18 +77,18 @@ def main() -> None:
         with engine.begin() as conn:
             conn.execute(sa.text("ANALYZE"))
         for layer_id in LAYERS:
-            query = exporting.export_query(exporting.find_layer(layer_id))
+            query = export_formats.export_query(export_formats.find_layer(layer_id))
             per_format = results["layers"][layer_id] = {}
-            for fmt in exporting.FORMATS.values():
+            for fmt in export_formats.FORMATS.values():
                 out = home / "out"
                 if out.exists():
                     shutil.rmtree(out)
                 out.mkdir()
-                written = exporting.write_export(engine, query, fmt, out)  # untimed, warms
+                written = export_formats.write_export(engine, query, fmt, out)  # untimed, warms
 
                 def write(fmt=fmt, query=query) -> None:
                     scratch = Path(tempfile.mkdtemp(dir=home))
-                    exporting.write_export(engine, query, fmt, scratch)
+                    export_formats.write_export(engine, query, fmt, scratch)
                     shutil.rmtree(scratch)
 
                 entry = {"features": written.features, "bytes": written.path.stat().st_size,

@@ -19,7 +19,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from geo import outbox
+from geo import STORAGE_SRID, outbox
 from geo.errors import InvalidInput, NotFound
 
 MATTERS = ("big", "small", "private")
@@ -31,13 +31,15 @@ _DEBRIS_VOLUME_M3 = {"lt1": 0.5, "1to5": 3.0, "gt5": 8.0}
 _POTHOLE_SEVERITY = {"small": "low", "medium": "medium", "large": "high"}
 _POTHOLE_SIZE_M2 = {"small": 0.05, "medium": 0.25, "large": 1.0}
 PUBLIC_EVENT_KINDS = ("status", "reply")  # the changes a reporter is told of (the outbox)
+# The point a request gives, as bound parameters :lon and :lat (degrees), in storage SRID.
+_POINT = f"ST_SetSRID(ST_MakePoint(:lon, :lat), {STORAGE_SRID})"
 
 
 def compound_at(conn: Connection, lon: float, lat: float) -> dict | None:
     """The compound containing a point (the smallest, if they overlap)."""
     row = conn.execute(sa.text(
         "SELECT id, name, management_type FROM compounds "
-        "WHERE ST_Intersects(geom, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)) "
+        f"WHERE ST_Intersects(geom, {_POINT}) "
         "ORDER BY ST_Area(geom) LIMIT 1"), {"lon": lon, "lat": lat}).mappings().first()
     return dict(row) if row else None
 
@@ -49,7 +51,7 @@ def district_at(conn: Connection, lon: float, lat: float) -> dict | None:
     """
     row = conn.execute(sa.text(
         "SELECT id, name, level, community, sub_district FROM districts "
-        "WHERE id = district_of(ST_SetSRID(ST_MakePoint(:lon, :lat), 4326))"),
+        f"WHERE id = district_of({_POINT})"),
         {"lon": lon, "lat": lat}).mappings().first()
     return dict(row) if row else None
 
@@ -57,9 +59,8 @@ def district_at(conn: Connection, lon: float, lat: float) -> dict | None:
 def in_twin_area(conn: Connection, lon: float, lat: float) -> bool:
     """Whether a point lies within the twin's assets' extent (plus a small margin)."""
     return bool(conn.execute(sa.text(
-        "SELECT ST_Intersects(ST_SetSRID(ST_Expand(ext, :margin), 4326), "
-        "ST_SetSRID(ST_MakePoint(:lon, :lat), "
-        "4326)) FROM (SELECT ST_Extent(geom)::geometry AS ext FROM (SELECT geom FROM streets "
+        f"SELECT ST_Intersects(ST_SetSRID(ST_Expand(ext, :margin), {STORAGE_SRID}), {_POINT}) "
+        "FROM (SELECT ST_Extent(geom)::geometry AS ext FROM (SELECT geom FROM streets "
         "UNION ALL SELECT geom FROM compounds) g) e"),
         {"lon": lon, "lat": lat, "margin": AREA_MARGIN_DEG}).scalar())
 
@@ -109,8 +110,8 @@ def open_request_near(conn: Connection, service_code: str, lon: float, lat: floa
         "OR CAST(:code AS text) = 'other' THEN department = :dept ELSE service_code = :code "
         "END) AND status = 'open' "
         "AND duplicate_of IS NULL AND joined_alert_id IS NULL "
-        "AND ST_DWithin(geom::geography, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography,"
-        " :r) ORDER BY geom <-> ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) LIMIT 1 FOR UPDATE"),
+        f"AND ST_DWithin(geom::geography, {_POINT}::geography, :r) "
+        f"ORDER BY geom <-> {_POINT} LIMIT 1 FOR UPDATE"),
         {"code": service_code, "lon": lon, "lat": lat, "r": radius_m,
          "dept": department}).scalar()
 
@@ -123,8 +124,8 @@ def active_alert_near(conn: Connection, kinds: tuple[str, ...], lon: float, lat:
     return conn.execute(sa.text(
         "SELECT id FROM alerts WHERE kind = ANY(:kinds) "
         "AND status IN ('open', 'acknowledged', 'in_progress') "
-        "AND ST_DWithin(geom::geography, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography,"
-        " :r) ORDER BY geom <-> ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) LIMIT 1"),
+        f"AND ST_DWithin(geom::geography, {_POINT}::geography, :r) "
+        f"ORDER BY geom <-> {_POINT} LIMIT 1"),
         {"kinds": list(kinds), "lon": lon, "lat": lat, "r": radius_m}).scalar()
 
 
@@ -167,7 +168,7 @@ def insert_request(conn: Connection, *, token: str, service_code: str, descripti
         "compound_id, duplicate_of, joined_alert_id, api_key_name, fingerprint, expected_at, "
         "closed_at, department, channel, chat_group_id) VALUES (:token, "
         ":code, :description, CAST(:attributes AS jsonb), :address, :media, "
-        "ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), :status, :notes, :matter, :msource, "
+        f"{_POINT}, :status, :notes, :matter, :msource, "
         ":mconf, :party, CAST(:pmsg AS jsonb), :pkind, :compound, :dup, :alert, :key, :fp, "
         "now() + make_interval(hours => :sla), "
         "CASE WHEN CAST(:status AS text) = 'closed' THEN now() END, :dept, :channel, :group) "
@@ -234,10 +235,10 @@ def add_observation(conn: Connection, observation: str | None, request_id: int,
         obs_id = conn.execute(sa.text(
             "INSERT INTO road_damage (source, external_id, observed_at, confidence, geom, "
             "damage_class, severity, size_m2, street_id, properties) VALUES (:src, :ext, now(), "
-            ":conf, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), 'D40', :sev, :size, "
+            f":conf, {_POINT}, 'D40', :sev, :size, "
             "(SELECT s.id FROM streets s WHERE ST_DWithin(s.geom::geography, "
-            "ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography, 30) "
-            "ORDER BY s.geom <-> ST_SetSRID(ST_MakePoint(:lon, :lat), 4326) LIMIT 1), "
+            f"{_POINT}::geography, 30) "
+            f"ORDER BY s.geom <-> {_POINT} LIMIT 1), "
             "jsonb_build_object('service_request_id', CAST(:ext AS text))) RETURNING id"),
             {**params, "sev": _POTHOLE_SEVERITY.get(size, "medium"),
              "size": _POTHOLE_SIZE_M2.get(size, 0.25)}).scalar_one()
@@ -245,7 +246,7 @@ def add_observation(conn: Connection, observation: str | None, request_id: int,
         obs_id = conn.execute(sa.text(
             "INSERT INTO debris_piles (source, external_id, observed_at, confidence, geom, "
             "volume_m3, material, properties) VALUES (:src, :ext, now(), :conf, "
-            "ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), :vol, :mat, "
+            f"{_POINT}, :vol, :mat, "
             "jsonb_build_object('service_request_id', CAST(:ext AS text))) RETURNING id"),
             {**params, "vol": _DEBRIS_VOLUME_M3.get(attributes.get("volume", ""), None),
              "mat": attributes.get("material")}).scalar_one()

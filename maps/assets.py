@@ -1,8 +1,9 @@
 """The browser assets of the maps: served by the twin itself, or inlined into one file.
 
 Folium links Leaflet, jQuery, Bootstrap and its plugins from public CDNs. Crews are often
-offline, so every map here links only the files vendored under ``service/static/vendor``
-(fetched from the npm registry by ``scripts/vendor_assets.sh``, with their licences):
+offline, so every map here links only the files vendored in this package, under
+``maps/static/vendor`` (fetched from the npm registry by ``scripts/vendor_assets.sh``, with
+their licences; the service serves the directory at ``/static``):
 :func:`use_local_assets` points every element of a map at them, and raises if an element
 asks for a file that is not vendored, so no CDN address can slip into a page.
 :func:`inline_assets` then turns a rendered page into one self-contained file.
@@ -17,10 +18,11 @@ from pathlib import Path
 
 import folium
 
-STATIC_DIR = Path(__file__).resolve().parent.parent / "service" / "static"
+# The package's own data, next to this module (listed as package data in pyproject.toml).
+STATIC_DIR = Path(__file__).resolve().parent / "static"
 VENDOR = "vendor"
 
-# folium's resource name -> file under service/static/vendor (None: not needed, dropped).
+# folium's resource name -> file under maps/static/vendor (None: not needed, dropped).
 LOCAL: dict[str, str | None] = {
     "leaflet": "leaflet/leaflet.js",
     "leaflet_css": "leaflet/leaflet.css",
@@ -67,7 +69,7 @@ def use_local_assets(m: folium.Map, prefix: str = "/static") -> folium.Map:
     m : folium.Map
         The map, with all its elements added.
     prefix : str
-        Where the service serves ``service/static`` (same origin).
+        Where the service serves :data:`STATIC_DIR` (same origin).
 
     Returns
     -------

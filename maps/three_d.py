@@ -377,7 +377,7 @@ def map_3d(*, style: str | dict, forecasts: dict[int, dict[int, float]],
     subtitle : str
         A line under the title (what is shown, as of when).
     static_prefix : str
-        Where the service serves ``service/static``.
+        Where the service serves ``maps.assets.STATIC_DIR``.
     """
     text = page_text()
     config = {

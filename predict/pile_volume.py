@@ -49,6 +49,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
+from predict.road import as_utc
+
 DAY = pd.Timedelta(days=1)
 PRESENT_DAYS = 14.0
 AREA_M = 200.0
@@ -544,12 +546,6 @@ def forecast_piles(model: PileVolumeModel, present: pd.DataFrame, as_of,
 
 
 # -- reading, evaluating and scoring ------------------------------------------------------------
-
-def as_utc(value) -> pd.Timestamp:
-    """A date or time as a UTC timestamp (a bare date is midnight UTC)."""
-    ts = pd.Timestamp(value)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-
 
 def load_sightings(conn, until) -> pd.DataFrame:
     """Debris sightings observed by ``until``, projected to metres (the data's UTM zone)."""

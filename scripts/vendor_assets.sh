@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Fetch the browser assets of the maps and of the API documentation pages (/docs, /redoc) from the npm registry into service/static/vendor/<pkg>/,
-# keeping only the dist files the maps use and each package's licence. The result is
+# Fetch the browser assets of the maps and of the API documentation pages (/docs, /redoc) from
+# the npm registry into maps/static/vendor/<pkg>/ (maps.assets names them; the service serves
+# the directory at /static), keeping only the dist files the pages use and each package's licence. The result is
 # committed, so neither the service nor its users need the network; run this only to change
 # a version (and update maps/assets.py if a file name changes).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-DEST="$ROOT/service/static/vendor"
+DEST="$ROOT/maps/static/vendor"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 

@@ -100,18 +100,21 @@ def create_app(engine: Engine, settings: ServiceSettings | None = None) -> FastA
         app.state.changes = changes
         changes.start()
         # Reads that may lag go to replicas only once they have the changes heard of here.
+        tile_server: TileServer | None = None  # made below, on the read routing
+
         def floor() -> int:
             # The WAL position of the newest versions the node knows, from either source.
-            tile_state = getattr(app.state, "tiles", None)
-            return max(changes.lsn, tile_state.versions.poll.lsn if tile_state else 0)
+            return max(changes.lsn, tile_server.versions.poll.lsn if tile_server else 0)
 
         reads = ReadRouting(engine, replicas, max_lag_s=database.replica_max_lag_s,
                             check_s=database.replica_check_s, floor=floor)
         reads.start()
         app.state.reads = reads
         # Tile state lives as long as the app: cache, versions, render connections.
-        app.state.tiles = TileServer(engine, settings, changes, reads)
-        app.state.tile_cache = app.state.tiles.cache
+        tile_server = app.state.tiles = TileServer(engine, settings, changes, reads)
+        app.state.tile_cache = tile_server.cache
+        # OGC API collections' extents, per layer and version of its tables (routers/ogc.py).
+        app.state.ogc_extents = {}
         await app.state.tiles.open()
         worker = None
         if settings.run_worker:

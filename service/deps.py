@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from sqlalchemy.engine import Engine
 
+from civic import workflow
 from geo import keys
 from geo.i18n import _
 from service.errors import Forbidden, Unauthorized
@@ -25,10 +26,10 @@ def reader_engine(state) -> Engine:
     """The engine for reads that may lag a moment behind the primary (``geo/replicas.py``).
 
     A replica in rotation that has every change this process knows of, else the primary;
-    with no replicas configured, the primary engine itself.
+    with no replicas configured, the primary engine itself. ``state.reads`` is built in the
+    app's lifespan (``service/app.py``).
     """
-    reads = getattr(state, "reads", None)
-    return reads.engine if reads is not None else state.engine
+    return state.reads.engine
 
 
 async def get_reader_engine(request: Request) -> Engine:
@@ -39,6 +40,17 @@ async def get_reader_engine(request: Request) -> Engine:
 async def get_settings(request: Request) -> ServiceSettings:
     """The settings the app was made with."""
     return request.app.state.settings
+
+
+def classifier(request: Request) -> workflow.Classify:
+    """The triage model of the app (made in ``create_app``), as a function of a text."""
+    models = request.app.state.triage
+
+    def classify(text: str) -> tuple[str, str, float]:
+        model, _ = models.current()
+        return model.classify(text)
+
+    return classify
 
 
 EngineDep = Annotated[Engine, Depends(get_engine)]

@@ -1,7 +1,5 @@
 """Settings of the HTTP service, read from ``TWIN_*`` environment variables when built."""
 
-from typing import Literal
-
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ingest.intake import MAX_BYTES as READINGS_MAX_BYTES
@@ -35,7 +33,6 @@ class ServiceSettings(BaseSettings):
     report_limit_address: str = "60/hour"
     rate_limit_storage: str = "memory://"
     report_photo_max_bytes: int = 5 * 1024 * 1024
-    environment: Literal["development", "production"] = "development"
     # Run a job worker (service/jobs.py) inside the service; `twin serve` sets it unless
     # --no-worker, so the embedded demo needs no second command.
     run_worker: bool = False

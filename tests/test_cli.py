@@ -1,10 +1,13 @@
 """The ``twin`` command as a user runs it: a real process, real exit codes, real output."""
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from geo import migrate
@@ -108,3 +111,43 @@ def test_output_is_not_wrapped_when_not_a_terminal(tmp_path):
         assert f"Dry run of manholes from {path}" in result.stdout.splitlines()[0]
     finally:
         run("db", "stop", home=home)
+
+
+def test_serve_hands_a_database_url_option_to_its_workers(engine, tmp_path):
+    # uvicorn's workers build the app from TWIN_* variables: a URL given as --database-url
+    # (none in the environment) must reach them, or they would serve the embedded database.
+    from geo import keys
+
+    with engine.begin() as conn:
+        key = keys.create_key(conn, name="cli-serve-test", role="admin")
+    home = tmp_path / "home"
+    port = 20150  # this helper's port range (20100-20199)
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("TWIN_")}
+    environment.update({"TWIN_HOME": str(home), "TWIN_LANGUAGE": "en"})
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [TWIN, "--database-url", engine.url.render_as_string(hide_password=False),
+             "serve", "--port", str(port), "--no-worker"],
+            env=environment, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True)
+    try:
+        answer = None
+        for _attempt in range(300):  # until the server is up, or the process has ended
+            if process.poll() is not None:
+                break
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/webhooks",
+                                   headers={"X-API-Key": key}, timeout=5)
+                break
+            except httpx.TransportError:
+                time.sleep(0.3)
+        assert answer is not None, log.read_text()[-2000:]
+        # The key exists only in the database the option named.
+        assert answer.status_code == 200, (answer.status_code, answer.text)
+        assert not (home / "postgres").exists()  # no embedded cluster was made
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+        if (home / "postgres").exists():  # only if it failed: stop the cluster it started
+            run("db", "stop", home=home)

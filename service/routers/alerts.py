@@ -184,8 +184,7 @@ def _last_event_id(engine: Engine) -> int:
 
 
 def _alerts_version(request: Request) -> int:
-    changes = getattr(request.app.state, "changes", None)
-    return changes.version("alerts") if changes is not None else 0
+    return request.app.state.changes.version("alerts")
 
 
 async def _until_alerts_change(request: Request, seen_version: int) -> None:

@@ -18,9 +18,9 @@ from civic.catalogue import MATTERS
 from civic.texts import pick_lang, text
 from geo.text_rules import check_text
 from service.deps import EngineDep, ReaderDep
+from service.page_style import PAGE_CSS
 from service.params import parse_choices
 from service.privacy import mask_personal
-from service.routers.report import _STYLE
 
 router = APIRouter(tags=["residents"])
 
@@ -91,7 +91,7 @@ def council_page(engine: EngineDep, reader: ReaderDep, compound: CompoundQ = Non
 <html lang="{'zh-CN' if language == 'zh' else 'en'}"><head><meta charset="utf-8">
 <link rel="icon" href="data:,">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{tx('council.title')}</title><style>{_STYLE} main{{max-width:1100px}}</style></head>
+<title>{tx('council.title')}</title><style>{PAGE_CSS} main{{max-width:1100px}}</style></head>
 <body><header><h1>{tx('council.title')}</h1>
 <a href="/council?lang={other}">{_e(text('report.other_lang', language))}</a></header><main>
 <p class="note">{tx('council.intro')}</p>{empty}

@@ -19,7 +19,7 @@ from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 
 from geo.layers import LAYERS
-from service import exporting
+from service import export_formats
 from service.deps import ReaderDep, ReaderEngineDep
 from service.language import LANGUAGE_PARAMETER
 
@@ -29,7 +29,7 @@ FILE_BLOCK_BYTES = 256 * 1024
 _PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 _UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
     401: {"description": "Reading needs a valid API key here.", **_PROBLEM}}
-_FORMATS_TEXT = ", ".join(f"`{f.suffix}` ({f.title})" for f in exporting.FORMATS.values())
+_FORMATS_TEXT = ", ".join(f"`{f.suffix}` ({f.title})" for f in export_formats.FORMATS.values())
 
 
 def _disposition(filename: str) -> dict[str, str]:
@@ -49,13 +49,13 @@ def list_exports(request: Request, caller: ReaderDep) -> dict:
     """The layers and formats, with the link of each export."""
     return {
         "formats": [{"suffix": f.suffix, "title": f.title, "type": f.media_type}
-                    for f in exporting.FORMATS.values()],
+                    for f in export_formats.FORMATS.values()],
         "layers": [{
             "id": layer.id, "title": layer.title, "description": layer.description,
             "links": [{"href": str(request.url_for("export_layer", layer=layer.id,
                                                    suffix=f.suffix)),
                        "rel": "enclosure", "type": f.media_type, "title": f.title}
-                      for f in exporting.FORMATS.values()],
+                      for f in export_formats.FORMATS.values()],
         } for layer in LAYERS.values()],
     }
 
@@ -67,7 +67,7 @@ def list_exports(request: Request, caller: ReaderDep) -> dict:
     response_class=StreamingResponse,
     responses={
         200: {"description": "The file, as an attachment.",
-              "content": {f.media_type: {} for f in exporting.FORMATS.values()}},
+              "content": {f.media_type: {} for f in export_formats.FORMATS.values()}},
         400: {"description": "A bad bbox, datetime, properties or filter.", **_PROBLEM},
         404: {"description": "No such layer or format.", **_PROBLEM},
         **_UNAUTHORIZED,
@@ -116,27 +116,27 @@ def export_layer(
     the layer's size.
     """
     filters = [(name, value) for name, value in request.query_params.multi_items()
-               if name not in exporting.EXPORT_PARAMETERS and name != LANGUAGE_PARAMETER]
-    if suffix.lower() in exporting.CSV_SIDE_FILES:
+               if name not in export_formats.EXPORT_PARAMETERS and name != LANGUAGE_PARAMETER]
+    if suffix.lower() in export_formats.CSV_SIDE_FILES:
         side = suffix.lower()
-        query = exporting.export_query(exporting.find_layer(layer), bbox=bbox,
+        query = export_formats.export_query(export_formats.find_layer(layer), bbox=bbox,
                                        datetime_text=datetime, properties=properties,
                                        filters=filters)
         return StreamingResponse(
-            iter([exporting.csv_side_file(engine, query, side).encode()]),
+            iter([export_formats.csv_side_file(engine, query, side).encode()]),
             media_type="text/plain; charset=utf-8",
             headers=_disposition(f"{query.layer.id}.{side}"))
-    found, fmt = exporting.split_file_name(f"{layer}.{suffix}")
-    query = exporting.export_query(found, bbox=bbox, datetime_text=datetime,
+    found, fmt = export_formats.split_file_name(f"{layer}.{suffix}")
+    query = export_formats.export_query(found, bbox=bbox, datetime_text=datetime,
                                    properties=properties, filters=filters, cql=filter_,
                                    cql_lang=filter_lang, cql_crs=filter_crs)
     filename = f"{found.id}.{fmt.suffix}"
     if fmt.streamed:
-        return StreamingResponse(exporting.stream_export(engine, query, fmt),
+        return StreamingResponse(export_formats.stream_export(engine, query, fmt),
                                  media_type=fmt.media_type, headers=_disposition(filename))
     scratch = Path(tempfile.mkdtemp(prefix="twin-export-"))
     try:
-        written = exporting.write_export(engine, query, fmt, scratch)
+        written = export_formats.write_export(engine, query, fmt, scratch)
         handle = open(written.path, "rb")  # noqa: SIM115 - closed by the response
     finally:
         # The open handle keeps the file's data until it is closed, so the temporary file is

@@ -37,8 +37,8 @@ def readyz(request: Request, engine: EngineDep) -> dict:
     except sa.exc.DBAPIError:
         raise DatabaseUnavailable(
             _("The database is not reachable; try again shortly.")) from None
-    reads = getattr(request.app.state, "reads", None)
-    if reads is not None and reads.replicas:
+    reads = request.app.state.reads
+    if reads.replicas:
         return {"status": "ready", "replicas": reads.status()}
     return {"status": "ready"}
 

@@ -22,10 +22,9 @@ from civic import intake, workflow
 from geo import requests as store
 from geo.errors import InvalidInput
 from geo.text_rules import check_text
-from service.deps import EngineDep, require
+from service.deps import EngineDep, classifier, require
 from service.errors import problem
 from service.photos import check_photo, keep_photo
-from service.routers.open311 import classifier
 
 router = APIRouter(tags=["residents"])
 require_any = Depends(require("viewer"))

@@ -138,11 +138,9 @@ def _extents(request: Request, engine, layers: list[Layer]) -> dict[str, feature
 
     The versions are read from ``layer_versions`` (one small query) rather than from
     ``app.state.changes``, whose listener can lag behind: a cached extent is never stale.
+    The cache is made in the app's lifespan.
     """
-    state = request.app.state
-    cache = getattr(state, "ogc_extents", None)
-    if cache is None:
-        cache = state.ogc_extents = {}
+    cache = request.app.state.ogc_extents
     found = {}
     with engine.connect() as conn:
         versions = table_versions(conn)

@@ -41,7 +41,7 @@ from geo.errors import InvalidInput, NotFound
 from geo.i18n import _, format_decimal
 from geo.text_rules import check_text, shown
 from service import params
-from service.deps import Caller, caller_of_key
+from service.deps import Caller, caller_of_key, classifier
 from service.errors import Unauthorized
 from service.open311 import (
     FORMATS,
@@ -71,17 +71,6 @@ _CONTACT = ("first_name", "last_name", "phone", "email")
 
 def _engine(request: Request) -> Engine:
     return request.app.state.engine
-
-
-def classifier(request: Request) -> workflow.Classify:
-    """The triage model of the app (built in its lifespan), as a function of a text."""
-    models = request.app.state.triage
-
-    def classify(text: str) -> tuple[str, str, float]:
-        model, _ = models.current()
-        return model.classify(text)
-
-    return classify
 
 
 def _fmt_of(name: str) -> str:

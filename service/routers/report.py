@@ -35,11 +35,11 @@ from geo.errors import Conflict, InvalidInput, NotFound
 from geo.i18n import _, format_datetime, local_zone, use_locale
 from geo.store import twin_area
 from geo.text_rules import check_text
-from service.deps import Caller, EngineDep, require
+from service.deps import Caller, EngineDep, classifier, require
 from service.errors import problem
+from service.page_style import PAGE_CSS
 from service.photos import check_photo, keep_photo, photo_dir
 from service.privacy import mask_personal
-from service.routers.open311 import classifier
 from service.settings import ServiceSettings
 
 MAX_DESCRIPTION = 2000
@@ -242,27 +242,6 @@ def _e(value) -> str:
     return html.escape("" if value is None else str(value))
 
 
-_STYLE = """
-body{margin:0;font:16px/1.5 system-ui,-apple-system,"PingFang SC","Noto Sans CJK SC",sans-serif;
-color:#1d2730;background:#f4f6f8}
-header{background:#0b5d7a;color:#fff;padding:12px 16px;display:flex;justify-content:space-between;
-align-items:center}header h1{font-size:20px;margin:0}header a{color:#fff}
-main{max-width:640px;margin:0 auto;padding:12px 16px 40px}
-label{display:block;font-weight:600;margin:14px 0 6px}
-#map{height:260px;border-radius:8px;border:1px solid #c8d1d9}
-select,textarea,input[type=file]{width:100%;box-sizing:border-box;font:inherit;padding:10px;
-border:1px solid #c8d1d9;border-radius:8px;background:#fff}
-textarea{min-height:110px}
-button{margin-top:18px;width:100%;padding:14px;font:inherit;font-weight:700;color:#fff;
-background:#0b5d7a;border:0;border-radius:8px}
-.note{color:#56636f;font-size:14px}.done{background:#e4f4ea;border-radius:8px;padding:12px;
-margin-top:16px}.err{background:#fbe9e9;border-radius:8px;padding:12px;margin-top:16px}
-table{width:100%;border-collapse:collapse;background:#fff}td,th{padding:8px;border-bottom:1px
-solid #e3e8ec;text-align:left;vertical-align:top}
-.pill{display:inline-block;padding:2px 10px;border-radius:12px;background:#e0ecf2}
-"""
-
-
 def report_html(lang: str, choices: list[dict], extent) -> str:
     """The report page."""
     t = {k: _e(text(k, lang)) for k in (
@@ -285,7 +264,7 @@ def report_html(lang: str, choices: list[dict], extent) -> str:
 <link rel="stylesheet" href="/static/vendor/leaflet/leaflet.css">
 <script src="/static/vendor/leaflet/leaflet.js"></script>
 <script src="/static/vendor/leaflet.vectorgrid/Leaflet.VectorGrid.bundled.min.js"></script>
-<style>{_STYLE}</style></head><body>
+<style>{PAGE_CSS}</style></head><body>
 <header><h1>{t['report.title']}</h1><a href="/report?lang={other}">{t['report.other_lang']}</a>
 </header><main>
 <p class="note">{t['report.intro']}</p>
@@ -364,7 +343,7 @@ def status_html(lang: str, view: dict) -> str:
 <html lang="{'zh-CN' if lang == 'zh' else 'en'}"><head><meta charset="utf-8">
 <link rel="icon" href="data:,">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{tx('status.title')}</title><style>{_STYLE}</style></head><body>
+<title>{tx('status.title')}</title><style>{PAGE_CSS}</style></head><body>
 <header><h1>{tx('status.title')} #{_e(view['service_request_id'])}</h1></header><main>
 <p>{_e(view['description'])}</p>{joined}
 <table>

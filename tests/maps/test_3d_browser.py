@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from geo import alerts
 from maps.styles import COMPOUND_COLOURS, MATTER_STEPS
-from service.routers.maps import render_3d
+from service.map_pages import render_3d
 from tests.maps.browser import Chromium, png_colours, png_pixels
 from tests.tools import requires_tool
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from geo import alerts, predictions
-from service.routers.maps import render_crew
+from service.map_pages import render_crew
 from tests.maps.browser import png_colours
 from tests.tools import requires_tool
 

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from geo import alerts, predictions
 from maps.styles import SEVERITY_COLOURS
-from service.routers.maps import render_crew
+from service.map_pages import render_crew
 from tests.maps.browser import png_colours
 from tests.tools import requires_tool
 

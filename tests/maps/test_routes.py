@@ -48,6 +48,7 @@ def test_vendored_files_are_served(maps_client):
     assert maps_client.get("/static/vendor/leaflet/images/layers.png").status_code == 200
     assert maps_client.get("/static/vendor/nothing.js").status_code == 404
     assert maps_client.get("/static/../routers/maps.py").status_code == 404
+    assert maps_client.get("/static/../assets.py").status_code == 404  # beside maps/static
 
 
 def test_twin_map_writes_a_page_that_works_from_disk(sample_engine, tmp_path, monkeypatch):

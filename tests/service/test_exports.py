@@ -21,7 +21,7 @@ import shapely
 import sqlalchemy as sa
 
 from geo.database import create_engine
-from service import exporting
+from service import export_formats
 from service.app import create_app
 from service.settings import ServiceSettings
 from tests.tools import find_tool, requires_tool
@@ -190,7 +190,7 @@ def test_shapefile_zip_has_all_parts_and_mapped_fields(client, streets_truth, tm
             ["README.txt"] + [f"streets.{ext}" for ext in ("shp", "shx", "dbf", "prj", "cpg")])
         assert archive.read("streets.cpg").decode().strip() == "UTF-8"
         readme = archive.read("README.txt").decode()
-    names = exporting.shapefile_field_names(exporting.find_layer("streets"))
+    names = export_formats.shapefile_field_names(export_formats.find_layer("streets"))
     assert names["pci_observed_at"] == "pci_observ" and names["resurfaced_on"] == "resurfaced"
     assert re.search(r"^pci_observ\s+pci_observed_at\s+text: ISO 8601", readme, re.MULTILINE)
 
@@ -271,9 +271,9 @@ def test_geoparquet_keeps_types_crs_and_metadata(client, streets_truth, tmp_path
 # -- HTTP details ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("suffix", list(exporting.FORMATS))
+@pytest.mark.parametrize("suffix", list(export_formats.FORMATS))
 def test_headers(client, suffix):
-    fmt = exporting.FORMATS[suffix]
+    fmt = export_formats.FORMATS[suffix]
     response = client.get(f"/exports/compounds.{suffix}")
     assert response.status_code == 200
     assert response.headers["content-type"] == fmt.media_type
@@ -287,10 +287,10 @@ def test_headers(client, suffix):
                                               ("compounds.geoparquet", "parquet")])
 def test_alias_suffixes_are_served_as_their_format(client, name, suffix):
     # The layer and format of every alias must come back as a pair (a bare format was a 500).
-    assert exporting.split_file_name(name)[1] is exporting.FORMATS[suffix]
+    assert export_formats.split_file_name(name)[1] is export_formats.FORMATS[suffix]
     response = client.get(f"/exports/{name}")
     assert response.status_code == 200
-    assert response.headers["content-type"] == exporting.FORMATS[suffix].media_type
+    assert response.headers["content-type"] == export_formats.FORMATS[suffix].media_type
     assert response.headers["content-disposition"] == f'attachment; filename="compounds.{suffix}"'
 
 
@@ -305,7 +305,7 @@ def test_file_exports_leave_no_temporary_files(client):
 def test_rows_are_read_in_chunks_from_a_server_side_cursor(sample_engine):
     from geo.exports import read_features
 
-    query = exporting.export_query(exporting.find_layer("compounds"))
+    query = export_formats.export_query(export_formats.find_layer("compounds"))
     sizes, open_cursors = [], []
     with sample_engine.connect() as conn:
         _, chunks = read_features(conn, query, chunk_rows=10)
@@ -396,7 +396,7 @@ def test_reading_needs_a_key_when_reading_is_closed(sample_engine, api_keys):
 
 def test_index_links_every_layer_and_format(client):
     body = client.get("/exports").json()
-    assert [f["suffix"] for f in body["formats"]] == list(exporting.FORMATS)
+    assert [f["suffix"] for f in body["formats"]] == list(export_formats.FORMATS)
     hrefs = {link["href"] for layer in body["layers"] for link in layer["links"]}
     assert "http://testserver/exports/road_damage.shp.zip" in hrefs
 
@@ -405,9 +405,9 @@ def test_index_links_every_layer_and_format(client):
 
 
 def test_cli_help_names_every_format():
-    from service.cli_export import FORMAT_HELP
+    from service.cli.export import FORMAT_HELP
 
-    assert FORMAT_HELP.replace(" or ", ", ").split(", ") == list(exporting.FORMATS)
+    assert FORMAT_HELP.replace(" or ", ", ").split(", ") == list(export_formats.FORMATS)
 
 
 def test_cli_writes_a_geopackage(sample_engine, streets_truth, tmp_path):
@@ -452,9 +452,9 @@ def test_cli_failure_midway_leaves_no_file(sample_engine, tmp_path):
     out = tmp_path / "streets.gpkg"
     out.write_bytes(b"an earlier export")
     gone = create_engine(sample_engine.url.set(database="no_such_database"))
-    query = exporting.export_query(exporting.find_layer("streets"))
+    query = export_formats.export_query(export_formats.find_layer("streets"))
     with pytest.raises(sa.exc.OperationalError):
-        exporting.write_export_to(gone, query, exporting.FORMATS["gpkg"], out)
+        export_formats.write_export_to(gone, query, export_formats.FORMATS["gpkg"], out)
     gone.dispose()
     assert [p.name for p in tmp_path.iterdir()] == ["streets.gpkg"]
     assert out.read_bytes() == b"an earlier export"  # the old file is untouched

@@ -10,7 +10,7 @@ import typer
 
 from geo.errors import InvalidInput, TwinError
 from geo.i18n import _, default_locale, format_date, format_decimal, set_locale
-from service.cli import _engine, _fail, _settings, console
+from service.cli.common import console, fail, open_engine
 
 KINDS = ("crew", "planner", "3d")
 
@@ -28,7 +28,7 @@ def map_command(
     manholes and compounds for planners; houses, streets, manholes and alerts in 3D.
     Buttons that act on alerts need the service.
     """
-    from service.routers.maps import DEFAULT_HORIZONS, render_3d, render_crew, render_planner
+    from service.map_pages import DEFAULT_HORIZONS, render_3d, render_crew, render_planner
 
     try:
         if kind not in KINDS:
@@ -37,13 +37,13 @@ def map_command(
         if out.is_dir():
             raise InvalidInput(_("{out} is a directory; give a file name such as map.html.",
                                  out=out))
-        engine = _engine(_settings())
+        engine = open_engine()
         with console.status(_("Drawing the {kind} map", kind=kind)):
             html = (render_crew(engine, inline=True) if kind == "crew" else
                     render_3d(engine, inline=True) if kind == "3d" else
                     render_planner(engine, tuple(horizon or DEFAULT_HORIZONS), inline=True))
     except TwinError as error:
-        raise _fail(error) from None
+        raise fail(error) from None
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(html, encoding="utf-8")
     console.print(_("Wrote the {kind} map to {out} ({mb} MB); open it in a browser, no network "
@@ -131,10 +131,10 @@ def demo(
     set_locale(default_locale())
 
     try:
-        engine = _engine(_settings())
+        engine = open_engine()
         _prepare(engine)
     except TwinError as error:
-        raise _fail(error) from None
+        raise fail(error) from None
     if prepare_only:
         return
     # With its job worker: new readings raise alerts and the schedule runs, nothing by hand.

@@ -1,4 +1,7 @@
-"""Exports of the twin's layers for GIS analysts, shared by ``GET /exports`` and ``twin export``.
+"""The export formats: the twin's layers as files for GIS analysts.
+
+Shared by ``GET /exports`` (``service/routers/exports.py``) and ``twin export``
+(``service/cli/export.py``); the SQL that reads the features is ``geo/exports.py``.
 
 Formats: GeoPackage, GeoJSON (RFC 7946), CSV with a WKT column (its types in a ``.csvt`` and
 its CRS in a ``.prj`` beside it, the side files GDAL and so QGIS read), zipped ESRI Shapefile,

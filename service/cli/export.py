@@ -1,7 +1,4 @@
-"""``twin export``: write a layer to a file, as ``GET /exports`` does (registered by service.cli).
-
-Register with ``app.command("export")(export)``.
-"""
+"""``twin export``: write a layer to a file, as ``GET /exports`` does."""
 
 from __future__ import annotations
 
@@ -13,10 +10,11 @@ import typer
 from geo.errors import InvalidInput, NotFound, TwinError
 from geo.i18n import _, format_decimal, ngettext
 from geo.layers import LAYERS
+from service.cli.common import console, fail, open_engine
 
-# service.exporting (and SQLAlchemy with it) is imported when the command runs, so that
+# service.export_formats (and SQLAlchemy with it) is imported when the command runs, so that
 # registering this command costs other `twin` commands nothing; a test checks this list
-# against exporting.FORMATS.
+# against export_formats.FORMATS.
 FORMAT_HELP = "gpkg, geojson, csv, shp.zip, parquet or fgb"
 
 
@@ -53,14 +51,13 @@ def export(
 
     Exit codes: 0 written, 2 unusable input (nothing written), 1 other errors.
     """
-    from service import exporting
-    from service.cli import _engine, _fail, _settings, console
+    from service import export_formats
 
     try:
         try:
-            found = exporting.find_layer(layer)
-            fmt = (exporting.find_format(format_) if format_ is not None
-                   else exporting.format_of_path(out))
+            found = export_formats.find_layer(layer)
+            fmt = (export_formats.find_format(format_) if format_ is not None
+                   else export_formats.format_of_path(out))
         except NotFound as error:  # a name the user typed: unusable input, exit 2
             raise InvalidInput(str(error)) from None
         filters = []
@@ -70,12 +67,12 @@ def export(
                 raise InvalidInput(_("--where '{item}' is not PROPERTY=VALUE.", item=item))
             filters.append((name.strip(), value))
         filters += [("district", name) for name in district or []]
-        query = exporting.export_query(found, bbox=bbox, datetime_text=datetime_text,
+        query = export_formats.export_query(found, bbox=bbox, datetime_text=datetime_text,
                                        properties=properties, filters=filters, cql=filter_)
-        engine = _engine(_settings())
-        written = exporting.write_export_to(engine, query, fmt, out)
+        engine = open_engine()
+        written = export_formats.write_export_to(engine, query, fmt, out)
     except TwinError as error:
-        raise _fail(error) from None
+        raise fail(error) from None
     console.print(ngettext(
         "Wrote {n} feature of {layer} to {out} ({format}, {size} bytes).",
         "Wrote {n} features of {layer} to {out} ({format}, {size} bytes).", written.features,

@@ -1,8 +1,4 @@
-"""``twin predict`` (train, score, evaluate) and ``twin alerts refresh``.
-
-Registered by service/cli.py as ``app.add_typer(predict_app, name="predict")`` and
-``app.add_typer(alerts_app, name="alerts")``.
-"""
+"""``twin predict`` (train, score, evaluate, load evidence) and ``twin alerts refresh``."""
 
 from __future__ import annotations
 
@@ -15,7 +11,7 @@ from rich.table import Table
 
 from geo.errors import TwinError
 from geo.i18n import _, format_decimal
-from service.cli import _engine, _fail, _settings, console
+from service.cli.common import console, fail, open_engine
 
 predict_app = typer.Typer(
     help="Forecast road wear and debris, check manhole sensors, and score the forecasts.",
@@ -37,9 +33,9 @@ def train(metric: MetricOption = "pci", as_of: AsOfOption = None,
     from predict.pipeline import train as train_model
 
     try:
-        result = train_model(_engine(_settings()), metric, as_of, random_state=random_state)
+        result = train_model(open_engine(), metric, as_of, random_state=random_state)
     except TwinError as error:
-        raise _fail(error) from None
+        raise fail(error) from None
     console.print(_("Stored model [bold]{version}[/]: '{metric}' from {start} to {end}, "
                     "{rows} examples.", version=result.version, metric=result.metric,
                     start=result.train_from, end=result.train_to,
@@ -69,7 +65,7 @@ def score(
 
     try:
         if target == "debris":
-            result = score_debris(_engine(_settings()), horizon or (7, 30), as_of, out=out)
+            result = score_debris(open_engine(), horizon or (7, 30), as_of, out=out)
             console.print(f"Run {result.run_id}: {result.rows:,} forecasts for "
                           f"{result.streets:,} debris piles present as of {result.as_of} "
                           f"with model {result.model_version}."
@@ -78,10 +74,10 @@ def score(
         if target != "road-wear":
             raise TwinError(_("Target '{target}' is not one of road-wear, debris.",
                               target=target))
-        result = score_streets(_engine(_settings()), metric, horizon or DEFAULT_HORIZONS, as_of,
+        result = score_streets(open_engine(), metric, horizon or DEFAULT_HORIZONS, as_of,
                                out=out, version=version)
     except TwinError as error:
-        raise _fail(error) from None
+        raise fail(error) from None
     console.print(f"Run {result.run_id}: {result.rows:,} forecasts for {result.streets:,} "
                   f"streets as of {result.as_of} with model {result.model_version}."
                   + (f" CSV: {result.csv}" if result.csv else ""))
@@ -118,19 +114,19 @@ def evaluate(
 
     try:
         if target == "road-wear" and (origins > 1 or report_file is not None):
-            report = backtest(_engine(_settings()), metric, horizon or [90], as_of=as_of,
+            report = backtest(open_engine(), metric, horizon or [90], as_of=as_of,
                               origins=origins, step_days=step, window_days=window,
                               threshold=threshold, report=report_file)
             if not as_json:
                 _print_backtest(report)
                 return
         else:
-            report = run(_engine(_settings()), target, as_of, horizon or [90], metric=metric,
+            report = run(open_engine(), target, as_of, horizon or [90], metric=metric,
                          truth_dir=truth, window_days=window)
     except TwinError as error:
         if as_json:
             print(json.dumps({"status": "error", "error": str(error)}))
-        raise _fail(error) from None
+        raise fail(error) from None
     if as_json:
         print(json.dumps(report, indent=2, default=str))
         return
@@ -194,9 +190,9 @@ def load_surveys(
     from ingest.wide_survey import load_wide_survey
 
     try:
-        report = load_wide_survey(_engine(_settings()), path, mapping, dry_run=dry_run)
+        report = load_wide_survey(open_engine(), path, mapping, dry_run=dry_run)
     except TwinError as error:
-        raise _fail(error) from None
+        raise fail(error) from None
     console.print(_("{read} survey values read: {new} new, {updated} updated, {rejected} "
                     "rejected.", read=format_decimal(report.rows_read),
                     new=format_decimal(report.rows_new),
@@ -218,9 +214,9 @@ def load_programme(
     from ingest.programme import load_programme as run
 
     try:
-        count = run(_engine(_settings()), path, source=source)
+        count = run(open_engine(), path, source=source)
     except TwinError as error:
-        raise _fail(error) from None
+        raise fail(error) from None
     console.print(_("Programme loaded: {count} scheduled treatments.",
                     count=format_decimal(count)))
 
@@ -234,9 +230,9 @@ def load_work(
     from ingest.programme import load_work_records
 
     try:
-        count = load_work_records(_engine(_settings()), path, source=source)
+        count = load_work_records(open_engine(), path, source=source)
     except TwinError as error:
-        raise _fail(error) from None
+        raise fail(error) from None
     console.print(_("Work records loaded: {count}.", count=format_decimal(count)))
 
 
@@ -254,10 +250,10 @@ def refresh(
     from predict.alerts import refresh as run
 
     try:
-        report = run(_engine(_settings()), metric=metric, horizon_days=horizon,
+        report = run(open_engine(), metric=metric, horizon_days=horizon,
                      threshold=threshold, until=as_of)
     except TwinError as error:
-        raise _fail(error) from None
+        raise fail(error) from None
     table = Table(title=_("Alerts refreshed"))
     for column in (_("kind"), _("opened"), _("still open"), _("resolved")):
         table.add_column(column)
