@@ -112,7 +112,7 @@ def main() -> None:
                 with engine.connect() as conn:
                     return sum(len(tiles.render_tile(conn, tiles.TileRequest(
                         layer, t.z, t.x, t.y, None,
-                        layer_registry.LAYERS[layer].property_names, ()))) for t in chosen)
+                        layer_registry.LAYERS[layer].property_names, ())).body) for t in chosen)
 
             def page(layer=layer) -> int:
                 with engine.connect() as conn:

@@ -998,26 +998,25 @@ def make_vector_check_field(original):
     instead of a Python lambda per value; every other kind of field goes to the original."""
     from ingest import validate
 
-    def check_field(frame, spec, rule, zone, problems, now):
+    def check_field(frame, spec, rule, zone, problems, now, *, unmapped="reject"):
         raw = validate._raw(frame, rule)
+        # Free text only: vocabularies (open ones map to "other") go to the original.
         vector = (
             spec.kind == "text"
-            and (rule is None or rule.map is None)
+            and spec.vocabulary is None
+            and (rule is None or (rule.map is None and rule.default is None))
             and pd.api.types.is_string_dtype(raw.dtype)
             and raw.dtype != object
         )
         if not vector:
-            return original(frame, spec, rule, zone, problems, now)
-        missing = validate._is_blank(raw)
+            return original(frame, spec, rule, zone, problems, now, unmapped=unmapped)
+        missing = validate.is_blank(raw)
         if spec.required:
             problems.add(missing, spec.name, raw, "is missing")
         text = raw.where(~missing).str.strip()
-        if spec.choices:
-            wrong = ~missing & ~text.isin(spec.choices)
-            problems.add(wrong, spec.name, raw, f"is not one of {', '.join(spec.choices)}")
         if spec.default is not None:
             text = text.astype(object).where(text.notna(), spec.default)
-        return text
+        return text, None
 
     return check_field
 
