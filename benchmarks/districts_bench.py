@@ -25,14 +25,11 @@ Raw figures go to ``benchmarks/results/districts.json`` (``districts.quick.json`
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,13 +40,15 @@ import sqlalchemy as sa
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.harness import (  # noqa: E402
+    embedded_cluster,
+    load_generated_sample,
+    median_time,
+    sample_parser,
+)
 from geo import layers as layer_registry  # noqa: E402
-from geo import migrate, tiles  # noqa: E402
-from geo.cluster import EmbeddedCluster  # noqa: E402
-from geo.database import create_engine  # noqa: E402
+from geo import tiles  # noqa: E402
 from geo.features import FeatureQuery, features_page  # noqa: E402
-from ingest.sample import load_sample  # noqa: E402
-from sample_data.generate import generate  # noqa: E402
 
 RESULTS_DIR = REPO / "benchmarks" / "results"
 LAYERS = ("streets", "manholes")
@@ -72,13 +71,7 @@ def variant(how: str) -> None:
 
 
 def timed(fn, repeat: int) -> float:
-    fn()  # untimed: warms buffers and statement caches
-    runs = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        runs.append(time.perf_counter() - started)
-    return statistics.median(runs)
+    return median_time(fn, repeat, warm=True)  # the untimed call warms buffers and caches
 
 
 def pick_tiles(engine, layer: str) -> list[morecantile.Tile]:
@@ -94,27 +87,14 @@ ORIGINAL = {name: layer_registry.LAYERS[name] for name in LAYERS}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()))
-    args = parser.parse_args()
+    args = sample_parser(__doc__.splitlines()[0]).parse_args()
     scale = 1 if args.quick else 10
     results: dict = {"started_at": datetime.now(UTC).isoformat(timespec="seconds"),
                      "scale": scale, "months": 3, "repeat": args.repeat,
                      "load_average_at_start": os.getloadavg()}
-    home = Path(tempfile.mkdtemp(prefix="twin-districts-bench-"))
-    cluster = EmbeddedCluster(home, os.environ.get("TWIN_CLUSTER_USER", "postgres"))
-    try:
-        cluster.start()
-        sample = args.data_dir / f"sample-districts-s{scale}-m3"
-        if not (sample / "manifest.json").exists():
-            generate(sample, seed=7, scale=scale, months=3)
-        engine = create_engine(cluster.url)
-        migrate.upgrade(engine)
-        load_sample(engine, sample)
-        with engine.begin() as conn:
-            conn.execute(sa.text("ANALYZE"))
+    with embedded_cluster("twin-districts-bench-") as (_home, cluster):
+        engine = load_generated_sample(
+            cluster, args.data_dir / f"sample-districts-s{scale}-m3", scale=scale)
         with engine.connect() as conn:
             results["rows"] = {t: conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar()
                                for t in ("districts", "streets", "manholes", "compounds",
@@ -132,7 +112,7 @@ def main() -> None:
                 with engine.connect() as conn:
                     return sum(len(tiles.render_tile(conn, tiles.TileRequest(
                         layer, t.z, t.x, t.y, None,
-                        layer_registry.LAYERS[layer].property_names, ()))) for t in chosen)
+                        layer_registry.LAYERS[layer].property_names, ())).body) for t in chosen)
 
             def page(layer=layer) -> int:
                 with engine.connect() as conn:
@@ -185,9 +165,6 @@ def main() -> None:
         results["replace_all_districts_s"] = round(timed(replace_all, args.repeat), 4)
         log(f"re-placing every row: {results['replace_all_districts_s']} s")
         engine.dispose()
-    finally:
-        cluster.destroy()
-        shutil.rmtree(home, ignore_errors=True)
     RESULTS_DIR.mkdir(exist_ok=True)
     out = RESULTS_DIR / ("districts.quick.json" if args.quick else "districts.json")
     out.write_text(json.dumps(results, indent=2) + "\n")

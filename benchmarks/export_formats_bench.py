@@ -15,28 +15,20 @@ Raw figures go to ``benchmarks/results/export_formats.json`` (``.quick.json`` wi
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import UTC, datetime
 from pathlib import Path
-
-import sqlalchemy as sa
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from geo import migrate  # noqa: E402
-from geo.cluster import EmbeddedCluster  # noqa: E402
-from geo.database import create_engine  # noqa: E402
-from ingest.sample import load_sample  # noqa: E402
-from sample_data.generate import generate  # noqa: E402
+from benchmarks.harness import embedded_cluster, load_generated_sample, sample_parser  # noqa: E402
+from benchmarks.harness import median_time as _median_time  # noqa: E402
 from service import export_formats  # noqa: E402
 
 RESULTS_DIR = REPO / "benchmarks" / "results"
@@ -44,38 +36,20 @@ LAYERS = ("manholes", "streets")
 
 
 def median_time(fn, repeat: int) -> float:
-    runs = []
-    for _ in range(repeat):
-        started = time.perf_counter()
-        fn()
-        runs.append(time.perf_counter() - started)
-    return round(statistics.median(runs), 4)
+    return round(_median_time(fn, repeat), 4)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()))
-    args = parser.parse_args()
+    args = sample_parser(__doc__.splitlines()[0]).parse_args()
     scale = 1 if args.quick else 10
     drivers = subprocess.run(["ogrinfo", "--formats"], capture_output=True, text=True).stdout
     gdal = subprocess.run(["ogrinfo", "--version"], capture_output=True, text=True).stdout
     results: dict = {"started_at": datetime.now(UTC).isoformat(timespec="seconds"),
                      "scale": scale, "repeat": args.repeat, "gdal": gdal.strip(),
                      "load_average_at_start": os.getloadavg(), "layers": {}}
-    home = Path(tempfile.mkdtemp(prefix="twin-export-bench-"))
-    cluster = EmbeddedCluster(home, os.environ.get("TWIN_CLUSTER_USER", "postgres"))
-    try:
-        cluster.start()
-        sample = args.data_dir / f"sample-districts-s{scale}-m3"
-        if not (sample / "manifest.json").exists():
-            generate(sample, seed=7, scale=scale, months=3)
-        engine = create_engine(cluster.url)
-        migrate.upgrade(engine)
-        load_sample(engine, sample)
-        with engine.begin() as conn:
-            conn.execute(sa.text("ANALYZE"))
+    with embedded_cluster("twin-export-bench-") as (home, cluster):
+        engine = load_generated_sample(
+            cluster, args.data_dir / f"sample-districts-s{scale}-m3", scale=scale)
         for layer_id in LAYERS:
             query = export_formats.export_query(export_formats.find_layer(layer_id))
             per_format = results["layers"][layer_id] = {}
@@ -103,9 +77,6 @@ def main() -> None:
                 per_format[fmt.suffix] = entry
                 print(f"{layer_id} {fmt.suffix}: {entry}", flush=True)
         engine.dispose()
-    finally:
-        cluster.destroy()
-        shutil.rmtree(home, ignore_errors=True)
     RESULTS_DIR.mkdir(exist_ok=True)
     out_file = RESULTS_DIR / ("export_formats.quick.json" if args.quick
                               else "export_formats.json")

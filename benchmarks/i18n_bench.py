@@ -11,23 +11,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.harness import run_times  # noqa: E402
 from geo import i18n  # noqa: E402
 from geo.i18n import _, use_locale  # noqa: E402
 
 
 def _best(fn, repeats: int) -> float:
-    times = []
-    for _i in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return min(times)
+    return min(run_times(fn, repeats))
 
 
 def main() -> None:

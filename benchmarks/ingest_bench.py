@@ -113,6 +113,9 @@ KEYED_TABLE_DDL = (
     " CREATE INDEX ix_readings_keyed_observed_at ON readings_keyed USING brin (observed_at)"
 )
 KEYED_COPY_SQL = COPY_SQL.replace("readings_copy", "readings_keyed")
+RESOLVED_COPY_SQL = (
+    "COPY readings (metric_id, asset_id, observed_at, value, source) FROM STDIN (FORMAT csv)"
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -394,27 +397,50 @@ def twin_database_with_manholes(server: Server, manholes: Path) -> str:
     return name
 
 
-def run_twin_readings(
-    server: Server, manholes: Path, csv: Path, rows: int, prepare: list[str] | None = None
-) -> dict:
-    name = twin_database_with_manholes(server, manholes)
+def _timed_ingest(server: Server, name: str, table: str, prepare: list[str] | None, load):
+    """``load(engine)`` on database ``name`` timed after a CHECKPOINT (``prepare`` run first):
+    its report, the seconds and the rows then in ``table``; the database is dropped after."""
     engine = create_engine(server.url(name))
     _prepare(engine, prepare)
     server.checkpoint()
     started = time.perf_counter()
-    report = ingest_file(engine, "readings", csv, rejects_path=Path(os.devnull))
+    report = load(engine)
     seconds = time.perf_counter() - started
     with engine.connect() as conn:
-        stored = conn.execute(sa.text("SELECT count(*) FROM readings")).scalar_one()
+        stored = conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
     engine.dispose()
     server.drop(name)
+    return report, seconds, stored
+
+
+def _result(seconds: float, stored: int, rows: int, **extra) -> dict:
+    """One timed run's figures, once its row count is checked."""
+    assert stored == rows, stored
+    return {"seconds": seconds, "rows": stored, "rows_per_s": rows / seconds, **extra}
+
+
+def _timed_copy(server: Server, conn, sql: str, path: Path, table: str) -> tuple[float, int]:
+    """Seconds to COPY the file through ``sql`` after a CHECKPOINT, and the rows in ``table``."""
+    server.checkpoint()
+    started = time.perf_counter()
+    _copy_file(conn, sql, path)
+    conn.commit()
+    seconds = time.perf_counter() - started
+    return seconds, conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def run_twin_readings(
+    server: Server, manholes: Path, csv: Path, rows: int, prepare: list[str] | None = None
+) -> dict:
+    report, seconds, stored = _timed_ingest(
+        server,
+        twin_database_with_manholes(server, manholes),
+        "readings",
+        prepare,
+        lambda engine: ingest_file(engine, "readings", csv, rejects_path=Path(os.devnull)),
+    )
     assert report.rows_new == rows and stored == rows and report.rows_rejected == 0, report
-    return {
-        "seconds": seconds,
-        "rows": stored,
-        "rows_per_s": rows / seconds,
-        "report_duration_s": report.duration_s,
-    }
+    return _result(seconds, stored, rows, report_duration_s=report.duration_s)
 
 
 def _prepare(engine, statements: list[str] | None) -> None:
@@ -424,24 +450,22 @@ def _prepare(engine, statements: list[str] | None) -> None:
                 conn.execute(sa.text(sql))
 
 
+def _run_table_copy(
+    server: Server, label: str, ddl: str, sql: str, table: str, csv: Path, rows: int
+) -> dict:
+    """COPY of the CSV into ``table``, made by ``ddl`` in a fresh database without the twin."""
+    name = server.fresh(label, twin=False)
+    with psycopg.connect(server.libpq(name)) as conn:
+        conn.execute(ddl)
+        conn.commit()
+        seconds, stored = _timed_copy(server, conn, sql, csv, table)
+    server.drop(name)
+    return _result(seconds, stored, rows)
+
+
 def run_copy_readings(server: Server, csv: Path, rows: int) -> dict:
     """psycopg ``cursor.copy`` streaming the CSV file in 1 MiB blocks into a bare table."""
-    name = server.fresh("copy", twin=False)
-    with psycopg.connect(server.libpq(name)) as conn:
-        conn.execute(COPY_TABLE_DDL)
-        conn.commit()
-        server.checkpoint()
-        started = time.perf_counter()
-        with conn.cursor() as cur, open(csv, "rb") as handle:
-            with cur.copy(COPY_SQL) as copy:
-                while block := handle.read(1 << 20):
-                    copy.write(block)
-        conn.commit()
-        seconds = time.perf_counter() - started
-        stored = conn.execute("SELECT count(*) FROM readings_copy").fetchone()[0]
-    server.drop(name)
-    assert stored == rows, stored
-    return {"seconds": seconds, "rows": stored, "rows_per_s": rows / seconds}
+    return _run_table_copy(server, "copy", COPY_TABLE_DDL, COPY_SQL, "readings_copy", csv, rows)
 
 
 def _copy_file(conn, sql: str, path: Path) -> None:
@@ -453,19 +477,9 @@ def _copy_file(conn, sql: str, path: Path) -> None:
 
 def run_keyed_copy_readings(server: Server, csv: Path, rows: int) -> dict:
     """The same CSV into ``readings_keyed``: a primary key and BRIN like ``readings``."""
-    name = server.fresh("keyed", twin=False)
-    with psycopg.connect(server.libpq(name)) as conn:
-        conn.execute(KEYED_TABLE_DDL)
-        conn.commit()
-        server.checkpoint()
-        started = time.perf_counter()
-        _copy_file(conn, KEYED_COPY_SQL, csv)
-        conn.commit()
-        seconds = time.perf_counter() - started
-        stored = conn.execute("SELECT count(*) FROM readings_keyed").fetchone()[0]
-    server.drop(name)
-    assert stored == rows, stored
-    return {"seconds": seconds, "rows": stored, "rows_per_s": rows / seconds}
+    return _run_table_copy(
+        server, "keyed", KEYED_TABLE_DDL, KEYED_COPY_SQL, "readings_keyed", csv, rows
+    )
 
 
 _RESOLVED: dict = {}  # the resolved CSV, made once for a given id assignment
@@ -523,26 +537,9 @@ def run_readings_table_copy(server: Server, manholes: Path, csv: Path, rows: int
             "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'readings'::regclass"
             " AND NOT tgisinternal"
         ).fetchone()[0]
-        server.checkpoint()
-        started = time.perf_counter()
-        _copy_file(
-            conn,
-            "COPY readings (metric_id, asset_id, observed_at, value, source)"
-            " FROM STDIN (FORMAT csv)",
-            resolved,
-        )
-        conn.commit()
-        seconds = time.perf_counter() - started
-        stored = conn.execute("SELECT count(*) FROM readings").fetchone()[0]
+        seconds, stored = _timed_copy(server, conn, RESOLVED_COPY_SQL, resolved, "readings")
     server.drop(name)
-    assert stored == rows, stored
-    return {
-        "seconds": seconds,
-        "rows": stored,
-        "rows_per_s": rows / seconds,
-        "indexes": indexes,
-        "triggers": triggers,
-    }
+    return _result(seconds, stored, rows, indexes=indexes, triggers=triggers)
 
 
 def run_psql_copy_readings(server: Server, csv: Path, rows: int) -> dict:
@@ -572,33 +569,28 @@ def run_psql_copy_readings(server: Server, csv: Path, rows: int) -> dict:
     with psycopg.connect(server.libpq(name)) as conn:
         stored = conn.execute("SELECT count(*) FROM readings_copy").fetchone()[0]
     server.drop(name)
-    assert stored == rows, stored
-    return {"seconds": seconds, "rows": stored, "rows_per_s": rows / seconds}
+    return _result(seconds, stored, rows)
 
 
 def run_twin_streets(
     server: Server, gpkg: Path, rows: int, prepare: list[str] | None = None
 ) -> dict:
-    name = server.fresh("twin", twin=True)
-    engine = create_engine(server.url(name))
-    _prepare(engine, prepare)
-    server.checkpoint()
-    started = time.perf_counter()
-    report = ingest_file(
-        engine, "streets", gpkg, layer_name="streets", source="city", rejects_path=Path(os.devnull)
+    report, seconds, stored = _timed_ingest(
+        server,
+        server.fresh("twin", twin=True),
+        "streets",
+        prepare,
+        lambda engine: ingest_file(
+            engine,
+            "streets",
+            gpkg,
+            layer_name="streets",
+            source="city",
+            rejects_path=Path(os.devnull),
+        ),
     )
-    seconds = time.perf_counter() - started
-    with engine.connect() as conn:
-        stored = conn.execute(sa.text("SELECT count(*) FROM streets")).scalar_one()
-    engine.dispose()
-    server.drop(name)
     assert report.rows_new == rows and stored == rows, report
-    return {
-        "seconds": seconds,
-        "rows": stored,
-        "rows_per_s": rows / seconds,
-        "report_duration_s": report.duration_s,
-    }
+    return _result(seconds, stored, rows, report_duration_s=report.duration_s)
 
 
 def ogr2ogr_command(server: Server, name: str, gpkg: Path, *, use_copy: bool) -> list[str]:
@@ -634,8 +626,7 @@ def run_ogr2ogr_streets(server: Server, gpkg: Path, rows: int, *, use_copy: bool
             for r in conn.execute("SELECT indexdef FROM pg_indexes WHERE tablename = 'streets_ogr'")
         ]
     server.drop(name)
-    assert stored == rows, stored
-    return {"seconds": seconds, "rows": stored, "rows_per_s": rows / seconds, "indexes": indexes}
+    return _result(seconds, stored, rows, indexes=indexes)
 
 
 def _clean_env() -> dict:
@@ -1007,26 +998,25 @@ def make_vector_check_field(original):
     instead of a Python lambda per value; every other kind of field goes to the original."""
     from ingest import validate
 
-    def check_field(frame, spec, rule, zone, problems, now):
+    def check_field(frame, spec, rule, zone, problems, now, *, unmapped="reject"):
         raw = validate._raw(frame, rule)
+        # Free text only: vocabularies (open ones map to "other") go to the original.
         vector = (
             spec.kind == "text"
-            and (rule is None or rule.map is None)
+            and spec.vocabulary is None
+            and (rule is None or (rule.map is None and rule.default is None))
             and pd.api.types.is_string_dtype(raw.dtype)
             and raw.dtype != object
         )
         if not vector:
-            return original(frame, spec, rule, zone, problems, now)
-        missing = validate._is_blank(raw)
+            return original(frame, spec, rule, zone, problems, now, unmapped=unmapped)
+        missing = validate.is_blank(raw)
         if spec.required:
             problems.add(missing, spec.name, raw, "is missing")
         text = raw.where(~missing).str.strip()
-        if spec.choices:
-            wrong = ~missing & ~text.isin(spec.choices)
-            problems.add(wrong, spec.name, raw, f"is not one of {', '.join(spec.choices)}")
         if spec.default is not None:
             text = text.astype(object).where(text.notna(), spec.default)
-        return text
+        return text, None
 
     return check_field
 
@@ -1093,42 +1083,46 @@ def run_floor_readings(server: Server, manholes: Path, csv: Path, rows: int) -> 
     with engine.begin() as conn:
         for sql in SCHEMA_PROTOTYPES["readings"]:
             conn.execute(sa.text(sql))
-        assets = store.asset_keys(conn)
-        metrics = store.metric_ranges(conn)
-        frame = pd.read_csv(csv, dtype=str, keep_default_na=False)
-        ids = dict(zip(assets["external_id"], assets["id"], strict=True))
-        resolved = pd.DataFrame(
-            {
-                "metric_id": frame["metric"].map(metrics["id"]),
-                "asset_id": frame["asset_external_id"].map(ids),
-                "observed_at": frame["observed_at"],
-                "value": frame["value"],
-                "source": frame["source"],
-            }
-        )
-        times = pd.to_datetime(frame["observed_at"], format="ISO8601", utc=True)
-        store.ensure_reading_partitions(conn, times.min(), times.max())
+        resolved, first, last = _resolved_readings(conn, csv)
+        store.ensure_reading_partitions(conn, first, last)
     engine.dispose()
-    resolved_csv = csv.with_name(csv.stem + ".resolved.csv")
-    resolved.to_csv(resolved_csv, index=False, header=False)
-    del frame, resolved, times
     with psycopg.connect(server.libpq(name)) as conn:
-        server.checkpoint()
-        started = time.perf_counter()
-        with conn.cursor() as cur, open(resolved_csv, "rb") as handle:
-            with cur.copy(
-                "COPY readings (metric_id, asset_id, observed_at, value, source)"
-                " FROM STDIN (FORMAT csv)"
-            ) as copy:
-                while block := handle.read(1 << 20):
-                    copy.write(block)
-        conn.commit()
-        seconds = time.perf_counter() - started
-        stored = conn.execute("SELECT count(*) FROM readings").fetchone()[0]
-    resolved_csv.unlink()
+        seconds, stored = _timed_copy(server, conn, RESOLVED_COPY_SQL, resolved, "readings")
     server.drop(name)
-    assert stored == rows, stored
-    return {"seconds": seconds, "rows": stored, "rows_per_s": rows / seconds}
+    return _result(seconds, stored, rows)
+
+
+def rounds(label: str, repeats: int, peers: dict, prototypes: dict | None = None) -> dict:
+    """``repeats`` rounds of every peer in turn, so a change of load falls on all of them.
+
+    ``peers`` and ``prototypes`` map a name to a call that times one run; the prototypes run
+    with the code prototypes patched in. Returns each name's runs, and says each round.
+    """
+    runs: dict[str, list[dict]] = {k: [] for k in (*(prototypes or {}), *peers)}
+    for i in range(repeats):
+        if prototypes:
+            with code_prototypes():
+                for key, run in prototypes.items():
+                    runs[key].append(run())
+        for key, run in peers.items():
+            runs[key].append(run())
+        print(
+            f"{label} run {i + 1}: "
+            + ", ".join(f"{k} {v[-1]['seconds']:.2f} s" for k, v in runs.items()),
+            flush=True,
+        )
+    return runs
+
+
+def compared(runs: dict, reference: str, rate: float, base: float) -> dict:
+    """Each name's median run, its rows/s over the ``reference`` rate and speed-up on ``base``."""
+    out = {}
+    for key, runs_of in runs.items():
+        m = median_of(runs_of)
+        m[reference] = m["rows_per_s"] / rate
+        m["speedup_vs_twin"] = base / m["median_s"]
+        out[key] = m
+    return out
 
 
 def run_prototypes(
@@ -1138,51 +1132,42 @@ def run_prototypes(
     repeats = sizes["repeats"]
     if "readings" in results:
         n = sizes["readings"]
-        copy_rate = results["readings"]["copy_psycopg"]["rows_per_s"]
-        base = results["readings"]["twin"]["median_s"]
-        runs = {"code": [], "code_schema": [], "floor": []}
-        for i in range(repeats):
-            with code_prototypes():
-                runs["code"].append(run_twin_readings(server, manholes, readings, n))
-                runs["code_schema"].append(
-                    run_twin_readings(
-                        server, manholes, readings, n, prepare=SCHEMA_PROTOTYPES["readings"]
-                    )
-                )
-            runs["floor"].append(run_floor_readings(server, manholes, readings, n))
-            print(
-                f"readings prototypes run {i + 1}: "
-                + ", ".join(f"{k} {v[-1]['seconds']:.2f} s" for k, v in runs.items()),
-                flush=True,
-            )
-        out["readings"] = {}
-        for key, runs_of in runs.items():
-            m = median_of(runs_of)
-            m["vs_copy"] = m["rows_per_s"] / copy_rate
-            m["speedup_vs_twin"] = base / m["median_s"]
-            out["readings"][key] = m
+        runs = rounds(
+            "readings prototypes",
+            repeats,
+            {"floor": lambda: run_floor_readings(server, manholes, readings, n)},
+            {
+                "code": lambda: run_twin_readings(server, manholes, readings, n),
+                "code_schema": lambda: run_twin_readings(
+                    server, manholes, readings, n, prepare=SCHEMA_PROTOTYPES["readings"]
+                ),
+            },
+        )
+        out["readings"] = compared(
+            runs,
+            "vs_copy",
+            results["readings"]["copy_psycopg"]["rows_per_s"],
+            results["readings"]["twin"]["median_s"],
+        )
     if "streets" in results:
         n = sizes["streets"]
-        ogr_rate = results["streets"]["ogr2ogr"]["rows_per_s"]
-        base = results["streets"]["twin"]["median_s"]
-        runs = {"code": [], "code_schema": []}
-        for i in range(repeats):
-            with code_prototypes():
-                runs["code"].append(run_twin_streets(server, streets, n))
-                runs["code_schema"].append(
-                    run_twin_streets(server, streets, n, prepare=SCHEMA_PROTOTYPES["streets"])
-                )
-            print(
-                f"streets prototypes run {i + 1}: "
-                + ", ".join(f"{k} {v[-1]['seconds']:.2f} s" for k, v in runs.items()),
-                flush=True,
-            )
-        out["streets"] = {}
-        for key, runs_of in runs.items():
-            m = median_of(runs_of)
-            m["vs_ogr2ogr"] = m["rows_per_s"] / ogr_rate
-            m["speedup_vs_twin"] = base / m["median_s"]
-            out["streets"][key] = m
+        runs = rounds(
+            "streets prototypes",
+            repeats,
+            {},
+            {
+                "code": lambda: run_twin_streets(server, streets, n),
+                "code_schema": lambda: run_twin_streets(
+                    server, streets, n, prepare=SCHEMA_PROTOTYPES["streets"]
+                ),
+            },
+        )
+        out["streets"] = compared(
+            runs,
+            "vs_ogr2ogr",
+            results["streets"]["ogr2ogr"]["rows_per_s"],
+            results["streets"]["twin"]["median_s"],
+        )
     out["what"] = {
         "code": "arrow_copy_frame + vectorised text check_field + per-transaction work_mem"
         " 256MB, jit off, metrics locked FOR KEY SHARE (monkeypatched)",
@@ -1282,20 +1267,19 @@ def main() -> int:
 
         if "readings" in parts:
             n = sizes["readings"]
-            runs = {"twin": [], "readings_table": [], "keyed": [], "copy": [], "psql": []}
-            for i in range(repeats):
-                runs["twin"].append(run_twin_readings(server, manholes, readings, n))
-                runs["readings_table"].append(
-                    run_readings_table_copy(server, manholes, readings, n)
-                )
-                runs["keyed"].append(run_keyed_copy_readings(server, readings, n))
-                runs["copy"].append(run_copy_readings(server, readings, n))
-                runs["psql"].append(run_psql_copy_readings(server, readings, n))
-                print(
-                    f"readings run {i + 1}: "
-                    + ", ".join(f"{k} {v[-1]['seconds']:.2f} s" for k, v in runs.items()),
-                    flush=True,
-                )
+            runs = rounds(
+                "readings",
+                repeats,
+                {
+                    "twin": lambda: run_twin_readings(server, manholes, readings, n),
+                    "readings_table": lambda: run_readings_table_copy(
+                        server, manholes, readings, n
+                    ),
+                    "keyed": lambda: run_keyed_copy_readings(server, readings, n),
+                    "copy": lambda: run_copy_readings(server, readings, n),
+                    "psql": lambda: run_psql_copy_readings(server, readings, n),
+                },
+            )
             twin, table, keyed, copy, psql = (
                 median_of(runs[k]) for k in ("twin", "readings_table", "keyed", "copy", "psql")
             )
@@ -1331,16 +1315,17 @@ def main() -> int:
 
         if "streets" in parts:
             n = sizes["streets"]
-            runs = {"twin": [], "ogr2ogr": [], "ogr2ogr_copy": []}
-            for i in range(repeats):
-                runs["twin"].append(run_twin_streets(server, streets, n))
-                runs["ogr2ogr"].append(run_ogr2ogr_streets(server, streets, n, use_copy=False))
-                runs["ogr2ogr_copy"].append(run_ogr2ogr_streets(server, streets, n, use_copy=True))
-                print(
-                    f"streets run {i + 1}: "
-                    + ", ".join(f"{k} {v[-1]['seconds']:.2f} s" for k, v in runs.items()),
-                    flush=True,
-                )
+            runs = rounds(
+                "streets",
+                repeats,
+                {
+                    "twin": lambda: run_twin_streets(server, streets, n),
+                    "ogr2ogr": lambda: run_ogr2ogr_streets(server, streets, n, use_copy=False),
+                    "ogr2ogr_copy": lambda: run_ogr2ogr_streets(
+                        server, streets, n, use_copy=True
+                    ),
+                },
+            )
             twin, ogr, ogr_copy = (median_of(runs[k]) for k in ("twin", "ogr2ogr", "ogr2ogr_copy"))
             ratio = twin["rows_per_s"] / ogr["rows_per_s"]
             results["streets"] = {

@@ -297,26 +297,25 @@ class Server:
             time.sleep(0.3)
         raise RuntimeError(f"{self.name} did not become ready; see {self.log_path}")
 
-    def get(self, path: str) -> tuple[int, bytes]:
-        """One GET on a fresh connection: (status, body)."""
-        with socket.create_connection((HOST, self.port), timeout=30) as conn:
+    def _exchange(self, path: str, timeout: float) -> tuple[bytes, bytes]:
+        """One GET on a fresh connection: the raw head and body."""
+        with socket.create_connection((HOST, self.port), timeout=timeout) as conn:
             conn.sendall(f"GET {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n"
                          .encode())
             data = b""
             while chunk := conn.recv(65536):
                 data += chunk
         head, _, body = data.partition(b"\r\n\r\n")
+        return head, body
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        """One GET on a fresh connection: (status, body)."""
+        head, body = self._exchange(path, 30)
         return int(head.split(b" ", 2)[1]), body
 
     def get_full(self, path: str) -> tuple[int, dict[str, str], bytes]:
         """One GET on a fresh connection: (status, headers in lower case, body)."""
-        with socket.create_connection((HOST, self.port), timeout=120) as conn:
-            conn.sendall(f"GET {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n\r\n"
-                         .encode())
-            data = b""
-            while chunk := conn.recv(65536):
-                data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
+        head, body = self._exchange(path, 120)
         lines = head.decode("latin-1").split("\r\n")
         headers = {k.strip().lower(): v.strip() for k, _, v in
                    (line.partition(":") for line in lines[1:])}

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 
-from geo import STORAGE_SRID
+from geo import DEG_PER_M_BOUND, STORAGE_SRID
 from geo.errors import InvalidInput
 from geo.i18n import _
 from geo.layers import Layer
@@ -59,9 +59,6 @@ _UNITS_M = {
     "kilometre": 1000.0,
     "kilometres": 1000.0,
 }
-# Prefilter in degrees before the exact distance in metres (a degree is >= ~50 km below 60
-# degrees of latitude), so the GiST index on geom does the work.
-_DEG_PER_M_BOUND = 1 / 50_000
 _SHOWN = 80
 
 _COMPARISONS = {"=": "=", "<>": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
@@ -783,7 +780,7 @@ class _Walker:
         metres = float(distance) * _UNITS_M[unit]
         other = self._geometry(args[1])
         near = self.bind(metres)
-        box = self.bind(metres * _DEG_PER_M_BOUND)
+        box = self.bind(metres * DEG_PER_M_BOUND)
         return (
             f"({column} && ST_Expand({other}, {box}) AND "
             f"ST_DWithin({column}::geography, ({other})::geography, {near}))"

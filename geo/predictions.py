@@ -14,11 +14,9 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from geo import DEG_PER_M_BOUND
 from geo.store import copy_frame
 
-# Prefilter in degrees before the exact test in metres (1 degree >= ~50 km anywhere a town
-# lies below 60 degrees of latitude), so the GiST indexes do the work.
-_DEG_PER_M_BOUND = 1 / 50_000
 PREDICTION_COLUMNS = (
     "run_id", "model_version", "target", "asset_layer", "asset_id", "subject", "metric_id",
     "as_of", "target_date", "horizon_days", "value", "lower", "upper", "days_to_threshold",
@@ -119,14 +117,23 @@ def damage_on_streets(conn: Connection, until: datetime) -> pd.DataFrame:
         ["asset_id", "observed_at", "damage_class", "severity", "size_m2", "confidence"])
 
 
+def _within(a: str, b: str) -> str:
+    """SQL: geometry columns ``a`` and ``b`` lie within ``:m`` metres (``:deg`` prefilters)."""
+    return (f"ST_DWithin({a}, {b}, :deg) "
+            f"AND ST_DWithin({a}::geography, {b}::geography, :m)")
+
+
+def _within_params(distance_m: float) -> dict:
+    """The parameters of :func:`_within` for a distance in metres."""
+    return {"deg": distance_m * DEG_PER_M_BOUND, "m": distance_m}
+
+
 def debris_near_streets(conn: Connection, until: datetime, distance_m: float) -> pd.DataFrame:
     """(street, debris observation time, volume) for debris seen within a distance by ``until``."""
     return _frame(conn.execute(sa.text(
         "SELECT s.id AS asset_id, d.observed_at, d.volume_m3 FROM debris_piles d "
-        "JOIN streets s ON ST_DWithin(s.geom, d.geom, :deg) "
-        "AND ST_DWithin(s.geom::geography, d.geom::geography, :m) "
-        "WHERE d.observed_at <= :until"),
-        {"until": until, "deg": distance_m * _DEG_PER_M_BOUND, "m": distance_m}),
+        f"JOIN streets s ON {_within('s.geom', 'd.geom')} WHERE d.observed_at <= :until"),
+        {"until": until, **_within_params(distance_m)}),
         ["asset_id", "observed_at", "volume_m3"])
 
 
@@ -134,18 +141,16 @@ def manholes_near_streets(conn: Connection, distance_m: float) -> pd.DataFrame:
     """How many manholes lie within a distance of each street (streets with none are absent)."""
     return _frame(conn.execute(sa.text(
         "SELECT s.id AS asset_id, count(*) AS manholes FROM streets s JOIN manholes h "
-        "ON ST_DWithin(s.geom, h.geom, :deg) "
-        "AND ST_DWithin(s.geom::geography, h.geom::geography, :m) GROUP BY s.id"),
-        {"deg": distance_m * _DEG_PER_M_BOUND, "m": distance_m}), ["asset_id", "manholes"])
+        f"ON {_within('s.geom', 'h.geom')} GROUP BY s.id"),
+        _within_params(distance_m)), ["asset_id", "manholes"])
 
 
 def street_neighbours(conn: Connection, distance_m: float) -> pd.DataFrame:
     """Pairs of distinct streets within a distance of each other (both directions)."""
     return _frame(conn.execute(sa.text(
         "SELECT a.id AS asset_id, b.id AS neighbour_id FROM streets a JOIN streets b "
-        "ON a.id <> b.id AND ST_DWithin(a.geom, b.geom, :deg) "
-        "AND ST_DWithin(a.geom::geography, b.geom::geography, :m)"),
-        {"deg": distance_m * _DEG_PER_M_BOUND, "m": distance_m}), ["asset_id", "neighbour_id"])
+        f"ON a.id <> b.id AND {_within('a.geom', 'b.geom')}"),
+        _within_params(distance_m)), ["asset_id", "neighbour_id"])
 
 
 def street_resurfacing_work(conn: Connection, until: datetime) -> pd.DataFrame:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from geo import DEG_PER_M_BOUND
 from geo.alerts import ACTIVE, localised
 from geo.layers import BACKLOG_SELECT
 
 # Within this distance of an alert, compounds' households count as exposed.
 EXPOSURE_M = 200
 NEAREST_STREET_M = 60
-_DEG_PER_M_BOUND = 1 / 50_000  # prefilter in degrees before the exact test in metres
 
 
 def open_alerts(conn: Connection, bbox: tuple[float, float, float, float] | None = None
@@ -24,8 +24,8 @@ def open_alerts(conn: Connection, bbox: tuple[float, float, float, float] | None
     ``in_bbox`` says whether it meets the box (all True without one): priorities and tiers are
     ranked over the whole list, then filtered.
     """
-    params = {"active": list(ACTIVE), "m": EXPOSURE_M, "deg": EXPOSURE_M * _DEG_PER_M_BOUND,
-              "near_m": NEAREST_STREET_M, "near_deg": NEAREST_STREET_M * _DEG_PER_M_BOUND}
+    params = {"active": list(ACTIVE), "m": EXPOSURE_M, "deg": EXPOSURE_M * DEG_PER_M_BOUND,
+              "near_m": NEAREST_STREET_M, "near_deg": NEAREST_STREET_M * DEG_PER_M_BOUND}
     in_bbox = "TRUE"
     if bbox:
         in_bbox = "a.geom && ST_MakeEnvelope(:w, :s, :e, :n, 4326)"

@@ -13,8 +13,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from pyproj import CRS, Transformer
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.model_selection import GroupKFold
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from geo import predictions as sql
 from geo.errors import InvalidInput
@@ -75,6 +78,64 @@ class Grid:
         j, i = np.divmod(np.arange(self.n), self.nx)
         k = max(1, int(round(block_m / self.cell_m)))
         return (j // k) * (self.nx // k + 1) + i // k
+
+
+class HotspotClassifier(ClassifierMixin, BaseEstimator):
+    """Whether a new pile appears in a cell within the horizon, from the cell's features.
+
+    Gradient-boosted trees over a plain matrix of cell features (the columns of
+    :data:`FEATURES`, as :func:`cell_features` makes them; missing values allowed: a cell
+    never reported has no ``days_since_last``). A scikit-learn classifier: ``__init__``
+    stores the parameters, ``fit`` returns the model with ``model_``, ``classes_`` and
+    ``n_iter_``; it passes scikit-learn's ``check_estimator``.
+
+    Parameters
+    ----------
+    max_iter, learning_rate, max_leaf_nodes, min_samples_leaf, l2_regularization
+        Passed to ``HistGradientBoostingClassifier``.
+    random_state : int or None
+        Seed of the boosted trees.
+    """
+
+    def __init__(self, max_iter: int = 150, learning_rate: float = 0.05,
+                 max_leaf_nodes: int = 8, min_samples_leaf: int = 30,
+                 l2_regularization: float = 1.0, random_state: int | None = 0) -> None:
+        self.max_iter = max_iter
+        self.learning_rate = learning_rate
+        self.max_leaf_nodes = max_leaf_nodes
+        self.min_samples_leaf = min_samples_leaf
+        self.l2_regularization = l2_regularization
+        self.random_state = random_state
+
+    def fit(self, X, y) -> HotspotClassifier:
+        """Learn from cell features ``X`` and whether a new pile came (``y``); returns self."""
+        X, y = validate_data(self, X, y, ensure_all_finite="allow-nan")
+        check_classification_targets(y)
+        self.model_ = HistGradientBoostingClassifier(
+            max_iter=self.max_iter, learning_rate=self.learning_rate,
+            max_leaf_nodes=self.max_leaf_nodes, min_samples_leaf=self.min_samples_leaf,
+            l2_regularization=self.l2_regularization,
+            random_state=self.random_state).fit(X, y)
+        self.classes_ = self.model_.classes_
+        self.n_iter_ = self.model_.n_iter_
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Probability of each class (the second: a new pile) for every cell."""
+        check_is_fitted(self, "model_")
+        X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan")
+        return self.model_.predict_proba(X)
+
+    def predict(self, X) -> np.ndarray:
+        """The more likely class of every cell."""
+        proba = self.predict_proba(X)  # checks the model is fitted first
+        return self.classes_[np.argmax(proba, axis=1)]
+
+    def __sklearn_tags__(self):
+        """Missing feature values are allowed (boosted trees route them)."""
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
 
 
 def _kde(grid: Grid, x: np.ndarray, y: np.ndarray, bandwidth_m: float) -> np.ndarray:
@@ -164,11 +225,8 @@ def evaluate_debris(conn, as_of, horizon_days: int, *, cell_m: float = CELL_M,
         raise InvalidInput(f"Too few new piles before {as_of.date()} to train "
                            f"({int(train['target'].sum())}).")
 
-    def model() -> HistGradientBoostingClassifier:
-        return HistGradientBoostingClassifier(max_iter=150, learning_rate=0.05,
-                                              max_leaf_nodes=8, min_samples_leaf=30,
-                                              l2_regularization=1.0,
-                                              random_state=random_state)
+    def model() -> HotspotClassifier:
+        return HotspotClassifier(random_state=random_state)
 
     # Spatial-block cross-validation on the training windows: whole areas left out.
     folds = GroupKFold(n_splits=min(5, train["block"].nunique()))

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
 
 DAY = pd.Timedelta(days=1)
 
@@ -42,6 +44,53 @@ class Thresholds:
 
 
 DEFAULTS = Thresholds()
+
+class ManholeRules(BaseEstimator):
+    """The sensor rules and detectors as a scikit-learn estimator over readings.
+
+    ``__init__`` stores the thresholds; ``fit`` checks them against the readings' shape and
+    keeps them (``thresholds_``) with the metrics seen (``metrics_``): the rules are fixed
+    thresholds, and the baselines (a cover's installed tilt, a well's usual floor) are taken
+    from the readings each prediction sees, as :func:`rule_episodes` always has.
+    ``predict`` gives the episodes (``EPISODE_COLUMNS``). Clonable and storable in the model
+    registry like the learned models.
+
+    Parameters
+    ----------
+    thresholds : Thresholds or None
+        The alarm thresholds; None: docs/domain.md's (``DEFAULTS``).
+    """
+
+    def __init__(self, thresholds: Thresholds | None = None) -> None:
+        self.thresholds = thresholds
+
+    def fit(self, X: pd.DataFrame, y=None) -> ManholeRules:
+        """Check the thresholds and the readings ``X``; ``y`` is not used. Returns self.
+
+        ``X`` holds ``asset_id, metric, observed_at, value`` per reading.
+        """
+        missing = [c for c in ("asset_id", "metric", "observed_at", "value") if c not in X]
+        if missing:
+            raise ValueError(f"The readings lack the columns {missing}.")
+        t = DEFAULTS if self.thresholds is None else self.thresholds
+        if not t.o2_low_pct < t.o2_high_pct:
+            raise ValueError(f"The O2 band {t.o2_low_pct:g}-{t.o2_high_pct:g} % is empty.")
+        if t.stuck_repeats < 2 or t.drift_days < 1:
+            raise ValueError("A stuck run needs at least two repeats and a drift one day.")
+        self.thresholds_ = t
+        self.metrics_ = sorted(X["metric"].dropna().unique().tolist())
+        return self
+
+    def predict(self, X: pd.DataFrame, until=None) -> pd.DataFrame:
+        """Episodes of every rule over the readings ``X`` observed by ``until``.
+
+        ``until`` defaults to the last reading's time.
+        """
+        check_is_fitted(self, "thresholds_")
+        if until is None:
+            until = X["observed_at"].max() if len(X) else pd.Timestamp.now("UTC")
+        return rule_episodes(X, until, self.thresholds_)
+
 KIND_OF_FAULT = {
     "tilted_cover": "manhole_tilt",
     "cover_open": "manhole_cover_open",

@@ -48,6 +48,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from scipy.stats import norm
+from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
 
 from predict.road import as_utc
 
@@ -197,31 +199,73 @@ def pile_summary(obs: pd.DataFrame, as_of: pd.Timestamp) -> pd.DataFrame:
     return out
 
 
-@dataclass
-class PileVolumeModel:
+class PileVolumeModel(BaseEstimator):
     """Growth priors, noise, interval calibration and survival learned by an as-of date.
 
-    Fitted with :func:`fit_pile_model`; plain numbers and arrays so it can be stored in the
-    model registry.
+    A scikit-learn estimator: ``__init__`` stores the parameters, :meth:`fit` learns from
+    debris sightings (``pile_ref, observed_at, volume_m3, material, x, y, ...``, as
+    :func:`load_sightings` reads them) observed by ``as_of``, and every learned value ends in
+    ``_``. They are plain numbers and arrays so the model can be stored in the model registry.
+
+    Parameters
+    ----------
+    as_of : str, Timestamp or None
+        The date the model is learned as of; None: the last sighting's time.
+    present_days : float
+        A pile last seen at most this many days before a date is present then.
+    area_m : float
+        Other piles within this distance form a pile's area group.
     """
 
-    as_of: str
-    present_days: float
-    area_m: float
-    cv: float
-    global_growth: float
-    tau2: float
-    material_growth: dict
-    lifetime_pad_days: float
-    km_times: np.ndarray
-    km_survival: np.ndarray
-    piles: int
-    lifetimes_observed: int
-    tail_from_days: float = np.inf
-    tail_hazard_per_day: float = 0.0
-    z_lower: float = float(norm.ppf(ALPHA / 2))
-    z_upper: float = float(norm.ppf(1 - ALPHA / 2))
-    calibration_sightings: int = 0
+    def __init__(self, as_of=None, present_days: float = PRESENT_DAYS,
+                 area_m: float = AREA_M) -> None:
+        self.as_of = as_of
+        self.present_days = present_days
+        self.area_m = area_m
+
+    def _as_of(self, X: pd.DataFrame) -> pd.Timestamp:
+        if self.as_of is not None:
+            return pd.Timestamp(self.as_of)
+        return pd.Timestamp(X["observed_at"].max()) if len(X) else pd.Timestamp.now("UTC")
+
+    def fit(self, X: pd.DataFrame, y=None) -> PileVolumeModel:
+        """Learn from the sightings ``X`` observed by ``as_of`` (``y`` is not used)."""
+        as_of = self._as_of(X)
+        return self._fit_piles(pile_summary(X, as_of), as_of)
+
+    def _fit_piles(self, piles: pd.DataFrame, as_of: pd.Timestamp) -> PileVolumeModel:
+        """Learn from the per-pile summary of the sightings by ``as_of``."""
+        self.as_of_ = str(as_of)
+        self.piles_ = int(len(piles))
+        self.cv_, self.global_growth_, self.tau2_ = DEFAULT_CV, 0.0, 1e-4
+        self.material_growth_: dict = {}
+        self.lifetime_pad_days_ = 0.0
+        self.km_times_, self.km_survival_ = np.array([]), np.array([])
+        self.lifetimes_observed_ = 0
+        self.tail_from_days_, self.tail_hazard_per_day_ = np.inf, 0.0
+        self.z_lower_ = float(norm.ppf(ALPHA / 2))
+        self.z_upper_ = float(norm.ppf(1 - ALPHA / 2))
+        self.calibration_sightings_ = 0
+        if piles.empty:
+            return self
+        _learn(self, piles, as_of)
+        return self
+
+    def forecast(self, X: pd.DataFrame, horizon_days) -> pd.DataFrame:
+        """Each pile present at ``as_of_`` in the sightings ``X``, ``horizon_days`` later.
+
+        Returns ``FORECAST_COLUMNS`` (see :func:`forecast_piles`).
+        """
+        check_is_fitted(self, "km_survival_")
+        as_of = pd.Timestamp(self.as_of_)
+        present = present_piles(self, pile_summary(X, as_of), as_of)
+        if present.empty:
+            return pd.DataFrame(columns=FORECAST_COLUMNS)
+        return forecast_piles(self, present, as_of, horizon_days)
+
+    def predict(self, X: pd.DataFrame, horizon_days: float = 7.0) -> np.ndarray:
+        """The probability-weighted volume (m3) of each present pile ``horizon_days`` ahead."""
+        return self.forecast(X, horizon_days)["expected"].to_numpy(float)
 
 
 def _pooled_growth(own: np.ndarray, se2: np.ndarray, tau2: float) -> float:
@@ -390,14 +434,17 @@ def fit_pile_model(obs: pd.DataFrame, as_of, *, present_days: float = PRESENT_DA
                    area_m: float = AREA_M) -> tuple[PileVolumeModel, pd.DataFrame]:
     """Learn growth priors, noise, interval calibration and lifetimes by ``as_of``.
 
-    Returns the model and the per-pile summary it was learned from.
+    Returns the fitted model and the per-pile summary it was learned from.
     """
     as_of = pd.Timestamp(as_of)
     piles = pile_summary(obs, as_of)
-    if piles.empty:
-        model = PileVolumeModel(str(as_of), present_days, area_m, DEFAULT_CV, 0.0, 1e-4, {},
-                                0.0, np.array([]), np.array([]), 0, 0)
-        return model, piles
+    model = PileVolumeModel(as_of=str(as_of), present_days=present_days, area_m=area_m)
+    return model._fit_piles(piles, as_of), piles
+
+
+def _learn(model: PileVolumeModel, piles: pd.DataFrame, as_of: pd.Timestamp) -> None:
+    """Set ``model``'s learned values from a non-empty per-pile summary."""
+    present_days, area_m = model.present_days, model.area_m
     # Volume noise: log-ratios of consecutive sightings of a pile at most two days apart
     # (growth over so short a gap is small next to the noise); each holds two noises.
     ratios: list[float] = []
@@ -451,22 +498,24 @@ def fit_pile_model(obs: pd.DataFrame, as_of, *, present_days: float = PRESENT_DA
             best = (score, candidate, priors)
     _, tau2, priors = best
     z_lower, z_upper, n_cal = _calibrate(held, priors, cv, tau2)
-    model = PileVolumeModel(str(as_of), present_days, area_m, cv, float(global_growth),
-                            float(tau2), material_growth, pad, times, survival, len(piles),
-                            int(cleared.sum()), float(tail_from), float(hazard), z_lower,
-                            z_upper, n_cal)
-    return model, piles
+    model.cv_, model.global_growth_, model.tau2_ = cv, float(global_growth), float(tau2)
+    model.material_growth_ = material_growth
+    model.lifetime_pad_days_ = pad
+    model.km_times_, model.km_survival_ = times, survival
+    model.lifetimes_observed_ = int(cleared.sum())
+    model.tail_from_days_, model.tail_hazard_per_day_ = float(tail_from), float(hazard)
+    model.z_lower_, model.z_upper_, model.calibration_sightings_ = z_lower, z_upper, n_cal
 
 
 def pile_survival(model: PileVolumeModel, t) -> np.ndarray:
     """``S(t)`` of pile lifetimes: Kaplan-Meier up to the tail, exponential beyond it."""
     t = np.asarray(t, float)
-    if not len(model.km_times):
+    if not len(model.km_times_):
         return np.ones_like(t)
-    start = min(model.tail_from_days, float(model.km_times[-1]))
-    at_start = survival_at(model.km_times, model.km_survival, start)
-    tail = at_start * np.exp(-model.tail_hazard_per_day * np.maximum(t - start, 0.0))
-    return np.where(t <= start, survival_at(model.km_times, model.km_survival, t), tail)
+    start = min(model.tail_from_days_, float(model.km_times_[-1]))
+    at_start = survival_at(model.km_times_, model.km_survival_, start)
+    tail = at_start * np.exp(-model.tail_hazard_per_day_ * np.maximum(t - start, 0.0))
+    return np.where(t <= start, survival_at(model.km_times_, model.km_survival_, t), tail)
 
 
 def present_piles(model: PileVolumeModel, piles: pd.DataFrame, as_of) -> pd.DataFrame:
@@ -482,14 +531,14 @@ def present_piles(model: PileVolumeModel, piles: pd.DataFrame, as_of) -> pd.Data
     present = piles[recent].copy()
     if present.empty:
         return pd.DataFrame(columns=PILE_COLUMNS)
-    own, se2 = _slopes_with_error(piles, model.cv)
-    priors, groups = _group_priors(piles, own, se2, model.area_m, model.material_growth,
-                                   model.global_growth, model.tau2, of=present)
+    own, se2 = _slopes_with_error(piles, model.cv_)
+    priors, groups = _group_priors(piles, own, se2, model.area_m, model.material_growth_,
+                                   model.global_growth_, model.tau2_, of=present)
     present["own_se"] = np.sqrt(se2[recent])
     present["prior_growth"] = priors
     present["prior_group"] = groups
     states = [(0.0, 0.0, 0.0, 0.0) if row.cleared or not len(row.t) else
-              _pile_state(row.t, row.v, prior, model.cv, model.tau2)
+              _pile_state(row.t, row.v, prior, model.cv_, model.tau2_)
               for row, prior in zip(present.itertuples(), priors, strict=True)]
     present["growth"], present["growth_sd"], present["level"], present["level_log_var"] = (
         np.asarray(states, float).T if states else ([], [], [], []))
@@ -523,7 +572,7 @@ def forecast_piles(model: PileVolumeModel, present: pd.DataFrame, as_of,
     level = present["level"].to_numpy(float)
     growth = present["growth"].to_numpy(float)
     median = np.where(cleared, 0.0, level + growth * since_last)
-    s = _log_spread(model.cv, present["level_log_var"].to_numpy(float),
+    s = _log_spread(model.cv_, present["level_log_var"].to_numpy(float),
                     present["growth_sd"].to_numpy(float), since_last,
                     np.where(median > 0, median, 1.0))
     def overall(q: float) -> np.ndarray:
@@ -531,15 +580,15 @@ def forecast_piles(model: PileVolumeModel, present: pd.DataFrame, as_of,
         # the calibrated log-normal. Its quantile q lies in the log-normal part at q' below.
         inner = np.clip((q - (1 - p)) / np.where(p > 0, p, 1.0), 1e-9, 1 - 1e-9)
         z = norm.ppf(inner)
-        z = z * np.where(z < 0, model.z_lower / norm.ppf(ALPHA / 2),
-                         model.z_upper / norm.ppf(1 - ALPHA / 2))
+        z = z * np.where(z < 0, model.z_lower_ / norm.ppf(ALPHA / 2),
+                         model.z_upper_ / norm.ppf(1 - ALPHA / 2))
         return np.where(q <= 1 - p, 0.0, median * np.exp(z * s))
 
     return pd.DataFrame({
         "pile_ref": present["pile_ref"].to_numpy(), "last_id": present["last_id"].to_numpy(),
         "horizon_days": days_ahead, "days_since_last": since_last, "p_present": p,
-        "p_cleared": 1.0 - p, "value": median, "lower": median * np.exp(model.z_lower * s),
-        "upper": median * np.exp(model.z_upper * s), "expected": p * median,
+        "p_cleared": 1.0 - p, "value": median, "lower": median * np.exp(model.z_lower_ * s),
+        "upper": median * np.exp(model.z_upper_ * s), "expected": p * median,
         "overall_lower": overall(ALPHA / 2), "overall_upper": overall(1 - ALPHA / 2),
         "last_volume": present["last_volume"].to_numpy(float),
     }, columns=FORECAST_COLUMNS)
@@ -614,14 +663,14 @@ def _scored_rows(everything: pd.DataFrame, as_of: pd.Timestamp, horizons: list[i
     known = everything[everything["observed_at"] <= as_of]
     model, piles = fit_pile_model(known, as_of)
     present = present_piles(model, piles, as_of)
-    summary = {"piles_seen": model.piles, "piles_present": int(len(present)),
-               "present_days": model.present_days, "volume_cv": round(model.cv, 3),
-               "growth_all_m3_per_day": round(model.global_growth, 3),
-               "growth_by_material": {k: round(v, 3) for k, v in model.material_growth.items()},
-               "lifetime_pad_days": round(model.lifetime_pad_days, 2),
-               "lifetimes_observed": model.lifetimes_observed,
-               "interval_z": [round(model.z_lower, 3), round(model.z_upper, 3)],
-               "calibration_sightings": model.calibration_sightings,
+    summary = {"piles_seen": model.piles_, "piles_present": int(len(present)),
+               "present_days": model.present_days, "volume_cv": round(model.cv_, 3),
+               "growth_all_m3_per_day": round(model.global_growth_, 3),
+               "growth_by_material": {k: round(v, 3) for k, v in model.material_growth_.items()},
+               "lifetime_pad_days": round(model.lifetime_pad_days_, 2),
+               "lifetimes_observed": model.lifetimes_observed_,
+               "interval_z": [round(model.z_lower_, 3), round(model.z_upper_, 3)],
+               "calibration_sightings": model.calibration_sightings_,
                "prior_groups": (present["prior_group"].value_counts().to_dict()
                                 if len(present) else {})}
     rows = []

@@ -184,13 +184,13 @@ def score_debris(engine: Engine, horizons=(7, 30), as_of=None, *,
         sightings = pile_volume.load_sightings(conn, as_of)
     model, piles = pile_volume.fit_pile_model(sightings, as_of)
     present = pile_volume.present_piles(model, piles, as_of)
-    summary = {"piles_seen": model.piles, "piles_present": int(len(present)),
-               "volume_cv": model.cv, "growth_all_m3_per_day": model.global_growth,
-               "growth_by_material": model.material_growth,
-               "lifetime_pad_days": model.lifetime_pad_days,
-               "lifetimes_observed": model.lifetimes_observed,
-               "interval_z": [model.z_lower, model.z_upper],
-               "calibration_sightings": model.calibration_sightings}
+    summary = {"piles_seen": model.piles_, "piles_present": int(len(present)),
+               "volume_cv": model.cv_, "growth_all_m3_per_day": model.global_growth_,
+               "growth_by_material": model.material_growth_,
+               "lifetime_pad_days": model.lifetime_pad_days_,
+               "lifetimes_observed": model.lifetimes_observed_,
+               "interval_z": [model.z_lower_, model.z_upper_],
+               "calibration_sightings": model.calibration_sightings_}
     first = sightings["observed_at"].min() if len(sightings) else as_of
     with engine.begin() as conn:
         version = registry.save(

@@ -25,11 +25,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.base import BaseEstimator
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, confusion_matrix
 from sklearn.model_selection import GroupShuffleSplit
 from sklearn.pipeline import Pipeline
+from sklearn.utils.validation import check_is_fitted
 from sqlalchemy.engine import Connection, Engine
 
 from geo import predictions as model_sql
@@ -97,8 +99,12 @@ def _pipeline(C: float, random_state: int) -> Pipeline:
     ])
 
 
-class TriageModel:
+class TriageModel(BaseEstimator):
     """Two text classifiers over character 1-4-grams: the matter and the department.
+
+    A scikit-learn estimator: ``__init__`` stores the parameters, ``fit`` learns the two
+    pipelines (``matter_``, ``department_``) and returns the model, ``predict`` refuses an
+    unfitted model; stored in the model registry (:func:`train_and_store`).
 
     Parameters
     ----------
@@ -106,6 +112,9 @@ class TriageModel:
         Inverse regularisation strength of the logistic regressions.
     random_state : int
         Seed of the solvers.
+    keywords : dict or None
+        Words that name a trade outright (:data:`DEPARTMENT_KEYWORDS`); None: the classifier
+        alone decides.
 
     Examples
     --------
@@ -146,17 +155,13 @@ class TriageModel:
         self.classes_ = [self.matter_.classes_, self.department_.classes_]
         return self
 
-    def _check(self) -> None:
-        if not hasattr(self, "matter_"):
-            raise RuntimeError("TriageModel is not fitted; call fit() first.")
-
     def predict(self, texts) -> np.ndarray:
         """``[matter, department]`` of each text.
 
         Private or not comes from the matter classifier; for the rest the trade (named by a
         keyword, else the department classifier's best) decides big or small.
         """
-        self._check()
+        check_is_fitted(self, ("matter_", "department_"))
         texts = list(texts)
         matters = self.matter_.predict(texts)
         proba = self.department_.predict_proba(texts)
@@ -182,7 +187,7 @@ class TriageModel:
 
     def classify(self, text: str) -> tuple[str, str, float]:
         """One text's matter, department and the model's probability for the matter."""
-        self._check()
+        check_is_fitted(self, ("matter_", "department_"))
         matter, department = self.predict([text])[0]
         proba = self.matter_.predict_proba([text])[0]
         return str(matter), str(department), float(proba.max())

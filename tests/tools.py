@@ -4,10 +4,19 @@ Locally a missing program skips the tests that need it, with the reason. With ``
 environment (as GitHub, GitLab and most CI services set it) it fails them instead, so a CI run
 cannot pass without testing the exports, the sensor feed or the maps. The hook that decides is
 ``pytest_runtest_setup`` below, which tests/conftest.py takes in.
+
+Also the small helpers several test modules share: a free port, waiting for a condition with
+a deadline, and the app served by uvicorn on a real port.
 """
 
 import os
 import shutil
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
 
@@ -38,3 +47,40 @@ def pytest_runtest_setup(item):
             if STRICT:
                 pytest.fail(f"CI=true and {reason}", pytrace=False)
             pytest.skip(reason)
+
+
+def free_port() -> int:
+    """A loopback TCP port free at the time of asking."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(predicate: Callable[[], Any], timeout_s: float, *, interval_s: float = 0.05,
+               what: str = "the condition") -> Any:
+    """``predicate()``'s first true value, asked every ``interval_s`` until ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+@contextmanager
+def served(app, *, start_s: float = 20.0, stop_s: float = 10.0) -> Iterator[str]:
+    """``app`` served by uvicorn in a thread on a free loopback port: its base URL."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started, start_s, what="the service to start")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=stop_s)

@@ -22,31 +22,35 @@ NOTHING_FROM_OUTSIDE = {
 }
 
 
+def _document(request: Request) -> dict:
+    """What both pages show: the app's OpenAPI document under its title."""
+    return {"openapi_url": request.app.openapi_url, "title": f"{request.app.title} - API"}
+
+
+def _own_files_only(page: HTMLResponse) -> HTMLResponse:
+    page.headers.update(NOTHING_FROM_OUTSIDE)
+    return page
+
+
 @router.get("/docs")
 def swagger_ui(request: Request) -> HTMLResponse:
     """Swagger UI on the twin's OpenAPI document."""
-    page = get_swagger_ui_html(
-        openapi_url=request.app.openapi_url,
-        title=f"{request.app.title} - API",
+    return _own_files_only(get_swagger_ui_html(
+        **_document(request),
         swagger_js_url=f"{VENDOR}/swagger-ui/swagger-ui-bundle.js",
         swagger_css_url=f"{VENDOR}/swagger-ui/swagger-ui.css",
         swagger_favicon_url=f"{VENDOR}/swagger-ui/favicon-32x32.png",
         # No "valid" badge: it would send the document to a public validator.
         swagger_ui_parameters={"validatorUrl": None},
-    )
-    page.headers.update(NOTHING_FROM_OUTSIDE)
-    return page
+    ))
 
 
 @router.get("/redoc")
 def redoc(request: Request) -> HTMLResponse:
     """ReDoc on the twin's OpenAPI document."""
-    page = get_redoc_html(
-        openapi_url=request.app.openapi_url,
-        title=f"{request.app.title} - API",
+    return _own_files_only(get_redoc_html(
+        **_document(request),
         redoc_js_url=f"{VENDOR}/redoc/redoc.standalone.js",
         redoc_favicon_url=f"{VENDOR}/swagger-ui/favicon-32x32.png",
         with_google_fonts=False,
-    )
-    page.headers.update(NOTHING_FROM_OUTSIDE)
-    return page
+    ))

@@ -15,6 +15,7 @@ Behaviour worth knowing (also stated in the OpenAPI document):
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -473,45 +474,19 @@ _SCHEMA_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "A JSON Schema.", "content": {SCHEMA: {}}}, **_PROBLEMS, **_NOT_FOUND}
 
 
-@router.get("/collections/{collectionId}/queryables", name="ogc_queryables",
-            summary="What a collection's features can be filtered by",
-            response_class=Response, responses=_SCHEMA_RESPONSES)
-def queryables(request: Request, collectionId: CollectionId,  # noqa: N803
-               f: FParam = None) -> Response:
-    """The queryables of `filter` (and of property parameters) with their types (Part 3)."""
-    layer = _layer(collectionId)
-    _check_parameters(request, {"f"})
-    _negotiate(request, f)
-    return _schema_response(request, layer, {
-        "type": "object", "properties": _property_schemas(layer, roles=False),
-        "additionalProperties": False})
+def _queryables_body(layer: Layer) -> dict:
+    return {"type": "object", "properties": _property_schemas(layer, roles=False),
+            "additionalProperties": False}
 
 
-@router.get("/collections/{collectionId}/schema", name="ogc_schema",
-            summary="The properties of a collection's features and their types",
-            response_class=Response, responses=_SCHEMA_RESPONSES)
-def schema(request: Request, collectionId: CollectionId,  # noqa: N803
-           f: FParam = None) -> Response:
-    """Every property of the features with its type and role (OGC API - Features Part 5)."""
-    layer = _layer(collectionId)
-    _check_parameters(request, {"f"})
-    _negotiate(request, f)
-    return _schema_response(request, layer, {
-        "type": "object", "properties": _property_schemas(layer, roles=True)})
+def _schema_body(layer: Layer) -> dict:
+    return {"type": "object", "properties": _property_schemas(layer, roles=True)}
 
 
-@router.get("/collections/{collectionId}/feature-schema", name="ogc_feature_schema",
-            summary="One GeoJSON Feature of a collection, as a JSON Schema",
-            response_class=Response, responses=_SCHEMA_RESPONSES)
-def feature_schema(request: Request, collectionId: CollectionId,  # noqa: N803
-                   f: FParam = None) -> Response:
-    """A GeoJSON Feature's schema: what GDAL's OAPIF driver reads to type the fields."""
-    layer = _layer(collectionId)
-    _check_parameters(request, {"f"})
-    _negotiate(request, f)
+def _feature_schema_body(layer: Layer) -> dict:
     properties = _property_schemas(layer, roles=False)
     properties.pop("geometry")
-    return _schema_response(request, layer, {
+    return {
         "type": "object", "required": ["type", "geometry", "properties"],
         "properties": {
             "type": {"type": "string", "enum": ["Feature"]},
@@ -519,7 +494,36 @@ def feature_schema(request: Request, collectionId: CollectionId,  # noqa: N803
             "geometry": {"type": "object", "description": f"A GeoJSON {layer.geometry_type} "
                          "in CRS84 (a Geometry: any type)"},
             "properties": {"type": "object", "properties": properties},
-        }})
+        }}
+
+
+def _schema_route(path: str, name: str, summary: str, doc: str,
+                  body: Callable[[Layer], dict]) -> None:
+    """Add a route answering a collection's JSON Schema ``body(layer)`` (only ``f`` allowed)."""
+    def route(request: Request, collectionId: CollectionId,  # noqa: N803
+              f: FParam = None) -> Response:
+        layer = _layer(collectionId)
+        _check_parameters(request, {"f"})
+        _negotiate(request, f)
+        return _schema_response(request, layer, body(layer))
+
+    route.__doc__ = doc
+    router.get(path, name=name, summary=summary, response_class=Response,
+               responses=_SCHEMA_RESPONSES)(route)
+
+
+_schema_route("/collections/{collectionId}/queryables", "ogc_queryables",
+              "What a collection's features can be filtered by",
+              "The queryables of `filter` (and of property parameters) with their types "
+              "(Part 3).", _queryables_body)
+_schema_route("/collections/{collectionId}/schema", "ogc_schema",
+              "The properties of a collection's features and their types",
+              "Every property of the features with its type and role (OGC API - Features "
+              "Part 5).", _schema_body)
+_schema_route("/collections/{collectionId}/feature-schema", "ogc_feature_schema",
+              "One GeoJSON Feature of a collection, as a JSON Schema",
+              "A GeoJSON Feature's schema: what GDAL's OAPIF driver reads to type the fields.",
+              _feature_schema_body)
 
 
 # -- an asset's history ---------------------------------------------------------------------------

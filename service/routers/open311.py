@@ -406,26 +406,35 @@ def _request_id(value: str) -> int:
     return int(value)
 
 
-@router.post("/requests/{request_id}/classification",
-             summary="Override a request's triage (planner; outside the spec)")
-async def classify(request_id: str, request: Request) -> Response:
-    """Set ``matter`` (big, small or private) with an optional ``note``; re-routes it."""
+async def _staff_post(request: Request, request_id: str, role: str, act) -> Response:
+    """A staff action on one request: the form read, then :func:`_staff_act` in the pool."""
     try:
         fields = await _fields(request)
     except Open311Error as error:
         return error_answer("json", error)
-    return await _run("json", _classify, _engine(request), request_id, fields,
-                      _key_from(request, fields))
+    return await _run("json", _staff_act, _engine(request), request_id, fields,
+                      _key_from(request, fields), role, act)
 
 
-def _classify(engine: Engine, request_id: str, fields: dict, key: str | None) -> Response:
-    caller = _caller(engine, key, required="planner")
-    assert caller.name is not None
+def _staff_act(engine: Engine, request_id: str, fields: dict, key: str | None, role: str,
+               act) -> Response:
+    """The key's role checked, then the fields, then the request's id (403, 400, 404 first)."""
+    name = _caller(engine, key, required=role).name
+    assert name is not None
     _check_fields(fields)
-    rid = _request_id(request_id)
+    return act(engine, _request_id(request_id), fields, name)
+
+
+@router.post("/requests/{request_id}/classification",
+             summary="Override a request's triage (planner; outside the spec)")
+async def classify(request_id: str, request: Request) -> Response:
+    """Set ``matter`` (big, small or private) with an optional ``note``; re-routes it."""
+    return await _staff_post(request, request_id, "planner", _classify)
+
+
+def _classify(engine: Engine, rid: int, fields: dict, name: str) -> Response:
     with engine.begin() as conn:
-        workflow.reclassify(conn, rid, fields.get("matter", ""), caller.name,
-                            fields.get("note"))
+        workflow.reclassify(conn, rid, fields.get("matter", ""), name, fields.get("note"))
         view = store.staff_view(conn, rid)
     return JSONResponse(_jsonable(view))
 
@@ -434,19 +443,10 @@ def _classify(engine: Engine, request_id: str, fields: dict, key: str | None) ->
              summary="Settle or reopen a matter (crew; outside the spec)")
 async def set_status(request_id: str, request: Request) -> Response:
     """Set ``status`` (open or closed) and ``status_notes``, for the request and supporters."""
-    try:
-        fields = await _fields(request)
-    except Open311Error as error:
-        return error_answer("json", error)
-    return await _run("json", _status, _engine(request), request_id, fields,
-                      _key_from(request, fields))
+    return await _staff_post(request, request_id, "crew", _status)
 
 
-def _status(engine: Engine, request_id: str, fields: dict, key: str | None) -> Response:
-    name = _caller(engine, key, required="crew").name
-    assert name is not None
-    _check_fields(fields)
-    rid = _request_id(request_id)
+def _status(engine: Engine, rid: int, fields: dict, name: str) -> Response:
     notes = fields.get("status_notes") or None
     if notes and len(notes) > MAX_DESCRIPTION:
         raise Open311Error(400, _("status_notes is too long."))
@@ -460,19 +460,10 @@ def _status(engine: Engine, request_id: str, fields: dict, key: str | None) -> R
              summary="Reply to the reporters of a matter (crew; outside the spec)")
 async def reply(request_id: str, request: Request) -> Response:
     """Send ``text`` to the request's reporter and its supporters (status page, webhooks)."""
-    try:
-        fields = await _fields(request)
-    except Open311Error as error:
-        return error_answer("json", error)
-    return await _run("json", _reply, _engine(request), request_id, fields,
-                      _key_from(request, fields))
+    return await _staff_post(request, request_id, "crew", _reply)
 
 
-def _reply(engine: Engine, request_id: str, fields: dict, key: str | None) -> Response:
-    name = _caller(engine, key, required="crew").name
-    assert name is not None
-    _check_fields(fields)
-    rid = _request_id(request_id)
+def _reply(engine: Engine, rid: int, fields: dict, name: str) -> Response:
     text = (fields.get("text") or "").strip()
     if not text:
         raise Open311Error(400, "text was not provided: say what to tell the reporters.")

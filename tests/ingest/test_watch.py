@@ -28,7 +28,7 @@ from geo import store
 from geo.database import create_engine
 from geo.errors import InvalidInput, TwinError
 from ingest.watch import LOGGER, WatchStats, parse_mqtt_url, readings_of_message, watch
-from tests.tools import find_tool, requires_tool
+from tests.tools import find_tool, free_port, requires_tool, wait_until
 
 MOSQUITTO_PATHS = ("mosquitto", "/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
 MOSQUITTO = find_tool(*MOSQUITTO_PATHS)
@@ -39,12 +39,6 @@ WAIT_S = 15  # the most any test waits for one thing to happen
 
 # -- brokers, publishers, watchers ----------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _port_open(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.2)
@@ -52,20 +46,14 @@ def _port_open(port: int) -> bool:
 
 
 def _until(predicate, timeout: float = WAIT_S, what: str = "the condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    return wait_until(predicate, timeout, what=what)
 
 
 class Broker:
     """A mosquitto of the test's own, with persistence in a temporary directory."""
 
     def __init__(self, directory: Path, settings: str = "") -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.directory = directory
         self.config = directory / "mosquitto.conf"
         self.config.write_text(
@@ -582,7 +570,7 @@ def test_topic_filters_may_hold_wildcards_and_a_default_port():
 def test_an_unreachable_broker_is_an_error_not_a_hang(engine):
     started = time.monotonic()
     with pytest.raises(TwinError, match="Cannot reach the MQTT broker"):
-        watch(engine, f"mqtt://127.0.0.1:{_free_port()}/x")
+        watch(engine, f"mqtt://127.0.0.1:{free_port()}/x")
     assert time.monotonic() - started < 15
     with engine.connect() as conn:  # nothing was recorded
         assert conn.execute(sa.text(

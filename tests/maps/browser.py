@@ -209,21 +209,26 @@ class Chromium:
         shutil.rmtree(self.profile, ignore_errors=True)
 
 
-def png_colours(png: bytes, limit: int = 50) -> int:
-    """How many distinct colours a PNG (8-bit RGB or RGBA) holds, counting up to ``limit``."""
+def _png_image_data(png: bytes) -> tuple[int, int, int, bytes]:
+    """Width, height, channels (3 RGB, 4 RGBA) and inflated image data of an 8-bit PNG."""
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, idat, width = 8, b"", 0
+    pos, idat, width, height, channels = 8, b"", 0, 0, 3
     while pos < len(png):
         n, kind = struct.unpack("!I4s", png[pos:pos + 8])
         body = png[pos + 8:pos + 8 + n]
         if kind == b"IHDR":
-            width, _height, depth, colour = struct.unpack("!IIBB", body[:10])
+            width, height, depth, colour = struct.unpack("!IIBB", body[:10])
             assert depth == 8 and colour in (2, 6), (depth, colour)
             channels = 3 if colour == 2 else 4
         elif kind == b"IDAT":
             idat += body
         pos += 12 + n
-    raw = zlib.decompress(idat)
+    return width, height, channels, zlib.decompress(idat)
+
+
+def png_colours(png: bytes, limit: int = 50) -> int:
+    """How many distinct colours a PNG (8-bit RGB or RGBA) holds, counting up to ``limit``."""
+    width, _height, channels, raw = _png_image_data(png)
     stride = width * channels
     previous = bytearray(stride)
     colours: set[bytes] = set()
@@ -257,19 +262,8 @@ def png_pixels(png: bytes):
     """The RGB pixels of a PNG (8-bit RGB or RGBA) as a numpy array of (height, width, 3)."""
     import numpy as np
 
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, idat, width, height, channels = 8, b"", 0, 0, 3
-    while pos < len(png):
-        n, kind = struct.unpack("!I4s", png[pos:pos + 8])
-        body = png[pos + 8:pos + 8 + n]
-        if kind == b"IHDR":
-            width, height, depth, colour = struct.unpack("!IIBB", body[:10])
-            assert depth == 8 and colour in (2, 6), (depth, colour)
-            channels = 3 if colour == 2 else 4
-        elif kind == b"IDAT":
-            idat += body
-        pos += 12 + n
-    raw = np.frombuffer(zlib.decompress(idat), dtype=np.uint8).reshape(height, -1)
+    width, height, channels, data = _png_image_data(png)
+    raw = np.frombuffer(data, dtype=np.uint8).reshape(height, -1)
     stride = width * channels
     out = np.zeros((height, stride), dtype=np.uint8)
     previous = np.zeros(stride, dtype=np.int32)

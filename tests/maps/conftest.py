@@ -4,7 +4,6 @@ import pytest
 
 from tests.maps.browser import Chromium
 from tests.service.conftest import (  # noqa: F401
-    _free_port,
     api_keys,
     client,
     live_url,

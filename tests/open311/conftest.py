@@ -1,17 +1,15 @@
 """Open311 fixtures: the sample twin behind the real app with the open311 router mounted."""
 
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
-import uvicorn
 from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.settings import ServiceSettings
-from tests.service.conftest import _free_port, api_keys  # noqa: F401
+from tests.service.conftest import api_keys  # noqa: F401
+from tests.tools import served
 
 
 def _app(engine):
@@ -26,18 +24,8 @@ def client(sample_engine) -> Iterator[TestClient]:  # noqa: F811
 
 @pytest.fixture(scope="module")
 def live_url(sample_engine) -> Iterator[str]:  # noqa: F811
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(_app(sample_engine), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    yield f"http://127.0.0.1:{port}/open311/v2"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with served(_app(sample_engine)) as url:
+        yield f"{url}/open311/v2"
 
 
 @pytest.fixture(scope="module")
@@ -62,18 +50,8 @@ def twin(sample_engine, monkeypatch_module) -> Iterator[str]:  # noqa: F811
     monkeypatch_module.setenv("TWIN_WEBHOOK_RETRY_MAX_S", "1")
     settings = ServiceSettings(run_worker=True, report_limit_device="4/hour",
                                report_limit_address="1000/hour")
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(sample_engine, settings),
-                                           host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=15)
+    with served(create_app(sample_engine, settings), start_s=30, stop_s=15) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

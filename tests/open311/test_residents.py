@@ -2,6 +2,7 @@
 feedback to a webhook receiver that is down and comes back, and the abuse limits."""
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -17,14 +18,13 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import sqlalchemy as sa
-import uvicorn
 
 from geo import outbox
 from service.app import create_app
 from service.photos import photo_dir
 from service.settings import ServiceSettings
-from tests.service.conftest import _free_port, api_keys  # noqa: F401
-from tests.tools import find_tool, requires_tool
+from tests.service.conftest import api_keys  # noqa: F401
+from tests.tools import find_tool, free_port, requires_tool, served, wait_until
 
 HTTP = httpx.Client(timeout=120)  # the first triage trains the model: slow on a busy machine
 
@@ -44,9 +44,7 @@ class Receiver:
     """A webhook receiver on a fixed port that can be down (not listening) and up."""
 
     def __init__(self) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
+        self.port = free_port()
         self.got: list[tuple[dict, dict]] = []
         self.server: ThreadingHTTPServer | None = None
 
@@ -78,13 +76,7 @@ class Receiver:
 
 
 def _wait(predicate, timeout: float = 40.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("timed out waiting")
+    return wait_until(predicate, timeout, interval_s=0.2)
 
 
 def _street_point(engine, offset: int) -> tuple[float, float]:
@@ -403,38 +395,26 @@ def test_abuse_limits_hold(twin, sample_engine):
 @requires_tool("redis-server", "/usr/bin/redis-server")
 def test_rate_limits_are_shared_by_every_process_through_redis(sample_engine, tmp_path):
     """Two service processes on one Redis: a device's limit holds across both."""
-    port = _free_port()
+    port = free_port()
     redis = subprocess.Popen(
         [find_tool("redis-server", "/usr/bin/redis-server"), "--port", str(port), "--bind",
          "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    servers = []
     try:
         settings = ServiceSettings(report_limit_device="3/hour",
                                    report_limit_address="1000/hour",
                                    rate_limit_storage=f"redis://127.0.0.1:{port}/0")
-        urls = []
-        for _ in range(2):
-            web = _free_port()
-            server = uvicorn.Server(uvicorn.Config(create_app(sample_engine, settings),
-                                                   host="127.0.0.1", port=web,
-                                                   log_level="warning"))
-            thread = threading.Thread(target=server.run, daemon=True)
-            thread.start()
-            servers.append((server, thread))
-            urls.append(f"http://127.0.0.1:{web}")
-        _wait(lambda: all(s.started for s, _ in servers), timeout=60)
-        lon, lat = _street_point(sample_engine, 200)
-        statuses = []
-        for n in range(5):  # alternately to each process
-            r = HTTP.post(f"{urls[n % 2]}/report", headers={"X-Device-Id": "dev-two"}, data={
-                "description": f"streetlight broken, lamp {n}", "lat": str(lat + n * 2e-3),
-                "long": str(lon)})
-            statuses.append(r.status_code)
-        assert statuses == [201, 201, 201, 429, 429], statuses
+        with contextlib.ExitStack() as processes:
+            urls = [processes.enter_context(served(create_app(sample_engine, settings),
+                                                   start_s=60, stop_s=15)) for _ in range(2)]
+            lon, lat = _street_point(sample_engine, 200)
+            statuses = []
+            for n in range(5):  # alternately to each process
+                r = HTTP.post(f"{urls[n % 2]}/report", headers={"X-Device-Id": "dev-two"}, data={
+                    "description": f"streetlight broken, lamp {n}", "lat": str(lat + n * 2e-3),
+                    "long": str(lon)})
+                statuses.append(r.status_code)
+            assert statuses == [201, 201, 201, 429, 429], statuses
     finally:
-        for server, thread in servers:
-            server.should_exit = True
-            thread.join(timeout=15)
         redis.terminate()
         redis.wait(timeout=10)

@@ -3,18 +3,16 @@
 ``sample_engine`` (the module's copy of the sample twin) comes from tests/conftest.py.
 """
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from geo import keys
 from service.app import create_app
 from service.settings import ServiceSettings
+from tests.tools import free_port as _free_port  # noqa: F401 - the older name, still imported
+from tests.tools import served
 
 
 @pytest.fixture(scope="module")
@@ -35,24 +33,8 @@ def client(sample_engine) -> Iterator[TestClient]:
         yield test_client
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def live_url(sample_engine) -> Iterator[str]:
     """The app served by uvicorn on a free loopback port, for real HTTP clients (GDAL...)."""
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(sample_engine, ServiceSettings()),
-                                           host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "the service did not start"
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with served(create_app(sample_engine, ServiceSettings())) as url:
+        yield url
