@@ -7,12 +7,23 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 
-def street_ids(conn: Connection, external_ids: list[str]) -> dict[str, int]:
-    """The twin's id of each street external id that exists."""
+def street_ids(conn: Connection, external_ids: list[str]) -> dict[str, list[int]]:
+    """The twin's ids of each street external id that exists.
+
+    More than one where several sources use the same external id.
+    """
     rows = conn.execute(sa.text(
-        "SELECT external_id, id FROM streets WHERE external_id = ANY(:ids)"),
+        "SELECT external_id, array_agg(id ORDER BY id) FROM streets "
+        "WHERE external_id = ANY(:ids) GROUP BY external_id"),
         {"ids": list(external_ids)}).all()
-    return {str(r[0]): int(r[1]) for r in rows}
+    return {str(r[0]): [int(i) for i in r[1]] for r in rows}
+
+
+def delete_work_records_of(conn: Connection, source: str) -> int:
+    """Drop the work records a file of ``source`` loaded before (not the crews' own)."""
+    return conn.execute(sa.text(
+        "DELETE FROM work_records WHERE alert_id IS NULL AND recorded_by = :source"),
+        {"source": source}).rowcount
 
 
 def replace_programme(conn: Connection, source: str, entries: pd.DataFrame) -> int:

@@ -7,7 +7,9 @@ in the year) and ``published_on`` (since when the programme was known; without i
 of the year before). Loading a programme replaces the earlier entries of the same source.
 
 A **work records** CSV has ``external_id``, ``action`` and ``done_at``: the city's record of
-resurfacing done before the twin's own operations loop kept them.
+resurfacing done before the twin's own operations loop kept them. A ``done_at`` without a
+zone is on the deployment's clock (``TWIN_TIMEZONE``). Loading records replaces the records
+the same source loaded before (never the crews' own), so loading a file again changes nothing.
 
 Both refuse the whole file, with the line and the reason, when a row is wrong: nothing is
 half-loaded.
@@ -15,7 +17,6 @@ half-loaded.
 
 from __future__ import annotations
 
-from datetime import UTC
 from pathlib import Path
 
 import pandas as pd
@@ -24,6 +25,7 @@ from sqlalchemy.engine import Engine
 from geo import programme as sql
 from geo import work
 from geo.errors import InvalidInput
+from geo.i18n import local_zone
 
 PROGRAMME_COLUMNS = ("external_id", "year", "treatment")
 WORK_COLUMNS = ("external_id", "action", "done_at")
@@ -50,7 +52,11 @@ def _street_ids(engine: Engine, table: pd.DataFrame, path: Path) -> list[int]:
     for line, value in enumerate(table["external_id"], start=2):
         if value not in ids:
             raise InvalidInput(f"{path}, line {line}: street '{value}' is not in the twin.")
-    return [ids[v] for v in table["external_id"]]
+        if len(ids[value]) > 1:
+            raise InvalidInput(f"{path}, line {line}: street '{value}' is in the twin "
+                               f"{len(ids[value])} times (from different sources); which one "
+                               "is meant cannot be told.")
+    return [ids[v][0] for v in table["external_id"]]
 
 
 def _dates(table: pd.DataFrame, column: str, path: Path) -> list:
@@ -105,6 +111,7 @@ def load_work_records(engine: Engine, path: Path, *, source: str | None = None) 
             raise InvalidInput(f"{path}, line {line}, action: '{action}' is not one of "
                                f"{', '.join(work.ACTIONS['streets'])}.")
     done = []
+    zone = local_zone()
     for line, value in enumerate(table["done_at"], start=2):
         try:
             ts = pd.Timestamp(value)
@@ -113,11 +120,13 @@ def load_work_records(engine: Engine, path: Path, *, source: str | None = None) 
         if pd.isna(ts):
             raise InvalidInput(f"{path}, line {line}, done_at: '{value}' is not a date and "
                                "time.")
-        done.append((ts.tz_localize(UTC) if ts.tzinfo is None else ts).to_pydatetime())
+        done.append((ts.tz_localize(zone) if ts.tzinfo is None else ts).to_pydatetime())
     ids = _street_ids(engine, table, path)
+    source = source or path.stem
     with engine.begin() as conn:
+        sql.delete_work_records_of(conn, source)
         for asset, action, done_at in zip(ids, table["action"], done, strict=True):
             work.record(conn, alert_id=None, asset_layer="streets", asset_id=asset,
-                        action=action, done_at=done_at, done_by=source or path.stem, note=None,
-                        recorded_by=source or path.stem)
+                        action=action, done_at=done_at, done_by=source, note=None,
+                        recorded_by=source)
     return len(table)
