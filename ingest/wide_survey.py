@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 import tempfile
 import tomllib
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -60,8 +61,11 @@ def read_mapping(path: Path) -> dict:
     if "date_pattern" in mapping and "{year}" not in mapping["date_pattern"]:
         raise InvalidInput(f"Mapping {path}: date_pattern must hold {{year}}.")
     day = mapping.setdefault("survey_day", "07-01")
-    if not re.fullmatch(r"\d{2}-\d{2}", str(day)):
-        raise InvalidInput(f"Mapping {path}: survey_day '{day}' must be MM-DD, like 07-01.")
+    try:  # a day every year has (a year without 29 February)
+        datetime.strptime(f"2001-{day}", "%Y-%m-%d")
+    except (TypeError, ValueError):
+        raise InvalidInput(f"Mapping {path}: survey_day '{day}' must be a day of every year as "
+                           "MM-DD, like 07-01.") from None
     return mapping
 
 
@@ -95,26 +99,33 @@ def to_readings(table: pd.DataFrame, mapping: dict, where: str = "the table") ->
                 f"'{mapping['year_pattern'].format(metric=stem, year=2020)}' for metric "
                 f"'{metric}'.")
         for year, column in sorted(years.items()):
-            value = pd.to_numeric(table[column], errors="coerce")
-            bad = table[column].notna() & value.isna()
-            if bad.any():
-                row = int(bad.to_numpy().nonzero()[0][0]) + 2  # header is line 1
-                raise InvalidInput(f"{where}, line {row}, column {column}: "
-                                   f"'{table[column][bad].iloc[0]}' is not a number.")
-            when = pd.Series(pd.Timestamp(f"{year}-{mapping['survey_day']}", tz="UTC"),
-                             index=table.index)
+            raw = table[column]
+            number = pd.to_numeric(raw, errors="coerce")
+            given = raw.notna() & (raw.astype(str).str.strip() != "")
+            # A cell that is not a number goes on as written: the readings ingest rejects its
+            # row with the reason, and the rest of the table still loads.
+            value = number.astype(float).astype(object).where(number.notna(), raw.astype(object))
+            when = pd.Series(f"{year}-{mapping['survey_day']}T00:00:00Z", index=table.index,
+                             dtype=object)
             if "date_pattern" in mapping:
                 date_column = mapping["date_pattern"].format(year=year)
                 if date_column in table.columns:
-                    dates = pd.to_datetime(table[date_column], errors="coerce", utc=True)
-                    when = dates.fillna(when)
-            keep = value.notna()
+                    written = table[date_column]
+                    dates = pd.to_datetime(written, errors="coerce", utc=True, format="mixed")
+                    has = written.notna() & (written.astype(str).str.strip() != "")
+                    # A date that cannot be read also goes on as written (and is rejected):
+                    # a made-up day would be stored as if surveyed.
+                    when = when.where(~has, written.astype(object))
+                    when = when.where(dates.isna(),
+                                      dates.dt.strftime("%Y-%m-%dT%H:%M:%SZ").astype(object))
             parts.append(pd.DataFrame({
                 "asset_layer": "streets",
-                "asset_external_id": table.loc[keep, id_column].astype(str).to_numpy(),
+                "asset_external_id": table.loc[given, id_column].astype(str).to_numpy(),
                 "metric": metric,
-                "observed_at": when[keep].dt.strftime("%Y-%m-%dT%H:%M:%SZ").to_numpy(),
-                "value": value[keep].astype(float).to_numpy()}))
+                "observed_at": when[given].to_numpy(),
+                "value": value[given].to_numpy(),
+                "table_line": (table.index[given] + 2).to_numpy(),  # header is line 1
+                "table_column": column}))
     out = pd.concat(parts, ignore_index=True)
     out["source"] = mapping.get("source", "survey")
     return out.sort_values(["asset_external_id", "metric", "observed_at"], kind="stable"
@@ -133,8 +144,28 @@ def load_wide_survey(engine: Engine, path: Path, mapping_path: Path, *,
     except (pd.errors.ParserError, UnicodeDecodeError) as error:
         raise InvalidInput(f"Survey table {path} is not a readable CSV: {error}.") from None
     readings = to_readings(table, mapping, str(path))
+    origin = readings.pop("table_line"), readings.pop("table_column")
     with tempfile.TemporaryDirectory() as tmp:
         long = Path(tmp) / f"{path.stem}.readings.csv"
         readings.to_csv(long, index=False, lineterminator="\n")
-        return ingest_file(engine, "readings", long, source=mapping.get("source"),
-                           dry_run=dry_run, rejects_path=path.with_suffix(".rejects.csv"))
+        report = ingest_file(engine, "readings", long, source=mapping.get("source"),
+                             dry_run=dry_run, rejects_path=path.with_suffix(".rejects.csv"))
+    if report.rejects_path:
+        _point_rejects_at_the_table(Path(report.rejects_path), *origin)
+    return report
+
+
+def _point_rejects_at_the_table(rejects: Path, lines: pd.Series, columns: pd.Series) -> None:
+    """Name each reject's line and column of the wide table (its row_number is the long file's).
+
+    The ingest numbers data rows from 1, so row ``n`` is the ``n``-th reading written.
+    """
+    frame = pd.read_csv(rejects, dtype=str, keep_default_na=False)
+    at = pd.to_numeric(frame["row_number"], errors="coerce") - 1
+    known = at.between(0, len(lines) - 1)
+    index = at[known].astype(int)
+    frame.insert(0, "table_column", "")
+    frame.insert(0, "table_line", "")
+    frame.loc[known, "table_line"] = lines.to_numpy()[index].astype(str)
+    frame.loc[known, "table_column"] = columns.to_numpy()[index]
+    frame.to_csv(rejects, index=False, lineterminator="\n")

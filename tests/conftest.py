@@ -12,6 +12,7 @@ tested on a database of its own in tests/ingest/test_sample_load.py.
 """
 
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -70,7 +71,21 @@ def make_database(server_url) -> Iterator[Callable[..., URL]]:
         with admin.connect() as conn:
             owned = f' OWNER "{owner}"' if owner else ""
             copied = f' TEMPLATE "{template}"' if template else ""
-            conn.execute(sa.text(f"CREATE DATABASE {name}{owned}{copied}"))
+            for attempt in range(20):
+                try:
+                    conn.execute(sa.text(f"CREATE DATABASE {name}{owned}{copied}"))
+                    break
+                except sa.exc.OperationalError as error:
+                    # A template no test uses can still have a session: autovacuum's worker,
+                    # drawn by a load just made, or a connection closing. The copy then fails
+                    # ("being accessed by other users"): end those sessions and try again.
+                    if not template or "accessed by other users" not in str(error) or \
+                            attempt == 19:
+                        raise
+                    conn.execute(sa.text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = :t AND pid <> pg_backend_pid()"), {"t": template})
+                    time.sleep(0.2)
         made.append(name)
         url = server_url.set(database=name)
         if postgis and not template:

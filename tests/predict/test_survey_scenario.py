@@ -187,8 +187,18 @@ def test_bad_programme_and_survey_files_are_refused_in_one_sentence(twin, tmp_pa
     table.loc[1, "RATING_2015"] = "good"
     wide = tmp_path / "wide.csv"
     table.to_csv(wide, index=False)
-    with pytest.raises(InvalidInput, match=r"line 3, column RATING_2015: 'good' is not a number"):
-        load_wide_survey(engine, wide, paths["mapping"])
+    # A cell that is not a number costs its reading, named by the table's own line and column;
+    # the rest of the table loads.
+    checked = load_wide_survey(engine, wide, paths["mapping"], dry_run=True)
+    assert checked.rows_rejected == 1 and checked.rows_unchanged > 0  # loaded by the fixture
+    rejects = pd.read_csv(checked.rejects_path, dtype=str)
+    assert rejects[["table_line", "table_column", "value"]].values.tolist() == [
+        ["3", "RATING_2015", "good"]]
+    mapping = tmp_path / "mapping.toml"
+    mapping.write_text(paths["mapping"].read_text().replace('survey_day = "07-01"',
+                                                            'survey_day = "02-30"'))
+    with pytest.raises(InvalidInput, match="survey_day '02-30' must be a day of every year"):
+        load_wide_survey(engine, wide, mapping)
     with pytest.raises(InvalidInput, match="--origins"):
         backtest(engine, "city_rating", HORIZONS, origins=40, step_days=365,
                  window_days=WINDOW)
