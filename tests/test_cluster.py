@@ -502,7 +502,7 @@ def test_the_alert_stream_resumes_on_another_node_with_nothing_lost_or_doubled(c
     def raise_next() -> None:
         manhole = manholes[len(raised)]
         with cluster.primary.begin() as conn:
-            alert_id, new = raise_alert(conn, kind="tilt", severity="high",
+            alert_id, new = raise_alert(conn, kind="manhole_tilt", severity="high",
                                         asset_layer="manholes", asset_id=manhole.id,
                                         geom_ewkt=manhole.ewkt, reason="cluster stream test")
         assert new and alert_id is not None
