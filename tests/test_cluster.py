@@ -339,7 +339,21 @@ def _expand(template: str, z: int, x: int, y: int) -> str:
     return template.replace("{z}", str(z)).replace("{x}", str(x)).replace("{y}", str(y))
 
 
+def _wait_up(node: str, timeout: float = 180) -> None:
+    """Wait for a node to answer /readyz (a killed one is restarted by its supervisor)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{node}/readyz", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{node} did not come back within {timeout} s")
+
+
 def test_a_write_through_node_a_reaches_node_b_redis_cached_tile_within_1_s(cluster, crew_key):
+    _wait_up(cluster.node_a)  # killed by an earlier test, restarted by its supervisor
     _wait_in_rotation(cluster)
     feature_id, external_id = _parking(cluster)
     z, x, y = _tile_at(cluster, feature_id)
@@ -412,6 +426,8 @@ def test_versioned_tiles_are_kept_by_nginx_and_a_write_makes_new_urls(cluster, c
 
 
 def test_tiles_stay_right_with_redis_stopped(cluster, crew_key):
+    for node in (cluster.node_a, cluster.node_b):
+        _wait_up(node)
     feature_id, external_id = _parking(cluster)
     z, x, y = _tile_at(cluster, feature_id)
     shared = _shared_cache(cluster)
@@ -519,6 +535,8 @@ def test_the_alert_stream_resumes_on_another_node_with_nothing_lost_or_doubled(c
     stop, connected = threading.Event(), threading.Event()
     follower = threading.Thread(target=_follow_alerts, daemon=True,
                                 args=(cluster.address, received, nodes, stop, connected))
+    for node in (cluster.node_a, cluster.node_b):
+        _wait_up(node)  # so that the stream has another node to resume on
     follower.start()
     try:
         wait_for(connected.is_set, 30, "the stream did not open through HAProxy")
