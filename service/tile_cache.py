@@ -117,6 +117,7 @@ SHARED_TTL_S = 24 * 3600
 SHARED_RETRY_S = 2.0
 # A Redis that answers slower than this is treated as down: rendering is the fallback.
 SHARED_TIMEOUT_S = 0.5
+SHARED_CONNECTIONS = 32  # per process
 
 
 class SharedTileCache:
@@ -134,8 +135,11 @@ class SharedTileCache:
 
         self.url = url
         self.namespace = namespace
-        self._redis = redis.asyncio.Redis.from_url(
-            url, socket_timeout=SHARED_TIMEOUT_S, socket_connect_timeout=SHARED_TIMEOUT_S)
+        # A bounded pool: a burst of misses waits for a connection (as the render pool does)
+        # instead of opening hundreds.
+        self._redis = redis.asyncio.Redis.from_pool(redis.asyncio.BlockingConnectionPool.from_url(
+            url, max_connections=SHARED_CONNECTIONS, timeout=SHARED_TIMEOUT_S,
+            socket_timeout=SHARED_TIMEOUT_S, socket_connect_timeout=SHARED_TIMEOUT_S))
         self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
         self._away_until = float("-inf")
         self.away = False
