@@ -1,11 +1,14 @@
 """Serving tiles: versions, ETag and 304, the cache, and rendering within the pool's means.
 
 One :class:`TileServer` per app, built in the lifespan (``app.state.tiles``) with its
-:class:`~service.tile_cache.TileCache` and :class:`~service.tile_versions.TableVersions`.
+:class:`~service.tile_cache.TileCache`, the :class:`~service.tile_cache.SharedTileCache` in
+Redis when ``TWIN_REDIS_URL`` is set, and :class:`~service.tile_versions.TableVersions`.
 
 Every tile has an ``ETag`` made from the versions of the layer's tables (``layer.table`` and
 ``layer.depends_on``), the tile and the canonical query, so it changes when the data does;
-``If-None-Match`` gets ``304``. Tiles are kept in the cache keyed by the same versions.
+``If-None-Match`` gets ``304``. Tiles are kept in the caches keyed by the same versions.
+A versioned URL names the versions it was handed out for: while they are current its tile is
+``immutable`` (any HTTP cache keeps it); otherwise it gets the current tile, cached briefly.
 ``Cache-Control: no-cache`` lets clients keep tiles and revalidate them with a cheap ``304``.
 Tiles render on the event loop over a small pool of asynchronous psycopg connections opened in
 the lifespan (no thread hop, no SQLAlchemy layer per tile: the uncached path was bound by
