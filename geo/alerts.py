@@ -316,6 +316,17 @@ def events_after(conn: Connection, event_id: int, limit: int = 500) -> list[dict
     ), {"after": event_id, "limit": limit}).mappings()]
 
 
+def transactions_in_progress(conn: Connection) -> frozenset[int]:
+    """The ids of the transactions running now, any of which may still commit alert events.
+
+    An event id taken by a transaction that has not committed yet is missing from
+    :func:`events_after` while later ids are there (ids are taken in order, committed in any
+    order); once every transaction running when the gap was seen has ended, it is for good.
+    """
+    return frozenset(conn.execute(sa.text(
+        "SELECT pg_snapshot_xip(pg_current_snapshot())::text::bigint")).scalars())
+
+
 def last_event_id(conn: Connection) -> int:
     """The newest alert event's id (0 when there is none)."""
     return conn.execute(sa.text("SELECT coalesce(max(id), 0) FROM alert_events")).scalar_one()

@@ -7,10 +7,13 @@
 #   +0  HAProxy in front of the two service nodes (health checks on /readyz) <- the address
 #   +1  PostgreSQL primary          +2  its streaming replica (pg_basebackup -R)
 #   +3  mosquitto (sensor feed: topic twin/readings/#)
+#   +5  Redis: the tile cache every node shares (TWIN_REDIS_URL)
+#   +6  nginx with proxy_cache in front of HAProxy: versioned (immutable) tiles at file speed
 #   +11 twin serve node A           +12 twin serve node B   (reads from the replica)
 #   two `twin worker`s, and two `twin ingest watch` in one shared subscription (group
 #   "cluster"), each restarted under its own client id if it dies.
-# Needs: bash scripts/setup.sh test (the .venv, PostgreSQL + PostGIS, mosquitto, haproxy).
+# Needs: bash scripts/setup.sh test (the .venv, PostgreSQL + PostGIS, mosquitto, haproxy,
+# redis-server, nginx).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
@@ -23,6 +26,10 @@ PGBIN="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
 PRIMARY_URL="postgresql://twin@127.0.0.1:$PRIMARY/twin"
 REPLICA_URL="postgresql://twin@127.0.0.1:$REPLICA/twin"
 PROCESSES=(node-a node-b worker-1 worker-2 watcher-1 watcher-2 mosquitto haproxy)
+# --- tiles: the shared tile cache and the HTTP cache in front (issue 14) ---
+REDIS=$((BASE + 5)) NGINX=$((BASE + 6))
+PROCESSES+=(redis nginx)
+# --- end tiles ---
 
 # PostgreSQL refuses to run as root: as root, its programs run as the postgres account.
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
@@ -58,12 +65,98 @@ start_postgres() {
     -o "-p $port -k $DIR/pgrun" start >/dev/null
 }
 
+# --- tiles: Redis, the tile cache every node shares ---
+# Tiles are keyed by the layer versions, so nothing is ever purged: old versions' entries fall
+# out under maxmemory (LRU). A cache, not a store: no snapshots, no append-only file. The
+# config stays in redis/redis.conf: `redis-server $DIR/redis/redis.conf` starts it again.
+start_redis() {
+  say "Redis on 127.0.0.1:$REDIS (the shared tile cache)"
+  mkdir -p "$DIR/redis"
+  cat >"$DIR/redis/redis.conf" <<EOF
+port $REDIS
+bind 127.0.0.1
+daemonize yes
+pidfile $DIR/run/redis.pid
+logfile $DIR/log/redis.log
+dir $DIR/redis
+save ""
+appendonly no
+maxmemory 256mb
+maxmemory-policy allkeys-lru
+EOF
+  redis-server "$DIR/redis/redis.conf" >/dev/null
+  wait_for "Redis" 30 redis-cli -p "$REDIS" ping
+}
+
+# nginx's proxy_cache in front of HAProxy. Versioned tile URLs (from TileJSON) answer
+# "public, max-age=31536000, immutable": nginx keeps them and serves repeats from its cache
+# without asking a node. Unversioned tiles say "no-cache" and are not kept; everything else
+# (the alert stream included) passes through unbuffered.
+start_nginx() {
+  say "nginx on 127.0.0.1:$NGINX (proxy_cache in front of HAProxy)"
+  mkdir -p "$DIR/nginx"/{cache,tmp}
+  local user=""
+  [ "$(id -u)" = 0 ] && user="user root;"
+  cat >"$DIR/nginx/nginx.conf" <<EOF
+$user
+worker_processes auto;
+pid $DIR/run/nginx.pid;
+error_log $DIR/log/nginx.log warn;
+events { worker_connections 2048; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  client_body_temp_path $DIR/nginx/tmp/body;
+  proxy_temp_path $DIR/nginx/tmp/proxy;
+  fastcgi_temp_path $DIR/nginx/tmp/fastcgi;
+  uwsgi_temp_path $DIR/nginx/tmp/uwsgi;
+  scgi_temp_path $DIR/nginx/tmp/scgi;
+  proxy_cache_path $DIR/nginx/cache levels=1:2 keys_zone=twin_tiles:16m max_size=1g
+                   inactive=7d use_temp_path=off;
+  upstream twin {
+    server 127.0.0.1:$LB;
+    keepalive 64;
+  }
+  server {
+    listen 127.0.0.1:$NGINX;
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+    # TileJSON and styles hand out URLs of the address the client used: this one.
+    proxy_set_header Host \$http_host;
+    proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+    location / {
+      proxy_pass http://twin;
+      proxy_buffering off;
+      proxy_read_timeout 1h;
+    }
+    location /tiles/ {
+      proxy_pass http://twin;
+      proxy_cache twin_tiles;
+      proxy_cache_key \$request_uri;
+      # One request per missing tile goes to the twin; the others wait for it.
+      proxy_cache_lock on;
+      add_header X-Cache-Status \$upstream_cache_status always;
+    }
+  }
+}
+EOF
+  nginx -p "$DIR/nginx" -c "$DIR/nginx/nginx.conf" -e "$DIR/log/nginx.log"
+  wait_for "nginx" 30 curl -sf "http://127.0.0.1:$NGINX/readyz"
+}
+# --- end tiles ---
+
 up() {
   [ -x "$TWIN" ] || die "no $TWIN: run bash scripts/setup.sh test first"
   [ -n "$PGBIN" ] || die "PostgreSQL is not installed (bash scripts/setup.sh)"
   command -v haproxy >/dev/null || die "haproxy is not installed (apt-get install -y haproxy)"
   command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] \
     || die "mosquitto is not installed (apt-get install -y mosquitto)"
+  # --- tiles ---
+  command -v redis-server >/dev/null || die "redis-server is not installed (apt-get install -y redis-server)"
+  command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] \
+    || die "nginx is not installed (apt-get install -y nginx)"
+  # --- end tiles ---
   alive haproxy && die "a cluster is already up in $DIR (scripts/cluster.sh down first)"
   mkdir -p "$DIR"/{log,run,pgrun,mosquitto,node-a,node-b,workers}
   if [ "$(id -u)" = 0 ]; then chown postgres "$DIR" "$DIR/log" "$DIR/pgrun"; fi
@@ -113,6 +206,8 @@ EOF
   echo $! >"$DIR/run/mosquitto.pid"
 
   local common=(TWIN_DATABASE_URL="$PRIMARY_URL" TWIN_REPLICA_URLS="$REPLICA_URL")
+  start_redis  # tiles
+  common+=(TWIN_REDIS_URL="redis://127.0.0.1:$REDIS/0")  # tiles
   say "Two service nodes, two workers, two watchers"
   supervise node-a "${common[@]}" TWIN_HOME="$DIR/node-a" "$TWIN" serve --host 127.0.0.1 \
     --port "$NODE_A" --no-worker
@@ -146,6 +241,8 @@ backend nodes
   option httpchk GET /readyz
   http-check expect status 200
   default-server inter 500ms fall 2 rise 2
+  # Which node answered (a, b): for people following a request, and the SSE failover test.
+  http-response set-header X-Twin-Node %s
   server a 127.0.0.1:$NODE_A check
   server b 127.0.0.1:$NODE_B check
 EOF
@@ -153,7 +250,9 @@ EOF
   wait_for "node A" 120 curl -sf "http://127.0.0.1:$NODE_A/readyz"
   wait_for "node B" 120 curl -sf "http://127.0.0.1:$NODE_B/readyz"
   wait_for "HAProxy" 30 curl -sf "http://127.0.0.1:$LB/readyz"
+  start_nginx  # tiles
   say "The twin is up at http://127.0.0.1:$LB/ (sensor feed: mqtt://127.0.0.1:$MQTT/twin/readings/...)"
+  say "Through nginx's tile cache: http://127.0.0.1:$NGINX/"  # tiles
 }
 
 down() {

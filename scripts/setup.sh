@@ -20,8 +20,8 @@ else
 fi
 # Tests open exports with GDAL's ogrinfo, talk to a real MQTT broker, keep the residents' rate
 # limits in a real Redis, open the maps in a real browser, open the layers and styled tiles in a
-# headless QGIS (Debian's PyQGIS), and run a local cluster behind HAProxy.
-[ "$EXTRAS" = test ] && packages+=(gdal-bin mosquitto chromium redis-server qgis python3-qgis haproxy)
+# headless QGIS (Debian's PyQGIS), and run a local cluster behind HAProxy and nginx.
+[ "$EXTRAS" = test ] && packages+=(gdal-bin mosquitto chromium redis-server qgis python3-qgis haproxy nginx)
 # Chinese pages in that browser (and their screenshots in docs/) need a CJK font.
 [ "$EXTRAS" = test ] && packages+=(fonts-noto-cjk)
 

@@ -18,6 +18,9 @@ class ServiceSettings(BaseSettings):
     items_max_limit: int = 10_000
     # Tiles kept in memory, shared by all layers; invalidated per layer when data changes.
     tile_cache_mb: int = 256
+    # Redis shared by every node (e.g. redis://127.0.0.1:6379/0): a tile drawn by one node is
+    # served from it by the others. Unset: each process keeps only its own cache.
+    redis_url: str | None = None
     # Seconds a client is told to wait when the database is away.
     retry_after_s: int = 5
     # Request bodies, in bytes, per route family (service/limits.py): over it is 413, read no

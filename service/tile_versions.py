@@ -64,6 +64,22 @@ class VersionPoll:
         """Read the versions now, whatever their age (after this process wrote something)."""
         await self._refresh()
 
+    async def fresh(self, max_age_s: float) -> None:
+        """Read the versions unless they were read within ``max_age_s`` (a URL named newer ones).
+
+        Concurrent callers share one read, so a flood of such URLs reads at most once per
+        ``max_age_s``; a primary out of reach leaves the versions as they were.
+        """
+        if time.monotonic() - self._read_at < max_age_s:
+            return
+        reading = self._reading
+        if reading is None:
+            reading = self._reading = asyncio.ensure_future(self._refresh())
+        try:
+            await asyncio.shield(reading)
+        except sa.exc.DBAPIError:
+            pass  # answered with the versions known; the URL's tile is then not immutable
+
     async def current(self) -> dict[str, int]:
         """The versions, refreshed when older than the interval."""
         if time.monotonic() - self._read_at >= self.interval_s:

@@ -16,6 +16,7 @@ import socket
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,7 +34,9 @@ SCRIPT = REPO / "scripts" / "cluster.sh"
 TWIN = REPO / ".venv" / "bin" / "twin"
 
 pytestmark = [pytest.mark.slow, requires_tool("haproxy", "/usr/sbin/haproxy"),
-              requires_tool("mosquitto", "/usr/sbin/mosquitto")]
+              requires_tool("mosquitto", "/usr/sbin/mosquitto"),
+              requires_tool("nginx", "/usr/sbin/nginx"),
+              requires_tool("redis-server", "/usr/bin/redis-server")]
 
 
 def _ports_free(base: int) -> bool:
@@ -61,6 +64,7 @@ class Cluster:
         self.address = f"http://127.0.0.1:{base}"
         self.node_a = f"http://127.0.0.1:{base + 11}"
         self.node_b = f"http://127.0.0.1:{base + 12}"
+        self.nginx = f"http://127.0.0.1:{base + 6}"  # proxy_cache in front of HAProxy
         self.primary = create_engine(sa.engine.make_url(
             f"postgresql+psycopg://twin@127.0.0.1:{base + 1}/twin"), pool_size=1)
         self.replica = create_engine(sa.engine.make_url(
@@ -126,7 +130,7 @@ def test_status_tells_every_part_running(cluster):
     status = cluster.script("status", timeout=60)
     assert status.returncode == 0
     for part in ("node-a", "node-b", "worker-1", "worker-2", "watcher-1", "watcher-2",
-                 "mosquitto", "haproxy"):
+                 "mosquitto", "haproxy", "redis", "nginx"):
         assert f"{part}: running" in status.stdout
     assert "postgres replica: running" in status.stdout
     assert f"address: {cluster.address}/\n" in status.stdout
@@ -300,3 +304,261 @@ def test_a_reading_posted_through_the_balancer_is_in_a_tile_of_node_b_drawn_on_t
         drawn_here = conn.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE "
                                           "application_name = 'twin-tiles'")).scalar_one()
     assert drawn_here >= 1  # node B's tile pool has connections on the replica
+
+
+# -- tiles: the shared cache, versioned URLs behind nginx, Redis away; the alert stream ---------
+
+
+def _tile_at(cluster, feature_id: int, z: int = 16) -> tuple[int, int, int]:
+    """The z/x/y of the tile holding a parking feature."""
+    with cluster.primary.connect() as conn:
+        lon, lat = conn.execute(sa.text(
+            "SELECT ST_X(c), ST_Y(c) FROM (SELECT ST_PointOnSurface(geom) c FROM parking "
+            "WHERE id = :id) p"), {"id": feature_id}).one()
+    x = int((lon + 180) / 360 * 2 ** z)
+    y = int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * 2 ** z)
+    return z, x, y
+
+
+def _encoded(value: float) -> tuple[bytes, bytes]:
+    """How a value is written in a tile (float64 or float32); values used are exact in both."""
+    return struct.pack("<d", value), struct.pack("<f", value)
+
+
+def _shared_cache(cluster):
+    import redis
+
+    return redis.Redis(host="127.0.0.1", port=cluster.base + 5, socket_timeout=5)
+
+
+def _shared_key(etag: str) -> str:
+    return "twin:twin:tile:parking:" + etag.strip('"')
+
+
+def _expand(template: str, z: int, x: int, y: int) -> str:
+    return template.replace("{z}", str(z)).replace("{x}", str(x)).replace("{y}", str(y))
+
+
+def _wait_up(node: str, timeout: float = 180) -> None:
+    """Wait for a node to answer /readyz (a killed one is restarted by its supervisor)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{node}/readyz", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{node} did not come back within {timeout} s")
+
+
+def test_a_write_through_node_a_reaches_node_b_redis_cached_tile_within_1_s(cluster, crew_key):
+    _wait_up(cluster.node_a)  # killed by an earlier test, restarted by its supervisor
+    _wait_in_rotation(cluster)
+    feature_id, external_id = _parking(cluster)
+    z, x, y = _tile_at(cluster, feature_id)
+    url = f"{cluster.node_b}/tiles/parking/{z}/{x}/{y}.mvt?properties=occupancy_pct"
+    before = httpx.get(url, timeout=30)
+    assert before.status_code == 200
+    etag = before.headers["etag"]
+    shared = _shared_cache(cluster)
+    assert shared.exists(_shared_key(etag)), "node B's tile is not in the shared cache"
+    value = 1.5
+    observed = datetime.now(UTC).replace(microsecond=0).isoformat()
+    posted = httpx.post(f"{cluster.node_a}/readings", headers={"X-API-Key": crew_key},
+                        json=[{"asset_layer": "parking", "asset_external_id": external_id,
+                               "metric": "occupancy_pct", "observed_at": observed,
+                               "value": value}], timeout=30)
+    assert posted.status_code == 200, posted.text
+    written = time.monotonic()
+    # Node B hears of the change (the primary's NOTIFY) and stops answering the old tile: its
+    # If-None-Match check is 304 until then, 200 with the new tile after.
+    answer = httpx.get(url, headers={"If-None-Match": etag}, timeout=5)
+    while answer.status_code == 304 and time.monotonic() - written < 1.0:
+        time.sleep(0.02)
+        answer = httpx.get(url, headers={"If-None-Match": etag}, timeout=5)
+    assert answer.status_code == 200, "node B still answers the old tile 1 s after the write"
+    # Never a tile of the new version drawn from the old data (the replica floor).
+    assert any(e in answer.content for e in _encoded(value))
+    assert answer.headers["etag"] != etag and shared.exists(_shared_key(answer.headers["etag"]))
+
+
+def test_versioned_tiles_are_kept_by_nginx_and_a_write_makes_new_urls(cluster, crew_key):
+    feature_id, external_id = _parking(cluster)
+    z, x, y = _tile_at(cluster, feature_id)
+
+    def template() -> str:
+        tilejson = httpx.get(f"{cluster.nginx}/tiles/parking/tilejson.json",
+                             params={"properties": "occupancy_pct"}, timeout=30)
+        assert tilejson.headers["cache-control"] == "no-cache"
+        return tilejson.json()["tiles"][0]
+
+    old_template = template()
+    assert old_template.startswith(f"{cluster.nginx}/tiles/parking/v")  # nginx's own address
+    url = _expand(old_template, z, x, y)
+    first = httpx.get(url, timeout=30)
+    assert first.status_code == 200
+    assert first.headers["cache-control"] == "public, max-age=31536000, immutable"
+    again = httpx.get(url, timeout=30)
+    assert again.headers["x-cache-status"] == "HIT" and again.content == first.content
+    # Unversioned tiles are revalidated by clients and never kept by nginx.
+    plain = f"{cluster.nginx}/tiles/parking/{z}/{x}/{y}.mvt?properties=occupancy_pct"
+    assert [httpx.get(plain, timeout=30).headers["x-cache-status"] for _ in range(2)] == \
+        ["MISS", "MISS"]
+    value = 2.5
+    _post_occupancy(cluster, crew_key, external_id, value)
+    deadline, new_template = time.monotonic() + 5, old_template
+    while new_template == old_template and time.monotonic() < deadline:
+        time.sleep(0.05)
+        new_template = template()
+    assert new_template != old_template, "TileJSON hands out the old version 5 s after a write"
+    new = httpx.get(_expand(new_template, z, x, y), timeout=30)
+    assert new.status_code == 200 and new.headers["x-cache-status"] == "MISS"
+    assert new.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert any(e in new.content for e in _encoded(value))
+    # The old URL names the old version: nginx keeps answering it from its cache, no purge.
+    kept = httpx.get(url, timeout=30)
+    assert kept.headers["x-cache-status"] == "HIT" and kept.content == first.content
+    # Asked of a node, an old URL gets the current tile, cached briefly.
+    at_node = httpx.get(url.replace(cluster.nginx, cluster.node_b), timeout=30)
+    assert at_node.status_code == 200 and at_node.headers["cache-control"] == "public, max-age=30"
+    assert any(e in at_node.content for e in _encoded(value))
+
+
+def test_tiles_stay_right_with_redis_stopped(cluster, crew_key):
+    for node in (cluster.node_a, cluster.node_b):
+        _wait_up(node)
+    feature_id, external_id = _parking(cluster)
+    z, x, y = _tile_at(cluster, feature_id)
+    shared = _shared_cache(cluster)
+    pid = int((cluster.directory / "run" / "redis.pid").read_text())
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    try:
+        value = 3.5
+        _post_occupancy(cluster, crew_key, external_id, value)  # every cached tile is old now
+        url = f"{cluster.address}/tiles/parking/{z}/{x}/{y}.mvt"
+        answers = [httpx.get(url, timeout=30)]
+        deadline = time.monotonic() + 5
+        while not any(e in answers[-1].content for e in _encoded(value)) \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+            answers.append(httpx.get(url, timeout=30))
+        assert [a.status_code for a in answers] == [200] * len(answers)
+        assert any(e in answers[-1].content for e in _encoded(value))
+        # A tile no cache has seen, drawn with Redis away, on both nodes.
+        for node in (cluster.node_a, cluster.node_b):
+            fresh = httpx.get(f"{node}/tiles/parking/{z - 1}/{x // 2}/{y // 2}.mvt", timeout=30)
+            assert fresh.status_code == 200 and any(e in fresh.content for e in _encoded(value))
+        for name in ("node-a", "node-b"):
+            log = (cluster.directory / "log" / f"{name}.log").read_text()
+            assert log.count("is not answering") == 1, name  # once per outage, not per tile
+    finally:
+        subprocess.run(["redis-server", str(cluster.directory / "redis" / "redis.conf")],
+                       check=True, capture_output=True, timeout=30)
+    # Back: the nodes use it again once their retry interval has passed.
+    etag, deadline = None, time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            fresh = httpx.get(f"{cluster.node_b}/tiles/parking/{z - 2}/{x // 4}/{y // 4}.mvt",
+                              params={"limit": int(time.monotonic() * 10) % 9000 + 1},
+                              timeout=30)
+            etag = fresh.headers["etag"]
+            if shared.exists(_shared_key(etag)):
+                break
+        except Exception:  # redis not accepting yet
+            pass
+        time.sleep(0.2)
+    assert etag is not None and shared.exists(_shared_key(etag))
+
+
+def _follow_alerts(address: str, received: list, nodes: list, stop: threading.Event,
+                   connected: threading.Event) -> None:
+    """An EventSource: follow the stream, and after a lost connection resume with Last-Event-ID."""
+    last = None
+    with httpx.Client(timeout=httpx.Timeout(30, read=20)) as http:
+        while not stop.is_set():
+            headers = {"Last-Event-ID": str(last)} if last is not None else {}
+            try:
+                with http.stream("GET", f"{address}/alerts/stream", headers=headers) as answer:
+                    if answer.status_code == 200:
+                        nodes.append(answer.headers.get("x-twin-node"))
+                        connected.set()
+                        event_id = None
+                        for line in answer.iter_lines():
+                            if line.startswith("id: "):
+                                event_id = int(line[4:])
+                            elif line.startswith("data: "):
+                                received.append((event_id, json.loads(line[6:])))
+                                last = event_id
+                            if stop.is_set():
+                                return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)  # EventSource waits the stream's `retry:` (3 s); shorter here
+
+
+def test_the_alert_stream_resumes_on_another_node_with_nothing_lost_or_doubled(cluster):
+    from geo.alerts import raise_alert
+
+    with cluster.primary.connect() as conn:
+        manholes = conn.execute(sa.text(
+            "SELECT m.id, ST_AsEWKT(m.geom) AS ewkt FROM manholes m WHERE NOT EXISTS (SELECT 1 "
+            "FROM alerts a WHERE a.asset_layer = 'manholes' AND a.asset_id = m.id) "
+            "ORDER BY m.id LIMIT 9")).all()
+    assert len(manholes) == 9
+    raised: list[int] = []
+
+    def raise_next() -> None:
+        manhole = manholes[len(raised)]
+        with cluster.primary.begin() as conn:
+            alert_id, new = raise_alert(conn, kind="manhole_tilt", severity="high",
+                                        asset_layer="manholes", asset_id=manhole.id,
+                                        geom_ewkt=manhole.ewkt, reason="cluster stream test")
+        assert new and alert_id is not None
+        raised.append(alert_id)
+
+    def wait_for(condition, seconds: float, what: str) -> None:
+        deadline = time.monotonic() + seconds
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert condition(), what
+
+    received: list[tuple[int, dict]] = []
+    nodes: list[str] = []
+    stop, connected = threading.Event(), threading.Event()
+    follower = threading.Thread(target=_follow_alerts, daemon=True,
+                                args=(cluster.address, received, nodes, stop, connected))
+    for node in (cluster.node_a, cluster.node_b):
+        _wait_up(node)  # so that the stream has another node to resume on
+    follower.start()
+    try:
+        wait_for(connected.is_set, 30, "the stream did not open through HAProxy")
+        for _ in range(3):
+            raise_next()
+        wait_for(lambda: len(received) >= 3, 15, f"3 alerts raised, {len(received)} received")
+        first_node = nodes[0]
+        assert first_node in ("a", "b")
+        os.kill(cluster.node_pid(f"node-{first_node}"), signal.SIGKILL)
+        for _ in range(4):  # while the client finds the other node
+            raise_next()
+        wait_for(lambda: len(nodes) >= 2, 30, "the stream did not reconnect")
+        for _ in range(2):
+            raise_next()
+        wait_for(lambda: {e["alert_id"] for _, e in received} >= set(raised), 30,
+                 f"raised {raised}, received {[e['alert_id'] for _, e in received]}")
+    finally:
+        stop.set()
+    assert nodes[1] != first_node  # resumed on the other node
+    with cluster.primary.connect() as conn:
+        expected = conn.execute(sa.text(
+            "SELECT id FROM alert_events WHERE alert_id = ANY(:ids) ORDER BY id"),
+            {"ids": raised}).scalars().all()
+    ids = [event_id for event_id, _ in received]
+    assert ids == expected  # each event once, in order, none lost across the failover

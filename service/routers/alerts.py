@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 import anyio
 import sqlalchemy as sa
@@ -171,11 +171,43 @@ def list_alerts(
 # -- the stream -----------------------------------------------------------------------------
 
 
-def _events_after(engine: Engine, after: int) -> list[dict]:
+# A gap in event ids (a later id committed before an earlier one) holds the stream back until
+# the transactions that might fill it have ended, at most this long (then it is passed over).
+STREAM_GAP_WAIT_S = 10.0
+
+
+class _Gap(NamedTuple):
+    """A missing event id after ``after``, first seen at ``seen_at`` with ``running`` open."""
+
+    after: int
+    seen_at: float
+    running: frozenset[int]
+
+
+def _events_after(engine: Engine, after: int, gap: _Gap | None
+                  ) -> tuple[list[dict], _Gap | None]:
+    """The events after ``after`` that can be sent now, in id order with no id skipped.
+
+    Event ids are taken in order but committed in any order: id 11 may be visible while 10's
+    transaction is still open. Sending 11 would make a stream resumed after it (Last-Event-ID,
+    on any node) never send 10, so the stream stops before a gap until every transaction that
+    was running when the gap was seen has ended (a rolled-back id leaves a gap for good), at
+    most ``STREAM_GAP_WAIT_S``.
+    """
+    ready: list[dict] = []
     with engine.connect() as conn:
-        rows = alerts.events_after(conn, after)
-    return [{"event_id": r["event_id"], "alert_id": r["id"],
-             **{k: v for k, v in r.items() if k not in ("event_id", "id")}} for r in rows]
+        for row in alerts.events_after(conn, after):
+            if row["event_id"] != after + 1:
+                if gap is None or gap.after != after:
+                    gap = _Gap(after, time.monotonic(), alerts.transactions_in_progress(conn))
+                    break
+                if (gap.running & alerts.transactions_in_progress(conn)
+                        and time.monotonic() - gap.seen_at < STREAM_GAP_WAIT_S):
+                    break  # the missing ids may still come
+            ready.append({"event_id": row["event_id"], "alert_id": row["id"],
+                          **{k: v for k, v in row.items() if k not in ("event_id", "id")}})
+            after, gap = row["event_id"], None
+    return ready, gap
 
 
 def _last_event_id(engine: Engine) -> int:
@@ -211,9 +243,10 @@ async def alert_events(request: Request, engine: Engine, after: int, *, staff: b
     yield f"retry: {STREAM_RETRY_MS}\n: alert changes after event {after}\n\n"
     quiet_since = time.monotonic()
     seen_version = _alerts_version(request)
+    gap: _Gap | None = None
     while not await request.is_disconnected():
         try:
-            events = await run_in_threadpool(_events_after, engine, after)
+            events, gap = await run_in_threadpool(_events_after, engine, after, gap)
         except sa.exc.DBAPIError as error:  # the database is away: say so, keep polling
             log.warning("alert stream cannot poll: %s", str(error.orig).strip()[:200])
             events = []

@@ -2,8 +2,13 @@
 
 - ``GET /tiles/{layer}/{z}/{x}/{y}.mvt``: a Mapbox vector tile (WebMercatorQuad). A tile with
   no feature is ``204 No Content`` (with its ETag), which map clients treat as an empty tile.
+- ``GET /tiles/{layer}/{version}/{z}/{x}/{y}.mvt``: the same tile at a version of the layer
+  (``v41-3``: the versions of its tables), as TileJSON hands it out. The current version is
+  ``immutable`` for a year, so any HTTP cache keeps it and a change needs no purge (new
+  version, new URLs); an older (or unknown newer) one gets the current tile, cached 30 s.
 - ``GET /tiles/{layer}/tilejson.json``: TileJSON 3.0.0 for a layer, carrying the tile query,
-  with the zoom from which each class of the layer appears and the order a cut tile keeps.
+  with the zoom from which each class of the layer appears and the order a cut tile keeps;
+  its ``tiles`` URL is versioned.
 - ``GET /styles/{name}.json``: a MapLibre style (version 8) over the tilejson URLs;
   ``GET /styles/twin/{layer}.json``: one layer's own style, for QGIS.
 
@@ -36,7 +41,14 @@ from maps import maplibre, qml
 from service import deps, params
 from service.deps import ReaderDep
 from service.tile_query import FORWARDED, TileQuery, TileQueryDep, build_tile_request
-from service.tile_server import MVT, TRUNCATED_HEADER, TileServer
+from service.tile_server import (
+    MVT,
+    STALE_VERSION_MAX_AGE_S,
+    TRUNCATED_HEADER,
+    TileServer,
+    parse_version,
+    version_text,
+)
 
 __all__ = ["TileQuery", "build_tile_request", "router"]
 
@@ -100,11 +112,17 @@ async def _fast_tile(request: Request) -> Response | None:
     z, x, y = (_tile_number(path.get(k, "")) for k in ("z", "x", "y"))
     if z is None or x is None or y is None:
         return None
+    version = None
+    if "version" in path:
+        version = parse_version(path["version"])
+        if version is None:
+            return None
     try:
         tiles.check_tile(z, x, y)
     except NotFound:
         return None
-    return await server.serve(replace(template, z=z, x=x, y=y), headers.get("if-none-match"))
+    return await server.serve(replace(template, z=z, x=x, y=y), headers.get("if-none-match"),
+                              version)
 
 
 class TileRoute(APIRoute):
@@ -138,16 +156,46 @@ async def get_tile(
     return await server.serve(tile, if_none_match)
 
 
+async def get_versioned_tile(
+    request: Request,
+    caller: TileReaderDep,
+    query: TileQueryDep,
+    layer: str,
+    version: str,
+    z: int, x: int, y: int,
+    if_none_match: Annotated[str | None, Header(include_in_schema=False)] = None,
+) -> Response:
+    """The tile at a version of the layer, as TileJSON hands it out (immutable while current)."""
+    tile = query.request(layer, z, x, y)
+    wanted = parse_version(version)
+    if wanted is None:
+        raise NotFound(_("'{version}' is not a version of a layer; a versioned tile URL comes "
+                         "from the layer's TileJSON.", version=version[:40]))
+    server = _server(request)
+    server.remember(layer, request.scope.get("query_string", b""), replace(tile, z=0, x=0, y=0))
+    return await server.serve(tile, if_none_match, wanted)
+
+
+_TILE_RESPONSES: dict[int | str, dict] = {
+    200: {"content": {MVT: {}}, "description": "The tile (Mapbox Vector Tile 2.1). When more "
+          f"features met it than its limit, a `{TRUNCATED_HEADER}: kept=K; matched=M` header "
+          "and a `tile_info` layer say so."},
+    204: {"description": "No feature of the layer meets this tile."},
+    304: {"description": "The tile has not changed (If-None-Match)."}}
+
+router.add_api_route(
+    "/tiles/{layer}/{version}/{z}/{x}/{y}.mvt", get_versioned_tile, methods=["GET"],
+    tags=["tiles"], summary="A vector tile of a layer at a version (from TileJSON)",
+    description="The current version answers `Cache-Control: public, max-age=31536000, "
+    "immutable`; another version answers the current tile with `max-age="
+    f"{STALE_VERSION_MAX_AGE_S}`.",
+    response_class=Response, responses=_TILE_RESPONSES, route_class_override=TileRoute,
+)
+
 router.add_api_route(
     "/tiles/{layer}/{z}/{x}/{y}.mvt", get_tile, methods=["GET"], tags=["tiles"],
     summary="A vector tile of a layer",
-    response_class=Response,
-    responses={200: {"content": {MVT: {}}, "description": "The tile (Mapbox Vector Tile 2.1). "
-                     f"When more features met it than its limit, a `{TRUNCATED_HEADER}: "
-                     "kept=K; matched=M` header and a `tile_info` layer say so."},
-               204: {"description": "No feature of the layer meets this tile."},
-               304: {"description": "The tile has not changed (If-None-Match)."}},
-    route_class_override=TileRoute,
+    response_class=Response, responses=_TILE_RESPONSES, route_class_override=TileRoute,
 )
 
 
@@ -167,7 +215,9 @@ async def get_tilejson(request: Request, caller: ReaderDep, query: TileQueryDep,
     found = tile.layer
     forwarded = [(k, v) for k, v in request.query_params.multi_items() if k in FORWARDED]
     suffix = f"?{urlencode(forwarded)}" if forwarded else ""
-    bounds = await _server(request).bounds(found, tile.as_of) or maplibre.WORLD
+    server = _server(request)
+    bounds = await server.bounds(found, tile.as_of) or maplibre.WORLD
+    version = version_text(await server.versions.of(found))
     types = {p.name: p for p in found.properties}
     fields = {name: types[name].type + (f": {types[name].description}"
                                         if types[name].description else "")
@@ -192,7 +242,9 @@ async def get_tilejson(request: Request, caller: ReaderDep, query: TileQueryDep,
         "name": found.title,
         "description": found.description,
         "scheme": "xyz",
-        "tiles": [f"{_base(request)}/tiles/{found.id}/{{z}}/{{x}}/{{y}}.mvt{suffix}"],
+        # Versioned: immutable tiles any HTTP cache keeps; this document is never cached, so
+        # the next map load after a change gets the new URLs.
+        "tiles": [f"{_base(request)}/tiles/{found.id}/{version}/{{z}}/{{x}}/{{y}}.mvt{suffix}"],
         "bounds": list(bounds),
         "center": [(bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2, 15],
         "minzoom": TILEJSON_MINZOOM,

@@ -1,6 +1,9 @@
 """Vector tiles, TileJSON and styles against the sample twin in a real PostGIS."""
 
 import json
+import logging
+import re
+import subprocess
 import threading
 import time
 
@@ -8,13 +11,18 @@ import mapbox_vector_tile
 import morecantile
 import pytest
 import sqlalchemy as sa
+from fastapi.testclient import TestClient
 
 from geo import tiles
 from geo.alerts import raise_alert
 from geo.layers import LAYERS
 from maps.styles import NO_DATA, PCI_BANDS
+from service.app import create_app
 from service.routers.tiles import build_tile_request
-from service.tile_cache import TileCache
+from service.settings import ServiceSettings
+from service.tile_cache import SHARED_RETRY_S, TileCache
+from tests.service.conftest import _free_port
+from tests.tools import find_tool, requires_tool
 
 TMS = morecantile.tms.get("WebMercatorQuad")
 MVT = "application/vnd.mapbox-vector-tile"
@@ -281,7 +289,9 @@ def test_an_insert_changes_the_tile_and_its_etag_without_restart(client, sample_
 def test_tilejson_describes_the_layer(client):
     document = client.get("/tiles/streets/tilejson.json").json()
     assert document["tilejson"] == "3.0.0"
-    assert document["tiles"] == ["http://testserver/tiles/streets/{z}/{x}/{y}.mvt"]
+    # Versioned: the versions of the layer's tables in the path (see the versioned tests).
+    assert re.fullmatch(r"http://testserver/tiles/streets/v\d+(-\d+)*/\{z\}/\{x\}/\{y\}\.mvt",
+                        document["tiles"][0]), document["tiles"]
     west, south, east, north = document["bounds"]
     assert 108.4 < west < east < 108.7 and 32.4 < south < north < 32.7
     assert document["minzoom"] == 0 and document["maxzoom"] >= 16
@@ -297,8 +307,8 @@ def test_tilejson_describes_the_layer(client):
     assert classes["minzoom"]["service"] > classes["minzoom"]["residential"]
     assert vector_layer["limit"] == 10_000 and "PCI" in vector_layer["order"]
     chosen = client.get("/tiles/alerts/tilejson.json?severity=high&properties=kind").json()
-    assert chosen["tiles"][0].endswith("/tiles/alerts/{z}/{x}/{y}.mvt?severity=high"
-                                       "&properties=kind")
+    assert re.fullmatch(r"http://testserver/tiles/alerts/v[\d-]+/\{z\}/\{x\}/\{y\}\.mvt"
+                        r"\?severity=high&properties=kind", chosen["tiles"][0])
     assert set(chosen["vector_layers"][0]["fields"]) == {"kind"}
     empty = client.get("/tiles/road_damage/tilejson.json?datetime=2000-01-01").json()
     assert empty["bounds"] == [-180.0, -85.0511287798066, 180.0, 85.0511287798066]
@@ -518,3 +528,126 @@ def test_a_writer_sees_its_own_write_in_the_next_tile(client, sample_engine, api
         seen = {f["id"]: f["properties"].get("pci") for f in _features(client.get(url),
                                                                          "streets")}
         assert seen[street_id] == latest, f"step {step}: tile says {seen[street_id]}"
+
+
+def _versioned(client, layer: str, tile: morecantile.Tile, query: str = "") -> str:
+    """The layer's versioned URL of a tile, as its TileJSON hands it out (path and query)."""
+    template = client.get(f"/tiles/{layer}/tilejson.json" + (f"?{query}" if query else "")
+                          ).json()["tiles"][0]
+    url = template.removeprefix("http://testserver")
+    return url.replace("{z}", str(tile.z)).replace("{x}", str(tile.x)).replace("{y}", str(tile.y))
+
+
+def test_versioned_tiles_are_immutable_and_a_change_makes_new_urls(client, sample_engine):
+    tile = _tile_of(sample_engine, "manholes", 16)
+    plain = client.get(_url("manholes", tile, "properties=kind"))
+    url = _versioned(client, "manholes", tile, "properties=kind")
+    assert re.fullmatch(r"/tiles/manholes/v\d+(-\d+)*/16/\d+/\d+\.mvt\?properties=kind", url)
+    first = client.get(url)
+    assert first.status_code == 200
+    assert first.headers["cache-control"] == "public, max-age=31536000, immutable"
+    # The same tile as the unversioned URL, which answers as before.
+    assert first.content == plain.content and first.headers["etag"] == plain.headers["etag"]
+    assert plain.headers["cache-control"] == "public, no-cache"
+    assert client.get(url, headers={"If-None-Match": first.headers["etag"]}).status_code == 304
+    b = TMS.bounds(tile)
+    with sample_engine.begin() as conn:
+        new_id = conn.execute(sa.text(
+            "INSERT INTO manholes (source, external_id, kind, geom) VALUES ('test', "
+            "'MH-VERSIONED', 'storm', ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)) RETURNING id"),
+            {"lon": (b.left + b.right) / 2, "lat": (b.bottom + b.top) / 2}).scalar_one()
+    deadline, new_url = time.monotonic() + 5, url
+    while new_url == url and time.monotonic() < deadline:
+        time.sleep(0.05)
+        new_url = _versioned(client, "manholes", tile, "properties=kind")
+    assert new_url != url, "the TileJSON still hands out the old version 5 s after a change"
+    fresh = client.get(new_url)
+    assert fresh.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert new_id in _ids(fresh, "manholes") and new_id not in _ids(first, "manholes")
+    # The old URL still works: the current tile, kept only briefly.
+    old = client.get(url)
+    assert old.status_code == 200 and old.headers["cache-control"] == "public, max-age=30"
+    assert old.content == fresh.content and old.headers["etag"] == fresh.headers["etag"]
+    # A version this process has not heard of yet is not promised either.
+    ahead = re.sub(r"/v(\d+)", lambda m: f"/v{int(m.group(1)) + 1000}", new_url)
+    assert client.get(ahead).headers["cache-control"] == "public, max-age=30"
+
+
+def test_a_versioned_url_that_names_no_version_is_a_404_problem(client):
+    for bad in ("/tiles/streets/latest/14/0/0.mvt", "/tiles/streets/v1-x/14/0/0.mvt",
+                "/tiles/streets/v/14/0/0.mvt"):
+        answer = client.get(bad)
+        assert answer.status_code == 404, bad
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert "TileJSON" in answer.json()["detail"]
+    assert client.get("/tiles/nowhere/v1/14/0/0.mvt").status_code == 404
+
+
+@pytest.fixture
+def redis_port(tmp_path):
+    """A private redis-server on a free port; stopped at the end (the test may stop it first)."""
+    port = _free_port()
+    command = [find_tool("redis-server", "/usr/bin/redis-server"), "--port", str(port),
+               "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)]
+    started = []
+
+    def start() -> None:
+        started.append(subprocess.Popen(command, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL))
+        import redis
+
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                redis.Redis(port=port, socket_timeout=1).ping()
+                return
+            except redis.ConnectionError:
+                assert time.monotonic() < deadline, "redis-server did not start"
+                time.sleep(0.05)
+
+    def stop() -> None:
+        for server in started:
+            if server.poll() is None:
+                server.terminate()
+                server.wait(timeout=10)
+
+    start()
+    yield port, start, stop
+    stop()
+
+
+@requires_tool("redis-server", "/usr/bin/redis-server")
+def test_nodes_share_tiles_through_redis_and_render_when_it_is_down(sample_engine, redis_port,
+                                                                    caplog):
+    port, start, stop = redis_port
+    # No process cache: every tile goes through Redis, as a node's first look at it would.
+    settings = ServiceSettings(redis_url=f"redis://127.0.0.1:{port}/0", tile_cache_mb=0)
+    tile = _tile_of(sample_engine, "streets", 15)
+    other = _tile_of(sample_engine, "compounds", 15)
+    with TestClient(create_app(sample_engine, settings)) as node_a, \
+            TestClient(create_app(sample_engine, settings)) as node_b:
+        shared_a, shared_b = node_a.app.state.tiles.shared, node_b.app.state.tiles.shared
+        drawn = node_a.get(_url("streets", tile))
+        assert drawn.status_code == 200 and shared_a.misses == 1
+        served = node_b.get(_url("streets", tile))  # drawn by A, taken from Redis by B
+        assert shared_b.hits == 1 and shared_b.misses == 0
+        assert served.content == drawn.content and served.headers["etag"] == drawn.headers["etag"]
+        stop()
+        with caplog.at_level(logging.WARNING, logger="twin.service.tile_cache"):
+            answers = [node_b.get(_url("compounds", other)) for _ in range(3)]
+            answers.append(node_b.get(_url("streets", tile)))
+        assert [a.status_code for a in answers] == [200] * 4
+        assert _ids(answers[0], "compounds") == _expected_ids(sample_engine, "compounds", other)
+        assert answers[3].content == drawn.content
+        warned = [r for r in caplog.records if "shared tile cache" in r.getMessage()]
+        assert len(warned) == 1 and "not answering" in warned[0].getMessage()
+        assert shared_b.away
+        start()  # back: used again once the retry interval has passed
+        deadline = time.monotonic() + 10 * SHARED_RETRY_S
+        while shared_b.away and time.monotonic() < deadline:
+            time.sleep(0.1)
+            node_b.get(_url("compounds", other))
+        assert not shared_b.away
+        node_b.get(_url("streets", tile))
+        assert node_a.get(_url("streets", tile)).content == drawn.content
+        assert shared_a.hits >= 1
