@@ -60,7 +60,9 @@ REPLAY_WAIT_S = 0.1
 REPLICA_CONNECT_TIMEOUT_S = 2  # a replica that does not answer in time is skipped
 _SPLIT = re.compile(r"[\s,]+")
 
-PRIMARY_LSN = "SELECT (pg_current_wal_lsn() - '0/0')::bigint"
+# The insert position: past every record already inserted, committed or not yet flushed
+# (synchronous_commit = off), so a floor read after a commit covers it.
+PRIMARY_LSN = "SELECT (pg_current_wal_insert_lsn() - '0/0')::bigint"
 REPLICA_STATE = ("SELECT pg_is_in_recovery(), "
                  "(coalesce(pg_last_wal_replay_lsn(), '0/0') - '0/0')::bigint")
 REPLAYED = "SELECT (coalesce(pg_last_wal_replay_lsn(), '0/0') - '0/0')::bigint"

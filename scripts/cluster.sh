@@ -208,6 +208,11 @@ EOF
   local common=(TWIN_DATABASE_URL="$PRIMARY_URL" TWIN_REPLICA_URLS="$REPLICA_URL")
   start_redis  # tiles
   common+=(TWIN_REDIS_URL="redis://127.0.0.1:$REDIS/0")  # tiles
+  # What every node must share beyond the database: residents' and crews' photos (one folder;
+  # on several machines a shared mount) and the residents' rate limits (in Redis, or each
+  # process would count on its own).
+  mkdir -p "$DIR/photos"
+  common+=(TWIN_PHOTO_DIR="$DIR/photos" TWIN_RATE_LIMIT_STORAGE="redis://127.0.0.1:$REDIS/1")
   say "Two service nodes, two workers, two watchers"
   supervise node-a "${common[@]}" TWIN_HOME="$DIR/node-a" "$TWIN" serve --host 127.0.0.1 \
     --port "$NODE_A" --no-worker
@@ -233,6 +238,9 @@ defaults
   retries 3
   option redispatch 1
   retry-on conn-failure empty-response response-timeout 502 503 504
+  # The client's address for the nodes (uvicorn trusts it from 127.0.0.1): the residents'
+  # rate limit per address would otherwise count everyone as the balancer.
+  option forwardfor
 frontend twin
   bind 127.0.0.1:$LB
   default_backend nodes

@@ -48,9 +48,14 @@ class LayerChanges:
         self._thread.join(timeout=5)
 
     def _reload(self, conn: psycopg.Connection) -> dict[str, int]:
-        # Read before the versions (and so at or past their commits), set before them.
+        # The WAL position is read *after* the versions, so it is at or past the commit of
+        # every version read (a commit landing between two reads in the other order would be
+        # counted in the versions but not covered by the floor, and a replica without it could
+        # draw a tile cached under its version); it is set before the versions are.
+        versions: dict[str, int] = dict(
+            conn.execute("SELECT layer, version FROM layer_versions").fetchall())
         self.lsn = int(conn.execute(PRIMARY_LSN).fetchone()[0])  # type: ignore[index]
-        return dict(conn.execute("SELECT layer, version FROM layer_versions").fetchall())
+        return versions
 
     def _run(self) -> None:
         while not self._stop.is_set():

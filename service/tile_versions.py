@@ -48,8 +48,9 @@ class VersionPoll:
 
     def _read(self) -> dict[str, int]:
         with self.engine.connect() as conn:
-            lsn = int(conn.execute(sa.text(PRIMARY_LSN)).scalar_one())
             versions = table_versions(conn)
+            # After the versions: at or past the commit of each (see service.changes).
+            lsn = int(conn.execute(sa.text(PRIMARY_LSN)).scalar_one())
         self.lsn = max(self.lsn, lsn)  # set before the versions are
         return versions
 
