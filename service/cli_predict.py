@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from geo.errors import TwinError
+from geo.errors import InvalidInput, TwinError
 from geo.i18n import _, format_decimal
 from service.cli import _engine, _fail, _settings, console
 
@@ -61,6 +61,14 @@ def score(
     target: Annotated[str, typer.Option(
         help="road-wear (streets, with the stored model) or debris (each pile's expected "
              "volume; default horizons 7 and 30).")] = "road-wear",
+    queue: Annotated[bool, typer.Option(
+        "--queue", help="Road wear: plan the run and queue one job per district (or per "
+                        "--part-streets streets) for the job workers to share, instead of "
+                        "scoring here; the run becomes current when its last part ends.")
+    ] = False,
+    part_streets: Annotated[int | None, typer.Option(
+        min=1, help="With --queue: the most streets one job scores (default "
+                    "TWIN_SCORE_PART_STREETS, 2000).")] = None,
 ) -> None:
     """Forecast every street (or debris pile) into the predictions table."""
     from predict.pipeline import score as score_streets
@@ -68,6 +76,22 @@ def score(
     from predict.road import DEFAULT_HORIZONS
 
     try:
+        if queue and (out is not None or target != "road-wear"):
+            raise InvalidInput(_("--queue queues road-wear scoring only and writes no CSV: "
+                              "leave out --out and --target."))
+        if queue:
+            from geo.settings import LoopSettings
+            from predict.batch import plan
+
+            run = plan(_engine(_settings()), metric, horizon or DEFAULT_HORIZONS, as_of,
+                       version=version, enqueue=True,
+                       part_streets=part_streets or LoopSettings().score_part_streets)
+            console.print(_("Run {run}: {parts} jobs queued for {streets} streets as of {as_of} "
+                            "with model {version}; `twin worker` processes score them.",
+                            run=run.run_id, parts=format_decimal(run.parts),
+                            streets=format_decimal(run.streets), as_of=run.as_of,
+                            version=run.model_version))
+            return
         if target == "debris":
             result = score_debris(_engine(_settings()), horizon or (7, 30), as_of, out=out)
             console.print(f"Run {result.run_id}: {result.rows:,} forecasts for "
