@@ -65,7 +65,7 @@ def get_run(conn: Connection, run_id: str) -> dict | None:
 def get_part(conn: Connection, run_id: str, part: int) -> dict | None:
     """One part of a run (its district, street ids and whether it is done), or None."""
     row = conn.execute(sa.text(
-        "SELECT run_id, part, district_id, asset_ids, done_at, rows FROM score_parts "
+        "SELECT run_id, part, district_id, asset_ids, done_at, rows, scored_by FROM score_parts "
         "WHERE run_id = :run AND part = :part"), {"run": run_id, "part": part}
     ).mappings().first()
     return dict(row) if row else None

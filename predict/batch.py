@@ -150,9 +150,9 @@ def score_part(engine: Engine, run_id: str, part: int, *, scored_by: str | None 
     metric = run["metric"]
     as_of = as_utc(run["as_of"])
     model, row = load_road_model(engine, metric, run["model_version"])
-    with engine.connect() as conn:
-        ctx = load_road_context(conn, metric, as_of.to_pydatetime())
     ids = [int(i) for i in planned["asset_ids"]]
+    with engine.connect() as conn:
+        ctx = load_road_context(conn, metric, as_of.to_pydatetime(), ids)
     features = road_features(part_context(ctx, ids), as_of)
     if not features.empty:
         features = features[features.index.isin(ids)]

@@ -181,30 +181,37 @@ def test_a_worker_killed_mid_part_leaves_the_part_to_another_and_the_run_unchang
     doomed = workers.start()
     run = batch.plan(sample_engine, "pci", version=version, part_streets=part_streets,
                      enqueue=True)
-    deadline = time.monotonic() + 120
-    taken = None
-    while taken is None and time.monotonic() < deadline:
+    # The test holds the parts' rows, so the worker's first part computes its forecasts and
+    # then waits to write them: it is surely mid-part when it is killed.
+    with sample_engine.connect() as holder:
+        holder.execute(sa.text("SELECT part FROM score_parts WHERE run_id = :run FOR UPDATE"),
+                       {"run": run.run_id})
+        deadline = time.monotonic() + 120
+        waiting = 0
+        while not waiting and time.monotonic() < deadline:
+            with sample_engine.connect() as conn:
+                waiting = conn.execute(sa.text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'")).scalar_one()
+            assert doomed.poll() is None
+            time.sleep(0.1)
+        assert waiting, "the worker never came to write its part"
         with sample_engine.connect() as conn:
             taken = conn.execute(sa.text(
                 "SELECT (args->>'part')::int FROM procrastinate_jobs WHERE task_name = :task "
                 "AND status = 'doing' AND args->>'run_id' = :run"),
-                {"task": score_runs.PART_TASK, "run": run.run_id}).scalar()
-        time.sleep(0.05)
-    assert taken is not None, "the worker took no part"
-    time.sleep(0.5)  # into the part: loading the streets' history
-    doomed.kill()
-    doomed.wait(30)
+                {"task": score_runs.PART_TASK, "run": run.run_id}).scalar_one()
+        doomed.kill()
+        doomed.wait(30)
+        holder.rollback()
     published, rows = _state(sample_engine, run.run_id)
     assert not published and rows == 0
     with sample_engine.connect() as conn:
         part = score_runs.get_part(conn, run.run_id, taken)
-    assert part is not None
-    if part["done_at"] is None:  # killed before its commit: nothing of it was staged
-        with sample_engine.connect() as conn:
-            staged = conn.execute(sa.text(
-                "SELECT count(*) FROM staged_predictions WHERE run_id = :run AND part = :part"),
-                {"run": run.run_id, "part": taken}).scalar_one()
-        assert staged == 0
+        staged = conn.execute(sa.text(
+            "SELECT count(*) FROM staged_predictions WHERE run_id = :run"),
+            {"run": run.run_id}).scalar_one()
+    assert part is not None and part["done_at"] is None and staged == 0
     rescuer = workers.start()
     _wait_published(sample_engine, run.run_id, [rescuer])
     pd.testing.assert_frame_equal(_rows(sample_engine, run.run_id), one_process,
@@ -217,5 +224,8 @@ def test_a_worker_killed_mid_part_leaves_the_part_to_another_and_the_run_unchang
             "SELECT count(*) FROM procrastinate_jobs WHERE task_name = :task "
             "AND args->>'run_id' = :run AND status <> 'succeeded'"),
             {"task": score_runs.PART_TASK, "run": run.run_id}).scalar_one()
+        again = score_runs.get_part(conn, run.run_id, taken)
     assert done[0] == done[1] == run.parts
     assert left == 0, "a part's job was left undone"
+    # The killed worker's part was retried by the other worker.
+    assert again is not None and again["scored_by"].endswith(f":{rescuer.pid}")
