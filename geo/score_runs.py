@@ -115,8 +115,9 @@ def publish(conn: Connection, run_id: str) -> int | None:
     """Move a run's staged forecasts into ``predictions`` once every part is done.
 
     Returns the rows published, or None when parts are still to do or the run was published
-    already. Call inside one transaction: the run's row is locked first, so of the parts
-    finishing together exactly one publishes, and it sees every other part's commit.
+    already (or superseded). Call inside one transaction: the run's row is locked first, so
+    of the parts finishing together exactly one publishes, and it sees every other part's
+    commit.
     """
     published = conn.execute(sa.text(
         "SELECT published_at IS NOT NULL FROM score_runs WHERE run_id = :run FOR UPDATE"),
@@ -137,6 +138,11 @@ def publish(conn: Connection, run_id: str) -> int | None:
     conn.execute(sa.text(
         "UPDATE score_runs SET published_at = clock_timestamp(), rows = :rows "
         "WHERE run_id = :run"), {"run": run_id, "rows": rows})
+    # Older runs still unfinished are superseded: published later, their older forecasts
+    # would shadow these (the newest created wins). Their parts and staged rows go with them.
+    conn.execute(sa.text(
+        "DELETE FROM score_runs WHERE published_at IS NULL AND created_at < "
+        "(SELECT created_at FROM score_runs WHERE run_id = :run)"), {"run": run_id})
     return rows
 
 

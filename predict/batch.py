@@ -133,19 +133,15 @@ def part_context(ctx: RoadContext, asset_ids: list[int]) -> RoadContext:
 
 def score_part(engine: Engine, run_id: str, part: int, *, scored_by: str | None = None
                ) -> int | None:
-    """Score one part of a planned run into its staging rows; None if it was done already.
+    """Score one part of a planned run into its staging rows.
 
-    Raises
-    ------
-    InvalidInput
-        When the run or the part does not exist.
+    None when there is nothing to do: the part was done already, or its run is gone (a newer
+    run was published first and superseded it).
     """
     with engine.connect() as conn:
         run = sql.get_run(conn, run_id)
         planned = sql.get_part(conn, run_id, part)
-    if run is None or planned is None:
-        raise InvalidInput(f"Scoring run {run_id} has no part {part}.")
-    if planned["done_at"] is not None:
+    if run is None or planned is None or planned["done_at"] is not None:
         return None
     metric = run["metric"]
     as_of = as_utc(run["as_of"])

@@ -146,8 +146,13 @@ def test_parts_are_districts_packed_or_sliced_to_a_size():
 
 def test_a_split_run_in_one_process_is_exactly_the_one_process_score(
         sample_engine, version, one_process, part_streets):
+    stale = batch.plan(sample_engine, "pci", version=version, part_streets=part_streets)
     run = batch.score_split(sample_engine, "pci", version=version, part_streets=part_streets)
     assert run.parts >= 4 and run.model_version == version
+    # An older run still unfinished is superseded: it can never publish over this one.
+    with sample_engine.connect() as conn:
+        assert score_runs.get_run(conn, stale.run_id) is None
+    assert batch.score_part(sample_engine, stale.run_id, 0) is None
     pd.testing.assert_frame_equal(_rows(sample_engine, run.run_id), one_process,
                                   check_exact=True)
     # A part scored again after it was done writes nothing more.
@@ -229,3 +234,27 @@ def test_a_worker_killed_mid_part_leaves_the_part_to_another_and_the_run_unchang
     assert left == 0, "a part's job was left undone"
     # The killed worker's part was retried by the other worker.
     assert again is not None and again["scored_by"].endswith(f":{rescuer.pid}")
+
+
+def test_twin_predict_score_queue_plans_a_run_for_the_workers(sample_engine, version):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TWIN_")}
+    env["TWIN_DATABASE_URL"] = sample_engine.url.render_as_string(hide_password=False)
+    twin = str(Path(sys.executable).parent / "twin")
+    done = subprocess.run([twin, "predict", "score", "--queue", "--part-streets", "100",
+                           "--version", version], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    with sample_engine.begin() as conn:
+        run = conn.execute(sa.text(
+            "SELECT run_id, parts, model_version, published_at FROM score_runs "
+            "ORDER BY created_at DESC LIMIT 1")).one()
+        queued = conn.execute(sa.text(
+            "DELETE FROM procrastinate_jobs WHERE task_name = :task AND status = 'todo' "
+            "AND args->>'run_id' = :run"), {"task": score_runs.PART_TASK, "run": run.run_id}
+        ).rowcount
+    assert run.run_id in done.stdout and run.model_version == version
+    assert queued == run.parts > 1 and run.published_at is None
+    refused = subprocess.run([twin, "predict", "score", "--queue", "--out", "x.csv"], env=env,
+                             capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2
+    assert "--out" in refused.stderr and "Traceback" not in refused.stderr
