@@ -179,6 +179,16 @@ def test_a_run_split_over_two_workers_is_exactly_the_run_of_one(
     # Both workers took parts (each takes one at a time, and there are more parts than two).
     assert sorted(scored_by) == sorted([first.pid, second.pid])
     assert refreshes > 0, "publishing the run queued no refresh of the districts"
+    # The workers then refresh the districts' alerts; each job succeeds (and is deleted).
+    deadline = time.monotonic() + PUBLISHED_WITHIN_S
+    left = refreshes
+    while left and time.monotonic() < deadline:
+        time.sleep(0.5)
+        with sample_engine.connect() as conn:
+            left = conn.execute(sa.text(
+                "SELECT count(*) FROM procrastinate_jobs WHERE task_name IN (:d, :t)"),
+                {"d": score_runs.DISTRICT_TASK, "t": score_runs.TOWN_TASK}).scalar_one()
+    assert left == 0, "the refresh jobs did not all succeed"
 
 
 def test_a_worker_killed_mid_part_leaves_the_part_to_another_and_the_run_unchanged(
@@ -258,3 +268,40 @@ def test_twin_predict_score_queue_plans_a_run_for_the_workers(sample_engine, ver
                              capture_output=True, text=True, timeout=300)
     assert refused.returncode == 2
     assert "--out" in refused.stderr and "Traceback" not in refused.stderr
+
+
+ALERT_COLUMNS = "kind, severity, asset_layer, asset_id, reason, details::text, status"
+
+
+def _alerts(engine) -> list[tuple]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(sa.text(
+            f"SELECT {ALERT_COLUMNS} FROM alerts ORDER BY kind, asset_layer, asset_id"))]
+
+
+def test_the_refresh_per_district_raises_exactly_what_one_refresh_raises(
+        make_database, sample_template):
+    from geo.database import create_engine
+    from predict import alerts
+
+    whole = create_engine(make_database(template=sample_template))
+    pipeline.train(whole, "pci", **FAST)
+    pipeline.score(whole, "pci")
+    whole.dispose()  # a template must have no connection
+    split = create_engine(make_database(template=whole.url.database))
+    try:
+        alerts.refresh(whole)
+        with split.connect() as conn:
+            districts = score_runs.district_ids(conn)
+            parts = [(score_runs.assets_in_district(conn, "streets", d),
+                      score_runs.assets_in_district(conn, "manholes", d)) for d in districts]
+        assert len(districts) > 1
+        for streets, manholes in parts:
+            alerts.refresh_district(split, streets, manholes)
+        alerts.refresh_town(split)
+        raised = _alerts(whole)
+        assert len({row[0] for row in raised}) >= 3  # road wear, manholes, debris or damage
+        assert _alerts(split) == raised
+    finally:
+        whole.dispose()
+        split.dispose()
