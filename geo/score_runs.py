@@ -171,11 +171,13 @@ def assets_in_district(conn: Connection, table: str, district_id: int | None) ->
 
 def _queue(conn: Connection, task: str, args: list[dict], lock: str | None = None) -> None:
     # Rows in procrastinate's job table, as rule_queue.queue_evaluation writes them: in the
-    # caller's transaction, so the jobs exist exactly when what they work on does.
+    # caller's transaction, so the jobs exist exactly when what they work on does. A lock is
+    # also the queueing lock: one job of it waiting is enough, however often it is queued.
     if args:
         conn.execute(sa.text(
-            "INSERT INTO procrastinate_jobs (queue_name, task_name, lock, args) "
-            "VALUES (:queue, :task, :lock, CAST(:args AS jsonb))"),
+            "INSERT INTO procrastinate_jobs (queue_name, task_name, lock, queueing_lock, args) "
+            "VALUES (:queue, :task, :lock, :lock, CAST(:args AS jsonb)) "
+            "ON CONFLICT (queueing_lock) WHERE status = 'todo' DO NOTHING"),
             [{"queue": BATCH_QUEUE, "task": task, "lock": lock, "args": json.dumps(a)}
              for a in args])
 
@@ -188,8 +190,8 @@ def queue_parts(conn: Connection, run_id: str, parts: int) -> None:
 def queue_refresh(conn: Connection) -> int:
     """Queue one ``refresh_district`` job per district with assets, and one ``refresh_town``.
 
-    Returns the number of district jobs. Each district's job carries a lock of its own, so two
-    refreshes of one district never run at once.
+    Returns the number of districts. Each district's job carries a lock of its own, so two
+    refreshes of one district never run at once, and at most one of them waits.
     """
     districts = district_ids(conn)
     for district in districts:

@@ -305,3 +305,22 @@ def test_the_refresh_per_district_raises_exactly_what_one_refresh_raises(
     finally:
         whole.dispose()
         split.dispose()
+
+
+def test_a_district_refresh_queued_twice_waits_once(sample_engine):
+    tasks = {"d": score_runs.DISTRICT_TASK, "t": score_runs.TOWN_TASK}
+    with sample_engine.begin() as conn:  # no worker runs here: start from none waiting
+        conn.execute(sa.text("DELETE FROM procrastinate_jobs WHERE status = 'todo' "
+                             "AND task_name IN (:d, :t)"), tasks)
+    for _ in range(2):
+        with sample_engine.begin() as conn:
+            districts = score_runs.queue_refresh(conn)
+    with sample_engine.begin() as conn:
+        waiting = conn.execute(sa.text(
+            "SELECT task_name, count(*) FROM procrastinate_jobs WHERE status = 'todo' "
+            "AND task_name IN (:d, :t) GROUP BY task_name ORDER BY task_name"), tasks).all()
+        conn.execute(sa.text("DELETE FROM procrastinate_jobs WHERE status = 'todo' "
+                             "AND task_name IN (:d, :t)"), tasks)
+    assert districts > 1
+    assert [tuple(row) for row in waiting] == [(score_runs.DISTRICT_TASK, districts),
+                                               (score_runs.TOWN_TASK, 1)]
