@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 
 import pandas as pd
 from sqlalchemy.engine import Engine
+from threadpoolctl import threadpool_limits
 
 from geo import score_runs as sql
 from geo.errors import InvalidInput
@@ -27,6 +28,7 @@ from predict.features import RoadContext, load_road_context, road_features
 from predict.pipeline import ROAD_WEAR, load_road_model, street_rows
 from predict.road import (
     DEFAULT_HORIZONS,
+    RoadModel,
     as_utc,
     check_horizons,
     default_threshold,
@@ -36,6 +38,26 @@ from predict.road import (
 
 # Streets per part: a part then takes seconds, and a province of 100,000 streets is 50 parts.
 PART_STREETS = 2_000
+# The workers are the parallelism of a split run: each part predicts on one OpenMP thread.
+# The boosted trees' predict pays a thread start-up per tree and call, which on a busy
+# machine made a part of 400 streets cost 1.7 CPU s with two threads and 0.1 s with one
+# (docs/benchmarks.md, "Scale-out"). A row's forecast is the same either way.
+PART_THREADS = 1
+
+
+# A stored model version never changes (the registry keeps its bytes and their hash), so a
+# worker keeps the one it loaded last: reading it back took longer than scoring a part of 400
+# streets, and the parts of a run all use one version.
+_LOADED: dict[tuple[str, str, str], tuple[RoadModel, dict]] = {}
+
+
+def _model(engine: Engine, metric: str, version: str) -> tuple[RoadModel, dict]:
+    key = (engine.url.render_as_string(hide_password=True), metric, version)
+    if key not in _LOADED:
+        loaded = load_road_model(engine, metric, version)
+        _LOADED.clear()
+        _LOADED[key] = loaded
+    return _LOADED[key]
 
 
 @dataclass
@@ -145,14 +167,15 @@ def score_part(engine: Engine, run_id: str, part: int, *, scored_by: str | None 
         return None
     metric = run["metric"]
     as_of = as_utc(run["as_of"])
-    model, row = load_road_model(engine, metric, run["model_version"])
+    model, row = _model(engine, metric, run["model_version"])
     ids = [int(i) for i in planned["asset_ids"]]
     with engine.connect() as conn:
         ctx = load_road_context(conn, metric, as_of.to_pydatetime(), ids)
     features = road_features(part_context(ctx, ids), as_of)
     if not features.empty:
         features = features[features.index.isin(ids)]
-    frame = forecast(model, features, as_of, list(run["horizons"]), run["threshold"])
+    with threadpool_limits(limits=PART_THREADS, user_api="openmp"):
+        frame = forecast(model, features, as_of, list(run["horizons"]), run["threshold"])
     to_write = street_rows(frame, run_id=run_id, model_version=row["version"],
                            metric_id=model.scale.id, as_of=as_of)
     with engine.begin() as conn:
