@@ -39,15 +39,16 @@ from predict.road import (
 # Streets per part: a part then takes seconds, and a province of 100,000 streets is 50 parts.
 PART_STREETS = 2_000
 # The workers are the parallelism of a split run: each part predicts on one OpenMP thread.
-# The boosted trees' predict pays a thread start-up per tree and call, which on a busy
-# machine made a part of 400 streets cost 1.7 CPU s with two threads and 0.1 s with one
-# (docs/benchmarks.md, "Scale-out"). A row's forecast is the same either way.
+# The boosted trees' predict starts its threads per tree and call: on the busy 2-core machine
+# the committed sample's 5 parts of ~80 streets spent 8.6 s predicting with two threads, and
+# 2.4 CPU s in all (model load included) with one (docs/benchmarks.md, "Scale-out"). A row's
+# forecast is the same either way.
 PART_THREADS = 1
 
 
 # A stored model version never changes (the registry keeps its bytes and their hash), so a
-# worker keeps the one it loaded last: reading it back took longer than scoring a part of 400
-# streets, and the parts of a run all use one version.
+# worker keeps the one it loaded last: reading it back (skops) took 3.8 s a time, longer than
+# scoring a part of ~80 streets, and the parts of a run all use one version.
 _LOADED: dict[tuple[str, str, str], tuple[RoadModel, dict]] = {}
 
 
