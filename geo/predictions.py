@@ -83,16 +83,24 @@ def street_attributes(conn: Connection) -> pd.DataFrame:
         "ST_AsEWKT(geom) AS geom_ewkt FROM streets ORDER BY id")))
 
 
+# "Of these assets only, or of all when None": the parts of a split scoring run
+# (predict/batch.py) read their own streets and neighbours, not the whole town.
+_OF_IDS = "(CAST(:ids AS bigint[]) IS NULL OR {column} = ANY(CAST(:ids AS bigint[])))"
+
+
 def readings_until(conn: Connection, metric_ids: list[int], layer: str, until: datetime,
-                   since: datetime | None = None) -> pd.DataFrame:
-    """Readings of some metrics on one layer's assets observed in ``[since, until]``."""
+                   since: datetime | None = None, asset_ids: list[int] | None = None
+                   ) -> pd.DataFrame:
+    """Readings of some metrics on one layer's assets (or some of them) in ``[since, until]``."""
     return _frame(conn.execute(sa.text(
         "SELECT r.metric_id, r.asset_id, r.observed_at, r.value FROM readings r "
         "JOIN assets a ON a.id = r.asset_id AND a.layer = :layer "
         "WHERE r.metric_id = ANY(:metrics) AND r.observed_at <= :until "
         "AND r.observed_at >= coalesce(CAST(:since AS timestamptz), '-infinity') "
+        f"AND {_OF_IDS.format(column='r.asset_id')} "
         "ORDER BY r.asset_id, r.metric_id, r.observed_at"),
-        {"layer": layer, "metrics": list(metric_ids), "until": until, "since": since}),
+        {"layer": layer, "metrics": list(metric_ids), "until": until, "since": since,
+         "ids": asset_ids}),
         ["metric_id", "asset_id", "observed_at", "value"])
 
 
@@ -108,12 +116,15 @@ def readings_between(conn: Connection, metric_id: int, layer: str, start: dateti
         ["asset_id", "observed_at", "value"])
 
 
-def damage_on_streets(conn: Connection, until: datetime) -> pd.DataFrame:
-    """Road damage linked to a street and observed by ``until``."""
+def damage_on_streets(conn: Connection, until: datetime, asset_ids: list[int] | None = None
+                      ) -> pd.DataFrame:
+    """Road damage linked to a street (or to some streets) and observed by ``until``."""
+    # Ordered, so a street's sums add in the same order whichever streets are read.
     return _frame(conn.execute(sa.text(
         "SELECT street_id AS asset_id, observed_at, damage_class, severity, size_m2, confidence "
-        "FROM road_damage WHERE street_id IS NOT NULL AND observed_at <= :until"),
-        {"until": until}),
+        "FROM road_damage WHERE street_id IS NOT NULL AND observed_at <= :until "
+        f"AND {_OF_IDS.format(column='street_id')} ORDER BY street_id, observed_at, id"),
+        {"until": until, "ids": asset_ids}),
         ["asset_id", "observed_at", "damage_class", "severity", "size_m2", "confidence"])
 
 
@@ -128,39 +139,49 @@ def _within_params(distance_m: float) -> dict:
     return {"deg": distance_m * DEG_PER_M_BOUND, "m": distance_m}
 
 
-def debris_near_streets(conn: Connection, until: datetime, distance_m: float) -> pd.DataFrame:
+def debris_near_streets(conn: Connection, until: datetime, distance_m: float,
+                        asset_ids: list[int] | None = None) -> pd.DataFrame:
     """(street, debris observation time, volume) for debris seen within a distance by ``until``."""
     return _frame(conn.execute(sa.text(
         "SELECT s.id AS asset_id, d.observed_at, d.volume_m3 FROM debris_piles d "
-        f"JOIN streets s ON {_within('s.geom', 'd.geom')} WHERE d.observed_at <= :until"),
-        {"until": until, **_within_params(distance_m)}),
+        f"JOIN streets s ON {_within('s.geom', 'd.geom')} "
+        f"WHERE d.observed_at <= :until AND {_OF_IDS.format(column='s.id')} "
+        "ORDER BY s.id, d.observed_at, d.id"),
+        {"until": until, "ids": asset_ids, **_within_params(distance_m)}),
         ["asset_id", "observed_at", "volume_m3"])
 
 
-def manholes_near_streets(conn: Connection, distance_m: float) -> pd.DataFrame:
+def manholes_near_streets(conn: Connection, distance_m: float,
+                          asset_ids: list[int] | None = None) -> pd.DataFrame:
     """How many manholes lie within a distance of each street (streets with none are absent)."""
     return _frame(conn.execute(sa.text(
         "SELECT s.id AS asset_id, count(*) AS manholes FROM streets s JOIN manholes h "
-        f"ON {_within('s.geom', 'h.geom')} GROUP BY s.id"),
-        _within_params(distance_m)), ["asset_id", "manholes"])
+        f"ON {_within('s.geom', 'h.geom')} "
+        f"WHERE {_OF_IDS.format(column='s.id')} GROUP BY s.id"),
+        {"ids": asset_ids, **_within_params(distance_m)}), ["asset_id", "manholes"])
 
 
-def street_neighbours(conn: Connection, distance_m: float) -> pd.DataFrame:
-    """Pairs of distinct streets within a distance of each other (both directions)."""
+def street_neighbours(conn: Connection, distance_m: float, asset_ids: list[int] | None = None
+                      ) -> pd.DataFrame:
+    """Pairs of distinct streets within a distance of each other (of some streets: theirs)."""
     return _frame(conn.execute(sa.text(
         "SELECT a.id AS asset_id, b.id AS neighbour_id FROM streets a JOIN streets b "
-        f"ON a.id <> b.id AND {_within('a.geom', 'b.geom')}"),
-        _within_params(distance_m)), ["asset_id", "neighbour_id"])
+        f"ON a.id <> b.id AND {_within('a.geom', 'b.geom')} "
+        f"WHERE {_OF_IDS.format(column='a.id')} ORDER BY a.id, b.id"),
+        {"ids": asset_ids, **_within_params(distance_m)}), ["asset_id", "neighbour_id"])
 
 
-def street_resurfacing_work(conn: Connection, until: datetime) -> pd.DataFrame:
+def street_resurfacing_work(conn: Connection, until: datetime,
+                            asset_ids: list[int] | None = None) -> pd.DataFrame:
     """Recorded resurfacing of streets (asset_id, done_at, action) done by ``until``."""
     from geo.work import RESURFACING
 
     return _frame(conn.execute(sa.text(
         "SELECT asset_id, done_at, action FROM work_records WHERE asset_layer = 'streets' "
-        "AND action = ANY(:actions) AND done_at <= :until ORDER BY asset_id, done_at"),
-        {"actions": list(RESURFACING), "until": until}), ["asset_id", "done_at", "action"])
+        "AND action = ANY(:actions) AND done_at <= :until "
+        f"AND {_OF_IDS.format(column='asset_id')} ORDER BY asset_id, done_at"),
+        {"actions": list(RESURFACING), "until": until, "ids": asset_ids}),
+        ["asset_id", "done_at", "action"])
 
 
 def street_programme(conn: Connection, until: datetime) -> pd.DataFrame:

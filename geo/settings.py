@@ -48,6 +48,11 @@ class LoopSettings(BaseSettings):
     score_cron: str = "30 2 * * *"
     # A new road-wear model: weekly, Sunday 03:00 (a fit takes ~25 s on the sample).
     train_cron: str = "0 3 * * 0"
+    # Jobs of workers that stopped sending heartbeats go back to the queue: every minute.
+    stalled_cron: str = "* * * * *"
+    # A scoring run's parts: a district's streets, small districts packed and large ones
+    # sliced to at most this many streets per job (predict/batch.py).
+    score_part_streets: int = 2000
     # Alerts a crew can clear in a week: the most the top tier ("this week") of /work holds.
     weekly_capacity: int = 20
     # Photos of work: largest accepted upload, and where they are kept (TWIN_HOME/photos

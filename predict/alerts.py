@@ -161,13 +161,16 @@ def survey_alerts(engine: Engine, report: RefreshReport, *, metric: str,
 
 
 def road_wear_alerts(engine: Engine, report: RefreshReport, *, metric: str,
-                     horizon_days: int, threshold: float | None) -> None:
+                     horizon_days: int, threshold: float | None,
+                     asset_ids: list[int] | None = None) -> None:
     """Alert on streets that crossed the threshold at their last survey or are forecast to.
 
     A forecast alert is for a street above the threshold now whose stored forecast crosses
     it within the horizon; streets below it already are the survey rule's (``survey_alerts``).
+    With ``asset_ids``, only those streets are evaluated (and only their alerts resolved).
     """
-    still_active, below = survey_alerts(engine, report, metric=metric, threshold=threshold)
+    still_active, below = survey_alerts(engine, report, metric=metric, threshold=threshold,
+                                        asset_ids=asset_ids)
     with engine.connect() as conn:
         scale = MetricScale.from_row(sql.metric_by_name(conn, metric), metric)
         forecasts = sql.latest_street_predictions(conn, scale.id, horizon_days)
@@ -179,6 +182,8 @@ def road_wear_alerts(engine: Engine, report: RefreshReport, *, metric: str,
                             f"`twin predict score --metric {metric} --horizon {horizon_days}` "
                             f"first; forecast road-wear alerts were left as they were.")
         return
+    if asset_ids is not None:  # after the check above: a district may have none of its own
+        forecasts = forecasts[forecasts["asset_id"].isin(asset_ids)]
     threshold = default_threshold(scale) if threshold is None else threshold
     limit = float(scale.to_goodness([threshold])[0])
     raised = {asset for _, asset in still_active}
@@ -240,6 +245,7 @@ def road_wear_alerts(engine: Engine, report: RefreshReport, *, metric: str,
     with engine.begin() as conn:
         n = alert_store.resolve_missing(
             conn, kind=ROAD_WEAR, still_active=still_active,
+            among=None if asset_ids is None else [("streets", int(a)) for a in asset_ids],
             note="resolved by twin: the street was resurfaced or its forecast no longer "
                  "crosses the threshold")
     report.count(report.resolved, ROAD_WEAR, n)
@@ -442,6 +448,32 @@ def refresh(engine: Engine, *, metric: str = "pci", horizon_days: int = ALERT_HO
     road_wear_alerts(engine, report, metric=metric, horizon_days=horizon_days,
                      threshold=threshold)
     manhole_alerts(engine, report, until=until)
+    debris_alerts(engine, report, until=until)
+    damage_alerts(engine, report, until=until)
+    return report
+
+
+def refresh_district(engine: Engine, street_ids: list[int], manhole_ids: list[int], *,
+                     metric: str = "pci", horizon_days: int = ALERT_HORIZON_DAYS,
+                     threshold: float | None = None) -> RefreshReport:
+    """The part of ``refresh`` that is per asset, for one district's streets and manholes.
+
+    Road-wear and manhole alerts of these assets are raised and resolved as ``refresh`` does
+    for all of them; debris and damage alerts are town-wide (``refresh_town``). The refreshes
+    of all districts, and of the assets in none, together do what one ``refresh`` does.
+    """
+    report = RefreshReport(as_of="latest data")
+    if street_ids:
+        road_wear_alerts(engine, report, metric=metric, horizon_days=horizon_days,
+                         threshold=threshold, asset_ids=street_ids)
+    if manhole_ids:
+        manhole_alerts(engine, report, asset_ids=manhole_ids)
+    return report
+
+
+def refresh_town(engine: Engine, *, until=None) -> RefreshReport:
+    """The part of ``refresh`` that is not per asset: debris piles and new damage."""
+    report = RefreshReport(as_of=str(as_utc(until)) if until is not None else "latest data")
     debris_alerts(engine, report, until=until)
     damage_alerts(engine, report, until=until)
     return report

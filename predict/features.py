@@ -110,9 +110,19 @@ def _utc(values) -> pd.Series:
     return pd.to_datetime(pd.Series(values), utc=True)
 
 
-def load_road_context(conn: Connection, metric: str, until: datetime) -> RoadContext:
-    """Read a metric's history and the streets' surroundings observed by ``until``."""
+def load_road_context(conn: Connection, metric: str, until: datetime,
+                      asset_ids: list[int] | None = None) -> RoadContext:
+    """Read a metric's history and the streets' surroundings observed by ``until``.
+
+    With ``asset_ids``, the history and surroundings read are those of these streets and
+    their neighbours only: all that these streets' features are made of (a part of a split
+    scoring run, predict/batch.py). The street attributes are still every street's, since
+    which properties become features is decided over all of them.
+    """
     scale = MetricScale.from_row(sql.metric_by_name(conn, metric), metric)
+    neighbours = sql.street_neighbours(conn, NEIGHBOUR_DISTANCE_M, asset_ids)
+    ids = (None if asset_ids is None else
+           sorted({int(i) for i in asset_ids} | {int(i) for i in neighbours["neighbour_id"]}))
     streets = sql.street_attributes(conn).set_index("asset_id")
     props = pd.json_normalize(streets["properties"].tolist()).set_index(streets.index)
     streets = streets.drop(columns=["properties"])
@@ -124,8 +134,8 @@ def load_road_context(conn: Connection, metric: str, until: datetime) -> RoadCon
         elif column.notna().any() and column.astype(str).nunique() <= 30:
             streets[f"propcat_{key}"] = column.astype("string")
     metrics = sql.layer_metrics(conn, "streets")
-    ids = [scale.id] + [int(i) for i in metrics["id"] if int(i) != scale.id]
-    readings = sql.readings_until(conn, ids, "streets", until)
+    metric_ids = [scale.id] + [int(i) for i in metrics["id"] if int(i) != scale.id]
+    readings = sql.readings_until(conn, metric_ids, "streets", until, asset_ids=ids)
     readings["observed_at"] = _utc(readings["observed_at"])
     history = readings[readings["metric_id"] == scale.id]
     others = {}
@@ -138,12 +148,12 @@ def load_road_context(conn: Connection, metric: str, until: datetime) -> RoadCon
         others[row.name] = pd.DataFrame({
             "asset_id": part["asset_id"].to_numpy(), "observed_at": part["observed_at"],
             "goodness": other.to_goodness(part["value"])}).reset_index(drop=True)
-    damage = sql.damage_on_streets(conn, until)
+    damage = sql.damage_on_streets(conn, until, ids)
     damage["observed_at"] = _utc(damage["observed_at"])
-    debris = sql.debris_near_streets(conn, until, DEBRIS_DISTANCE_M)
+    debris = sql.debris_near_streets(conn, until, DEBRIS_DISTANCE_M, ids)
     debris["observed_at"] = _utc(debris["observed_at"])
-    manholes = sql.manholes_near_streets(conn, MANHOLE_DISTANCE_M).set_index("asset_id")
-    work = sql.street_resurfacing_work(conn, until)
+    manholes = sql.manholes_near_streets(conn, MANHOLE_DISTANCE_M, ids).set_index("asset_id")
+    work = sql.street_resurfacing_work(conn, until, ids)
     work["done_at"] = _utc(work["done_at"])
     programme = sql.street_programme(conn, until)
     return RoadContext(
@@ -152,7 +162,7 @@ def load_road_context(conn: Connection, metric: str, until: datetime) -> RoadCon
                               "observed_at": history["observed_at"].to_numpy(),
                               "goodness": scale.to_goodness(history["value"])}),
         others=others, damage=damage, debris=debris, manholes=manholes["manholes"],
-        neighbours=sql.street_neighbours(conn, NEIGHBOUR_DISTANCE_M))
+        neighbours=neighbours)
 
 
 def programme_dates(programme: pd.DataFrame) -> pd.DataFrame:

@@ -106,6 +106,22 @@ class ScoreResult:
     csv: str | None
 
 
+def street_rows(frame: pd.DataFrame, *, run_id: str, model_version: str, metric_id: int,
+                as_of: pd.Timestamp) -> pd.DataFrame:
+    """Rows of ``predictions`` (``PREDICTION_COLUMNS``) from the street forecasts of ``forecast``.
+
+    One function for the one-process run and the parts of a split run (predict/batch.py), so
+    both write the same values rounded the same way.
+    """
+    return pd.DataFrame({
+        "run_id": run_id, "model_version": model_version, "target": ROAD_WEAR,
+        "asset_layer": "streets", "asset_id": frame["asset_id"].astype(int), "subject": None,
+        "metric_id": metric_id, "as_of": as_of.isoformat(), "target_date": frame["target_date"],
+        "horizon_days": frame["horizon_days"], "value": frame["value"].round(3),
+        "lower": frame["lower"].round(3), "upper": frame["upper"].round(3),
+        "days_to_threshold": frame["days_to_threshold"].astype("Int64"), "geom": None})
+
+
 def score(engine: Engine, metric: str = "pci", horizons=DEFAULT_HORIZONS, as_of=None, *,
           out: Path | None = None, threshold: float | None = None,
           version: str | None = None) -> ScoreResult:
@@ -121,13 +137,8 @@ def score(engine: Engine, metric: str = "pci", horizons=DEFAULT_HORIZONS, as_of=
     frame = forecast(model, features, as_of, horizons, threshold)
     run_id = uuid.uuid4().hex
     streets = ctx.streets
-    to_write = pd.DataFrame({
-        "run_id": run_id, "model_version": row["version"], "target": ROAD_WEAR,
-        "asset_layer": "streets", "asset_id": frame["asset_id"].astype(int), "subject": None,
-        "metric_id": scale.id, "as_of": as_of.isoformat(), "target_date": frame["target_date"],
-        "horizon_days": frame["horizon_days"], "value": frame["value"].round(3),
-        "lower": frame["lower"].round(3), "upper": frame["upper"].round(3),
-        "days_to_threshold": frame["days_to_threshold"].astype("Int64"), "geom": None})
+    to_write = street_rows(frame, run_id=run_id, model_version=row["version"],
+                           metric_id=scale.id, as_of=as_of)
     with engine.begin() as conn:
         written = sql.insert_predictions(conn, to_write)
     csv = None

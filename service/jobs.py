@@ -10,6 +10,13 @@
 - ``refresh_alerts`` (every 15 minutes by default), ``score_forecasts`` (daily) and
   ``train_model`` (weekly) run on the schedules of ``geo.settings.LoopSettings``; procrastinate
   defers each periodic job once per tick however many workers run.
+- Scoring and refresh are split (queue ``batch``, predict/batch.py): ``score_forecasts`` plans
+  a run (one model version for all) and queues one ``score_part`` job per district or
+  ``score_part_streets`` streets; the part that finds every other done publishes the run and
+  queues ``refresh_district`` per district and one ``refresh_town``. ``refresh_alerts``
+  queues those refresh jobs too. Any number of workers share the parts.
+- ``retry_stalled_jobs`` (every minute): a job left in ``doing`` by a worker that stopped
+  sending heartbeats (killed, or its machine lost) is put back to ``todo`` for another.
 
 ``twin worker`` runs workers; ``twin serve`` runs one inside the service unless ``--no-worker``.
 Any number of workers on any number of machines share the queue: jobs are taken with row locks
@@ -20,18 +27,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 
 import procrastinate
 from sqlalchemy.engine import Engine
 
-from geo import outbox, rule_queue
+from geo import outbox, rule_queue, score_runs
 from geo.errors import TwinError
 from geo.settings import LoopSettings
 from service.changes import conninfo_of
 
 log = logging.getLogger("twin.jobs")
 SCHEDULE_QUEUE = "schedule"
-QUEUES = (rule_queue.RULES_QUEUE, SCHEDULE_QUEUE, outbox.DELIVER_QUEUE)
+QUEUES = (rule_queue.RULES_QUEUE, SCHEDULE_QUEUE, outbox.DELIVER_QUEUE, score_runs.BATCH_QUEUE)
+# A worker that sent no heartbeat for this long is taken for dead (procrastinate's workers
+# send one every 10 s by default and call a worker stalled after 30 s).
+STALLED_AFTER_S = 30
 METRIC = "pci"
 # A job waiting for the evaluate_rules lock is not announced again when the lock frees (the
 # worker is told only of new jobs), so the worker also looks every 0.2 s rather than procrastinate's
@@ -85,42 +97,87 @@ def sweep_webhooks(timestamp: int) -> dict:
     return deliver(_db())
 
 
-def _refresh(engine: Engine) -> dict:
-    from civic.workflow import escalate_overdue
-    from predict.alerts import refresh
-
-    report = refresh(engine)
-    with engine.begin() as conn:
-        escalated = escalate_overdue(conn)
-    for note in report.notes:
-        log.info("refresh: %s", note)
-    return {"opened": report.opened, "resolved": report.resolved,
-            "requests_escalated": len(escalated)}
-
-
 @app.periodic(cron=_schedule.refresh_cron, periodic_id="refresh")
 @app.task(name="refresh_alerts", queue=SCHEDULE_QUEUE, queueing_lock="refresh_alerts",
           lock="refresh_alerts")
 def refresh_alerts(timestamp: int) -> dict:
-    """Raise, update and resolve alerts from the stored forecasts and the sensor rules."""
-    return _refresh(_db())
+    """Queue the refresh of the alerts: one job per district, one for the town-wide kinds."""
+    with _db().begin() as conn:
+        districts = score_runs.queue_refresh(conn)
+    return {"districts": districts}
+
+
+@app.task(name=score_runs.DISTRICT_TASK, queue=score_runs.BATCH_QUEUE,
+          retry=procrastinate.RetryStrategy(max_attempts=5, wait=5))
+def refresh_district(district_id: int | None) -> dict:
+    """Raise, update and resolve the road-wear and manhole alerts of one district's assets."""
+    from predict.alerts import refresh_district as refresh
+
+    engine = _db()
+    with engine.connect() as conn:
+        streets = score_runs.assets_in_district(conn, "streets", district_id)
+        manholes = score_runs.assets_in_district(conn, "manholes", district_id)
+    report = refresh(engine, streets, manholes)
+    return {"district_id": district_id, "opened": report.opened, "resolved": report.resolved}
+
+
+@app.task(name=score_runs.TOWN_TASK, queue=score_runs.BATCH_QUEUE,
+          retry=procrastinate.RetryStrategy(max_attempts=5, wait=5))
+def refresh_town() -> dict:
+    """Debris and new-damage alerts (town-wide), and overdue residents' requests."""
+    from civic.workflow import escalate_overdue
+    from predict.alerts import refresh_town as refresh
+
+    engine = _db()
+    report = refresh(engine)
+    with engine.begin() as conn:
+        escalated = escalate_overdue(conn)
+    return {"opened": report.opened, "resolved": report.resolved,
+            "requests_escalated": len(escalated)}
 
 
 @app.periodic(cron=_schedule.score_cron, periodic_id="score")
 @app.task(name="score_forecasts", queue=SCHEDULE_QUEUE, queueing_lock="score_forecasts",
           lock="forecasts")
 def score_forecasts(timestamp: int) -> dict:
-    """Forecast every street with the newest model, then refresh the alerts."""
-    from predict.pipeline import score
+    """Plan a scoring run with the newest model and queue its parts for any worker."""
+    from predict.batch import plan
     from predict.road import DEFAULT_HORIZONS
 
-    engine = _db()
     try:
-        result = score(engine, METRIC, DEFAULT_HORIZONS)
+        run = plan(_db(), METRIC, DEFAULT_HORIZONS, part_streets=_schedule.score_part_streets,
+                   enqueue=True)
     except TwinError as error:  # no model or no readings yet: said, not retried
         log.warning("scoring skipped: %s", error)
         return {"skipped": str(error)}
-    return {"run_id": result.run_id, "streets": result.streets, **_refresh(engine)}
+    return {"run_id": run.run_id, "model_version": run.model_version, "parts": run.parts}
+
+
+@app.task(name=score_runs.PART_TASK, queue=score_runs.BATCH_QUEUE,
+          retry=procrastinate.RetryStrategy(max_attempts=5, wait=5))
+def score_part(run_id: str, part: int) -> dict:
+    """Score one part of a run; the part that completes the run publishes it."""
+    from predict.batch import publish
+    from predict.batch import score_part as score
+
+    engine = _db()
+    # Host and process: every `twin worker` is named "twin", and an operator asks which one.
+    rows = score(engine, run_id, part, scored_by=f"{socket.gethostname()}:{os.getpid()}")
+    published = publish(engine, run_id, refresh=True)
+    return {"run_id": run_id, "part": part, "rows": rows, "published": published}
+
+
+@app.periodic(cron=_schedule.stalled_cron, periodic_id="stalled")
+@app.task(name="retry_stalled_jobs", queue=SCHEDULE_QUEUE, queueing_lock="retry_stalled_jobs",
+          pass_context=True)
+async def retry_stalled_jobs(context: procrastinate.JobContext, timestamp: int) -> dict:
+    """Put the jobs of workers that stopped sending heartbeats back in the queue."""
+    manager = context.app.job_manager
+    stalled = list(await manager.get_stalled_jobs(seconds_since_heartbeat=STALLED_AFTER_S))
+    for job in stalled:
+        log.warning("job %s (%s) was left by a stalled worker: retried", job.id, job.task_name)
+        await manager.retry_job(job)
+    return {"retried": len(stalled)}
 
 
 @app.periodic(cron=_schedule.train_cron, periodic_id="train")

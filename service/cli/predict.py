@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from geo.errors import TwinError
+from geo.errors import InvalidInput, TwinError
 from geo.i18n import _, format_decimal
 from service.cli.common import console, fail, open_engine
 
@@ -57,6 +57,14 @@ def score(
     target: Annotated[str, typer.Option(
         help="road-wear (streets, with the stored model) or debris (each pile's expected "
              "volume; default horizons 7 and 30).")] = "road-wear",
+    queue: Annotated[bool, typer.Option(
+        "--queue", help="Road wear: plan the run and queue one job per district (or per "
+                        "--part-streets streets) for the job workers to share, instead of "
+                        "scoring here; the run becomes current when its last part ends.")
+    ] = False,
+    part_streets: Annotated[int | None, typer.Option(
+        min=1, help="With --queue: the most streets one job scores (default "
+                    "TWIN_SCORE_PART_STREETS, 2000).")] = None,
 ) -> None:
     """Forecast every street (or debris pile) into the predictions table."""
     from predict.pipeline import score as score_streets
@@ -64,6 +72,22 @@ def score(
     from predict.road import DEFAULT_HORIZONS
 
     try:
+        if queue and (out is not None or target != "road-wear"):
+            raise InvalidInput(_("--queue queues road-wear scoring only and writes no CSV: "
+                              "leave out --out and --target."))
+        if queue:
+            from geo.settings import LoopSettings
+            from predict.batch import plan
+
+            run = plan(open_engine(), metric, horizon or DEFAULT_HORIZONS, as_of,
+                       version=version, enqueue=True,
+                       part_streets=part_streets or LoopSettings().score_part_streets)
+            console.print(_("Run {run}: {parts} jobs queued for {streets} streets as of {as_of} "
+                            "with model {version}; `twin worker` processes score them.",
+                            run=run.run_id, parts=format_decimal(run.parts),
+                            streets=format_decimal(run.streets), as_of=run.as_of,
+                            version=run.model_version))
+            return
         if target == "debris":
             result = score_debris(open_engine(), horizon or (7, 30), as_of, out=out)
             console.print(f"Run {result.run_id}: {result.rows:,} forecasts for "

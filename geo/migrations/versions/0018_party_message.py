@@ -6,7 +6,7 @@ sub-district's name), rendered per reader in Chinese or English. ``responsible_p
 the English text: the council's list groups by it and older rows have nothing else.
 
 Revision ID: 0018
-Revises: 0014
+Revises: 0015
 Create Date: 2026-12-07
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "0018"
-down_revision = "0014"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
