@@ -54,7 +54,8 @@ def score(
     as_of: AsOfOption = None,
     out: Annotated[Path | None, typer.Option(
         "--out", help="Also write external_id, metric, target_date, value, lower, upper, "
-                      "days_to_threshold, explanation "
+                      "days_to_threshold, crossing_earliest_days, crossing_latest_days, "
+                      "explanation "
                       "to this CSV.")] = None,
     version: Annotated[str | None, typer.Option(
         help="Model version (default: the newest for the metric).")] = None,

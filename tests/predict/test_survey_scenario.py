@@ -81,6 +81,17 @@ def test_a_scheduled_resurfacing_resets_the_forecast_in_its_year():
     plain = forecast(model, without, as_of, [730]).set_index("asset_id")
     assert (out["value"] > out["last_value"]).mean() > 0.8
     assert (out["value"] - plain["value"]).mean() > 2.0
+    # Crossing dates with an interval: the pessimistic bound crosses first, the median next,
+    # the optimistic bound last (or not within the look-ahead).
+    crossing = forecast(model, features, as_of, [365], threshold=5)
+    earliest, median, latest = (crossing[c].to_numpy(float) for c in (
+        "crossing_earliest_days", "days_to_threshold", "crossing_latest_days"))
+    assert np.isfinite(earliest).sum() > np.isfinite(median).sum() > np.isfinite(latest).sum()
+    assert np.isfinite(latest).sum() > 0
+    both = np.isfinite(median)
+    assert np.isfinite(earliest[both]).all() and (earliest[both] <= median[both]).all()
+    later = np.isfinite(latest)
+    assert (median[later] <= latest[later]).all()
 
 
 def test_evidence_from_after_the_as_of_is_not_used():

@@ -1,0 +1,29 @@
+"""Crossing dates with an interval: the earliest and latest days until the threshold.
+
+``days_to_threshold`` says when a street's median forecast crosses its threshold. The 80 %
+interval's bounds cross it too, the pessimistic one first: ``crossing_earliest_days`` and
+``crossing_latest_days`` (NULL: not within the look-ahead, or never) carry that interval
+beside the forecast that made it.
+
+Revision ID: 0016
+Revises: 0014
+Create Date: 2026-12-07
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0016"
+down_revision = "0014"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column("predictions", sa.Column("crossing_earliest_days", sa.Integer))
+    op.add_column("predictions", sa.Column("crossing_latest_days", sa.Integer))
+
+
+def downgrade() -> None:
+    op.drop_column("predictions", "crossing_latest_days")
+    op.drop_column("predictions", "crossing_earliest_days")
