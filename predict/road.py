@@ -388,7 +388,12 @@ def evaluate_road(conn: Connection, metric: str, as_of, horizons, *, threshold: 
         entry["threshold_crossing"] = {
             "streets_above_threshold": int(above.sum()),
             "model": _precision_recall(above & (median < limit), actual),
+            # The crossing's interval: crossed by its earliest date (the pessimistic bound
+            # below the threshold at the horizon), by its latest (the optimistic one too).
+            "model_earliest": _precision_recall(above & (lower < limit), actual),
+            "model_latest": _precision_recall(above & (upper < limit), actual),
             "linear_trend": _precision_recall(above & (trend < limit), actual),
+            "persistence": _precision_recall(np.zeros(len(above), bool), actual),
             "model_by_share": {
                 f"{share:g}": _precision_recall(above & (median - share * (median - lower)
                                                          < limit), actual)
