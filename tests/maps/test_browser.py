@@ -150,6 +150,7 @@ def test_planner_map_in_chromium(browser, maps_live_url, twin_with_alerts):
         }
         return null;
     })()""")
+    # (The damage density's canvas lies over the streets; it lets the clicks through.)
     assert spot, "no street path to click"
     for kind in ("mousePressed", "mouseReleased"):
         page.call("Input.dispatchMouseEvent", type=kind, x=spot[0], y=spot[1], button="left",
