@@ -109,7 +109,8 @@ FORECASTS_SELECT = (
     "dx.name AS district, dx.community, dx.sub_district, p.asset_layer, p.asset_id, "
     "m.name AS metric, p.horizon_days, p.target_date, p.value, p.lower, p.upper, "
     f"CASE m.name WHEN 'pci' THEN {PCI_THRESHOLD:g} ELSE (m.min_value + m.max_value) / 2 END "
-    "AS threshold, p.days_to_threshold, p.model_version, p.as_of "
+    "AS threshold, p.days_to_threshold, p.crossing_earliest_days, p.crossing_latest_days, "
+    "p.model_version, p.as_of "
     "FROM (SELECT DISTINCT ON (asset_layer, asset_id, metric_id, horizon_days) * "
     "FROM predictions WHERE asset_id IS NOT NULL AND metric_id IS NOT NULL "
     "AND as_of <= :as_of ORDER BY asset_layer, asset_id, metric_id, horizon_days, "
@@ -320,6 +321,12 @@ LAYERS: dict[str, Layer] = {
              Property("days_to_threshold", "integer",
                       "Days from as_of until the median crosses the threshold (none: not "
                       "within the look-ahead)"),
+             Property("crossing_earliest_days", "integer",
+                      "Days until the interval's pessimistic bound crosses the threshold: the "
+                      "crossing's earliest date"),
+             Property("crossing_latest_days", "integer",
+                      "Days until the interval's optimistic bound crosses the threshold: the "
+                      "crossing's latest date (none: later than the look-ahead, or never)"),
              Property("model_version", "string"),
              Property("as_of", "datetime", "What the forecast knew: data up to this time")),
             # No table of its own: its extent is its assets' (not the predictions' own geom).

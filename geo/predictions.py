@@ -20,7 +20,7 @@ from geo.store import copy_frame
 PREDICTION_COLUMNS = (
     "run_id", "model_version", "target", "asset_layer", "asset_id", "subject", "metric_id",
     "as_of", "target_date", "horizon_days", "value", "lower", "upper", "days_to_threshold",
-    "p_cleared", "geom",
+    "crossing_earliest_days", "crossing_latest_days", "p_cleared", "geom",
 )
 
 
@@ -258,6 +258,19 @@ def street_surveys(conn: Connection, metric_id: int, asset_ids: list[int] | None
          "prev_at", "prev_value"])
 
 
+def recent_street_readings(conn: Connection, metric_id: int, *, per_street: int,
+                           until: datetime) -> pd.DataFrame:
+    """Each street's ``per_street`` latest readings of a metric by ``until``, oldest first."""
+    return _frame(conn.execute(sa.text(
+        "SELECT asset_id, observed_at, value FROM (SELECT r.asset_id, r.observed_at, r.value, "
+        "row_number() OVER (PARTITION BY r.asset_id ORDER BY r.observed_at DESC) AS k "
+        "FROM readings r JOIN streets s ON s.id = r.asset_id "
+        "WHERE r.metric_id = :metric AND r.observed_at <= :until) x "
+        "WHERE k <= :n ORDER BY asset_id, observed_at"),
+        {"metric": metric_id, "until": until, "n": per_street}),
+        ["asset_id", "observed_at", "value"])
+
+
 def street_ids(conn: Connection, asset_ids: list[int]) -> list[int]:
     """Which of some asset ids are streets."""
     return list(conn.execute(sa.text("SELECT id FROM streets WHERE id = ANY(:ids) ORDER BY id"),
@@ -323,7 +336,8 @@ def list_models(conn: Connection) -> list[dict]:
 def insert_predictions(conn: Connection, frame: pd.DataFrame) -> int:
     """Write scored forecasts (columns of ``PREDICTION_COLUMNS``; ``geom`` as EWKT or empty).
 
-    Columns a target does not have (``p_cleared`` outside debris) may be left out: NULL.
+    Columns a target does not have (``p_cleared`` outside debris, the crossing's interval
+    outside road wear) may be left out: NULL.
     """
     if frame.empty:
         return 0
@@ -332,6 +346,7 @@ def insert_predictions(conn: Connection, frame: pd.DataFrame) -> int:
         "asset_layer text, asset_id bigint, subject text, metric_id smallint, "
         "as_of timestamptz, target_date date, horizon_days integer, value double precision, "
         "lower double precision, upper double precision, days_to_threshold integer, "
+        "crossing_earliest_days integer, crossing_latest_days integer, "
         "p_cleared double precision, geom text) "
         "ON COMMIT DROP"))
     copy_frame(conn, "stage_predictions", frame.reindex(columns=list(PREDICTION_COLUMNS)))
@@ -349,12 +364,13 @@ def latest_street_predictions(conn: Connection, metric_id: int, horizon_days: in
     """The newest forecast per street for a metric and horizon."""
     return _frame(conn.execute(sa.text(
         "SELECT DISTINCT ON (p.asset_id) p.asset_id, p.model_version, p.as_of, p.target_date, "
-        "p.horizon_days, p.value, p.lower, p.upper, p.days_to_threshold "
+        "p.horizon_days, p.value, p.lower, p.upper, p.days_to_threshold, "
+        "p.crossing_earliest_days, p.crossing_latest_days "
         "FROM predictions p WHERE p.asset_layer = 'streets' AND p.metric_id = :metric "
         "AND p.horizon_days = :h ORDER BY p.asset_id, p.as_of DESC, p.created_at DESC, p.id DESC"),
         {"metric": metric_id, "h": horizon_days}),
         ["asset_id", "model_version", "as_of", "target_date", "horizon_days", "value", "lower",
-         "upper", "days_to_threshold"])
+         "upper", "days_to_threshold", "crossing_earliest_days", "crossing_latest_days"])
 
 
 def predictions_of_run(conn: Connection, run_id: str) -> pd.DataFrame:
@@ -362,7 +378,7 @@ def predictions_of_run(conn: Connection, run_id: str) -> pd.DataFrame:
     return _frame(conn.execute(sa.text(
         "SELECT coalesce(a.external_id, p.subject) AS external_id, m.name AS metric, "
         "p.target_date, p.horizon_days, p.value, p.lower, p.upper, p.days_to_threshold, "
-        "p.p_cleared FROM predictions p "
+        "p.crossing_earliest_days, p.crossing_latest_days, p.p_cleared FROM predictions p "
         "LEFT JOIN assets a ON a.id = p.asset_id AND a.layer = p.asset_layer "
         "LEFT JOIN metrics m ON m.id = p.metric_id WHERE p.run_id = :run "
         "ORDER BY 1, p.horizon_days"), {"run": run_id}))

@@ -95,6 +95,7 @@ def write_part(conn: Connection, run_id: str, part: int, frame: pd.DataFrame, *,
             "target text, asset_layer text, asset_id bigint, subject text, metric_id smallint, "
             "as_of timestamptz, target_date date, horizon_days integer, value double precision, "
             "lower double precision, upper double precision, days_to_threshold integer, "
+            "crossing_earliest_days integer, crossing_latest_days integer, "
             "p_cleared double precision, geom text) ON COMMIT DROP"))
         columns = ["run_id", "part", *_STAGED]
         copy_frame(conn, "stage_part", staged[columns])

@@ -203,6 +203,9 @@ class Page(MacroElement):
         .twin-title button, .twin-popup button { font-size: 12px; margin: 2px 4px 0 0; }
         .twin-popup { font: 12px/1.4 sans-serif; }
         .twin-popup .answer { margin-top: 4px; font-weight: bold; }
+        .twin-chart-box { font: 11px/1.3 sans-serif; margin-top: 4px; }
+        /* A density picture lies over the streets: the clicks must reach the streets. */
+        canvas.leaflet-heatmap-layer { pointer-events: none; }
         </style>
         <script>
         var TWIN_KEY_TEXT = {{ this.key_text }};

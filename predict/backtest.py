@@ -109,6 +109,10 @@ def summarise(rows: pd.DataFrame, scale: MetricScale, threshold: float) -> dict:
             "crossings": {
                 "streets_above_threshold": int(above.sum()),
                 "model": _pr(above & (part["model"].to_numpy(float) < limit), actual),
+                # The crossing's interval: by its earliest date (the pessimistic bound below
+                # the threshold at the horizon) and by its latest (the optimistic one too).
+                "model_earliest": _pr(above & (lower < limit), actual),
+                "model_latest": _pr(above & (upper < limit), actual),
                 "linear_trend": _pr(above & (part["trend"].to_numpy(float) < limit), actual),
                 "persistence": _pr(np.zeros(len(part), bool), actual)},
         }

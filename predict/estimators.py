@@ -16,6 +16,10 @@ from sklearn.utils.validation import check_is_fitted
 # two and three years ahead), and the fewest held-out rows a band needs for it.
 HORIZON_BANDS = (45.0, 135.0, 270.0, 540.0, 900.0)
 MIN_BAND_ROWS = 40
+# Scaled scores divide by the quantile band's width, never by less than this (goodness, a
+# share of the metric's range): a band that collapses to a point must not blow a score up.
+MIN_SCALE = 0.02
+INTERVAL_SCALINGS = ("width", "none")
 
 
 class WearForecaster(RegressorMixin, BaseEstimator):
@@ -49,6 +53,15 @@ class WearForecaster(RegressorMixin, BaseEstimator):
         the window's columns after the frame is built.
     horizon_column : str
         Column with the days ahead; the interval is calibrated per band of it.
+    interval_scaling : {"width", "none"}
+        ``"width"``: a held-out outcome's distance outside the quantile band is measured in
+        widths of that band (at least ``MIN_SCALE``), and each interval is widened by the
+        same number of its own widths; a street whose band is wide (old, worn, noisy) gets
+        more widening than a young one. ``"none"``: the same absolute widening for all.
+    refit_bounds : bool
+        After calibration, fit the bound quantiles again on every example (the most recent
+        included), as the median is: the conformal factor learned on the held-out years then
+        applies to bands that know the latest years' wear.
     """
 
     def __init__(self, last_column: str = "last_value", lower_bound: float = 0.0,
@@ -56,7 +69,8 @@ class WearForecaster(RegressorMixin, BaseEstimator):
                  max_iter: int = 200, learning_rate: float = 0.05, max_leaf_nodes: int = 15,
                  min_samples_leaf: int = 40, l2_regularization: float = 1.0,
                  random_state: int | None = 0, differences: tuple = (),
-                 horizon_column: str = "horizon_days"):
+                 horizon_column: str = "horizon_days", interval_scaling: str = "width",
+                 refit_bounds: bool = True):
         self.last_column = last_column
         self.lower_bound = lower_bound
         self.upper_bound = upper_bound
@@ -70,6 +84,8 @@ class WearForecaster(RegressorMixin, BaseEstimator):
         self.random_state = random_state
         self.differences = differences
         self.horizon_column = horizon_column
+        self.interval_scaling = interval_scaling
+        self.refit_bounds = refit_bounds
 
     # -- input handling ----------------------------------------------------------------------
 
@@ -139,6 +155,9 @@ class WearForecaster(RegressorMixin, BaseEstimator):
             raise ValueError(f"X has no column {self.last_column!r} with the last value.")
         if not 0 < self.alpha < 1:
             raise ValueError("alpha must lie between 0 and 1.")
+        if self.interval_scaling not in INTERVAL_SCALINGS:
+            raise ValueError(f"interval_scaling must be one of {INTERVAL_SCALINGS}, not "
+                             f"{self.interval_scaling!r}.")
         matrix = self._matrix(X, learn=True)
         # Features never observed in training (a metric that only just started) carry nothing.
         self.used_ = ~np.isnan(matrix).all(axis=0)
@@ -163,9 +182,11 @@ class WearForecaster(RegressorMixin, BaseEstimator):
         low_q, high_q = self.alpha / 2, 1 - self.alpha / 2
         low = self._booster(low_q).fit(matrix[train], change[train])
         high = self._booster(high_q).fit(matrix[train], change[train])
-        # Conformity: how far outside the quantile band each held-out observation falls.
-        scores = np.maximum(low.predict(matrix[calibrate]) - change[calibrate],
-                            change[calibrate] - high.predict(matrix[calibrate]))
+        # Conformity: how far outside the quantile band each held-out observation falls
+        # (in band widths when scaled).
+        low_cal, high_cal = low.predict(matrix[calibrate]), high.predict(matrix[calibrate])
+        scores = np.maximum(low_cal - change[calibrate], change[calibrate] - high_cal)
+        scores = scores / self._scale(low_cal, high_cal)
         self.interval_adjustment_ = self._conformal(scores)
         horizon = (X[self._horizon_name].to_numpy(dtype=float)[calibrate]
                    if self._horizon_name in X else np.zeros(len(scores)))
@@ -174,6 +195,9 @@ class WearForecaster(RegressorMixin, BaseEstimator):
             self._conformal(scores[band == b]) if (band == b).sum() >= MIN_BAND_ROWS
             else self.interval_adjustment_ for b in range(len(HORIZON_BANDS) + 1)]
         self.band_rows_ = [int((band == b).sum()) for b in range(len(HORIZON_BANDS) + 1)]
+        if self.refit_bounds:
+            low = self._booster(low_q).fit(matrix, change)
+            high = self._booster(high_q).fit(matrix, change)
         self.low_model_, self.high_model_ = low, high
         # The forecast itself learns from every example, the most recent included.
         self.median_model_ = self._booster(0.5).fit(matrix, change)
@@ -184,6 +208,12 @@ class WearForecaster(RegressorMixin, BaseEstimator):
     @property
     def _horizon_name(self) -> str:
         return getattr(self, "horizon_column", "horizon_days")  # older stored models
+
+    def _scale(self, low: np.ndarray, high: np.ndarray) -> np.ndarray | float:
+        """What a conformity score is measured in: band widths, or 1 (absolute)."""
+        if getattr(self, "interval_scaling", "none") == "none":  # older stored models too
+            return 1.0
+        return np.maximum(high - low, MIN_SCALE)
 
     def _conformal(self, scores: np.ndarray) -> float:
         n = len(scores)
@@ -205,8 +235,10 @@ class WearForecaster(RegressorMixin, BaseEstimator):
         median = last + self.median_model_.predict(matrix)
         adjust = self._adjustment(X[self._horizon_name].to_numpy(dtype=float)
                                   if self._horizon_name in X else np.zeros(len(X)))
-        lower = last + self.low_model_.predict(matrix) - adjust
-        upper = last + self.high_model_.predict(matrix) + adjust
+        low, high = self.low_model_.predict(matrix), self.high_model_.predict(matrix)
+        adjust = adjust * self._scale(low, high)
+        lower = last + low - adjust
+        upper = last + high + adjust
         lower, upper = np.minimum(lower, median), np.maximum(upper, median)
         clip = (self.lower_bound, self.upper_bound)
         return np.clip(lower, *clip), np.clip(median, *clip), np.clip(upper, *clip)
@@ -246,9 +278,11 @@ class WearForecaster(RegressorMixin, BaseEstimator):
         upper = np.full(n * k, np.nan)
         rows = np.tile(np.asarray(interval, bool), n)
         if rows.any():
-            adjust = self._adjustment(horizon[rows])
-            lower[rows] = last[rows] + self.low_model_.predict(stacked[rows]) - adjust
-            upper[rows] = last[rows] + self.high_model_.predict(stacked[rows]) + adjust
+            low = self.low_model_.predict(stacked[rows])
+            high = self.high_model_.predict(stacked[rows])
+            adjust = self._adjustment(horizon[rows]) * self._scale(low, high)
+            lower[rows] = last[rows] + low - adjust
+            upper[rows] = last[rows] + high + adjust
             lower[rows] = np.minimum(lower[rows], median[rows])
             upper[rows] = np.maximum(upper[rows], median[rows])
         return tuple(np.clip(a, *clip).reshape(n, k) for a in (lower, median, upper))

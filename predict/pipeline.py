@@ -27,7 +27,8 @@ from predict.road import (
 
 ROAD_WEAR = "road_wear"
 CSV_COLUMNS = ["external_id", "metric", "target_date", "value", "lower", "upper",
-               "days_to_threshold", "explanation"]
+               "days_to_threshold", "crossing_earliest_days", "crossing_latest_days",
+               "explanation"]
 
 
 @dataclass
@@ -62,8 +63,11 @@ def train(engine: Engine, metric: str = "pci", as_of=None, *, random_state: int 
     # `twin predict evaluate` for that).
     summary = {"streets": int(len(features)), "examples": model.rows,
                "calibration_examples": model.estimator.n_calibration_,
-               "interval_adjustment": round(model.estimator.interval_adjustment_ *
-                                            (scale.max_value - scale.min_value), 3),
+               # In widths of each forecast's quantile band (interval_scaling "width"), or
+               # in the metric's units ("none").
+               "interval_adjustment": round(model.estimator.interval_adjustment_ * (
+                   1.0 if model.estimator.interval_scaling == "width"
+                   else scale.max_value - scale.min_value), 3),
                "scale": scale.as_dict()}
     with engine.begin() as conn:
         version = registry.save(
@@ -119,7 +123,9 @@ def street_rows(frame: pd.DataFrame, *, run_id: str, model_version: str, metric_
         "metric_id": metric_id, "as_of": as_of.isoformat(), "target_date": frame["target_date"],
         "horizon_days": frame["horizon_days"], "value": frame["value"].round(3),
         "lower": frame["lower"].round(3), "upper": frame["upper"].round(3),
-        "days_to_threshold": frame["days_to_threshold"].astype("Int64"), "geom": None})
+        "days_to_threshold": frame["days_to_threshold"].astype("Int64"),
+        "crossing_earliest_days": frame["crossing_earliest_days"].astype("Int64"),
+        "crossing_latest_days": frame["crossing_latest_days"].astype("Int64"), "geom": None})
 
 
 def score(engine: Engine, metric: str = "pci", horizons=DEFAULT_HORIZONS, as_of=None, *,
@@ -149,6 +155,8 @@ def score(engine: Engine, metric: str = "pci", horizons=DEFAULT_HORIZONS, as_of=
             "value": frame["value"].round(2), "lower": frame["lower"].round(2),
             "upper": frame["upper"].round(2),
             "days_to_threshold": frame["days_to_threshold"].astype("Int64"),
+            "crossing_earliest_days": frame["crossing_earliest_days"].astype("Int64"),
+            "crossing_latest_days": frame["crossing_latest_days"].astype("Int64"),
             "explanation": frame["explanation"]})
         table.sort_values(["external_id", "target_date"]).to_csv(
             out, index=False, columns=CSV_COLUMNS, lineterminator="\n")

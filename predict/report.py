@@ -21,7 +21,8 @@ from predict.features import RoadContext
 # The report's words, in one place for the i18n catalogue.
 TABLE_HEAD = (_l("days ahead"), _l("rows"), _l("origins"), _l("MAE model"),
               _l("MAE persistence"), _l("MAE trend"), _l("model / persistence"),
-              _l("coverage"), _l("crossings P / R model"), _l("crossings P / R trend"))
+              _l("coverage"), _l("crossings P / R model"), _l("crossings P / R trend"),
+              _l("crossings R, interval's earliest / latest date"))
 TEXT = {
     "title": _l("Road-wear backtest of '{metric}'"),
     "error": _l("Mean absolute error by horizon"),
@@ -83,7 +84,8 @@ def _table(report: dict) -> str:
         cells = [h, e["rows"], e["origins"], e["mae"]["model"], e["mae"]["persistence"],
                  e["mae"]["trend"], e["model_vs_persistence"], e["coverage"],
                  f"{c['model']['precision']} / {c['model']['recall']}",
-                 f"{c['linear_trend']['precision']} / {c['linear_trend']['recall']}"]
+                 f"{c['linear_trend']['precision']} / {c['linear_trend']['recall']}",
+                 f"{c['model_earliest']['recall']} / {c['model_latest']['recall']}"]
         body.append("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in cells)
                     + "</tr>")
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"

@@ -43,6 +43,9 @@ EVALUATION_WINDOW_DAYS = 15
 # ``median - share * (median - lower)`` at the horizon is on the bad side of the threshold
 # (share 0: the median; 1: the interval's lower bound, the pessimistic end).
 CROSSING_SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)
+FORECAST_COLUMNS = ["asset_id", "horizon_days", "target_date", "last_value", "value", "lower",
+                    "upper", "explanation", "days_to_threshold", "crossing_earliest_days",
+                    "crossing_latest_days"]
 
 
 def as_utc(value) -> pd.Timestamp:
@@ -141,25 +144,26 @@ def forecast(model: RoadModel, features: pd.DataFrame, as_of, horizons,
     """Forecasts per street and horizon, in the metric's units.
 
     Returns a frame with ``asset_id, horizon_days, target_date, last_value, value, lower,
-    upper, explanation, days_to_threshold``: the median forecast with its interval, the
-    evidence it assumes (``programme_notes``), and the days from
-    ``as_of`` until the median forecast crosses ``threshold`` (NaN when it does not within
-    the look-ahead grid, 0 when already past it).
+    upper, explanation, days_to_threshold, crossing_earliest_days, crossing_latest_days``:
+    the median forecast with its interval, the evidence it assumes (``programme_notes``), and
+    the days from ``as_of`` until the median forecast crosses ``threshold`` (NaN when it does
+    not within the look-ahead grid, 0 when already past it). The crossing's interval comes
+    from the forecast interval's bounds on the same grid: *earliest* when the pessimistic
+    bound crosses, *latest* when the optimistic one does (NaN: not within the grid, so
+    later than its last day, or never).
 
-    The median is predicted once for the horizons and the look-ahead grid together (a horizon
-    on the grid is predicted once), and the bounds only for the horizons.
+    The median and the bounds are predicted once for the horizons and the look-ahead grid
+    together (a horizon on the grid is predicted once).
     """
     as_of = as_utc(as_of)
     horizons = check_horizons(horizons)
     if features.empty:
-        return pd.DataFrame(columns=["asset_id", "horizon_days", "target_date", "last_value",
-                                     "value", "lower", "upper", "explanation",
-                                     "days_to_threshold"])
+        return pd.DataFrame(columns=FORECAST_COLUMNS)
     scale = model.scale
     days = sorted(set(horizons) | (set(THRESHOLD_GRID_DAYS) if threshold is not None else set()))
     windows = window_features(pd.DatetimeIndex([as_of] * len(days)), np.asarray(days))
     lower, median, upper = model.estimator.predict_windows(
-        features, windows, [d in horizons for d in days])
+        features, windows, [d in horizons or threshold is not None for d in days])
     at = [days.index(h) for h in horizons]
     n, k = len(features), len(horizons)
     pick = (slice(None), at)
@@ -177,10 +181,14 @@ def forecast(model: RoadModel, features: pd.DataFrame, as_of, horizons,
     out["explanation"] = programme_notes(features, as_of, out)
     if threshold is not None:
         grid = [days.index(d) for d in THRESHOLD_GRID_DAYS]
-        crossing = _first_crossing(model, features, median[:, grid], threshold)
-        out["days_to_threshold"] = np.repeat(crossing, k)
+        for column, path in (("days_to_threshold", median), ("crossing_earliest_days", lower),
+                             ("crossing_latest_days", upper)):
+            out[column] = np.repeat(_first_crossing(model, features, path[:, grid], threshold),
+                                    k)
     else:
         out["days_to_threshold"] = np.nan
+        out["crossing_earliest_days"] = np.nan
+        out["crossing_latest_days"] = np.nan
     return out
 
 
@@ -380,7 +388,12 @@ def evaluate_road(conn: Connection, metric: str, as_of, horizons, *, threshold: 
         entry["threshold_crossing"] = {
             "streets_above_threshold": int(above.sum()),
             "model": _precision_recall(above & (median < limit), actual),
+            # The crossing's interval: crossed by its earliest date (the pessimistic bound
+            # below the threshold at the horizon), by its latest (the optimistic one too).
+            "model_earliest": _precision_recall(above & (lower < limit), actual),
+            "model_latest": _precision_recall(above & (upper < limit), actual),
             "linear_trend": _precision_recall(above & (trend < limit), actual),
+            "persistence": _precision_recall(np.zeros(len(above), bool), actual),
             "model_by_share": {
                 f"{share:g}": _precision_recall(above & (median - share * (median - lower)
                                                          < limit), actual)

@@ -28,6 +28,7 @@ from maps.three_d import HOUSES_SOURCE, KEEP_SOURCES, map_3d
 MAX_ALERTS = 5000  # active alerts put in one crew page
 DEFAULT_HORIZONS = (30, 90, 365)
 DAMAGE_DAYS = 365  # the damage density shows the last year of observations
+HISTORY_POINTS = 12  # surveys per street in the planner popup's chart
 PCI = "pci"
 STYLE_PROPERTIES = {"streets": ("pci",), "manholes": ("status",),
                     "road_damage": ("damage_class",), "debris_piles": (),
@@ -98,15 +99,28 @@ def crew_inputs(conn: Connection, *, inline: bool = False, now: datetime | None 
                                  when=format_datetime(now) + " UTC")}
 
 
+def _epoch_day(when: datetime) -> int:
+    """Days since 1970-01-01 (UTC) of a time: the popup chart's x axis."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return (when - datetime(1970, 1, 1, tzinfo=UTC)).days
+
+
 def planner_inputs(conn: Connection, horizons: tuple[int, ...] = DEFAULT_HORIZONS, *,
                    inline: bool = False, now: datetime | None = None) -> dict:
     """What ``maps.planner.planner_map`` needs: sources, forecasts, damage, hotspots."""
     now = now or datetime.now(UTC)
     layers = {"streets": (_l("Streets"), "", STREET_FIELDS), **PLANNER_LAYERS}
     forecasts: dict[int, dict[int, tuple[float, float, float]]] = {}
+    history: dict[int, list[tuple[int, float]]] = {}
     made: list = []
     metric = predictions.metric_by_name(conn, PCI)
     if metric is not None:
+        seen = predictions.recent_street_readings(conn, metric["id"],
+                                                  per_street=HISTORY_POINTS, until=now)
+        for r in seen.itertuples():
+            history.setdefault(int(r.asset_id), []).append(
+                (_epoch_day(r.observed_at), float(r.value)))
         for horizon in horizons:
             frame = predictions.latest_street_predictions(conn, metric["id"], horizon)
             if len(frame):
@@ -130,6 +144,8 @@ def planner_inputs(conn: Connection, horizons: tuple[int, ...] = DEFAULT_HORIZON
         "sources": _sources(conn, layers, now, inline),
         "forecasts": forecasts,
         "forecast_as_of": format_date(max(made)) if made else "",
+        "forecast_day": _epoch_day(max(made)) if made else None,
+        "history": history,
         "damage": damage_density(points),
         "hotspots": debris_hotspots(zip(debris["lon"], debris["lat"],
                                         debris["observed_at"], strict=True)),

@@ -50,7 +50,8 @@ def score(
     as_of: AsOfOption = None,
     out: Annotated[Path | None, typer.Option(
         "--out", help="Also write external_id, metric, target_date, value, lower, upper, "
-                      "days_to_threshold, explanation "
+                      "days_to_threshold, crossing_earliest_days, crossing_latest_days, "
+                      "explanation "
                       "to this CSV.")] = None,
     version: Annotated[str | None, typer.Option(
         help="Model version (default: the newest for the metric).")] = None,
@@ -171,7 +172,9 @@ def _print_backtest(report: dict) -> None:
             f"{h['model_vs_trend']}); {report['interval']} interval coverage "
             f"{h['coverage']}; crossing {report['threshold']:g}: model precision "
             f"{cross['model']['precision']} recall {cross['model']['recall']}, linear trend "
-            f"{cross['linear_trend']['precision']} / {cross['linear_trend']['recall']} "
+            f"{cross['linear_trend']['precision']} / {cross['linear_trend']['recall']}, "
+            f"interval's earliest / latest date recall {cross['model_earliest']['recall']} / "
+            f"{cross['model_latest']['recall']} "
             f"({cross['model']['actual']} crossed)", highlight=False, soft_wrap=True)
     if report.get("report"):
         console.print(f"Report: {report['report']}")

@@ -137,6 +137,34 @@ def test_planner_map_in_chromium(browser, maps_live_url, twin_with_alerts):
     page.evaluate("Array.from(document.querySelectorAll('.leaflet-control-layers-base label'))"
                   ".find(l => l.textContent.includes('90 days')).querySelector('input').click()")
     assert page.wait("document.querySelectorAll('svg path').length > 200", timeout=15)
+    # A click on a street opens its popup with a chart of its surveys and its forecast with
+    # the interval, drawn from the page's own tables.
+    spot = page.evaluate("""(() => {
+        var paths = document.querySelectorAll('.leaflet-twin-lines-pane path');
+        for (var i = 0; i < paths.length; i++) {
+            var p = paths[i], n = p.getTotalLength();
+            if (!n) continue;
+            var q = p.getPointAtLength(n / 2).matrixTransform(p.getScreenCTM());
+            if (q.x > 20 && q.y > 20 && q.x < innerWidth - 300 && q.y < innerHeight - 20
+                && document.elementFromPoint(q.x, q.y) === p) return [q.x, q.y];
+        }
+        return null;
+    })()""")
+    # (The damage density's canvas lies over the streets; it lets the clicks through.)
+    assert spot, "no street path to click"
+    for kind in ("mousePressed", "mouseReleased"):
+        page.call("Input.dispatchMouseEvent", type=kind, x=spot[0], y=spot[1], button="left",
+                  clickCount=1)
+    chart = ".leaflet-popup-content svg.twin-chart"
+    assert page.wait(f"document.querySelector('{chart}') !== null", timeout=10), page.errors()
+    assert page.evaluate(f"document.querySelectorAll('{chart} polygon.twin-chart-interval')"
+                         ".length") == 1
+    assert page.evaluate(f"document.querySelectorAll('{chart} polyline.twin-chart-forecast')"
+                         ".length") == 1
+    assert page.evaluate(f"document.querySelectorAll('{chart} circle').length") >= 2
+    popup = page.evaluate("document.querySelector('.leaflet-popup-content').innerText")
+    assert "PCI: surveys and forecast" in popup and "PCI forecast in 90 days" in popup
+    _keep(page.screenshot(), "map-planner-popup.png")
     _check_offline_and_clean(page, maps_live_url)
     page.ws.close()
 

@@ -81,6 +81,17 @@ def test_a_scheduled_resurfacing_resets_the_forecast_in_its_year():
     plain = forecast(model, without, as_of, [730]).set_index("asset_id")
     assert (out["value"] > out["last_value"]).mean() > 0.8
     assert (out["value"] - plain["value"]).mean() > 2.0
+    # Crossing dates with an interval: the pessimistic bound crosses first, the median next,
+    # the optimistic bound last (or not within the look-ahead).
+    crossing = forecast(model, features, as_of, [365], threshold=5)
+    earliest, median, latest = (crossing[c].to_numpy(float) for c in (
+        "crossing_earliest_days", "days_to_threshold", "crossing_latest_days"))
+    assert np.isfinite(earliest).sum() > np.isfinite(median).sum() > np.isfinite(latest).sum()
+    assert np.isfinite(latest).sum() > 0
+    both = np.isfinite(median)
+    assert np.isfinite(earliest[both]).all() and (earliest[both] <= median[both]).all()
+    later = np.isfinite(latest)
+    assert (median[later] <= latest[later]).all()
 
 
 def test_evidence_from_after_the_as_of_is_not_used():
@@ -158,13 +169,21 @@ def test_backtest_through_the_twin_writes_a_report_and_beats_the_baselines(twin,
         h = report["horizons"][horizon]
         assert h["mae"]["model"] < h["mae"]["persistence"], (horizon, h["mae"])
         assert h["mae"]["model"] < h["mae"]["trend"], (horizon, h["mae"])
-    # Through the twin (the sample's 394 streets) the intervals hold one year ahead (0.79)
-    # but are too narrow two and three years ahead (0.61, 0.49 measured; 0.79-0.82 in memory
-    # on 600 synthetic blocks, 0.59 / 0.45 in memory on these streets too): not solved, see
-    # docs/benchmarks.md. These guard against worse.
+    # On the sample's 394 streets the intervals hold one year ahead (0.805 measured) but are
+    # too narrow two and three years ahead (0.624, 0.474 measured; 0.605 / 0.49 before the
+    # bands were scaled by their width): the outcomes of 2023-2024 lie 1.2 points below
+    # persistence city-wide, a fall none of the calibration years had (origin 2019 holds
+    # 0.82-0.87 at every horizon). Not solved, see docs/benchmarks.md; these guard against
+    # worse.
     assert 0.72 <= report["horizons"][365]["coverage"] <= 0.88
-    assert report["horizons"][730]["coverage"] >= 0.55
-    assert report["horizons"][1095]["coverage"] >= 0.42
+    assert report["horizons"][730]["coverage"] >= 0.60
+    assert report["horizons"][1095]["coverage"] >= 0.44
+    for horizon in HORIZONS:
+        crossings = report["horizons"][horizon]["crossings"]
+        # The crossing's earliest date finds more crossings than the trend; its latest date
+        # is rarely wrong when it says a street has crossed.
+        assert crossings["model_earliest"]["recall"] >= crossings["linear_trend"]["recall"]
+        assert crossings["model_latest"]["precision"] >= crossings["model"]["precision"]
     text = out.read_text()
     assert "data:image/png;base64," in text and "model / persistence" in text
     png = tmp_path / "backtest.png"

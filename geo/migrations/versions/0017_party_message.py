@@ -5,8 +5,8 @@ message (``geo.i18n.deferred``: a msgid and its values, such as the compound's o
 sub-district's name), rendered per reader in Chinese or English. ``responsible_party`` keeps
 the English text: the council's list groups by it and older rows have nothing else.
 
-Revision ID: 0018
-Revises: 0015
+Revision ID: 0017
+Revises: 0016
 Create Date: 2026-12-07
 """
 
@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
-revision = "0018"
-down_revision = "0015"
+revision = "0017"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
