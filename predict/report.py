@@ -35,12 +35,37 @@ TEXT = {
 }
 
 
-def _figure(report: dict, rows: pd.DataFrame, ctx: RoadContext, panels: str = "all"):
+# Fonts with Chinese glyphs, in the order tried (Debian's fonts-noto-cjk first): matplotlib's
+# default DejaVu Sans draws Chinese labels as empty boxes.
+CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans CJK JP", "WenQuanYi Zen Hei", "Droid Sans Fallback")
+
+
+def _font_family() -> list[str]:
+    """The sans-serif fonts to draw with: a CJK font first when one is installed."""
+    from matplotlib import font_manager
+
+    for name in CJK_FONTS:
+        try:
+            font_manager.findfont(font_manager.FontProperties(family=name),
+                                  fallback_to_default=False)
+        except ValueError:
+            continue
+        return [name, "DejaVu Sans"]
+    return ["DejaVu Sans"]
+
+
+def _figure(report: dict, rows: pd.DataFrame, ctx: RoadContext):
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
+    with matplotlib.rc_context({"font.family": "sans-serif",
+                                "font.sans-serif": _font_family()}):
+        return _draw(plt, report, rows, ctx)
+
+
+def _draw(plt, report: dict, rows: pd.DataFrame, ctx: RoadContext):
     metric = report["metric"]
     horizons = sorted(int(h) for h in report["horizons"])
     entries = [report["horizons"][h] for h in horizons]

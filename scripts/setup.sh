@@ -22,8 +22,9 @@ fi
 # limits in a real Redis, open the maps in a real browser, open the layers and styled tiles in a
 # headless QGIS (Debian's PyQGIS), and run a local cluster behind HAProxy and nginx.
 [ "$EXTRAS" = test ] && packages+=(gdal-bin mosquitto chromium redis-server qgis python3-qgis haproxy nginx)
-# Chinese pages in that browser (and their screenshots in docs/) need a CJK font.
-[ "$EXTRAS" = test ] && packages+=(fonts-noto-cjk)
+# The twin speaks Chinese first: its plots (the backtest report, drawn by matplotlib) and, in the
+# tests, its pages in a headless browser need a font with Chinese glyphs.
+packages+=(fonts-noto-cjk)
 
 missing=()
 for package in "${packages[@]}"; do
