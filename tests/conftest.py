@@ -30,6 +30,33 @@ from sample_data import SAMPLE_DIR
 from tests.tools import pytest_configure, pytest_runtest_setup  # noqa: F401
 
 
+def pytest_xdist_auto_num_workers(config) -> int:
+    """How many workers ``-n auto`` (pyproject's default) starts: one more than the CPUs.
+
+    Much of the suite waits (on subprocesses, browsers, brokers, the database), so one worker
+    per CPU leaves CPUs idle; a third worker on this 2-CPU machine is measured in
+    docs/benchmarks.md ("Test suite"). PYTEST_XDIST_AUTO_NUM_WORKERS overrides it.
+    """
+    chosen = os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS")
+    if chosen:
+        return int(chosen)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (cpus or 1) + 1
+
+
+def pytest_collection_modifyitems(config, items):
+    """Put the modules holding a test marked ``slow`` first, each module's tests in order.
+
+    The suite runs a module at a time on each of several workers (pyproject's
+    ``--dist loadfile``), handing out modules in this order: a slow module handed out last
+    would keep one worker busy long after the others are done; handed out first, it runs
+    beside the quick ones. The order within a module is kept, and the sort is the same in
+    every worker (xdist requires an identical collection).
+    """
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)  # stable: otherwise collection order
+
+
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory) -> Iterator[EmbeddedCluster]:
     home = tmp_path_factory.mktemp("twin-home")

@@ -294,7 +294,10 @@ def test_alias_suffixes_are_served_as_their_format(client, name, suffix):
     assert response.headers["content-disposition"] == f'attachment; filename="compounds.{suffix}"'
 
 
-def test_file_exports_leave_no_temporary_files(client):
+def test_file_exports_leave_no_temporary_files(client, tmp_path, monkeypatch):
+    # A temporary directory of the test's own: exports running at the same time elsewhere
+    # (other test workers on this machine) come and go in the shared one.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     pattern = "twin-export-*"
     before = set(Path(tempfile.gettempdir()).glob(pattern))
     for suffix in ("gpkg", "shp.zip", "parquet"):

@@ -13,15 +13,17 @@ import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 import pytest
 import sqlalchemy as sa
 
 from geo import alerts
+from tests.service.conftest import _free_port
 
-PORT = 18201  # this helper's port range (18200-18249)
 MB = 1024 * 1024
 
 
@@ -117,6 +119,19 @@ def _rss_mb(pid: int, field: str = "VmRSS") -> float:
     raise AssertionError(f"no {field}")
 
 
+def _answer_complete(answer: bytes | bytearray) -> bool:
+    """Whether ``answer`` holds a whole HTTP response: its head and all of its body."""
+    head, blank, body = bytes(answer).partition(b"\r\n\r\n")
+    if not blank:
+        return False
+    length = re.search(rb"(?im)^content-length:[ \t]*(\d+)", head)
+    if length:
+        return len(body) >= int(length.group(1))
+    if re.search(rb"(?im)^transfer-encoding:[ \t]*chunked", head):
+        return body.endswith(b"0\r\n\r\n")
+    return False  # a body that ends when the connection does
+
+
 def _blind_post(port: int, path: str, total: int, *, chunked: bool,
                 method: str = "POST") -> bytes:
     """Send ``total`` bytes the way a hostile client does: on, whatever the answer is.
@@ -151,51 +166,58 @@ def _blind_post(port: int, path: str, total: int, *, chunked: bool,
     except OSError:
         pass  # the server closed the connection: it read no more of the body
     # A server that answered may keep the connection open for more: the answer is in once
-    # it has started and gone quiet.
+    # its head and as many bytes of body as the head declares have come.
     deadline = time.monotonic() + 30
-    while not answer and reader.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    reader.join(timeout=0.3)
+    while not _answer_complete(answer) and reader.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.005)
     sock.close()
     reader.join(timeout=5)
     return bytes(answer)
 
 
+class Served(NamedTuple):
+    process: subprocess.Popen
+    log: Path
+    port: int
+
+
 @pytest.fixture(scope="module")
-def served(sample_engine, tmp_path_factory):
-    """``twin serve`` in a process of its own on this helper's port, its log in a file."""
+def served(sample_engine, tmp_path_factory) -> Iterator[Served]:
+    """``twin serve`` in a process of its own on a free port, its log in a file."""
+    # A free port, not a fixed one: other test workers and checkouts on this machine serve too.
+    port = _free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     env = {**os.environ, "TWIN_DATABASE_URL":
            sample_engine.url.render_as_string(hide_password=False)}
     with log.open("wb") as out:
         process = subprocess.Popen(
             # No job worker: its models would grow the process whatever the HTTP side does.
-            [str(Path(sys.executable).with_name("twin")), "serve", "--port", str(PORT),
+            [str(Path(sys.executable).with_name("twin")), "serve", "--port", str(port),
              "--no-worker"],
             env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"http://127.0.0.1:{PORT}/healthz", timeout=2).status_code == 200:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
                 break
         except httpx.HTTPError:
             time.sleep(0.3)
     else:
         process.kill()
         raise AssertionError(f"twin serve did not start: {log.read_text()[-2000:]}")
-    yield process, log
+    yield Served(process, log, port)
     os.killpg(process.pid, signal.SIGTERM)
     process.wait(timeout=20)
 
 
 def test_50_mb_posts_without_a_key_cost_no_memory(served, alert_id, sample_engine):
-    process, _ = served
+    process, port = served.process, served.port
     before = _rss_mb(process.pid)
     routes = [f"/alerts/{alert_id}/acknowledge", f"/alerts/{alert_id}/dismiss", "/readings",
               "/open311/v2/requests.json"]
     for path in routes:
         for chunked in (False, True):
-            answer = _blind_post(PORT, path, 50 * MB, chunked=chunked)
+            answer = _blind_post(port, path, 50 * MB, chunked=chunked)
             if path == "/readings" and chunked:
                 # /readings checks the key before it reads a byte: no key, 401 at once.
                 assert answer.startswith(b"HTTP/1.1 401 "), answer[:300]
@@ -209,13 +231,13 @@ def test_50_mb_posts_without_a_key_cost_no_memory(served, alert_id, sample_engin
         assert conn.execute(sa.text("SELECT status FROM alerts WHERE id = :id"),
                             {"id": alert_id}).scalar_one() != "dismissed"
     # The service still answers after the refused posts.
-    assert httpx.get(f"http://127.0.0.1:{PORT}/healthz", timeout=5).status_code == 200
+    assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
 
 
 def test_20_clients_without_keys_posting_100_mb_to_every_write_route(served, alert_id,
                                                                      sample_engine):
-    process, _ = served
-    spec = httpx.get(f"http://127.0.0.1:{PORT}/openapi.json", timeout=10).json()
+    process, port = served.process, served.port
+    spec = httpx.get(f"http://127.0.0.1:{port}/openapi.json", timeout=10).json()
     # Every route that takes a body, its path parameters filled with the alert's id.
     routes = sorted({(method.upper(), re.sub(r"\{[^}]+\}", str(alert_id),
                                              path.replace("{fmt}", "json")))
@@ -227,7 +249,7 @@ def test_20_clients_without_keys_posting_100_mb_to_every_write_route(served, ale
     def client(number: int) -> None:
         for method, path in routes:
             # Half the clients declare the length (refused on the header), half stream chunks.
-            answers.append((path, _blind_post(PORT, path, 100 * MB, chunked=number % 2 == 0,
+            answers.append((path, _blind_post(port, path, 100 * MB, chunked=number % 2 == 0,
                                               method=method)))
 
     clients = [threading.Thread(target=client, args=(n,)) for n in range(20)]
@@ -247,7 +269,7 @@ def test_20_clients_without_keys_posting_100_mb_to_every_write_route(served, ale
         refusals = (b"413", b"401", b"403") + ((b"400",) if path == "/report" else ())
         assert status in refusals, (path, answer[:300])
     assert peak < 500, f"the service peaked at {peak:.0f} MB"
-    assert httpx.get(f"http://127.0.0.1:{PORT}/healthz", timeout=5).status_code == 200
+    assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
     with sample_engine.connect() as conn:
         assert conn.execute(sa.text("SELECT status FROM alerts WHERE id = :id"),
                             {"id": alert_id}).scalar_one() != "dismissed"
@@ -421,9 +443,9 @@ def test_personal_numbers_masked_in_every_public_text(client, api_keys, other_pl
 
 
 def test_key_in_a_query_string_is_not_in_the_access_log(served, api_keys):
-    _, log = served
+    log, port = served.log, served.port
     key = api_keys["admin"]
-    answer = httpx.get(f"http://127.0.0.1:{PORT}/open311/v2/requests.json",
+    answer = httpx.get(f"http://127.0.0.1:{port}/open311/v2/requests.json",
                        params={"api_key": key, "status": "open"}, timeout=10)
     assert answer.status_code == 200, answer.text
     deadline = time.monotonic() + 5
