@@ -20,18 +20,25 @@ from __future__ import annotations
 import math
 import re
 
+import sqlalchemy as sa
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from starlette.requests import ClientDisconnect
 
 from civic.intake import MAX_IMAGES
 from geo.i18n import _, format_decimal
 from geo.settings import LoopSettings
-from service.errors import problem
+from service.deps import caller_of_key
+from service.errors import Unauthorized, problem
 from service.open311 import Open311Error, error_answer
 from service.settings import ServiceSettings
 
 PHOTO_UPLOAD = re.compile(r"/alerts/[^/]+/photos")
+# A route for key holders whose body may be large (a chat bot's message with photos). FastAPI
+# reads a JSON body before the route's key check, so without a valid key the body gets the
+# general limit: twenty keyless clients must not make the service hold twenty such bodies.
+KEYED_LARGE_BODY = "/intake/messages"
 MULTIPART_SLACK = 64 * 1024  # the form's boundary and part headers around the photo's bytes
 
 
@@ -41,7 +48,7 @@ def limit_for(path: str, settings: ServiceSettings) -> tuple[int, str]:
         return LoopSettings().photo_max_bytes + MULTIPART_SLACK, _("a photo upload")
     if path == "/report":
         return settings.report_photo_max_bytes + MULTIPART_SLACK, _("a resident's report")
-    if path == "/intake/messages":  # JSON with up to MAX_IMAGES photos in base64 (4/3 larger)
+    if path == KEYED_LARGE_BODY:  # JSON with up to MAX_IMAGES photos in base64 (4/3 larger)
         return (MAX_IMAGES * math.ceil(settings.report_photo_max_bytes * 4 / 3) + MULTIPART_SLACK,
                 _("a chat-group message"))
     if path == "/readings" or path.startswith("/readings/"):
@@ -77,6 +84,25 @@ def _declared_length(scope) -> int | None:
     return None
 
 
+async def _has_valid_key(scope) -> bool:
+    """Whether the request carries a valid API key (``X-API-Key`` or a bearer token)."""
+    key = None
+    for name, value in scope.get("headers", ()):
+        if name == b"x-api-key":
+            key = value.decode("latin-1")
+        elif name == b"authorization" and key is None:
+            text = value.decode("latin-1")
+            if text.lower().startswith("bearer "):
+                key = text[7:].strip()
+    if not key:
+        return False
+    try:
+        await run_in_threadpool(caller_of_key, scope["app"].state.engine, key)
+    except (Unauthorized, sa.exc.DBAPIError):
+        return False
+    return True
+
+
 class BodyLimit:
     """Refuse request bodies over their route family's limit with 413, reading no more."""
 
@@ -91,6 +117,9 @@ class BodyLimit:
             return
         path = scope["path"]
         limit, what = limit_for(path, self.settings)
+        if (path == KEYED_LARGE_BODY and limit > self.settings.max_body_bytes
+                and not await _has_valid_key(scope)):
+            limit, what = self.settings.max_body_bytes, _("a request body without a valid key")
         declared = _declared_length(scope)
         if declared is not None and declared > limit:
             await refusal(path, limit, what, declared)(scope, receive, send)
