@@ -27,7 +27,7 @@ import sqlalchemy as sa
 
 from geo.database import create_engine
 from geo.replicas import REBALANCE_S
-from tests.tools import requires_tool
+from tests.tools import requires_tool, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "cluster.sh"
@@ -140,12 +140,7 @@ def test_a_reading_posted_to_node_a_is_in_an_item_of_node_b_within_2_s(cluster, 
     _wait_in_rotation(cluster)
     feature_id, external_id = _parking(cluster)
     value = 12.5 + (time.time() % 50)  # a value no earlier run left
-    observed = datetime.now(UTC).replace(microsecond=0).isoformat()
-    posted = httpx.post(f"{cluster.node_a}/readings", headers={"X-API-Key": crew_key},
-                        json=[{"asset_layer": "parking", "asset_external_id": external_id,
-                               "metric": "occupancy_pct", "observed_at": observed,
-                               "value": value}], timeout=30)
-    assert posted.status_code == 200, posted.text
+    _post_occupancy(cluster, crew_key, external_id, value, via=cluster.node_a)
     written = time.monotonic()
     seen = None
     while time.monotonic() - written < 2.0:
@@ -216,10 +211,12 @@ def test_readiness_of_a_node_says_which_replicas_are_in_rotation(cluster):
     assert ready["replicas"][0]["replica"].endswith(f":{cluster.base + 2}/twin")
 
 
-def _post_occupancy(cluster, crew_key: str, external_id: str, value: float) -> None:
-    """Through HAProxy: node A may still be coming back from the test that killed it."""
+def _post_occupancy(cluster, crew_key: str, external_id: str, value: float,
+                    via: str | None = None) -> None:
+    """A parking reading, through ``via`` (a node), by default HAProxy (node A may still be
+    coming back from the test that killed it)."""
     observed = datetime.now(UTC).replace(microsecond=0).isoformat()
-    posted = httpx.post(f"{cluster.address}/readings", headers={"X-API-Key": crew_key},
+    posted = httpx.post(f"{via or cluster.address}/readings", headers={"X-API-Key": crew_key},
                         json=[{"asset_layer": "parking", "asset_external_id": external_id,
                                "metric": "occupancy_pct", "observed_at": observed,
                                "value": value}], timeout=30)
@@ -364,12 +361,7 @@ def test_a_write_through_node_a_reaches_node_b_redis_cached_tile_within_1_s(clus
     shared = _shared_cache(cluster)
     assert shared.exists(_shared_key(etag)), "node B's tile is not in the shared cache"
     value = 1.5
-    observed = datetime.now(UTC).replace(microsecond=0).isoformat()
-    posted = httpx.post(f"{cluster.node_a}/readings", headers={"X-API-Key": crew_key},
-                        json=[{"asset_layer": "parking", "asset_external_id": external_id,
-                               "metric": "occupancy_pct", "observed_at": observed,
-                               "value": value}], timeout=30)
-    assert posted.status_code == 200, posted.text
+    _post_occupancy(cluster, crew_key, external_id, value, via=cluster.node_a)
     written = time.monotonic()
     # Node B hears of the change (the primary's NOTIFY) and stops answering the old tile: its
     # If-None-Match check is 304 until then, 200 with the new tile after.
@@ -524,12 +516,6 @@ def test_the_alert_stream_resumes_on_another_node_with_nothing_lost_or_doubled(c
         assert new and alert_id is not None
         raised.append(alert_id)
 
-    def wait_for(condition, seconds: float, what: str) -> None:
-        deadline = time.monotonic() + seconds
-        while not condition() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert condition(), what
-
     received: list[tuple[int, dict]] = []
     nodes: list[str] = []
     stop, connected = threading.Event(), threading.Event()
@@ -539,20 +525,20 @@ def test_the_alert_stream_resumes_on_another_node_with_nothing_lost_or_doubled(c
         _wait_up(node)  # so that the stream has another node to resume on
     follower.start()
     try:
-        wait_for(connected.is_set, 30, "the stream did not open through HAProxy")
+        wait_until(connected.is_set, 30, what="the stream did not open through HAProxy")
         for _ in range(3):
             raise_next()
-        wait_for(lambda: len(received) >= 3, 15, f"3 alerts raised, {len(received)} received")
+        wait_until(lambda: len(received) >= 3, 15, what="3 alerts to be received")
         first_node = nodes[0]
         assert first_node in ("a", "b")
         os.kill(cluster.node_pid(f"node-{first_node}"), signal.SIGKILL)
         for _ in range(4):  # while the client finds the other node
             raise_next()
-        wait_for(lambda: len(nodes) >= 2, 30, "the stream did not reconnect")
+        wait_until(lambda: len(nodes) >= 2, 30, what="the stream did not reconnect")
         for _ in range(2):
             raise_next()
-        wait_for(lambda: {e["alert_id"] for _, e in received} >= set(raised), 30,
-                 f"raised {raised}, received {[e['alert_id'] for _, e in received]}")
+        wait_until(lambda: {e["alert_id"] for _, e in received} >= set(raised), 30,
+                   what=f"every alert of {raised} on the stream")
     finally:
         stop.set()
     assert nodes[1] != first_node  # resumed on the other node
