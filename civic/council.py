@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 
 from sqlalchemy.engine import Connection
@@ -18,7 +17,7 @@ from sqlalchemy.engine import Connection
 from civic.catalogue import MATTERS, service_name
 from civic.routing import party_of
 from geo import requests as store
-from geo.i18n import use_locale
+from geo.i18n import speaking
 
 STATUSES = ("open", "closed")
 CSV_FIELDS = ("compound_external_id", "compound_name", "responsible_party", "responsible_kind",
@@ -61,7 +60,7 @@ def living_list(conn: Connection, *, compound: str | None = None,
              for row in store.living_lines(conn, compound=compound, matters=matters,
                                            statuses=statuses)]
     items = store.living_list(conn, compound=compound, matters=matters, statuses=statuses)
-    with use_locale(lang) if lang else nullcontext():
+    with speaking(lang):
         for item in items:
             item["service_name"] = service_name(item["service_code"])
     order = {m: i for i, m in enumerate(MATTERS)}

@@ -8,7 +8,7 @@ from sqlalchemy.engine import Connection
 
 from civic.catalogue import DEPARTMENTS
 from geo import requests as store
-from geo.i18n import N_, Message, deferred, render, use_locale
+from geo.i18n import N_, Message, deferred, render, speaking, use_locale
 
 RESIDENT_PARTY = N_("The resident (a market service; the residents' committee can refer one)")
 # Who runs a compound of each management type (geo.vocabulary's management types), by name.
@@ -47,9 +47,7 @@ def party_text(party: Message | str | None, lang: str | None = None) -> str:
 
     ``lang`` defaults to the current language.
     """
-    if lang is None:
-        return render(party)
-    with use_locale(lang):
+    with speaking(lang):
         return render(party)
 
 

@@ -8,7 +8,7 @@ English (``?lang=en``): the county's residents read Chinese, whatever their brow
 
 from __future__ import annotations
 
-from geo.i18n import N_, gettext, use_locale
+from geo.i18n import N_, gettext, speaking, use_locale
 
 LANGS = ("zh", "en")
 DEFAULT_LANG = "zh"
@@ -91,9 +91,7 @@ def note_text(note: str | None, lang: str | None = None) -> str | None:
     """
     if note not in _SYSTEM_NOTES:
         return note
-    if lang is None:
-        return gettext(note)
-    with use_locale(lang if lang in LANGS else DEFAULT_LANG):
+    with speaking(None if lang is None else lang if lang in LANGS else DEFAULT_LANG):
         return gettext(note)
 
 

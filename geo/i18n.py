@@ -221,6 +221,20 @@ def use_locale(tag: str | None) -> Iterator[str]:
         reset_locale(token)
 
 
+@contextmanager
+def speaking(tag: str | None) -> Iterator[str]:
+    """Speak ``tag``'s language in the block; ``None`` keeps the current one.
+
+    Unlike ``use_locale(None)``, which speaks the deployment's language, a request's own
+    language stays when no language is asked for.
+    """
+    if tag is None:
+        yield current_locale()
+        return
+    with use_locale(tag) as locale:
+        yield locale
+
+
 @cache
 def _babel_locale(locale: str) -> Locale:
     return Locale.parse(locale)
