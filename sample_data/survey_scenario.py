@@ -126,8 +126,9 @@ def generate_scenario(blocks: pd.DataFrame | None = None, *, seed: int = 3,
     biennial = survey_rng.random(n) < BIENNIAL_SHARE
     parity = survey_rng.integers(0, 2, n)
 
-    def condition(at_age):
-        return c0 - rate * factor * np.maximum(at_age, 0) ** SHAPE_P
+    def condition(at_age, blocks=slice(None)):
+        """The latent condition of ``blocks`` (all by default) at ``at_age`` (theirs)."""
+        return c0[blocks] - rate[blocks] * factor[blocks] * np.maximum(at_age, 0) ** SHAPE_P
 
     programme_rows, work_rows, survey_rows, truth_rows = [], [], [], []
     planned: dict[int, list[tuple[int, str]]] = {}
@@ -185,7 +186,7 @@ def generate_scenario(blocks: pd.DataFrame | None = None, *, seed: int = 3,
                         new_c0, new_factor = TREATMENT_NEW[treatment]
                         c_now = new_c0 - rate[b] * new_factor * (s - t_done) ** SHAPE_P
                     else:
-                        c_now = float(condition(age[b:b + 1] + s)[0])
+                        c_now = float(condition(age[b] + s, b))
                     c_now = max(c_now, 1.0)
                     rating = int(np.clip(np.round(c_now + bias[b] + noise[b]), 1, 10))
                     wear = (10 - c_now) / 9
@@ -195,8 +196,8 @@ def generate_scenario(blocks: pd.DataFrame | None = None, *, seed: int = 3,
                         float(np.clip(round(100 * wear ** 1.3 + crack_noise[b], 1), 0, 100)),
                         float(np.clip(round(40 * wear ** 2 + patch_noise[b]
                                             + 8 * min(age[b], 20) / 20, 1), 0, 100))))
-            truth_rows += [(b, year, float(condition(age[b:b + 1] + 0.5)[0]), b in done)
-                           for b in range(n)]
+            mid_year = condition(age + 0.5)
+            truth_rows += [(b, year, float(mid_year[b]), b in done) for b in range(n)]
             for b, entry in done.items():
                 treatment, share, planned_work = entry
                 done_at = pd.Timestamp(year, 1, 1) + pd.Timedelta(days=share * 365)

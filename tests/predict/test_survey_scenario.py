@@ -169,27 +169,21 @@ def test_backtest_through_the_twin_writes_a_report_and_beats_the_baselines(twin,
         h = report["horizons"][horizon]
         assert h["mae"]["model"] < h["mae"]["persistence"], (horizon, h["mae"])
         assert h["mae"]["model"] < h["mae"]["trend"], (horizon, h["mae"])
-    # On the sample's 394 streets the intervals hold one year ahead (0.805 measured) but are
-    # too narrow two and three years ahead (0.624, 0.474 measured; 0.605 / 0.49 before the
-    # bands were scaled by their width): the outcomes of 2023-2024 lie 1.2 points below
-    # persistence city-wide, a fall none of the calibration years had (origin 2019 holds
-    # 0.82-0.87 at every horizon). Not solved, see docs/benchmarks.md; these guard against
-    # worse.
-    assert 0.72 <= report["horizons"][365]["coverage"] <= 0.88
-    assert report["horizons"][730]["coverage"] >= 0.60
-    assert report["horizons"][1095]["coverage"] >= 0.44
+    for horizon in HORIZONS:
+        assert 0.75 <= report["horizons"][horizon]["coverage"] <= 0.85, report["horizons"]
     for horizon in HORIZONS:
         crossings = report["horizons"][horizon]["crossings"]
         # The crossing's earliest date finds more crossings than the trend; the interval's
         # dates bracket the median's (earliest finds most, latest fewest); and when the latest
         # date says a street has crossed it is right more often than the trend. (The latest
-        # date names only 5-6 of ~560 streets here, so its precision is compared with the
-        # trend's, not to the second decimal with the median's: 0.80 against 0.825 at 3 years.)
+        # date names a handful of streets at most, or none, so its precision is compared
+        # with the trend's where it names any.)
         model, earliest, latest = (crossings[k] for k in ("model", "model_earliest",
                                                           "model_latest"))
         assert earliest["recall"] >= crossings["linear_trend"]["recall"]
         assert earliest["recall"] >= model["recall"] >= latest["recall"]
-        assert latest["precision"] >= crossings["linear_trend"]["precision"]
+        if latest["predicted"]:
+            assert latest["precision"] >= crossings["linear_trend"]["precision"]
     text = out.read_text()
     assert "data:image/png;base64," in text and "model / persistence" in text
     png = tmp_path / "backtest.png"
