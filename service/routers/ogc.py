@@ -27,6 +27,7 @@ from geo.i18n import _
 from geo.layers import LAYERS, Layer, table_versions
 from service import params
 from service.deps import EngineDep, ReaderEngineDep, SettingsDep, require_reader
+from service.errors import problem_response
 from service.language import LANGUAGE_PARAMETER
 from service.settings import ServiceSettings
 
@@ -56,7 +57,6 @@ REL_SCHEMA = "http://www.opengis.net/def/rel/ogc/1.0/schema"
 JSON = "application/json"
 GEOJSON = "application/geo+json"
 OPENAPI = "application/vnd.oai.openapi+json;version=3.0"
-PROBLEM = "application/problem+json"
 # The documented limits are the settings' defaults; a deployment's own values apply at run time.
 _DEFAULTS = ServiceSettings.model_fields
 DEFAULT_LIMIT = _DEFAULTS["items_default_limit"].default
@@ -67,11 +67,21 @@ ITEMS_PARAMETERS = frozenset(("f", "bbox", "datetime", "limit", "offset", "sortb
 READINGS_PARAMETERS = frozenset(("f", "metric", "datetime", "limit", "offset"))
 
 _PROBLEMS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "A parameter is not valid.", "content": {PROBLEM: {}}},
-    406: {"description": "Only JSON is offered.", "content": {PROBLEM: {}}},
+    400: problem_response("A parameter is not valid."),
+    406: problem_response("Only JSON is offered."),
 }
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"description": "No such collection or feature.", "content": {PROBLEM: {}}}}
+    404: problem_response("No such collection or feature.")}
+
+
+def _answers(description: str, *media_types: str, of_one: bool = False
+             ) -> dict[int | str, dict[str, Any]]:
+    """A route's OpenAPI responses: what it answers in ``media_types``, else a problem.
+
+    ``of_one``: the route names a collection (or a feature), which may not exist.
+    """
+    return {200: {"description": description, "content": {m: {} for m in media_types}},
+            **_PROBLEMS, **(_NOT_FOUND if of_one else {})}
 
 FParam = Annotated[
     Literal["json", "geojson"] | None,
@@ -198,8 +208,7 @@ def _collection(request: Request, layer: Layer, extent: features.Extent) -> dict
 
 @router.get("", name="ogc_landing", summary="Landing page of the OGC API - Features",
             response_class=Response,
-            responses={200: {"description": "Links to the API's parts.",
-                             "content": {JSON: {}}}, **_PROBLEMS})
+            responses=_answers("Links to the API's parts.", JSON))
 def landing(request: Request, f: FParam = None) -> Response:
     """Links to the API definition, its documentation, the conformance classes and the data."""
     _check_parameters(request, {"f"})
@@ -227,8 +236,7 @@ def landing(request: Request, f: FParam = None) -> Response:
 
 @router.get("/conformance", name="ogc_conformance", summary="Conformance classes implemented",
             response_class=Response,
-            responses={200: {"description": "The conformance classes.",
-                             "content": {JSON: {}}}, **_PROBLEMS})
+            responses=_answers("The conformance classes.", JSON))
 def conformance(request: Request, f: FParam = None) -> Response:
     """OGC API - Features Part 1: Core, GeoJSON and OpenAPI 3.0."""
     _check_parameters(request, {"f"})
@@ -238,8 +246,7 @@ def conformance(request: Request, f: FParam = None) -> Response:
 
 @router.get("/collections", name="ogc_collections", summary="The collections (layers)",
             response_class=Response,
-            responses={200: {"description": "Every published layer.", "content": {JSON: {}}},
-                       **_PROBLEMS})
+            responses=_answers("Every published layer.", JSON))
 def collections(request: Request, engine: EngineDep, f: FParam = None) -> Response:
     """Every published layer with its extent in CRS84 (and in time, for layers in time)."""
     _check_parameters(request, {"f"})
@@ -255,8 +262,7 @@ def collections(request: Request, engine: EngineDep, f: FParam = None) -> Respon
 
 @router.get("/collections/{collectionId}", name="ogc_collection", summary="One collection",
             response_class=Response,
-            responses={200: {"description": "The collection.", "content": {JSON: {}}},
-                       **_PROBLEMS, **_NOT_FOUND})
+            responses=_answers("The collection.", JSON, of_one=True))
 def collection(request: Request, engine: EngineDep, collectionId: CollectionId,  # noqa: N803
                f: FParam = None) -> Response:
     """A layer's description, extent and links to its items."""
@@ -269,8 +275,7 @@ def collection(request: Request, engine: EngineDep, collectionId: CollectionId, 
 @router.get(
     "/collections/{collectionId}/items", name="ogc_items", summary="Features of a collection",
     response_class=Response,
-    responses={200: {"description": "A GeoJSON FeatureCollection.", "content": {GEOJSON: {}}},
-               **_PROBLEMS, **_NOT_FOUND},
+    responses=_answers("A GeoJSON FeatureCollection.", GEOJSON, of_one=True),
     description=(
         "A page of the collection's features as a GeoJSON FeatureCollection in CRS84, with "
         "`numberReturned`, `timeStamp`, `numberMatched` (exact for tables estimated below "
@@ -402,8 +407,7 @@ def items(
 @router.get(
     "/collections/{collectionId}/items/{featureId}", name="ogc_item", summary="One feature",
     response_class=Response,
-    responses={200: {"description": "A GeoJSON Feature.", "content": {GEOJSON: {}}},
-               **_PROBLEMS, **_NOT_FOUND},
+    responses=_answers("A GeoJSON Feature.", GEOJSON, of_one=True),
 )
 def item(
     request: Request,
@@ -470,8 +474,7 @@ def _schema_response(request: Request, layer: Layer, body: dict) -> Response:
                  media_type=SCHEMA)
 
 
-_SCHEMA_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"description": "A JSON Schema.", "content": {SCHEMA: {}}}, **_PROBLEMS, **_NOT_FOUND}
+_SCHEMA_RESPONSES = _answers("A JSON Schema.", SCHEMA, of_one=True)
 
 
 def _queryables_body(layer: Layer) -> dict:
@@ -533,8 +536,7 @@ _schema_route("/collections/{collectionId}/feature-schema", "ogc_feature_schema"
     "/collections/{collectionId}/items/{featureId}/readings", name="ogc_item_readings",
     summary="An asset's readings (its condition and sensor history)",
     response_class=Response,
-    responses={200: {"description": "The readings, oldest first, as JSON or CSV.",
-                     "content": {JSON: {}, CSV: {}}}, **_PROBLEMS, **_NOT_FOUND},
+    responses=_answers("The readings, oldest first, as JSON or CSV.", JSON, CSV, of_one=True),
 )
 def item_readings(
     request: Request,
@@ -628,8 +630,7 @@ def _items_parameters(layer: Layer, generic: list[dict]) -> list:
 
 @router.get("/api", name="ogc_openapi", summary="The OpenAPI document of this OGC API",
             response_class=Response,
-            responses={200: {"description": "OpenAPI 3.0, one items path per collection.",
-                             "content": {OPENAPI: {}}}, **_PROBLEMS})
+            responses=_answers("OpenAPI 3.0, one items path per collection.", OPENAPI))
 def openapi(request: Request, settings: SettingsDep, f: FParam = None) -> Response:
     """The OGC API part of the service's OpenAPI document, with a path per collection.
 
