@@ -130,6 +130,13 @@ def _check_parameters(request: Request, allowed: frozenset[str] | set[str]) -> N
         params.clean_text(value, name)
 
 
+def _json_request(request: Request, f: str | None,
+                  allowed: frozenset[str] | set[str] = frozenset({"f"})) -> None:
+    """Check a request for a JSON answer: only ``allowed`` parameters, and JSON acceptable."""
+    _check_parameters(request, allowed)
+    _negotiate(request, f)
+
+
 def _layer(collection_id: str) -> Layer:
     return params.find_layer(collection_id, what="collection")
 
@@ -211,8 +218,7 @@ def _collection(request: Request, layer: Layer, extent: features.Extent) -> dict
             responses=_answers("Links to the API's parts.", JSON))
 def landing(request: Request, f: FParam = None) -> Response:
     """Links to the API definition, its documentation, the conformance classes and the data."""
-    _check_parameters(request, {"f"})
-    _negotiate(request, f)
+    _json_request(request, f)
     base = str(request.base_url).rstrip("/")
     return _json({
         "title": f"{request.app.title}: OGC API - Features",
@@ -239,8 +245,7 @@ def landing(request: Request, f: FParam = None) -> Response:
             responses=_answers("The conformance classes.", JSON))
 def conformance(request: Request, f: FParam = None) -> Response:
     """OGC API - Features Part 1: Core, GeoJSON and OpenAPI 3.0."""
-    _check_parameters(request, {"f"})
-    _negotiate(request, f)
+    _json_request(request, f)
     return _json({"conformsTo": list(CONFORMANCE)})
 
 
@@ -249,8 +254,7 @@ def conformance(request: Request, f: FParam = None) -> Response:
             responses=_answers("Every published layer.", JSON))
 def collections(request: Request, engine: EngineDep, f: FParam = None) -> Response:
     """Every published layer with its extent in CRS84 (and in time, for layers in time)."""
-    _check_parameters(request, {"f"})
-    _negotiate(request, f)
+    _json_request(request, f)
     extents = _extents(request, engine, list(LAYERS.values()))
     return _json({
         "links": [{"href": str(request.url_for("ogc_collections")), "rel": "self",
@@ -267,8 +271,7 @@ def collection(request: Request, engine: EngineDep, collectionId: CollectionId, 
                f: FParam = None) -> Response:
     """A layer's description, extent and links to its items."""
     layer = _layer(collectionId)
-    _check_parameters(request, {"f"})
-    _negotiate(request, f)
+    _json_request(request, f)
     return _json(_collection(request, layer, _extents(request, engine, [layer])[layer.id]))
 
 
@@ -350,8 +353,7 @@ def items(
 ) -> Response:
     """Features of a collection, filtered, sorted and paged."""
     layer = _layer(collectionId)
-    _check_parameters(request, ITEMS_PARAMETERS | set(layer.property_names))
-    _negotiate(request, f)
+    _json_request(request, f, ITEMS_PARAMETERS | set(layer.property_names))
     span = params.parse_datetime(datetime_) if datetime_ is not None else None
     now = datetime.now(UTC)
     # Every other parameter is one of the layer's properties (_check_parameters saw to it).
@@ -418,8 +420,7 @@ def item(
 ) -> Response:
     """One feature of a collection, as it is now; a 404 for an unknown or non-integer id."""
     layer = _layer(collectionId)
-    _check_parameters(request, {"f"})
-    _negotiate(request, f)
+    _json_request(request, f)
     missing = NotFound(f"Collection '{layer.id}' has no feature '{featureId}'.")
     if not (featureId.isascii() and featureId.isdigit()):
         raise missing
@@ -506,8 +507,7 @@ def _schema_route(path: str, name: str, summary: str, doc: str,
     def route(request: Request, collectionId: CollectionId,  # noqa: N803
               f: FParam = None) -> Response:
         layer = _layer(collectionId)
-        _check_parameters(request, {"f"})
-        _negotiate(request, f)
+        _json_request(request, f)
         return _schema_response(request, layer, body(layer))
 
     route.__doc__ = doc
