@@ -4,9 +4,9 @@
     .venv/bin/python benchmarks/batch_bench.py --scale 1 --part-streets 100   # a smoke check
 
 1. A sample of ``--scale`` (seed 7, 24 months) is generated into ``--data-dir`` (cached) and
-   loaded through the real ingest into a fresh database of an embedded cluster that this
-   script starts in a temporary TWIN_HOME and destroys at the end; a road-wear model is
-   trained (``--max-iter`` trees). None of this is timed.
+   loaded through the real ingest into the database of an embedded cluster that this script
+   starts in a temporary TWIN_HOME and destroys at the end (``benchmarks/harness.py``); a
+   road-wear model is trained (``--max-iter`` trees). None of this is timed.
 2. *One process*: ``pipeline.score`` (today's ``twin predict score``), wall and CPU time.
 3. *Split*, for each worker count in ``--workers``: that many ``twin worker --concurrency 1``
    processes are started and registered first; then the run is planned and its parts queued
@@ -29,16 +29,11 @@ import platform
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-
-from geo import migrate  # noqa: E402
-from geo.cluster import EmbeddedCluster  # noqa: E402
-from geo.database import create_engine  # noqa: E402
 
 _ROWS = ("SELECT asset_id, metric_id, horizon_days, target_date, value, lower, upper, "
          "days_to_threshold, model_version, as_of FROM predictions WHERE run_id = %s "
@@ -118,30 +113,16 @@ def main() -> None:
     args = parser.parse_args()
     os.environ["OMP_NUM_THREADS"] = str(args.threads)  # before sklearn starts its threads
 
-    from ingest.sample import load_sample
+    # Imported after that: the harness brings in numpy, whose BLAS reads it once.
+    from benchmarks.harness import embedded_cluster, load_generated_sample
     from predict import pipeline
-    from sample_data.generate import generate
 
-    sample_dir = args.data_dir / f"scale-{args.scale:g}"
-    if not (sample_dir / "manifest.json").is_file():
-        generate(sample_dir, seed=7, scale=args.scale, months=24)
-    home = Path(tempfile.mkdtemp(prefix="twin-batch-bench-"))
-    cluster = EmbeddedCluster(home, os.environ.get("TWIN_CLUSTER_USER", "postgres"))
-    cluster.start()
     results: dict = {"scale": args.scale, "cpus": os.cpu_count(), "threads": args.threads,
                      "part_streets": args.part_streets, "python": platform.python_version(),
                      "load_average_start": [round(x, 2) for x in os.getloadavg()]}
-    try:
-        admin = create_engine(cluster.url.set(database="postgres"),
-                              isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.exec_driver_sql("CREATE DATABASE bench")
-        url = cluster.url.set(database="bench")
-        engine = create_engine(url)
-        with engine.begin() as conn:
-            conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS postgis")
-        migrate.upgrade(engine)
-        load_sample(engine, sample_dir)
+    with embedded_cluster("twin-batch-bench-") as (_home, cluster):
+        engine = load_generated_sample(cluster, args.data_dir / f"scale-{args.scale:g}",
+                                       scale=args.scale, months=24)
         results["streets"] = _scalar(engine, "SELECT count(*) FROM streets")
         results["districts_with_streets"] = _scalar(
             engine, "SELECT count(DISTINCT district_id) FROM streets")
@@ -156,15 +137,12 @@ def main() -> None:
         expected = _rows(engine, one.run_id)
         results["split"] = []
         for n in args.workers:
-            entry = _split(engine, url.render_as_string(hide_password=False), n, args.threads,
-                           version, args.part_streets)
+            entry = _split(engine, engine.url.render_as_string(hide_password=False), n,
+                           args.threads, version, args.part_streets)
             entry["equal_to_one_process"] = _rows(engine, entry.pop("run_id")) == expected
             results["split"].append(entry)
         results["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
         engine.dispose()
-        admin.dispose()
-    finally:
-        cluster.destroy()
     print(json.dumps(results, indent=2))
 
 

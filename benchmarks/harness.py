@@ -72,14 +72,20 @@ def embedded_cluster(prefix: str) -> Iterator[tuple[Path, EmbeddedCluster]]:
         shutil.rmtree(home, ignore_errors=True)
 
 
+def generated_sample(sample: Path, *, scale: float, months: int = 3, seed: int = 7) -> Path:
+    """``sample``, holding ``generate(sample, seed, scale, months)``: made unless already there."""
+    if not (sample / "manifest.json").exists():
+        generate(sample, seed=seed, scale=scale, months=months)
+    return sample
+
+
 def load_generated_sample(cluster: EmbeddedCluster, sample: Path, *, scale: float,
                           months: int = 3, seed: int = 7) -> Engine:
     """An engine on ``cluster`` holding ``generate(sample, seed, scale, months)``, analysed.
 
     The generated files are kept in ``sample`` and reused when they are already there.
     """
-    if not (sample / "manifest.json").exists():
-        generate(sample, seed=seed, scale=scale, months=months)
+    generated_sample(sample, scale=scale, months=months, seed=seed)
     engine = create_engine(cluster.url)
     migrate.upgrade(engine)
     load_sample(engine, sample)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
+import functools
 import io
 import json
 import os
@@ -572,6 +573,13 @@ def run_psql_copy_readings(server: Server, csv: Path, rows: int) -> dict:
     return _result(seconds, stored, rows)
 
 
+def ingest_streets(engine, gpkg: Path):
+    """The twin's ingest of the generated streets (the file's ``streets`` layer, source city)."""
+    return ingest_file(
+        engine, "streets", gpkg, layer_name="streets", source="city", rejects_path=Path(os.devnull)
+    )
+
+
 def run_twin_streets(
     server: Server, gpkg: Path, rows: int, prepare: list[str] | None = None
 ) -> dict:
@@ -580,14 +588,7 @@ def run_twin_streets(
         server.fresh("twin", twin=True),
         "streets",
         prepare,
-        lambda engine: ingest_file(
-            engine,
-            "streets",
-            gpkg,
-            layer_name="streets",
-            source="city",
-            rejects_path=Path(os.devnull),
-        ),
+        lambda engine: ingest_streets(engine, gpkg),
     )
     assert report.rows_new == rows and stored == rows, report
     return _result(seconds, stored, rows, report_duration_s=report.duration_s)
@@ -739,6 +740,11 @@ class Phases:
         self.sql: list[tuple[float, str]] = []
         self._undo: list = []
 
+    def patch(self, owner, attribute: str, replacement) -> None:
+        """Put ``replacement`` in place of ``owner.attribute`` until :meth:`undo`."""
+        self._undo.append((owner, attribute, getattr(owner, attribute)))
+        setattr(owner, attribute, replacement)
+
     def wrap(self, owner, attribute: str, label: str) -> None:
         original = getattr(owner, attribute)
 
@@ -750,8 +756,7 @@ class Phases:
                 self.seconds[label] += time.perf_counter() - started
                 self.calls[label] += 1
 
-        setattr(owner, attribute, timed)
-        self._undo.append((owner, attribute, original))
+        self.patch(owner, attribute, timed)
 
     def wrap_generator(self, owner, attribute: str, label: str) -> None:
         original = getattr(owner, attribute)
@@ -770,8 +775,7 @@ class Phases:
                 phases.calls[label] += 1
                 yield item
 
-        setattr(owner, attribute, timed)
-        self._undo.append((owner, attribute, original))
+        self.patch(owner, attribute, timed)
 
     def listen(self, engine) -> None:
         @sa.event.listens_for(engine, "before_cursor_execute")
@@ -789,6 +793,38 @@ class Phases:
         self._undo.clear()
 
 
+def ingest_phases(engine) -> Phases:
+    """Phases timing what every ingest does: its SQL on ``engine``, the file's hash, the COPY."""
+    from geo import store
+
+    phases = Phases()
+    phases.listen(engine)
+    phases.wrap(pipeline, "sha256_of", "sha256 of the file")
+    phases.wrap(store, "copy_frame", "copy_frame (to_csv + COPY to stage)")
+    phases.wrap(pd.DataFrame, "to_csv", "  DataFrame.to_csv (inside copy_frame and rejects)")
+    return phases
+
+
+def profiled(server: Server, name: str, engine, phases: Phases, load) -> tuple:
+    """``load()`` under cProfile after a CHECKPOINT: the profile and the wall seconds.
+
+    ``phases`` is undone after, and database ``name`` (of ``engine``) dropped.
+    """
+    profiler = cProfile.Profile()
+    server.checkpoint()
+    started = time.perf_counter()
+    try:
+        profiler.enable()
+        load()
+        profiler.disable()
+    finally:
+        phases.undo()
+    total = time.perf_counter() - started
+    engine.dispose()
+    server.drop(name)
+    return profiler, total
+
+
 def profile_twin_readings(
     server: Server, manholes: Path, csv: Path, rows: int, out_dir: Path
 ) -> dict:
@@ -797,31 +833,22 @@ def profile_twin_readings(
 
     name = twin_database_with_manholes(server, manholes)
     engine = create_engine(server.url(name))
-    phases = Phases()
-    phases.listen(engine)
-    phases.wrap(pipeline, "sha256_of", "sha256 of the file")
+    phases = ingest_phases(engine)
     phases.wrap_generator(readers, "read_table_chunks", "read CSV chunks (pandas)")
     phases.wrap(pipeline, "validate_readings", "validate_readings (total)")
     for function in ("check_field", "parse_times", "parse_numbers", "is_blank"):
         phases.wrap(validate, function, f"  validate.{function}")
     for function in ("screen_raw", "check_parsed"):
         phases.wrap(timewindow, function, f"  timewindow.{function} (time window)")
-    phases.wrap(store, "copy_frame", "copy_frame (to_csv + COPY to stage)")
-    phases.wrap(pd.DataFrame, "to_csv", "  DataFrame.to_csv (inside copy_frame and rejects)")
     phases.wrap(store, "take_duplicate_readings", "take_duplicate_readings (SQL)")
     phases.wrap(store, "upsert_readings_from_stage", "upsert_readings_from_stage (SQL)")
-    profiler = cProfile.Profile()
-    server.checkpoint()
-    started = time.perf_counter()
-    try:
-        profiler.enable()
-        ingest_file(engine, "readings", csv, rejects_path=Path(os.devnull))
-        profiler.disable()
-    finally:
-        phases.undo()
-    total = time.perf_counter() - started
-    engine.dispose()
-    server.drop(name)
+    profiler, total = profiled(
+        server,
+        name,
+        engine,
+        phases,
+        lambda: ingest_file(engine, "readings", csv, rejects_path=Path(os.devnull)),
+    )
     text = io.StringIO()
     pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(45)
     (out_dir / "ingest_readings_profile.txt").write_text(text.getvalue())
@@ -847,19 +874,14 @@ def profile_twin_streets(server: Server, gpkg: Path, rows: int, out_dir: Path) -
 
     name = server.fresh("twin", twin=True)
     engine = create_engine(server.url(name))
-    phases = Phases()
-    phases.listen(engine)
-    phases.wrap(pipeline, "sha256_of", "sha256 of the file")
+    phases = ingest_phases(engine)
     phases.wrap_generator(readers, "read_chunks", "read GeoPackage chunks (pyogrio arrow)")
     phases.wrap(pipeline, "to_storage_crs", "to_storage_crs (reproject to 4326)")
     phases.wrap(pipeline, "validate_layer", "validate_layer (total)")
     for function in ("check_field", "check_geometry", "properties_json"):
         phases.wrap(validate, function, f"  validate.{function}")
-    phases.wrap(store, "copy_frame", "copy_frame (to_csv + COPY to stage)")
-    phases.wrap(pd.DataFrame, "to_csv", "  DataFrame.to_csv (inside copy_frame and rejects)")
     phases.wrap(store, "upsert_layer_from_stage", "upsert_layer_from_stage (SQL)")
     plans: dict = {}
-    original = store._count_upsert
 
     def explained(conn, statement, total, **params):
         sql = (
@@ -871,27 +893,8 @@ def profile_twin_streets(server: Server, gpkg: Path, rows: int, out_dir: Path) -
         ]
         return store.UpsertCounts(rows_new=total)
 
-    store._count_upsert = explained
-    profiler = cProfile.Profile()
-    server.checkpoint()
-    started = time.perf_counter()
-    try:
-        profiler.enable()
-        ingest_file(
-            engine,
-            "streets",
-            gpkg,
-            layer_name="streets",
-            source="city",
-            rejects_path=Path(os.devnull),
-        )
-        profiler.disable()
-    finally:
-        store._count_upsert = original
-        phases.undo()
-    total = time.perf_counter() - started
-    engine.dispose()
-    server.drop(name)
+    phases.patch(store, "_count_upsert", explained)
+    profiler, total = profiled(server, name, engine, phases, lambda: ingest_streets(engine, gpkg))
     text = io.StringIO()
     pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(30)
     (out_dir / "ingest_streets_profile_tottime.txt").write_text(text.getvalue())
@@ -1125,48 +1128,46 @@ def compared(runs: dict, reference: str, rate: float, base: float) -> dict:
     return out
 
 
+def twin_runs(server: Server, sizes: dict, manholes: Path, readings: Path, streets: Path) -> dict:
+    """Per part, a call that times one twin ingest of its file (``prepare=``: schema first)."""
+    return {
+        "readings": functools.partial(
+            run_twin_readings, server, manholes, readings, sizes["readings"]
+        ),
+        "streets": functools.partial(run_twin_streets, server, streets, sizes["streets"]),
+    }
+
+
+# Each part's prototypes are compared with its reference peer's rate and the twin's time.
+PROTOTYPE_REFERENCES = {
+    "readings": ("vs_copy", "copy_psycopg"),
+    "streets": ("vs_ogr2ogr", "ogr2ogr"),
+}
+
+
 def run_prototypes(
     server: Server, sizes: dict, manholes: Path, readings: Path, streets: Path, results: dict
 ) -> dict:
     out: dict = {}
-    repeats = sizes["repeats"]
-    if "readings" in results:
-        n = sizes["readings"]
+    twin = twin_runs(server, sizes, manholes, readings, streets)
+    peers = {
+        "readings": {
+            "floor": lambda: run_floor_readings(server, manholes, readings, sizes["readings"])
+        },
+        "streets": {},
+    }
+    for part, (label, reference) in PROTOTYPE_REFERENCES.items():
+        if part not in results:
+            continue
+        run = twin[part]
         runs = rounds(
-            "readings prototypes",
-            repeats,
-            {"floor": lambda: run_floor_readings(server, manholes, readings, n)},
-            {
-                "code": lambda: run_twin_readings(server, manholes, readings, n),
-                "code_schema": lambda: run_twin_readings(
-                    server, manholes, readings, n, prepare=SCHEMA_PROTOTYPES["readings"]
-                ),
-            },
+            f"{part} prototypes",
+            sizes["repeats"],
+            peers[part],
+            {"code": run, "code_schema": functools.partial(run, prepare=SCHEMA_PROTOTYPES[part])},
         )
-        out["readings"] = compared(
-            runs,
-            "vs_copy",
-            results["readings"]["copy_psycopg"]["rows_per_s"],
-            results["readings"]["twin"]["median_s"],
-        )
-    if "streets" in results:
-        n = sizes["streets"]
-        runs = rounds(
-            "streets prototypes",
-            repeats,
-            {},
-            {
-                "code": lambda: run_twin_streets(server, streets, n),
-                "code_schema": lambda: run_twin_streets(
-                    server, streets, n, prepare=SCHEMA_PROTOTYPES["streets"]
-                ),
-            },
-        )
-        out["streets"] = compared(
-            runs,
-            "vs_ogr2ogr",
-            results["streets"]["ogr2ogr"]["rows_per_s"],
-            results["streets"]["twin"]["median_s"],
+        out[part] = compared(
+            runs, label, results[part][reference]["rows_per_s"], results[part]["twin"]["median_s"]
         )
     out["what"] = {
         "code": "arrow_copy_frame + vectorised text check_field + per-transaction work_mem"
@@ -1264,6 +1265,7 @@ def main() -> int:
         results["twin"] = twin_fingerprint()
         print(f"cluster up at {server.socket}", flush=True)
         repeats = sizes["repeats"]
+        twin_run = twin_runs(server, sizes, manholes, readings, streets)
 
         if "readings" in parts:
             n = sizes["readings"]
@@ -1271,7 +1273,7 @@ def main() -> int:
                 "readings",
                 repeats,
                 {
-                    "twin": lambda: run_twin_readings(server, manholes, readings, n),
+                    "twin": twin_run["readings"],
                     "readings_table": lambda: run_readings_table_copy(
                         server, manholes, readings, n
                     ),
@@ -1319,7 +1321,7 @@ def main() -> int:
                 "streets",
                 repeats,
                 {
-                    "twin": lambda: run_twin_streets(server, streets, n),
+                    "twin": twin_run["streets"],
                     "ogr2ogr": lambda: run_ogr2ogr_streets(server, streets, n, use_copy=False),
                     "ogr2ogr_copy": lambda: run_ogr2ogr_streets(
                         server, streets, n, use_copy=True

@@ -4,8 +4,9 @@
     .venv/bin/python benchmarks/predict_bench.py --scale 1 --segments 10000   # a smoke check
 
 1. A sample of ``--scale`` (seed 7, 24 months) is generated into ``--data-dir`` (cached) and
-   loaded through the real ingest into a fresh database of an embedded cluster that this
-   script starts in a temporary TWIN_HOME and destroys at the end (not timed).
+   loaded through the real ingest into the database of an embedded cluster that this script
+   starts in a temporary TWIN_HOME and destroys at the end (``benchmarks/harness.py``; the
+   migration, load and ANALYZE are timed together as ``load_sample_s``, apart from the rest).
 2. *Train*: reading the history and surroundings from PostGIS, building the training
    examples, and fitting the model (``load_road_context`` + ``fit_road_model``), timed
    together and apart.
@@ -25,7 +26,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -35,9 +35,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from geo import migrate  # noqa: E402
-from geo.cluster import EmbeddedCluster  # noqa: E402
-from geo.database import create_engine  # noqa: E402
+from benchmarks.harness import embedded_cluster, generated_sample, load_generated_sample  # noqa: E402
 
 
 def main() -> None:
@@ -48,30 +46,16 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=Path("/tmp/twin-predict-bench"))
     args = parser.parse_args()
 
-    from ingest.sample import load_sample
     from predict.features import load_road_context, road_features
     from predict.road import as_utc, fit_road_model, forecast
-    from sample_data.generate import generate
 
-    sample_dir = args.data_dir / f"scale-{args.scale:g}"
-    if not (sample_dir / "manifest.json").is_file():
-        generate(sample_dir, seed=7, scale=args.scale, months=24)
-    home = Path(tempfile.mkdtemp(prefix="twin-predict-bench-"))
-    cluster = EmbeddedCluster(home, os.environ.get("TWIN_CLUSTER_USER", "postgres"))
-    cluster.start()
+    sample_dir = generated_sample(args.data_dir / f"scale-{args.scale:g}", scale=args.scale,
+                                  months=24)
     results: dict = {"scale": args.scale, "cpus": os.cpu_count(),
                      "python": platform.python_version()}
-    try:
-        admin = create_engine(cluster.url.set(database="postgres"),
-                              isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.exec_driver_sql("CREATE DATABASE bench")
-        engine = create_engine(cluster.url.set(database="bench"))
-        with engine.begin() as conn:
-            conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS postgis")
-        migrate.upgrade(engine)
+    with embedded_cluster("twin-predict-bench-") as (_home, cluster):
         t = time.perf_counter()
-        load_sample(engine, sample_dir)
+        engine = load_generated_sample(cluster, sample_dir, scale=args.scale, months=24)
         results["load_sample_s"] = round(time.perf_counter() - t, 1)
         with engine.connect() as conn:
             as_of = as_utc(conn.exec_driver_sql(
@@ -105,8 +89,7 @@ def main() -> None:
         # other work on a shared machine; with 2 threads the wall time can be about half.
         results["score"] = {"segments": args.segments, "forecast_rows": int(len(out)),
                             "seconds": round(t4 - t3, 2), "cpu_seconds": round(c4 - c3, 2)}
-    finally:
-        cluster.destroy()
+        engine.dispose()
     print(json.dumps(results, indent=2))
 
 

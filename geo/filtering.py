@@ -460,18 +460,23 @@ class _Walker:
                 )
             )
 
+    @staticmethod
+    def _text_only(operator: str, found: Field) -> None:
+        if found.type != "string":
+            raise InvalidInput(
+                _(
+                    "filter: {operator} applies to text; '{name}' is {type}.",
+                    operator=operator,
+                    name=found.name,
+                    type=_article(found.type),
+                )
+            )
+
     def _property(self, node: object, *, casei: bool = False) -> tuple[Field, str]:
         if isinstance(node, dict) and str(node.get("op", "")).lower() == "casei":
             inner = node.get("args") or [None]
             found, sql = self._property(inner[0])
-            if found.type != "string":
-                raise InvalidInput(
-                    _(
-                        "filter: CASEI applies to text; '{name}' is {type}.",
-                        name=found.name,
-                        type=_article(found.type),
-                    )
-                )
+            self._text_only("CASEI", found)
             return found, f"lower({sql})"
         if isinstance(node, dict) and "op" in node:
             if str(node["op"]).lower() in _ARITHMETIC:
@@ -657,14 +662,7 @@ class _Walker:
     def _like(self, args: list) -> str:
         self._count("like", args, 2)
         found, column = self._property(args[0])
-        if found.type != "string":
-            raise InvalidInput(
-                _(
-                    "filter: LIKE applies to text; '{name}' is {type}.",
-                    name=found.name,
-                    type=_article(found.type),
-                )
-            )
+        self._text_only("LIKE", found)
         pattern = self._value(found, args[1])
         # CQL2's wildcards (% and _) and escape (\) are PostgreSQL's own.
         return f"({column} LIKE {self.bind(pattern)})"

@@ -140,6 +140,22 @@ BUILDINGS_SELECT = (
     f"OR ST_DWithin(a.geom, t.geom, {BUILDING_NEAR_DEG}))) al"
 )
 
+def _observations(id: str, title: str, description: str, geometry_type: str,
+                  observed: tuple[Property, ...]) -> Layer:
+    """A layer of observations, one table's rows each observed at ``observed_at``.
+
+    It holds those made by the time asked, with the ``observed`` columns and the district.
+    """
+    columns = "".join(f", t.{p.name}" for p in observed)
+    return Layer(
+        id, title, description, geometry_type,
+        f"SELECT t.id, t.geom, t.external_id, t.source, t.observed_at{columns}"
+        f"{_DISTRICT_COLUMNS} FROM {id} t{_IN_DISTRICT} WHERE t.observed_at <= :as_of",
+        (*_ASSET, Property("observed_at", "datetime"), *observed, *_DISTRICT),
+        time_property="observed_at", table=id, depends_on=("districts",),
+    )
+
+
 LAYERS: dict[str, Layer] = {
     layer.id: layer
     for layer in (
@@ -221,30 +237,21 @@ LAYERS: dict[str, Layer] = {
             table="buildings",
             depends_on=("compounds", "alerts", "service_requests", "districts"),
         ),
-        Layer(
+        _observations(
             "road_damage", "Road damage",
             "Damage observations (D00 longitudinal, D10 transverse, D20 alligator cracks, "
             "D40 potholes) made by the time asked.",
             "Point",
-            "SELECT t.id, t.geom, t.external_id, t.source, t.observed_at, t.damage_class, "
-            f"t.severity, t.size_m2, t.confidence, t.street_id{_DISTRICT_COLUMNS} "
-            f"FROM road_damage t{_IN_DISTRICT} WHERE t.observed_at <= :as_of",
-            (*_ASSET, Property("observed_at", "datetime"), Property("damage_class", "string"),
-             Property("severity", "string"), Property("size_m2", "number"),
-             Property("confidence", "number"), Property("street_id", "integer"), *_DISTRICT),
-            time_property="observed_at", table="road_damage", depends_on=("districts",),
+            (Property("damage_class", "string"), Property("severity", "string"),
+             Property("size_m2", "number"), Property("confidence", "number"),
+             Property("street_id", "integer")),
         ),
-        Layer(
+        _observations(
             "debris_piles", "Debris piles",
             "Observations of construction spoil and dumped waste made by the time asked.",
             "Geometry",
-            "SELECT t.id, t.geom, t.external_id, t.source, t.observed_at, t.pile_ref, "
-            f"t.volume_m3, t.material, t.confidence{_DISTRICT_COLUMNS} "
-            f"FROM debris_piles t{_IN_DISTRICT} WHERE t.observed_at <= :as_of",
-            (*_ASSET, Property("observed_at", "datetime"), Property("pile_ref", "string"),
-             Property("volume_m3", "number"), Property("material", "string"),
-             Property("confidence", "number"), *_DISTRICT),
-            time_property="observed_at", table="debris_piles", depends_on=("districts",),
+            (Property("pile_ref", "string"), Property("volume_m3", "number"),
+             Property("material", "string"), Property("confidence", "number")),
         ),
         Layer(
             "alerts", "Alerts",

@@ -341,21 +341,37 @@ def insert_predictions(conn: Connection, frame: pd.DataFrame) -> int:
     """
     if frame.empty:
         return 0
+    return copy_forecasts(conn, "predictions", frame.reindex(columns=list(PREDICTION_COLUMNS)))
+
+
+# How each forecast column travels through COPY: geom as EWKT text, made a geometry on insert.
+_STAGED_TYPES = {
+    "run_id": "text", "part": "integer", "model_version": "text", "target": "text",
+    "asset_layer": "text", "asset_id": "bigint", "subject": "text", "metric_id": "smallint",
+    "as_of": "timestamptz", "target_date": "date", "horizon_days": "integer",
+    "value": "double precision", "lower": "double precision", "upper": "double precision",
+    "days_to_threshold": "integer", "crossing_earliest_days": "integer",
+    "crossing_latest_days": "integer", "p_cleared": "double precision", "geom": "text",
+}
+
+
+def copy_forecasts(conn: Connection, table: str, frame: pd.DataFrame) -> int:
+    """Insert forecasts into ``table`` (``predictions``, ``staged_predictions``) by COPY.
+
+    The frame's columns are the table's to fill, ``geom`` last (EWKT, or empty for none); they
+    go through a temporary table, as COPY cannot make a geometry of its text. Returns the rows
+    written.
+    """
+    columns = list(frame.columns)
     conn.execute(sa.text(
-        "CREATE TEMP TABLE stage_predictions (run_id text, model_version text, target text, "
-        "asset_layer text, asset_id bigint, subject text, metric_id smallint, "
-        "as_of timestamptz, target_date date, horizon_days integer, value double precision, "
-        "lower double precision, upper double precision, days_to_threshold integer, "
-        "crossing_earliest_days integer, crossing_latest_days integer, "
-        "p_cleared double precision, geom text) "
-        "ON COMMIT DROP"))
-    copy_frame(conn, "stage_predictions", frame.reindex(columns=list(PREDICTION_COLUMNS)))
+        "CREATE TEMP TABLE stage_forecasts ("
+        f"{', '.join(f'{c} {_STAGED_TYPES[c]}' for c in columns)}) ON COMMIT DROP"))
+    copy_frame(conn, "stage_forecasts", frame)
     written = conn.execute(sa.text(
-        f"INSERT INTO predictions ({', '.join(PREDICTION_COLUMNS)}) "
-        f"SELECT {', '.join(PREDICTION_COLUMNS[:-1])}, "
+        f"INSERT INTO {table} ({', '.join(columns)}) SELECT {', '.join(columns[:-1])}, "
         "CASE WHEN geom IS NULL OR geom = '' THEN NULL ELSE ST_GeomFromEWKT(geom) END "
-        "FROM stage_predictions")).rowcount
-    conn.execute(sa.text("DROP TABLE stage_predictions"))
+        "FROM stage_forecasts")).rowcount
+    conn.execute(sa.text("DROP TABLE stage_forecasts"))
     return written
 
 

@@ -521,22 +521,23 @@ def staff_labels(conn: Connection) -> list[tuple[str, str, str]]:
 # -- places residents name (report page, chat groups) ---------------------------------------
 
 
-def compound_place(conn: Connection, external_id: str) -> dict | None:
-    """A compound by its external id, with a point inside it (id, name, lon, lat)."""
+def _place(conn: Connection, table: str, columns: str, external_id: str) -> dict | None:
+    # A footprint residents name by its id, and the point inside it a request is placed at.
     row = conn.execute(sa.text(
-        "SELECT id, external_id, name, ST_X(ST_PointOnSurface(geom)) AS lon, "
-        "ST_Y(ST_PointOnSurface(geom)) AS lat FROM compounds WHERE external_id = :e "
+        f"SELECT {columns}, ST_X(ST_PointOnSurface(geom)) AS lon, "
+        f"ST_Y(ST_PointOnSurface(geom)) AS lat FROM {table} WHERE external_id = :e "
         "ORDER BY id LIMIT 1"), {"e": external_id}).mappings().first()
     return dict(row) if row else None
+
+
+def compound_place(conn: Connection, external_id: str) -> dict | None:
+    """A compound by its external id, with a point inside it (id, name, lon, lat)."""
+    return _place(conn, "compounds", "id, external_id, name", external_id)
 
 
 def building_place(conn: Connection, external_id: str) -> dict | None:
     """A house by its external id, with a point inside it (id, name, compound_id, lon, lat)."""
-    row = conn.execute(sa.text(
-        "SELECT id, external_id, name, compound_id, ST_X(ST_PointOnSurface(geom)) AS lon, "
-        "ST_Y(ST_PointOnSurface(geom)) AS lat FROM buildings WHERE external_id = :e "
-        "ORDER BY id LIMIT 1"), {"e": external_id}).mappings().first()
-    return dict(row) if row else None
+    return _place(conn, "buildings", "id, external_id, name, compound_id", external_id)
 
 
 def compound_choices(conn: Connection) -> list[dict]:

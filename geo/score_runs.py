@@ -15,8 +15,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from geo.predictions import PREDICTION_COLUMNS
-from geo.store import copy_frame
+from geo.predictions import PREDICTION_COLUMNS, copy_forecasts
 
 _STAGED = tuple(c for c in PREDICTION_COLUMNS if c != "run_id")
 # Procrastinate queue and task names of the split work (service/jobs.py registers the tasks).
@@ -90,21 +89,8 @@ def write_part(conn: Connection, run_id: str, part: int, frame: pd.DataFrame, *,
     written = 0
     if not frame.empty:
         staged = frame.reindex(columns=list(_STAGED)).assign(run_id=run_id, part=part)
-        conn.execute(sa.text(
-            "CREATE TEMP TABLE stage_part (run_id text, part integer, model_version text, "
-            "target text, asset_layer text, asset_id bigint, subject text, metric_id smallint, "
-            "as_of timestamptz, target_date date, horizon_days integer, value double precision, "
-            "lower double precision, upper double precision, days_to_threshold integer, "
-            "crossing_earliest_days integer, crossing_latest_days integer, "
-            "p_cleared double precision, geom text) ON COMMIT DROP"))
-        columns = ["run_id", "part", *_STAGED]
-        copy_frame(conn, "stage_part", staged[columns])
-        written = conn.execute(sa.text(
-            f"INSERT INTO staged_predictions ({', '.join(columns)}) "
-            f"SELECT {', '.join(columns[:-1])}, "
-            "CASE WHEN geom IS NULL OR geom = '' THEN NULL ELSE ST_GeomFromEWKT(geom) END "
-            "FROM stage_part")).rowcount
-        conn.execute(sa.text("DROP TABLE stage_part"))
+        written = copy_forecasts(conn, "staged_predictions",
+                                 staged[["run_id", "part", *_STAGED]])
     conn.execute(sa.text(
         "UPDATE score_parts SET done_at = clock_timestamp(), rows = :rows, scored_by = :by "
         "WHERE run_id = :run AND part = :part"),

@@ -48,6 +48,32 @@ class RefreshReport:
         table[kind] = table.get(kind, 0) + n
 
 
+def _raise(engine: Engine, report: RefreshReport, still: list[tuple[str, int]] | None,
+           **alert) -> None:
+    """Raise or update one alert (``geo.alerts.raise_alert``'s keywords) in its own transaction.
+
+    Counts it as opened or kept and notes its asset in ``still`` (the alerts a refresh keeps
+    active); an alert a crew settled after this evidence stays settled and is not counted.
+    """
+    with engine.begin() as conn:
+        alert_id, new = alert_store.raise_alert(conn, **alert)
+    if alert_id is None:
+        return
+    report.count(report.opened if new else report.kept, alert["kind"])
+    if still is not None:
+        still.append((alert["asset_layer"], alert["asset_id"]))
+
+
+def _resolve_missing(engine: Engine, report: RefreshReport, *, kind: str,
+                     still: list[tuple[str, int]], among: list[tuple[str, int]] | None,
+                     note: str) -> None:
+    """Resolve the active alerts of ``kind`` not in ``still`` (within ``among``) and count them."""
+    with engine.begin() as conn:
+        n = alert_store.resolve_missing(conn, kind=kind, still_active=still, among=among,
+                                        note=note)
+    report.count(report.resolved, kind, n)
+
+
 def _fmt(value: float) -> str:
     return f"{value:.0f}" if abs(value) >= 10 else f"{value:.1f}"
 
@@ -145,18 +171,12 @@ def survey_alerts(engine: Engine, report: RefreshReport, *, metric: str,
         reason = deferred("{metric} {value} at the survey of {day}: below {threshold} ({before})",
                           metric=label, value=_fmt(row.value), day=_day(seen),
                           threshold=f"{threshold:g}", before=before)
-        with engine.begin() as conn:
-            alert_id, new = alert_store.raise_alert(
-                conn, kind=ROAD_WEAR, severity="high", asset_layer="streets",
-                asset_id=int(row.asset_id), geom_ewkt=row.geom_ewkt, reason=reason,
-                details={"metric": metric, "now": float(row.value), "threshold": threshold,
-                         "days_to_threshold": 0, "surveyed_at": str(seen),
-                         "previous": None if not has_prev else float(row.prev_value)},
-                evidence_at=seen.to_pydatetime(), evidence=evidence)
-        if alert_id is None:
-            continue  # settled by a crew after this survey
-        report.count(report.opened if new else report.kept, ROAD_WEAR)
-        still.append(("streets", int(row.asset_id)))
+        _raise(engine, report, still, kind=ROAD_WEAR, severity="high", asset_layer="streets",
+               asset_id=int(row.asset_id), geom_ewkt=row.geom_ewkt, reason=reason,
+               details={"metric": metric, "now": float(row.value), "threshold": threshold,
+                        "days_to_threshold": 0, "surveyed_at": str(seen),
+                        "previous": None if not has_prev else float(row.prev_value)},
+               evidence_at=seen.to_pydatetime(), evidence=evidence)
     return still, below
 
 
@@ -230,25 +250,17 @@ def road_wear_alerts(engine: Engine, report: RefreshReport, *, metric: str,
                    "target_date": str(row.target_date), "threshold": threshold,
                    "days_to_threshold": None if pd.isna(crossing) else int(crossing),
                    "model_version": row.model_version, "as_of": str(as_of)}
-        with engine.begin() as conn:
-            alert_id, new = alert_store.raise_alert(
-                conn, kind=ROAD_WEAR, severity=severity, asset_layer="streets",
-                asset_id=int(row.asset_id), geom_ewkt=street["geom_ewkt"], reason=reason,
-                details=details, evidence_at=as_of.to_pydatetime(),
-                evidence=f"forecast from data up to {as_of:%Y-%m-%d} (model "
-                         f"{row.model_version}): {label} {_fmt(row.value)} by "
-                         f"{row.target_date}")
-        if alert_id is None:
-            continue
-        report.count(report.opened if new else report.kept, ROAD_WEAR)
-        still_active.append(("streets", int(row.asset_id)))
-    with engine.begin() as conn:
-        n = alert_store.resolve_missing(
-            conn, kind=ROAD_WEAR, still_active=still_active,
-            among=None if asset_ids is None else [("streets", int(a)) for a in asset_ids],
-            note="resolved by twin: the street was resurfaced or its forecast no longer "
-                 "crosses the threshold")
-    report.count(report.resolved, ROAD_WEAR, n)
+        _raise(engine, report, still_active, kind=ROAD_WEAR, severity=severity,
+               asset_layer="streets", asset_id=int(row.asset_id), geom_ewkt=street["geom_ewkt"],
+               reason=reason, details=details, evidence_at=as_of.to_pydatetime(),
+               evidence=f"forecast from data up to {as_of:%Y-%m-%d} (model "
+                        f"{row.model_version}): {label} {_fmt(row.value)} by "
+                        f"{row.target_date}")
+    _resolve_missing(
+        engine, report, kind=ROAD_WEAR, still=still_active,
+        among=None if asset_ids is None else [("streets", int(a)) for a in asset_ids],
+        note="resolved by twin: the street was resurfaced or its forecast no longer "
+             "crosses the threshold")
 
 
 # Each rule's reason, kept as a message (geo.i18n.deferred) for its reader's language.
@@ -300,7 +312,7 @@ def manhole_alerts(engine: Engine, report: RefreshReport, *, until=None,
     scope = None if asset_ids is None else [("manholes", int(a)) for a in asset_ids]
     # Sensors that have reported nothing at all for the whole look-back are silent too.
     for kind in manholes.KINDS:
-        still = []
+        still: list[tuple[str, int]] = []
         for e in active[active["kind"] == kind].itertuples():
             if e.asset_id not in sensors.index:
                 continue
@@ -308,24 +320,16 @@ def manhole_alerts(engine: Engine, report: RefreshReport, *, until=None,
             reason = deferred("{manhole} ({sensor}): {what}", manhole=sensor["external_id"],
                               sensor=sensor["sensor_id"], what=_REASONS[kind](e))
             start = as_utc(e.start)
-            with engine.begin() as conn:
-                alert_id, new = alert_store.raise_alert(
-                    conn, kind=kind, severity=str(e.severity), asset_layer="manholes",
-                    asset_id=int(e.asset_id), geom_ewkt=sensor["geom_ewkt"], reason=reason,
-                    details={"since": str(e.start), "value": round(float(e.value), 2),
-                             "sensor_id": sensor["sensor_id"], "as_of": str(until)},
-                    evidence_at=start.to_pydatetime(),
-                    evidence=f"{kind.replace('_', ' ')} from {start:%Y-%m-%d %H:%M} UTC "
-                             f"(value {float(e.value):g})")
-            if alert_id is None:
-                continue
-            report.count(report.opened if new else report.kept, kind)
-            still.append(("manholes", int(e.asset_id)))
-        with engine.begin() as conn:
-            n = alert_store.resolve_missing(
-                conn, kind=kind, still_active=still, among=scope,
-                note="resolved by twin: the sensor reports normal values again")
-        report.count(report.resolved, kind, n)
+            _raise(engine, report, still, kind=kind, severity=str(e.severity),
+                   asset_layer="manholes", asset_id=int(e.asset_id),
+                   geom_ewkt=sensor["geom_ewkt"], reason=reason,
+                   details={"since": str(e.start), "value": round(float(e.value), 2),
+                            "sensor_id": sensor["sensor_id"], "as_of": str(until)},
+                   evidence_at=start.to_pydatetime(),
+                   evidence=f"{kind.replace('_', ' ')} from {start:%Y-%m-%d %H:%M} UTC "
+                            f"(value {float(e.value):g})")
+        _resolve_missing(engine, report, kind=kind, still=still, among=scope,
+                         note="resolved by twin: the sensor reports normal values again")
 
 
 def evaluate_assets(engine: Engine, asset_ids: list[int], *, metric: str = "pci",
@@ -363,7 +367,8 @@ def debris_alerts(engine: Engine, report: RefreshReport, *, until=None) -> None:
     """
     with engine.connect() as conn:
         piles = sql.recent_debris_piles(conn, recent_days=RECENT_DAYS, until=until)
-    still, cleared = [], []
+    still: list[tuple[str, int]] = []
+    cleared: list[tuple[str, int]] = []
     for pile in piles.itertuples():
         key = ("debris_piles", int(pile.asset_id))
         if pile.cleared:
@@ -389,23 +394,16 @@ def debris_alerts(engine: Engine, report: RefreshReport, *, until=None) -> None:
                                street=street, day=first_seen, volume=_fmt(volume)))
         else:
             continue
-        with engine.begin() as conn:
-            alert_id, new = alert_store.raise_alert(
-                conn, kind=DEBRIS, severity=severity, asset_layer="debris_piles",
-                asset_id=int(pile.asset_id), geom_ewkt=pile.geom_ewkt, reason=reason,
-                details={"volume_m3": volume, "pile": pile.pile, "street": street,
-                         "first_seen": str(as_utc(pile.first_seen)), "last_seen": str(seen)},
-                evidence_at=seen.to_pydatetime(),
-                evidence=f"sighting of {seen:%Y-%m-%d}"
-                         + (f": {_fmt(volume)} m3" if volume is not None else ""))
-        if alert_id is None:
-            continue  # settled by a crew after this sighting
-        report.count(report.opened if new else report.kept, DEBRIS)
-        still.append(key)
-    with engine.begin() as conn:
-        n = alert_store.resolve_missing(conn, kind=DEBRIS, still_active=still, among=cleared,
-                                        note="resolved by twin: the pile was reported cleared")
-    report.count(report.resolved, DEBRIS, n)
+        _raise(engine, report, still, kind=DEBRIS, severity=severity,
+               asset_layer="debris_piles", asset_id=int(pile.asset_id),
+               geom_ewkt=pile.geom_ewkt, reason=reason,
+               details={"volume_m3": volume, "pile": pile.pile, "street": street,
+                        "first_seen": str(as_utc(pile.first_seen)), "last_seen": str(seen)},
+               evidence_at=seen.to_pydatetime(),
+               evidence=f"sighting of {seen:%Y-%m-%d}"
+                        + (f": {_fmt(volume)} m3" if volume is not None else ""))
+    _resolve_missing(engine, report, kind=DEBRIS, still=still, among=cleared,
+                     note="resolved by twin: the pile was reported cleared")
 
 
 def damage_alerts(engine: Engine, report: RefreshReport, *, until=None) -> None:
@@ -424,21 +422,17 @@ def damage_alerts(engine: Engine, report: RefreshReport, *, until=None) -> None:
         first = seen.iloc[-1]
         street = _text(first.street_name) or _text(first.street_external_id)
         severity = "high" if potholes and (seen["severity"] == "high").any() else "medium"
-        with engine.begin() as conn:
-            alert_id, new = alert_store.raise_alert(
-                conn, kind=DAMAGE, severity=severity, asset_layer="streets",
-                asset_id=int(street_id), geom_ewkt=first.geom_ewkt,
-                reason=deferred(
-                    "new damage on {street} since {day}: {what}", street=street,
-                    day=_day(as_utc(seen["observed_at"].min())),
-                    what=_joined(what)),
-                details={"damage_ids": [int(i) for i in seen["damage_id"]],
-                         "potholes": potholes, "newest": str(newest)},
-                evidence_at=newest.to_pydatetime(),
-                evidence=f"damage observed {newest:%Y-%m-%d}")
-        if alert_id is None:
-            continue
-        report.count(report.opened if new else report.kept, DAMAGE)
+        # No list of the still active: no refresh resolves damage, a crew's repair settles it.
+        _raise(engine, report, None, kind=DAMAGE, severity=severity, asset_layer="streets",
+               asset_id=int(street_id), geom_ewkt=first.geom_ewkt,
+               reason=deferred(
+                   "new damage on {street} since {day}: {what}", street=street,
+                   day=_day(as_utc(seen["observed_at"].min())),
+                   what=_joined(what)),
+               details={"damage_ids": [int(i) for i in seen["damage_id"]],
+                        "potholes": potholes, "newest": str(newest)},
+               evidence_at=newest.to_pydatetime(),
+               evidence=f"damage observed {newest:%Y-%m-%d}")
 
 
 def refresh(engine: Engine, *, metric: str = "pci", horizon_days: int = ALERT_HORIZON_DAYS,

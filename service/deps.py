@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 from sqlalchemy.engine import Engine
@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from civic import workflow
 from geo import keys
 from geo.i18n import _
-from service.errors import Forbidden, Unauthorized
+from service.errors import Forbidden, Unauthorized, problem_response
 from service.settings import ServiceSettings
 
 ROLE_RANK = {role: rank for rank, role in enumerate(keys.ROLES)}
@@ -125,5 +125,10 @@ def require_reader(caller: CallerDep, settings: SettingsDep) -> Caller:
 
 ReaderDep = Annotated[Caller, Depends(require_reader)]
 CrewDep = Annotated[Caller, Depends(require("crew"))]
+# What a route taking CrewDep answers a caller without a crew key, for its OpenAPI responses.
+CREW_KEY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: problem_response("No valid API key."),
+    403: problem_response("The key's role is below crew."),
+}
 PlannerDep = Annotated[Caller, Depends(require("planner"))]
 AdminDep = Annotated[Caller, Depends(require("admin"))]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from http import HTTPStatus
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -70,6 +71,11 @@ def _validation_message(error: Mapping) -> str:
         return str(known).format(**{k: str(v) for k, v in (error.get("ctx") or {}).items()})
     except (KeyError, IndexError):
         return str(error.get("msg", _("invalid value")))
+
+
+def problem_response(description: str) -> dict[str, Any]:
+    """An error answer as a route's OpenAPI ``responses`` list it: when, as problem+json."""
+    return {"description": description, "content": {PROBLEM: {}}}
 
 
 def problem(status: int, detail: str, *, headers: Mapping[str, str] | None = None,

@@ -343,18 +343,27 @@ def _arrow_table(schema, columns: tuple[Column, ...], rows: Sequence, *,
 _OGR_GEOMETRY_TYPES = {"Point": "Point", "LineString": "LineString", "Polygon": "Polygon"}
 
 
-def _single_type(conn, layer: Layer) -> tuple[str, str]:
-    """The geometry type a one-type format (GeoPackage, FlatGeobuf) declares, and the encoding.
+def _multipart(conn, layer: Layer) -> bool:
+    """Whether a line or polygon layer holds a multi-part feature (its type is then multi)."""
+    from geo.exports import has_multipart
+
+    return layer.geometry_type in ("LineString", "Polygon") and has_multipart(conn, layer)
+
+
+def _single_type_features(conn, query: ExportQuery) -> tuple:
+    """What a one-type format (GeoPackage, FlatGeobuf) writes, and the geometry type it declares.
+
+    Returns the type, the columns, their chunks (``read_features``) and their Arrow schema.
 
     A streets or compounds layer holding any multi-part feature is declared MultiLineString or
     MultiPolygon, its single parts made multi, as those formats expect one type per layer.
     """
-    from geo.exports import has_multipart
-
-    geometry_type = _OGR_GEOMETRY_TYPES.get(layer.geometry_type, "Unknown")
-    if geometry_type in ("LineString", "Polygon") and has_multipart(conn, layer):
-        return "Multi" + geometry_type, "wkb_multi"
-    return geometry_type, "wkb"
+    geometry_type = _OGR_GEOMETRY_TYPES.get(query.layer.geometry_type, "Unknown")
+    encoding = "wkb"
+    if _multipart(conn, query.layer):
+        geometry_type, encoding = "Multi" + geometry_type, "wkb_multi"
+    columns, chunks = read_features(conn, query, geometry=encoding)
+    return geometry_type, columns, chunks, _arrow_schema(columns)
 
 
 def _write_gpkg(conn, query: ExportQuery, directory: Path) -> tuple[Path, int]:
@@ -362,9 +371,7 @@ def _write_gpkg(conn, query: ExportQuery, directory: Path) -> tuple[Path, int]:
 
     layer = query.layer
     path = directory / f"{layer.id}.gpkg"
-    geometry_type, encoding = _single_type(conn, layer)
-    columns, chunks = read_features(conn, query, geometry=encoding)
-    schema = _arrow_schema(columns)
+    geometry_type, columns, chunks, schema = _single_type_features(conn, query)
 
     def write(rows: Sequence, *, append: bool) -> None:
         # Options apply when the file and layer are made; GeoPackage 1.2 is what GDAL >= 2.2,
@@ -539,11 +546,8 @@ def _write_parquet(conn, query: ExportQuery, directory: Path) -> tuple[Path, int
     path = directory / f"{layer.id}.parquet"
     columns, chunks = read_features(conn, query)
     names = {"geom": "geometry"}
-    from geo.exports import has_multipart
-
-    multipart = layer.geometry_type in ("LineString", "Polygon") and has_multipart(conn, layer)
     schema = _arrow_schema(columns, names=names, metadata={
-        "geo": json.dumps(geoparquet_metadata(layer, multipart=multipart))})
+        "geo": json.dumps(geoparquet_metadata(layer, multipart=_multipart(conn, layer)))})
     written = 0
     with pq.ParquetWriter(path, schema, compression="snappy") as writer:
         for rows in chunks:
@@ -560,9 +564,7 @@ def _write_fgb(conn, query: ExportQuery, directory: Path) -> tuple[Path, int]:
 
     layer = query.layer
     path = directory / f"{layer.id}.fgb"
-    geometry_type, encoding = _single_type(conn, layer)
-    columns, chunks = read_features(conn, query, geometry=encoding)
-    schema = _arrow_schema(columns)
+    geometry_type, columns, chunks, schema = _single_type_features(conn, query)
     written = [0]
 
     def batches() -> Iterator:

@@ -8,7 +8,7 @@ the service's shared parsers (:mod:`service.params`), so geo gets typed values o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Query
 
@@ -93,6 +93,12 @@ def build_tile_request(
                              buffer, clip)
 
 
+def _one_of(what: str, layers: str) -> Any:
+    # A filter's query parameter: a comma list of the values to keep (``layers``: where).
+    return Query(max_length=2000,
+                 description=f"Only features whose {what} is one of these (comma list){layers}")
+
+
 async def tile_query(
     datetime_: Annotated[str | None, Query(
         alias="datetime", max_length=64,
@@ -103,23 +109,16 @@ async def tile_query(
         max_length=2000,
         description="Comma-separated properties to put in the tile (default all; empty: only "
         "ids). An unknown name is a 400.")] = None,
-    status: Annotated[str | None, Query(
-        max_length=2000,
-        description="Only features whose `status` is one of these (comma list), on layers "
-        "with a status: alerts (open, acknowledged, in_progress, resolved, dismissed), "
-        "manholes (none, low, medium, high, critical).")] = None,
-    severity: Annotated[str | None, Query(
-        max_length=2000,
-        description="Only features whose `severity` is one of these (comma list): alerts "
-        "(low, medium, high, critical), road_damage (low, medium, high).")] = None,
-    kind: Annotated[str | None, Query(
-        max_length=2000,
-        description="Only features whose `kind` is one of these (comma list): alerts, "
-        "manholes, parking.")] = None,
-    district: Annotated[str | None, Query(
-        max_length=2000,
-        description="Only features whose `district` (the finest district they lie in, by "
-        "name) is one of these (comma list); every layer but districts.")] = None,
+    status: Annotated[str | None, _one_of(
+        "`status`", ", on layers with a status: alerts (open, acknowledged, in_progress, "
+        "resolved, dismissed), manholes (none, low, medium, high, critical).")] = None,
+    severity: Annotated[str | None, _one_of(
+        "`severity`", ": alerts (low, medium, high, critical), road_damage (low, medium, "
+        "high).")] = None,
+    kind: Annotated[str | None, _one_of("`kind`", ": alerts, manholes, parking.")] = None,
+    district: Annotated[str | None, _one_of(
+        "`district` (the finest district they lie in, by name)",
+        "; every layer but districts.")] = None,
     horizon: Annotated[str | None, Query(
         max_length=200,
         description="forecasts only: the horizons in days to show (comma list, e.g. `90`); "

@@ -6,7 +6,7 @@ cannot pass without testing the exports, the sensor feed or the maps. The hook t
 ``pytest_runtest_setup`` below, which tests/conftest.py takes in.
 
 Also the small helpers several test modules share: a free port, waiting for a condition with
-a deadline, and the app served by uvicorn on a real port.
+a deadline, the app served by uvicorn on a real port, and reading a problem+json answer.
 """
 
 import os
@@ -47,6 +47,13 @@ def pytest_runtest_setup(item):
             if STRICT:
                 pytest.fail(f"CI=true and {reason}", pytrace=False)
             pytest.skip(reason)
+
+
+def problem_of(response, status: int) -> dict:
+    """The body of ``response``, once it is a problem+json answer with ``status``."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    return response.json()
 
 
 def free_port() -> int:

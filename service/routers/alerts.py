@@ -24,7 +24,16 @@ from geo.i18n import _
 from geo.settings import LoopSettings
 from geo.text_rules import check_text
 from service import params
-from service.deps import Caller, CrewDep, EngineDep, ReaderDep, SettingsDep, require
+from service.deps import (
+    CREW_KEY_RESPONSES,
+    Caller,
+    CrewDep,
+    EngineDep,
+    ReaderDep,
+    SettingsDep,
+    require,
+)
+from service.errors import problem_response
 from service.photos import check_photo, keep_photo, photo_dir
 from service.privacy import mask_personal
 
@@ -40,7 +49,6 @@ STREAM_WAKE_S = 0.05  # how often a waiting stream looks at the alerts table's v
 STREAM_HEARTBEAT_S = 15.0
 STREAM_RETRY_MS = 3000
 HISTORY_FIELDS = ("at", "actor", "from_status", "to_status", "note")
-_PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 
 AlertId = Annotated[int, Path(ge=1, le=MAX_ID, description="The alert's id.")]
 
@@ -111,7 +119,7 @@ def _feature(alert: dict, *, staff: bool) -> dict:
     response_class=JSONResponse,
     responses={200: {"description": "A GeoJSON FeatureCollection of alerts, newest change "
                                     "first.", "content": {GEOJSON: {}}},
-               400: {"description": "A filter cannot be used.", **_PROBLEM}},
+               400: problem_response("A filter cannot be used.")},
 )
 def list_alerts(
     request: Request,
@@ -272,7 +280,7 @@ async def alert_events(request: Request, engine: Engine, after: int, *, staff: b
     responses={200: {"description": "`text/event-stream`: one `alert` event per change, its "
                                     "`id` the event id; a comment every 15 s keeps it open.",
                      "content": {"text/event-stream": {}}},
-               400: {"description": "Last-Event-ID or after is not an event id.", **_PROBLEM}},
+               400: problem_response("Last-Event-ID or after is not an event id.")},
 )
 async def stream_alerts(
     request: Request,
@@ -310,7 +318,7 @@ async def stream_alerts(
     responses={200: {"description": "A GeoJSON Feature with a `history` array of "
                                     "{at, actor, from_status, to_status, note}.",
                      "content": {GEOJSON: {}}},
-               404: {"description": "No such alert.", **_PROBLEM}},
+               404: problem_response("No such alert.")},
 )
 def get_alert(alert_id: AlertId, engine: EngineDep, caller: ReaderDep) -> JSONResponse:
     """The alert with its history, work records and photos.
@@ -376,11 +384,10 @@ def _record_work(conn, alert_id: int, actor: str, done: WorkIn) -> None:
 _ACTION_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "The alert after the action, with its history.",
           "content": {GEOJSON: {}}},
-    400: {"description": "The body cannot be used (dismiss needs a note).", **_PROBLEM},
-    401: {"description": "No valid API key.", **_PROBLEM},
-    403: {"description": "The key's role is below crew.", **_PROBLEM},
-    404: {"description": "No such alert.", **_PROBLEM},
-    409: {"description": "The alert's status does not allow this action.", **_PROBLEM},
+    400: problem_response("The body cannot be used (dismiss needs a note)."),
+    **CREW_KEY_RESPONSES,
+    404: problem_response("No such alert."),
+    409: problem_response("The alert's status does not allow this action."),
 }
 NoteBody = Annotated[ActionNote | None, Body(description="An optional note.")]
 
@@ -435,7 +442,7 @@ def dismiss(alert_id: AlertId, engine: EngineDep, caller: CrewDep,
     "/alerts/{alert_id}", summary="Assign an alert to a crew, with a due date (crew)",
     response_class=JSONResponse, responses={
         **_ACTION_RESPONSES,
-        409: {"description": "The alert is resolved or dismissed.", **_PROBLEM}})
+        409: problem_response("The alert is resolved or dismissed.")})
 def assign(alert_id: AlertId, engine: EngineDep, caller: CrewDep,
            body: Annotated[Assignment, Body(description="assignee and/or due_on.")]
            ) -> JSONResponse:
@@ -488,8 +495,8 @@ def add_photo(alert_id: AlertId, engine: EngineDep, caller: CrewDep, photo: Uplo
 @router.get("/photos/{photo_id}", summary="A photo of an alert (any key)",
             response_class=FileResponse,
             responses={200: {"content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}}},
-                       401: {"description": "No valid API key.", **_PROBLEM},
-                       404: {"description": "No such photo.", **_PROBLEM}})
+                       401: problem_response("No valid API key."),
+                       404: problem_response("No such photo.")})
 def get_photo(photo_id: Annotated[int, Path(ge=1, le=MAX_ID)], engine: EngineDep,
               caller: Annotated[Caller, Depends(require("viewer"))]) -> FileResponse:
     """The photo's bytes: for callers with a key only, whatever the service's read setting."""

@@ -21,14 +21,14 @@ from starlette.background import BackgroundTask
 from geo.layers import LAYERS
 from service import export_formats
 from service.deps import ReaderDep, ReaderEngineDep
+from service.errors import problem_response
 from service.language import LANGUAGE_PARAMETER
 
 router = APIRouter(tags=["exports"])
 
 FILE_BLOCK_BYTES = 256 * 1024
-_PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 _UNAUTHORIZED: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Reading needs a valid API key here.", **_PROBLEM}}
+    401: problem_response("Reading needs a valid API key here.")}
 _FORMATS_TEXT = ", ".join(f"`{f.suffix}` ({f.title})" for f in export_formats.FORMATS.values())
 
 
@@ -68,8 +68,8 @@ def list_exports(request: Request, caller: ReaderDep) -> dict:
     responses={
         200: {"description": "The file, as an attachment.",
               "content": {f.media_type: {} for f in export_formats.FORMATS.values()}},
-        400: {"description": "A bad bbox, datetime, properties or filter.", **_PROBLEM},
-        404: {"description": "No such layer or format.", **_PROBLEM},
+        400: problem_response("A bad bbox, datetime, properties or filter."),
+        404: problem_response("No such layer or format."),
         **_UNAUTHORIZED,
     },
 )

@@ -27,6 +27,7 @@ from geo.i18n import _
 from geo.layers import LAYERS, Layer, table_versions
 from service import params
 from service.deps import EngineDep, ReaderEngineDep, SettingsDep, require_reader
+from service.errors import problem_response
 from service.language import LANGUAGE_PARAMETER
 from service.settings import ServiceSettings
 
@@ -56,7 +57,6 @@ REL_SCHEMA = "http://www.opengis.net/def/rel/ogc/1.0/schema"
 JSON = "application/json"
 GEOJSON = "application/geo+json"
 OPENAPI = "application/vnd.oai.openapi+json;version=3.0"
-PROBLEM = "application/problem+json"
 # The documented limits are the settings' defaults; a deployment's own values apply at run time.
 _DEFAULTS = ServiceSettings.model_fields
 DEFAULT_LIMIT = _DEFAULTS["items_default_limit"].default
@@ -67,11 +67,21 @@ ITEMS_PARAMETERS = frozenset(("f", "bbox", "datetime", "limit", "offset", "sortb
 READINGS_PARAMETERS = frozenset(("f", "metric", "datetime", "limit", "offset"))
 
 _PROBLEMS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "A parameter is not valid.", "content": {PROBLEM: {}}},
-    406: {"description": "Only JSON is offered.", "content": {PROBLEM: {}}},
+    400: problem_response("A parameter is not valid."),
+    406: problem_response("Only JSON is offered."),
 }
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"description": "No such collection or feature.", "content": {PROBLEM: {}}}}
+    404: problem_response("No such collection or feature.")}
+
+
+def _answers(description: str, *media_types: str, of_one: bool = False
+             ) -> dict[int | str, dict[str, Any]]:
+    """A route's OpenAPI responses: what it answers in ``media_types``, else a problem.
+
+    ``of_one``: the route names a collection (or a feature), which may not exist.
+    """
+    return {200: {"description": description, "content": {m: {} for m in media_types}},
+            **_PROBLEMS, **(_NOT_FOUND if of_one else {})}
 
 FParam = Annotated[
     Literal["json", "geojson"] | None,
@@ -118,6 +128,13 @@ def _check_parameters(request: Request, allowed: frozenset[str] | set[str]) -> N
             raise InvalidInput(_("Unknown query parameter '{name}'; this operation takes: "
                                  "{known}.", name=name, known=known))
         params.clean_text(value, name)
+
+
+def _json_request(request: Request, f: str | None,
+                  allowed: frozenset[str] | set[str] = frozenset({"f"})) -> None:
+    """Check a request for a JSON answer: only ``allowed`` parameters, and JSON acceptable."""
+    _check_parameters(request, allowed)
+    _negotiate(request, f)
 
 
 def _layer(collection_id: str) -> Layer:
@@ -198,12 +215,10 @@ def _collection(request: Request, layer: Layer, extent: features.Extent) -> dict
 
 @router.get("", name="ogc_landing", summary="Landing page of the OGC API - Features",
             response_class=Response,
-            responses={200: {"description": "Links to the API's parts.",
-                             "content": {JSON: {}}}, **_PROBLEMS})
+            responses=_answers("Links to the API's parts.", JSON))
 def landing(request: Request, f: FParam = None) -> Response:
     """Links to the API definition, its documentation, the conformance classes and the data."""
-    _check_parameters(request, {"f"})
-    _negotiate(request, f)
+    _json_request(request, f)
     base = str(request.base_url).rstrip("/")
     return _json({
         "title": f"{request.app.title}: OGC API - Features",
@@ -227,23 +242,19 @@ def landing(request: Request, f: FParam = None) -> Response:
 
 @router.get("/conformance", name="ogc_conformance", summary="Conformance classes implemented",
             response_class=Response,
-            responses={200: {"description": "The conformance classes.",
-                             "content": {JSON: {}}}, **_PROBLEMS})
+            responses=_answers("The conformance classes.", JSON))
 def conformance(request: Request, f: FParam = None) -> Response:
     """OGC API - Features Part 1: Core, GeoJSON and OpenAPI 3.0."""
-    _check_parameters(request, {"f"})
-    _negotiate(request, f)
+    _json_request(request, f)
     return _json({"conformsTo": list(CONFORMANCE)})
 
 
 @router.get("/collections", name="ogc_collections", summary="The collections (layers)",
             response_class=Response,
-            responses={200: {"description": "Every published layer.", "content": {JSON: {}}},
-                       **_PROBLEMS})
+            responses=_answers("Every published layer.", JSON))
 def collections(request: Request, engine: EngineDep, f: FParam = None) -> Response:
     """Every published layer with its extent in CRS84 (and in time, for layers in time)."""
-    _check_parameters(request, {"f"})
-    _negotiate(request, f)
+    _json_request(request, f)
     extents = _extents(request, engine, list(LAYERS.values()))
     return _json({
         "links": [{"href": str(request.url_for("ogc_collections")), "rel": "self",
@@ -255,22 +266,19 @@ def collections(request: Request, engine: EngineDep, f: FParam = None) -> Respon
 
 @router.get("/collections/{collectionId}", name="ogc_collection", summary="One collection",
             response_class=Response,
-            responses={200: {"description": "The collection.", "content": {JSON: {}}},
-                       **_PROBLEMS, **_NOT_FOUND})
+            responses=_answers("The collection.", JSON, of_one=True))
 def collection(request: Request, engine: EngineDep, collectionId: CollectionId,  # noqa: N803
                f: FParam = None) -> Response:
     """A layer's description, extent and links to its items."""
     layer = _layer(collectionId)
-    _check_parameters(request, {"f"})
-    _negotiate(request, f)
+    _json_request(request, f)
     return _json(_collection(request, layer, _extents(request, engine, [layer])[layer.id]))
 
 
 @router.get(
     "/collections/{collectionId}/items", name="ogc_items", summary="Features of a collection",
     response_class=Response,
-    responses={200: {"description": "A GeoJSON FeatureCollection.", "content": {GEOJSON: {}}},
-               **_PROBLEMS, **_NOT_FOUND},
+    responses=_answers("A GeoJSON FeatureCollection.", GEOJSON, of_one=True),
     description=(
         "A page of the collection's features as a GeoJSON FeatureCollection in CRS84, with "
         "`numberReturned`, `timeStamp`, `numberMatched` (exact for tables estimated below "
@@ -345,8 +353,7 @@ def items(
 ) -> Response:
     """Features of a collection, filtered, sorted and paged."""
     layer = _layer(collectionId)
-    _check_parameters(request, ITEMS_PARAMETERS | set(layer.property_names))
-    _negotiate(request, f)
+    _json_request(request, f, ITEMS_PARAMETERS | set(layer.property_names))
     span = params.parse_datetime(datetime_) if datetime_ is not None else None
     now = datetime.now(UTC)
     # Every other parameter is one of the layer's properties (_check_parameters saw to it).
@@ -402,8 +409,7 @@ def items(
 @router.get(
     "/collections/{collectionId}/items/{featureId}", name="ogc_item", summary="One feature",
     response_class=Response,
-    responses={200: {"description": "A GeoJSON Feature.", "content": {GEOJSON: {}}},
-               **_PROBLEMS, **_NOT_FOUND},
+    responses=_answers("A GeoJSON Feature.", GEOJSON, of_one=True),
 )
 def item(
     request: Request,
@@ -414,8 +420,7 @@ def item(
 ) -> Response:
     """One feature of a collection, as it is now; a 404 for an unknown or non-integer id."""
     layer = _layer(collectionId)
-    _check_parameters(request, {"f"})
-    _negotiate(request, f)
+    _json_request(request, f)
     missing = NotFound(f"Collection '{layer.id}' has no feature '{featureId}'.")
     if not (featureId.isascii() and featureId.isdigit()):
         raise missing
@@ -470,8 +475,7 @@ def _schema_response(request: Request, layer: Layer, body: dict) -> Response:
                  media_type=SCHEMA)
 
 
-_SCHEMA_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"description": "A JSON Schema.", "content": {SCHEMA: {}}}, **_PROBLEMS, **_NOT_FOUND}
+_SCHEMA_RESPONSES = _answers("A JSON Schema.", SCHEMA, of_one=True)
 
 
 def _queryables_body(layer: Layer) -> dict:
@@ -503,8 +507,7 @@ def _schema_route(path: str, name: str, summary: str, doc: str,
     def route(request: Request, collectionId: CollectionId,  # noqa: N803
               f: FParam = None) -> Response:
         layer = _layer(collectionId)
-        _check_parameters(request, {"f"})
-        _negotiate(request, f)
+        _json_request(request, f)
         return _schema_response(request, layer, body(layer))
 
     route.__doc__ = doc
@@ -533,8 +536,7 @@ _schema_route("/collections/{collectionId}/feature-schema", "ogc_feature_schema"
     "/collections/{collectionId}/items/{featureId}/readings", name="ogc_item_readings",
     summary="An asset's readings (its condition and sensor history)",
     response_class=Response,
-    responses={200: {"description": "The readings, oldest first, as JSON or CSV.",
-                     "content": {JSON: {}, CSV: {}}}, **_PROBLEMS, **_NOT_FOUND},
+    responses=_answers("The readings, oldest first, as JSON or CSV.", JSON, CSV, of_one=True),
 )
 def item_readings(
     request: Request,
@@ -628,8 +630,7 @@ def _items_parameters(layer: Layer, generic: list[dict]) -> list:
 
 @router.get("/api", name="ogc_openapi", summary="The OpenAPI document of this OGC API",
             response_class=Response,
-            responses={200: {"description": "OpenAPI 3.0, one items path per collection.",
-                             "content": {OPENAPI: {}}}, **_PROBLEMS})
+            responses=_answers("OpenAPI 3.0, one items path per collection.", OPENAPI))
 def openapi(request: Request, settings: SettingsDep, f: FParam = None) -> Response:
     """The OGC API part of the service's OpenAPI document, with a path per collection.
 

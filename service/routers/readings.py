@@ -9,8 +9,8 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from ingest import intake
-from service.deps import CrewDep, EngineDep
-from service.errors import problem
+from service.deps import CREW_KEY_RESPONSES, CrewDep, EngineDep
+from service.errors import problem, problem_response
 
 router = APIRouter(tags=["readings"])
 
@@ -71,7 +71,6 @@ _ANSWER = {
              "reason": "value '140' is outside the metric's declared range 0-100"},
         ]}}},
 }
-_PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 
 
 @router.post(
@@ -80,12 +79,10 @@ _PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
     openapi_extra={"requestBody": _BODY},
     responses={
         200: _ANSWER,
-        400: {"description": "The body is empty or not JSON (the detail says where).",
-              **_PROBLEM},
-        401: {"description": "No valid API key.", **_PROBLEM},
-        403: {"description": "The key's role is below crew.", **_PROBLEM},
-        413: {"description": "Too many items, readings or bytes for one post.", **_PROBLEM},
-        415: {"description": "Neither JSON nor NDJSON.", **_PROBLEM},
+        400: problem_response("The body is empty or not JSON (the detail says where)."),
+        **CREW_KEY_RESPONSES,
+        413: problem_response("Too many items, readings or bytes for one post."),
+        415: problem_response("Neither JSON nor NDJSON."),
     },
 )
 async def post_readings(request: Request, engine: EngineDep, caller: CrewDep) -> JSONResponse:

@@ -139,6 +139,14 @@ class TileRoute(APIRoute):
         return handler
 
 
+async def _serve(request: Request, layer: str, tile: tiles.TileRequest,
+                 if_none_match: str | None, version: tuple[int, ...] | None = None) -> Response:
+    """Answer a tile the full route parsed, and remember its query for :func:`_fast_tile`."""
+    server = _server(request)
+    server.remember(layer, request.scope.get("query_string", b""), replace(tile, z=0, x=0, y=0))
+    return await server.serve(tile, if_none_match, version)
+
+
 async def get_tile(
     request: Request,
     caller: TileReaderDep,
@@ -150,10 +158,7 @@ async def get_tile(
     """One WebMercatorQuad tile of ``layer``: its features with their id and properties."""
     # Async on purpose: 304s and cache hits are answered on the event loop; only rendering
     # a tile goes to the thread pool (the engine is synchronous).
-    tile = query.request(layer, z, x, y)
-    server = _server(request)
-    server.remember(layer, request.scope.get("query_string", b""), replace(tile, z=0, x=0, y=0))
-    return await server.serve(tile, if_none_match)
+    return await _serve(request, layer, query.request(layer, z, x, y), if_none_match)
 
 
 async def get_versioned_tile(
@@ -171,9 +176,7 @@ async def get_versioned_tile(
     if wanted is None:
         raise NotFound(_("'{version}' is not a version of a layer; a versioned tile URL comes "
                          "from the layer's TileJSON.", version=version[:40]))
-    server = _server(request)
-    server.remember(layer, request.scope.get("query_string", b""), replace(tile, z=0, x=0, y=0))
-    return await server.serve(tile, if_none_match, wanted)
+    return await _serve(request, layer, tile, if_none_match, wanted)
 
 
 _TILE_RESPONSES: dict[int | str, dict] = {

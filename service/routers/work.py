@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.encoders import jsonable_encoder
@@ -14,11 +14,11 @@ from geo import alerts, worklist
 from geo.settings import LoopSettings
 from predict import priority
 from service import params
-from service.deps import CrewDep, EngineDep, SettingsDep
+from service.deps import CREW_KEY_RESPONSES, CrewDep, EngineDep, SettingsDep
+from service.errors import problem_response
 
 router = APIRouter(tags=["work"])
 GEOJSON = "application/geo+json"
-_PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
 SORTABLE = ("priority", "severity", "opened_at", "updated_at", "due_on", "kind", "id")
 _SEVERITY_RANK = {s: i for i, s in enumerate(alerts.SEVERITIES)}
 ITEM_FIELDS = ("id", "rank", "tier", "priority", "why_first", "kind", "severity", "status",
@@ -64,9 +64,8 @@ def _worklist(engine, bbox, where: alerts.AlertFilter, keys, capacity: int,
     responses={200: {"description": "A GeoJSON FeatureCollection of open alerts with "
                                     "`priority`, `why_first`, `rank` and `tier`.",
                      "content": {GEOJSON: {}}},
-               400: {"description": "A filter cannot be used.", **_PROBLEM},
-               401: {"description": "No valid API key.", **_PROBLEM},
-               403: {"description": "The key's role is below crew.", **_PROBLEM}},
+               400: problem_response("A filter cannot be used."),
+               **CREW_KEY_RESPONSES},
 )
 async def get_work(
     request: Request,
@@ -130,9 +129,8 @@ async def get_work(
     response_class=JSONResponse,
     responses={200: {"description": "A GeoJSON FeatureCollection of streets, worst first.",
                      "content": {GEOJSON: {}}},
-               400: {"description": "A parameter cannot be used.", **_PROBLEM},
-               401: {"description": "No valid API key.", **_PROBLEM},
-               403: {"description": "The key's role is below crew.", **_PROBLEM}},
+               400: problem_response("A parameter cannot be used."),
+               **CREW_KEY_RESPONSES},
 )
 async def get_backlog(
     engine: EngineDep,

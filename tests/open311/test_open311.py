@@ -21,6 +21,18 @@ def _count(engine, table="service_requests"):
         return conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
 
 
+def _request(client, request_id, key: str | None = None) -> dict:
+    """One request as ``GET /requests/{id}.json`` shows it (to ``key``'s role, else the public)."""
+    headers = {"X-API-Key": key} if key else None
+    return client.get(f"/open311/v2/requests/{request_id}.json", headers=headers).json()[0]
+
+
+def _staff(client, request_id, action: str, key: str, **body):
+    """A staff action (``status``, ``classification``) on a request, with ``key``."""
+    return client.post(f"/open311/v2/requests/{request_id}/{action}",
+                       headers={"X-API-Key": key}, **body)
+
+
 def test_georeport_client_reads_services(live_url):
     client = GeoReport(live_url)
     services = client.get_service_list()
@@ -148,7 +160,7 @@ def test_address_string_is_located(client, api_keys, sample_engine):
     r = post(client, api_key=api_keys["viewer"], service_code="ground_lock",
              address_string=name, description="ground lock on the public space")
     assert r.status_code == 200, r.text
-    got = client.get(f"/open311/v2/requests/{r.json()[0]['service_request_id']}.json").json()[0]
+    got = _request(client, r.json()[0]["service_request_id"])
     assert got["matter"] == "small"
     # An unmanaged compound's small matters go to its residents' committee.
     assert got["agency_responsible"] == f"{name} residents' committee"
@@ -166,23 +178,20 @@ def test_request_20_m_from_open_pothole_joins_it(client, api_keys, street_points
     second = second.json()[0]
     assert second["service_request_id"] != first["service_request_id"]
     assert second["status"] == "open"
-    got = client.get(f"/open311/v2/requests/{second['service_request_id']}.json").json()[0]
+    got = _request(client, second["service_request_id"])
     assert got["duplicate_of"] == first["service_request_id"]
-    original = client.get(f"/open311/v2/requests/{first['service_request_id']}.json").json()[0]
+    original = _request(client, first["service_request_id"])
     assert original["supporters"] == 1
     far = post(client, api_key=key, service_code="pothole", lat=lat + 60 / 111_000, long=lon,
                **{"attribute[size]": "small"}).json()[0]
-    assert client.get(f"/open311/v2/requests/{far['service_request_id']}.json"
-                      ).json()[0]["duplicate_of"] is None
+    assert _request(client, far["service_request_id"])["duplicate_of"] is None
     # Settling the matter closes the supporter too, with the notes.
-    _errors(client.post(f"/open311/v2/requests/{first['service_request_id']}/status",
-                        data={"status": "closed"}, headers={"X-API-Key": api_keys["viewer"]}),
-            403)
-    done = client.post(f"/open311/v2/requests/{first['service_request_id']}/status",
-                       data={"status": "closed", "status_notes": "Patched on Tuesday."},
-                       headers={"X-API-Key": api_keys["crew"]})
+    _errors(_staff(client, first["service_request_id"], "status", api_keys["viewer"],
+                   data={"status": "closed"}), 403)
+    done = _staff(client, first["service_request_id"], "status", api_keys["crew"],
+                  data={"status": "closed", "status_notes": "Patched on Tuesday."})
     assert done.status_code == 200, done.text
-    got = client.get(f"/open311/v2/requests/{second['service_request_id']}.json").json()[0]
+    got = _request(client, second["service_request_id"])
     assert (got["status"], got["status_notes"]) == ("closed", "Patched on Tuesday.")
 
 
@@ -215,8 +224,7 @@ def test_a_settled_overdue_alert_closes_the_supporters_too_and_a_reopen_holds(
                   lat=lat + 10 / 111_000, long=lon,
                   **{"attribute[cover_state]": "missing"}).json()[0]
     original, supporter = int(first["service_request_id"]), int(second["service_request_id"])
-    assert client.get(f"/open311/v2/requests/{supporter}.json").json()[0]["duplicate_of"] \
-        == str(original)
+    assert _request(client, supporter)["duplicate_of"] == str(original)
     later = datetime.now(UTC) + timedelta(hours=5)
     with sample_engine.begin() as conn:
         alert_id = dict(escalate_overdue(conn, later))[original]
@@ -234,14 +242,13 @@ def test_a_settled_overdue_alert_closes_the_supporters_too_and_a_reopen_holds(
     assert stored == {original: "closed", supporter: "closed"}
     assert told[-1] == ("closed", "Cover replaced.")  # the supporter's reporter is told
     # "It is not fixed": the crew reopens it, and it stays open for everyone.
-    reopened = client.post(f"/open311/v2/requests/{original}/status",
-                           data={"status": "open", "status_notes": "Still missing."},
-                           headers=crew)
+    reopened = _staff(client, original, "status", api_keys["crew"],
+                      data={"status": "open", "status_notes": "Still missing."})
     assert reopened.status_code == 200, reopened.text
     with sample_engine.begin() as conn:
         escalate_overdue(conn, later)
     for rid in (original, supporter):
-        got = client.get(f"/open311/v2/requests/{rid}.json").json()[0]
+        got = _request(client, rid)
         assert got["status"] == "open", (rid, got["status_notes"])
 
 
@@ -276,11 +283,9 @@ def test_contact_details_never_public(client, api_keys, street_points):
             assert secret.encode() not in body
     assert b"[phone removed]" in bodies[1]
     # Admin sees them.
-    admin = client.get(f"/open311/v2/requests/{rid}.json",
-                       headers={"X-API-Key": api_keys["admin"]}).json()[0]
+    admin = _request(client, rid, api_keys["admin"])
     assert (admin["first_name"], admin["phone"], admin["email"]) == (NAME, PHONE, EMAIL)
-    planner = client.get(f"/open311/v2/requests/{rid}.json",
-                         headers={"X-API-Key": api_keys["planner"]}).json()[0]
+    planner = _request(client, rid, api_keys["planner"])
     assert "phone" not in planner
 
 
@@ -290,19 +295,16 @@ def test_free_text_triage_and_staff_override(client, api_keys, street_points, sa
              description="我家厨房水槽堵了")
     assert r.status_code == 200, r.text
     rid = r.json()[0]["service_request_id"]
-    got = client.get(f"/open311/v2/requests/{rid}.json").json()[0]
+    got = _request(client, rid)
     assert got["matter"] == "private" and got["status"] == "closed"
-    _errors(client.post(f"/open311/v2/requests/{rid}/classification",
-                        data={"matter": "big"}, headers={"X-API-Key": api_keys["crew"]}), 403)
-    _errors(client.post(f"/open311/v2/requests/{rid}/classification",
-                        data={"matter": "huge"}, headers={"X-API-Key": api_keys["planner"]}),
+    _errors(_staff(client, rid, "classification", api_keys["crew"], data={"matter": "big"}), 403)
+    _errors(_staff(client, rid, "classification", api_keys["planner"], data={"matter": "huge"}),
             400)
-    over = client.post(f"/open311/v2/requests/{rid}/classification",
-                       json={"matter": "small", "note": "shared drain of the building"},
-                       headers={"X-API-Key": api_keys["planner"]})
+    over = _staff(client, rid, "classification", api_keys["planner"],
+                  json={"matter": "small", "note": "shared drain of the building"})
     assert over.status_code == 200, over.text
     assert over.json()["matter_source"] == "staff"
-    got = client.get(f"/open311/v2/requests/{rid}.json").json()[0]
+    got = _request(client, rid)
     assert (got["matter"], got["status"]) == ("small", "open")
     retrained = client.post("/open311/v2/classifier/retrain",
                             headers={"X-API-Key": api_keys["admin"]})
@@ -314,15 +316,14 @@ def test_attribute_decides_private(client, api_keys, street_points):
     r = post(client, api_key=api_keys["viewer"], service_code="blocked_drain", lat=lat,
              long=lon, **{"attribute[where]": "inside_home"})
     rid = r.json()[0]["service_request_id"]
-    got = client.get(f"/open311/v2/requests/{rid}.json").json()[0]
+    got = _request(client, rid)
     assert got["matter"] == "private" and got["status"] == "closed"
     # Inside a home: the public learns neither where nor what, in any list; staff do.
     assert (got["lat"], got["long"], got["address"], got["description"]) == (None,) * 4
     listed = client.get("/open311/v2/requests.json", params={"matter": "private"}).json()
     assert all(x["lat"] is None and x["description"] is None for x in listed)
     assert rid in {x["service_request_id"] for x in listed}
-    admin = client.get(f"/open311/v2/requests/{rid}.json",
-                       headers={"X-API-Key": api_keys["admin"]}).json()[0]
+    admin = _request(client, rid, api_keys["admin"])
     assert admin["lat"] == pytest.approx(lat) and admin["long"] == pytest.approx(lon)
 
 

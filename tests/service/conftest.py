@@ -11,7 +11,6 @@ from fastapi.testclient import TestClient
 from geo import keys
 from service.app import create_app
 from service.settings import ServiceSettings
-from tests.tools import free_port as _free_port  # noqa: F401 - the older name, still imported
 from tests.tools import served
 
 

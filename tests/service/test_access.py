@@ -9,8 +9,7 @@ from fastapi.testclient import TestClient
 from geo import alerts, keys
 from service.app import create_app
 from service.settings import ServiceSettings
-
-PROBLEM = "application/problem+json"
+from tests.tools import problem_of
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +40,7 @@ def closed_client(sample_engine) -> Iterator[TestClient]:
 
 
 def assert_problem(response, status: int) -> None:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    assert response.json()["status"] == status
+    assert problem_of(response, status)["status"] == status
     if status == 401:
         assert response.headers["www-authenticate"]
 

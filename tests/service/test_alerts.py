@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from geo import alerts
 from service.routers import alerts as alerts_router
+from tests.tools import problem_of
 
 GEOJSON = "application/geo+json"
 
@@ -54,12 +55,6 @@ def ids_of(response) -> set[int]:
     body = response.json()
     assert body["type"] == "FeatureCollection"
     return {feature["id"] for feature in body["features"]}
-
-
-def problem_of(response, status: int) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    return response.json()
 
 
 def test_list_alerts_as_geojson_with_their_asset(client, raised, manholes):

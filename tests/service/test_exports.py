@@ -24,13 +24,12 @@ from geo.database import create_engine
 from service import export_formats
 from service.app import create_app
 from service.settings import ServiceSettings
-from tests.tools import find_tool, requires_tool
+from tests.tools import find_tool, problem_of, requires_tool
 
 OGRINFO = find_tool("ogrinfo")
 BBOX = (108.53, 32.515, 108.54, 32.52)
 BBOX_TEXT = ",".join(map(str, BBOX))
 KNOWN_STREET = "ST-00001"
-PROBLEM = "application/problem+json"
 
 pytestmark = requires_tool("ogrinfo")  # GDAL's, from gdal-bin
 
@@ -381,10 +380,8 @@ def test_an_empty_export_is_a_valid_file(client, tmp_path):
     ("/exports/streets.shp.zip?properties=lanes,colour", 400),
 ])
 def test_bad_requests_are_problems(client, url, status):
-    response = client.get(url)
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    assert response.json()["status"] == status and response.json()["detail"]
+    body = problem_of(client.get(url), status)
+    assert body["status"] == status and body["detail"]
 
 
 def test_reading_needs_a_key_when_reading_is_closed(sample_engine, api_keys):

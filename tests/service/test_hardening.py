@@ -22,7 +22,7 @@ import pytest
 import sqlalchemy as sa
 
 from geo import alerts
-from tests.service.conftest import _free_port
+from tests.tools import free_port, wait_until
 
 MB = 1024 * 1024
 
@@ -185,7 +185,7 @@ class Served(NamedTuple):
 def served(sample_engine, tmp_path_factory) -> Iterator[Served]:
     """``twin serve`` in a process of its own on a free port, its log in a file."""
     # A free port, not a fixed one: other test workers and checkouts on this machine serve too.
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     env = {**os.environ, "TWIN_DATABASE_URL":
            sample_engine.url.render_as_string(hide_password=False)}
@@ -195,16 +195,18 @@ def served(sample_engine, tmp_path_factory) -> Iterator[Served]:
             [str(Path(sys.executable).with_name("twin")), "serve", "--port", str(port),
              "--no-worker"],
             env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
+
+    def healthy() -> bool:
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                break
+            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
         except httpx.HTTPError:
-            time.sleep(0.3)
-    else:
+            return False
+
+    try:
+        wait_until(healthy, 60, interval_s=0.3, what="twin serve to start")
+    except AssertionError:
         process.kill()
-        raise AssertionError(f"twin serve did not start: {log.read_text()[-2000:]}")
+        raise AssertionError(f"twin serve did not start: {log.read_text()[-2000:]}") from None
     yield Served(process, log, port)
     os.killpg(process.pid, signal.SIGTERM)
     process.wait(timeout=20)

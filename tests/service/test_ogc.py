@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from geo.layers import LAYERS
 from service.app import create_app
 from service.settings import ServiceSettings
-from tests.tools import requires_tool
+from tests.tools import problem_of, requires_tool
 
 PROBLEM = "application/problem+json"
 GEOJSON = "application/geo+json"
@@ -377,10 +377,7 @@ def test_sortby_and_properties(client):
     ("/ogc/collections/streets'--/items", 404),
 ])
 def test_bad_input_is_a_problem(client, path, status):
-    response = client.get(path)
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    assert response.json()["status"] == status
+    assert problem_of(client.get(path), status)["status"] == status
 
 
 def test_a_feature_of_another_layer_is_not_found(client, sample_engine):

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from geo import alerts
 from geo.layers import LAYERS
 from predict import pipeline
-from tests.tools import requires_tool
+from tests.tools import problem_of, requires_tool
 
 PROBLEM = "application/problem+json"
 GEOJSON = "application/geo+json"
@@ -510,6 +510,4 @@ def test_a_streets_readings_as_json_and_csv_paged(client, sample_engine):
     ("/ogc/collections/streets/items/1/readings", {"nope": "1"}, 400),
 ])
 def test_readings_refuse_what_is_wrong(path, params, status, client):
-    response = client.get(path, params=params)
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
+    problem_of(client.get(path, params=params), status)

@@ -7,6 +7,7 @@ import pytest
 import sqlalchemy as sa
 
 from ingest import intake
+from tests.tools import problem_of
 
 # Sensor times of our own: a whole number of seconds the sample (minutes only) never uses.
 BASE = (datetime.now(UTC) - timedelta(days=2)).replace(microsecond=0, second=17)
@@ -166,12 +167,6 @@ def test_repeats_within_a_batch(client, sample_engine, assets, crew):
                      "value"),
     ]
     assert stored(sample_engine, "manholes", assets["mh1"], "h2s_ppm", at(9))[0] == 3
-
-
-def problem_of(response, status: int) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    return response.json()
 
 
 def test_broken_json_is_400_saying_where(client, crew):

@@ -21,8 +21,7 @@ from service.app import create_app
 from service.routers.tiles import build_tile_request
 from service.settings import ServiceSettings
 from service.tile_cache import SHARED_RETRY_S, TileCache
-from tests.service.conftest import _free_port
-from tests.tools import find_tool, requires_tool
+from tests.tools import find_tool, free_port, problem_of, requires_tool
 
 TMS = morecantile.tms.get("WebMercatorQuad")
 MVT = "application/vnd.mapbox-vector-tile"
@@ -67,6 +66,17 @@ def _expected_ids(engine, layer_id: str, tile: morecantile.Tile, *, buffer: int 
             "as_of": conn.execute(sa.text(f"SELECT {as_of}::timestamptz")).scalar_one(),
             **(params or {})}).scalars()
         return set(rows)
+
+
+def _new_manhole_in(engine, tile: morecantile.Tile, external_id: str) -> int:
+    """A storm manhole inserted at the centre of the tile: its id."""
+    b = TMS.bounds(tile)
+    with engine.begin() as conn:
+        return conn.execute(sa.text(
+            "INSERT INTO manholes (source, external_id, kind, geom) VALUES ('test', :external, "
+            "'storm', ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)) RETURNING id"),
+            {"external": external_id, "lon": (b.left + b.right) / 2,
+             "lat": (b.bottom + b.top) / 2}).scalar_one()
 
 
 def _url(layer: str, tile: morecantile.Tile, query: str = "") -> str:
@@ -265,12 +275,7 @@ def test_an_insert_changes_the_tile_and_its_etag_without_restart(client, sample_
     assert again.headers["etag"] == before.headers["etag"]
     cache = client.app.state.tile_cache
     cached_before = len(cache)
-    b = TMS.bounds(tile)
-    with sample_engine.begin() as conn:
-        new_id = conn.execute(sa.text(
-            "INSERT INTO manholes (source, external_id, kind, geom) VALUES ('test', 'MH-NEW', "
-            "'storm', ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)) RETURNING id"),
-            {"lon": (b.left + b.right) / 2, "lat": (b.bottom + b.top) / 2}).scalar_one()
+    new_id = _new_manhole_in(sample_engine, tile, "MH-NEW")
     deadline = time.monotonic() + 5
     after = client.get(_url("manholes", tile))
     while after.headers["etag"] == before.headers["etag"] and time.monotonic() < deadline:
@@ -390,10 +395,7 @@ def test_each_layer_has_its_own_style_without_background(client):
     ("/tiles/streets/tilejson.json?properties=nope", 400),
 ])
 def test_bad_requests_are_problems_not_500s(client, path, status):
-    response = client.get(path)
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    assert response.json()["status"] == status
+    assert problem_of(client.get(path), status)["status"] == status
 
 
 def test_tile_errors_speak_the_readers_language(client):
@@ -550,12 +552,7 @@ def test_versioned_tiles_are_immutable_and_a_change_makes_new_urls(client, sampl
     assert first.content == plain.content and first.headers["etag"] == plain.headers["etag"]
     assert plain.headers["cache-control"] == "public, no-cache"
     assert client.get(url, headers={"If-None-Match": first.headers["etag"]}).status_code == 304
-    b = TMS.bounds(tile)
-    with sample_engine.begin() as conn:
-        new_id = conn.execute(sa.text(
-            "INSERT INTO manholes (source, external_id, kind, geom) VALUES ('test', "
-            "'MH-VERSIONED', 'storm', ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)) RETURNING id"),
-            {"lon": (b.left + b.right) / 2, "lat": (b.bottom + b.top) / 2}).scalar_one()
+    new_id = _new_manhole_in(sample_engine, tile, "MH-VERSIONED")
     deadline, new_url = time.monotonic() + 5, url
     while new_url == url and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -586,7 +583,7 @@ def test_a_versioned_url_that_names_no_version_is_a_404_problem(client):
 @pytest.fixture
 def redis_port(tmp_path):
     """A private redis-server on a free port; stopped at the end (the test may stop it first)."""
-    port = _free_port()
+    port = free_port()
     command = [find_tool("redis-server", "/usr/bin/redis-server"), "--port", str(port),
                "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)]
     started = []
