@@ -62,6 +62,14 @@ class WearForecaster(RegressorMixin, BaseEstimator):
         After calibration, fit the bound quantiles again on every example (the most recent
         included), as the median is: the conformal factor learned on the held-out years then
         applies to bands that know the latest years' wear.
+    hold_out_groups : float
+        With ``groups`` and ``times`` both given: the share of groups (streets) whose latest
+        outcomes calibrate the interval, kept out of the models being calibrated altogether
+        (0: every group's latest outcomes calibrate, held out in time only). A calibration
+        example forecasts from a cutoff years before its outcome; had the models learnt from
+        the same street's outcomes between that cutoff and the held-out time, they would
+        know more of the street than a forecast ever does, and the interval would come out
+        too narrow at the longest horizons.
     """
 
     def __init__(self, last_column: str = "last_value", lower_bound: float = 0.0,
@@ -70,7 +78,7 @@ class WearForecaster(RegressorMixin, BaseEstimator):
                  min_samples_leaf: int = 40, l2_regularization: float = 1.0,
                  random_state: int | None = 0, differences: tuple = (),
                  horizon_column: str = "horizon_days", interval_scaling: str = "width",
-                 refit_bounds: bool = True):
+                 refit_bounds: bool = True, hold_out_groups: float = 0.0):
         self.last_column = last_column
         self.lower_bound = lower_bound
         self.upper_bound = upper_bound
@@ -86,6 +94,7 @@ class WearForecaster(RegressorMixin, BaseEstimator):
         self.horizon_column = horizon_column
         self.interval_scaling = interval_scaling
         self.refit_bounds = refit_bounds
+        self.hold_out_groups = hold_out_groups
 
     # -- input handling ----------------------------------------------------------------------
 
@@ -141,7 +150,8 @@ class WearForecaster(RegressorMixin, BaseEstimator):
             holds out *time*: the quantile models learn from the outcomes before the last
             ``calibration_fraction`` of them and are calibrated on those last ones, so the
             interval carries what changes from year to year (a city's paving budget) and not
-            only the spread within one period.
+            only the spread within one period. With ``groups`` too, ``hold_out_groups``
+            says which groups' latest outcomes calibrate.
 
         The adjustment is computed per band of ``horizon_column`` (``HORIZON_BANDS`` days;
         a band with fewer than ``MIN_BAND_ROWS`` held-out rows takes the pooled one), so an
@@ -166,9 +176,19 @@ class WearForecaster(RegressorMixin, BaseEstimator):
         y = np.asarray(y, dtype=float)
         change = y - X[self.last_column].to_numpy(dtype=float)
         rng = np.random.default_rng(self.random_state)
+        learn = None  # the rows the calibrated models learn from; else all but `calibrate`
         if times is not None:
             times = np.asarray(times, dtype=float)
             calibrate = times > np.quantile(times, 1 - self.calibration_fraction)
+            if groups is not None and 0 < getattr(self, "hold_out_groups", 0.0) < 1:
+                groups = np.asarray(groups)
+                unique = np.unique(groups)
+                n_held = max(1, int(round(len(unique) * self.hold_out_groups)))
+                held = np.isin(groups, rng.choice(unique, size=n_held, replace=False))
+                if (~calibrate & ~held).sum() >= 2 * self.min_samples_leaf and \
+                        (calibrate & held).any():  # else too few: held out in time only
+                    learn = ~calibrate & ~held
+                    calibrate = calibrate & held
         elif groups is not None:
             groups = np.asarray(groups)
             unique = np.unique(groups)
@@ -179,7 +199,8 @@ class WearForecaster(RegressorMixin, BaseEstimator):
             calibrate = rng.random(len(y)) < self.calibration_fraction
         if calibrate.all() or not calibrate.any():
             calibrate = rng.random(len(y)) < self.calibration_fraction
-        train = ~calibrate
+            learn = None
+        train = ~calibrate if learn is None else learn
         low_q, high_q = self.alpha / 2, 1 - self.alpha / 2
         low = self._booster(low_q).fit(matrix[train], change[train])
         high = self._booster(high_q).fit(matrix[train], change[train])
