@@ -27,8 +27,9 @@ class WearForecaster(RegressorMixin, BaseEstimator):
 
     The model learns ``target - X[last_column]`` with gradient-boosted quantile regression
     (the median for the forecast, the ``alpha/2`` and ``1 - alpha/2`` quantiles for the
-    interval), then calibrates the interval conformally on the most recent share of the
-    training examples (conformalised quantile regression). Every output is
+    interval), then calibrates the interval conformally on held-out examples: the most
+    recent outcomes of a share of the streets, when ``fit`` is given times and groups
+    (conformalised quantile regression). Every output is
     ``clip(last + change, lower_bound, upper_bound)``: a forecast never leaves the range.
 
     Parameters
@@ -40,8 +41,8 @@ class WearForecaster(RegressorMixin, BaseEstimator):
     alpha : float
         One minus the interval's nominal coverage (0.2: an 80 % interval).
     calibration_fraction : float
-        Share of the training rows (of whole groups, when ``groups`` are given) held out at
-        random to calibrate the interval.
+        Share of the training rows held out to calibrate the interval: the latest outcomes
+        when ``fit`` is given ``times``, else whole groups (or rows) drawn at random.
     max_iter, learning_rate, max_leaf_nodes, min_samples_leaf, l2_regularization
         Passed to each ``HistGradientBoostingRegressor``.
     random_state : int or None
@@ -99,6 +100,14 @@ class WearForecaster(RegressorMixin, BaseEstimator):
         self.refit_bounds = refit_bounds
         self.hold_out_groups = hold_out_groups
 
+    def __setstate__(self, state: dict) -> None:
+        # A model stored before a parameter existed was fitted with the behaviour before it.
+        for name, before in (("differences", ()), ("horizon_column", "horizon_days"),
+                             ("interval_scaling", "none"), ("refit_bounds", False),
+                             ("hold_out_groups", 0.0)):
+            state.setdefault(name, before)
+        super().__setstate__(state)
+
     # -- input handling ----------------------------------------------------------------------
 
     def _matrix(self, X: pd.DataFrame, *, learn: bool) -> np.ndarray:
@@ -106,7 +115,7 @@ class WearForecaster(RegressorMixin, BaseEstimator):
         if not isinstance(X, pd.DataFrame):
             raise TypeError("X must be a pandas DataFrame with named feature columns.")
         made = {name: pd.to_numeric(X[a], errors="coerce") - pd.to_numeric(X[b], errors="coerce")
-                for name, a, b in getattr(self, "differences", ()) if a in X and b in X}
+                for name, a, b in self.differences if a in X and b in X}
         if made:
             X = X.assign(**made)
         if learn:
@@ -169,6 +178,8 @@ class WearForecaster(RegressorMixin, BaseEstimator):
             raise ValueError(f"X has no column {self.last_column!r} with the last value.")
         if not 0 < self.alpha < 1:
             raise ValueError("alpha must lie between 0 and 1.")
+        if not 0 <= self.hold_out_groups < 1:
+            raise ValueError("hold_out_groups must lie between 0 (included) and 1.")
         if self.interval_scaling not in INTERVAL_SCALINGS:
             raise ValueError(f"interval_scaling must be one of {INTERVAL_SCALINGS}, not "
                              f"{self.interval_scaling!r}.")
@@ -180,7 +191,7 @@ class WearForecaster(RegressorMixin, BaseEstimator):
         if times is not None:
             times = np.asarray(times, dtype=float)
             calibrate = times > np.quantile(times, 1 - self.calibration_fraction)
-            if groups is not None and 0 < getattr(self, "hold_out_groups", 0.0) < 1:
+            if groups is not None and self.hold_out_groups > 0:
                 groups = np.asarray(groups)
                 unique = np.unique(groups)
                 n_held = max(1, int(round(len(unique) * self.hold_out_groups)))
@@ -202,7 +213,8 @@ class WearForecaster(RegressorMixin, BaseEstimator):
             learn = None
         train = ~calibrate if learn is None else learn
         # Features never observed in the rows the interval's models learn from (a metric that
-        # only just started) carry nothing: no model may use them, or the bounds could not fit.
+        # only just started) are left out: those models cannot fit on an empty column, and
+        # the median takes the same columns so that all three read one matrix.
         self.used_ = ~np.isnan(matrix[train]).all(axis=0)
         matrix = matrix[:, self.used_]
         low_q, high_q = self.alpha / 2, 1 - self.alpha / 2
@@ -214,18 +226,21 @@ class WearForecaster(RegressorMixin, BaseEstimator):
         scores = np.maximum(low_cal - change[calibrate], change[calibrate] - high_cal)
         scores = scores / self._scale(low_cal, high_cal)
         self.interval_adjustment_ = self._conformal(scores)
-        horizon = (X[self._horizon_name].to_numpy(dtype=float)[calibrate]
-                   if self._horizon_name in X else np.zeros(len(scores)))
+        horizon = (X[self.horizon_column].to_numpy(dtype=float)[calibrate]
+                   if self.horizon_column in X else np.zeros(len(scores)))
         band = np.searchsorted(HORIZON_BANDS, horizon, side="right")
-        # A longer horizon's widening is at least a shorter one's: each band's conformal
-        # quantile rests on few held-out rows, and a band whose rows happened to fall close
-        # to their quantiles must not leave the longer forecasts narrower than the shorter
-        # ones (on the sample, 180-day intervals held 0.76 of outcomes without this, 0.79
-        # with it; docs/benchmarks.md).
-        self.band_adjustments_ = np.maximum.accumulate([
-            self._conformal(scores[band == b]) if (band == b).sum() >= MIN_BAND_ROWS
-            else self.interval_adjustment_ for b in range(len(HORIZON_BANDS) + 1)]).tolist()
+        # A longer horizon's widening is at least that of a shorter band with held-out rows
+        # of its own: each band's conformal quantile rests on few rows, and a band whose rows
+        # happened to fall close to their quantiles must not leave the longer forecasts
+        # narrower than the shorter ones (on the sample, 180-day intervals held 0.76 of
+        # outcomes without this, 0.79 with it; docs/benchmarks.md). A band with too few rows
+        # takes the widest shorter band's factor, else (none before it) the pooled one.
         self.band_rows_ = [int((band == b).sum()) for b in range(len(HORIZON_BANDS) + 1)]
+        own = np.fmax.accumulate([self._conformal(scores[band == b])
+                                  if rows >= MIN_BAND_ROWS else np.nan
+                                  for b, rows in enumerate(self.band_rows_)])
+        self.band_adjustments_ = np.where(np.isnan(own), self.interval_adjustment_,
+                                          own).tolist()
         if self.refit_bounds:
             low = self._booster(low_q).fit(matrix, change)
             high = self._booster(high_q).fit(matrix, change)
@@ -236,13 +251,9 @@ class WearForecaster(RegressorMixin, BaseEstimator):
         self.n_calibration_ = int(calibrate.sum())
         return self
 
-    @property
-    def _horizon_name(self) -> str:
-        return getattr(self, "horizon_column", "horizon_days")  # older stored models
-
     def _scale(self, low: np.ndarray, high: np.ndarray) -> np.ndarray | float:
         """What a conformity score is measured in: band widths, or 1 (absolute)."""
-        if getattr(self, "interval_scaling", "none") == "none":  # older stored models too
+        if self.interval_scaling == "none":
             return 1.0
         return np.maximum(high - low, MIN_SCALE)
 
@@ -264,8 +275,8 @@ class WearForecaster(RegressorMixin, BaseEstimator):
         matrix = self._matrix(X, learn=False)[:, self.used_]
         last = X[self.last_column].to_numpy(dtype=float)
         median = last + self.median_model_.predict(matrix)
-        adjust = self._adjustment(X[self._horizon_name].to_numpy(dtype=float)
-                                  if self._horizon_name in X else np.zeros(len(X)))
+        adjust = self._adjustment(X[self.horizon_column].to_numpy(dtype=float)
+                                  if self.horizon_column in X else np.zeros(len(X)))
         low, high = self.low_model_.predict(matrix), self.high_model_.predict(matrix)
         adjust = adjust * self._scale(low, high)
         lower = last + low - adjust
@@ -295,12 +306,12 @@ class WearForecaster(RegressorMixin, BaseEstimator):
         # nearly the same paths through the trees, which predicts much faster.
         stacked = np.repeat(base, k, axis=0)
         stacked[:, columns] = np.tile(values, (n, 1))
-        for name, a, b in getattr(self, "differences", ()):  # made of window columns too
+        for name, a, b in self.differences:  # made of window columns too
             if name in names and a in names and b in names:
                 stacked[:, names.index(name)] = (stacked[:, names.index(a)]
                                                  - stacked[:, names.index(b)])
-        horizon = (stacked[:, names.index(self._horizon_name)]
-                   if self._horizon_name in names else np.zeros(n * k))
+        horizon = (stacked[:, names.index(self.horizon_column)]
+                   if self.horizon_column in names else np.zeros(n * k))
         stacked = stacked[:, self.used_]
         last = np.repeat(X[self.last_column].to_numpy(dtype=float), k)
         clip = (self.lower_bound, self.upper_bound)

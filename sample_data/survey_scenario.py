@@ -126,9 +126,9 @@ def generate_scenario(blocks: pd.DataFrame | None = None, *, seed: int = 3,
     biennial = survey_rng.random(n) < BIENNIAL_SHARE
     parity = survey_rng.integers(0, 2, n)
 
-    def condition(at_age, blocks=slice(None)):
-        """The latent condition of ``blocks`` (all by default) at ``at_age`` (theirs)."""
-        return c0[blocks] - rate[blocks] * factor[blocks] * np.maximum(at_age, 0) ** SHAPE_P
+    def condition(at_age, which=slice(None)):
+        """The latent condition of the blocks ``which`` (all by default) at ages ``at_age``."""
+        return c0[which] - rate[which] * factor[which] * np.maximum(at_age, 0) ** SHAPE_P
 
     programme_rows, work_rows, survey_rows, truth_rows = [], [], [], []
     planned: dict[int, list[tuple[int, str]]] = {}

@@ -243,3 +243,64 @@ def test_a_triage_retrain_reaches_every_worker_and_survives_a_restart(engine):
     assert version == second
     _same(restarted.predict(texts), model_a.predict(texts))
     _same(model_b.predict(texts), model_a.predict(texts))
+
+
+def _yearly_wear(n_streets=120, years=8, seed=5):
+    """Examples of streets surveyed yearly: a street's rows share its own wear rate."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for street in range(n_streets):
+        rate = rng.uniform(0.01, 0.06)
+        for year in range(years):
+            for ahead in (1, 2, 3):
+                if year + ahead < years:
+                    last = rng.uniform(0.3, 1.0)
+                    rows.append((street, year, year + ahead, last, 365.0 * ahead, rate,
+                                 np.clip(last - rate * ahead + rng.normal(0, 0.03), 0, 1)))
+    frame = pd.DataFrame(rows, columns=["street", "cutoff", "target_year", "last_value",
+                                        "horizon_days", "rate", "y"])
+    # Cracking was only surveyed in the last two years: empty in every earlier row.
+    frame["cracking"] = np.where(frame["target_year"] >= years - 2,
+                                 rng.uniform(0, 1, len(frame)), np.nan)
+    return frame
+
+
+def test_the_interval_is_calibrated_on_streets_the_calibrated_models_never_saw():
+    frame = _yearly_wear()
+    X = frame[["last_value", "horizon_days", "rate", "cracking"]]
+    fit = {"groups": frame["street"].to_numpy(), "times": frame["target_year"].to_numpy()}
+    held = WearForecaster(max_iter=30, min_samples_leaf=10, calibration_fraction=0.4).fit(
+        X, frame["y"], **fit)
+    time_only = WearForecaster(max_iter=30, min_samples_leaf=10, calibration_fraction=0.4,
+                               hold_out_groups=0.0).fit(X, frame["y"], **fit)
+    # Half the streets' latest outcomes calibrate; the other half's are used by neither side.
+    latest = (frame["target_year"] > np.quantile(frame["target_year"], 0.6)).sum()
+    assert time_only.n_calibration_ == latest
+    assert 0.35 * latest < held.n_calibration_ < 0.65 * latest
+    assert held.n_train_ < time_only.n_train_ < len(frame)
+    # A column empty in every row the calibrated models learn from is left out (it made
+    # scikit-learn's binning fail), and the forecasts are finite.
+    assert list(held.feature_names_in_[~held.used_]) == ["cracking"]
+    lower, median, upper = held.predict_interval(X)
+    assert np.isfinite(lower).all() and (lower <= median).all() and (median <= upper).all()
+    # The widening never shrinks with the horizon among bands with rows of their own.
+    own = [a for a, rows in zip(held.band_adjustments_, held.band_rows_, strict=True)
+           if rows >= 40]
+    assert len(own) >= 2 and own == sorted(own)
+    with pytest.raises(ValueError, match="hold_out_groups"):
+        WearForecaster(hold_out_groups=1.0).fit(X, frame["y"], **fit)
+
+
+def test_a_wear_model_stored_before_a_parameter_existed_still_works():
+    case = _wear_case()
+    model = case.model.fit(case.X, case.y)
+    state = model.__getstate__()
+    for name in ("hold_out_groups", "refit_bounds", "interval_scaling", "horizon_column"):
+        del state[name]
+    old = WearForecaster.__new__(WearForecaster)
+    old.__setstate__(state)
+    params = old.get_params()
+    assert (params["hold_out_groups"], params["refit_bounds"]) == (0.0, False)
+    assert params["interval_scaling"] == "none"
+    clone(old)  # the whole contract holds on it
+    assert np.isfinite(old.predict_interval(case.X)[1]).all()
