@@ -69,11 +69,10 @@ class WearForecaster(RegressorMixin, BaseEstimator):
         With ``groups`` and ``times`` both given: the share of groups (streets) whose latest
         outcomes calibrate the interval, kept out of the models being calibrated altogether
         (0: every group's latest outcomes calibrate, held out in time only; too few examples
-        left to learn from: the same). A calibration
-        example forecasts from a cutoff years before its outcome; had the models learnt from
-        the same street's outcomes between that cutoff and the held-out time, they would
-        know more of the street than a forecast ever does, and the interval would come out
-        too narrow at the longest horizons.
+        left to learn from: the same). A calibration example forecasts from a cutoff years
+        before its outcome; had the models learnt from the same street's outcomes between that
+        cutoff and the held-out time, they would know more of the street than a forecast ever
+        does, and the interval would come out too narrow at the longest horizons.
     """
 
     def __init__(self, last_column: str = "last_value", lower_bound: float = 0.0,
@@ -165,10 +164,10 @@ class WearForecaster(RegressorMixin, BaseEstimator):
             only the spread within one period. With ``groups`` too, ``hold_out_groups``
             says which groups' latest outcomes calibrate.
 
-        The adjustment is computed per band of ``horizon_column`` (``HORIZON_BANDS`` days;
-        a band with fewer than ``MIN_BAND_ROWS`` held-out rows takes the pooled one), so an
-        interval one year ahead is not as wide as one three years ahead; a band never takes
-        less than the bands of shorter horizons.
+        The adjustment is computed per band of ``horizon_column`` (``HORIZON_BANDS`` days),
+        so an interval one year ahead is not as wide as one three years ahead. A band never
+        takes less than the shorter bands with ``MIN_BAND_ROWS`` held-out rows of their own;
+        a band with fewer rows takes the widest of those, or the pooled one.
 
         Returns
         -------
