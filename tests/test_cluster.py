@@ -50,10 +50,20 @@ def _ports_free(base: int) -> bool:
 
 
 def _free_base() -> int:
-    for base in range(31000 + os.getpid() % 50 * 100, 60000, 100):
+    """13 free ports in a row, below the range the kernel hands out to outgoing connections.
+
+    The script binds them one after another over half a minute; in that range any other
+    test's connection could take one meanwhile (nginx once found its port taken).
+    """
+    try:
+        ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral = 32768
+    start = 20000 + os.getpid() % 100 * 100
+    for base in [*range(start, ephemeral - 13, 100), *range(20000, start, 100)]:
         if _ports_free(base):
             return base
-    raise RuntimeError("no 13 free ports in a row")
+    raise RuntimeError("no 13 free ports in a row below the ephemeral range")
 
 
 class Cluster:
