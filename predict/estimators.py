@@ -62,9 +62,9 @@ class WearForecaster(RegressorMixin, BaseEstimator):
     refit_bounds : bool
         After calibration, fit the bound quantiles again on every example (the most recent
         included), as the median is. Off by default: the refitted bounds are tighter than the
-        ones calibrated, so the interval holds more than it says (0.86-0.88 instead of 0.80
-        three years ahead on the yearly scenario); the calibrated models forecast, as split
-        conformal prediction has it.
+        ones calibrated, so the interval holds more than it says (0.82-0.88 instead of about 0.80
+        on the yearly scenario, seeds 3 and 7; docs/benchmarks.md); the calibrated models
+        forecast, as split conformal prediction has it.
     hold_out_groups : float
         With ``groups`` and ``times`` both given: the share of groups (streets) whose latest
         outcomes calibrate the interval, kept out of the models being calibrated altogether
@@ -232,8 +232,9 @@ class WearForecaster(RegressorMixin, BaseEstimator):
         # of its own: each band's conformal quantile rests on few rows, and a band whose rows
         # happened to fall close to their quantiles must not leave the longer forecasts
         # narrower than the shorter ones (on the sample, 180-day intervals held 0.76 of
-        # outcomes without this, 0.79 with it; docs/benchmarks.md). A band with too few rows
-        # takes the widest shorter band's factor, else (none before it) the pooled one.
+        # outcomes with this rule removed by hand, 0.79 with it; docs/benchmarks.md). A band
+        # with too few rows takes the widest shorter band's factor, else (none before it) the
+        # pooled one.
         self.band_rows_ = [int((band == b).sum()) for b in range(len(HORIZON_BANDS) + 1)]
         own = np.fmax.accumulate([self._conformal(scores[band == b])
                                   if rows >= MIN_BAND_ROWS else np.nan
