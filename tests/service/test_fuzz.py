@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
+from schemathesis.core.control import SkipTest
 from schemathesis.errors import SerializationNotPossible
 
 from geo import alerts
@@ -53,6 +54,10 @@ def api_schema(fuzz_app):
 
 def fuzz(operation, mode: GenerationMode, examples: int, headers: dict) -> None:
     """Send ``examples`` generated requests to one operation; raise on a server error."""
+    # With one mode configured, schemathesis says at the first case that an operation has
+    # nothing to negate (SkipTest); with both, it rejects such cases until hypothesis gives up
+    # (~460 tries, about 0.5 s of CPU for each of some 20 operations).
+    operation.schema.config.generation.update(modes=[mode])
 
     @given(case=operation.as_strategy(generation_mode=mode), data=st.data())
     @settings(max_examples=examples, deadline=None, derandomize=True, database=None,
@@ -77,7 +82,7 @@ def test_no_input_makes_a_server_error(api_schema, api_keys):
                                (GenerationMode.NEGATIVE, EXAMPLES // 2)):
             try:
                 fuzz(operation, mode, examples, headers)
-            except (SerializationNotPossible, Unsatisfiable):  # nothing of this mode to send
+            except (SerializationNotPossible, SkipTest, Unsatisfiable):  # nothing of this mode
                 continue
             except Exception as error:  # a failure: keep its reproduction
                 failures[f"{operation.label} ({mode.value})"] = f"{type(error).__name__}: {error}"
