@@ -6,10 +6,13 @@ from predict.evaluate import backtest
 
 
 @pytest.mark.slow
-def test_sample_backtest_beats_persistence_and_trend_at_every_horizon(sample_engine):
+def test_sample_backtest_beats_persistence_and_trend_at_every_horizon(sample_engine, tmp_path):
     # Six monthly origins, 2025-11-20 to 2026-04-19 (the newest that leaves 180 days and the
     # window scorable): figures in docs/benchmarks.md ("Road wear, rolling origins").
-    report = backtest(sample_engine, "pci", [30, 90, 180], origins=6, step_days=30)
+    # The plots as a PNG (the HTML report is read in test_survey_scenario.py).
+    png = tmp_path / "backtest.png"
+    report = backtest(sample_engine, "pci", [30, 90, 180], origins=6, step_days=30, report=png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and report["report"] == str(png)
     assert len(report["origins"]) == 6
     for horizon in (30, 90, 180):
         h = report["horizons"][horizon]
