@@ -128,10 +128,15 @@ class Page:
         return [e["params"] for e in self.events if e.get("method") == method]
 
     def pending_requests(self) -> int:
-        started = {e["requestId"] for e in self.named("Network.requestWillBeSent")}
+        return len(self.pending_urls())
+
+    def pending_urls(self) -> list[str]:
+        """The URLs of the requests sent and not yet loaded or failed."""
+        started = {e["requestId"]: e["request"]["url"]
+                   for e in self.named("Network.requestWillBeSent")}
         done = {e["requestId"] for m in ("Network.loadingFinished", "Network.loadingFailed")
                 for e in self.named(m)}
-        return len(started - done)
+        return [url for request, url in started.items() if request not in done]
 
     def wait(self, predicate, timeout: float = 20.0, idle_s: float = 0.6,
              network: bool = True) -> bool:

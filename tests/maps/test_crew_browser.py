@@ -88,9 +88,12 @@ def _open(browser, url: str, size: dict):
     page = browser.new_page()
     page.call("Emulation.setDeviceMetricsOverride", **size)
     page.call("Page.navigate", url=url)
-    assert page.wait("document.querySelectorAll('.leaflet-marker-icon').length > 0 && "
-                     "document.querySelectorAll('.leaflet-twin-lines-pane path').length > 20",
-                     timeout=60), page.errors()  # generous: the machine may be busy
+    drawn = ("[document.querySelectorAll('.leaflet-marker-icon').length, "
+             "document.querySelectorAll('.leaflet-twin-lines-pane path').length]")
+    assert page.wait(f"(([markers, lines]) => markers > 0 && lines > 20)({drawn})",
+                     timeout=60), (  # generous: the machine may be busy
+        f"markers and lines {page.evaluate(drawn)}, still loading {page.pending_urls()}, "
+        f"errors {page.errors()}")
     return page
 
 
