@@ -12,8 +12,6 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "0003"
 down_revision = "0002"
-branch_labels = None
-depends_on = None
 
 ALERT_STATUSES = ("open", "acknowledged", "in_progress", "resolved", "dismissed")
 # Tables whose changes the service must learn of at once (tile caches, ETags, alert streams).

@@ -13,8 +13,6 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "0008"
 down_revision = "0007"
-branch_labels = None
-depends_on = None
 
 # procrastinate's own objects (its schema.sql of the pinned version, see pyproject.toml): the
 # downgrade drops exactly these. A newer procrastinate brings migration files of its own, to be

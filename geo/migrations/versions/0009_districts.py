@@ -33,8 +33,6 @@ from geo.vocabulary import DISTRICT_LEVELS
 
 revision = "0009"
 down_revision = "0008"
-branch_labels = None
-depends_on = None
 
 # Every table whose rows lie somewhere and are counted, filtered or routed per district.
 LOCATED = ("streets", "manholes", "parking", "compounds", "road_damage", "debris_piles",

@@ -19,8 +19,6 @@ from geo.vocabulary import FIELD_VOCABULARIES
 
 revision = "0010"
 down_revision = "0009"
-branch_labels = None
-depends_on = None
 
 TABLE = "buildings"
 WATCHED = (TABLE, "service_requests")

@@ -20,8 +20,6 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 revision = "0011"
 down_revision = "0010"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -24,8 +24,6 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 revision = "0015"
 down_revision = "0014"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:
