@@ -12,6 +12,8 @@ Create Date: 2026-12-07
 import sqlalchemy as sa
 from alembic import op
 
+from geo.migrations import ddl
+
 revision = "0012"
 down_revision = "0011"
 
@@ -19,7 +21,7 @@ down_revision = "0011"
 def upgrade() -> None:
     op.create_table(
         "paving_programme",
-        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        ddl.identity_key(),
         sa.Column("street_id", sa.BigInteger, sa.ForeignKey("streets.id", ondelete="CASCADE"),
                   nullable=False),
         sa.Column("year", sa.Integer, nullable=False),
@@ -27,8 +29,7 @@ def upgrade() -> None:
         sa.Column("planned_on", sa.Date),
         sa.Column("published_on", sa.Date),
         sa.Column("source", sa.Text, nullable=False),
-        sa.Column("loaded_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.now()),
+        ddl.stamp("loaded_at"),
         sa.UniqueConstraint("street_id", "year", "treatment", "source",
                             name="uq_paving_programme_entry"),
         sa.CheckConstraint("year BETWEEN 1900 AND 2200", name="ck_paving_programme_year"),
