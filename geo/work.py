@@ -26,6 +26,19 @@ RESURFACING = ("surface_treatment", "mill_and_overlay", "reconstruction")
 CLEARING = ("pile_cleared",)
 _COLUMNS = "id, alert_id, asset_layer, asset_id, action, done_at, done_by, note, recorded_by, " \
            "recorded_at"
+# What a record changes beyond itself, per layer: the actions that change it and the statement
+# that does (parameters :asset and :done_at).
+_EFFECTS: dict[str, tuple[tuple[str, ...], str]] = {
+    # A later resurfacing only: a record of old work must not undo a newer surface.
+    "streets": (RESURFACING,
+                "UPDATE streets SET resurfaced_on = CAST(:done_at AS timestamptz)::date, "
+                "updated_at = now() WHERE id = :asset AND (resurfaced_on IS NULL "
+                "OR resurfaced_on < CAST(:done_at AS timestamptz)::date)"),
+    "debris_piles": (CLEARING,
+                     "UPDATE debris_piles d SET cleared_at = :done_at, updated_at = now() "
+                     "FROM debris_piles p WHERE p.id = :asset AND d.cleared_at IS NULL "
+                     "AND d.observed_at <= :done_at AND (d.id = p.id OR d.pile_ref = p.pile_ref)"),
+}
 
 
 def check_action(layer: str | None, action: str) -> None:
@@ -51,19 +64,9 @@ def record(conn: Connection, *, alert_id: int | None, asset_layer: str, asset_id
         {"alert": alert_id, "layer": asset_layer, "asset": asset_id, "action": action,
          "done_at": done_at, "done_by": done_by, "note": note, "recorded_by": recorded_by}
     ).mappings().one()
-    if asset_layer == "streets" and action in RESURFACING:
-        # A later resurfacing only: a record of old work must not undo a newer surface.
-        conn.execute(sa.text(
-            "UPDATE streets SET resurfaced_on = CAST(:done_at AS timestamptz)::date, "
-            "updated_at = now() WHERE id = :asset AND (resurfaced_on IS NULL "
-            "OR resurfaced_on < CAST(:done_at AS timestamptz)::date)"),
-            {"asset": asset_id, "done_at": done_at})
-    elif asset_layer == "debris_piles" and action in CLEARING:
-        conn.execute(sa.text(
-            "UPDATE debris_piles d SET cleared_at = :done_at, updated_at = now() "
-            "FROM debris_piles p WHERE p.id = :asset AND d.cleared_at IS NULL "
-            "AND d.observed_at <= :done_at AND (d.id = p.id OR d.pile_ref = p.pile_ref)"),
-            {"asset": asset_id, "done_at": done_at})
+    actions, effect = _EFFECTS.get(asset_layer, ((), ""))
+    if action in actions:
+        conn.execute(sa.text(effect), {"asset": asset_id, "done_at": done_at})
     return dict(row)
 
 

@@ -76,12 +76,7 @@ LAYERS: dict[str, LayerSpec] = {
         (
             EXTERNAL_ID,
             Field("name", "text"),
-            Field(
-                "road_class",
-                "text",
-                required=True,
-                vocabulary=vocab.ROAD_CLASSES,
-            ),
+            Field("road_class", "text", required=True, vocabulary=vocab.ROAD_CLASSES),
             Field("surface", "text"),
             Field("width_m", "float", min_value=0.5, max_value=200),
             Field("lanes", "int", min_value=1, max_value=20),
@@ -93,12 +88,7 @@ LAYERS: dict[str, LayerSpec] = {
         "manholes",
         (
             EXTERNAL_ID,
-            Field(
-                "kind",
-                "text",
-                required=True,
-                vocabulary=vocab.MANHOLE_KINDS,
-            ),
+            Field("kind", "text", required=True, vocabulary=vocab.MANHOLE_KINDS),
             Field("depth_m", "float", min_value=0.1, max_value=100),
             Field("cover_state", "text", vocabulary=vocab.COVER_STATES, default="ok"),
             Field("sensor_id", "text"),
@@ -120,12 +110,7 @@ LAYERS: dict[str, LayerSpec] = {
         (
             EXTERNAL_ID,
             Field("name", "text"),
-            Field(
-                "management_type",
-                "text",
-                required=True,
-                vocabulary=vocab.MANAGEMENT_TYPES,
-            ),
+            Field("management_type", "text", required=True, vocabulary=vocab.MANAGEMENT_TYPES),
             Field("households", "int", min_value=0, max_value=1_000_000),
             Field("built_year", "int", min_value=1000, max_value=2100),
         ),

@@ -97,24 +97,27 @@ def test_upgrade_creates_every_table_with_spatial_index_and_downgrade_removes_th
     engine.dispose()
 
 
+POINT = "ST_SetSRID(ST_Point(108.5, 32.5), 4326)"
+LINE = "ST_GeomFromText('LINESTRING(108.5 32.5, 108.6 32.5)', 4326)"
+TRIANGLE = "ST_GeomFromText('POLYGON((0 0,1 0,1 1,0 0))', 4326)"
+
+
+def _insert(table: str, external_id: str, field: str, value: str, geom: str) -> str:
+    """An asset of ``table`` with one class field set: only what the table requires."""
+    return (f"INSERT INTO {table} (source, external_id, {field}, geom) "
+            f"VALUES ('t', '{external_id}', '{value}', {geom})")
+
+
 # What the schema refuses, and why: the CHECK constraint by name, or PostGIS's column type.
+CHECK = psycopg.errors.CheckViolation
 REFUSED = [
-    ("INSERT INTO manholes (source, external_id, kind, geom) "
-     "VALUES ('t', 'm1', 'lava', ST_SetSRID(ST_Point(108.5, 32.5), 4326))",
-     psycopg.errors.CheckViolation, "ck_manholes_kind"),
-    ("INSERT INTO compounds (source, external_id, management_type, geom) VALUES "
-     "('t', 'c1', 'palace', ST_GeomFromText('POLYGON((0 0,1 0,1 1,0 0))', 4326))",
-     psycopg.errors.CheckViolation, "ck_compounds_management_type"),
-    ("INSERT INTO streets (source, external_id, road_class, geom) "
-     "VALUES ('t', 's1', 'primary', ST_SetSRID(ST_Point(108.5, 32.5), 4326))",
-     psycopg.errors.CheckViolation, "ck_streets_geometry_type"),
-    ("INSERT INTO streets (source, external_id, road_class, geom) VALUES "
-     "('t', 's2', 'runway', ST_GeomFromText('LINESTRING(108.5 32.5, 108.6 32.5)', 4326))",
-     psycopg.errors.CheckViolation, "ck_streets_road_class"),
+    (_insert("manholes", "m1", "kind", "lava", POINT), CHECK, "ck_manholes_kind"),
+    (_insert("compounds", "c1", "management_type", "palace", TRIANGLE), CHECK,
+     "ck_compounds_management_type"),
+    (_insert("streets", "s1", "road_class", "primary", POINT), CHECK, "ck_streets_geometry_type"),
+    (_insert("streets", "s2", "road_class", "runway", LINE), CHECK, "ck_streets_road_class"),
     # A line in a Point column: PostGIS's type modifier refuses it (no constraint name).
-    ("INSERT INTO manholes (source, external_id, kind, geom) VALUES "
-     "('t', 'm2', 'sewer', ST_GeomFromText('LINESTRING(108.5 32.5, 108.6 32.5)', 4326))",
-     psycopg.errors.InvalidParameterValue, None),
+    (_insert("manholes", "m2", "kind", "sewer", LINE), psycopg.errors.InvalidParameterValue, None),
 ]
 
 

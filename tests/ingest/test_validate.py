@@ -241,20 +241,22 @@ def test_every_canonical_value_maps_to_itself_and_other_to_other():
         assert nearest_value("zzqx", table, name, vocabulary) == OTHER
 
 
+# (table, field) -> what a city's value is nearest to in that field's vocabulary.
+NEAREST = {
+    ("streets", "road_class"): [
+        ("unclassified", "residential"), ("motorway_link", "primary"), ("A41", "residential"),
+        ("A63", "service"), ("S1200", "secondary"), ("Major Collector", "tertiary"),
+        ("MA", "other"),
+    ],
+    ("manholes", "kind"): [("drain", "storm"), ("Sanitary Sewer", "sewer"), ("heating", "other")],
+    ("parking", "kind"): [("street_side", "on_street"), ("multi-storey", "lot")],
+    ("road_damage", "damage_class"): [("Pothole", "D40")],
+}
+
+
 @pytest.mark.parametrize(("table", "field", "value", "expected"), [
-    ("streets", "road_class", "unclassified", "residential"),
-    ("streets", "road_class", "motorway_link", "primary"),
-    ("streets", "road_class", "A41", "residential"),
-    ("streets", "road_class", "A63", "service"),
-    ("streets", "road_class", "S1200", "secondary"),
-    ("streets", "road_class", "Major Collector", "tertiary"),
-    ("streets", "road_class", "MA", "other"),
-    ("manholes", "kind", "drain", "storm"),
-    ("manholes", "kind", "Sanitary Sewer", "sewer"),
-    ("manholes", "kind", "heating", "other"),
-    ("parking", "kind", "street_side", "on_street"),
-    ("parking", "kind", "multi-storey", "lot"),
-    ("road_damage", "damage_class", "Pothole", "D40"),
+    (table, field, value, expected)
+    for (table, field), cases in NEAREST.items() for value, expected in cases
 ])
 def test_nearest_value(table, field, value, expected):
     assert nearest_value(value, table, field, FIELD_VOCABULARIES[(table, field)]) == expected

@@ -7,15 +7,11 @@ Create Date: 2026-11-30
 
 import sqlalchemy as sa
 from alembic import op
-from geoalchemy2 import Geometry
-from sqlalchemy.dialects.postgresql import JSONB
+
+from geo.migrations import ddl
 
 revision = "0001"
 down_revision = None
-branch_labels = None
-depends_on = None
-
-SRID = 4326
 
 # Declared with the schema so readings of these metrics can land from the first run
 # (ranges and thresholds from the domain notes; NULL direction: neither higher nor lower is better).
@@ -48,39 +44,22 @@ def _feature_columns(id_column: sa.Column, geometry_type: str, *extra: sa.Column
         sa.Column("source", sa.Text, nullable=False),
         sa.Column("external_id", sa.Text, nullable=False),
         *extra,
-        sa.Column("properties", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
-        sa.Column(
-            "geom",
-            Geometry(geometry_type, srid=SRID, spatial_index=False),
-            nullable=False,
-        ),
-        sa.Column(
-            "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
-        ),
-        sa.Column(
-            "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
-        ),
+        *ddl.feature_columns(geometry_type),
     ]
 
 
 def _asset_columns(geometry_type: str) -> list:
     # One sequence for all asset tables, so a reading's asset_id names one asset in the twin.
-    asset_id = sa.Column("id", sa.BigInteger, primary_key=True,
-                         server_default=sa.text("nextval('asset_id_seq')"))
-    return _feature_columns(asset_id, geometry_type)
+    return _feature_columns(ddl.asset_key(), geometry_type)
 
 
 def _observation_columns(geometry_type: str) -> list:
     return _feature_columns(
-        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        ddl.identity_key(),
         geometry_type,
         sa.Column("observed_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("confidence", sa.Float, nullable=False, server_default="1.0"),
     )
-
-
-def _spatial_index(table: str) -> None:
-    op.create_index(f"ix_{table}_geom", table, ["geom"], postgresql_using="gist")
 
 
 def upgrade() -> None:
@@ -144,7 +123,7 @@ def upgrade() -> None:
         op.create_unique_constraint(
             f"uq_{table}_source_external_id", table, ["source", "external_id"]
         )
-        _spatial_index(table)
+        ddl.gist_index(table)
 
     op.create_table(
         "road_damage",
@@ -174,7 +153,7 @@ def upgrade() -> None:
         op.create_unique_constraint(
             f"uq_{table}_source_external_id", table, ["source", "external_id"]
         )
-        _spatial_index(table)
+        ddl.gist_index(table)
         op.create_index(f"ix_{table}_observed_at", table, ["observed_at"])
     op.create_index("ix_road_damage_street_id", "road_damage", ["street_id"])
     op.create_index("ix_debris_piles_pile_ref", "debris_piles", ["pile_ref"])
@@ -190,7 +169,7 @@ def upgrade() -> None:
 
     metrics = op.create_table(
         "metrics",
-        sa.Column("id", sa.SmallInteger, sa.Identity(), primary_key=True),
+        ddl.identity_key(sa.SmallInteger),
         sa.Column("name", sa.Text, nullable=False, unique=True),
         sa.Column("unit", sa.Text, nullable=False),
         sa.Column("min_value", sa.Float, nullable=False),
@@ -227,15 +206,13 @@ def upgrade() -> None:
 
     op.create_table(
         "ingest_runs",
-        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        ddl.identity_key(),
         sa.Column("layer", sa.Text, nullable=False),
         sa.Column("source", sa.Text, nullable=False),
         sa.Column("path", sa.Text, nullable=False),
         sa.Column("checksum_sha256", sa.Text, nullable=False),
         sa.Column("status", sa.Text, nullable=False),
-        sa.Column(
-            "started_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
-        ),
+        ddl.stamp("started_at"),
         sa.Column("finished_at", sa.DateTime(timezone=True)),
         sa.Column("rows_read", sa.BigInteger, nullable=False, server_default="0"),
         sa.Column("rows_new", sa.BigInteger, nullable=False, server_default="0"),

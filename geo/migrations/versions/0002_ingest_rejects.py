@@ -8,10 +8,10 @@ Create Date: 2026-11-30
 import sqlalchemy as sa
 from alembic import op
 
+from geo.migrations import ddl
+
 revision = "0002"
 down_revision = "0001"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:
@@ -30,7 +30,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "ingest_rejects",
-        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        ddl.identity_key(),
         sa.Column(
             "run_id",
             sa.BigInteger,

@@ -7,13 +7,11 @@ Create Date: 2026-11-30
 
 import sqlalchemy as sa
 from alembic import op
-from geoalchemy2 import Geometry
-from sqlalchemy.dialects.postgresql import JSONB
+
+from geo.migrations import ddl
 
 revision = "0003"
 down_revision = "0002"
-branch_labels = None
-depends_on = None
 
 ALERT_STATUSES = ("open", "acknowledged", "in_progress", "resolved", "dismissed")
 # Tables whose changes the service must learn of at once (tile caches, ETags, alert streams).
@@ -27,39 +25,36 @@ VERSIONED = (*WATCHED, "readings")
 def upgrade() -> None:
     op.create_table(
         "api_keys",
-        sa.Column("id", sa.Integer, sa.Identity(), primary_key=True),
+        ddl.identity_key(sa.Integer),
         sa.Column("name", sa.Text, nullable=False, unique=True),
         sa.Column("role", sa.Text, nullable=False),
         # Only a hash is kept; the key itself is shown once, when it is made.
         sa.Column("key_hash", sa.Text, nullable=False, unique=True),
         sa.Column("key_prefix", sa.Text, nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.now()),
+        ddl.stamp("created_at"),
         sa.Column("revoked_at", sa.DateTime(timezone=True)),
         sa.CheckConstraint("role IN ('viewer', 'crew', 'planner', 'admin')",
                            name="ck_api_keys_role"),
     )
     op.create_table(
         "alerts",
-        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        ddl.identity_key(),
         sa.Column("kind", sa.Text, nullable=False),
         sa.Column("severity", sa.Text, nullable=False),
         sa.Column("asset_layer", sa.Text),
         sa.Column("asset_id", sa.BigInteger),
         sa.Column("reason", sa.Text, nullable=False),
-        sa.Column("details", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+        ddl.json_object("details"),
         sa.Column("status", sa.Text, nullable=False, server_default="open"),
-        sa.Column("opened_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.now()),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.now()),
+        ddl.stamp("opened_at"),
+        ddl.stamp("updated_at"),
         sa.Column("closed_at", sa.DateTime(timezone=True)),
-        sa.Column("geom", Geometry("GEOMETRY", srid=4326, spatial_index=False), nullable=False),
+        ddl.geometry(nullable=False),
         sa.CheckConstraint("severity IN ('low', 'medium', 'high', 'critical')",
                            name="ck_alerts_severity"),
         sa.CheckConstraint(f"status IN {ALERT_STATUSES}", name="ck_alerts_status"),
     )
-    op.create_index("ix_alerts_geom", "alerts", ["geom"], postgresql_using="gist")
+    ddl.gist_index("alerts")
     op.create_index("ix_alerts_status_updated", "alerts", ["status", "updated_at"])
     # One open alert per asset and kind: "open" here is any state before resolved/dismissed.
     op.create_index(
@@ -68,11 +63,10 @@ def upgrade() -> None:
     )
     op.create_table(
         "alert_events",
-        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        ddl.identity_key(),
         sa.Column("alert_id", sa.BigInteger, sa.ForeignKey("alerts.id", ondelete="CASCADE"),
                   nullable=False),
-        sa.Column("at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.clock_timestamp()),
+        ddl.clock_stamp("at"),
         sa.Column("actor", sa.Text, nullable=False),
         sa.Column("from_status", sa.Text),
         sa.Column("to_status", sa.Text, nullable=False),
@@ -86,8 +80,7 @@ def upgrade() -> None:
         "layer_versions",
         sa.Column("layer", sa.Text, primary_key=True),
         sa.Column("version", sa.BigInteger, nullable=False, server_default="0"),
-        sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.now()),
+        ddl.stamp("changed_at"),
     )
     op.execute(
         "INSERT INTO layer_versions (layer) VALUES "
@@ -110,20 +103,12 @@ def upgrade() -> None:
         END $$
     """)
     for table in WATCHED:
-        # Transition tables allow one event per trigger; a statement that touches no row
-        # (an idempotent re-ingest) bumps nothing.
-        for event, transition in (("INSERT", "NEW"), ("UPDATE", "NEW"), ("DELETE", "OLD")):
-            op.execute(
-                f"CREATE TRIGGER {table}_{event.lower()}_changed AFTER {event} ON {table} "
-                f"REFERENCING {transition} TABLE AS changed_rows "
-                f"FOR EACH STATEMENT EXECUTE FUNCTION twin_layer_changed()"
-            )
+        ddl.watch_changes(table)
 
 
 def downgrade() -> None:
     for table in WATCHED:
-        for event in ("insert", "update", "delete"):
-            op.execute(f"DROP TRIGGER {table}_{event}_changed ON {table}")
+        ddl.unwatch_changes(table)
     op.execute("DROP FUNCTION twin_layer_changed()")
     op.execute("DROP FUNCTION twin_touch_layer(text)")
     op.drop_table("layer_versions")

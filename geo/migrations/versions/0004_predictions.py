@@ -7,13 +7,12 @@ Create Date: 2026-12-01
 
 import sqlalchemy as sa
 from alembic import op
-from geoalchemy2 import Geometry
 from sqlalchemy.dialects.postgresql import JSONB
+
+from geo.migrations import ddl
 
 revision = "0004"
 down_revision = "0003"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:
@@ -22,17 +21,15 @@ def upgrade() -> None:
         sa.Column("version", sa.Text, primary_key=True),
         sa.Column("target", sa.Text, nullable=False),  # road_wear, debris, ...
         sa.Column("metric", sa.Text),  # the condition metric a road-wear model forecasts
-        sa.Column("trained_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.now()),
+        ddl.stamp("trained_at"),
         # What the model saw: observations in [train_from, train_to] (train_to is the as-of).
         sa.Column("train_from", sa.DateTime(timezone=True)),
         sa.Column("train_to", sa.DateTime(timezone=True), nullable=False),
         sa.Column("rows", sa.Integer, nullable=False, server_default="0"),
-        sa.Column("metrics", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+        ddl.json_object("metrics"),
         sa.Column("features", JSONB, nullable=False, server_default=sa.text("'[]'::jsonb")),
-        sa.Column("params", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
-        sa.Column("library_versions", JSONB, nullable=False,
-                  server_default=sa.text("'{}'::jsonb")),
+        ddl.json_object("params"),
+        ddl.json_object("library_versions"),
         # The estimator in skops format (never a bare pickle) and its checksum.
         sa.Column("skops", sa.LargeBinary, nullable=False),
         sa.Column("sha256", sa.Text, nullable=False),
@@ -42,7 +39,7 @@ def upgrade() -> None:
 
     op.create_table(
         "predictions",
-        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        ddl.identity_key(),
         sa.Column("run_id", sa.Text, nullable=False),
         sa.Column("model_version", sa.Text,
                   sa.ForeignKey("models.version", ondelete="CASCADE"), nullable=False),
@@ -52,18 +49,9 @@ def upgrade() -> None:
         # What is forecast when it is not an asset: a grid cell or a debris pile's reference.
         sa.Column("subject", sa.Text),
         sa.Column("metric_id", sa.SmallInteger, sa.ForeignKey("metrics.id")),
-        sa.Column("as_of", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("target_date", sa.Date, nullable=False),
-        sa.Column("horizon_days", sa.Integer, nullable=False),
-        sa.Column("value", sa.Float, nullable=False),
-        sa.Column("lower", sa.Float),
-        sa.Column("upper", sa.Float),
-        # Days from as_of until the median forecast crosses the alert threshold (NULL: not
-        # within the look-ahead).
-        sa.Column("days_to_threshold", sa.Integer),
-        sa.Column("geom", Geometry("GEOMETRY", srid=4326, spatial_index=False)),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.now()),
+        *ddl.forecast_columns(),
+        ddl.geometry(),
+        ddl.stamp("created_at"),
         sa.CheckConstraint("horizon_days > 0", name="ck_predictions_horizon_positive"),
         sa.CheckConstraint("lower IS NULL OR upper IS NULL OR lower <= upper",
                            name="ck_predictions_interval"),
@@ -77,7 +65,7 @@ def upgrade() -> None:
                      sa.text("created_at DESC")])
     op.create_index("ix_predictions_run", "predictions", ["run_id"])
     op.create_index("ix_predictions_model_version", "predictions", ["model_version"])
-    op.create_index("ix_predictions_geom", "predictions", ["geom"], postgresql_using="gist")
+    ddl.gist_index("predictions")
 
 
 def downgrade() -> None:

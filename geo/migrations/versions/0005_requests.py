@@ -10,13 +10,11 @@ Create Date: 2026-12-02
 
 import sqlalchemy as sa
 from alembic import op
-from geoalchemy2 import Geometry
-from sqlalchemy.dialects.postgresql import JSONB
+
+from geo.migrations import ddl
 
 revision = "0005"
 down_revision = "0004"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:
@@ -24,15 +22,14 @@ def upgrade() -> None:
         "service_requests",
         # Drawn from the asset sequence: an overdue request's alert names it by asset_id, and
         # alert joins elsewhere match on asset_id alone, so the ids must not collide with assets.
-        sa.Column("id", sa.BigInteger, primary_key=True,
-                  server_default=sa.text("nextval('asset_id_seq')")),
+        ddl.asset_key(),
         sa.Column("token", sa.Text, nullable=False, unique=True),
         sa.Column("service_code", sa.Text, nullable=False),
         sa.Column("description", sa.Text),
-        sa.Column("attributes", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+        ddl.json_object("attributes"),
         sa.Column("address_string", sa.Text),
         sa.Column("media_url", sa.Text),
-        sa.Column("geom", Geometry("POINT", srid=4326, spatial_index=False), nullable=False),
+        ddl.geometry("POINT", nullable=False),
         sa.Column("status", sa.Text, nullable=False, server_default="open"),
         sa.Column("status_notes", sa.Text),
         # Triage: big / small / private matter, where the answer came from, and who fixes it.
@@ -53,10 +50,8 @@ def upgrade() -> None:
         sa.Column("api_key_name", sa.Text, nullable=False),
         # sha256 of key + service + place + description + attributes: repeated posts.
         sa.Column("fingerprint", sa.Text, nullable=False),
-        sa.Column("requested_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.now()),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.now()),
+        ddl.stamp("requested_at"),
+        ddl.stamp("updated_at"),
         sa.Column("expected_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("closed_at", sa.DateTime(timezone=True)),
         sa.CheckConstraint("status IN ('open', 'closed')", name="ck_service_requests_status"),
@@ -67,8 +62,7 @@ def upgrade() -> None:
         sa.CheckConstraint("description IS NULL OR char_length(description) <= 4000",
                            name="ck_service_requests_description_length"),
     )
-    op.create_index("ix_service_requests_geom", "service_requests", ["geom"],
-                    postgresql_using="gist")
+    ddl.gist_index("service_requests")
     op.create_index("ix_service_requests_status_expected", "service_requests",
                     ["status", "expected_at"])
     op.create_index("ix_service_requests_requested", "service_requests", ["requested_at"])
@@ -95,15 +89,14 @@ def upgrade() -> None:
     # +1 links: a later report of the same matter supports the first request or an alert.
     op.create_table(
         "service_request_supporters",
-        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        ddl.identity_key(),
         sa.Column("request_id", sa.BigInteger,
                   sa.ForeignKey("service_requests.id", ondelete="CASCADE")),
         sa.Column("alert_id", sa.BigInteger, sa.ForeignKey("alerts.id", ondelete="CASCADE")),
         sa.Column("supporter_id", sa.BigInteger,
                   sa.ForeignKey("service_requests.id", ondelete="CASCADE"), nullable=False,
                   unique=True),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.now()),
+        ddl.stamp("created_at"),
         sa.CheckConstraint("(request_id IS NULL) <> (alert_id IS NULL)",
                            name="ck_service_request_supporters_one_target"),
     )
@@ -114,11 +107,10 @@ def upgrade() -> None:
 
     op.create_table(
         "service_request_events",
-        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        ddl.identity_key(),
         sa.Column("request_id", sa.BigInteger,
                   sa.ForeignKey("service_requests.id", ondelete="CASCADE"), nullable=False),
-        sa.Column("at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.clock_timestamp()),
+        ddl.clock_stamp("at"),
         sa.Column("actor", sa.Text, nullable=False),
         sa.Column("kind", sa.Text, nullable=False),  # status, classification, overdue
         sa.Column("from_value", sa.Text),

@@ -19,8 +19,6 @@ from geo.vocabulary import FIELD_VOCABULARIES, OTHER
 
 revision = "0006"
 down_revision = "0005"
-branch_labels = None
-depends_on = None
 
 # (table, field) -> the name of its CHECK constraint; streets.road_class had none before.
 CONSTRAINTS = {

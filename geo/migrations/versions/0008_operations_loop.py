@@ -11,10 +11,10 @@ from alembic import op
 from procrastinate.schema import SchemaManager
 from sqlalchemy.dialects.postgresql import JSONB
 
+from geo.migrations import ddl
+
 revision = "0008"
 down_revision = "0007"
-branch_labels = None
-depends_on = None
 
 # procrastinate's own objects (its schema.sql of the pinned version, see pyproject.toml): the
 # downgrade drops exactly these. A newer procrastinate brings migration files of its own, to be
@@ -37,8 +37,7 @@ def upgrade() -> None:
     op.create_table(
         "rule_queue",
         sa.Column("asset_id", sa.BigInteger, primary_key=True),
-        sa.Column("noted_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.clock_timestamp()),
+        ddl.clock_stamp("noted_at"),
     )
 
     # What raised (or reopened) an alert and when that evidence was observed: a settled alert
@@ -52,7 +51,7 @@ def upgrade() -> None:
 
     op.create_table(
         "work_records",
-        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        ddl.identity_key(),
         sa.Column("alert_id", sa.BigInteger, sa.ForeignKey("alerts.id", ondelete="SET NULL")),
         sa.Column("asset_layer", sa.Text, nullable=False),
         sa.Column("asset_id", sa.BigInteger, nullable=False),
@@ -61,8 +60,7 @@ def upgrade() -> None:
         sa.Column("done_by", sa.Text, nullable=False),
         sa.Column("note", sa.Text),
         sa.Column("recorded_by", sa.Text, nullable=False),
-        sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.now()),
+        ddl.stamp("recorded_at"),
     )
     op.create_index("ix_work_records_asset", "work_records",
                     ["asset_layer", "asset_id", sa.text("done_at DESC")])
@@ -70,7 +68,7 @@ def upgrade() -> None:
 
     op.create_table(
         "photos",
-        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        ddl.identity_key(),
         sa.Column("alert_id", sa.BigInteger, sa.ForeignKey("alerts.id", ondelete="CASCADE")),
         sa.Column("work_record_id", sa.BigInteger,
                   sa.ForeignKey("work_records.id", ondelete="CASCADE")),
@@ -80,8 +78,7 @@ def upgrade() -> None:
         # Relative to the photo directory; the file name is the checksum, never the client's.
         sa.Column("path", sa.Text, nullable=False),
         sa.Column("uploaded_by", sa.Text, nullable=False),
-        sa.Column("uploaded_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.now()),
+        ddl.stamp("uploaded_at"),
         sa.CheckConstraint("alert_id IS NOT NULL OR work_record_id IS NOT NULL",
                            name="ck_photos_attached"),
     )

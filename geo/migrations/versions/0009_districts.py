@@ -26,15 +26,12 @@ Create Date: 2026-12-07
 
 import sqlalchemy as sa
 from alembic import op
-from geoalchemy2 import Geometry
-from sqlalchemy.dialects.postgresql import JSONB
 
+from geo.migrations import ddl
 from geo.vocabulary import DISTRICT_LEVELS
 
 revision = "0009"
 down_revision = "0008"
-branch_labels = None
-depends_on = None
 
 # Every table whose rows lie somewhere and are counted, filtered or routed per district.
 LOCATED = ("streets", "manholes", "parking", "compounds", "road_damage", "debris_piles",
@@ -74,19 +71,14 @@ def upgrade() -> None:
                                    f"twin_geometry_kind_in(geom, {_kinds(kinds)})")
     op.create_table(
         "districts",
-        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        ddl.identity_key(),
         sa.Column("source", sa.Text, nullable=False),
         sa.Column("external_id", sa.Text, nullable=False),
         sa.Column("name", sa.Text, nullable=False),
         sa.Column("name_en", sa.Text),
         sa.Column("level", sa.Text, nullable=False),
         sa.Column("parent_code", sa.Text),  # the parent's external_id, as the file gives it
-        sa.Column("properties", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
-        sa.Column("geom", Geometry("GEOMETRY", srid=4326, spatial_index=False), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.now()),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.now()),
+        *ddl.feature_columns(),
         # Maintained by twin_districts_changed(): resolved parent and the names of the
         # community and sub-district this district is or lies in.
         sa.Column("parent_id", sa.BigInteger),
@@ -98,7 +90,7 @@ def upgrade() -> None:
                            name="ck_districts_geometry_type"),
         sa.UniqueConstraint("source", "external_id", name="uq_districts_source_external_id"),
     )
-    op.create_index("ix_districts_geom", "districts", ["geom"], postgresql_using="gist")
+    ddl.gist_index("districts")
     op.create_index("ix_districts_external_id", "districts", ["external_id"])
 
     op.execute("""
@@ -119,10 +111,7 @@ def upgrade() -> None:
         END $$
     """)
     for table in LOCATED:
-        op.add_column(table, sa.Column("district_id", sa.BigInteger))
-        op.create_index(f"ix_{table}_district_id", table, ["district_id"])
-        op.execute(f"CREATE TRIGGER {table}_locate_district BEFORE INSERT OR UPDATE OF geom "
-                   f"ON {table} FOR EACH ROW EXECUTE FUNCTION twin_locate_district()")
+        ddl.locate_in_districts(table)
 
     # When districts change: re-link parents (by code, else spatially), recompute the level
     # names, and re-locate the rows of every located table within the changed area. Updates
@@ -200,11 +189,7 @@ def upgrade() -> None:
                "EXECUTE FUNCTION twin_districts_changed()")
     # Versioned like the other layers (tile ETags, caches): a district renamed changes the
     # `district` of every feature in it without touching their rows.
-    op.execute("INSERT INTO layer_versions (layer) VALUES ('districts')")
-    for event, transition in (("INSERT", "NEW"), ("UPDATE", "NEW"), ("DELETE", "OLD")):
-        op.execute(f"CREATE TRIGGER districts_{event.lower()}_changed AFTER {event} ON districts "
-                   f"REFERENCING {transition} TABLE AS changed_rows FOR EACH STATEMENT "
-                   f"EXECUTE FUNCTION twin_layer_changed()")
+    ddl.watch_layer("districts")
 
 
 def downgrade() -> None:

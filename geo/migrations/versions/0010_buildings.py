@@ -12,15 +12,12 @@ Create Date: 2026-12-07
 
 import sqlalchemy as sa
 from alembic import op
-from geoalchemy2 import Geometry
-from sqlalchemy.dialects.postgresql import JSONB
 
+from geo.migrations import ddl
 from geo.vocabulary import FIELD_VOCABULARIES
 
 revision = "0010"
 down_revision = "0009"
-branch_labels = None
-depends_on = None
 
 TABLE = "buildings"
 WATCHED = (TABLE, "service_requests")
@@ -35,8 +32,7 @@ def _in(values: tuple[str, ...]) -> str:
 def upgrade() -> None:
     op.create_table(
         TABLE,
-        sa.Column("id", sa.BigInteger, primary_key=True,
-                  server_default=sa.text("nextval('asset_id_seq')")),
+        ddl.asset_key(),
         sa.Column("source", sa.Text, nullable=False),
         sa.Column("external_id", sa.Text, nullable=False),
         sa.Column("name", sa.Text),
@@ -49,12 +45,7 @@ def upgrade() -> None:
         sa.Column("condition", sa.Text),
         sa.Column("compound_id", sa.BigInteger,
                   sa.ForeignKey("compounds.id", ondelete="SET NULL")),
-        sa.Column("properties", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
-        sa.Column("geom", Geometry("GEOMETRY", srid=4326, spatial_index=False), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.now()),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.now()),
+        *ddl.feature_columns(),
         # Through 0009's function, so that geometry_columns reports GEOMETRY, not POLYGON.
         sa.CheckConstraint("twin_geometry_kind_in(geom, ARRAY['POLYGON', 'MULTIPOLYGON'])",
                            name="ck_buildings_geometry_type"),
@@ -68,15 +59,12 @@ def upgrade() -> None:
         # NULL IN (...) is NULL, which a CHECK lets through: every one of these is optional.
         op.create_check_constraint(name, TABLE,
                                    f"{field} IN {_in(FIELD_VOCABULARIES[(TABLE, field)].allowed)}")
-    op.create_index("ix_buildings_geom", TABLE, ["geom"], postgresql_using="gist")
+    ddl.gist_index(TABLE)
     op.create_index("ix_buildings_compound_id", TABLE, ["compound_id"])
 
     # Each house knows its district as every located row does (migration 0009): set by the
     # same trigger function when it is written or moved, and re-set when districts change.
-    op.add_column(TABLE, sa.Column("district_id", sa.BigInteger))
-    op.create_index("ix_buildings_district_id", TABLE, ["district_id"])
-    op.execute(f"CREATE TRIGGER {TABLE}_locate_district BEFORE INSERT OR UPDATE OF geom "
-               f"ON {TABLE} FOR EACH ROW EXECUTE FUNCTION twin_locate_district()")
+    ddl.locate_in_districts(TABLE)
     op.execute(f"""
         CREATE FUNCTION twin_relocate_buildings() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
@@ -97,18 +85,12 @@ def upgrade() -> None:
     # Watched like the other layers (migration 0003): tiles and ETags follow their changes.
     # Residents' requests too, since a building's tile counts the open ones at it.
     for table in WATCHED:
-        op.execute(f"INSERT INTO layer_versions (layer) VALUES ('{table}')")
-        for event, transition in (("INSERT", "NEW"), ("UPDATE", "NEW"), ("DELETE", "OLD")):
-            op.execute(
-                f"CREATE TRIGGER {table}_{event.lower()}_changed AFTER {event} ON {table} "
-                f"REFERENCING {transition} TABLE AS changed_rows "
-                f"FOR EACH STATEMENT EXECUTE FUNCTION twin_layer_changed()"
-            )
+        ddl.watch_layer(table)
 
 
 def downgrade() -> None:
+    ddl.unwatch_changes("service_requests")
     for event in ("insert", "update", "delete"):
-        op.execute(f"DROP TRIGGER service_requests_{event}_changed ON service_requests")
         op.execute(f"DROP TRIGGER districts_{event}_relocate_buildings ON districts")
     op.execute("DROP FUNCTION twin_relocate_buildings()")
     op.drop_table(TABLE)  # its triggers and indexes go with it

@@ -18,10 +18,10 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
+from geo.migrations import ddl
+
 revision = "0011"
 down_revision = "0010"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:
@@ -36,43 +36,40 @@ def upgrade() -> None:
 
     op.create_table(
         "service_request_photos",
-        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        ddl.identity_key(),
         sa.Column("request_id", sa.BigInteger,
                   sa.ForeignKey("service_requests.id", ondelete="CASCADE"), nullable=False),
         sa.Column("media_type", sa.Text, nullable=False),
         sa.Column("size", sa.Integer, nullable=False),
         sa.Column("sha256", sa.Text, nullable=False),
         sa.Column("path", sa.Text, nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.now()),
+        ddl.stamp("created_at"),
     )
     op.create_index("ix_service_request_photos_request", "service_request_photos",
                     ["request_id"])
 
     op.create_table(
         "request_outbox",
-        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        ddl.identity_key(),
         sa.Column("request_id", sa.BigInteger,
                   sa.ForeignKey("service_requests.id", ondelete="CASCADE"), nullable=False),
         sa.Column("kind", sa.Text, nullable=False),  # status, reply
         sa.Column("payload", JSONB, nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.clock_timestamp()),
+        ddl.clock_stamp("created_at"),
         sa.CheckConstraint("kind IN ('status', 'reply')", name="ck_request_outbox_kind"),
     )
     op.create_index("ix_request_outbox_request", "request_outbox", ["request_id", "id"])
 
     op.create_table(
         "webhook_subscriptions",
-        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        ddl.identity_key(),
         sa.Column("url", sa.Text, nullable=False),
         # The HMAC key the receiver checks signatures with (it must be readable to sign).
         sa.Column("secret", sa.Text, nullable=False),
         sa.Column("description", sa.Text),
         sa.Column("active", sa.Boolean, nullable=False, server_default=sa.true()),
         sa.Column("created_by", sa.Text, nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.now()),
+        ddl.stamp("created_at"),
     )
 
     op.create_table(
@@ -85,8 +82,7 @@ def upgrade() -> None:
         sa.Column("request_id", sa.BigInteger, nullable=False),
         sa.Column("status", sa.Text, nullable=False, server_default="pending"),
         sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
-        sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.now()),
+        ddl.stamp("next_attempt_at"),
         sa.Column("last_error", sa.Text),
         sa.Column("delivered_at", sa.DateTime(timezone=True)),
         sa.PrimaryKeyConstraint("subscription_id", "outbox_id"),

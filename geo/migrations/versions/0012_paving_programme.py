@@ -12,16 +12,16 @@ Create Date: 2026-12-07
 import sqlalchemy as sa
 from alembic import op
 
+from geo.migrations import ddl
+
 revision = "0012"
 down_revision = "0011"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:
     op.create_table(
         "paving_programme",
-        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        ddl.identity_key(),
         sa.Column("street_id", sa.BigInteger, sa.ForeignKey("streets.id", ondelete="CASCADE"),
                   nullable=False),
         sa.Column("year", sa.Integer, nullable=False),
@@ -29,8 +29,7 @@ def upgrade() -> None:
         sa.Column("planned_on", sa.Date),
         sa.Column("published_on", sa.Date),
         sa.Column("source", sa.Text, nullable=False),
-        sa.Column("loaded_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.now()),
+        ddl.stamp("loaded_at"),
         sa.UniqueConstraint("street_id", "year", "treatment", "source",
                             name="uq_paving_programme_entry"),
         sa.CheckConstraint("year BETWEEN 1900 AND 2200", name="ck_paving_programme_year"),

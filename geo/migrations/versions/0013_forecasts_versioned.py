@@ -10,26 +10,19 @@ Create Date: 2026-12-07
 
 from alembic import op
 
+from geo.migrations import ddl
+
 revision = "0013"
 down_revision = "0012"
-branch_labels = None
-depends_on = None
-
-_EVENTS = (("INSERT", "NEW"), ("UPDATE", "NEW"), ("DELETE", "OLD"))
 
 
 def upgrade() -> None:
     op.execute("INSERT INTO layer_versions (layer) VALUES ('predictions') "
                "ON CONFLICT (layer) DO NOTHING")
-    for event, transition in _EVENTS:
-        op.execute(
-            f"CREATE TRIGGER predictions_{event.lower()}_changed AFTER {event} ON predictions "
-            f"REFERENCING {transition} TABLE AS changed_rows "
-            f"FOR EACH STATEMENT EXECUTE FUNCTION twin_layer_changed()"
-        )
+    ddl.watch_changes("predictions")
 
 
 def downgrade() -> None:
-    for event, _ in _EVENTS:
-        op.execute(f"DROP TRIGGER IF EXISTS predictions_{event.lower()}_changed ON predictions")
+    for event in ("insert", "update", "delete"):
+        op.execute(f"DROP TRIGGER IF EXISTS predictions_{event}_changed ON predictions")
     op.execute("DELETE FROM layer_versions WHERE layer = 'predictions'")

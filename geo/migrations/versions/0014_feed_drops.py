@@ -16,20 +16,19 @@ Create Date: 2026-12-07
 import sqlalchemy as sa
 from alembic import op
 
+from geo.migrations import ddl
+
 revision = "0014"
 down_revision = "0013"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:
     op.add_column("ingest_runs", sa.Column("backend_start", sa.DateTime(timezone=True)))
     op.create_table(
         "feed_drops",
-        sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+        ddl.identity_key(),
         sa.Column("broker", sa.Text, nullable=False),  # host:port
-        sa.Column("seen_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.now()),
+        ddl.stamp("seen_at"),
         # The broker's counter as read (since the broker started) and what it added since
         # the previous row of the same broker: the messages known lost.
         sa.Column("dropped_total", sa.BigInteger, nullable=False),

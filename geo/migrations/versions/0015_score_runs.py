@@ -19,13 +19,12 @@ Create Date: 2026-12-07
 
 import sqlalchemy as sa
 from alembic import op
-from geoalchemy2 import Geometry
 from sqlalchemy.dialects.postgresql import ARRAY
+
+from geo.migrations import ddl
 
 revision = "0015"
 down_revision = "0014"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:
@@ -40,8 +39,7 @@ def upgrade() -> None:
         sa.Column("horizons", ARRAY(sa.Integer), nullable=False),
         sa.Column("threshold", sa.Float),
         sa.Column("parts", sa.Integer, nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.now()),
+        ddl.stamp("created_at"),
         # Set once, in the transaction that moves the staged forecasts into predictions.
         sa.Column("published_at", sa.DateTime(timezone=True)),
         sa.Column("rows", sa.Integer),
@@ -69,15 +67,9 @@ def upgrade() -> None:
         sa.Column("asset_id", sa.BigInteger, nullable=False),
         sa.Column("subject", sa.Text),
         sa.Column("metric_id", sa.SmallInteger, nullable=False),
-        sa.Column("as_of", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("target_date", sa.Date, nullable=False),
-        sa.Column("horizon_days", sa.Integer, nullable=False),
-        sa.Column("value", sa.Float, nullable=False),
-        sa.Column("lower", sa.Float),
-        sa.Column("upper", sa.Float),
-        sa.Column("days_to_threshold", sa.Integer),
+        *ddl.forecast_columns(),
         sa.Column("p_cleared", sa.Float),
-        sa.Column("geom", Geometry("GEOMETRY", srid=4326, spatial_index=False)),
+        ddl.geometry(),
         # Each forecast once per run, whichever part or attempt wrote it.
         sa.PrimaryKeyConstraint("run_id", "asset_layer", "asset_id", "metric_id",
                                 "horizon_days", name="pk_staged_predictions"),

@@ -15,8 +15,6 @@ from alembic import op
 
 revision = "0016"
 down_revision = "0015"
-branch_labels = None
-depends_on = None
 
 
 # A split run's parts stage their forecasts before publishing them (migration 0015).
