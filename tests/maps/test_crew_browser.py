@@ -11,6 +11,7 @@ docs/map-crew-phone.png).
 
 import os
 import struct
+import warnings
 import zlib
 from pathlib import Path
 
@@ -85,16 +86,26 @@ def _png_file(width: int, height: int, idat: bytes) -> bytes:
 
 
 def _open(browser, url: str, size: dict):
+    """The page at ``url`` once its markers and lines are drawn and nothing is loading."""
     page = browser.new_page()
     page.call("Emulation.setDeviceMetricsOverride", **size)
-    page.call("Page.navigate", url=url)
     drawn = ("[document.querySelectorAll('.leaflet-marker-icon').length, "
              "document.querySelectorAll('.leaflet-twin-lines-pane path').length]")
-    assert page.wait(f"(([markers, lines]) => markers > 0 && lines > 20)({drawn})",
-                     timeout=60), (  # generous: the machine may be busy
-        f"markers and lines {page.evaluate(drawn)}, still loading {page.pending_urls()}, "
-        f"errors {page.errors()}")
-    return page
+    for attempt in (1, 2):
+        page.events.clear()
+        page.call("Page.navigate", url=url)
+        if page.wait(f"(([markers, lines]) => markers > 0 && lines > 20)({drawn})",
+                     timeout=60):  # generous: the machine may be busy
+            return page
+        stuck = (f"markers and lines {page.evaluate(drawn)}, still loading "
+                 f"{page.pending_urls()}, errors {page.errors()}")
+        if attempt == 1:
+            # Not understood yet: in some full runs of the suite (3 of 6 on 2026-12-08, never
+            # alone) the desk page drew but a few dozen tile requests never finished. Said as
+            # a warning, so that it is seen, and tried once more.
+            warnings.warn(f"the crew map did not settle in 60 s, loading it again: {stuck}",
+                          stacklevel=2)
+    raise AssertionError(stuck)
 
 
 def _keep(png: bytes, name: str) -> None:
