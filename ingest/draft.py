@@ -23,7 +23,7 @@ import pandas as pd
 
 from geo.vocabulary import FIELD_VOCABULARIES, OTHER, Vocabulary
 from ingest import readers
-from ingest.fields import LAYER_TABLES, LAYERS, Field
+from ingest.fields import LAYER_FIELDS, LAYER_TABLES, Field
 from ingest.mapping import SHAPEFILE_NAME_LENGTH, FieldRule
 from ingest.validate import is_blank, parse_times
 
@@ -422,7 +422,7 @@ def draft_mapping(path: Path | str, layer: str, *, layer_name: str | None = None
     if layer not in LAYER_TABLES:
         raise InvalidInput(f"Unknown layer '{layer}'; choose one of {', '.join(LAYER_TABLES)}.")
     table = LAYER_TABLES[layer]
-    spec = LAYERS[table]
+    spec = LAYER_FIELDS[table]
     info = readers.open_layer(path, layer_name=layer_name, crs=crs)
     frames, rows = [], 0
     for chunk in readers.read_chunks(info, chunk_rows=50_000):
@@ -511,7 +511,7 @@ def _key(text: str) -> str:
 def render(draft: Draft, path: Path, info, columns: dict[str, ColumnProfile], rows: int,
            partial: bool) -> str:
     """The mapping as commented TOML."""
-    spec = LAYERS[LAYER_TABLES[draft.layer]]
+    spec = LAYER_FIELDS[LAYER_TABLES[draft.layer]]
     lines = [
         f"# Mapping drafted by `twin mapping draft` from {path.name}"
         + (f" (layer {info.layer_name})" if info.layer_name else "") + ".",

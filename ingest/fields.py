@@ -70,7 +70,9 @@ OBSERVED_AT = Field("observed_at", "datetime", required=True)
 # NOT NULL DEFAULT 1.0 in the table: an observation without one is taken as certain.
 CONFIDENCE = Field("confidence", "float", min_value=0, max_value=1, default=1.0)
 
-LAYERS: dict[str, LayerSpec] = {
+# The fields each layer's files are checked against, by the layer's id in geo.layers.LAYERS (the
+# one layer registry; this is what ingest adds to it).
+LAYER_FIELDS: dict[str, LayerSpec] = {
     "streets": LayerSpec(
         "streets",
         (
@@ -157,7 +159,7 @@ LAYERS: dict[str, LayerSpec] = {
     ),
 }
 
-LAYERS["buildings"] = LayerSpec(
+LAYER_FIELDS["buildings"] = LayerSpec(
     "buildings",
     (
         EXTERNAL_ID,

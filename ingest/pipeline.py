@@ -28,7 +28,7 @@ from geo.errors import InvalidInput, TwinError
 from geo.i18n import _
 from geo.layers import canonical_name
 from ingest import readers
-from ingest.fields import LAYER_TABLES, LAYERS, READING_FIELDS, READINGS
+from ingest.fields import LAYER_FIELDS, LAYER_TABLES, READING_FIELDS, READINGS
 from ingest.mapping import Mapping, identity_mapping, load_mapping
 from ingest.validate import (
     REJECT_COLUMNS,
@@ -238,7 +238,7 @@ def ingest_file(
             wkt_column=geometry.wkt if geometry else None,
         )
         chunks, total = readers.read_chunks(info, chunk_rows=chunk_rows), info.feature_count
-        spec = LAYERS[LAYER_TABLES[layer]]
+        spec = LAYER_FIELDS[LAYER_TABLES[layer]]
         file_mapping = mapping or identity_mapping(list(info.fields), (*spec.columns, "source"))
         check_columns(file_mapping, list(info.fields), (*spec.columns, "source"), str(path))
         check_required(file_mapping, spec, list(info.fields), path, layer)
@@ -346,7 +346,7 @@ def _load(conn, layer, chunks, mapping, source, rejects, report, progress, task,
         return store.upsert_readings_from_stage(conn)
 
     table = LAYER_TABLES[layer]
-    spec = LAYERS[table]
+    spec = LAYER_FIELDS[table]
     columns = store.layer_stage_columns(spec.columns)
     stage = store.create_layer_stage(conn, table, columns)
     area = Area(None if allow_new_area else store.twin_area(conn))

@@ -11,7 +11,7 @@ from shapely.geometry import LineString, MultiLineString, Point, Polygon
 from geo.errors import InvalidInput
 from geo.vocabulary import FIELD_VOCABULARIES, MANHOLE_KINDS, OTHER
 from ingest.draft import _date_format, _unit, detect_preset, nearest_value, profile
-from ingest.fields import LAYERS, Field
+from ingest.fields import LAYER_FIELDS, Field
 from ingest.mapping import FieldRule, Mapping, identity_mapping, load_mapping
 from ingest.pipeline import distance_to_area_km
 from ingest.validate import (
@@ -45,7 +45,7 @@ def test_nulls_of_every_spelling_are_blank():
 
 
 def test_an_unusable_optional_number_is_dropped_and_the_row_kept():
-    width = LAYERS["streets"].fields[4]
+    width = LAYER_FIELDS["streets"].fields[4]
     assert width.name == "width_m" and not width.required
     parsed, _, problems = check([7.5, 0.0, "wide", None, "NaN"], width)
     assert parsed.tolist()[0] == 7.5 and all(pd.isna(v) for v in parsed.tolist()[1:])
@@ -104,14 +104,14 @@ def test_without_a_mapping_file_an_unknown_class_is_refused():
 
 
 def test_a_closed_optional_vocabulary_drops_an_unknown_value_to_the_default():
-    cover = next(f for f in LAYERS["manholes"].fields if f.name == "cover_state")
+    cover = next(f for f in LAYER_FIELDS["manholes"].fields if f.name == "cover_state")
     parsed, _, problems = check(["open", "wobbly", None], cover, unmapped="other")
     assert parsed.tolist() == ["open", "ok", "ok"]
     assert problems.dropped_frame(pd.Series([], dtype=int))["row_number"].tolist() == [2]
 
 
 def test_a_map_and_a_default_translate_before_checking():
-    road_class = next(f for f in LAYERS["streets"].fields if f.name == "road_class")
+    road_class = next(f for f in LAYER_FIELDS["streets"].fields if f.name == "road_class")
     rule = FieldRule(column="c", map={"Local": "residential"}, default=OTHER)
     parsed, originals, problems = check(["Local", "", "residential"], road_class, rule,
                                         unmapped="other")
@@ -144,7 +144,7 @@ def test_multi_part_lines_are_kept_and_single_part_multis_unwrapped():
     one = MultiLineString([[(LON, LAT), (LON + 0.001, LAT)]])
     gdf = _gdf([two, one, Point(LON, LAT)])
     problems = Problems(gdf["row_number"])
-    geoms, _, place = check_geometry(gdf, LAYERS["streets"], Area(None), problems)
+    geoms, _, place = check_geometry(gdf, LAYER_FIELDS["streets"], Area(None), problems)
     assert [g.geom_type for g in geoms[:2]] == ["MultiLineString", "LineString"]
     assert problems.bad.tolist() == [False, False, True] and place.placed == 2
 
@@ -153,7 +153,7 @@ def test_swapped_only_where_the_swap_lands_in_the_area():
     area = Area((LON - 0.01, LAT - 0.01, LON + 0.01, LAT + 0.01))
     gdf = _gdf([Point(LAT, LON), Point(-121.9, 37.3), Point(37.3, -121.9)])
     problems = Problems(gdf["row_number"])
-    _, _, place = check_geometry(gdf, LAYERS["manholes"], area, problems)
+    _, _, place = check_geometry(gdf, LAYER_FIELDS["manholes"], area, problems)
     reasons = problems.frame()["reason"].tolist()
     assert reasons[0] == "longitude and latitude look swapped"
     assert reasons[1] == "lies far outside the area already in the twin"
@@ -166,7 +166,7 @@ def test_a_bow_tie_is_not_repaired_into_another_kind_of_geometry():
                       (LON, LAT + 0.001)])
     gdf = _gdf([bowtie])
     problems = Problems(gdf["row_number"])
-    _, repaired, _ = check_geometry(gdf, LAYERS["compounds"], Area(None), problems)
+    _, repaired, _ = check_geometry(gdf, LAYER_FIELDS["compounds"], Area(None), problems)
     assert repaired.empty and "cannot be repaired into a Polygon" in problems.frame()[
         "reason"].iloc[0]
 
@@ -179,7 +179,7 @@ def test_validate_layer_keeps_rows_with_dropped_values_and_originals_in_properti
     mapping = Mapping(fields={"external_id": "id", "width_m": "width",
                               "road_class": FieldRule(column="hw",
                                                       map={"unclassified": "residential"})})
-    checked = validate_layer(gdf, LAYERS["streets"], mapping, source="osm", area=Area(None),
+    checked = validate_layer(gdf, LAYER_FIELDS["streets"], mapping, source="osm", area=Area(None),
                              seen_ids={}, now=NOW)
     assert len(checked.accepted) == 2 and checked.rejects.empty
     assert checked.accepted["road_class"].tolist() == ["residential", OTHER]
@@ -282,7 +282,7 @@ def test_distance_to_area():
 
 
 def test_an_observation_without_confidence_gets_the_tables_default():
-    confidence = next(f for f in LAYERS["debris_piles"].fields if f.name == "confidence")
+    confidence = next(f for f in LAYER_FIELDS["debris_piles"].fields if f.name == "confidence")
     parsed, _, problems = check([0.4, None, 7], confidence)
     assert parsed.tolist() == [0.4, 1.0, 1.0]  # 7 is out of range: dropped, then the default
     assert problems.dropped_frame(pd.Series([], dtype=int))["row_number"].tolist() == [3]
