@@ -101,7 +101,7 @@ def _open(browser, url: str, size: dict):
                  f"{page.pending_urls()}, errors {page.errors()}")
         if attempt == 1:
             # Not understood yet: in some full runs of the suite (3 of 6 on 2026-12-08, never
-            # alone) the desk page drew but a few dozen tile requests never finished. Said as
+            # alone) the desk page drew but 26 tile requests were still loading after 60 s. Said as
             # a warning, so that it is seen, and tried once more.
             warnings.warn(f"the crew map did not settle in 60 s, loading it again: {stuck}",
                           stacklevel=2)
