@@ -76,6 +76,20 @@ _SPATIAL = {
 _SPATIAL_MIRRORED = {"s_within": "s_contains", "s_contains": "s_within"}
 _ARITHMETIC = ("+", "-", "*", "/", "%", "^", "div")
 _TEMPORAL = ("t_intersects", "t_before", "t_after", "t_disjoint", "t_equals", "t_during")
+# The _Walker method that turns each operator (lower case) into SQL.
+_HANDLERS = {
+    "and": "_logical",
+    "or": "_logical",
+    "not": "_not",
+    **dict.fromkeys(_COMPARISONS, "_comparison"),
+    "between": "_between",
+    "in": "_in",
+    "like": "_like",
+    "isnull": "_isnull",
+    **dict.fromkeys(_SPATIAL, "_spatial"),
+    "s_dwithin": "_dwithin",
+    **dict.fromkeys(_TEMPORAL, "_temporal"),
+}
 _GEOMETRY_TYPES = (
     "Point",
     "MultiPoint",
@@ -388,17 +402,15 @@ class _Span:
     end: datetime | date | None
 
 
+@dataclass
 class _Walker:
     """Walks normalised CQL2 JSON, returning SQL text; values go through ``bind``."""
 
-    def __init__(
-        self, fields: Mapping[str, Field], bind: _Binder, geometry: str, parsed: Filter, what: str
-    ) -> None:
-        self.fields = fields
-        self.bind = bind
-        self.geometry = geometry
-        self.parsed = parsed
-        self.what = what
+    fields: Mapping[str, Field]
+    bind: _Binder
+    geometry: str
+    parsed: Filter
+    what: str
 
     # -- structure
 
@@ -411,31 +423,9 @@ class _Walker:
         args = node.get("args")
         if not isinstance(args, list):
             raise InvalidInput(_("filter: the operator '{op}' needs its arguments.", op=op))
-        if op in ("and", "or"):
-            if len(args) < 2:
-                raise InvalidInput(_("filter: '{op}' needs at least two conditions.", op=op))
-            joined = f" {op.upper()} ".join(self.condition(a) for a in args)
-            return f"({joined})"
-        if op == "not":
-            self._count(op, args, 1)
-            return f"(NOT {self.condition(args[0])})"
-        if op in _COMPARISONS:
-            return self._comparison(op, args)
-        if op == "between":
-            return self._between(args)
-        if op == "in":
-            return self._in(args)
-        if op == "like":
-            return self._like(args)
-        if op == "isnull":
-            self._count(op, args, 1)
-            return f"({self._property(args[0])[1]} IS NULL)"
-        if op in _SPATIAL:
-            return self._spatial(op, args)
-        if op == "s_dwithin":
-            return self._dwithin(args)
-        if op in _TEMPORAL:
-            return self._temporal(op, args)
+        handler = _HANDLERS.get(op)
+        if handler is not None:
+            return getattr(self, handler)(op, args)
         if op in _ARITHMETIC:
             raise InvalidInput(
                 _("filter: arithmetic is not supported; compare a property with a value.")
@@ -446,6 +436,20 @@ class _Walker:
                 node=str(node["op"])[:_SHOWN],
             )
         )
+
+    def _logical(self, op: str, args: list) -> str:
+        if len(args) < 2:
+            raise InvalidInput(_("filter: '{op}' needs at least two conditions.", op=op))
+        joined = f" {op.upper()} ".join(self.condition(a) for a in args)
+        return f"({joined})"
+
+    def _not(self, op: str, args: list) -> str:
+        self._count(op, args, 1)
+        return f"(NOT {self.condition(args[0])})"
+
+    def _isnull(self, op: str, args: list) -> str:
+        self._count(op, args, 1)
+        return f"({self._property(args[0])[1]} IS NULL)"
 
     @staticmethod
     def _count(op: str, args: list, *counts: int) -> None:
@@ -624,10 +628,10 @@ class _Walker:
             }[op]
         return f"({column} {_COMPARISONS[op]} {self.bind(self._value(found, right))})"
 
-    def _between(self, args: list) -> str:
+    def _between(self, op: str, args: list) -> str:
         if len(args) == 2 and isinstance(args[1], list):  # older JSON: [prop, [low, high]]
             args = [args[0], *args[1]]
-        self._count("between", args, 3)
+        self._count(op, args, 3)
         found, column = self._property(args[0])
         if found.type not in ("number", "integer", "date", "datetime"):
             raise InvalidInput(
@@ -646,8 +650,8 @@ class _Walker:
             low, high = self._value(found, args[1]), self._value(found, args[2])
         return f"({column} BETWEEN {self.bind(low)} AND {self.bind(high)})"
 
-    def _in(self, args: list) -> str:
-        self._count("in", args, 2)
+    def _in(self, op: str, args: list) -> str:
+        self._count(op, args, 2)
         found, column = self._property(args[0])
         options = args[1]
         if not isinstance(options, list) or not options:
@@ -659,8 +663,8 @@ class _Walker:
         values = [self._value(found, option) for option in options]
         return f"({column} IN ({', '.join(self.bind(v) for v in values)}))"
 
-    def _like(self, args: list) -> str:
-        self._count("like", args, 2)
+    def _like(self, op: str, args: list) -> str:
+        self._count(op, args, 2)
         found, column = self._property(args[0])
         self._text_only("LIKE", found)
         pattern = self._value(found, args[1])
@@ -756,8 +760,8 @@ class _Walker:
         column = self._geometry_property(left)
         return f"{_SPATIAL[op]}({column}, {self._geometry(right)})"
 
-    def _dwithin(self, args: list) -> str:
-        self._count("s_dwithin", args, 3, 4)
+    def _dwithin(self, op: str, args: list) -> str:
+        self._count(op, args, 3, 4)
         column = self._geometry_property(args[0])
         distance = args[2]
         if isinstance(distance, bool) or not _finite(distance) or distance < 0:

@@ -1,6 +1,7 @@
 """The ``twin`` command as a user runs it: a real process, real exit codes, real output."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -151,3 +152,35 @@ def test_serve_hands_a_database_url_option_to_its_workers(engine, tmp_path):
         process.wait(timeout=30)
         if (home / "postgres").exists():  # only if it failed: stop the cluster it started
             run("db", "stop", home=home)
+
+
+def test_keys_and_metrics_are_listed_and_an_unreachable_database_is_one_line(engine, monkeypatch):
+    # In process (typer's runner): the same commands, without a process start for each.
+    from typer.testing import CliRunner
+
+    from service.cli import app
+
+    monkeypatch.setenv("TWIN_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    runner = CliRunner()
+    made = runner.invoke(app, ["keys", "create", "--role", "crew", "--name", "north-crew"])
+    assert made.exit_code == 0, made.output
+    key = made.output.strip().splitlines()[-1]
+    assert key.startswith("twin_")
+    assert runner.invoke(app, ["keys", "revoke", "north-crew"]).exit_code == 0
+    listed = runner.invoke(app, ["keys", "list"], env={"COLUMNS": "200"})
+    assert listed.exit_code == 0, listed.output
+    row = next(line for line in listed.output.splitlines() if "north-crew" in line)
+    created, revoked = re.findall(r"\d{4}-\d\d-\d\d \d\d:\d\d", row)
+    assert " crew " in row and key[:9] in row and revoked >= created
+    assert key not in listed.output  # never the key itself
+
+    metrics = runner.invoke(app, ["metrics", "list"], env={"COLUMNS": "200"})
+    assert metrics.exit_code == 0, metrics.output
+    pci = next(line for line in metrics.output.splitlines() if " pci " in line)
+    assert "0" in pci and "100" in pci and "higher" in pci
+
+    monkeypatch.setenv("TWIN_DATABASE_URL", "postgresql://twin:pw@127.0.0.1:1/twin")
+    for command in (["keys", "list"], ["metrics", "list"]):
+        failed = runner.invoke(app, command)
+        assert failed.exit_code == 1 and "Cannot connect to the database" in failed.output
+        assert "Traceback" not in failed.output and len(failed.output.strip().splitlines()) == 1

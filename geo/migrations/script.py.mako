@@ -1,9 +1,8 @@
 """${message}
 
-Revision ID: ${up_revision}
-Revises: ${down_revision | comma,n}
 Create Date: ${create_date}
 """
+## The revision and the one it revises are said once, by `revision` and `down_revision` below.
 
 import sqlalchemy as sa
 from alembic import op

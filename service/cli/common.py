@@ -16,7 +16,8 @@ file, 1 otherwise), never a traceback.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
@@ -27,10 +28,11 @@ from geo.settings import DatabaseSettings
 
 if TYPE_CHECKING:
     from rich.progress import Progress
-    from sqlalchemy.engine import Engine
+    from sqlalchemy.engine import Connection, Engine
 
     from geo.cluster import EmbeddedCluster
 
+T = TypeVar("T")
 
 def _console(*, stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else sys.stdout
@@ -95,6 +97,16 @@ def open_engine(settings: DatabaseSettings | None = None, *, migrate: bool = Tru
         with console.status(_("Migrating the database schema")):
             migrations.upgrade(engine)
     return engine
+
+
+def read_database(read: Callable[[Connection], T]) -> T:
+    """What ``read`` finds on a connection to the twin's database (the pattern above, read-only)."""
+    try:
+        engine = open_engine()
+        with engine.connect() as conn:
+            return read(conn)
+    except TwinError as error:
+        raise fail(error) from None
 
 
 def progress_bar(disable: bool = False) -> Progress:

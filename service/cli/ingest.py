@@ -15,7 +15,14 @@ from rich.table import Table
 
 from geo.errors import InvalidInput, TwinError
 from geo.i18n import _, format_decimal
-from service.cli.common import console, err_console, fail, open_engine, progress_bar
+from service.cli.common import (
+    console,
+    err_console,
+    fail,
+    open_engine,
+    progress_bar,
+    read_database,
+)
 
 mapping_app = typer.Typer(
     help="Mapping files: how a city's columns and codes become the twin's fields.",
@@ -268,12 +275,7 @@ def metrics_list() -> None:
     """Show the declared metrics."""
     from geo import store
 
-    try:
-        engine = open_engine()
-        with engine.connect() as conn:
-            metrics = store.metric_ranges(conn)
-    except TwinError as error:
-        raise fail(error) from None
+    metrics = read_database(store.metric_ranges)
     table = Table()
     for column in ("metric", "unit", "min", "max", "better", "description"):
         table.add_column(column)

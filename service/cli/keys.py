@@ -9,7 +9,13 @@ from rich.table import Table
 
 from geo.errors import InvalidInput, TwinError
 from geo.i18n import _
-from service.cli.common import console, err_console, fail, open_engine
+from service.cli.common import (
+    console,
+    err_console,
+    fail,
+    open_engine,
+    read_database,
+)
 
 keys_app = typer.Typer(help="API keys for the service: made once, shown once, stored hashed.",
                        no_args_is_help=True)
@@ -45,12 +51,7 @@ def keys_list() -> None:
     """Show the keys' names, roles and dates (never the keys)."""
     from geo import keys
 
-    try:
-        engine = open_engine()
-        with engine.connect() as conn:
-            rows = keys.list_keys(conn)
-    except TwinError as error:
-        raise fail(error) from None
+    rows = read_database(keys.list_keys)
     table = Table()
     for column in (_("name"), _("role"), _("starts with"), _("created"), _("revoked")):
         table.add_column(column)

@@ -10,15 +10,14 @@ from ingest.fields import LAYER_TABLES
 from ingest.sample import load_sample
 from sample_data import SAMPLE_DIR
 
-LAYER_FILES = {
-    "streets": ("neighbourhood.gpkg", "streets"),
-    "manholes": ("neighbourhood.gpkg", "manholes"),
-    "parking": ("neighbourhood.gpkg", "parking"),
-    "compounds": ("neighbourhood.gpkg", "compounds"),
-    "buildings": ("neighbourhood.gpkg", "buildings"),
-    "road_damage": ("road_damage.geojson", None),
-    "debris_piles": ("debris_piles.geojson", None),
-}
+
+def _sample_layers():
+    """Every layer of the committed sample, read off its files: (twin layer, file, its layer)."""
+    gpkg = SAMPLE_DIR / "neighbourhood.gpkg"
+    for name, _ in pyogrio.list_layers(gpkg):
+        yield name, gpkg, name
+    for path in sorted(SAMPLE_DIR.glob("*.geojson")):
+        yield path.stem, path, None
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +31,10 @@ def _count(engine, table):
 
 
 def test_every_feature_and_reading_of_the_sample_lands(engine, loaded):
-    for layer, (name, layer_name) in LAYER_FILES.items():
-        features = pyogrio.read_info(SAMPLE_DIR / name, layer=layer_name)["features"]
+    layers = list(_sample_layers())
+    assert len(layers) == 8
+    for layer, path, layer_name in layers:
+        features = pyogrio.read_info(path, layer=layer_name)["features"]
         assert features > 0
         assert loaded[layer].rows_new == features and loaded[layer].rows_rejected == 0
         assert _count(engine, LAYER_TABLES[layer]) == features

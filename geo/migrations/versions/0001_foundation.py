@@ -1,7 +1,5 @@
 """Foundation: asset and observation layers, metrics, partitioned readings, ingest runs.
 
-Revision ID: 0001
-Revises:
 Create Date: 2026-11-30
 """
 

@@ -1,7 +1,5 @@
 """Ingest: rejected and repaired rows of each run, and what a run needs to be audited.
 
-Revision ID: 0002
-Revises: 0001
 Create Date: 2026-11-30
 """
 

@@ -1,7 +1,5 @@
 """Service: API keys with roles, and alerts with their history.
 
-Revision ID: 0003
-Revises: 0002
 Create Date: 2026-11-30
 """
 

@@ -1,7 +1,5 @@
 """Predictions: a registry of versioned models and the forecasts they score.
 
-Revision ID: 0004
-Revises: 0003
 Create Date: 2026-12-01
 """
 

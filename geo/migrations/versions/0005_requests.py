@@ -3,8 +3,6 @@
 The services catalogue is a constant in code (geo/requests.py). Reporters' names, phones and
 e-mails live in a table of their own that only admin answers read, never in ``service_requests``.
 
-Revision ID: 0005
-Revises: 0004
 Create Date: 2026-12-02
 """
 

@@ -6,8 +6,6 @@ compounds MultiPolygons, stored as they come (the column is a generic geometry w
 CHECK names, as parking and debris piles already were); a line of the rejects report may say
 ``kept, value dropped``.
 
-Revision ID: 0006
-Revises: 0005
 Create Date: 2026-12-07
 """
 

@@ -4,8 +4,6 @@ A pile's forecast is two facts that do not collapse into one number: the volume 
 if it is still there (``value``, with its interval in ``lower``/``upper``), and the chance it
 has been cleared by then (``p_cleared``). Other targets leave ``p_cleared`` NULL.
 
-Revision ID: 0007
-Revises: 0006
 Create Date: 2026-12-07
 """
 

@@ -1,8 +1,6 @@
 """Operations loop: the job queue (procrastinate), rule evaluation on new readings, work records,
 assignment and photos of alerts, and evidence that reopens settled alerts.
 
-Revision ID: 0008
-Revises: 0007
 Create Date: 2026-12-07
 """
 

@@ -19,8 +19,6 @@ docs/benchmarks.md, "Districts").
 new located tables use it the same way (``BEFORE INSERT OR UPDATE OF geom`` trigger calling
 ``twin_locate_district()``).
 
-Revision ID: 0009
-Revises: 0008
 Create Date: 2026-12-07
 """
 

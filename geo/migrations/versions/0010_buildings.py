@@ -5,8 +5,6 @@ A building is an asset (its id comes from the one asset sequence, so an alert or
 may name it by id); its compound is found by place when buildings or compounds are loaded
 (``geo.store.assign_buildings_to_compounds``), not taken from the file.
 
-Revision ID: 0010
-Revises: 0009
 Create Date: 2026-12-07
 """
 

@@ -9,8 +9,6 @@
   receiver is (delivered, attempts, next attempt): delivery state lives in the database, so a
   receiver that is away for an hour, or a worker that restarts, loses nothing.
 
-Revision ID: 0011
-Revises: 0010
 Create Date: 2026-12-07
 """
 

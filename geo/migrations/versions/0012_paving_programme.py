@@ -4,8 +4,6 @@ A city's programme is evidence for road-wear forecasts (a scheduled resurfacing 
 curve in its year). ``published_on`` says since when the twin may know an entry: a backtest
 as of an earlier date must not see it.
 
-Revision ID: 0012
-Revises: 0011
 Create Date: 2026-12-07
 """
 

@@ -3,8 +3,6 @@
 The ``forecasts`` layer (geo/layers.py) reads ``predictions``; its tiles' ETags and the OGC
 extents cache need the table's version bumped on every scoring run, as for the other layers.
 
-Revision ID: 0013
-Revises: 0012
 Create Date: 2026-12-07
 """
 

@@ -8,8 +8,6 @@ also in Debian's package) and says so only in its log and its ``$SYS`` counter. 
 reads that counter and keeps each change here: the last total per broker is the baseline the
 next run compares with, since drops mostly happen while no watcher is connected.
 
-Revision ID: 0014
-Revises: 0013
 Create Date: 2026-12-07
 """
 

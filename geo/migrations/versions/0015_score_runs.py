@@ -12,8 +12,6 @@ second copy). Only when every part is done are the staged rows moved into ``pred
 one transaction: the ``forecasts`` layer, its version (migration 0013) and alerts never see
 half a run.
 
-Revision ID: 0015
-Revises: 0014
 Create Date: 2026-12-07
 """
 

@@ -5,8 +5,6 @@ interval's bounds cross it too, the pessimistic one first: ``crossing_earliest_d
 ``crossing_latest_days`` (NULL: not within the look-ahead, or never) carry that interval
 beside the forecast that made it.
 
-Revision ID: 0016
-Revises: 0015
 Create Date: 2026-12-07
 """
 

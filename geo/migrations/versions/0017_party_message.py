@@ -5,8 +5,6 @@ message (``geo.i18n.deferred``: a msgid and its values, such as the compound's o
 sub-district's name), rendered per reader in Chinese or English. ``responsible_party`` keeps
 the English text: the council's list groups by it and older rows have nothing else.
 
-Revision ID: 0017
-Revises: 0016
 Create Date: 2026-12-07
 """
 
