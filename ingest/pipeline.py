@@ -150,6 +150,35 @@ class _RejectsFile:
             spool.unlink(missing_ok=True)
 
 
+def check_arguments(
+    layer: str, path: Path, mapping_path: Path | None = None
+) -> tuple[str, Mapping | None]:
+    """The layer's one name and the mapping, once they and the file are known to be usable.
+
+    What :func:`ingest_file` checks first, before it reads the file; the command calls it
+    before it connects, so that a mistyped layer or path is answered at once, without
+    starting or migrating a database.
+
+    Raises
+    ------
+    InvalidInput
+        When the layer is unknown, the mapping unusable or for another layer, or the file
+        not there.
+    """
+    layer = canonical_name(layer)
+    if layer != READINGS and layer not in LAYER_TABLES:
+        raise InvalidInput(
+            f"Unknown layer '{layer}'; choose one of {', '.join([*LAYER_TABLES, READINGS])}."
+        )
+    mapping = load_mapping(mapping_path) if mapping_path else None
+    if mapping and mapping.layer and canonical_name(mapping.layer) != layer:
+        raise InvalidInput(_("Mapping file {path} is for layer '{mapped}', not '{layer}'.",
+                             path=mapping_path, mapped=mapping.layer, layer=layer))
+    if not Path(path).is_file():
+        raise InvalidInput(_("{path} does not exist or is not a file.", path=path))
+    return layer, mapping
+
+
 def ingest_file(
     engine: Engine,
     layer: str,
@@ -205,17 +234,7 @@ def ingest_file(
     """
     started = time.monotonic()
     path = Path(path)
-    layer = canonical_name(layer)
-    if layer != READINGS and layer not in LAYER_TABLES:
-        raise InvalidInput(
-            f"Unknown layer '{layer}'; choose one of {', '.join([*LAYER_TABLES, READINGS])}."
-        )
-    mapping = load_mapping(mapping_path) if mapping_path else None
-    if mapping and mapping.layer and canonical_name(mapping.layer) != layer:
-        raise InvalidInput(_("Mapping file {path} is for layer '{mapped}', not '{layer}'.",
-                             path=mapping_path, mapped=mapping.layer, layer=layer))
-    if not path.is_file():
-        raise InvalidInput(_("{path} does not exist or is not a file.", path=path))
+    layer, mapping = check_arguments(layer, path, mapping_path)
     source = source or (mapping.source if mapping else None) or path.stem
     report = RunReport(
         layer=layer,

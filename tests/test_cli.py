@@ -6,12 +6,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from geo import migrate
+from geo.cluster import EmbeddedCluster
 
 TWIN = str(Path(sys.executable).parent / "twin")
 
@@ -31,6 +33,20 @@ def run(*args, home: Path, timeout=120, **env):
     )
 
 
+@pytest.fixture
+def home(tmp_path) -> Iterator[Path]:
+    """A TWIN_HOME of the test's own, whose embedded cluster (if a command made one) is deleted.
+
+    Run as root, a cluster's files lie under /var/lib/twin/clusters (the postgres account
+    cannot reach tmp_path), where the removal of tmp_path does not reach: stopping it would
+    leave some 70 MB behind for every run of the suite.
+    """
+    home = tmp_path / "home"
+    yield home
+    if (home / "postgres").is_symlink() or (home / "postgres").exists():
+        EmbeddedCluster(home, os.environ.get("TWIN_CLUSTER_USER", "postgres")).destroy()
+
+
 def test_help_lists_the_commands(tmp_path):
     result = run("--help", home=tmp_path)
     assert result.returncode == 0
@@ -38,30 +54,25 @@ def test_help_lists_the_commands(tmp_path):
         assert command in result.stdout
 
 
-def test_db_start_status_stop(tmp_path):
-    home = tmp_path / "home"
-    try:
-        started = run("db", "start", home=home)
-        assert started.returncode == 0, started.stderr
-        assert "Started" in started.stdout
-        again = run("db", "start", home=home)
-        assert again.returncode == 0 and "Already running" in again.stdout
+def test_db_start_status_stop(home):
+    started = run("db", "start", home=home)
+    assert started.returncode == 0, started.stderr
+    assert "Started" in started.stdout
+    again = run("db", "start", home=home)
+    assert again.returncode == 0 and "Already running" in again.stdout
 
-        status = run("db", "status", home=home)
-        assert status.returncode == 0, status.stderr
-        assert "running" in status.stdout
-        assert "PostGIS" in status.stdout and "3." in status.stdout
+    status = run("db", "status", home=home)
+    assert status.returncode == 0, status.stderr
+    assert "running" in status.stdout
+    assert "PostGIS" in status.stdout and "3." in status.stdout
 
-        migrated = run("db", "migrate", home=home)
-        assert migrated.returncode == 0 and migrate.head_revision() in migrated.stdout
+    migrated = run("db", "migrate", home=home)
+    assert migrated.returncode == 0 and migrate.head_revision() in migrated.stdout
 
-        stopped = run("db", "stop", home=home)
-        assert stopped.returncode == 0 and "Stopped" in stopped.stdout
-        after = run("db", "status", home=home)
-        assert after.returncode == 3 and "stopped" in after.stdout
-    finally:
-        run("db", "reset", "--yes", home=home)
-        run("db", "stop", home=home)
+    stopped = run("db", "stop", home=home)
+    assert stopped.returncode == 0 and "Stopped" in stopped.stdout
+    after = run("db", "status", home=home)
+    assert after.returncode == 3 and "stopped" in after.stdout
 
 
 def test_unreachable_database_url_is_one_clear_sentence(tmp_path):
@@ -97,7 +108,7 @@ def test_data_directory_owned_by_someone_else(tmp_path):
     assert "belongs to 'nobody'" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_output_is_not_wrapped_when_not_a_terminal(tmp_path):
+def test_output_is_not_wrapped_when_not_a_terminal(tmp_path, home):
     # Captured output (logs, CI, pipes) keeps long paths and sentences on one line.
     folder = tmp_path / ("a-rather-long-directory-name-for-a-county-" * 2)
     folder.mkdir()
@@ -105,23 +116,18 @@ def test_output_is_not_wrapped_when_not_a_terminal(tmp_path):
     path.write_text('{"type": "FeatureCollection", "features": [{"type": "Feature", '
                     '"properties": {"external_id": "M1", "kind": "sewer"}, '
                     '"geometry": {"type": "Point", "coordinates": [108.54, 32.52]}}]}')
-    home = tmp_path / "home"
-    try:
-        result = run("ingest", "manholes", str(path), "--dry-run", home=home, COLUMNS="")
-        assert result.returncode == 0, result.stderr
-        assert f"Dry run of manholes from {path}" in result.stdout.splitlines()[0]
-    finally:
-        run("db", "stop", home=home)
+    result = run("ingest", "manholes", str(path), "--dry-run", home=home, COLUMNS="")
+    assert result.returncode == 0, result.stderr
+    assert f"Dry run of manholes from {path}" in result.stdout.splitlines()[0]
 
 
-def test_serve_hands_a_database_url_option_to_its_workers(engine, tmp_path):
+def test_serve_hands_a_database_url_option_to_its_workers(engine, tmp_path, home):
     # uvicorn's workers build the app from TWIN_* variables: a URL given as --database-url
     # (none in the environment) must reach them, or they would serve the embedded database.
     from geo import keys
 
     with engine.begin() as conn:
         key = keys.create_key(conn, name="cli-serve-test", role="admin")
-    home = tmp_path / "home"
     port = 20150  # this helper's port range (20100-20199)
     environment = {k: v for k, v in os.environ.items() if not k.startswith("TWIN_")}
     environment.update({"TWIN_HOME": str(home), "TWIN_LANGUAGE": "en"})
@@ -150,8 +156,6 @@ def test_serve_hands_a_database_url_option_to_its_workers(engine, tmp_path):
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=30)
-        if (home / "postgres").exists():  # only if it failed: stop the cluster it started
-            run("db", "stop", home=home)
 
 
 def test_keys_and_metrics_are_listed_and_an_unreachable_database_is_one_line(engine, monkeypatch):
@@ -184,3 +188,13 @@ def test_keys_and_metrics_are_listed_and_an_unreachable_database_is_one_line(eng
         failed = runner.invoke(app, command)
         assert failed.exit_code == 1 and "Cannot connect to the database" in failed.output
         assert "Traceback" not in failed.output and len(failed.output.strip().splitlines()) == 1
+
+
+def test_a_mistyped_layer_or_path_is_answered_before_any_database_starts(tmp_path, home):
+    (tmp_path / "streets.gpkg").write_bytes(b"")
+    for args, message in ((["lamps", str(tmp_path / "streets.gpkg")], "Unknown layer 'lamps'"),
+                          (["streets", str(tmp_path / "nothere.gpkg")], "does not exist")):
+        result = run("ingest", *args, home=home)
+        assert result.returncode == 2 and message in result.stderr
+        assert "Traceback" not in result.stderr
+    assert not home.exists()  # no embedded cluster was made (nor started) to say so

@@ -88,13 +88,14 @@ def ingest(
     """
     import json
 
-    from ingest.pipeline import ingest_file
+    from ingest.pipeline import check_arguments, ingest_file
 
     if layer == "watch":
         _watch(path, source=source, as_json=as_json, group=group, client_id=client_id)
         return
     progress = progress_bar(disable=as_json)
     try:
+        check_arguments(layer, Path(path), mapping)  # before connecting: a typo is answered now
         engine = open_engine()
         with progress:
             report = ingest_file(
