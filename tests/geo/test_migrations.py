@@ -1,4 +1,9 @@
+import json
+import os
+from pathlib import Path
+
 import psycopg
+import pytest
 import sqlalchemy as sa
 
 from geo import migrate
@@ -95,6 +100,83 @@ def test_upgrade_creates_every_table_with_spatial_index_and_downgrade_removes_th
     with engine.connect() as conn:
         assert TABLES <= _tables(conn)
     engine.dispose()
+
+
+# The schema the migrations up to SNAPSHOT_REVISION build, as PostgreSQL describes it, in a
+# file per PostgreSQL major version: an applied migration (and geo/migrations/ddl.py, which they
+# call) must go on building exactly this. A later revision leaves it as it is; a deliberate change
+# (a new procrastinate, whose schema 0008 applies) writes it anew with TWIN_WRITE_SCHEMA_SNAPSHOT=1.
+SNAPSHOT_REVISION = "0017"
+_OWN = "NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = {oid} AND d.deptype = 'e')"
+_IN_PUBLIC = "n.nspname = 'public' AND NOT c.relispartition AND " + _OWN.format(oid="c.oid")
+_FROM_CLASS = "JOIN pg_class c ON c.oid = {rel} JOIN pg_namespace n ON n.oid = c.relnamespace"
+# Every object made in the public schema, one per line; PostGIS's own objects left out, and
+# readings' monthly partitions (their names depend on the day) described by their parent.
+SCHEMA = f"""
+SELECT 'column ' || c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+       || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
+       || coalesce(' default ' || pg_get_expr(ad.adbin, ad.adrelid), '')
+       || CASE WHEN a.attidentity::text <> '' THEN ' identity ' || a.attidentity::text ELSE '' END
+FROM pg_attribute a {_FROM_CLASS.format(rel="a.attrelid")}
+LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
+WHERE {_IN_PUBLIC} AND c.relkind IN ('r', 'p', 'v') AND a.attnum > 0 AND NOT a.attisdropped
+UNION ALL
+SELECT 'constraint ' || c.relname || ' ' || k.conname || ' ' || pg_get_constraintdef(k.oid)
+FROM pg_constraint k {_FROM_CLASS.format(rel="k.conrelid")} WHERE {_IN_PUBLIC}
+UNION ALL
+SELECT 'index ' || pg_get_indexdef(i.indexrelid)
+FROM pg_index i {_FROM_CLASS.format(rel="i.indrelid")} WHERE {_IN_PUBLIC}
+UNION ALL
+SELECT 'trigger ' || pg_get_triggerdef(t.oid)
+FROM pg_trigger t {_FROM_CLASS.format(rel="t.tgrelid")} WHERE {_IN_PUBLIC} AND NOT t.tgisinternal
+UNION ALL
+SELECT 'function ' || p.oid::regprocedure::text || ' md5 ' || md5(pg_get_functiondef(p.oid))
+FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+WHERE n.nspname = 'public' AND {_OWN.format(oid="p.oid")}
+UNION ALL
+SELECT 'view ' || c.relname || ' md5 ' || md5(pg_get_viewdef(c.oid))
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE {_IN_PUBLIC} AND c.relkind = 'v'
+ORDER BY 1
+"""
+
+
+def _schema_and_rows(conn) -> str:
+    """The schema, then the rows the migrations wrote (without their times, which vary)."""
+    lines = list(conn.execute(sa.text(SCHEMA)).scalars())
+    tables = conn.execute(sa.text(
+        f"SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        f"WHERE {_IN_PUBLIC} AND c.relkind IN ('r', 'p') AND c.relname <> 'alembic_version' "
+        f"ORDER BY 1")).scalars().all()
+    for table in tables:
+        timed = conn.execute(sa.text(
+            "SELECT coalesce(array_agg(attname::text), '{}') FROM pg_attribute "
+            "WHERE attrelid = CAST(:t AS regclass) AND atttypid = 'timestamptz'::regtype"),
+            {"t": table}).scalar_one()
+        rows = conn.execute(sa.text(f"SELECT to_jsonb(t) FROM {table} t")).scalars()
+        lines += sorted(f"row {table} " + json.dumps({k: v for k, v in row.items()
+                                                       if k not in timed}, sort_keys=True)
+                        for row in rows)
+    return "\n".join(lines) + "\n"
+
+
+def test_the_applied_migrations_build_the_schema_they_always_built(make_database):
+    engine = create_engine(make_database())
+    migrate.upgrade(engine, SNAPSHOT_REVISION)
+    with engine.connect() as conn:
+        major = conn.execute(sa.text("SHOW server_version_num")).scalar_one()[:2]
+        built = _schema_and_rows(conn)
+    engine.dispose()
+    snapshot = Path(__file__).with_name(f"schema_{SNAPSHOT_REVISION}.pg{major}.txt")
+    if os.environ.get("TWIN_WRITE_SCHEMA_SNAPSHOT") == "1":
+        snapshot.write_text(built)
+    if not snapshot.exists():
+        pytest.skip(f"no schema snapshot for PostgreSQL {major}: write one with "
+                    f"TWIN_WRITE_SCHEMA_SNAPSHOT=1 and commit it")
+    expected, got = snapshot.read_text().splitlines(), built.splitlines()
+    missing, new = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
+    assert got == expected, (f"the migrations up to {SNAPSHOT_REVISION} no longer build "
+                             f"{snapshot.name}: missing {missing[:5]}, new {new[:5]}")
 
 
 POINT = "ST_SetSRID(ST_Point(108.5, 32.5), 4326)"
