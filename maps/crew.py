@@ -15,7 +15,6 @@ from datetime import datetime
 
 import folium
 from branca.element import MacroElement
-from folium.map import CustomPane
 from folium.plugins import LocateControl, MarkerCluster
 from folium.template import Template
 
@@ -25,6 +24,7 @@ from geo.vocabulary import label as vocabulary_label
 from geo.work import ACTIONS as WORK_ACTIONS
 from maps.assets import use_local_assets
 from maps.elements import (
+    DEFAULT_CENTRE,
     NARROW_PX,
     BoundPopup,
     Legend,
@@ -32,6 +32,8 @@ from maps.elements import (
     Script,
     TwinMap,
     VectorLayer,
+    add_panes,
+    fit_view,
     js_value,
 )
 from maps.styles import (
@@ -50,7 +52,6 @@ from maps.styles import (
     street_popup_js,
 )
 
-DEFAULT_CENTRE = (32.52, 108.54)  # the sample neighbourhood
 # Lazy strings (geo.i18n): each is written in the language of the page being built.
 KIND_LABELS = {"road_wear": _l("Road wear"), "manhole_tilt": _l("Manhole cover tilted"),
                "manhole_cover_open": _l("Manhole cover open"),
@@ -789,15 +790,6 @@ def _severity_css() -> str:
     return "\n".join(rules)
 
 
-PANES = (("twin-areas", 350), ("twin-lines", 360), ("twin-points", 370))
-
-
-def add_panes(m: folium.Map) -> None:
-    """Panes so areas lie under streets, and streets under points, whatever the add order."""
-    for name, z_index in PANES:
-        CustomPane(name, z_index=z_index, pointer_events=True).add_to(m)
-
-
 def add_sources(m: folium.Map, layers: Mapping[str, tuple[str, str, list]],
                 sources: Mapping[str, str | dict], show: Sequence[str] | None = None,
                 popups: Mapping[str, str] | None = None) -> None:
@@ -944,15 +936,5 @@ def crew_map(alerts: Sequence[Mapping], sources: Mapping[str, str | dict], *,
            f"var TWIN_NARROW_PX = {NARROW_PX};\nvar TWIN_WORK_LIMIT = {WORK_LIMIT};\n"
            f"{_act_js(work_actions)}\n"
            f"twinFitControls({control.get_name()});").add_to(m)
-    _fit(m, bounds, [p for _, p in points])
+    fit_view(m, bounds, [p for _, p in points])
     return use_local_assets(m, static_prefix)
-
-
-def _fit(m: folium.Map, bounds: tuple[float, float, float, float] | None,
-         points: Sequence[tuple[float, float]]) -> None:
-    if bounds is not None:
-        west, south, east, north = bounds
-        m.fit_bounds([(south, west), (north, east)])
-    elif points:
-        lats, lons = [p[0] for p in points], [p[1] for p in points]
-        m.fit_bounds([(min(lats), min(lons)), (max(lats), max(lons))], max_zoom=17)

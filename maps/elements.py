@@ -8,15 +8,19 @@ from __future__ import annotations
 import html
 import json
 import re
+from collections.abc import Sequence
 
 import folium
 from branca.element import Element, MacroElement
 from folium.elements import JSCSSMixin
-from folium.map import Layer
+from folium.map import CustomPane, Layer
 from folium.template import Template
 
 from geo.i18n import _, html_lang
 
+DEFAULT_CENTRE = (32.52, 108.54)  # the sample neighbourhood, where a map with no data opens
+# Panes so areas lie under streets, and streets under points, whatever the add order.
+PANES = (("twin-areas", 350), ("twin-lines", 360), ("twin-points", 370))
 KEY_STORAGE = "twin-api-key"  # where the crew's API key is kept in the browser (localStorage)
 # The page scales to the phone's width and may be zoomed by its user (folium's own tag forbids
 # zooming, which makes small print unreadable for a crew in the street).
@@ -311,3 +315,20 @@ def js_value(value: object) -> str:
     Lazy strings (``geo.i18n._l``) are written in the current language.
     """
     return json.dumps(value, default=str, ensure_ascii=False).replace("</", "<\\/")
+
+
+def add_panes(m: folium.Map) -> None:
+    """Add :data:`PANES` to the map: its layers name the pane they are drawn in."""
+    for name, z_index in PANES:
+        CustomPane(name, z_index=z_index, pointer_events=True).add_to(m)
+
+
+def fit_view(m: folium.Map, bounds: tuple[float, float, float, float] | None,
+             points: Sequence[tuple[float, float]]) -> None:
+    """Open the map on ``bounds`` (west, south, east, north), else around ``points`` (lat, lon)."""
+    if bounds is not None:
+        west, south, east, north = bounds
+        m.fit_bounds([(south, west), (north, east)])
+    elif points:
+        lats, lons = [p[0] for p in points], [p[1] for p in points]
+        m.fit_bounds([(min(lats), min(lons)), (max(lats), max(lons))], max_zoom=17)

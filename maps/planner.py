@@ -18,8 +18,17 @@ from geo.settings import PCI_THRESHOLD
 from geo.vocabulary import SEVERITY_LABELS
 from geo.vocabulary import label as vocabulary_label
 from maps.assets import use_local_assets
-from maps.crew import DEFAULT_CENTRE, _fit, add_panes
-from maps.elements import Legend, Page, Script, TwinMap, VectorLayer, js_value
+from maps.elements import (
+    DEFAULT_CENTRE,
+    Legend,
+    Page,
+    Script,
+    TwinMap,
+    VectorLayer,
+    add_panes,
+    fit_view,
+    js_value,
+)
 from maps.styles import (
     COMPOUND_COLOURS,
     COMPOUND_LABELS,
@@ -244,7 +253,7 @@ def planner_map(sources: Mapping[str, str | dict], *,
                                      _("low to high"), "box")]),
     ]).add_to(m)
     folium.LayerControl(collapsed=False, position="topright").add_to(m)
-    _fit(m, bounds, [(p[0], p[1]) for p in damage or []])
+    fit_view(m, bounds, [(p[0], p[1]) for p in damage or []])
     return use_local_assets(m, static_prefix)
 
 

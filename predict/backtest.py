@@ -29,10 +29,10 @@ from predict.features import (
 )
 from predict.road import (
     RoadModel,
-    _linear_trend,
     as_utc,
     check_horizons,
     fit_road_model,
+    linear_trend,
     predict_targets,
 )
 
@@ -66,7 +66,7 @@ def score_origin(ctx: RoadContext, model: RoadModel, features: pd.DataFrame, as_
             "days_ahead": targets["horizon_days"], "truth": near["goodness"].to_numpy(),
             "model": median, "lower": lower, "upper": upper,
             "persistence": frame["last_value"].to_numpy(float),
-            "trend": _linear_trend(ctx, as_of, targets, features)}))
+            "trend": linear_trend(ctx, as_of, targets, features)}))
     if not parts:
         return pd.DataFrame(columns=ROW_COLUMNS)
     return pd.concat(parts, ignore_index=True)

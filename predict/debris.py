@@ -37,7 +37,8 @@ def utm_crs(lon: float, lat: float) -> CRS:
     return CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
 
 
-def _project(lon, lat, crs: CRS) -> tuple[np.ndarray, np.ndarray]:
+def project_lonlat(lon, lat, crs: CRS) -> tuple[np.ndarray, np.ndarray]:
+    """Longitudes and latitudes (EPSG:4326) as x and y in ``crs``."""
     to = Transformer.from_crs("EPSG:4326", crs, always_xy=True)
     return to.transform(np.asarray(lon, float), np.asarray(lat, float))
 
@@ -199,12 +200,12 @@ def evaluate_debris(conn, as_of, horizon_days: int, *, cell_m: float = CELL_M,
     everything["observed_at"] = pd.to_datetime(everything["observed_at"], utc=True)
     streets = sql.street_attributes(conn)
     crs = utm_crs(float(streets["lon"].mean()), float(streets["lat"].mean()))
-    sx, sy = _project(streets["lon"], streets["lat"], crs)
+    sx, sy = project_lonlat(streets["lon"], streets["lat"], crs)
     margin = 2 * cell_m
     x0, y0 = sx.min() - margin, sy.min() - margin
     grid = Grid(x0, y0, int(np.ceil((sx.max() + margin - x0) / cell_m)),
                 int(np.ceil((sy.max() + margin - y0) / cell_m)), cell_m)
-    everything["x"], everything["y"] = _project(everything["lon"], everything["lat"], crs)
+    everything["x"], everything["y"] = project_lonlat(everything["lon"], everything["lat"], crs)
     everything["cell"] = grid.cell_of(everything["x"], everything["y"])
     known = everything[everything["observed_at"] <= as_of]
     # Training cutoffs: their horizon ends by as_of, so targets are known then.

@@ -599,7 +599,7 @@ def forecast_piles(model: PileVolumeModel, present: pd.DataFrame, as_of,
 def load_sightings(conn, until) -> pd.DataFrame:
     """Debris sightings observed by ``until``, projected to metres (the data's UTM zone)."""
     from geo import predictions as sql
-    from predict.debris import _project, utm_crs
+    from predict.debris import project_lonlat, utm_crs
 
     obs = sql.debris_observations(conn, as_utc(until).to_pydatetime())
     obs["observed_at"] = pd.to_datetime(obs["observed_at"], utc=True)
@@ -608,7 +608,7 @@ def load_sightings(conn, until) -> pd.DataFrame:
         obs["x"], obs["y"] = [], []
         return obs
     crs = utm_crs(float(obs["lon"].mean()), float(obs["lat"].mean()))
-    obs["x"], obs["y"] = _project(obs["lon"], obs["lat"], crs)
+    obs["x"], obs["y"] = project_lonlat(obs["lon"], obs["lat"], crs)
     return obs
 
 

@@ -271,8 +271,8 @@ def predict_targets(model: RoadModel, features: pd.DataFrame, as_of: pd.Timestam
     return frame, lower, median, upper
 
 
-def _linear_trend(ctx: RoadContext, as_of: pd.Timestamp, targets: pd.DataFrame,
-                  features: pd.DataFrame) -> np.ndarray:
+def linear_trend(ctx: RoadContext, as_of: pd.Timestamp, targets: pd.DataFrame,
+                 features: pd.DataFrame) -> np.ndarray:
     """Per-street straight line through the observations since the last resurfacing jump."""
     from predict.features import JUMP_GOODNESS
 
@@ -371,7 +371,7 @@ def evaluate_road(conn: Connection, metric: str, as_of, horizons, *, threshold: 
         frame, lower, median, upper = predict_targets(model, features, as_of, targets)
         truth = scale.to_goodness(targets["value"].to_numpy())
         last = frame["last_value"].to_numpy(dtype=float)
-        trend = _linear_trend(ctx, as_of, targets, features)
+        trend = linear_trend(ctx, as_of, targets, features)
         width = scale.max_value - scale.min_value
         entry["segments_scored"] = int(len(targets))
         entry["model"] = {k: round(v * width, 3)
