@@ -17,18 +17,9 @@ from geo.i18n import _, _l
 from geo.settings import PCI_THRESHOLD
 from geo.vocabulary import SEVERITY_LABELS
 from geo.vocabulary import label as vocabulary_label
+from maps import elements
 from maps.assets import use_local_assets
-from maps.elements import (
-    DEFAULT_CENTRE,
-    Legend,
-    Page,
-    Script,
-    TwinMap,
-    VectorLayer,
-    add_panes,
-    fit_view,
-    js_value,
-)
+from maps.elements import Legend, Page, Script, TwinMap, VectorLayer, js_value
 from maps.styles import (
     COMPOUND_COLOURS,
     COMPOUND_LABELS,
@@ -187,9 +178,9 @@ def planner_map(sources: Mapping[str, str | dict], *,
         A line under the title.
     """
     forecasts = dict(forecasts or {})
-    m = TwinMap(location=DEFAULT_CENTRE, zoom_start=15, tiles=None, control_scale=True,
+    m = TwinMap(location=elements.DEFAULT_CENTRE, zoom_start=15, tiles=None, control_scale=True,
                 max_zoom=22)
-    add_panes(m)
+    elements.add_panes(m)
     note = subtitle or (
         _("Forecasts as of {as_of}", as_of=forecast_as_of) if forecasts else
         _("No forecast yet: run `twin predict train` and `twin predict score`"))
@@ -253,7 +244,7 @@ def planner_map(sources: Mapping[str, str | dict], *,
                                      _("low to high"), "box")]),
     ]).add_to(m)
     folium.LayerControl(collapsed=False, position="topright").add_to(m)
-    fit_view(m, bounds, [(p[0], p[1]) for p in damage or []])
+    elements.fit_view(m, bounds, [(p[0], p[1]) for p in damage or []])
     return use_local_assets(m, static_prefix)
 
 
