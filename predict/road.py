@@ -273,23 +273,32 @@ def predict_targets(model: RoadModel, features: pd.DataFrame, as_of: pd.Timestam
 
 def linear_trend(ctx: RoadContext, as_of: pd.Timestamp, targets: pd.DataFrame,
                  features: pd.DataFrame) -> np.ndarray:
-    """Per-street straight line through the observations since the last resurfacing jump."""
+    """Per-street straight line through the observations since the last resurfacing jump.
+
+    The least-squares line of each street's goodness against time, all streets at once (one
+    pass over the history, not one per target); a street with fewer than two such
+    observations, or all of them at one time, keeps its last value.
+    """
     from predict.features import JUMP_GOODNESS
 
     h = ctx.history[ctx.history["observed_at"] <= as_of].sort_values(["asset_id", "observed_at"])
     jump = h.groupby("asset_id")["goodness"].diff() > JUMP_GOODNESS
     life = jump.groupby(h["asset_id"]).cumsum()
     h = h[life == life.groupby(h["asset_id"]).transform("max")]
-    out = []
-    for row in targets.itertuples():
-        series = h[h["asset_id"] == row.asset_id]
-        if len(series) < 2:
-            out.append(features.at[row.asset_id, "last_value"])
-            continue
-        t = ((series["observed_at"] - as_of) / DAY).to_numpy()
-        slope, intercept = np.polyfit(t, series["goodness"].to_numpy(), 1)
-        out.append(intercept + slope * row.horizon_days)
-    return np.clip(np.asarray(out, dtype=float), 0.0, 1.0)
+    street = h["asset_id"]
+    t = (h["observed_at"] - as_of) / DAY
+    y = h["goodness"].astype(float)
+    # Centred on each street's means, so the sums stay small whatever the dates.
+    dt = t - t.groupby(street).transform("mean")
+    dy = y - y.groupby(street).transform("mean")
+    sums = pd.DataFrame({"t": t, "y": y, "tt": dt * dt, "ty": dt * dy}).groupby(street).agg(
+        n=("t", "size"), t=("t", "mean"), y=("y", "mean"), tt=("tt", "sum"), ty=("ty", "sum"))
+    line = sums[(sums["n"] >= 2) & (sums["tt"] > 0)].reindex(targets["asset_id"].to_numpy())
+    # Through the street's mean point with its slope, read at the target's day.
+    at_horizon = (line["y"] + line["ty"] / line["tt"]
+                  * (targets["horizon_days"].to_numpy(float) - line["t"])).to_numpy(float)
+    last = features["last_value"].reindex(targets["asset_id"].to_numpy()).to_numpy(float)
+    return np.clip(np.where(np.isnan(at_horizon), last, at_horizon), 0.0, 1.0)
 
 
 def _errors(predicted: np.ndarray, observed: np.ndarray) -> dict:
