@@ -69,6 +69,15 @@ def test_db_start_status_stop(home):
     migrated = run("db", "migrate", home=home)
     assert migrated.returncode == 0 and migrate.head_revision() in migrated.stdout
 
+    # Reset deletes the twin's data (a key made before it is gone) and leaves an empty schema.
+    assert run("keys", "create", "--role", "viewer", "--name", "before-reset",
+               home=home).returncode == 0
+    reset = run("db", "reset", "--yes", home=home)
+    assert reset.returncode == 0, reset.stderr
+    assert "Reset:" in reset.stdout and migrate.head_revision() in reset.stdout
+    listed = run("keys", "list", home=home)
+    assert listed.returncode == 0 and "before-reset" not in listed.stdout
+
     stopped = run("db", "stop", home=home)
     assert stopped.returncode == 0 and "Stopped" in stopped.stdout
     after = run("db", "status", home=home)
