@@ -176,6 +176,7 @@ class Chromium:
 
     def __init__(self, *, webgl: bool = False) -> None:
         self.profile = tempfile.mkdtemp(prefix="twin-chromium-")
+        self._page: tuple[Page, str] | None = None
         flags = [f for f in FLAGS if f != "--disable-gpu"] + list(WEBGL_FLAGS) if webgl else FLAGS
         self.process = subprocess.Popen(
             [CHROMIUM, *flags, f"--user-data-dir={self.profile}", "about:blank"],
@@ -194,14 +195,33 @@ class Chromium:
             raise RuntimeError("Chromium did not start")
 
     def new_page(self) -> Page:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/json/list", timeout=10) as r:
-            targets = [t for t in json.load(r) if t["type"] == "page"]
-        page = Page(targets[0]["webSocketDebuggerUrl"])
+        """A page in a tab of its own; the previous page's tab is closed first.
+
+        So no document, request or DevTools session of an earlier test carries over into the
+        next (one profile: storage and the HTTP cache do, as in a crew member's browser).
+        """
+        self._close_page()
+        opened = urllib.request.Request(f"http://127.0.0.1:{self.port}/json/new?about:blank",
+                                        method="PUT")
+        with urllib.request.urlopen(opened, timeout=10) as r:
+            target = json.load(r)
+        page = Page(target["webSocketDebuggerUrl"])
+        self._page = (page, target["id"])
         for domain in ("Network", "Runtime", "Log", "Page"):
             page.call(f"{domain}.enable")
         page.call("Emulation.setDeviceMetricsOverride", width=1280, height=860,
                   deviceScaleFactor=1, mobile=False)
         return page
+
+    def _close_page(self) -> None:
+        if self._page is None:
+            return
+        page, target = self._page
+        self._page = None
+        page.ws.close()
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/json/close/{target}",
+                                    timeout=10):
+            pass
 
     def close(self) -> None:
         if self.process.poll() is None:
