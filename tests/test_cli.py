@@ -207,3 +207,13 @@ def test_a_mistyped_layer_or_path_is_answered_before_any_database_starts(tmp_pat
         assert result.returncode == 2 and message in result.stderr
         assert "Traceback" not in result.stderr
     assert not home.exists()  # no embedded cluster was made (nor started) to say so
+
+
+def test_an_error_naming_a_mappings_table_is_printed_whole(capsys):
+    # "[metrics]" is a TOML table to a user, and markup to rich: it must print as written.
+    from geo.errors import InvalidInput
+    from service.cli.common import fail
+
+    exit_ = fail(InvalidInput("Mapping m.toml: [metrics] must map column stems to twin metrics."))
+    assert exit_.exit_code == 2
+    assert "Mapping m.toml: [metrics] must map" in capsys.readouterr().err

@@ -76,8 +76,12 @@ def database_settings() -> DatabaseSettings:
 
 def fail(error: TwinError) -> typer.Exit:
     """Say what went wrong in one line on stderr; raise the returned exit from the command."""
+    from rich.markup import escape
+
     label = _("Error:")
-    err_console.print(f"[bold red]{label}[/] {error}", highlight=False, soft_wrap=True)
+    # Escaped: a message may name a mapping's [metrics] table, which rich would take as markup.
+    err_console.print(f"[bold red]{label}[/] {escape(str(error))}", highlight=False,
+                      soft_wrap=True)
     return typer.Exit(error.exit_code)
 
 
