@@ -55,8 +55,8 @@ class MetricDeclaration:
                                      "(--{label}).", name=name, where=where, label=label))
         if min_value >= max_value:
             raise InvalidInput(_("Metric '{name}' in {where}: min {min} must be below max {max}.",
-                                 name=name, where=where, min=f"{min_value:g}",
-                                 max=f"{max_value:g}"))
+                                 name=name, where=where, min=format(min_value, "g"),
+                                 max=format(max_value, "g")))
         if higher_is_better is not None and not isinstance(higher_is_better, bool):
             raise InvalidInput(_("Metric '{name}' in {where}: higher_is_better must be true or "
                                  "false.", name=name, where=where))
@@ -116,8 +116,8 @@ def declare_metrics(engine: Engine, declarations: list[MetricDeclaration]) -> li
             if outside:
                 raise InvalidInput(_("Metric '{name}' has {count} stored readings outside "
                                      "{min}-{max}; nothing was changed.", name=d.name,
-                                     count=format_decimal(outside), min=f"{d.min_value:g}",
-                                     max=f"{d.max_value:g}"))
+                                     count=format_decimal(outside), min=format(d.min_value, "g"),
+                                     max=format(d.max_value, "g")))
             results.append(
                 store.upsert_metric(
                     conn,

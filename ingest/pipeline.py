@@ -406,7 +406,7 @@ def _refuse_whole_file_problems(report: RunReport, spec, place: Placement, area:
         raise InvalidInput(_(
             "{path} lies {km} km from the twin's area (its features centre on lat {lat}, lon "
             "{lon}); is it another city? use a new database or --allow-new-area.", path=path,
-            km=format_decimal(round(km)), lat=f"{lat:.4f}", lon=f"{lon:.4f}"))
+            km=format_decimal(round(km)), lat=format(lat, ".4f"), lon=format(lon, ".4f")))
 
 
 EARTH_RADIUS_KM = 6371.0088

@@ -602,7 +602,7 @@ class _WatchJob:
                                               client_id=self.client_id, reason=self.refused))
                 raise BrokerUnavailable(_("The MQTT broker at {where} did not answer within "
                                           "{seconds} s.", where=where,
-                                          seconds=f"{CONNECT_TIMEOUT_S:g}"))
+                                          seconds=format(CONNECT_TIMEOUT_S, "g")))
 
     def _stop_broker(self) -> None:
         self.closing = True
