@@ -370,7 +370,7 @@ def _check_csv_width(path: Path) -> None:
     except OSError as exc:
         raise InvalidInput(_("{path} cannot be read: {error}.", path=path,
                              error=exc.strerror or exc)) from None
-    line, newline, _ = head.partition(b"\n")
+    line, newline, _rest = head.partition(b"\n")
     # A comma inside a quoted name would be counted twice: close enough for a limit this wide.
     columns = line.count(b",") + 1
     if columns > MAX_CSV_COLUMNS or (not newline and len(head) > MAX_CSV_HEADER_BYTES):
@@ -532,7 +532,7 @@ def _parquet_frames(info: LayerInfo, chunk_rows: int) -> Iterator[gpd.GeoDataFra
     pyarrow, parquet = _pyarrow(info.path)
     try:
         table = parquet.ParquetFile(info.path)
-        column, _ = _geo_column(info.path, table)
+        column, _spec = _geo_column(info.path, table)
         for batch in table.iter_batches(batch_size=chunk_rows, columns=[*info.fields, column]):
             yield _from_wkb(batch, column)
     except (pyarrow.ArrowException, OSError) as exc:

@@ -137,7 +137,7 @@ def parse_mqtt_url(url: str) -> MqttTarget:
         end = authority.find("]")
         host, port_text = authority[:end + 1], authority[end + 1:].removeprefix(":")
     elif ":" in authority:
-        host, _, port_text = authority.rpartition(":")
+        host, _colon, port_text = authority.rpartition(":")
     if "@" in authority:
         # Said without the URL, which would put a password on the screen and in the logs.
         raise InvalidInput(_("The MQTT URL holds a user or password, which twin does not take; "

@@ -1256,7 +1256,7 @@ def simulate_sensors(seed: int, scale: float, mh: Manholes, rain: np.ndarray, da
         pool = eligible.get(fk, np.arange(n_s))
         if pool.size == 0:
             continue
-        for _ in range(n_f):
+        for _house in range(n_f):
             for _attempt in range(40):
                 s = int(pool[frng.integers(pool.size)])
                 if fk == "flooding":
@@ -1631,7 +1631,7 @@ def generate(out: Path, *, seed: int = 7, scale: float = 1.0, months: int = 24,
         houses = build_houses(seed, blocks.compounds, end)
         steps.done()
         steps.step("Rain and road condition")
-        rain, _ = simulate_rain(seed, start, days)
+        rain, _wet = simulate_rain(seed, start, days)
         hist = simulate_pci(seed, st, blocks.sites, rain, start, days)
         steps.done()
         readings = Readings.empty()
