@@ -417,10 +417,12 @@ def draft_mapping(path: Path | str, layer: str, *, layer_name: str | None = None
         When the file cannot be read or the layer is unknown.
     """
     from geo.errors import InvalidInput
+    from geo.i18n import _
 
     path = Path(path)
     if layer not in LAYER_TABLES:
-        raise InvalidInput(f"Unknown layer '{layer}'; choose one of {', '.join(LAYER_TABLES)}.")
+        raise InvalidInput(_("Unknown layer '{layer}'; choose one of {layers}.", layer=layer,
+                             layers=", ".join(LAYER_TABLES)))
     table = LAYER_TABLES[layer]
     spec = LAYER_FIELDS[table]
     info = readers.open_layer(path, layer_name=layer_name, crs=crs)

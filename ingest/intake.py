@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine
 from geo import intake as intake_sql
 from geo import store
 from geo.errors import InvalidInput, TwinError
+from geo.i18n import _, format_decimal
 from ingest.fields import READINGS
 from ingest.mapping import identity_mapping
 from ingest.validate import REJECT_COLUMNS, ReadingContext, validate_readings
@@ -110,43 +111,58 @@ def parse_batch(body: bytes, *, ndjson: bool) -> list:
         When the body holds more than ``MAX_ITEMS`` items.
     """
     if len(body) > MAX_BYTES:
-        raise BatchTooLarge(f"The batch is {len(body):,} bytes; one post may hold at most "
-                            f"{MAX_BYTES:,} bytes. Send it in smaller batches.")
+        raise BatchTooLarge(_("The batch is {size} bytes; one post may hold at most {limit} "
+                              "bytes. Send it in smaller batches.",
+                              size=format_decimal(len(body)), limit=format_decimal(MAX_BYTES)))
     if not body.strip():
-        raise InvalidInput("The body is empty; send a JSON array of readings or reports.")
+        raise InvalidInput(_("The body is empty; send a JSON array of readings or reports."))
     if ndjson:
         items = []
         for number, line in enumerate(body.split(b"\n"), start=1):
             if line.strip():
-                items.append(_loads(line, where=f"line {number}: "))
+                items.append(_loads(line, line_number=number))
                 _check_count(len(items))
         return items
-    document = _loads(body, where="")
+    document = _loads(body)
     if isinstance(document, dict):
         return [document]
     if not isinstance(document, list):
-        raise InvalidInput("The body must be a JSON array of readings or sensor reports, not "
-                           f"a JSON {type(document).__name__.replace('NoneType', 'null')}.")
+        raise InvalidInput(_("The body must be a JSON array of readings or sensor reports, not "
+                             "a JSON {kind}.",
+                             kind=type(document).__name__.replace("NoneType", "null")))
     _check_count(len(document))
     return document
 
 
 def _check_count(count: int) -> None:
     if count > MAX_ITEMS:
-        raise BatchTooLarge(f"The batch holds more than {MAX_ITEMS:,} items; send it in "
-                            f"smaller batches.")
+        raise BatchTooLarge(_("The batch holds more than {limit} items; send it in smaller "
+                              "batches.", limit=format_decimal(MAX_ITEMS)))
 
 
-def _loads(data: bytes, *, where: str):
+def _loads(data: bytes, *, line_number: int | None = None):
+    """Parse JSON; the sentence of a problem names the NDJSON line when there is one."""
     try:
         return json.loads(data)
     except json.JSONDecodeError as exc:
-        raise InvalidInput(f"{where}the body is not valid JSON: {exc.msg} at line {exc.lineno}, "
-                           f"column {exc.colno} (character {exc.pos}).") from None
+        values = {"reason": exc.msg, "line": exc.lineno, "column": exc.colno,
+                  "character": exc.pos}
+        raise InvalidInput(
+            _("the body is not valid JSON: {reason} at line {line}, column {column} "
+              "(character {character}).", **values) if line_number is None
+            else _("line {number}: the body is not valid JSON: {reason} at line {line}, column "
+                   "{column} (character {character}).", number=line_number, **values)
+        ) from None
     except UnicodeDecodeError as exc:
-        raise InvalidInput(f"{where}the body is not UTF-8 text (byte {exc.start}).") from None
+        raise InvalidInput(
+            _("the body is not UTF-8 text (byte {byte}).", byte=exc.start) if line_number is None
+            else _("line {number}: the body is not UTF-8 text (byte {byte}).",
+                   number=line_number, byte=exc.start)) from None
     except RecursionError:
-        raise InvalidInput(f"{where}the body is nested too deeply to be a reading.") from None
+        raise InvalidInput(
+            _("the body is nested too deeply to be a reading.") if line_number is None
+            else _("line {number}: the body is nested too deeply to be a reading.",
+                   number=line_number)) from None
 
 
 # -- checking and loading -------------------------------------------------------------------
@@ -172,8 +188,8 @@ def _spread(items: list) -> _Readings:
         for reading in readings_of_message(json.dumps([item]).encode()):
             number += 1
             if number > MAX_READINGS:
-                raise BatchTooLarge(f"The batch holds more than {MAX_READINGS:,} readings; "
-                                    f"send it in smaller batches.")
+                raise BatchTooLarge(_("The batch holds more than {limit} readings; send it in "
+                                      "smaller batches.", limit=format_decimal(MAX_READINGS)))
             if isinstance(reading, Problem):
                 place[number] = (index, None)
                 problems.append((number, reading.field, reading.value, reading.reason))

@@ -91,13 +91,15 @@ class FieldRule(_Strict):
     @classmethod
     def _known_unit(cls, unit: str | None) -> str | None:
         if unit is not None and unit not in UNIT_FACTORS:
-            raise ValueError(f"unknown unit '{unit}'; known: {', '.join(UNIT_FACTORS)}")
+            # Said to the user, as the end of load_mapping's sentence about the key.
+            raise ValueError(_("unknown unit '{unit}'; known: {known}", unit=unit,
+                               known=", ".join(UNIT_FACTORS)))
         return unit
 
     @model_validator(mode="after")
     def _one_origin(self) -> FieldRule:
         if (self.column is None) == (self.value is None):
-            raise ValueError("give either 'column' or a constant 'value'")
+            raise ValueError(_("give either 'column' or a constant 'value'"))
         return self
 
     def factor(self) -> float:
@@ -157,7 +159,7 @@ class Mapping(_Strict):
         try:
             ZoneInfo(zone)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone '{zone}'") from None
+            raise ValueError(_("unknown time zone '{zone}'", zone=zone)) from None
         return zone
 
     def rule(self, field: str) -> FieldRule | None:
@@ -222,6 +224,5 @@ def load_mapping(path: Path) -> Mapping:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"] if not _union_tag(str(p)))
-        raise InvalidInput(
-            f"Mapping file {path}: '{where}' {first['msg'].removeprefix('Value error, ')}."
-        ) from None
+        raise InvalidInput(_("Mapping file {path}: '{key}' {problem}.", path=path, key=where,
+                             problem=first["msg"].removeprefix("Value error, "))) from None

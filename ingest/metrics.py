@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 
 from geo import store
 from geo.errors import InvalidInput
-from geo.i18n import _
+from geo.i18n import _, format_decimal
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
@@ -43,25 +43,23 @@ class MetricDeclaration:
     ) -> MetricDeclaration:
         """Build a declaration, refusing what cannot be one with a sentence naming ``where``."""
         if not isinstance(name, str) or not NAME_PATTERN.match(name):
-            raise InvalidInput(
-                f"Metric name {name!r} in {where} must be lower-case letters, "
-                f"digits and underscores, starting with a letter."
-            )
+            raise InvalidInput(_("Metric name {name} in {where} must be lower-case letters, "
+                                 "digits and underscores, starting with a letter.",
+                                 name=repr(name), where=where))
         if not unit:
-            raise InvalidInput(f"Metric '{name}' in {where} needs a unit (--unit).")
+            raise InvalidInput(_("Metric '{name}' in {where} needs a unit (--unit).", name=name,
+                                 where=where))
         for label, value in (("min", min_value), ("max", max_value)):
             if isinstance(value, bool) or not isinstance(value, int | float):
-                raise InvalidInput(
-                    f"Metric '{name}' in {where} needs a numeric {label} (--{label})."
-                )
+                raise InvalidInput(_("Metric '{name}' in {where} needs a numeric {label} "
+                                     "(--{label}).", name=name, where=where, label=label))
         if min_value >= max_value:
-            raise InvalidInput(
-                f"Metric '{name}' in {where}: min {min_value:g} must be below max {max_value:g}."
-            )
+            raise InvalidInput(_("Metric '{name}' in {where}: min {min} must be below max {max}.",
+                                 name=name, where=where, min=format(min_value, "g"),
+                                 max=format(max_value, "g")))
         if higher_is_better is not None and not isinstance(higher_is_better, bool):
-            raise InvalidInput(
-                f"Metric '{name}' in {where}: higher_is_better must be true or false."
-            )
+            raise InvalidInput(_("Metric '{name}' in {where}: higher_is_better must be true or "
+                                 "false.", name=name, where=where))
         return cls(
             name, str(unit), float(min_value), float(max_value), higher_is_better, description
         )
@@ -78,17 +76,17 @@ def metrics_from_toml(path: Path) -> list[MetricDeclaration]:
                              error=exc)) from None
     tables = data.get("metrics")
     if not isinstance(tables, dict) or not tables:
-        raise InvalidInput(f"Metrics file {path} declares no [metrics.NAME] tables.")
+        raise InvalidInput(_("Metrics file {path} declares no [metrics.NAME] tables.",
+                             path=path))
     declarations = []
     for name, table in tables.items():
         if not isinstance(table, dict):
-            raise InvalidInput(f"Metrics file {path}: 'metrics.{name}' must be a table.")
+            raise InvalidInput(_("Metrics file {path}: 'metrics.{name}' must be a table.",
+                                 path=path, name=name))
         unknown = set(table) - {"unit", "min", "max", "higher_is_better", "description"}
         if unknown:
-            raise InvalidInput(
-                f"Metrics file {path}: 'metrics.{name}' has unknown key(s) "
-                f"{', '.join(sorted(unknown))}."
-            )
+            raise InvalidInput(_("Metrics file {path}: 'metrics.{name}' has unknown key(s) "
+                                 "{keys}.", path=path, name=name, keys=", ".join(sorted(unknown))))
         declarations.append(
             MetricDeclaration.checked(
                 name=name,
@@ -116,10 +114,10 @@ def declare_metrics(engine: Engine, declarations: list[MetricDeclaration]) -> li
         for d in declarations:
             outside = store.readings_outside(conn, d.name, d.min_value, d.max_value)
             if outside:
-                raise InvalidInput(
-                    f"Metric '{d.name}' has {outside:,} stored readings outside "
-                    f"{d.min_value:g}-{d.max_value:g}; nothing was changed."
-                )
+                raise InvalidInput(_("Metric '{name}' has {count} stored readings outside "
+                                     "{min}-{max}; nothing was changed.", name=d.name,
+                                     count=format_decimal(outside), min=format(d.min_value, "g"),
+                                     max=format(d.max_value, "g")))
             results.append(
                 store.upsert_metric(
                     conn,

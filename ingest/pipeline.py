@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from geo import store
 from geo.errors import InvalidInput, TwinError
-from geo.i18n import _
+from geo.i18n import _, format_decimal
 from geo.layers import canonical_name
 from ingest import readers
 from ingest.fields import LAYER_FIELDS, LAYER_TABLES, READING_FIELDS, READINGS
@@ -167,9 +167,8 @@ def check_arguments(
     """
     layer = canonical_name(layer)
     if layer != READINGS and layer not in LAYER_TABLES:
-        raise InvalidInput(
-            f"Unknown layer '{layer}'; choose one of {', '.join([*LAYER_TABLES, READINGS])}."
-        )
+        raise InvalidInput(_("Unknown layer '{layer}'; choose one of {layers}.", layer=layer,
+                             layers=", ".join([*LAYER_TABLES, READINGS])))
     mapping = load_mapping(mapping_path) if mapping_path else None
     if mapping and mapping.layer and canonical_name(mapping.layer) != layer:
         raise InvalidInput(_("Mapping file {path} is for layer '{mapped}', not '{layer}'.",
@@ -397,18 +396,17 @@ def _refuse_whole_file_problems(report: RunReport, spec, place: Placement, area:
     path, layer = Path(report.path), report.layer
     for name, count in missing_required.items():
         if report.rows_read and count == report.rows_read:
-            raise InvalidInput(
-                f"{path} has no value for {name} in any of its {report.rows_read:,} rows; "
-                f"map another column to it (run `twin mapping draft {path} --layer {layer}`)."
-            )
+            raise InvalidInput(_(
+                "{path} has no value for {field} in any of its {rows} rows; map another column "
+                "to it (run `twin mapping draft {path} --layer {layer}`).", path=path,
+                field=name, rows=format_decimal(report.rows_read), layer=layer))
     if area.bounds is not None and place.far and place.far == place.placed:
         lon, lat = place.far_sum[0] / place.far, place.far_sum[1] / place.far
         km = distance_to_area_km(lon, lat, area.bounds)
-        raise InvalidInput(
-            f"{path} lies {km:,.0f} km from the twin's area (its features centre on lat "
-            f"{lat:.4f}, lon {lon:.4f}); is it another city? use a new database or "
-            f"--allow-new-area."
-        )
+        raise InvalidInput(_(
+            "{path} lies {km} km from the twin's area (its features centre on lat {lat}, lon "
+            "{lon}); is it another city? use a new database or --allow-new-area.", path=path,
+            km=format_decimal(round(km)), lat=format(lat, ".4f"), lon=format(lon, ".4f")))
 
 
 EARTH_RADIUS_KM = 6371.0088
@@ -455,10 +453,10 @@ def check_columns(mapping: Mapping, columns: list[str], fields: tuple[str, ...],
     for field in fields:
         rule = mapping.rule(field)
         if rule is not None and rule.column is not None and rule.column not in columns:
-            raise InvalidInput(
-                f"{path} has no column '{rule.column}' for the field '{field}' "
-                f"(it has: {', '.join(c for c in columns if c != 'row_number')})."
-            )
+            raise InvalidInput(_(
+                "{path} has no column '{column}' for the field '{field}' (it has: {columns}).",
+                path=path, column=rule.column, field=field,
+                columns=", ".join(c for c in columns if c != "row_number")))
 
 
 def check_required(mapping: Mapping, spec, columns: list[str], path: Path, layer: str) -> None:
@@ -468,12 +466,21 @@ def check_required(mapping: Mapping, spec, columns: list[str], path: Path, layer
         if field.required and mapping.rule(field.name) is None:
             shown = [c for c in columns if c not in ("row_number", "geometry")]
             listed = ", ".join(shown[:8]) + (", ..." if len(shown) > 8 else "")
-            step = (f"run `twin mapping draft {path} --layer {layer}` and load it with --mapping"
-                    if layer != READINGS else "name its column in a mapping file (--mapping)")
+            # Whole sentences: with or without columns, for a layer or for readings.
+            if layer != READINGS:
+                raise InvalidInput(
+                    _("{path} has no column for {field}; the file has {columns}; run `twin "
+                      "mapping draft {path} --layer {layer}` and load it with --mapping.",
+                      path=path, field=field.name, columns=listed, layer=layer) if listed
+                    else _("{path} has no column for {field}; the file has no columns; run "
+                           "`twin mapping draft {path} --layer {layer}` and load it with "
+                           "--mapping.", path=path, field=field.name, layer=layer))
             raise InvalidInput(
-                f"{path} has no column for {field.name}; the file has {listed or 'no columns'}; "
-                f"{step}."
-            )
+                _("{path} has no column for {field}; the file has {columns}; name its column "
+                  "in a mapping file (--mapping).", path=path, field=field.name,
+                  columns=listed) if listed
+                else _("{path} has no column for {field}; the file has no columns; name its "
+                       "column in a mapping file (--mapping).", path=path, field=field.name))
 
 
 def _reading_chunks(
@@ -488,10 +495,9 @@ def _reading_chunks(
                 try:
                     frame, chunk_mapping = melt_wide_readings(frame, chunk_mapping)
                 except KeyError as missing:
-                    raise InvalidInput(
-                        f"{path} has no column {missing} that the mapping's "
-                        f"[readings.values] names."
-                    ) from None
+                    raise InvalidInput(_(
+                        "{path} has no column {column} that the mapping's [readings.values] "
+                        "names.", path=path, column=missing)) from None
             check_columns(chunk_mapping, list(frame.columns), names, str(path))
             check_required(chunk_mapping, None, list(frame.columns), path, READINGS)
             yield frame, chunk_mapping

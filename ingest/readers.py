@@ -24,7 +24,7 @@ import shapely
 from pyogrio.errors import DataLayerError, DataSourceError
 
 from geo.errors import CRSError, InvalidInput
-from geo.i18n import _
+from geo.i18n import _, format_decimal
 
 # Extension -> format: GDAL's driver name for the formats GDAL reads.
 FORMATS = {
@@ -117,11 +117,11 @@ def open_layer(
         info = _open_gdal(path, fmt, layer_name)
     clashing = sorted(RESERVED_COLUMNS.intersection(info.fields))
     if clashing:
-        raise InvalidInput(f"{path} has a column named {clashing[0]!r}, which the reader adds.")
+        raise InvalidInput(_("{path} has a column named {column}, which the reader adds.",
+                             path=path, column=repr(clashing[0])))
     if layer_name is not None and info.layer_name is None:
-        raise InvalidInput(
-            f"{path} has no layers to choose from, yet layer {layer_name!r} was named."
-        )
+        raise InvalidInput(_("{path} has no layers to choose from, yet layer {layer} was named.",
+                             path=path, layer=repr(layer_name)))
     default = CSV_DEFAULT_CRS if info.x_column else None
     return replace(info, crs=_settle_crs(path, info.crs, crs, default))
 
@@ -175,8 +175,8 @@ def read_table_chunks(path: Path | str, *, chunk_rows: int = 50_000) -> Iterator
     for frame in _csv_table(path, chunk_rows) if kind == "CSV" else _parquet_table(path,
                                                                                     chunk_rows):
         if RESERVED_COLUMNS & set(frame.columns):
-            raise InvalidInput(f"{path} has a column named row_number or geometry, which "
-                               f"twin keeps for itself; rename it.")
+            raise InvalidInput(_("{path} has a column named row_number or geometry, which "
+                                 "twin keeps for itself; rename it.", path=path))
         if frame.empty:
             continue
         frame = frame.reset_index(drop=True)
@@ -184,7 +184,8 @@ def read_table_chunks(path: Path | str, *, chunk_rows: int = 50_000) -> Iterator
         first += len(frame)
         yield frame
     if first == 1:  # a whole-file problem (exit 2), not an empty load that "succeeded"
-        raise InvalidInput(f"{path} has a header but no rows of data; nothing was loaded.")
+        raise InvalidInput(_("{path} has a header but no rows of data; nothing was loaded.",
+                             path=path))
 
 
 def _csv_table(path: Path, chunk_rows: int) -> Iterator[pd.DataFrame]:
@@ -212,12 +213,12 @@ def _settle_crs(
     try:
         given_crs = pyproj.CRS.from_user_input(given) if given else None
     except pyproj.exceptions.CRSError as exc:
-        raise CRSError(f"{given!r}, given as the CRS of {path}, is not a known CRS.") from exc
+        raise CRSError(_("{given}, given as the CRS of {path}, is not a known CRS.",
+                         given=repr(given), path=path)) from exc
     if declared is None:
         if given_crs is None and default is None:
-            raise CRSError(
-                f"{path} has no coordinate reference system; give one with --crs EPSG:N."
-            )
+            raise CRSError(_("{path} has no coordinate reference system; give one with "
+                             "--crs EPSG:N.", path=path))
         return given_crs or pyproj.CRS.from_user_input(default)
     # A .prj written by ESRI software seldom equals the EPSG definition to the last digit.
     if (
@@ -225,10 +226,9 @@ def _settle_crs(
         and not declared.equals(given_crs, ignore_axis_order=True)
         and (declared.to_epsg() is None or declared.to_epsg() != given_crs.to_epsg())
     ):
-        raise CRSError(
-            f"{path} declares its CRS as {_crs_name(declared)}, but {_crs_name(given_crs)} was "
-            "given; drop --crs or reproject the file."
-        )
+        raise CRSError(_("{path} declares its CRS as {declared}, but {given} was given; drop "
+                         "--crs or reproject the file.", path=path,
+                         declared=_crs_name(declared), given=_crs_name(given_crs)))
     return declared
 
 
@@ -240,7 +240,8 @@ def _unreadable(path: Path, fmt: str, exc: Exception) -> InvalidInput:
     # GDAL's messages run on ("...; It might help to ..."), repeat the path, or quote the SQL
     # that failed; keep only the gist after the sentence of our own.
     reason = str(exc).split(";")[0].split(" failed: ")[-1].replace(f"'{path}' ", "")
-    return InvalidInput(f"{path} cannot be read as {fmt} ({reason.strip().rstrip('.')[:200]}).")
+    return InvalidInput(_("{path} cannot be read as {format} ({reason}).", path=path,
+                          format=fmt, reason=reason.strip().rstrip(".")[:200]))
 
 
 def _pyarrow(path: Path):
@@ -249,10 +250,8 @@ def _pyarrow(path: Path):
         import pyarrow
         import pyarrow.parquet
     except ImportError as exc:
-        raise InvalidInput(
-            f"Reading {path} needs the pyarrow package, which is not installed "
-            "(pip install pyarrow)."
-        ) from exc
+        raise InvalidInput(_("Reading {path} needs the pyarrow package, which is not installed "
+                             "(pip install pyarrow).", path=path)) from exc
     return pyarrow, pyarrow.parquet
 
 
@@ -275,7 +274,8 @@ def _open_gdal(path: Path, fmt: str, layer_name: str | None) -> LayerInfo:
     except (DataSourceError, DataLayerError) as exc:
         raise _unreadable(path, fmt, exc) from exc
     if not meta["geometry_type"]:
-        raise InvalidInput(f"{path} has no geometry in layer {layer!r}.")
+        raise InvalidInput(_("{path} has no geometry in layer {layer}.", path=path,
+                             layer=repr(layer)))
     return LayerInfo(
         path=path,
         layer_name=layer,
@@ -290,13 +290,15 @@ def _open_gdal(path: Path, fmt: str, layer_name: str | None) -> LayerInfo:
 def _choose_layer(path: Path, layers: list[tuple[str, str | None]], wanted: str | None) -> str:
     names = [name for name, _ in layers]
     if wanted is not None and wanted not in names:
-        raise InvalidInput(f"{path} has no layer {wanted!r}; its layers are {', '.join(names)}.")
+        raise InvalidInput(_("{path} has no layer {layer}; its layers are {layers}.", path=path,
+                             layer=repr(wanted), layers=", ".join(names)))
     # QGIS keeps its styles in a GeoPackage as a table without geometry: not a real choice.
     spatial = [name for name, kind in layers if kind]
     if wanted is None and len(names) > 1 and len(spatial) != 1:
-        raise InvalidInput(f"{path} has {len(names)} layers; name one of {', '.join(names)}.")
+        raise InvalidInput(_("{path} has {count} layers; name one of {layers}.", path=path,
+                             count=len(names), layers=", ".join(names)))
     if not names:
-        raise InvalidInput(f"{path} has no layers.")
+        raise InvalidInput(_("{path} has no layers.", path=path))
     return wanted or (names[0] if len(names) == 1 else spatial[0])
 
 
@@ -310,27 +312,31 @@ def _shapefile_in_zip(path: Path) -> str:
         with zipfile.ZipFile(path) as archive:
             members = archive.infolist()
     except (zipfile.BadZipFile, OSError) as exc:
-        raise InvalidInput(f"{path} is not a readable zip archive ({exc}).") from exc
+        raise InvalidInput(_("{path} is not a readable zip archive ({error}).", path=path,
+                             error=exc)) from exc
     # Judge by what the central directory declares, before GDAL inflates a single byte.
     unpacked = sum(member.file_size for member in members)
     packed = max(sum(member.compress_size for member in members), 1)
     too_dense = unpacked > ZIP_RATIO_FLOOR_BYTES and unpacked > ZIP_MAX_RATIO * packed
     if unpacked > ZIP_MAX_UNPACKED_BYTES or too_dense:
-        raise InvalidInput(
-            f"{path} would expand from {packed:,} to {unpacked:,} bytes, beyond the limits of "
-            f"{ZIP_MAX_UNPACKED_BYTES:,} bytes and {ZIP_MAX_RATIO}:1, so it is refused as a "
-            "possible zip bomb."
-        )
+        raise InvalidInput(_(
+            "{path} would expand from {packed} to {unpacked} bytes, beyond the limits of "
+            "{limit} bytes and {ratio}:1, so it is refused as a possible zip bomb.",
+            path=path, packed=format_decimal(packed), unpacked=format_decimal(unpacked),
+            limit=format_decimal(ZIP_MAX_UNPACKED_BYTES), ratio=ZIP_MAX_RATIO))
     # macOS adds __MACOSX/._name.shp resource forks, which are not shapefiles.
     names = [m.filename for m in members if not m.is_dir() and "__MACOSX/" not in m.filename]
     shapefiles = [name for name in names if name.lower().endswith(".shp")]
-    if len(shapefiles) != 1:
-        held = "".join(f"{': ' if i == 0 else ', '}{name}" for i, name in enumerate(shapefiles))
-        raise InvalidInput(f"{path} must hold one .shp file but holds {len(shapefiles)}{held}.")
+    if not shapefiles:
+        raise InvalidInput(_("{path} must hold one .shp file but holds 0.", path=path))
+    if len(shapefiles) > 1:
+        raise InvalidInput(_("{path} must hold one .shp file but holds {count}: {names}.",
+                             path=path, count=len(shapefiles), names=", ".join(shapefiles)))
     lowered = {name.lower() for name in names}
     for sidecar in (".shx", ".dbf"):
         if shapefiles[0][:-4].lower() + sidecar not in lowered:
-            raise InvalidInput(f"{path} holds {shapefiles[0]} without its {sidecar} file.")
+            raise InvalidInput(_("{path} holds {shapefile} without its {sidecar} file.",
+                                 path=path, shapefile=shapefiles[0], sidecar=sidecar))
     return f"/vsizip/{path.resolve()}/{shapefiles[0]}"
 
 
@@ -362,16 +368,22 @@ def _check_csv_width(path: Path) -> None:
         with open(path, "rb") as handle:
             head = handle.read(MAX_CSV_HEADER_BYTES + 1)
     except OSError as exc:
-        raise InvalidInput(f"{path} cannot be read: {exc.strerror or exc}.") from None
-    line, newline, _ = head.partition(b"\n")
+        raise InvalidInput(_("{path} cannot be read: {error}.", path=path,
+                             error=exc.strerror or exc)) from None
+    line, newline, _rest = head.partition(b"\n")
     # A comma inside a quoted name would be counted twice: close enough for a limit this wide.
     columns = line.count(b",") + 1
     if columns > MAX_CSV_COLUMNS or (not newline and len(head) > MAX_CSV_HEADER_BYTES):
-        told = (f"{columns:,} columns" if newline
-                else f"a first line longer than {MAX_CSV_HEADER_BYTES // 1024} KB "
-                     f"({columns:,} columns in it so far)")
-        raise InvalidInput(f"{path} has {told}; a file for the twin may have at most "
-                           f"{MAX_CSV_COLUMNS:,} columns. Is it the right file?")
+        if newline:
+            raise InvalidInput(_("{path} has {columns} columns; a file for the twin may have at "
+                                 "most {limit} columns. Is it the right file?", path=path,
+                                 columns=format_decimal(columns),
+                                 limit=format_decimal(MAX_CSV_COLUMNS)))
+        raise InvalidInput(_("{path} has a first line longer than {kb} KB ({columns} columns in "
+                             "it so far); a file for the twin may have at most {limit} columns. "
+                             "Is it the right file?", path=path, kb=MAX_CSV_HEADER_BYTES // 1024,
+                             columns=format_decimal(columns),
+                             limit=format_decimal(MAX_CSV_COLUMNS)))
 
 
 def _open_csv(
@@ -383,7 +395,8 @@ def _open_csv(
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise InvalidInput(_csv_problem(path, exc)) from exc
     if (x_column is None) != (y_column is None):
-        raise InvalidInput(f"{path} needs both an x and a y column to be named, or neither.")
+        raise InvalidInput(_("{path} needs both an x and a y column to be named, or neither.",
+                             path=path))
     if x_column is None and wkt_column is None:
         x_column, y_column = _find_column(columns, X_NAMES), _find_column(columns, Y_NAMES)
         if x_column is None or y_column is None:
@@ -393,13 +406,12 @@ def _open_csv(
         x_column = y_column = None
     used = [name for name in (x_column, y_column, wkt_column) if name is not None]
     if not used:
-        raise InvalidInput(
-            f"{path} has no lon/lat or WKT geometry column, only {', '.join(columns)}; "
-            "name the columns to use."
-        )
+        raise InvalidInput(_("{path} has no lon/lat or WKT geometry column, only {columns}; "
+                             "name the columns to use.", path=path, columns=", ".join(columns)))
     for name in used:
         if name not in columns:
-            raise InvalidInput(f"{path} has no column {name!r}, only {', '.join(columns)}.")
+            raise InvalidInput(_("{path} has no column {column}, only {columns}.", path=path,
+                                 column=repr(name), columns=", ".join(columns)))
     return LayerInfo(
         path=path,
         layer_name=None,
@@ -449,17 +461,21 @@ def _csv_geometry(info: LayerInfo, frame: pd.DataFrame) -> np.ndarray:
 
 def _csv_problem(path: Path, exc: Exception) -> str:
     if isinstance(exc, UnicodeDecodeError):
-        return f"{path} is not UTF-8 text (byte {exc.start:,}); save it as UTF-8 CSV."
+        return _("{path} is not UTF-8 text (byte {byte}); save it as UTF-8 CSV.", path=path,
+                 byte=format_decimal(exc.start))
     if isinstance(exc, pd.errors.EmptyDataError):
-        return f"{path} has no header row."
+        return _("{path} has no header row.", path=path)
     # pandas counts records, not lines: "row N" counts from 0 at the header, "line N" from 1.
     message = str(exc)
     if match := re.search(r"EOF inside string starting at row (\d+)", message):
-        return f"{path} has a quoted field opened at row {match[1]} that is never closed."
+        return _("{path} has a quoted field opened at row {row} that is never closed.",
+                 path=path, row=match[1])
     if match := re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", message):
         row = int(match[2]) - 1
-        return f"{path} has {match[3]} fields at row {row} where the header has {match[1]}."
-    return f"{path} is not valid CSV ({message.strip().splitlines()[-1][:200]})."
+        return _("{path} has {fields} fields at row {row} where the header has {expected}.",
+                 path=path, fields=match[3], row=row, expected=match[1])
+    return _("{path} is not valid CSV ({reason}).", path=path,
+             reason=message.strip().splitlines()[-1][:200])
 
 
 # GeoParquet: pyarrow reads it in batches; geometry is WKB, the CRS is in the 'geo' metadata.
@@ -473,14 +489,16 @@ def _open_parquet(path: Path) -> LayerInfo:
         raise _unreadable(path, "Parquet", exc) from exc
     column, spec = _geo_column(path, table)
     if spec.get("encoding", "WKB").upper() != "WKB":
-        raise InvalidInput(f"{path} stores geometry as {spec['encoding']}; only WKB is read.")
+        raise InvalidInput(_("{path} stores geometry as {encoding}; only WKB is read.",
+                             path=path, encoding=spec["encoding"]))
     # In GeoParquet, a missing "crs" means OGC:CRS84, and an explicit null an unknown CRS.
     declared = spec.get("crs", "OGC:CRS84")
     declared = json.dumps(declared) if isinstance(declared, dict) else declared  # PROJJSON
     try:
         crs = pyproj.CRS.from_user_input(declared) if declared else None
     except pyproj.exceptions.CRSError as exc:
-        raise CRSError(f"{path} declares a CRS that pyproj cannot read ({exc}).") from exc
+        raise CRSError(_("{path} declares a CRS that pyproj cannot read ({error}).", path=path,
+                         error=exc)) from exc
     kinds = spec.get("geometry_types") or []
     return LayerInfo(
         path=path,
@@ -500,19 +518,21 @@ def _open_parquet(path: Path) -> LayerInfo:
 def _geo_column(path: Path, table) -> tuple[str, dict]:
     raw = (table.schema_arrow.metadata or {}).get(b"geo")
     if raw is None:
-        raise InvalidInput(f"{path} is a Parquet file without GeoParquet ('geo') metadata.")
+        raise InvalidInput(_("{path} is a Parquet file without GeoParquet ('geo') metadata.",
+                             path=path))
     try:
         geo = json.loads(raw)
         return geo["primary_column"], geo["columns"][geo["primary_column"]]
     except (ValueError, KeyError, TypeError) as exc:
-        raise InvalidInput(f"{path} has GeoParquet metadata that cannot be read ({exc}).") from exc
+        raise InvalidInput(_("{path} has GeoParquet metadata that cannot be read ({error}).",
+                             path=path, error=exc)) from exc
 
 
 def _parquet_frames(info: LayerInfo, chunk_rows: int) -> Iterator[gpd.GeoDataFrame]:
     pyarrow, parquet = _pyarrow(info.path)
     try:
         table = parquet.ParquetFile(info.path)
-        column, _ = _geo_column(info.path, table)
+        column, _spec = _geo_column(info.path, table)
         for batch in table.iter_batches(batch_size=chunk_rows, columns=[*info.fields, column]):
             yield _from_wkb(batch, column)
     except (pyarrow.ArrowException, OSError) as exc:

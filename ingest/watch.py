@@ -61,6 +61,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from geo import store
 from geo.errors import BrokerUnavailable, DatabaseUnavailable, InvalidInput, TwinError
+from geo.i18n import N_, _
 from ingest.fields import READING_FIELDS, READINGS
 from ingest.mapping import identity_mapping
 from ingest.validate import REJECT_COLUMNS, ReadingContext, validate_readings
@@ -126,35 +127,39 @@ def parse_mqtt_url(url: str) -> MqttTarget:
     >>> parse_mqtt_url("mqtt://localhost/sensors/+/report")
     MqttTarget(host='localhost', port=1883, topic='sensors/+/report')
     """
-    expected = "expected mqtt://HOST[:PORT]/TOPIC, e.g. mqtt://localhost:1883/sensors/#"
     scheme, sep, rest = str(url).partition("://")
     if not sep or scheme.lower() != "mqtt":
-        raise InvalidInput(f"'{url}' is not an MQTT URL; {expected}.")
+        raise InvalidInput(_("'{url}' is not an MQTT URL; expected mqtt://HOST[:PORT]/TOPIC, "
+                             "e.g. mqtt://localhost:1883/sensors/#.", url=url))
     authority, slash, topic = rest.partition("/")
     host, port_text = authority, ""
     if authority.startswith("["):  # an IPv6 literal: [::1]:1883
         end = authority.find("]")
         host, port_text = authority[:end + 1], authority[end + 1:].removeprefix(":")
     elif ":" in authority:
-        host, _, port_text = authority.rpartition(":")
+        host, _colon, port_text = authority.rpartition(":")
     if "@" in authority:
         # Said without the URL, which would put a password on the screen and in the logs.
-        raise InvalidInput("The MQTT URL holds a user or password, which twin does not take; "
-                           "give mqtt://HOST[:PORT]/TOPIC of a broker that lets the job in.")
+        raise InvalidInput(_("The MQTT URL holds a user or password, which twin does not take; "
+                             "give mqtt://HOST[:PORT]/TOPIC of a broker that lets the job in."))
     if not host or not _HOST.match(host):
-        raise InvalidInput(f"'{url}' names no valid broker host; {expected}.")
+        raise InvalidInput(_("'{url}' names no valid broker host; expected "
+                             "mqtt://HOST[:PORT]/TOPIC, e.g. mqtt://localhost:1883/sensors/#.",
+                             url=url))
     port = DEFAULT_PORT
     if port_text:
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise InvalidInput(f"'{url}' has an invalid port '{port_text}'; it must be a "
-                               f"number from 1 to 65535.")
+            raise InvalidInput(_("'{url}' has an invalid port '{port}'; it must be a number from "
+                                 "1 to 65535.", url=url, port=port_text))
         port = int(port_text)
     topic = unquote(topic)
     if not slash or not topic:
-        raise InvalidInput(f"'{url}' names no topic to subscribe to; {expected}.")
+        raise InvalidInput(_("'{url}' names no topic to subscribe to; expected "
+                             "mqtt://HOST[:PORT]/TOPIC, e.g. mqtt://localhost:1883/sensors/#.",
+                             url=url))
     problem = topic_filter_problem(topic)
     if problem:
-        raise InvalidInput(f"'{url}' has an invalid topic filter: {problem}.")
+        raise InvalidInput(_(_INVALID_TOPIC_FILTER[problem], url=url))
     return MqttTarget(host=host.strip("[]"), port=port, topic=topic)
 
 
@@ -174,23 +179,34 @@ def shared_topic(group: str | None, topic: str) -> str:
     if group is None:
         return topic
     if not group or any(c in group for c in "/+#\x00"):
-        raise InvalidInput(f"The group name '{group[:80]}' is not usable: it must be non-empty "
-                           f"and hold no '/', '+', '#' or NUL.")
+        raise InvalidInput(_("The group name '{group}' is not usable: it must be non-empty and "
+                             "hold no '/', '+', '#' or NUL.", group=group[:80]))
     return f"$share/{group}/{topic}"
+
+
+_NUL, _LONG = "it contains a NUL character", "it is longer than 65,535 bytes"
+_HASH, _PLUS = "'#' must be a whole level and the last one", "'+' must be a whole level"
+# parse_mqtt_url's whole sentence for each of topic_filter_problem's answers.
+_INVALID_TOPIC_FILTER = {
+    _NUL: N_("'{url}' has an invalid topic filter: it contains a NUL character."),
+    _LONG: N_("'{url}' has an invalid topic filter: it is longer than 65,535 bytes."),
+    _HASH: N_("'{url}' has an invalid topic filter: '#' must be a whole level and the last one."),
+    _PLUS: N_("'{url}' has an invalid topic filter: '+' must be a whole level."),
+}
 
 
 def topic_filter_problem(topic: str) -> str | None:
     """Why ``topic`` is not a valid MQTT topic filter, or None if it is one."""
     if "\x00" in topic:
-        return "it contains a NUL character"
+        return _NUL
     if len(topic.encode("utf-8")) > 65535:
-        return "it is longer than 65,535 bytes"
+        return _LONG
     levels = topic.split("/")
     for position, level in enumerate(levels):
         if "#" in level and (level != "#" or position != len(levels) - 1):
-            return "'#' must be a whole level and the last one"
+            return _HASH
         if "+" in level and level != "+":
-            return "'+' must be a whole level"
+            return _PLUS
     return None
 
 
@@ -385,13 +401,17 @@ def watch(
     target = parse_mqtt_url(url)
     target = replace(target, topic=shared_topic(group, target.topic))
     if batch_size < 1:
-        raise InvalidInput(f"The batch size must be at least 1, not {batch_size}.")
+        raise InvalidInput(_("The batch size must be at least 1, not {value}.",
+                             value=batch_size))
     if not batch_seconds > 0:
-        raise InvalidInput(f"The batch time must be more than 0 s, not {batch_seconds}.")
+        raise InvalidInput(_("The batch time must be more than 0 s, not {value}.",
+                             value=batch_seconds))
     if max_messages is not None and max_messages < 1:
-        raise InvalidInput(f"max_messages must be at least 1, not {max_messages}.")
+        raise InvalidInput(_("max_messages must be at least 1, not {value}.",
+                             value=max_messages))
     if idle_exit_seconds is not None and not idle_exit_seconds > 0:
-        raise InvalidInput(f"The idle time must be more than 0 s, not {idle_exit_seconds}.")
+        raise InvalidInput(_("The idle time must be more than 0 s, not {value}.",
+                             value=idle_exit_seconds))
     job = _WatchJob(engine, target, url=url, client_id=client_id, batch_size=batch_size,
                     batch_seconds=batch_seconds, max_messages=max_messages,
                     idle_exit_seconds=idle_exit_seconds, on_batch=on_batch, source=source,
@@ -470,7 +490,8 @@ class _WatchJob:
         self.generation = 0
         self.connected = threading.Event()
         self.subscribed = threading.Event()
-        self.refused: str | None = None
+        self.refused: str | None = None  # why the broker refused the job (for the log)
+        self.refused_subscription: str | None = None  # its reason code, when it was the topic
         self.closing = False
         self.unloaded = 0  # messages given up on at a stop while the database was away
         self.broker = f"{target.host}:{target.port}"
@@ -534,6 +555,7 @@ class _WatchJob:
             return
         if failures:
             self.refused = f"the subscription to '{self.target.topic}' was refused: {failures[0]}"
+            self.refused_subscription = failures[0]
             LOGGER.warning("The broker %s refused %s.", self.target, self.refused)
         self.subscribed.set()
 
@@ -561,17 +583,26 @@ class _WatchJob:
                                 clean_start=False, properties=self._connect_properties())
         except (OSError, ValueError) as exc:
             reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-            raise BrokerUnavailable(f"Cannot reach the MQTT broker at {where}: {reason}.") from None
+            raise BrokerUnavailable(_("Cannot reach the MQTT broker at {where}: {reason}.",
+                                      where=where, reason=reason)) from None
         self.client.loop_start()
         deadline = time.monotonic() + CONNECT_TIMEOUT_S
         for event in (self.connected, self.subscribed):
             if not event.wait(max(deadline - time.monotonic(), 0)) or self.refused:
                 self._stop_broker()
+                if self.refused_subscription is not None:
+                    raise BrokerUnavailable(_(
+                        "The MQTT broker at {where} refused the job '{client_id}': the "
+                        "subscription to '{topic}' was refused: {reason}.", where=where,
+                        client_id=self.client_id, topic=self.target.topic,
+                        reason=self.refused_subscription))
                 if self.refused:
-                    raise BrokerUnavailable(f"The MQTT broker at {where} refused the job "
-                                            f"'{self.client_id}': {self.refused}.")
-                raise BrokerUnavailable(f"The MQTT broker at {where} did not answer within "
-                                        f"{CONNECT_TIMEOUT_S:g} s.")
+                    raise BrokerUnavailable(_("The MQTT broker at {where} refused the job "
+                                              "'{client_id}': {reason}.", where=where,
+                                              client_id=self.client_id, reason=self.refused))
+                raise BrokerUnavailable(_("The MQTT broker at {where} did not answer within "
+                                          "{seconds} s.", where=where,
+                                          seconds=format(CONNECT_TIMEOUT_S, "g")))
 
     def _stop_broker(self) -> None:
         self.closing = True
@@ -611,8 +642,8 @@ class _WatchJob:
                 self.drops_known = store.last_feed_drop_total(bookkeeping, self.broker)
         except sa_exc.DBAPIError as exc:
             self._drop_connection()
-            raise DatabaseUnavailable(
-                f"Cannot record the watch job in the database: {_reason(exc)}") from None
+            raise DatabaseUnavailable(_("Cannot record the watch job in the database: {reason}",
+                                        reason=_reason(exc))) from None
 
     def _record_end(self, status: str, message: str) -> None:
         """Best effort: the job is ending anyway, and a later load marks a lost run."""

@@ -32,6 +32,7 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from geo.errors import InvalidInput
+from geo.i18n import _
 from ingest.pipeline import RunReport, ingest_file
 
 KEYS = {"id_column", "year_pattern", "date_pattern", "survey_day", "source", "metrics"}
@@ -42,30 +43,32 @@ def read_mapping(path: Path) -> dict:
     try:
         mapping = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise InvalidInput(f"Mapping {path} does not exist.") from None
+        raise InvalidInput(_("Mapping {path} does not exist.", path=path)) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise InvalidInput(f"Mapping {path} is not valid TOML: {error}.") from None
+        raise InvalidInput(_("Mapping {path} is not valid TOML: {error}.", path=path,
+                             error=error)) from None
     unknown = sorted(set(mapping) - KEYS)
     if unknown:
-        raise InvalidInput(f"Mapping {path}: unknown key '{unknown[0]}' (known: "
-                           f"{', '.join(sorted(KEYS))}).")
+        raise InvalidInput(_("Mapping {path}: unknown key '{key}' (known: {known}).", path=path,
+                             key=unknown[0], known=", ".join(sorted(KEYS))))
     for key in ("id_column", "metrics"):
         if key not in mapping:
-            raise InvalidInput(f"Mapping {path} needs '{key}'.")
+            raise InvalidInput(_("Mapping {path} needs '{key}'.", path=path, key=key))
     if not isinstance(mapping["metrics"], dict) or not mapping["metrics"]:
-        raise InvalidInput(f"Mapping {path}: [metrics] must map column stems to twin metrics.")
+        raise InvalidInput(_("Mapping {path}: [metrics] must map column stems to twin metrics.",
+                             path=path))
     pattern = mapping.setdefault("year_pattern", "{metric}_{year}")
     if "{metric}" not in pattern or "{year}" not in pattern:
-        raise InvalidInput(f"Mapping {path}: year_pattern '{pattern}' must hold {{metric}} "
-                           "and {year}.")
+        raise InvalidInput(_("Mapping {path}: year_pattern '{pattern}' must hold {{metric}} "
+                             "and {{year}}.", path=path, pattern=pattern))
     if "date_pattern" in mapping and "{year}" not in mapping["date_pattern"]:
-        raise InvalidInput(f"Mapping {path}: date_pattern must hold {{year}}.")
+        raise InvalidInput(_("Mapping {path}: date_pattern must hold {{year}}.", path=path))
     day = mapping.setdefault("survey_day", "07-01")
     try:  # a day every year has (a year without 29 February)
         datetime.strptime(f"2001-{day}", "%Y-%m-%d")
     except (TypeError, ValueError):
-        raise InvalidInput(f"Mapping {path}: survey_day '{day}' must be a day of every year as "
-                           "MM-DD, like 07-01.") from None
+        raise InvalidInput(_("Mapping {path}: survey_day '{day}' must be a day of every year as "
+                             "MM-DD, like 07-01.", path=path, day=day)) from None
     return mapping
 
 
@@ -75,8 +78,10 @@ def _year_columns(columns, pattern: str, stem: str) -> dict[int, str]:
     return {int(m.group(1)): c for c in columns if (m := regex.match(str(c)))}
 
 
-def to_readings(table: pd.DataFrame, mapping: dict, where: str = "the table") -> pd.DataFrame:
+def to_readings(table: pd.DataFrame, mapping: dict, where: str | None = None) -> pd.DataFrame:
     """Long readings (asset_layer, asset_external_id, metric, observed_at, value, source).
+
+    ``where`` names the table (its path) in an error; without it, "the table".
 
     >>> t = pd.DataFrame({"ID": ["A", "B"], "R_2020": [7, None], "R_2021": [6, 9]})
     >>> m = {"id_column": "ID", "year_pattern": "{metric}_{year}", "survey_day": "07-01",
@@ -89,15 +94,21 @@ def to_readings(table: pd.DataFrame, mapping: dict, where: str = "the table") ->
     """
     id_column = mapping["id_column"]
     if id_column not in table.columns:
-        raise InvalidInput(f"{where} has no id column '{id_column}' (the mapping's id_column).")
+        raise InvalidInput(
+            _("the table has no id column '{column}' (the mapping's id_column).",
+              column=id_column) if where is None
+            else _("{path} has no id column '{column}' (the mapping's id_column).", path=where,
+                   column=id_column))
     parts = []
     for stem, metric in mapping["metrics"].items():
         years = _year_columns(table.columns, mapping["year_pattern"], stem)
         if not years:
+            example = mapping["year_pattern"].format(metric=stem, year=2020)
             raise InvalidInput(
-                f"{where} has no column like "
-                f"'{mapping['year_pattern'].format(metric=stem, year=2020)}' for metric "
-                f"'{metric}'.")
+                _("the table has no column like '{example}' for metric '{metric}'.",
+                  example=example, metric=metric) if where is None
+                else _("{path} has no column like '{example}' for metric '{metric}'.",
+                       path=where, example=example, metric=metric))
         for year, column in sorted(years.items()):
             raw = table[column]
             number = pd.to_numeric(raw, errors="coerce")
@@ -137,12 +148,13 @@ def load_wide_survey(engine: Engine, path: Path, mapping_path: Path, *,
     """Read a wide CSV by its mapping and load its readings through the readings ingest."""
     path = Path(path)
     if not path.is_file():
-        raise InvalidInput(f"Survey table {path} does not exist.")
+        raise InvalidInput(_("Survey table {path} does not exist.", path=path))
     mapping = read_mapping(mapping_path)
     try:
         table = pd.read_csv(path, dtype={mapping["id_column"]: str}, low_memory=False)
     except (pd.errors.ParserError, UnicodeDecodeError) as error:
-        raise InvalidInput(f"Survey table {path} is not a readable CSV: {error}.") from None
+        raise InvalidInput(_("Survey table {path} is not a readable CSV: {error}.", path=path,
+                             error=error)) from None
     readings = to_readings(table, mapping, str(path))
     origin = readings.pop("table_line"), readings.pop("table_column")
     with tempfile.TemporaryDirectory() as tmp:

@@ -32,6 +32,7 @@ import shapely.ops
 from pyproj import Transformer
 
 from geo.errors import InvalidInput
+from geo.i18n import _
 
 GENERATOR_VERSION = "neighbourhood-twin-sample 1.0"
 DEFAULT_END = date(2026, 11, 1)
@@ -1255,7 +1256,7 @@ def simulate_sensors(seed: int, scale: float, mh: Manholes, rain: np.ndarray, da
         pool = eligible.get(fk, np.arange(n_s))
         if pool.size == 0:
             continue
-        for _ in range(n_f):
+        for _house in range(n_f):
             for _attempt in range(40):
                 s = int(pool[frng.integers(pool.size)])
                 if fk == "flooding":
@@ -1553,7 +1554,8 @@ def _write_pci_truth(path: Path, hist: PCIHistory, ids: np.ndarray, start: date)
 
 def _check_out(out: Path) -> None:
     if out.exists() and not out.is_dir():
-        raise InvalidInput(f"The output path {out} is an existing file, not a directory.")
+        raise InvalidInput(_("The output path {out} is an existing file, not a directory.",
+                             out=out))
     if not out.is_dir():
         return
     entries = sorted(p.name for p in out.iterdir())
@@ -1574,10 +1576,11 @@ def _check_out(out: Path) -> None:
         except (ValueError, OSError, AttributeError):
             previous = False
     if not (only_ours or previous):
-        raise InvalidInput(f"The output directory {out} is not empty and does not hold a "
-                           f"previous sample; choose an empty or new directory.")
+        raise InvalidInput(_("The output directory {out} is not empty and does not hold a "
+                             "previous sample; choose an empty or new directory.", out=out))
     if (out / "truth").exists() and not (out / "truth").is_dir():
-        raise InvalidInput(f"{out / 'truth'} is a file where the generator writes a directory.")
+        raise InvalidInput(_("{path} is a file where the generator writes a directory.",
+                             path=out / "truth"))
 
 
 def generate(out: Path, *, seed: int = 7, scale: float = 1.0, months: int = 24,
@@ -1590,24 +1593,27 @@ def generate(out: Path, *, seed: int = 7, scale: float = 1.0, months: int = 24,
     data file written (``manifest.json`` lists them with their sha256).
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise InvalidInput(f"The seed must be a non-negative integer, not {seed!r}.")
+        raise InvalidInput(_("The seed must be a non-negative integer, not {seed}.",
+                             seed=repr(seed)))
     if isinstance(scale, bool) or not isinstance(scale, (int, float, np.number)) or not (
             math.isfinite(float(scale)) and 0 < float(scale) <= 1000):
-        raise InvalidInput(f"The scale must be a number above 0 and at most 1000, not {scale!r}.")
+        raise InvalidInput(_("The scale must be a number above 0 and at most 1000, not {scale}.",
+                             scale=repr(scale)))
     if isinstance(months, bool) or not isinstance(months, (int, np.integer)) or not (
             1 <= months <= 240):
-        raise InvalidInput(f"The months of history must be an integer from 1 to 240, "
-                           f"not {months!r}.")
+        raise InvalidInput(_("The months of history must be an integer from 1 to 240, not "
+                             "{months}.", months=repr(months)))
     if isinstance(end, datetime) or not isinstance(end, date):
-        raise InvalidInput(f"The end must be a date (without a time), not {end!r}.")
+        raise InvalidInput(_("The end must be a date (without a time), not {end}.",
+                             end=repr(end)))
     seed, scale, months = int(seed), float(scale), int(months)
     out = Path(out)
     _check_out(out)
     try:
         (out / "truth").mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise InvalidInput(f"The output directory {out} cannot be created: "
-                           f"{error.strerror or error}.") from None
+        raise InvalidInput(_("The output directory {out} cannot be created: {error}.", out=out,
+                             error=error.strerror or error)) from None
 
     start = _months_before(end, months)
     days = (end - start).days
@@ -1625,7 +1631,7 @@ def generate(out: Path, *, seed: int = 7, scale: float = 1.0, months: int = 24,
         houses = build_houses(seed, blocks.compounds, end)
         steps.done()
         steps.step("Rain and road condition")
-        rain, _ = simulate_rain(seed, start, days)
+        rain, _wet = simulate_rain(seed, start, days)
         hist = simulate_pci(seed, st, blocks.sites, rain, start, days)
         steps.done()
         readings = Readings.empty()

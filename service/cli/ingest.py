@@ -243,11 +243,12 @@ def metrics_set(
     try:
         if file is not None:
             if name is not None:
-                raise TwinError("Give either a metric NAME with its options or --file, not both.")
+                raise TwinError(_("Give either a metric NAME with its options or --file, not "
+                                  "both."))
             declarations = metrics_from_toml(file)
         else:
             if name is None:
-                raise TwinError("Name the metric, or give --file with many.")
+                raise TwinError(_("Name the metric, or give --file with many."))
             declarations = [
                 MetricDeclaration.checked(
                     name=name,
@@ -256,7 +257,8 @@ def metrics_set(
                     max_value=max_value,
                     higher_is_better=higher_is_better,
                     description=description,
-                    where="the command",
+                    # Where the declaration came from, in its messages (else the file's path).
+                    where=_("the command"),
                 )
             ]
         engine = open_engine()
