@@ -25,7 +25,7 @@ from civic.routing import party_text
 from civic.texts import text
 from geo import requests as store
 from geo.errors import InvalidInput
-from geo.i18n import format_datetime, local_zone, use_locale
+from geo.i18n import _, format_datetime, local_zone, use_locale
 
 MAX_IMAGES = 3  # photos a message may carry
 GROUPS_FILE = Path(__file__).resolve().parents[1] / "sample_data" / "requests" / "chat_groups.csv"
@@ -78,8 +78,8 @@ def locate(conn: Connection, group: ChatGroup, message: str) -> Located:
     """Place a message: a named compound, gate or street, else the group's building or compound."""
     compound = store.compound_place(conn, group.compound_external_id)
     if compound is None:
-        raise InvalidInput(f"The group {group.group_id}'s compound "
-                           f"{group.compound_external_id} is not in the twin.")
+        raise InvalidInput(_("The group {group}'s compound {compound} is not in the twin.",
+                             group=group.group_id, compound=group.compound_external_id))
     names = store.place_names(conn)
     # The group's own compound and building are where the message comes from, not places it
     # names: take their names out first, so that a street or another compound whose name is
@@ -131,8 +131,9 @@ def take(conn: Connection, groups: dict[str, ChatGroup], msg: ChatMessage,
     """
     group = groups.get(msg.group_id)
     if group is None:
-        raise InvalidInput(f"group_id '{msg.group_id[:60]}' is not a known chat group; "
-                           f"{text('chat.no_group', 'en')}")
+        raise InvalidInput(_("group_id '{group_id}' is not a known chat group; This group is "
+                             "not linked to a compound yet; ask the community staff.",
+                             group_id=msg.group_id[:60]))
     place = locate(conn, group, msg.text)
     sub = workflow.Submission(
         service_code="other", description=msg.text, actor=f"chat:{msg.group_id}:{msg.sender_id}",

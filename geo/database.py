@@ -11,6 +11,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError, Programm
 
 from geo.cluster import EmbeddedCluster
 from geo.errors import DatabaseUnavailable, InvalidInput, PostGISMissing
+from geo.i18n import _
 from geo.settings import DatabaseSettings
 
 CONNECT_TIMEOUT_S = 5
@@ -27,15 +28,15 @@ def parse_database_url(raw: str, setting: str = "TWIN_DATABASE_URL") -> URL:
     try:
         url = make_url(raw)
     except ArgumentError:
-        raise InvalidInput(
-            f"{setting} holds something that is not a database URL; expected something like "
-            f"postgresql://user:password@host:5432/dbname."
-        ) from None
+        raise InvalidInput(_(
+            "{setting} holds something that is not a database URL; expected something like "
+            "postgresql://user:password@host:5432/dbname.", setting=setting
+        )) from None
     if url.get_backend_name() not in ("postgresql", "postgres"):
-        raise InvalidInput(
-            f"{setting} names a '{url.get_backend_name()}' database; "
-            f"twin needs PostgreSQL with PostGIS (postgresql://...)."
-        )
+        raise InvalidInput(_(
+            "{setting} names a '{backend}' database; twin needs PostgreSQL with PostGIS "
+            "(postgresql://...).", setting=setting, backend=url.get_backend_name()
+        ))
     return url.set(drivername="postgresql+psycopg")
 
 
@@ -104,27 +105,30 @@ def ensure_postgis(engine: Engine) -> ServerInfo:
                     sa.text("SELECT 1 FROM pg_available_extensions WHERE name = 'postgis'")
                 ).scalar()
                 if available is None:
-                    raise PostGISMissing(
-                        f"The database {where} has no PostGIS: its server lacks the extension; "
-                        f"install it there (Debian/Ubuntu: "
-                        f"`apt-get install postgresql-{postgres_version.split('.')[0]}-postgis-3`)."
-                    )
+                    raise PostGISMissing(_(
+                        "The database {where} has no PostGIS: its server lacks the extension; "
+                        "install it there (Debian/Ubuntu: "
+                        "`apt-get install postgresql-{major}-postgis-3`).",
+                        where=where, major=postgres_version.split(".")[0]
+                    ))
                 try:
                     conn.execute(sa.text("CREATE EXTENSION IF NOT EXISTS postgis"))
                     conn.commit()
                 except ProgrammingError:
-                    raise PostGISMissing(
-                        f"The database {where} has no PostGIS and user '{engine.url.username}' "
-                        f"may not create it: ask its owner to run `CREATE EXTENSION postgis;` "
-                        f"in that database."
-                    ) from None
+                    raise PostGISMissing(_(
+                        "The database {where} has no PostGIS and user '{user}' may not create "
+                        "it: ask its owner to run `CREATE EXTENSION postgis;` in that database.",
+                        where=where, user=engine.url.username
+                    )) from None
             postgis_version = conn.execute(sa.text("SELECT postgis_lib_version()")).scalar_one()
     except OperationalError as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        raise DatabaseUnavailable(f"Cannot connect to the database {where}: {reason}") from None
+        raise DatabaseUnavailable(_("Cannot connect to the database {where}: {reason}",
+                                    where=where, reason=reason)) from None
     except DBAPIError as exc:  # anything else the server refuses, said in its own words
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        raise DatabaseUnavailable(f"The database {where} refused twin: {reason}") from None
+        raise DatabaseUnavailable(_("The database {where} refused twin: {reason}",
+                                    where=where, reason=reason)) from None
     return ServerInfo(postgres_version=postgres_version, postgis_version=postgis_version)
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection
 
 from geo import filtering
 from geo.errors import InvalidInput
+from geo.i18n import _
 from geo.layers import Layer
 
 EXPORT_CHUNK_ROWS = 10_000
@@ -88,8 +89,8 @@ def _checked_name(layer: Layer, name: str) -> str:
     for declared in layer.property_names:
         if declared == name:
             return declared
-    raise InvalidInput(f"'{name}' is not a property of '{layer.id}' "
-                       f"(one of: {', '.join(layer.property_names)}).")
+    raise InvalidInput(_("'{name}' is not a property of '{layer}' (one of: {names}).",
+                         name=name, layer=layer.id, names=", ".join(layer.property_names)))
 
 
 def _from_where(query: ExportQuery) -> tuple[str, dict]:

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 
 from geo import filtering
 from geo.errors import InvalidInput
+from geo.i18n import _
 from geo.layers import Layer
 
 GEOJSON_DIGITS = 7
@@ -86,7 +87,8 @@ def _feature_json(names: tuple[str, ...]) -> str:
 def _where(layer: Layer, query: FeatureQuery) -> tuple[str, dict]:
     for name, values in query.equals:
         if not values or len(values) > MAX_VALUES_PER_PROPERTY:
-            raise InvalidInput(f"{name}: give between 1 and {MAX_VALUES_PER_PROPERTY} values.")
+            raise InvalidInput(_("{name}: give between 1 and {most} values.", name=name,
+                                 most=MAX_VALUES_PER_PROPERTY))
     clause, params = filtering.layer_where(layer, bbox=query.bbox, time_range=query.time_range,
                                            equals=query.equals, filter=query.filter)
     return f"WHERE {clause}", {"as_of": query.as_of, **params}
@@ -96,7 +98,8 @@ def _order_by(layer: Layer, query: FeatureQuery) -> str:
     keys = []
     for name, descending in query.sortby:
         if name != "id" and name not in layer.property_names:
-            raise InvalidInput(f"sortby: '{name}' is not a property of '{layer.id}'.")
+            raise InvalidInput(_("sortby: '{name}' is not a property of '{layer}'.", name=name,
+                                 layer=layer.id))
         keys.append(f"q.{name} {'DESC' if descending else 'ASC'}")
     if "id" not in (name for name, _ in query.sortby):
         keys.append("q.id ASC")  # a total order, so pages neither skip nor repeat features

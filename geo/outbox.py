@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from geo.errors import NotFound
+from geo.i18n import _
 
 DELIVER_TASK = "deliver_webhooks"  # procrastinate task name (service/jobs.py registers it)
 DELIVER_QUEUE = "webhooks"
@@ -133,7 +134,7 @@ def deactivate(conn: Connection, subscription_id: int) -> None:
         "UPDATE webhook_subscriptions SET active = false WHERE id = :id"),
         {"id": subscription_id}).rowcount
     if not done:
-        raise NotFound(f"There is no webhook subscription {subscription_id}.")
+        raise NotFound(_("There is no webhook subscription {id}.", id=subscription_id))
 
 
 def outbox_of(conn: Connection, request_id: int) -> list[dict]:

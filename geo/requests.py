@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 
 from geo import STORAGE_SRID, outbox
 from geo.errors import InvalidInput, NotFound
+from geo.i18n import _
 
 MATTERS = ("big", "small", "private")
 DUPLICATE_RADIUS_M = 30.0
@@ -345,7 +346,7 @@ def staff_view(conn: Connection, request_id: int) -> dict:
         "(SELECT name FROM districts d WHERE d.id = r.district_id) AS district "
         "FROM service_requests r WHERE id = :id"), {"id": request_id}).mappings().first()
     if row is None:
-        raise NotFound(f"There is no request {request_id}.")
+        raise NotFound(_("There is no request {id}.", id=request_id))
     view = dict(row)
     view["history"] = [dict(r) for r in conn.execute(sa.text(
         "SELECT at, actor, kind, from_value, to_value, note FROM service_request_events "
@@ -359,7 +360,7 @@ def _locked(conn: Connection, request_id: int) -> sa.RowMapping:
         "ST_Y(geom) AS lat, duplicate_of FROM service_requests WHERE id = :id FOR UPDATE"),
         {"id": request_id}).mappings().first()
     if row is None:
-        raise NotFound(f"There is no request {request_id}.")
+        raise NotFound(_("There is no request {id}.", id=request_id))
     return row
 
 
@@ -367,11 +368,11 @@ def set_status(conn: Connection, request_id: int, status: str, notes: str | None
                actor: str) -> None:
     """Open or close a matter: the request and every supporter of it."""
     if status not in ("open", "closed"):
-        raise InvalidInput("status must be 'open' or 'closed'.")
+        raise InvalidInput(_("status must be 'open' or 'closed'."))
     row = _locked(conn, request_id)
     if row.duplicate_of is not None:
-        raise InvalidInput(f"Request {request_id} supports request {row.duplicate_of}; "
-                           f"change that one.")
+        raise InvalidInput(_("Request {id} supports request {main}; change that one.",
+                             id=request_id, main=row.duplicate_of))
     supporters = conn.execute(sa.text(
         "SELECT id, status FROM service_requests WHERE duplicate_of = :id ORDER BY id "
         "FOR UPDATE"), {"id": request_id}).all()
@@ -400,8 +401,8 @@ def add_reply(conn: Connection, request_id: int, text: str, actor: str) -> None:
     """A staff member's reply to the reporters of a matter (the request and its supporters)."""
     row = _locked(conn, request_id)
     if row.duplicate_of is not None:
-        raise InvalidInput(f"Request {request_id} supports request {row.duplicate_of}; "
-                           f"reply on that one.")
+        raise InvalidInput(_("Request {id} supports request {main}; reply on that one.",
+                             id=request_id, main=row.duplicate_of))
     conn.execute(sa.text("UPDATE service_requests SET updated_at = now() "
                          "WHERE id = :id OR duplicate_of = :id"), {"id": request_id})
     add_event(conn, request_id, actor, "reply", None, None, text)
@@ -449,7 +450,7 @@ def reclassify(conn: Connection, request_id: int, matter: str, *, party: str, pa
                note: str | None) -> None:
     """Keep a staff member's classification and the routing that follows from it."""
     if matter not in MATTERS:
-        raise InvalidInput(f"matter must be one of {', '.join(MATTERS)}.")
+        raise InvalidInput(_("matter must be one of {matters}.", matters=", ".join(MATTERS)))
     row = _locked(conn, request_id)
     conn.execute(sa.text(
         "UPDATE service_requests SET matter = :m, matter_source = 'staff', "

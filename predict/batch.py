@@ -24,6 +24,7 @@ from threadpoolctl import threadpool_limits
 
 from geo import score_runs as sql
 from geo.errors import InvalidInput
+from geo.i18n import _
 from predict.features import RoadContext, load_road_context, road_features
 from predict.pipeline import ROAD_WEAR, load_road_model, street_rows
 from predict.road import (
@@ -81,7 +82,8 @@ def split_parts(groups: list[tuple[int | None, list[int]]], part_streets: int = 
     district (``None``) are never packed with a district's.
     """
     if part_streets < 1:
-        raise InvalidInput(f"A part must hold at least one street, not {part_streets}.")
+        raise InvalidInput(_("A part must hold at least one street, not {streets}.",
+                             streets=part_streets))
     parts: list[tuple[int | None, list[int]]] = []
     packed: list[int] = []
     packed_districts: list[int | None] = []

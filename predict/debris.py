@@ -21,6 +21,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from geo import predictions as sql
 from geo.errors import InvalidInput
+from geo.i18n import _
 
 DAY = pd.Timedelta(days=1)
 CELL_M = 100.0
@@ -187,15 +188,17 @@ def evaluate_debris(conn, as_of, horizon_days: int, *, cell_m: float = CELL_M,
                     random_state: int = 0) -> dict:
     """Hit rate of new piles in the top 10 % and 30 % of cells, model against kernel density."""
     if horizon_days <= 0:
-        raise InvalidInput(f"A horizon must be a positive number of days, not {horizon_days}.")
+        raise InvalidInput(_("A horizon must be a positive number of days, not {days}.",
+                             days=horizon_days))
     as_of = pd.Timestamp(as_of)
     as_of = as_of.tz_localize("UTC") if as_of.tzinfo is None else as_of.tz_convert("UTC")
     last = sql.last_observation(conn, "debris_piles")
     if last is None:
-        raise InvalidInput("There are no debris observations to learn from.")
+        raise InvalidInput(_("There are no debris observations to learn from."))
     if as_of.normalize() > pd.Timestamp(last).tz_convert("UTC").normalize():
-        raise InvalidInput(f"As-of {as_of.date()} is after the last debris observation "
-                           f"({pd.Timestamp(last).date()}); choose a date on or before it.")
+        raise InvalidInput(_("As-of {as_of} is after the last debris observation ({last}); "
+                             "choose a date on or before it.",
+                             as_of=as_of.date(), last=pd.Timestamp(last).date()))
     everything = sql.debris_observations(conn, (as_of + horizon_days * DAY).to_pydatetime())
     everything["observed_at"] = pd.to_datetime(everything["observed_at"], utc=True)
     streets = sql.street_attributes(conn)
@@ -219,12 +222,13 @@ def evaluate_debris(conn, as_of, horizon_days: int, *, cell_m: float = CELL_M,
         rows.append(feats.assign(target=target, cutoff=cutoff, block=grid.blocks(BLOCK_M)))
         cutoff -= STEP_DAYS * DAY
     if len(rows) < 2:
-        raise InvalidInput(f"Too little debris history by {as_of.date()} to train a "
-                           f"{horizon_days}-day model (fewer than two past windows).")
+        raise InvalidInput(_("Too little debris history by {as_of} to train a {days}-day model "
+                             "(fewer than two past windows).",
+                             as_of=as_of.date(), days=horizon_days))
     train = pd.concat(rows, ignore_index=True)
     if train["target"].sum() < 5:
-        raise InvalidInput(f"Too few new piles before {as_of.date()} to train "
-                           f"({int(train['target'].sum())}).")
+        raise InvalidInput(_("Too few new piles before {as_of} to train ({piles}).",
+                             as_of=as_of.date(), piles=int(train["target"].sum())))
 
     def model() -> HotspotClassifier:
         return HotspotClassifier(random_state=random_state)

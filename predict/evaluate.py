@@ -9,6 +9,7 @@ from sqlalchemy.engine import Engine
 
 from geo import predictions as sql
 from geo.errors import InvalidInput
+from geo.i18n import _
 from predict import manholes
 from predict.debris import evaluate_debris
 from predict.pile_volume import (
@@ -30,17 +31,18 @@ def evaluate_manholes(engine: Engine, as_of, horizon_days: int, faults_csv: Path
     period, for baselines); the faults are the injected ones overlapping the period.
     """
     if not Path(faults_csv).is_file():
-        raise InvalidInput(f"Fault list {faults_csv} does not exist; give --truth DIR holding "
-                           f"manhole_faults.csv.")
+        raise InvalidInput(_("Fault list {path} does not exist; give --truth DIR holding "
+                             "manhole_faults.csv.", path=faults_csv))
     as_of = as_utc(as_of)
     start = as_of - pd.Timedelta(days=horizon_days)
     with engine.connect() as conn:
         last = sql.last_manhole_reading(conn)
         if last is None:
-            raise InvalidInput("There are no manhole sensor readings to evaluate.")
+            raise InvalidInput(_("There are no manhole sensor readings to evaluate."))
         if as_of.normalize() > as_utc(last).normalize():
-            raise InvalidInput(f"As-of {as_of.date()} is after the last sensor reading "
-                               f"({as_utc(last).date()}); choose a date on or before it.")
+            raise InvalidInput(_("As-of {as_of} is after the last sensor reading ({last}); "
+                                 "choose a date on or before it.",
+                                 as_of=as_of.date(), last=as_utc(last).date()))
         readings = sql.manhole_readings(conn, (start - pd.Timedelta(days=60)).to_pydatetime(),
                                         as_of.to_pydatetime())
         sensors = sql.sensor_manholes(conn)
@@ -88,8 +90,9 @@ def backtest_pile_volume(conn, until, horizons, *, window_days: float = 15,
     first = sql.first_observation(conn, "debris_piles")
     origins = backtest_origins(first, until, step_days=step_days)
     if not origins:
-        raise InvalidInput(f"Too little debris history by {until.date()} for a backtest "
-                           f"(it starts 90 days after the first sighting, {first.date()}).")
+        raise InvalidInput(_("Too little debris history by {until} for a backtest (it starts "
+                             "90 days after the first sighting, {first}).",
+                             until=until.date(), first=first.date()))
     report = evaluate_pile_volume_pooled(conn, origins, horizons, window_days=window_days,
                                          truth_csv=truth_csv)
     del report["as_of"]
@@ -113,7 +116,7 @@ def backtest(engine: Engine, metric: str, horizons, *, as_of=None, origins: int 
 
     horizons = check_horizons(horizons)
     if origins < 1:
-        raise InvalidInput(f"--origins must be at least 1, not {origins}.")
+        raise InvalidInput(_("--origins must be at least 1, not {origins}.", origins=origins))
     with engine.connect() as conn:
         scale, last = resolve_as_of(conn, metric, None)
         if as_of is not None:
@@ -124,10 +127,11 @@ def backtest(engine: Engine, metric: str, horizons, *, as_of=None, origins: int 
                             window_days=window_days)
     first = ctx.history["observed_at"].min()
     if dates[0] <= first:
-        raise InvalidInput(
-            f"The '{metric}' history ({first.date()} to {last.date()}) is too short for "
-            f"{origins} origins {step_days} days apart before {dates[-1].date()}; give fewer "
-            f"--origins, a smaller --step or a shorter --horizon.")
+        raise InvalidInput(_(
+            "The '{metric}' history ({first} to {last}) is too short for {origins} origins "
+            "{step_days} days apart before {newest}; give fewer --origins, a smaller --step "
+            "or a shorter --horizon.", metric=metric, first=first.date(), last=last.date(),
+            origins=origins, step_days=step_days, newest=dates[-1].date()))
     result, rows = backtest_road(ctx, dates, horizons, window_days=window_days,
                                  threshold=threshold, **params)
     if report is not None:
@@ -141,13 +145,14 @@ def evaluate(engine: Engine, target: str, as_of, horizons, *, metric: str = "pci
              truth_dir: Path | None = None, window_days: int = 15) -> dict:
     """Evaluate one target; see ``twin predict evaluate --help``."""
     if target not in TARGETS:
-        raise InvalidInput(f"Target '{target}' is not one of {', '.join(TARGETS)}.")
+        raise InvalidInput(_("Target '{target}' is not one of {targets}.", target=target,
+                             targets=", ".join(TARGETS)))
     horizons = check_horizons(horizons)
     if target == "road-wear":
         with engine.connect() as conn:
             return evaluate_road(conn, metric, as_of, horizons, window_days=window_days)
     if as_of is None:
-        raise InvalidInput(f"Evaluating {target} needs --as-of.")
+        raise InvalidInput(_("Evaluating {target} needs --as-of.", target=target))
     if truth_dir is None:
         from sample_data import SAMPLE_DIR
 

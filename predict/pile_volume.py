@@ -616,17 +616,19 @@ def resolve_debris_as_of(conn, as_of) -> pd.Timestamp:
     """The as-of time (default: the newest sighting); refuse one after the last sighting."""
     from geo import predictions as sql
     from geo.errors import InvalidInput
+    from geo.i18n import _
 
     last = sql.last_observation(conn, "debris_piles")
     if last is None:
-        raise InvalidInput("There are no debris observations to learn from.")
+        raise InvalidInput(_("There are no debris observations to learn from."))
     last = as_utc(last)
     if as_of is None:
         return last
     as_of = as_utc(as_of)
     if as_of.normalize() > last.normalize():
-        raise InvalidInput(f"As-of {as_of.date()} is after the last debris observation "
-                           f"({last.date()}); choose a date on or before it.")
+        raise InvalidInput(_("As-of {as_of} is after the last debris observation ({last}); "
+                             "choose a date on or before it.",
+                             as_of=as_of.date(), last=last.date()))
     return as_of
 
 

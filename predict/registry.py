@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection
 
 from geo import predictions as sql
 from geo.errors import NotFound, TwinError
+from geo.i18n import _
 
 # Types outside scikit-learn's and numpy's own that a stored model may hold.
 TRUSTED_PREFIXES = ("predict.", "sklearn.", "numpy.", "builtins.")
@@ -35,8 +36,8 @@ def _skops():
     try:
         import skops.io as sio
     except ImportError:  # pragma: no cover - a packaging error, said in one sentence
-        raise TwinError("The model registry needs the 'skops' package; install it with "
-                        "`pip install skops`.") from None
+        raise TwinError(_("The model registry needs the 'skops' package; install it with "
+                          "`pip install skops`.")) from None
     return sio
 
 
@@ -70,16 +71,17 @@ def loads(data: bytes, *, versions: dict, version: str = "the model"):
     """
     made_with = versions.get("scikit-learn")
     if made_with != sklearn.__version__:
-        raise ModelIncompatible(
-            f"Model {version} was made with scikit-learn {made_with} but this installation "
-            f"has {sklearn.__version__}; train it again with `twin predict train`.")
+        raise ModelIncompatible(_(
+            "Model {version} was made with scikit-learn {made_with} but this installation "
+            "has {installed}; train it again with `twin predict train`.", version=version,
+            made_with=made_with, installed=sklearn.__version__))
     sio = _skops()
     untrusted = sio.get_untrusted_types(data=data)
     refused = [t for t in untrusted
                if not t.startswith(TRUSTED_PREFIXES) and t not in TRUSTED_TYPES]
     if refused:
-        raise ModelIncompatible(f"Model {version} holds types this twin does not trust: "
-                                f"{', '.join(refused)}.")
+        raise ModelIncompatible(_("Model {version} holds types this twin does not trust: "
+                                  "{types}.", version=version, types=", ".join(refused)))
     return sio.loads(data, trusted=untrusted)
 
 
@@ -115,11 +117,19 @@ def load(conn: Connection, *, target: str, metric: str | None = None,
     """
     row = sql.get_model(conn, version) if version else sql.latest_model(conn, target, metric)
     if row is None:
-        what = f"model {version}" if version else (
-            f"{target} model" + (f" for '{metric}'" if metric else ""))
-        raise NotFound(f"There is no {what}; train one with `twin predict train`.")
+        if version:
+            missing = _("There is no model {version}; train one with `twin predict train`.",
+                        version=version)
+        elif metric:
+            missing = _("There is no {target} model for '{metric}'; train one with "
+                        "`twin predict train`.", target=target, metric=metric)
+        else:
+            missing = _("There is no {target} model; train one with `twin predict train`.",
+                        target=target)
+        raise NotFound(missing)
     if hashlib.sha256(row["skops"]).hexdigest() != row["sha256"]:
-        raise ModelIncompatible(f"Model {row['version']} is damaged (its checksum differs).")
+        raise ModelIncompatible(_("Model {version} is damaged (its checksum differs).",
+                                  version=row["version"]))
     estimator = loads(bytes(row["skops"]), versions=row["library_versions"],
                       version=row["version"])
     return estimator, row

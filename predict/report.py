@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from geo.errors import InvalidInput
-from geo.i18n import _l, html_lang
+from geo.i18n import _, _l, html_lang
 from predict.features import RoadContext
 
 # The report's words, in one place for the i18n catalogue.
@@ -121,9 +121,10 @@ def write_report(report: dict, rows: pd.DataFrame, ctx: RoadContext, path: Path)
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".html", ".png"):
-        raise InvalidInput(f"Report {path} must end in .html or .png.")
+        raise InvalidInput(_("Report {path} must end in .html or .png.", path=path))
     if rows.empty:
-        raise InvalidInput("The backtest scored no observations, so there is nothing to plot.")
+        raise InvalidInput(_("The backtest scored no observations, so there is nothing to "
+                             "plot."))
     from matplotlib import pyplot as plt
 
     fig = _figure(report, rows, ctx)

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Connection
 
 from geo import predictions as sql
 from geo.errors import InvalidInput
-from geo.i18n import Message, deferred, render
+from geo.i18n import Message, _, deferred, render
 from geo.settings import PCI_THRESHOLD
 from predict.estimators import WearForecaster
 from predict.features import (
@@ -58,10 +58,11 @@ def check_horizons(horizons) -> list[int]:
     """Refuse horizons of zero or fewer days."""
     horizons = [int(h) for h in horizons]
     if not horizons:
-        raise InvalidInput("Give at least one horizon in days.")
+        raise InvalidInput(_("Give at least one horizon in days."))
     bad = [h for h in horizons if h <= 0]
     if bad:
-        raise InvalidInput(f"A horizon must be a positive number of days, not {bad[0]}.")
+        raise InvalidInput(_("A horizon must be a positive number of days, not {days}.",
+                             days=bad[0]))
     return sorted(set(horizons))
 
 
@@ -75,19 +76,20 @@ def resolve_as_of(conn: Connection, metric: str, as_of) -> tuple[MetricScale, pd
     scale = MetricScale.from_row(sql.metric_by_name(conn, metric), metric)
     first, last = sql.observation_span(conn, scale.id)
     if last is None:
-        raise InvalidInput(f"Metric '{metric}' has no readings yet, so there is nothing to "
-                           f"learn from.")
+        raise InvalidInput(_("Metric '{metric}' has no readings yet, so there is nothing to "
+                             "learn from.", metric=metric))
     last = as_utc(last)
     if as_of is None:
         return scale, last
     as_of = as_utc(as_of)
     if as_of.normalize() > last.normalize():
-        raise InvalidInput(
-            f"As-of {as_of.date()} is after the last '{metric}' observation "
-            f"({last.date()}); choose a date on or before it.")
+        raise InvalidInput(_(
+            "As-of {as_of} is after the last '{metric}' observation ({last}); choose a date "
+            "on or before it.", as_of=as_of.date(), metric=metric, last=last.date()))
     if as_of < as_utc(first):
-        raise InvalidInput(f"As-of {as_of.date()} is before the first '{metric}' observation "
-                           f"({as_utc(first).date()}).")
+        raise InvalidInput(_("As-of {as_of} is before the first '{metric}' observation "
+                             "({first}).", as_of=as_of.date(), metric=metric,
+                             first=as_utc(first).date()))
     return scale, as_of
 
 
@@ -117,10 +119,12 @@ def fit_road_model(ctx: RoadContext, as_of, *, random_state: int = 0,
     pairs = training_pairs(ctx, as_of)
     streets = ctx.history.loc[ctx.history["observed_at"] <= as_of, "asset_id"].value_counts()
     if len(pairs) < MIN_TRAINING_ROWS or (streets >= 2).sum() < MIN_STREETS:
-        raise InvalidInput(
-            f"Too little '{ctx.scale.name}' history by {as_of.date()} to train: "
-            f"{len(pairs)} examples from {(streets >= 2).sum()} streets observed twice or more "
-            f"(at least {MIN_TRAINING_ROWS} examples from {MIN_STREETS} streets are needed).")
+        raise InvalidInput(_(
+            "Too little '{metric}' history by {as_of} to train: {examples} examples from "
+            "{streets} streets observed twice or more (at least {least_examples} examples "
+            "from {least_streets} streets are needed).", metric=ctx.scale.name,
+            as_of=as_of.date(), examples=len(pairs), streets=(streets >= 2).sum(),
+            least_examples=MIN_TRAINING_ROWS, least_streets=MIN_STREETS))
     if len(pairs) > max_rows:
         pairs = pairs.sample(n=max_rows, random_state=random_state).sort_values("cutoff")
     features = [c for c in pairs.columns
@@ -333,13 +337,14 @@ def evaluate_road(conn: Connection, metric: str, as_of, horizons, *, threshold: 
         # The newest as-of that leaves the longest horizon (and its window) observable: the
         # last observation itself would leave nothing to score.
         as_of = (as_of - (max(horizons) + window_days) * DAY).normalize()
-        first, _ = sql.observation_span(conn, scale.id)
+        first, _last = sql.observation_span(conn, scale.id)
         if as_of <= as_utc(first):
-            raise InvalidInput(
-                f"The '{metric}' history ({as_utc(first).date()} to "
-                f"{(as_of + (max(horizons) + window_days) * DAY).date()}) is shorter than the "
-                f"{max(horizons)}-day horizon and its {window_days}-day window; choose a "
-                f"shorter --horizon.")
+            raise InvalidInput(_(
+                "The '{metric}' history ({first} to {last}) is shorter than the {horizon}-day "
+                "horizon and its {window}-day window; choose a shorter --horizon.",
+                metric=metric, first=as_utc(first).date(),
+                last=(as_of + (max(horizons) + window_days) * DAY).date(),
+                horizon=max(horizons), window=window_days))
     threshold = default_threshold(scale) if threshold is None else float(threshold)
     ctx = load_road_context(conn, metric, as_of.to_pydatetime())
     model = fit_road_model(ctx, as_of, random_state=random_state, **params)

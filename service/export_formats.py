@@ -40,6 +40,7 @@ from sqlalchemy.engine import Engine
 from geo import STORAGE_SRID, filtering
 from geo.errors import InvalidInput, NotFound
 from geo.exports import Column, ExportQuery, read_features
+from geo.i18n import _
 from geo.layers import Layer
 from service import params
 
@@ -88,8 +89,8 @@ def find_format(suffix: str) -> ExportFormat:
     key = suffix.lower().lstrip(".")
     found = FORMATS.get(key) or FORMATS.get(_SUFFIX_ALIASES.get(key, ""))
     if found is None:
-        raise NotFound(f"'{suffix}' is not an export format; the formats are: "
-                       f"{', '.join(FORMATS)}.")
+        raise NotFound(_("'{suffix}' is not an export format; the formats are: {formats}.",
+                         suffix=suffix, formats=", ".join(FORMATS)))
     return found
 
 
@@ -98,7 +99,7 @@ def split_file_name(name: str) -> tuple[Layer, ExportFormat]:
     for suffix in sorted(FORMATS, key=len, reverse=True):
         if name.lower().endswith("." + suffix):
             return find_layer(name[: -len(suffix) - 1]), FORMATS[suffix]
-    layer_name, _, suffix = name.partition(".")
+    layer_name, _dot, suffix = name.partition(".")
     return find_layer(layer_name), find_format(suffix)  # or NotFound naming the formats
 
 
@@ -108,8 +109,8 @@ def format_of_path(path: Path) -> ExportFormat:
     for suffix in sorted([*FORMATS, *_SUFFIX_ALIASES], key=len, reverse=True):
         if name.endswith("." + suffix):
             return find_format(suffix)
-    raise InvalidInput(f"Cannot tell the format from the name '{path.name}'; give --format "
-                       f"(one of: {', '.join(FORMATS)}).")
+    raise InvalidInput(_("Cannot tell the format from the name '{name}'; give --format "
+                         "(one of: {formats}).", name=path.name, formats=", ".join(FORMATS)))
 
 
 def export_query(
@@ -498,9 +499,9 @@ def _write_shapefile_zip(conn, query: ExportQuery, directory: Path) -> tuple[Pat
             for row in rows:
                 part = _SHAPE_PARTS.get(_wkb_type(row[1]))
                 if part is None:
-                    raise InvalidInput(f"Feature {row[0]} of '{layer.id}' is a geometry "
-                                       "collection, which a Shapefile cannot hold; export "
-                                       "GeoPackage instead.")
+                    raise InvalidInput(_("Feature {id} of '{layer}' is a geometry "
+                                         "collection, which a Shapefile cannot hold; export "
+                                         "GeoPackage instead.", id=row[0], layer=layer.id))
                 by_part.setdefault(part, []).append(row)
             for part, part_rows in sorted(by_part.items()):
                 write(part, part_rows)
@@ -630,13 +631,15 @@ def write_export_to(engine: Engine, query: ExportQuery, fmt: ExportFormat,
     """
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.is_dir():
-        raise InvalidInput(f"The directory '{parent}' of --out does not exist.")
+        raise InvalidInput(_("The directory '{parent}' of --out does not exist.", parent=parent))
     if out.is_dir():
-        raise InvalidInput(f"'{out}' is a directory; give the path of a file to write.")
+        raise InvalidInput(_("'{out}' is a directory; give the path of a file to write.",
+                             out=out))
     try:
         scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=parent))
     except OSError as error:
-        raise InvalidInput(f"Cannot write in '{parent}': {error.strerror}.") from None
+        raise InvalidInput(_("Cannot write in '{parent}': {reason}.", parent=parent,
+                             reason=error.strerror)) from None
     try:
         written = write_export(engine, query, fmt, scratch)
         sides = tuple(out.with_suffix(side.suffix) for side in written.side_files)

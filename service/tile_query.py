@@ -14,6 +14,7 @@ from fastapi import Depends, Query
 
 from geo import tiles
 from geo.errors import InvalidInput
+from geo.i18n import _
 from service import params
 
 # The query parameters a TileJSON carries on into its tile URLs.
@@ -70,11 +71,13 @@ def build_tile_request(
     layer = params.find_layer(layer_id)
     tiles.check_tile(z, x, y)
     if not 1 <= limit <= tiles.MAX_LIMIT:
-        raise InvalidInput(f"limit must be from 1 to {tiles.MAX_LIMIT}, not {limit}.")
+        raise InvalidInput(_("limit must be from 1 to {most}, not {limit}.", most=tiles.MAX_LIMIT,
+                             limit=limit))
     if not 256 <= extent <= 16384:
-        raise InvalidInput(f"extent must be from 256 to 16384, not {extent}.")
+        raise InvalidInput(_("extent must be from 256 to 16384, not {extent}.", extent=extent))
     if not 0 <= buffer <= extent:
-        raise InvalidInput(f"buffer must be from 0 to the extent ({extent}), not {buffer}.")
+        raise InvalidInput(_("buffer must be from 0 to the extent ({extent}), not {buffer}.",
+                             extent=extent, buffer=buffer))
     as_of = None  # now
     if datetime_text is not None and datetime_text.strip():
         as_of = params.parse_instant(datetime_text, rfc3339=False)

@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from civic import intake, workflow
 from geo import requests as store
 from geo.errors import InvalidInput
+from geo.i18n import _
 from geo.text_rules import check_text
 from service.deps import EngineDep, classifier, require
 from service.errors import problem
@@ -47,7 +48,7 @@ def _images(encoded: list[str], limit: int) -> list[tuple[bytes, str, str]]:
         try:
             data = base64.b64decode(item, validate=True)
         except (binascii.Error, ValueError):
-            raise InvalidInput(f"images[{n}] is not base64.") from None
+            raise InvalidInput(_("images[{n}] is not base64.", n=n)) from None
         out.append(check_photo(data, limit, f"images[{n}]"))
     return out
 
@@ -78,7 +79,7 @@ async def take_message(request: Request, engine: EngineDep,
         check_text(getattr(body, name), name, max_chars=100)
     check_text(body.text, "text", max_chars=2000, free_text=True)
     if not body.text.strip():
-        raise InvalidInput("text is empty.")
+        raise InvalidInput(_("text is empty."))
     settings = request.app.state.settings
     images = _images(body.images, settings.report_photo_max_bytes)
     groups = request.app.state.chat_groups

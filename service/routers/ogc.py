@@ -421,7 +421,8 @@ def item(
     """One feature of a collection, as it is now; a 404 for an unknown or non-integer id."""
     layer = _layer(collectionId)
     _json_request(request, f)
-    missing = NotFound(f"Collection '{layer.id}' has no feature '{featureId}'.")
+    missing = NotFound(_("Collection '{collection}' has no feature '{feature}'.",
+                         collection=layer.id, feature=featureId))
     if not (featureId.isascii() and featureId.isdigit()):
         raise missing
     with engine.connect() as conn:

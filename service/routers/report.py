@@ -129,7 +129,7 @@ def status_view(engine, token: str, lang: str) -> dict:
     with engine.connect() as conn:
         request_id = store.request_of_token(conn, token)
         if request_id is None:
-            raise NotFound("There is no request with this token.")
+            raise NotFound(_("There is no request with this token."))
         row = store.public_requests(conn, ids=[request_id])[0]
         history = store.public_history(conn, request_id)
         if row["duplicate_of"]:  # a supporter is told what is said on the matter itself

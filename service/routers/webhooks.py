@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 
 from geo import outbox
 from geo.errors import InvalidInput
+from geo.i18n import _
 from geo.text_rules import check_text
 from service.deps import AdminDep, EngineDep
 
@@ -50,7 +51,8 @@ def subscribe(engine: EngineDep, caller: AdminDep,
     """Start delivering every change from now on; the answer holds the signing secret once."""
     url = check_text(body.url.strip(), "url", max_chars=MAX_URL)
     if not _usable_url(url):
-        raise InvalidInput("url must be an http(s) URL with a host (and a numeric port, if any).")
+        raise InvalidInput(_("url must be an http(s) URL with a host (and a numeric port, if "
+                             "any)."))
     description = (check_text(body.description, "description", max_chars=200)
                    if body.description else None)
     secret = secrets.token_urlsafe(32)

@@ -448,6 +448,30 @@ def test_cli_bad_input_exits_2_and_writes_nothing(sample_engine, tmp_path, args)
     assert list(tmp_path.iterdir()) == []
 
 
+def test_cli_refusals_speak_the_deployments_language(tmp_path):
+    # Both are refused before any database is needed: a name without a format, a missing
+    # directory for --out.
+    twin = str(Path(sys.executable).parent / "twin")
+    cases = [
+        (str(tmp_path / "out.xyz"),
+         "无法从文件名“out.xyz”判断格式；请给出 --format（可用：gpkg, geojson, csv, shp.zip, "
+         "parquet, fgb）。",
+         "Cannot tell the format from the name 'out.xyz'; give --format (one of: gpkg, "
+         "geojson, csv, shp.zip, parquet, fgb)."),
+        (str(tmp_path / "missing" / "x.gpkg"),
+         f"--out 所在的目录“{tmp_path / 'missing'}”不存在。",
+         f"The directory '{tmp_path / 'missing'}' of --out does not exist."),
+    ]
+    for out, chinese, english in cases:
+        for language, expected in (("zh", f"错误： {chinese}"), ("en", f"Error: {english}")):
+            env = {**os.environ, "TWIN_LANGUAGE": language}
+            done = subprocess.run([twin, "export", "streets", "--out", out],
+                                  capture_output=True, text=True, env=env, timeout=60)
+            assert done.returncode == 2, done.stdout + done.stderr
+            assert done.stderr.strip() == expected
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_cli_failure_midway_leaves_no_file(sample_engine, tmp_path):
     out = tmp_path / "streets.gpkg"
     out.write_bytes(b"an earlier export")

@@ -11,7 +11,8 @@ CJK = re.compile(r"[\u3400-\u9fff]")
 # Bad requests a user can make, each refused with a problem+json answer.
 BAD = ("/alerts/987654321", "/tiles/streets/14/0/0.mvt?limit=0",
        "/ogc/collections/streets/items?bbox=1,2,3", "/ogc/collections/nope",
-       "/alerts?severity=huge", "/ogc/collections/streets/items?datetime=2026-13-01")
+       "/alerts?severity=huge", "/ogc/collections/streets/items?datetime=2026-13-01",
+       "/ogc/collections/streets/items/abc", "/exports/streets.xlsx")
 
 
 def test_problems_in_chinese_and_english(client):
