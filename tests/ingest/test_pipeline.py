@@ -375,6 +375,7 @@ def test_unusable_files_exit_2_with_one_sentence_and_write_nothing(twin, tmp_pat
     assert scalar(twin, "SELECT count(*) FROM ingest_rejects") == 0
 
 
+@pytest.mark.slow
 def test_a_run_killed_mid_load_leaves_nothing_and_the_next_run_completes(twin, tmp_path):
     manholes(5).to_file(tmp_path / "m.gpkg")
     ingest_file(twin, "manholes", tmp_path / "m.gpkg", source="county")

@@ -87,6 +87,7 @@ def _shot(page) -> bytes:
     return page.screenshot(clip=CLIP)
 
 
+@pytest.mark.slow
 def test_3d_view_extrudes_houses_in_their_colours(webgl, maps_live_url, alerts_at_houses):
     page = webgl.new_page()
     page.call("Page.navigate", url="data:text/html,<html><body></body></html>")

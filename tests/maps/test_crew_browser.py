@@ -253,6 +253,7 @@ def test_crew_map_fits_a_phone(browser, maps_live_url, maps_client, crew_alerts,
     page.ws.close()
 
 
+@pytest.mark.slow
 def test_crew_map_on_a_desk(browser, maps_live_url, maps_client, sample_engine, crew_alerts,
                             api_keys, tmp_path):
     page = _open(browser, f"{maps_live_url}/map", DESK)

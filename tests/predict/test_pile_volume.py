@@ -114,6 +114,7 @@ def test_a_pile_seen_again_after_a_zero_is_a_new_pile_growing_from_its_new_sight
     assert 1.6 < fc["value"] < 9.0  # it grows from 1.6, not from the earlier pile's 11 m3
 
 
+@pytest.mark.slow
 def test_pile_volume_intervals_hold_80_percent_of_later_sightings_on_the_sample(sample):
     # Held-out time: an origin every other day, each fitted on the sightings by then and
     # scored on later ones. Pooled over horizons 1-7 days (later, piles are cleared).

@@ -248,6 +248,7 @@ def _active(conn, kind):
         "('open', 'acknowledged', 'in_progress') ORDER BY asset_id"), {"k": kind}).all()
 
 
+@pytest.mark.slow
 def test_alert_lifecycle_dedup_and_auto_resolve(sample):
     pipeline.train(sample, "pci", **FAST)
     pipeline.score(sample, "pci", [90])

@@ -191,6 +191,7 @@ def test_a_run_split_over_two_workers_is_exactly_the_run_of_one(
     assert left == 0, "the refresh jobs did not all succeed"
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_part_leaves_the_part_to_another_and_the_run_unchanged(
         sample_engine, version, one_process, part_streets, workers):
     doomed = workers.start()

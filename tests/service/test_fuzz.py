@@ -72,6 +72,7 @@ def fuzz(operation, mode: GenerationMode, examples: int, headers: dict) -> None:
     run()
 
 
+@pytest.mark.slow
 def test_no_input_makes_a_server_error(api_schema, api_keys):
     # One operation's failure must not hide another's: fuzz them all, then report each.
     headers = {"X-API-Key": api_keys["crew"]}

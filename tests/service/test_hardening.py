@@ -236,6 +236,7 @@ def test_50_mb_posts_without_a_key_cost_no_memory(served, alert_id, sample_engin
     assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
 
 
+@pytest.mark.slow
 def test_20_clients_without_keys_posting_100_mb_to_every_write_route(served, alert_id,
                                                                      sample_engine):
     process, port = served.process, served.port

@@ -160,6 +160,7 @@ def test_twin_worker_runs_the_jobs_of_a_service_without_one(sample_engine, senso
     assert "Traceback" not in output
 
 
+@pytest.mark.slow
 def test_a_cover_open_reading_posted_over_http_is_an_alert_on_the_stream(
         loop_url, sensors, crew):
     manhole = sensors[0]
