@@ -43,7 +43,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from geo.errors import InvalidInput
-from geo.i18n import _
+from geo.i18n import N_, _
 
 # Factors to the twin's units (metres, square and cubic metres, m/km).
 UNIT_FACTORS: dict[str, float] = {
@@ -203,6 +203,20 @@ def _union_tag(part: str) -> bool:
     return part in {"str", "FieldRule", "MetricRule"} or part.startswith("function-")
 
 
+def read_toml(path: Path, *, missing: str, unreadable: str) -> dict:
+    """The TOML file at ``path``, or ``InvalidInput`` in one sentence of the caller's.
+
+    ``missing`` (with ``{path}``) and ``unreadable`` (with ``{path}`` and ``{error}``) are
+    messages marked with ``N_``: each file says what it is in a whole sentence.
+    """
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InvalidInput(_(missing, path=path)) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInput(_(unreadable, path=path, error=exc)) from None
+
+
 def load_mapping(path: Path) -> Mapping:
     """Read and check a mapping file.
 
@@ -212,13 +226,8 @@ def load_mapping(path: Path) -> Mapping:
         With the file and the first problem in it, in one sentence.
     """
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InvalidInput(_("Mapping file {path} does not exist.", path=path)) from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInput(_("Mapping file {path} is not valid TOML: {error}.", path=path,
-                             error=exc)) from None
+    data = read_toml(path, missing=N_("Mapping file {path} does not exist."),
+                     unreadable=N_("Mapping file {path} is not valid TOML: {error}."))
     try:
         return Mapping.model_validate(data)
     except ValidationError as exc:

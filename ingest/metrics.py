@@ -13,7 +13,6 @@ A TOML file declares many at once::
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +20,8 @@ from sqlalchemy.engine import Engine
 
 from geo import store
 from geo.errors import InvalidInput
-from geo.i18n import _, format_decimal
+from geo.i18n import N_, _, format_decimal
+from ingest.mapping import read_toml
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
@@ -67,13 +67,8 @@ class MetricDeclaration:
 
 def metrics_from_toml(path: Path) -> list[MetricDeclaration]:
     """Read many declarations from a TOML file's ``[metrics.NAME]`` tables."""
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InvalidInput(_("Metrics file {path} does not exist.", path=path)) from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInput(_("Metrics file {path} is not valid TOML: {error}.", path=path,
-                             error=exc)) from None
+    data = read_toml(path, missing=N_("Metrics file {path} does not exist."),
+                     unreadable=N_("Metrics file {path} is not valid TOML: {error}."))
     tables = data.get("metrics")
     if not isinstance(tables, dict) or not tables:
         raise InvalidInput(_("Metrics file {path} declares no [metrics.NAME] tables.",

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import re
 import tempfile
-import tomllib
 from datetime import datetime
 from pathlib import Path
 
@@ -32,7 +31,8 @@ import pandas as pd
 from sqlalchemy.engine import Engine
 
 from geo.errors import InvalidInput
-from geo.i18n import _
+from geo.i18n import N_, _
+from ingest.mapping import read_toml
 from ingest.pipeline import RunReport, ingest_file
 
 KEYS = {"id_column", "year_pattern", "date_pattern", "survey_day", "source", "metrics"}
@@ -40,13 +40,8 @@ KEYS = {"id_column", "year_pattern", "date_pattern", "survey_day", "source", "me
 
 def read_mapping(path: Path) -> dict:
     """The mapping, checked: its keys, the patterns' placeholders and the metrics table."""
-    try:
-        mapping = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise InvalidInput(_("Mapping {path} does not exist.", path=path)) from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
-        raise InvalidInput(_("Mapping {path} is not valid TOML: {error}.", path=path,
-                             error=error)) from None
+    mapping = read_toml(path, missing=N_("Mapping {path} does not exist."),
+                        unreadable=N_("Mapping {path} is not valid TOML: {error}."))
     unknown = sorted(set(mapping) - KEYS)
     if unknown:
         raise InvalidInput(_("Mapping {path}: unknown key '{key}' (known: {known}).", path=path,
