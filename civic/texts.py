@@ -65,7 +65,6 @@ TEXTS: dict[str, str] = {
              '{supporters} supporters now.'),
     'chat.private': N_('This is a private matter ({id}): please call a repair service; the '
              "residents' committee can suggest one."),
-    'chat.no_group': N_('This group is not linked to a compound yet; ask the community staff.'),
 }
 
 
