@@ -1256,7 +1256,7 @@ def simulate_sensors(seed: int, scale: float, mh: Manholes, rain: np.ndarray, da
         pool = eligible.get(fk, np.arange(n_s))
         if pool.size == 0:
             continue
-        for _house in range(n_f):
+        for _fault in range(n_f):
             for _attempt in range(40):
                 s = int(pool[frng.integers(pool.size)])
                 if fk == "flooding":

@@ -5,9 +5,7 @@ with `twin mapping draft` and loads it with that mapping unedited.
 """
 
 import json
-import os
 import re
-import subprocess
 import zipfile
 from pathlib import Path
 
@@ -22,7 +20,7 @@ from typer.testing import CliRunner
 from geo.database import create_engine
 from ingest.pipeline import distance_to_area_km, ingest_file
 from service.cli import app
-from tests.ingest.twin_cli import TWIN, run_twin, scalar
+from tests.ingest.twin_cli import run_twin, scalar
 
 LON, LAT = 108.54, 32.52  # Ziyang, where the twin's sample neighbourhood lies
 N = 400
@@ -370,26 +368,21 @@ def test_a_draft_is_printed_without_out_and_a_bad_file_is_one_sentence(tmp_path)
     assert missing.exit_code == 2 and "does not exist" in missing.output
 
 
-def test_a_file_the_reader_refuses_is_said_in_the_deployments_language(tmp_path):
-    # `twin mapping draft` reads the file without a database; `twin metrics set` without a
-    # name is refused before connecting. Chinese with TWIN_LANGUAGE=zh, the same English else.
+def test_a_file_the_reader_refuses_is_said_in_the_deployments_language(twin, tmp_path):
+    # `twin mapping draft` reads the file without touching the database; `twin metrics set`
+    # without a name is refused before connecting. Chinese with TWIN_LANGUAGE=zh, the same
+    # English else.
     path = tmp_path / "no_geometry.csv"
     path.write_text("name,width\nMain St,7\n", encoding="utf-8")
-
-    def twin(language, *args):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TWIN_")}
-        env.update(TWIN_LANGUAGE=language, TWIN_HOME=str(tmp_path / "no-twin-home"))
-        return subprocess.run([TWIN, *args], capture_output=True, text=True, env=env,
-                              timeout=120, stdin=subprocess.DEVNULL)
-
-    draft = ("mapping", "draft", str(path), "--layer", "streets")
-    chinese, english = twin("zh", *draft), twin("en", *draft)
+    draft = ("mapping", "draft", path, "--layer", "streets")
+    chinese = run_twin(twin, *draft, TWIN_LANGUAGE="zh")
+    english = run_twin(twin, *draft, TWIN_LANGUAGE="en")
     assert chinese.returncode == english.returncode == 2
     assert chinese.stderr.strip() == (f"错误： {path} 没有经纬度或 WKT 几何列，只有 name, width；"
                                       "请指定要使用的列。"), chinese.stderr
     assert english.stderr.strip() == (f"Error: {path} has no lon/lat or WKT geometry column, "
                                       "only name, width; name the columns to use."), english.stderr
-    unnamed = twin("zh", "metrics", "set")
+    unnamed = run_twin(twin, "metrics", "set", TWIN_LANGUAGE="zh")
     assert unnamed.returncode == 1
     said = unnamed.stderr.strip()
     assert said == "错误： 请指定指标名，或用 --file 一次声明多个。", said

@@ -15,10 +15,14 @@ def scalar(engine, sql, **params):
         return conn.execute(sa.text(sql), params).scalar_one()
 
 
-def run_twin(engine, *args, timeout=120):
-    """`twin ARGS` in its own process on ``engine``'s database, output captured."""
+def run_twin(engine, *args, timeout=120, **settings):
+    """`twin ARGS` in its own process on ``engine``'s database, output captured.
+
+    ``settings`` are further environment variables (``TWIN_LANGUAGE="zh"``, say).
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("TWIN_")}
     env["TWIN_DATABASE_URL"] = engine.url.render_as_string(hide_password=False)
     env["COLUMNS"] = "200"
+    env.update(settings)
     return subprocess.run([TWIN, *map(str, args)], capture_output=True, text=True, env=env,
                           timeout=timeout, stdin=subprocess.DEVNULL)

@@ -73,11 +73,13 @@ def download(client, url: str, path: Path) -> Path:
     return path
 
 
-def twin_export(sample_engine, *args: str) -> subprocess.CompletedProcess:
-    """Run ``twin export ...`` as a subprocess on the sample database."""
+def twin_export(sample_engine, *args: str, **settings: str) -> subprocess.CompletedProcess:
+    """Run ``twin export ...`` as a subprocess on the sample database (``settings``: more
+    environment variables, such as ``TWIN_LANGUAGE``)."""
     command = [str(Path(sys.executable).parent / "twin"), "export", *args]
     env = {**os.environ,
-           "TWIN_DATABASE_URL": sample_engine.url.render_as_string(hide_password=False)}
+           "TWIN_DATABASE_URL": sample_engine.url.render_as_string(hide_password=False),
+           **settings}
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
 
 
@@ -448,10 +450,9 @@ def test_cli_bad_input_exits_2_and_writes_nothing(sample_engine, tmp_path, args)
     assert list(tmp_path.iterdir()) == []
 
 
-def test_cli_refusals_speak_the_deployments_language(tmp_path):
-    # Both are refused before any database is needed: a name without a format, a missing
+def test_cli_refusals_speak_the_deployments_language(sample_engine, tmp_path):
+    # Both are refused before the database is used: a name without a format, a missing
     # directory for --out.
-    twin = str(Path(sys.executable).parent / "twin")
     cases = [
         (str(tmp_path / "out.xyz"),
          "无法从文件名“out.xyz”判断格式；请给出 --format（可用：gpkg, geojson, csv, shp.zip, "
@@ -464,9 +465,7 @@ def test_cli_refusals_speak_the_deployments_language(tmp_path):
     ]
     for out, chinese, english in cases:
         for language, expected in (("zh", f"错误： {chinese}"), ("en", f"Error: {english}")):
-            env = {**os.environ, "TWIN_LANGUAGE": language}
-            done = subprocess.run([twin, "export", "streets", "--out", out],
-                                  capture_output=True, text=True, env=env, timeout=60)
+            done = twin_export(sample_engine, "streets", "--out", out, TWIN_LANGUAGE=language)
             assert done.returncode == 2, done.stdout + done.stderr
             assert done.stderr.strip() == expected
     assert list(tmp_path.iterdir()) == []
